@@ -1,0 +1,44 @@
+# pushgw — see README.md. Every target that needs Redis/MariaDB/etcd goes
+# through scripts/deps.sh, which installs and starts what is missing.
+SHELL := /bin/bash
+GO    ?= go
+BIN   ?= bin
+SERVICES := dispatcher room register saver center coordinator
+
+.PHONY: all build run stop test test-short proto lint fuzz deps clean
+
+all: build
+
+build:
+	@mkdir -p $(BIN)
+	$(GO) build -o $(BIN)/ ./services/... ./cmd/...
+
+deps:
+	@bash scripts/deps.sh
+
+run: deps build
+	@bash scripts/run.sh start
+
+stop:
+	@bash scripts/run.sh stop
+
+test: deps
+	@bash scripts/test.sh
+
+proto:
+	@command -v protoc >/dev/null || { DEBIAN_FRONTEND=noninteractive apt-get update -qq && apt-get install -y -qq protobuf-compiler; }
+	PATH="$$(dirname $$($(GO) tool -n protoc-gen-go)):$$(dirname $$($(GO) tool -n protoc-gen-go-grpc)):$$PATH" \
+	protoc -I proto \
+	  --go_out=. --go_opt=module=github.com/pushgw/pushgw \
+	  --go-grpc_out=. --go-grpc_opt=module=github.com/pushgw/pushgw \
+	  $$(find proto -name '*.proto')
+
+lint:
+	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); echo "gofmt: files above need formatting"; exit 1; }
+	$(GO) vet ./...
+
+fuzz:
+	$(GO) test ./pkg/protocol -run '^$$' -fuzz FuzzReadFrame -fuzztime 30s
+
+clean:
+	rm -rf $(BIN)

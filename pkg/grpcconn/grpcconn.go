@@ -1,0 +1,105 @@
+// Package grpcconn dials pushgw's internal gRPC services: one long-lived
+// multiplexed connection per peer, either to a whole service (load-balanced
+// over the instances discovery knows) or to one instance by address.
+package grpcconn
+
+import (
+	"fmt"
+	"sync"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/keepalive"
+	"google.golang.org/grpc/resolver"
+	"google.golang.org/grpc/resolver/manual"
+
+	"github.com/pushgw/pushgw/pkg/discovery"
+)
+
+// DefaultCallTimeout is the deadline callers put on internal calls unless
+// they have a tighter one.
+const DefaultCallTimeout = 3 * time.Second
+
+func dialOptions() []grpc.DialOption {
+	return []grpc.DialOption{
+		grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithKeepaliveParams(keepalive.ClientParameters{Time: 20 * time.Second, Timeout: 5 * time.Second}),
+	}
+}
+
+// ServerOptions are the options every internal gRPC server uses.
+func ServerOptions() []grpc.ServerOption {
+	return []grpc.ServerOption{
+		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 10 * time.Second, PermitWithoutStream: true}),
+		grpc.MaxRecvMsgSize(16 << 20),
+	}
+}
+
+// DialService returns a connection balanced round-robin over the instances
+// w knows, following changes. While w knows none, calls fail fast with
+// Unavailable rather than hang (callers still set deadlines).
+func DialService(w *discovery.Watcher) (*grpc.ClientConn, error) {
+	r := manual.NewBuilderWithScheme("pushgw")
+	update := func(set []discovery.Instance) {
+		addrs := make([]resolver.Address, 0, len(set))
+		for _, in := range set {
+			if in.Addr != "" && !in.Draining {
+				addrs = append(addrs, resolver.Address{Addr: in.Addr})
+			}
+		}
+		r.UpdateState(resolver.State{Addresses: addrs})
+	}
+	r.InitialState(resolver.State{})
+	opts := append(dialOptions(),
+		grpc.WithResolvers(r),
+		grpc.WithDefaultServiceConfig(`{"loadBalancingConfig":[{"round_robin":{}}]}`))
+	cc, err := grpc.NewClient("pushgw:///service", opts...)
+	if err != nil {
+		return nil, fmt.Errorf("grpcconn: dial service: %w", err)
+	}
+	cc.Connect()
+	w.OnChange(update)
+	return cc, nil
+}
+
+// Pool keeps one connection per address (center → each room).
+type Pool struct {
+	mu    sync.Mutex
+	conns map[string]*grpc.ClientConn
+}
+
+// NewPool returns an empty pool.
+func NewPool() *Pool { return &Pool{conns: map[string]*grpc.ClientConn{}} }
+
+// Get returns the connection to addr, dialing it on first use.
+func (p *Pool) Get(addr string) (*grpc.ClientConn, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if cc, ok := p.conns[addr]; ok {
+		return cc, nil
+	}
+	cc, err := grpc.NewClient("passthrough:///"+addr, dialOptions()...)
+	if err != nil {
+		return nil, fmt.Errorf("grpcconn: dial %s: %w", addr, err)
+	}
+	p.conns[addr] = cc
+	return cc, nil
+}
+
+// Retain closes connections to addresses not in keep (instances gone).
+func (p *Pool) Retain(keep map[string]bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for addr, cc := range p.conns {
+		if !keep[addr] {
+			cc.Close()
+			delete(p.conns, addr)
+		}
+	}
+}
+
+// Close closes every connection.
+func (p *Pool) Close() {
+	p.Retain(nil)
+}

@@ -1,0 +1,105 @@
+// Package token mints and verifies client tokens: JWTs signed HS256 with the
+// app's secret, carrying app, user (sub), optional device (dev) and expiry.
+package token
+
+import (
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/golang-jwt/jwt/v5"
+)
+
+// Limits on what a token may carry.
+const (
+	MaxTokenLen  = 4096
+	MaxUserLen   = 128
+	MaxDeviceLen = 128
+	// Leeway tolerates clock skew between the business backend and rooms.
+	Leeway = 30 * time.Second
+)
+
+// Verification errors; callers map them to wire codes.
+var (
+	ErrInvalid    = errors.New("token: invalid")
+	ErrExpired    = errors.New("token: expired")
+	ErrUnknownApp = errors.New("token: unknown app")
+)
+
+// Claims is what a token says about its bearer.
+type Claims struct {
+	App    string
+	User   string
+	Device string
+	Expiry time.Time
+}
+
+type jwtClaims struct {
+	App    string `json:"app"`
+	Device string `json:"dev,omitempty"`
+	jwt.RegisteredClaims
+}
+
+// Mint signs c with secret.
+func Mint(secret []byte, c Claims) (string, error) {
+	if c.App == "" || c.User == "" {
+		return "", fmt.Errorf("token: app and user are required")
+	}
+	if c.Expiry.IsZero() {
+		return "", fmt.Errorf("token: expiry is required")
+	}
+	t := jwt.NewWithClaims(jwt.SigningMethodHS256, jwtClaims{
+		App: c.App, Device: c.Device,
+		RegisteredClaims: jwt.RegisteredClaims{
+			Subject:   c.User,
+			IssuedAt:  jwt.NewNumericDate(time.Now()),
+			ExpiresAt: jwt.NewNumericDate(c.Expiry),
+		},
+	})
+	s, err := t.SignedString(secret)
+	if err != nil {
+		return "", fmt.Errorf("token: sign: %w", err)
+	}
+	return s, nil
+}
+
+// Verify checks tok's signature with the secret of the app it names (looked
+// up with secretOf), so a token is only ever valid for its own app, and its
+// expiry against now.
+func Verify(tok string, secretOf func(app string) ([]byte, bool), now time.Time) (Claims, error) {
+	if len(tok) == 0 || len(tok) > MaxTokenLen {
+		return Claims{}, fmt.Errorf("%w: length %d", ErrInvalid, len(tok))
+	}
+	var jc jwtClaims
+	var appErr error
+	_, err := jwt.ParseWithClaims(tok, &jc, func(t *jwt.Token) (any, error) {
+		c := t.Claims.(*jwtClaims)
+		secret, ok := secretOf(c.App)
+		if !ok {
+			appErr = fmt.Errorf("%w %q", ErrUnknownApp, c.App)
+			return nil, appErr
+		}
+		return secret, nil
+	},
+		jwt.WithValidMethods([]string{jwt.SigningMethodHS256.Alg()}),
+		jwt.WithExpirationRequired(),
+		jwt.WithLeeway(Leeway),
+		jwt.WithTimeFunc(func() time.Time { return now }),
+	)
+	switch {
+	case appErr != nil:
+		return Claims{}, appErr
+	case errors.Is(err, jwt.ErrTokenExpired):
+		return Claims{}, ErrExpired
+	case err != nil:
+		return Claims{}, fmt.Errorf("%w: %v", ErrInvalid, err)
+	}
+	if jc.Subject == "" || len(jc.Subject) > MaxUserLen || len(jc.Device) > MaxDeviceLen {
+		return Claims{}, fmt.Errorf("%w: bad subject or device", ErrInvalid)
+	}
+	c := Claims{App: jc.App, User: jc.Subject, Device: jc.Device}
+	if jc.ExpiresAt != nil {
+		c.Expiry = jc.ExpiresAt.Time
+	}
+	return c, nil
+}
