@@ -103,7 +103,7 @@ type Base struct {
 func Start(ctx context.Context, name string, c Common) (*Base, error) {
 	var lvl slog.Level
 	if err := lvl.UnmarshalText([]byte(c.LogLevel)); err != nil {
-		return nil, fmt.Errorf("%s: -log-level %q: %w", name, c.LogLevel, err)
+		return nil, fmt.Errorf("-log-level %q: %w", c.LogLevel, err)
 	}
 	log := slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: lvl})).
 		With("service", name, "instance", c.Instance)
@@ -112,7 +112,7 @@ func Start(ctx context.Context, name string, c Common) (*Base, error) {
 
 	cli, err := discovery.Connect(ctx, strings.Split(c.Etcd, ","), discovery.DefaultDialTimeout)
 	if err != nil {
-		return nil, fmt.Errorf("%s: cannot start without etcd: %w", name, err)
+		return nil, fmt.Errorf("cannot start without etcd: %w", err)
 	}
 	b.Etcd = cli
 
@@ -127,7 +127,7 @@ func Start(ctx context.Context, name string, c Common) (*Base, error) {
 	ln, err := net.Listen("tcp", c.AdminAddr)
 	if err != nil {
 		cli.Close()
-		return nil, fmt.Errorf("%s: admin listener %s: %w", name, c.AdminAddr, err)
+		return nil, fmt.Errorf("admin listener %s: %w", c.AdminAddr, err)
 	}
 	b.admin = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 	go func() {

@@ -1,0 +1,100 @@
+package sdk
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strings"
+)
+
+// fetchEndpoints asks the dispatcher for an ordered endpoint list, telling it
+// which endpoints this client failed on since the last successful connect.
+func (c *Client) fetchEndpoints(ctx context.Context, failed []string) ([]string, error) {
+	q := url.Values{}
+	q.Set("app", c.cfg.App)
+	q.Set("user", c.cfg.User)
+	if c.cfg.Device != "" {
+		q.Set("device", c.cfg.Device)
+	}
+	if len(failed) > 0 {
+		q.Set("failed", strings.Join(failed, ","))
+	}
+	u := strings.TrimRight(c.cfg.DispatcherURL, "/") + "/v1/endpoints?" + q.Encode()
+	ctx, cancel := context.WithTimeout(ctx, c.cfg.DialTimeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+	if err != nil {
+		return nil, fmt.Errorf("sdk: dispatcher request: %w", err)
+	}
+	resp, err := c.cfg.HTTPClient.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("sdk: dispatcher: %w", err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, dispatcherBody))
+	if err != nil {
+		return nil, fmt.Errorf("sdk: dispatcher: read: %w", err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("sdk: dispatcher: HTTP %d: %s", resp.StatusCode, strings.TrimSpace(string(body)))
+	}
+	var out struct {
+		Endpoints []string `json:"endpoints"`
+	}
+	if err := json.Unmarshal(body, &out); err != nil {
+		return nil, fmt.Errorf("sdk: dispatcher: decode: %w", err)
+	}
+	eps := make([]string, 0, len(out.Endpoints))
+	for _, e := range out.Endpoints {
+		// Tolerate a scheme, since endpoints are grouped by kind elsewhere.
+		if e = strings.TrimPrefix(strings.TrimSpace(e), "tcp://"); e != "" {
+			eps = append(eps, e)
+		}
+	}
+	if len(eps) == 0 {
+		return nil, fmt.Errorf("sdk: dispatcher returned no endpoints")
+	}
+	return eps, nil
+}
+
+// endpoints builds the list for the next round of attempts: redirect
+// targets first, then the dispatcher's answer (or the static list).
+func (c *Client) endpoints(ctx context.Context, redirect []string) []string {
+	var fromDispatcher []string
+	if c.cfg.DispatcherURL != "" {
+		eps, err := c.fetchEndpoints(ctx, c.failed)
+		if err != nil {
+			c.log.Warn("sdk: dispatcher failed; using static endpoints", "err", err)
+		} else {
+			fromDispatcher = eps
+			c.failed = c.failed[:0]
+		}
+	}
+	if fromDispatcher == nil {
+		fromDispatcher = c.cfg.Endpoints
+	}
+	seen := make(map[string]bool, len(redirect)+len(fromDispatcher))
+	out := make([]string, 0, len(redirect)+len(fromDispatcher))
+	for _, e := range append(append([]string(nil), redirect...), fromDispatcher...) {
+		if !seen[e] {
+			seen[e] = true
+			out = append(out, e)
+		}
+	}
+	return out
+}
+
+func (c *Client) noteFailed(ep string) {
+	for _, f := range c.failed {
+		if f == ep {
+			return
+		}
+	}
+	if len(c.failed) >= maxFailedKept {
+		c.failed = c.failed[1:]
+	}
+	c.failed = append(c.failed, ep)
+}

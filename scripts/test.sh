@@ -1,0 +1,10 @@
+#!/usr/bin/env bash
+# `make test`: unit tests (with the race detector) and the black-box
+# integration tests in test/, which start real clusters on free ports
+# against the Redis, MariaDB and etcd that scripts/deps.sh brought up.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+# Services under test are built with -race too unless PUSHGW_TEST_RACE=0.
+export PUSHGW_TEST_RACE="${PUSHGW_TEST_RACE:-1}"
+go test -race -count=1 -timeout 10m ./pkg/... ./services/... ./cmd/...
+go test -count=1 -timeout 12m ./test/...

@@ -1,0 +1,43 @@
+package main
+
+import (
+	"flag"
+	"fmt"
+	"time"
+
+	"github.com/pushgw/pushgw/pkg/service"
+)
+
+const (
+	serviceName         = "center"
+	defaultHTTPAddr     = "127.0.0.1:7000"
+	defaultAdminAddr    = "127.0.0.1:7001"
+	defaultDeliveryPool = 256
+)
+
+// Config is center's command line.
+type Config struct {
+	Common         service.Common
+	HTTPAddr       string
+	RequestTimeout time.Duration
+	DeliveryPool   int
+}
+
+func parseConfig(args []string) (Config, error) {
+	var c Config
+	fs := flag.NewFlagSet(serviceName, flag.ContinueOnError)
+	c.Common.Bind(fs, serviceName, defaultAdminAddr)
+	fs.StringVar(&c.HTTPAddr, "http", service.Env("CENTER_HTTP", defaultHTTPAddr), "business API listen address (PUSHGW_CENTER_HTTP)")
+	fs.DurationVar(&c.RequestTimeout, "request-timeout", defaultRequestTimeout, "deadline of one API request, downstream calls included")
+	fs.IntVar(&c.DeliveryPool, "delivery-workers", defaultDeliveryPool, "concurrent asynchronous QoS 1 deliveries; when all are busy, stored messages wait for reconnect")
+	if err := fs.Parse(args); err != nil {
+		return c, err
+	}
+	if c.RequestTimeout <= 0 {
+		return c, fmt.Errorf("-request-timeout must be positive")
+	}
+	if c.DeliveryPool <= 0 {
+		return c, fmt.Errorf("-delivery-workers must be positive")
+	}
+	return c, nil
+}

@@ -1,0 +1,87 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"mime"
+	"net/http"
+	"strings"
+	"unicode/utf8"
+)
+
+// decodeBody reads one JSON object from r into dst, enforcing the body
+// rules of the API: application/json, at most maxBodyBytes, valid UTF-8
+// (encoding/json would otherwise silently replace bad bytes with U+FFFD and
+// store something the business never sent), no unknown fields, and exactly
+// one JSON value.
+func decodeBody(w http.ResponseWriter, r *http.Request, dst any) *apiError {
+	mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
+	if err != nil || mt != "application/json" {
+		return errorf(CodeUnsupportedMediaType, "Content-Type must be application/json")
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxBodyBytes))
+	if err != nil {
+		var tooBig *http.MaxBytesError
+		if errors.As(err, &tooBig) {
+			return errorf(CodePayloadTooLarge, fmt.Sprintf("request body exceeds %d bytes", maxBodyBytes))
+		}
+		return errorf(CodeInvalidArgument, "could not read request body: "+err.Error())
+	}
+	if len(bytes.TrimSpace(body)) == 0 {
+		return errorf(CodeInvalidArgument, "request body is empty; send a JSON object")
+	}
+	if !utf8.Valid(body) {
+		return errorf(CodeInvalidArgument, "request body is not valid UTF-8")
+	}
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(dst); err != nil {
+		return jsonError(err)
+	}
+	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
+		return errorf(CodeInvalidArgument, "request body must hold exactly one JSON value")
+	}
+	return nil
+}
+
+// jsonError turns a decoding error into a message a developer can act on.
+func jsonError(err error) *apiError {
+	var syn *json.SyntaxError
+	var typ *json.UnmarshalTypeError
+	switch {
+	case errors.As(err, &syn):
+		return errorf(CodeInvalidArgument, fmt.Sprintf("malformed JSON at byte %d: %v", syn.Offset, syn))
+	case errors.As(err, &typ):
+		field := typ.Field
+		if field == "" {
+			return errorf(CodeInvalidArgument, fmt.Sprintf("request body must be a JSON object, not %s", typ.Value))
+		}
+		return fieldError(field, fmt.Sprintf("field %q must be %s, not %s", field, jsonKind(typ.Type.Kind().String()), typ.Value))
+	case errors.Is(err, io.ErrUnexpectedEOF):
+		return errorf(CodeInvalidArgument, "malformed JSON: unexpected end of body")
+	case strings.HasPrefix(err.Error(), "json: unknown field "):
+		field := strings.Trim(strings.TrimPrefix(err.Error(), "json: unknown field "), `"`)
+		return fieldError(field, fmt.Sprintf("unknown field %q", field))
+	default:
+		return errorf(CodeInvalidArgument, "malformed JSON: "+err.Error())
+	}
+}
+
+func jsonKind(goKind string) string {
+	switch goKind {
+	case "string":
+		return "a string"
+	case "int", "int32", "int64", "uint", "uint32", "uint64":
+		return "an integer"
+	case "slice":
+		return "an array"
+	case "struct", "map":
+		return "an object"
+	case "bool":
+		return "a boolean"
+	}
+	return goKind
+}

@@ -1,0 +1,76 @@
+package main
+
+import (
+	"encoding/json"
+	"net/http"
+)
+
+// Error codes of the center API. They are part of the public contract
+// (docs/openapi.yaml lists each with its HTTP status): never rename one,
+// only add.
+const (
+	CodeInvalidArgument      = "INVALID_ARGUMENT"
+	CodeUnauthenticated      = "UNAUTHENTICATED"
+	CodeForbidden            = "FORBIDDEN"
+	CodeNotFound             = "NOT_FOUND"
+	CodeMethodNotAllowed     = "METHOD_NOT_ALLOWED"
+	CodePayloadTooLarge      = "PAYLOAD_TOO_LARGE"
+	CodeUnsupportedMediaType = "UNSUPPORTED_MEDIA_TYPE"
+	CodeInternal             = "INTERNAL"
+	CodeUnavailable          = "UNAVAILABLE"
+)
+
+// codeOK labels successful requests in metrics.
+const codeOK = "OK"
+
+// statusOf maps each code to its one HTTP status.
+var statusOf = map[string]int{
+	CodeInvalidArgument:      http.StatusBadRequest,
+	CodeUnauthenticated:      http.StatusUnauthorized,
+	CodeForbidden:            http.StatusForbidden,
+	CodeNotFound:             http.StatusNotFound,
+	CodeMethodNotAllowed:     http.StatusMethodNotAllowed,
+	CodePayloadTooLarge:      http.StatusRequestEntityTooLarge,
+	CodeUnsupportedMediaType: http.StatusUnsupportedMediaType,
+	CodeInternal:             http.StatusInternalServerError,
+	CodeUnavailable:          http.StatusServiceUnavailable,
+}
+
+// apiError is the body of every non-2xx answer.
+type apiError struct {
+	Code    string `json:"code"`
+	Message string `json:"message"`
+	// Field names the request field at fault, when there is one.
+	Field string `json:"field,omitempty"`
+}
+
+func (e *apiError) Error() string { return e.Code + ": " + e.Message }
+
+func errorf(code, msg string) *apiError { return &apiError{Code: code, Message: msg} }
+
+func fieldError(field, msg string) *apiError {
+	return &apiError{Code: CodeInvalidArgument, Message: msg, Field: field}
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	b, err := json.Marshal(v)
+	if err != nil {
+		status = http.StatusInternalServerError
+		b = []byte(`{"code":"INTERNAL","message":"response encoding failed"}`)
+	}
+	w.Header().Set("Content-Type", "application/json; charset=utf-8")
+	w.Header().Set("X-Content-Type-Options", "nosniff")
+	w.WriteHeader(status)
+	_, _ = w.Write(append(b, '\n'))
+}
+
+func writeError(w http.ResponseWriter, e *apiError) {
+	status, ok := statusOf[e.Code]
+	if !ok {
+		status = http.StatusInternalServerError
+	}
+	if e.Code == CodeUnauthenticated {
+		w.Header().Set("WWW-Authenticate", `Bearer realm="pushgw"`)
+	}
+	writeJSON(w, status, e)
+}

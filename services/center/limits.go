@@ -1,0 +1,26 @@
+package main
+
+import "time"
+
+// Limits of the center API (documented in docs/openapi.yaml).
+const (
+	maxBodyBytes     = 1 << 20  // whole request body
+	maxPayloadBytes  = 64 << 10 // message payload after base64 decoding
+	maxUserBytes     = 128
+	maxDeviceBytes   = 128
+	maxReasonBytes   = 256
+	maxMultiUsers    = 1000
+	defaultTTL       = 24 * time.Hour
+	maxTTL           = 7 * 24 * time.Hour
+	saverStoreChunk  = 500 // messages per Saver.Store call
+	registerLookupCh = 500 // users per Register.Lookup call
+)
+
+// Deadlines. Downstream calls are tighter than the whole request so a slow
+// peer yields a clean 503 rather than a dropped connection.
+const (
+	defaultRequestTimeout = 5 * time.Second
+	downstreamTimeout     = 2 * time.Second
+	asyncDeliveryTimeout  = 10 * time.Second
+	shutdownTimeout       = 10 * time.Second
+)

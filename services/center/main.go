@@ -1,0 +1,137 @@
+// Command center is pushgw's business-facing HTTP/JSON API: push to users,
+// message status, sessions and kick (docs/openapi.yaml).
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"time"
+
+	"github.com/panjf2000/ants/v2"
+
+	"github.com/pushgw/pushgw/pkg/appconfig"
+	"github.com/pushgw/pushgw/pkg/discovery"
+	"github.com/pushgw/pushgw/pkg/grpcconn"
+	"github.com/pushgw/pushgw/pkg/ids"
+	"github.com/pushgw/pushgw/pkg/service"
+)
+
+func main() {
+	cfg, err := parseConfig(os.Args[1:])
+	if err != nil {
+		service.Fatal(serviceName, err)
+	}
+	if err := run(cfg); err != nil {
+		service.Fatal(serviceName, err)
+	}
+}
+
+func run(cfg Config) error {
+	ctx, stop := service.SignalContext()
+	defer stop()
+
+	base, err := service.Start(ctx, serviceName, cfg.Common)
+	if err != nil {
+		return err
+	}
+	defer base.Close()
+	log := base.Log
+
+	startCtx, cancel := context.WithTimeout(ctx, discovery.DefaultDialTimeout)
+	defer cancel()
+	apps, err := appconfig.Load(startCtx, base.Etcd, cfg.Common.Cluster, log)
+	if err != nil {
+		return fmt.Errorf("center: load app configs: %w", err)
+	}
+	defer apps.Close()
+	lease, gen, err := ids.Acquire(startCtx, base.Etcd, cfg.Common.Cluster, log)
+	if err != nil {
+		return fmt.Errorf("center: acquire id node: %w", err)
+	}
+	defer lease.Close()
+
+	watchers := map[string]*discovery.Watcher{}
+	for _, svc := range []string{discovery.ServiceRegister, discovery.ServiceSaver, discovery.ServiceRoom} {
+		w := discovery.Watch(base.Etcd, cfg.Common.Cluster, svc, log)
+		defer w.Close()
+		if err := w.WaitReady(startCtx); err != nil {
+			return fmt.Errorf("center: list %s instances: %w", svc, err)
+		}
+		watchers[svc] = w
+	}
+	registerConn, err := grpcconn.DialService(watchers[discovery.ServiceRegister])
+	if err != nil {
+		return fmt.Errorf("center: register: %w", err)
+	}
+	defer registerConn.Close()
+	saverConn, err := grpcconn.DialService(watchers[discovery.ServiceSaver])
+	if err != nil {
+		return fmt.Errorf("center: saver: %w", err)
+	}
+	defer saverConn.Close()
+	rooms := newRoomSet()
+	rooms.follow(watchers[discovery.ServiceRoom])
+	defer rooms.close()
+
+	pool, err := ants.NewPool(cfg.DeliveryPool, ants.WithNonblocking(true))
+	if err != nil {
+		return fmt.Errorf("center: delivery pool: %w", err)
+	}
+	srv := newServer(apps, gen, saverConn, registerConn, rooms, pool, newMetrics(base.Registry), log, cfg.RequestTimeout)
+
+	ln, err := net.Listen("tcp", cfg.HTTPAddr)
+	if err != nil {
+		return fmt.Errorf("center: listen -http %s: %w", cfg.HTTPAddr, err)
+	}
+	httpSrv := &http.Server{
+		Handler:           srv.Handler(),
+		ReadHeaderTimeout: 5 * time.Second,
+		ReadTimeout:       10 * time.Second,
+		WriteTimeout:      cfg.RequestTimeout + 5*time.Second,
+		IdleTimeout:       2 * time.Minute,
+		MaxHeaderBytes:    16 << 10,
+	}
+	serveErr := make(chan error, 1)
+	go func() { serveErr <- httpSrv.Serve(ln) }()
+
+	reg, err := discovery.Register(startCtx, base.Etcd, cfg.Common.Cluster, discovery.Instance{
+		Service: discovery.ServiceCenter, ID: cfg.Common.Instance,
+		Endpoints: map[string]string{"http": ln.Addr().String()}, IDC: cfg.Common.IDC,
+	}, discovery.DefaultLeaseTTL, log)
+	if err != nil {
+		_ = httpSrv.Close()
+		return fmt.Errorf("center: register in etcd: %w", err)
+	}
+	log.Info("center: serving", "http", ln.Addr().String())
+
+	select {
+	case <-ctx.Done():
+	case err := <-serveErr:
+		log.Error("center: http server stopped", "err", err)
+	}
+
+	// Deregister first so no new traffic is routed here, then finish
+	// in-flight requests, then in-flight deliveries.
+	shutCtx, shutCancel := context.WithTimeout(context.Background(), shutdownTimeout)
+	defer shutCancel()
+	if err := reg.Close(shutCtx); err != nil {
+		log.Warn("center: deregister", "err", err)
+	}
+	if err := httpSrv.Shutdown(shutCtx); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		log.Warn("center: http shutdown", "err", err)
+	}
+	if err := pool.ReleaseTimeout(time.Until(deadlineOf(shutCtx))); err != nil {
+		log.Warn("center: deliveries still running at shutdown; their messages stay stored", "err", err)
+	}
+	log.Info("center: stopped")
+	return nil
+}
+
+func deadlineOf(ctx context.Context) time.Time {
+	d, _ := ctx.Deadline()
+	return d
+}

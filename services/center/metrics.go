@@ -1,0 +1,44 @@
+package main
+
+import "github.com/prometheus/client_golang/prometheus"
+
+type metrics struct {
+	requests      *prometheus.CounterVec
+	pushLatency   *prometheus.HistogramVec
+	stored        prometheus.Counter
+	delivered     prometheus.Counter
+	asyncSkipped  prometheus.Counter
+	deliveryFails *prometheus.CounterVec
+}
+
+func newMetrics(reg prometheus.Registerer) *metrics {
+	m := &metrics{
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "pushgw_center_requests_total",
+			Help: "API requests by route and result code (OK or an error code).",
+		}, []string{"route", "code"}),
+		pushLatency: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "pushgw_center_push_duration_seconds",
+			Help:    "Time to answer a push request, by route and QoS.",
+			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 15),
+		}, []string{"route", "qos"}),
+		stored: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "pushgw_center_messages_stored_total",
+			Help: "QoS 1 messages made durable by saver before the API answered.",
+		}),
+		delivered: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "pushgw_center_messages_delivered_total",
+			Help: "Message copies rooms accepted for a live connection.",
+		}),
+		asyncSkipped: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "pushgw_center_async_delivery_skipped_total",
+			Help: "Stored pushes not delivered at once because the delivery pool was full (they go out on reconnect).",
+		}),
+		deliveryFails: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "pushgw_center_delivery_errors_total",
+			Help: "Failed downstream calls while delivering, by stage (lookup, room).",
+		}, []string{"stage"}),
+	}
+	reg.MustRegister(m.requests, m.pushLatency, m.stored, m.delivered, m.asyncSkipped, m.deliveryFails)
+	return m
+}

@@ -1,0 +1,131 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/pushgw/pushgw/pkg/appconfig"
+	"github.com/pushgw/pushgw/proto/internalpb"
+)
+
+type pushResponse struct {
+	ID  string `json:"id"`
+	QoS uint32 `json:"qos"`
+	// Delivered counts connections that took a QoS 0 message; QoS 1
+	// answers before delivery, so it is absent there.
+	Delivered *int `json:"delivered,omitempty"`
+}
+
+type multiPushResponse struct {
+	IDs       map[string]string `json:"ids"`
+	QoS       uint32            `json:"qos"`
+	Delivered *int              `json:"delivered,omitempty"`
+}
+
+func (s *Server) handlePush(w http.ResponseWriter, r *http.Request, app appconfig.App) (any, *apiError) {
+	start := time.Now()
+	var req pushRequest
+	if e := decodeBody(w, r, &req); e != nil {
+		return nil, e
+	}
+	d, e := req.validate(app.Name)
+	if e != nil {
+		return nil, e
+	}
+	msgs, e := s.newMessages(app.Name, []string{req.User}, req.Device, d)
+	if e != nil {
+		return nil, e
+	}
+	delivered, e := s.send(r.Context(), msgs)
+	if e != nil {
+		return nil, e
+	}
+	s.m.pushLatency.WithLabelValues("push", strconv.Itoa(int(d.qos))).Observe(time.Since(start).Seconds())
+	return pushResponse{ID: strconv.FormatUint(msgs[0].GetId(), 10), QoS: d.qos, Delivered: delivered}, nil
+}
+
+func (s *Server) handleMultiPush(w http.ResponseWriter, r *http.Request, app appconfig.App) (any, *apiError) {
+	start := time.Now()
+	var req multiPushRequest
+	if e := decodeBody(w, r, &req); e != nil {
+		return nil, e
+	}
+	d, e := req.validate(app.Name)
+	if e != nil {
+		return nil, e
+	}
+	msgs, e := s.newMessages(app.Name, req.Users, "", d)
+	if e != nil {
+		return nil, e
+	}
+	delivered, e := s.send(r.Context(), msgs)
+	if e != nil {
+		return nil, e
+	}
+	s.m.pushLatency.WithLabelValues("push_multi", strconv.Itoa(int(d.qos))).Observe(time.Since(start).Seconds())
+	out := multiPushResponse{IDs: make(map[string]string, len(msgs)), QoS: d.qos, Delivered: delivered}
+	for _, m := range msgs {
+		out.IDs[m.GetUser()] = strconv.FormatUint(m.GetId(), 10)
+	}
+	return out, nil
+}
+
+// newMessages builds one message per user, each with its own id, so acks
+// and status are per user.
+func (s *Server) newMessages(app string, users []string, device string, d delivery) ([]*internalpb.Message, *apiError) {
+	now := time.Now()
+	var expires int64
+	if d.ttl > 0 {
+		expires = now.Add(d.ttl).UnixMilli()
+	}
+	msgs := make([]*internalpb.Message, len(users))
+	for i, u := range users {
+		id, err := s.ids.Next()
+		if err != nil {
+			s.log.Error("center: id generation failed", "err", err)
+			return nil, errorf(CodeUnavailable, "could not assign a message id; retry shortly")
+		}
+		msgs[i] = &internalpb.Message{
+			Id: id, App: app, User: u, Device: device, Payload: d.payload, Qos: d.qos,
+			CreatedMs: now.UnixMilli(), ExpiresMs: expires, State: internalpb.MessageState_MESSAGE_STATE_STORED,
+		}
+	}
+	return msgs, nil
+}
+
+// send runs the QoS contract. QoS 1: store first and answer only once saver
+// has committed; delivery follows in the background. QoS 0: deliver now and
+// report how many connections took it.
+func (s *Server) send(ctx context.Context, msgs []*internalpb.Message) (*int, *apiError) {
+	if msgs[0].GetQos() == 0 {
+		n, err := s.deliver(ctx, msgs)
+		if err != nil {
+			s.log.Warn("center: qos 0 push failed", "err", err)
+			return nil, errorf(CodeUnavailable, "session lookup failed; the message was not sent, retry shortly")
+		}
+		return &n, nil
+	}
+	if err := s.store(ctx, msgs); err != nil {
+		s.log.Warn("center: store failed", "count", len(msgs), "err", err)
+		return nil, errorf(CodeUnavailable, "message store is unavailable; nothing was accepted, retry the request")
+	}
+	s.m.stored.Add(float64(len(msgs)))
+	s.deliverAsync(msgs)
+	return nil, nil
+}
+
+func (s *Server) store(ctx context.Context, msgs []*internalpb.Message) error {
+	for start := 0; start < len(msgs); start += saverStoreChunk {
+		end := min(start+saverStoreChunk, len(msgs))
+		cctx, cancel := context.WithTimeout(ctx, downstreamTimeout)
+		_, err := s.saver.Store(cctx, &internalpb.StoreRequest{Messages: msgs[start:end]})
+		cancel()
+		if err != nil {
+			return fmt.Errorf("saver: store %d messages from id %d: %w", end-start, msgs[start].GetId(), err)
+		}
+	}
+	return nil
+}

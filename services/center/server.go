@@ -1,0 +1,110 @@
+package main
+
+import (
+	"context"
+	"log/slog"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/panjf2000/ants/v2"
+	"google.golang.org/grpc"
+
+	"github.com/pushgw/pushgw/pkg/appconfig"
+	"github.com/pushgw/pushgw/pkg/ids"
+	"github.com/pushgw/pushgw/proto/internalpb"
+)
+
+// Server is center's HTTP API.
+type Server struct {
+	apps     *appconfig.Store
+	ids      *ids.Generator
+	saver    internalpb.SaverClient
+	register internalpb.RegisterClient
+	rooms    *roomSet
+	pool     *ants.Pool
+	m        *metrics
+	log      *slog.Logger
+	timeout  time.Duration
+}
+
+func newServer(apps *appconfig.Store, gen *ids.Generator, saver, register grpc.ClientConnInterface, rooms *roomSet,
+	pool *ants.Pool, m *metrics, log *slog.Logger, timeout time.Duration) *Server {
+	return &Server{
+		apps: apps, ids: gen, saver: internalpb.NewSaverClient(saver), register: internalpb.NewRegisterClient(register),
+		rooms: rooms, pool: pool, m: m, log: log, timeout: timeout,
+	}
+}
+
+// handler serves one authenticated route. It returns the 200 body or an
+// error; the wrapper writes either and records the metric. w is only for
+// decodeBody (http.MaxBytesReader closes the connection through it).
+type handler func(w http.ResponseWriter, r *http.Request, app appconfig.App) (any, *apiError)
+
+// Handler returns the API's routes.
+func (s *Server) Handler() http.Handler {
+	mux := http.NewServeMux()
+	// Methods are checked in route, not in the patterns, so a wrong method
+	// gets a JSON error like every other failure.
+	mux.Handle("/v1/push", s.route("push", http.MethodPost, s.handlePush))
+	mux.Handle("/v1/push/multi", s.route("push_multi", http.MethodPost, s.handleMultiPush))
+	mux.Handle("/v1/messages/{id}", s.route("message_status", http.MethodGet, s.handleStatus))
+	mux.Handle("/v1/apps/{app}/users/{user}/sessions", s.route("sessions", http.MethodGet, s.handleSessions))
+	mux.Handle("/v1/kick", s.route("kick", http.MethodPost, s.handleKick))
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		s.m.requests.WithLabelValues("unknown", CodeNotFound).Inc()
+		writeError(w, errorf(CodeNotFound, "no such route: "+r.Method+" "+r.URL.Path+"; see docs/openapi.yaml"))
+	})
+	return mux
+}
+
+func (s *Server) route(name, method string, h handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		// A bug in one handler answers 500 INTERNAL in JSON instead of
+		// dropping the connection, and is logged with its route.
+		defer func() {
+			if p := recover(); p != nil {
+				s.log.Error("center: handler panic", "route", name, "panic", p)
+				s.m.requests.WithLabelValues(name, CodeInternal).Inc()
+				writeError(w, errorf(CodeInternal, "internal error; the request may not have been processed"))
+			}
+		}()
+		body, e := s.serve(r, method, h, w)
+		code := codeOK
+		if e != nil {
+			code = e.Code
+			writeError(w, e)
+		} else {
+			writeJSON(w, http.StatusOK, body)
+		}
+		s.m.requests.WithLabelValues(name, code).Inc()
+	})
+}
+
+func (s *Server) serve(r *http.Request, method string, h handler, w http.ResponseWriter) (any, *apiError) {
+	if r.Method != method {
+		w.Header().Set("Allow", method)
+		return nil, errorf(CodeMethodNotAllowed, "use "+method+" for "+r.URL.Path)
+	}
+	app, e := s.authenticate(r)
+	if e != nil {
+		return nil, e
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), s.timeout)
+	defer cancel()
+	return h(w, r.WithContext(ctx), app)
+}
+
+// authenticate finds the app by its API key (Authorization: Bearer <key>).
+func (s *Server) authenticate(r *http.Request) (appconfig.App, *apiError) {
+	h := r.Header.Get("Authorization")
+	const prefix = "bearer "
+	if len(h) <= len(prefix) || !strings.EqualFold(h[:len(prefix)], prefix) {
+		return appconfig.App{}, errorf(CodeUnauthenticated, "send the app's API key as 'Authorization: Bearer <api key>'")
+	}
+	app, ok := s.apps.ByAPIKey(strings.TrimSpace(h[len(prefix):]))
+	if !ok {
+		return appconfig.App{}, errorf(CodeUnauthenticated, "API key is unknown, revoked, or its app is disabled")
+	}
+	return app, nil
+}

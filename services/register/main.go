@@ -1,0 +1,128 @@
+// Command register is pushgw's global session store: (app, user, device)
+// -> room instance + connection, in Redis with per-device TTLs that rooms
+// refresh in batches. See store.go for the Redis layout.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"net"
+	"os"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"google.golang.org/grpc"
+
+	"github.com/pushgw/pushgw/pkg/discovery"
+	"github.com/pushgw/pushgw/pkg/grpcconn"
+	"github.com/pushgw/pushgw/pkg/service"
+	"github.com/pushgw/pushgw/proto/internalpb"
+)
+
+const (
+	startTimeout     = 5 * time.Second
+	shutdownDeadline = 10 * time.Second
+	redisPoolSize    = 64
+)
+
+func main() {
+	cfg, err := parseFlags(os.Args[1:])
+	if errors.Is(err, flag.ErrHelp) {
+		return
+	}
+	if err != nil {
+		service.Fatal(serviceName, err)
+	}
+	if err := run(cfg); err != nil {
+		service.Fatal(serviceName, err)
+	}
+}
+
+func newRedis(ctx context.Context, addr string, db int) (*redis.Client, error) {
+	rdb := redis.NewClient(&redis.Options{
+		Addr: addr, DB: db, PoolSize: redisPoolSize,
+		DialTimeout: 2 * time.Second, ReadTimeout: 2 * time.Second, WriteTimeout: 2 * time.Second,
+	})
+	pctx, cancel := context.WithTimeout(ctx, startTimeout)
+	defer cancel()
+	if err := rdb.Ping(pctx).Err(); err != nil {
+		rdb.Close()
+		return nil, fmt.Errorf("register: cannot start without Redis at %s: %w", addr, err)
+	}
+	return rdb, nil
+}
+
+func run(cfg *config) error {
+	ctx, stop := service.SignalContext()
+	defer stop()
+
+	base, err := service.Start(ctx, serviceName, cfg.common)
+	if err != nil {
+		return err
+	}
+	defer base.Close()
+
+	rdb, err := newRedis(ctx, cfg.redisAddr, cfg.redisDB)
+	if err != nil {
+		return err
+	}
+	defer rdb.Close()
+	st := &store{rdb: rdb, ttl: cfg.sessionTTL}
+	lctx, cancel := context.WithTimeout(ctx, startTimeout)
+	err = st.loadScripts(lctx)
+	cancel()
+	if err != nil {
+		return err
+	}
+	base.AddCheck(func(ctx context.Context) error { return rdb.Ping(ctx).Err() })
+
+	m := newMetrics(base.Registry)
+	srv := &server{store: st, metrics: m, log: base.Log}
+	ln, err := net.Listen("tcp", cfg.grpcAddr)
+	if err != nil {
+		return fmt.Errorf("register: listen %s: %w", cfg.grpcAddr, err)
+	}
+	gs := grpc.NewServer(append(grpcconn.ServerOptions(), grpc.ChainUnaryInterceptor(m.interceptor))...)
+	internalpb.RegisterRegisterServer(gs, srv)
+	serveErr := make(chan error, 1)
+	go func() { serveErr <- gs.Serve(ln) }()
+
+	rctx, cancel := context.WithTimeout(ctx, startTimeout)
+	reg, err := discovery.Register(rctx, base.Etcd, cfg.common.Cluster, discovery.Instance{
+		Service: discovery.ServiceRegister, ID: cfg.common.Instance, Addr: cfg.grpcAddr, IDC: cfg.common.IDC,
+	}, 0, base.Log)
+	cancel()
+	if err != nil {
+		gs.Stop()
+		return err
+	}
+	base.Log.Info("serving", "grpc", cfg.grpcAddr, "redis", cfg.redisAddr, "redis_db", cfg.redisDB, "session_ttl", cfg.sessionTTL.String())
+
+	select {
+	case <-ctx.Done():
+	case err := <-serveErr:
+		base.Log.Error("grpc server stopped", "err", err)
+	}
+	base.SetHealthy(false)
+	dctx, cancel := context.WithTimeout(context.Background(), shutdownDeadline)
+	defer cancel()
+	if err := reg.Close(dctx); err != nil {
+		base.Log.Warn("deregister failed", "err", err)
+	}
+	gracefulStop(dctx, gs)
+	base.Log.Info("stopped")
+	return nil
+}
+
+// gracefulStop lets in-flight calls finish, but not past ctx.
+func gracefulStop(ctx context.Context, gs *grpc.Server) {
+	done := make(chan struct{})
+	go func() { gs.GracefulStop(); close(done) }()
+	select {
+	case <-done:
+	case <-ctx.Done():
+		gs.Stop()
+	}
+}

@@ -1,0 +1,110 @@
+package main
+
+import (
+	"errors"
+	"strconv"
+	"time"
+	"unicode/utf8"
+
+	"google.golang.org/protobuf/proto"
+
+	"github.com/pushgw/pushgw/pkg/protocol"
+	"github.com/pushgw/pushgw/pkg/token"
+	"github.com/pushgw/pushgw/proto/clientpb"
+	"github.com/pushgw/pushgw/proto/internalpb"
+)
+
+const (
+	// defaultDevice names the device of a client that gives none.
+	defaultDevice = "default"
+	// maxPlatformLen bounds the free-form platform kept with a session.
+	maxPlatformLen = 64
+)
+
+// authCode maps a token verification error to its wire code.
+func authCode(err error) protocol.Code {
+	switch {
+	case errors.Is(err, token.ErrExpired):
+		return protocol.CodeTokenExpired
+	case errors.Is(err, token.ErrUnknownApp):
+		return protocol.CodeAppUnknown
+	default:
+		return protocol.CodeTokenInvalid
+	}
+}
+
+// handleAuth verifies the first frame, binds the session and starts
+// delivering. It runs on the connection's reader.
+func (r *room) handleAuth(s *session, f protocol.Frame) {
+	var a clientpb.Auth
+	if err := proto.Unmarshal(f.Body, &a); err != nil {
+		r.m.auths.WithLabelValues(protocol.CodeBadBody.String()).Inc()
+		s.fail(f.Seq, protocol.CodeBadBody, "AUTH body is not a valid Auth message")
+		return
+	}
+	claims, err := token.Verify(a.GetToken(), r.secretOf, time.Now())
+	if err != nil {
+		code := authCode(err)
+		r.m.auths.WithLabelValues(code.String()).Inc()
+		// The error text names the app at most, never the token.
+		s.fail(f.Seq, code, err.Error())
+		return
+	}
+	device := claims.Device
+	if device == "" {
+		device = a.GetDevice()
+	}
+	if device == "" {
+		device = defaultDevice
+	}
+	if len(device) > token.MaxDeviceLen || !utf8.ValidString(device) {
+		r.m.auths.WithLabelValues(protocol.CodeBadBody.String()).Inc()
+		s.fail(f.Seq, protocol.CodeBadBody, "device must be valid UTF-8 of at most 128 bytes")
+		return
+	}
+	platform := a.GetPlatform()
+	if len(platform) > maxPlatformLen || !utf8.ValidString(platform) {
+		platform = ""
+	}
+
+	now := time.Now()
+	s.key = sessionKey{app: claims.App, user: claims.User, device: device}
+	s.sid = r.instance + ":" + strconv.FormatUint(s.id, 10)
+	s.reg = &internalpb.Session{
+		App: claims.App, User: claims.User, Device: device,
+		RoomId: r.instance, RoomAddr: r.cfg.grpc, ConnId: s.id,
+		LoginMs: now.UnixMilli(), ClientIp: clientIP(s.c.RemoteAddr()), Platform: platform,
+	}
+	s.authed.Store(true)
+	s.timer.Touch(r.cfg.liveTimeout())
+
+	if old := r.hub.Bind(s); old != nil && old != s {
+		old.kick(protocol.CodeReplaced, "the same device logged in again")
+	}
+	err = s.sendMsg(protocol.OpAuthReply, f.Seq, &clientpb.AuthReply{
+		SessionId:        s.sid,
+		HeartbeatSeconds: uint32(r.cfg.heartbeat / time.Second),
+		ServerTimeMs:     now.UnixMilli(),
+		MaxInflight:      uint32(r.cfg.maxInflight()),
+	})
+	r.m.auths.WithLabelValues("ok").Inc()
+	if err != nil {
+		return
+	}
+	r.sessions.Put(s.reg)
+	r.pullPending(s)
+}
+
+// clientIP strips the port from a remote address.
+func clientIP(addr string) string {
+	for i := len(addr) - 1; i >= 0; i-- {
+		if addr[i] == ':' {
+			h := addr[:i]
+			if len(h) > 1 && h[0] == '[' && h[len(h)-1] == ']' {
+				return h[1 : len(h)-1]
+			}
+			return h
+		}
+	}
+	return addr
+}

@@ -1,0 +1,107 @@
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"net"
+	"time"
+
+	"github.com/pushgw/pushgw/pkg/protocol"
+	"github.com/pushgw/pushgw/pkg/service"
+)
+
+// Flag defaults (docs/DEVELOPING.md).
+const (
+	defaultTCP            = "127.0.0.1:7300"
+	defaultGRPC           = "127.0.0.1:7301"
+	defaultAdmin          = "127.0.0.1:7302"
+	defaultHeartbeat      = 30 * time.Second
+	defaultMissedBeats    = 3
+	defaultAuthTimeout    = 10 * time.Second
+	defaultMaxConns       = 100000
+	defaultSendQueue      = 128
+	defaultMaxFrame       = protocol.DefaultMaxBodySize
+	defaultSessionRefresh = 60 * time.Second
+	// Sanity bounds on the flags.
+	minHeartbeat   = time.Second
+	maxHeartbeat   = time.Hour
+	minSendQueue   = 4
+	maxSendQueue   = 1 << 16
+	minMaxFrame    = 1 << 10
+	minSessionTick = time.Second
+)
+
+type config struct {
+	common         service.Common
+	tcp            string
+	advertiseTCP   string
+	grpc           string
+	heartbeat      time.Duration
+	missedBeats    int
+	authTimeout    time.Duration
+	maxConns       int
+	sendQueue      int
+	maxFrame       int
+	sessionRefresh time.Duration
+}
+
+func (c *config) bind(fs *flag.FlagSet) {
+	c.common.Bind(fs, "room", defaultAdmin)
+	fs.StringVar(&c.tcp, "tcp", defaultTCP, "client TCP listen address")
+	fs.StringVar(&c.advertiseTCP, "advertise-tcp", "", "client TCP address published for the dispatcher (default: the -tcp address)")
+	fs.StringVar(&c.grpc, "grpc", defaultGRPC, "internal gRPC listen address (Room service), published for center")
+	fs.DurationVar(&c.heartbeat, "heartbeat", defaultHeartbeat, "PING interval told to clients")
+	fs.IntVar(&c.missedBeats, "missed-beats", defaultMissedBeats, "a connection silent for heartbeat x missed-beats is closed")
+	fs.DurationVar(&c.authTimeout, "auth-timeout", defaultAuthTimeout, "time a new connection has to send AUTH")
+	fs.IntVar(&c.maxConns, "max-conns", defaultMaxConns, "most open client connections; beyond it new ones get TOO_MANY_CONNECTIONS")
+	fs.IntVar(&c.sendQueue, "send-queue", defaultSendQueue, "most frames queued per connection; beyond it the client is SLOW_CONSUMER and closed")
+	fs.IntVar(&c.maxFrame, "max-frame", defaultMaxFrame, "largest client frame body in bytes")
+	fs.DurationVar(&c.sessionRefresh, "session-refresh", defaultSessionRefresh, "interval of session TTL refreshes at register (keep below register's -session-ttl / 2)")
+}
+
+func (c *config) validate() error {
+	var errs []error
+	if c.advertiseTCP == "" {
+		c.advertiseTCP = c.tcp
+	}
+	for name, addr := range map[string]string{"-tcp": c.tcp, "-grpc": c.grpc, "-advertise-tcp": c.advertiseTCP} {
+		if _, _, err := net.SplitHostPort(addr); err != nil {
+			errs = append(errs, fmt.Errorf("%s %q: %w", name, addr, err))
+		}
+	}
+	if c.heartbeat < minHeartbeat || c.heartbeat > maxHeartbeat {
+		errs = append(errs, fmt.Errorf("-heartbeat %v: want %v..%v", c.heartbeat, minHeartbeat, maxHeartbeat))
+	}
+	if c.missedBeats < 1 {
+		errs = append(errs, fmt.Errorf("-missed-beats %d: want >= 1", c.missedBeats))
+	}
+	if c.authTimeout <= 0 {
+		errs = append(errs, fmt.Errorf("-auth-timeout %v: want > 0", c.authTimeout))
+	}
+	if c.maxConns < 1 {
+		errs = append(errs, fmt.Errorf("-max-conns %d: want >= 1", c.maxConns))
+	}
+	if c.sendQueue < minSendQueue || c.sendQueue > maxSendQueue {
+		errs = append(errs, fmt.Errorf("-send-queue %d: want %d..%d", c.sendQueue, minSendQueue, maxSendQueue))
+	}
+	if c.maxFrame < minMaxFrame || c.maxFrame > protocol.MaxBodySizeLimit {
+		errs = append(errs, fmt.Errorf("-max-frame %d: want %d..%d", c.maxFrame, minMaxFrame, protocol.MaxBodySizeLimit))
+	}
+	if c.sessionRefresh < minSessionTick {
+		errs = append(errs, fmt.Errorf("-session-refresh %v: want >= %v", c.sessionRefresh, minSessionTick))
+	}
+	return errors.Join(errs...)
+}
+
+// liveTimeout is how long an authenticated connection may stay silent.
+func (c *config) liveTimeout() time.Duration {
+	return c.heartbeat * time.Duration(c.missedBeats)
+}
+
+// maxInflight is the bound told to clients in AUTH_REPLY and the page size
+// of pending messages: half the send queue, so a page of pending messages
+// never makes a fresh connection a slow consumer by itself.
+func (c *config) maxInflight() int {
+	return max(c.sendQueue/2, 1)
+}

@@ -1,0 +1,115 @@
+package main
+
+import (
+	"context"
+	"time"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/pushgw/pushgw/pkg/grpcconn"
+	"github.com/pushgw/pushgw/pkg/protocol"
+	"github.com/pushgw/pushgw/proto/clientpb"
+	"github.com/pushgw/pushgw/proto/internalpb"
+)
+
+// pushFrame encodes a stored message as a PUSH frame.
+func pushFrame(m *internalpb.Message) ([]byte, error) {
+	return protocol.AppendMessage(nil, protocol.OpPush, 0, &clientpb.Push{
+		Id: m.GetId(), App: m.GetApp(), Payload: m.GetPayload(), Qos: m.GetQos(),
+		CreatedMs: m.GetCreatedMs(), ExpiresMs: m.GetExpiresMs(),
+	})
+}
+
+// expired reports whether m is past its expiry.
+func expired(m *internalpb.Message, now time.Time) bool {
+	return m.GetExpiresMs() > 0 && m.GetExpiresMs() <= now.UnixMilli()
+}
+
+// pullPending loads the messages stored for s while it was away and writes
+// them, on the pending pool.
+func (r *room) pullPending(s *session) {
+	if err := r.pending.Submit(func() { r.deliverPending(s) }); err != nil {
+		r.m.poolRejected.WithLabelValues("pending").Inc()
+		r.log.Warn("room: pending pull skipped; pool full", "conn", s.id)
+	}
+}
+
+func (r *room) deliverPending(s *session) {
+	ctx, cancel := context.WithTimeout(context.Background(), grpcconn.DefaultCallTimeout)
+	rep, err := r.saver.Pending(ctx, &internalpb.PendingRequest{
+		App: s.key.app, User: s.key.user, Device: s.key.device, Limit: uint32(r.cfg.maxInflight()),
+	})
+	cancel()
+	if err != nil {
+		r.m.peerErrors.WithLabelValues("Saver.Pending").Inc()
+		r.log.Debug("room: pending pull failed", "conn", s.id, "err", err)
+		return
+	}
+	now := time.Now()
+	for _, m := range rep.GetMessages() {
+		if expired(m, now) {
+			continue
+		}
+		frame, err := pushFrame(m)
+		if err != nil {
+			continue
+		}
+		// Saver counted these as delivered when it returned them.
+		if s.send(protocol.OpPush, frame) != nil {
+			return
+		}
+		r.m.pushes.Inc()
+	}
+}
+
+// handleAck queues the acked ids for saver.
+func (r *room) handleAck(s *session, f protocol.Frame) {
+	var a clientpb.Ack
+	if err := proto.Unmarshal(f.Body, &a); err != nil {
+		s.fail(f.Seq, protocol.CodeBadBody, "ACK body is not a valid Ack message")
+		return
+	}
+	for _, id := range a.GetIds() {
+		r.reports.Acked(s.key.app, s.key.user, id)
+	}
+}
+
+// handleUplink forwards client data to coordinator on the uplink pool and
+// answers with UPLINK_REPLY of the same sequence.
+func (r *room) handleUplink(s *session, f protocol.Frame) {
+	var u clientpb.Uplink
+	if err := proto.Unmarshal(f.Body, &u); err != nil {
+		s.fail(f.Seq, protocol.CodeBadBody, "UPLINK body is not a valid Uplink message")
+		return
+	}
+	seq := f.Seq
+	req := &internalpb.UplinkRequest{
+		App: s.key.app, User: s.key.user, Device: s.key.device,
+		Route: u.GetRoute(), Payload: u.GetPayload(), SessionId: s.sid,
+	}
+	err := r.uplinks.Submit(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), grpcconn.DefaultCallTimeout)
+		rep, err := r.coordinator.Uplink(ctx, req)
+		cancel()
+		if err != nil {
+			r.m.peerErrors.WithLabelValues("Coordinator.Uplink").Inc()
+			code := protocol.CodeUplinkFailed
+			if c := status.Code(err); c == codes.Unavailable || c == codes.DeadlineExceeded {
+				code = protocol.CodeUnavailable
+			}
+			s.sendMsg(protocol.OpUplinkReply, seq, &clientpb.UplinkReply{Code: uint32(code), Message: "uplink not delivered"})
+			return
+		}
+		s.sendMsg(protocol.OpUplinkReply, seq, &clientpb.UplinkReply{
+			Code: rep.GetCode(), Message: rep.GetMessage(), Payload: rep.GetPayload(),
+		})
+	})
+	if err != nil {
+		r.m.poolRejected.WithLabelValues("uplink").Inc()
+		s.sendMsg(protocol.OpUplinkReply, seq, &clientpb.UplinkReply{
+			Code: uint32(protocol.CodeUnavailable), Message: "room busy; retry later",
+		})
+	}
+}

@@ -1,0 +1,95 @@
+package main
+
+import (
+	"context"
+	"math/rand/v2"
+	"time"
+
+	"github.com/pushgw/pushgw/pkg/discovery"
+	"github.com/pushgw/pushgw/pkg/protocol"
+	"github.com/pushgw/pushgw/proto/clientpb"
+)
+
+// Shutdown budget: the whole drain fits in about ten seconds.
+const (
+	// drainConnsWait: clients told to go get this long to close before the
+	// rest are cut.
+	drainConnsWait = 5 * time.Second
+	drainAbortWait = 500 * time.Millisecond
+	drainGRPCWait  = time.Second
+	drainFlushWait = 2 * time.Second
+	drainDeregWait = time.Second
+	drainPoll      = 20 * time.Millisecond
+	// Redirected clients reconnect after a random back-off in this range,
+	// so a drained room's clients do not hit the dispatcher all at once.
+	redirectBackoffMin = 100
+	redirectBackoffMax = 1000
+)
+
+// redirectFrame tells a client to reconnect through the dispatcher.
+func redirectFrame() []byte {
+	b, _ := protocol.AppendMessage(nil, protocol.OpRedirect, 0, &clientpb.Redirect{
+		BackoffMs: uint32(redirectBackoffMin + rand.IntN(redirectBackoffMax-redirectBackoffMin+1)),
+		Reason:    "server shutting down",
+	})
+	return b
+}
+
+// shutdown drains the room: unpublish, stop accepting, redirect every
+// client, delete their sessions at register, deregister.
+func (s *server) shutdown() {
+	start := time.Now()
+	s.reg.Update(func(in *discovery.Instance) { in.Draining = true })
+	s.r.draining.Store(true)
+	_ = s.eng.Close()
+
+	redirected := 0
+	s.r.hub.Range(func(ss *session) {
+		if ss.c.CloseWith(redirectFrame()) {
+			s.r.m.frameOut(protocol.OpRedirect)
+			redirected++
+		}
+	})
+	if !s.waitConns(drainConnsWait) {
+		s.r.hub.Range(func(ss *session) { ss.c.Abort() })
+		s.waitConns(drainAbortWait)
+	}
+
+	stopped := make(chan struct{})
+	go func() { s.gs.GracefulStop(); close(stopped) }()
+	select {
+	case <-stopped:
+	case <-time.After(drainGRPCWait):
+		s.gs.Stop()
+	}
+
+	close(s.stop)
+	<-s.done
+	fctx, cancel := context.WithTimeout(context.Background(), drainFlushWait)
+	if err := s.r.sessions.Close(fctx); err != nil {
+		s.log.Warn("room: session deletes not flushed before the deadline", "err", err)
+	}
+	if err := s.r.reports.Close(fctx); err != nil {
+		s.log.Warn("room: reports not flushed before the deadline", "err", err)
+	}
+	cancel()
+	dctx, cancel := context.WithTimeout(context.Background(), drainDeregWait)
+	if err := s.reg.Close(dctx); err != nil {
+		s.log.Warn("room: deregister failed", "err", err)
+	}
+	cancel()
+	s.r.close()
+	s.log.Info("room drained", "redirected", redirected, "left", s.r.conns.Load(), "took", time.Since(start))
+}
+
+// waitConns waits until no connection is open, up to d.
+func (s *server) waitConns(d time.Duration) bool {
+	deadline := time.Now().Add(d)
+	for s.r.conns.Load() > 0 {
+		if time.Now().After(deadline) {
+			return false
+		}
+		time.Sleep(drainPoll)
+	}
+	return true
+}

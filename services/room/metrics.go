@@ -1,0 +1,76 @@
+package main
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/pushgw/pushgw/pkg/protocol"
+)
+
+// numOps sizes per-op counter tables (ops are 1..OpError).
+const numOps = int(protocol.OpError) + 1
+
+type metrics struct {
+	conns        prometheus.Gauge
+	auths        *prometheus.CounterVec
+	framesIn     [numOps]prometheus.Counter
+	framesOut    [numOps]prometheus.Counter
+	pushes       prometheus.Counter
+	slowConsumer prometheus.Counter
+	hbTimeouts   prometheus.Counter
+	authTimeouts prometheus.Counter
+	closes       *prometheus.CounterVec
+	batchDropped *prometheus.CounterVec
+	batchFailed  *prometheus.CounterVec
+	peerErrors   *prometheus.CounterVec
+	poolRejected *prometheus.CounterVec
+}
+
+func newMetrics(reg prometheus.Registerer) *metrics {
+	m := &metrics{
+		conns: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "pushgw_room_connections", Help: "Open client connections (authenticated or not)."}),
+		auths: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "pushgw_room_auths_total", Help: "AUTH attempts by result (ok or the error code name)."}, []string{"result"}),
+		pushes: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "pushgw_room_pushes_written_total", Help: "PUSH frames queued to clients."}),
+		slowConsumer: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "pushgw_room_slow_consumer_disconnects_total", Help: "Connections closed because their send queue was full."}),
+		hbTimeouts: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "pushgw_room_heartbeat_timeouts_total", Help: "Authenticated connections closed for silence."}),
+		authTimeouts: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "pushgw_room_auth_timeouts_total", Help: "Connections closed for not authenticating in time."}),
+		closes: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "pushgw_room_error_closes_total", Help: "Connections closed with an ERROR or KICK, by code."}, []string{"code"}),
+		batchDropped: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "pushgw_room_batch_dropped_total", Help: "Items shed because a batch queue was full."}, []string{"batch"}),
+		batchFailed: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "pushgw_room_batch_failed_total", Help: "Batches given up after retries."}, []string{"batch"}),
+		peerErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "pushgw_room_peer_errors_total", Help: "Failed calls to other services."}, []string{"method"}),
+		poolRejected: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "pushgw_room_pool_rejected_total", Help: "Tasks refused by a full worker pool."}, []string{"pool"}),
+	}
+	in := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "pushgw_room_frames_in_total", Help: "Client frames received, by op."}, []string{"op"})
+	out := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "pushgw_room_frames_out_total", Help: "Frames queued to clients, by op."}, []string{"op"})
+	for op := protocol.OpAuth; op <= protocol.OpError; op++ {
+		m.framesIn[op] = in.WithLabelValues(op.String())
+		m.framesOut[op] = out.WithLabelValues(op.String())
+	}
+	reg.MustRegister(m.conns, m.auths, in, out, m.pushes, m.slowConsumer, m.hbTimeouts, m.authTimeouts,
+		m.closes, m.batchDropped, m.batchFailed, m.peerErrors, m.poolRejected)
+	return m
+}
+
+func (m *metrics) frameIn(op protocol.Op) {
+	if op.Valid() {
+		m.framesIn[op].Inc()
+	}
+}
+
+func (m *metrics) frameOut(op protocol.Op) {
+	if op.Valid() {
+		m.framesOut[op].Inc()
+	}
+}

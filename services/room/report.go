@@ -1,0 +1,81 @@
+package main
+
+import (
+	"context"
+	"time"
+
+	"github.com/pushgw/pushgw/pkg/grpcconn"
+	"github.com/pushgw/pushgw/proto/internalpb"
+)
+
+// Saver report policy.
+const (
+	reportAttempts = 3
+	reportBackoff  = 20 * time.Millisecond
+)
+
+// reportItem is one ack or delivery of one message.
+type reportItem struct {
+	acked     bool
+	app, user string
+	id        uint64
+}
+
+// reporter batches acks and deliveries from all connections into
+// Saver.Report calls.
+type reporter struct {
+	r *room
+	b *batcher[reportItem]
+}
+
+func newReporter(r *room) *reporter {
+	rp := &reporter{r: r}
+	drop := r.m.batchDropped.WithLabelValues("report")
+	rp.b = newBatcher(defaultBatchSize, defaultBatchDelay, defaultBatchQueue, rp.flush, drop.Inc)
+	return rp
+}
+
+// Acked queues an ack from a client.
+func (rp *reporter) Acked(app, user string, id uint64) {
+	rp.b.Add(reportItem{acked: true, app: app, user: user, id: id})
+}
+
+// Delivered queues a QoS 1 push written to a client.
+func (rp *reporter) Delivered(app, user string, id uint64) {
+	rp.b.Add(reportItem{app: app, user: user, id: id})
+}
+
+func (rp *reporter) flush(items []reportItem) {
+	req := buildReport(items)
+	err := retry(reportAttempts, reportBackoff, nil, func() error {
+		ctx, cancel := context.WithTimeout(context.Background(), grpcconn.DefaultCallTimeout)
+		defer cancel()
+		_, err := rp.r.saver.Report(ctx, req)
+		if err != nil {
+			rp.r.m.peerErrors.WithLabelValues("Saver.Report").Inc()
+		}
+		return err
+	})
+	if err != nil {
+		// Unreported acks are redelivered and deduplicated by the SDK;
+		// unreported deliveries only undercount.
+		rp.r.m.batchFailed.WithLabelValues("report").Inc()
+		rp.r.log.Warn("room: report batch failed", "acked", len(req.Acked), "delivered", len(req.Delivered), "err", err)
+	}
+}
+
+func buildReport(items []reportItem) *internalpb.ReportRequest {
+	req := &internalpb.ReportRequest{}
+	for _, it := range items {
+		ref := &internalpb.MessageRef{App: it.app, User: it.user, Id: it.id}
+		if it.acked {
+			req.Acked = append(req.Acked, ref)
+		} else {
+			req.Delivered = append(req.Delivered, ref)
+		}
+	}
+	return req
+}
+
+// Close flushes what is queued within ctx.
+func (rp *reporter) Close(ctx context.Context) error { return rp.b.Close(ctx) }

@@ -1,0 +1,167 @@
+package main
+
+import (
+	"fmt"
+	"log/slog"
+	"sync/atomic"
+	"time"
+
+	"github.com/panjf2000/ants/v2"
+
+	"github.com/pushgw/pushgw/pkg/protocol"
+	"github.com/pushgw/pushgw/proto/internalpb"
+)
+
+// Worker pools: calls to saver and coordinator made on behalf of one
+// connection run here, never in a goroutine of their own.
+const (
+	pendingWorkers = 1024
+	// pendingWaiters bounds logins waiting for a pending-pull worker; a
+	// waiting login only stalls its own connection's reader.
+	pendingWaiters = 8192
+	uplinkWorkers  = 1024
+)
+
+// room is the session logic: it implements handler for an engine and the
+// Room gRPC service, and owns the local index and the batches to peers.
+type room struct {
+	cfg      config
+	instance string
+	log      *slog.Logger
+	m        *metrics
+	secretOf func(app string) ([]byte, bool)
+
+	register    internalpb.RegisterClient
+	saver       internalpb.SaverClient
+	coordinator internalpb.CoordinatorClient
+
+	hub      *hub
+	wheel    *timingWheel[*session]
+	sessions *sessionSync
+	reports  *reporter
+	pending  *ants.Pool
+	uplinks  *ants.Pool
+
+	nextID   atomic.Uint64
+	conns    atomic.Int64
+	draining atomic.Bool
+
+	tooMany []byte
+}
+
+type roomDeps struct {
+	log         *slog.Logger
+	metrics     *metrics
+	secretOf    func(app string) ([]byte, bool)
+	register    internalpb.RegisterClient
+	saver       internalpb.SaverClient
+	coordinator internalpb.CoordinatorClient
+}
+
+func newRoom(cfg config, d roomDeps) (*room, error) {
+	r := &room{
+		cfg: cfg, instance: cfg.common.Instance, log: d.log, m: d.metrics, secretOf: d.secretOf,
+		register: d.register, saver: d.saver, coordinator: d.coordinator,
+		hub:     newHub(),
+		tooMany: protocol.ErrorFrame(nil, 0, protocol.CodeTooManyConnections, "room is full"),
+	}
+	// Seeding from the clock keeps connection ids of a restarted instance
+	// (same -instance) above the old ones, so a late Delete of an old
+	// session can never match a new one at register.
+	r.nextID.Store(uint64(time.Now().UnixNano()))
+	var err error
+	if r.pending, err = ants.NewPool(pendingWorkers, ants.WithMaxBlockingTasks(pendingWaiters)); err != nil {
+		return nil, fmt.Errorf("room: pending pool: %w", err)
+	}
+	if r.uplinks, err = ants.NewPool(uplinkWorkers, ants.WithNonblocking(true)); err != nil {
+		r.pending.Release()
+		return nil, fmt.Errorf("room: uplink pool: %w", err)
+	}
+	span := max(cfg.authTimeout, cfg.liveTimeout())
+	r.wheel = newTimingWheel(wheelTick(cfg.heartbeat), span, r.expired)
+	r.sessions = newSessionSync(r)
+	r.reports = newReporter(r)
+	r.wheel.Start()
+	return r, nil
+}
+
+func (r *room) OnOpen(c conn) *session {
+	if n := r.conns.Add(1); n > int64(r.cfg.maxConns) {
+		r.conns.Add(-1)
+		c.CloseWith(r.tooMany)
+		r.m.frameOut(protocol.OpError)
+		r.m.closes.WithLabelValues(protocol.CodeTooManyConnections.String()).Inc()
+		return nil
+	}
+	r.m.conns.Inc()
+	s := &session{r: r, c: c, id: r.nextID.Add(1)}
+	r.hub.AddConn(s)
+	r.wheel.Add(&s.timer, s, r.cfg.authTimeout)
+	// Checked after indexing: either drain's sweep sees this connection or
+	// this check sees the drain.
+	if r.draining.Load() {
+		c.CloseWith(redirectFrame())
+	}
+	return s
+}
+
+func (r *room) OnFrame(s *session, f protocol.Frame) {
+	r.m.frameIn(f.Op)
+	if !s.isAuthed() {
+		if f.Op != protocol.OpAuth {
+			s.fail(f.Seq, protocol.CodeAuthRequired, "the first frame must be AUTH")
+			return
+		}
+		r.handleAuth(s, f)
+		return
+	}
+	// Any frame proves the client alive.
+	s.timer.Touch(r.cfg.liveTimeout())
+	switch f.Op {
+	case protocol.OpPing:
+		s.send(protocol.OpPong, protocol.AppendFrame(make([]byte, 0, protocol.HeaderSize), protocol.OpPong, 0, f.Seq, nil))
+	case protocol.OpPong:
+		// Liveness only.
+	case protocol.OpAck:
+		r.handleAck(s, f)
+	case protocol.OpUplink:
+		r.handleUplink(s, f)
+	case protocol.OpAuth:
+		s.fail(f.Seq, protocol.CodeAlreadyAuthed, "already authenticated")
+	default:
+		s.fail(f.Seq, protocol.CodeUnknownOp, fmt.Sprintf("%s is a server-to-client operation", f.Op))
+	}
+}
+
+func (r *room) OnFrameError(s *session, err error) {
+	s.fail(0, protocol.CodeOf(err), err.Error())
+}
+
+func (r *room) OnClose(s *session) {
+	r.wheel.Remove(&s.timer)
+	r.hub.Remove(s)
+	r.conns.Add(-1)
+	r.m.conns.Dec()
+	if s.isAuthed() {
+		r.sessions.Delete(s.reg)
+	}
+}
+
+// expired runs on the wheel's goroutine for a connection whose deadline
+// passed: no AUTH in time, or silent for too long.
+func (r *room) expired(s *session) {
+	if s.isAuthed() {
+		r.m.hbTimeouts.Inc()
+		s.fail(0, protocol.CodeHeartbeatTimeout, "no frame within the heartbeat deadline")
+		return
+	}
+	r.m.authTimeouts.Inc()
+	s.fail(0, protocol.CodeAuthTimeout, "no AUTH within the deadline")
+}
+
+// close stops the room's own machinery (after the connections are gone).
+func (r *room) close() {
+	r.wheel.Stop()
+	r.pending.Release()
+	r.uplinks.Release()
+}

@@ -1,0 +1,85 @@
+package main
+
+import (
+	"context"
+	"time"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/pushgw/pushgw/pkg/protocol"
+	"github.com/pushgw/pushgw/proto/internalpb"
+)
+
+// maxRPCTargets bounds the connections one Push or Kick may name.
+const maxRPCTargets = 10000
+
+// roomRPC serves the Room gRPC service to center.
+type roomRPC struct {
+	internalpb.UnimplementedRoomServer
+	r *room
+}
+
+func (g *roomRPC) Push(ctx context.Context, req *internalpb.RoomPushRequest) (*internalpb.RoomPushReply, error) {
+	m := req.GetMessage()
+	if m == nil {
+		return nil, status.Error(codes.InvalidArgument, "room: push without a message")
+	}
+	if len(req.GetTargets()) > maxRPCTargets {
+		return nil, status.Errorf(codes.InvalidArgument, "room: %d targets, at most %d per call", len(req.GetTargets()), maxRPCTargets)
+	}
+	rep := &internalpb.RoomPushReply{Results: make([]*internalpb.TargetResult, len(req.GetTargets()))}
+	frame, err := pushFrame(m)
+	invalid := err != nil || len(frame)-protocol.HeaderSize > g.r.cfg.maxFrame || expired(m, time.Now())
+	for i, t := range req.GetTargets() {
+		code := internalpb.ResultCode_RESULT_CODE_INVALID
+		if !invalid {
+			code = g.r.pushTo(t, frame, m)
+		}
+		rep.Results[i] = &internalpb.TargetResult{ConnId: t.GetConnId(), Code: code}
+	}
+	return rep, nil
+}
+
+// pushTo queues one shared PUSH frame to one target connection.
+func (r *room) pushTo(t *internalpb.Target, frame []byte, m *internalpb.Message) internalpb.ResultCode {
+	s, ok := r.hub.Get(t.GetConnId())
+	if !ok || !s.matches(t) {
+		return internalpb.ResultCode_RESULT_CODE_NOT_FOUND
+	}
+	switch s.send(protocol.OpPush, frame) {
+	case nil:
+	case errQueueFull:
+		return internalpb.ResultCode_RESULT_CODE_QUEUE_FULL
+	default:
+		return internalpb.ResultCode_RESULT_CODE_CLOSED
+	}
+	r.m.pushes.Inc()
+	if m.GetQos() == 1 {
+		r.reports.Delivered(s.key.app, s.key.user, m.GetId())
+	}
+	return internalpb.ResultCode_RESULT_CODE_OK
+}
+
+func (g *roomRPC) Kick(ctx context.Context, req *internalpb.RoomKickRequest) (*internalpb.RoomKickReply, error) {
+	if len(req.GetTargets()) > maxRPCTargets {
+		return nil, status.Errorf(codes.InvalidArgument, "room: %d targets, at most %d per call", len(req.GetTargets()), maxRPCTargets)
+	}
+	reason := req.GetReason()
+	if reason == "" {
+		reason = "kicked by the application"
+	}
+	rep := &internalpb.RoomKickReply{Results: make([]*internalpb.TargetResult, len(req.GetTargets()))}
+	for i, t := range req.GetTargets() {
+		code := internalpb.ResultCode_RESULT_CODE_OK
+		s, ok := g.r.hub.Get(t.GetConnId())
+		switch {
+		case !ok || !s.matches(t):
+			code = internalpb.ResultCode_RESULT_CODE_NOT_FOUND
+		case !s.kick(protocol.CodeKicked, reason):
+			code = internalpb.ResultCode_RESULT_CODE_CLOSED
+		}
+		rep.Results[i] = &internalpb.TargetResult{ConnId: t.GetConnId(), Code: code}
+	}
+	return rep, nil
+}

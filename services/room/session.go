@@ -1,0 +1,78 @@
+package main
+
+import (
+	"sync/atomic"
+
+	"google.golang.org/protobuf/proto"
+
+	"github.com/pushgw/pushgw/pkg/protocol"
+	"github.com/pushgw/pushgw/proto/clientpb"
+	"github.com/pushgw/pushgw/proto/internalpb"
+)
+
+// session is the room's state for one connection. Identity fields are
+// written once by the connection's reader before authed is set, and only
+// read by other goroutines after they observe authed.
+type session struct {
+	r     *room
+	c     conn
+	id    uint64
+	timer wheelTimer[*session]
+
+	authed atomic.Bool
+	key    sessionKey
+	sid    string
+	// reg is what register stores for this session; immutable once authed.
+	reg *internalpb.Session
+}
+
+func (s *session) isAuthed() bool { return s.authed.Load() }
+
+// send queues an encoded frame and keeps the books.
+func (s *session) send(op protocol.Op, frame []byte) error {
+	err := s.c.Send(frame)
+	switch err {
+	case nil:
+		s.r.m.frameOut(op)
+	case errQueueFull:
+		s.r.m.slowConsumer.Inc()
+		s.r.m.closes.WithLabelValues(protocol.CodeSlowConsumer.String()).Inc()
+	}
+	return err
+}
+
+// sendMsg encodes msg as an op frame and queues it.
+func (s *session) sendMsg(op protocol.Op, seq uint32, msg proto.Message) error {
+	frame, err := protocol.AppendMessage(nil, op, seq, msg)
+	if err != nil {
+		return err
+	}
+	return s.send(op, frame)
+}
+
+// fail sends ERROR code and closes the connection.
+func (s *session) fail(seq uint32, code protocol.Code, msg string) {
+	if s.c.CloseWith(protocol.ErrorFrame(nil, seq, code, msg)) {
+		s.r.m.frameOut(protocol.OpError)
+		s.r.m.closes.WithLabelValues(code.String()).Inc()
+	}
+}
+
+// kick sends KICK code and closes the connection; false when it was
+// already closing.
+func (s *session) kick(code protocol.Code, reason string) bool {
+	frame, _ := protocol.AppendMessage(nil, protocol.OpKick, 0, &clientpb.Kick{Code: uint32(code), Reason: reason})
+	if !s.c.CloseWith(frame) {
+		return false
+	}
+	s.r.m.frameOut(protocol.OpKick)
+	s.r.m.closes.WithLabelValues(code.String()).Inc()
+	return true
+}
+
+// matches reports whether s is the authenticated session a center target
+// names.
+func (s *session) matches(t *internalpb.Target) bool {
+	return s.isAuthed() && s.key.app == t.GetApp() && s.key.user == t.GetUser() &&
+		(t.GetDevice() == "" || t.GetDevice() == s.key.device)
+}

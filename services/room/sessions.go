@@ -1,0 +1,147 @@
+package main
+
+import (
+	"context"
+	"time"
+
+	"github.com/pushgw/pushgw/pkg/grpcconn"
+	"github.com/pushgw/pushgw/proto/internalpb"
+)
+
+// Register call policy.
+const (
+	registerAttempts = 3
+	registerBackoff  = 50 * time.Millisecond
+	// refreshBatch is the most sessions per Refresh call.
+	refreshBatch = 500
+)
+
+// regOp is one queued change at register.
+type regOp struct {
+	del bool
+	s   *internalpb.Session
+}
+
+// sessionSync keeps register in step with this room: logins and closes go
+// through one ordered batcher; a loop refreshes TTLs of live sessions.
+type sessionSync struct {
+	r *room
+	b *batcher[regOp]
+
+	stop chan struct{}
+	done chan struct{}
+}
+
+func newSessionSync(r *room) *sessionSync {
+	ss := &sessionSync{r: r, stop: make(chan struct{}), done: make(chan struct{})}
+	drop := r.m.batchDropped.WithLabelValues("register")
+	ss.b = newBatcher(defaultBatchSize, defaultBatchDelay, defaultBatchQueue, ss.flush, drop.Inc)
+	go ss.refreshLoop()
+	return ss
+}
+
+// Put queues a new login.
+func (ss *sessionSync) Put(s *internalpb.Session) { ss.b.Add(regOp{s: s}) }
+
+// Delete queues the removal of a closed session.
+func (ss *sessionSync) Delete(s *internalpb.Session) { ss.b.Add(regOp{del: true, s: s}) }
+
+// flush sends one batch: puts first, then deletes. A session's delete is
+// always queued after its put, so within a batch this keeps their order;
+// across batches the single flusher does.
+func (ss *sessionSync) flush(ops []regOp) {
+	var puts, dels []*internalpb.Session
+	for _, op := range ops {
+		if op.del {
+			dels = append(dels, op.s)
+		} else {
+			puts = append(puts, op.s)
+		}
+	}
+	if len(puts) > 0 {
+		ss.call("Register.Put", func(ctx context.Context) error {
+			_, err := ss.r.register.Put(ctx, &internalpb.PutSessionsRequest{Sessions: puts})
+			return err
+		}, len(puts))
+	}
+	if len(dels) > 0 {
+		ss.call("Register.Delete", func(ctx context.Context) error {
+			_, err := ss.r.register.Delete(ctx, &internalpb.DeleteSessionsRequest{Sessions: dels})
+			return err
+		}, len(dels))
+	}
+}
+
+func (ss *sessionSync) call(method string, f func(context.Context) error, n int) {
+	err := retry(registerAttempts, registerBackoff, nil, func() error {
+		ctx, cancel := context.WithTimeout(context.Background(), grpcconn.DefaultCallTimeout)
+		defer cancel()
+		err := f(ctx)
+		if err != nil {
+			ss.r.m.peerErrors.WithLabelValues(method).Inc()
+		}
+		return err
+	})
+	if err != nil {
+		ss.r.m.batchFailed.WithLabelValues("register").Inc()
+		ss.r.log.Warn("room: register batch failed", "method", method, "sessions", n, "err", err)
+	}
+}
+
+func (ss *sessionSync) refreshLoop() {
+	defer close(ss.done)
+	t := time.NewTicker(ss.r.cfg.sessionRefresh)
+	defer t.Stop()
+	for {
+		select {
+		case <-ss.stop:
+			return
+		case <-t.C:
+			ss.refreshAll()
+		}
+	}
+}
+
+// refreshAll extends the TTL of every live session in batches, and re-puts
+// the ones register no longer knows (e.g. Redis lost its data).
+func (ss *sessionSync) refreshAll() {
+	batch := make([]*internalpb.Session, 0, refreshBatch)
+	send := func() {
+		if len(batch) == 0 {
+			return
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), grpcconn.DefaultCallTimeout)
+		rep, err := ss.r.register.Refresh(ctx, &internalpb.RefreshSessionsRequest{Sessions: batch})
+		cancel()
+		batch = make([]*internalpb.Session, 0, refreshBatch)
+		if err != nil {
+			ss.r.m.peerErrors.WithLabelValues("Register.Refresh").Inc()
+			ss.r.log.Warn("room: session refresh failed", "err", err)
+			return
+		}
+		for _, m := range rep.GetMissing() {
+			// Only sessions still open here: a missing one that closed
+			// meanwhile must not come back.
+			if s, ok := ss.r.hub.Get(m.GetConnId()); ok && s.isAuthed() && s.reg.GetConnId() == m.GetConnId() {
+				ss.Put(s.reg)
+			}
+		}
+	}
+	ss.r.hub.Range(func(s *session) {
+		if !s.isAuthed() {
+			return
+		}
+		batch = append(batch, s.reg)
+		if len(batch) == refreshBatch {
+			send()
+		}
+	})
+	send()
+}
+
+// Close stops refreshing and flushes queued changes within ctx.
+func (ss *sessionSync) Close(ctx context.Context) error {
+	close(ss.stop)
+	<-ss.done
+	return ss.b.Close(ctx)
+}

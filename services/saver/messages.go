@@ -1,0 +1,346 @@
+package main
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/pushgw/pushgw/proto/internalpb"
+)
+
+// msgRef names one message of one user.
+type msgRef struct {
+	app, user string
+	id        uint64
+}
+
+// Statement size bounds: a multi-row INSERT is split so it stays far below
+// MariaDB's max_allowed_packet (16 MiB by default) whatever the payloads.
+const (
+	insertMaxRows  = 200
+	insertMaxBytes = 4 << 20
+	// userLoadMax bounds one MySQL fallback read of a user's messages; an
+	// inbox filled from a truncated read is not marked complete.
+	userLoadMax = 2000
+)
+
+const (
+	stateStored    = uint8(internalpb.MessageState_MESSAGE_STATE_STORED)
+	stateDelivered = uint8(internalpb.MessageState_MESSAGE_STATE_DELIVERED)
+)
+
+// db is saver's MySQL side.
+type msgDB struct {
+	db *sql.DB
+}
+
+func sortedIDs(ids []uint64) []uint64 {
+	sort.Slice(ids, func(i, j int) bool { return ids[i] < ids[j] })
+	return ids
+}
+
+// insert stores msgs in one transaction and returns those it stored or
+// found already stored. A message whose id already has an outcome (acked,
+// expired or dead) is dropped, so a Store retried after the ack does not
+// deliver it again.
+func (d *msgDB) insert(ctx context.Context, msgs []*internalpb.Message, now time.Time) ([]*internalpb.Message, error) {
+	ids := make([]uint64, len(msgs))
+	for i, m := range msgs {
+		ids[i] = m.GetId()
+	}
+	var kept []*internalpb.Message
+	err := inTx(ctx, d.db, func(tx *sql.Tx) error {
+		done, err := queryIDs(ctx, tx, "SELECT id FROM message_outcomes WHERE id IN ("+placeholders(len(ids))+")", idArgs(ids)...)
+		if err != nil {
+			return fmt.Errorf("check outcomes: %w", err)
+		}
+		kept = kept[:0]
+		for _, m := range msgs {
+			if !done[m.GetId()] {
+				kept = append(kept, m)
+			}
+		}
+		for start := 0; start < len(kept); {
+			end, size := start, 0
+			for end < len(kept) && end-start < insertMaxRows && (end == start || size+len(kept[end].GetPayload()) <= insertMaxBytes) {
+				size += len(kept[end].GetPayload())
+				end++
+			}
+			if err := insertRows(ctx, tx, kept[start:end], now); err != nil {
+				return err
+			}
+			start = end
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return kept, nil
+}
+
+func insertRows(ctx context.Context, tx *sql.Tx, msgs []*internalpb.Message, now time.Time) error {
+	var b strings.Builder
+	b.WriteString("INSERT IGNORE INTO messages (id, app, `user`, device, payload, qos, created_ms, expires_ms, delivery_count, state, updated_ms) VALUES ")
+	args := make([]any, 0, len(msgs)*10)
+	for i, m := range msgs {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		b.WriteString("(?,?,?,?,?,?,?,?,0,?,?)")
+		payload := m.GetPayload()
+		if payload == nil {
+			payload = []byte{}
+		}
+		args = append(args, m.GetId(), m.GetApp(), m.GetUser(), m.GetDevice(), payload, m.GetQos(),
+			m.GetCreatedMs(), m.GetExpiresMs(), stateStored, now.UnixMilli())
+	}
+	if _, err := tx.ExecContext(ctx, b.String(), args...); err != nil {
+		return fmt.Errorf("insert %d messages: %w", len(msgs), err)
+	}
+	return nil
+}
+
+type querier interface {
+	QueryContext(ctx context.Context, q string, args ...any) (*sql.Rows, error)
+}
+
+func queryIDs(ctx context.Context, q querier, query string, args ...any) (map[uint64]bool, error) {
+	rows, err := q.QueryContext(ctx, query, args...)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	out := map[uint64]bool{}
+	for rows.Next() {
+		var id uint64
+		if err := rows.Scan(&id); err != nil {
+			return nil, err
+		}
+		out[id] = true
+	}
+	return out, rows.Err()
+}
+
+// loadUser reads a user's unexpired messages, oldest first, with their
+// delivery counts; complete is false when more than userLoadMax exist.
+func (d *msgDB) loadUser(ctx context.Context, u userRef, now time.Time) (msgs []*internalpb.Message, complete bool, err error) {
+	rows, err := d.db.QueryContext(ctx, "SELECT id, device, payload, qos, created_ms, expires_ms, delivery_count FROM messages "+
+		"WHERE app = ? AND `user` = ? AND (expires_ms = 0 OR expires_ms > ?) ORDER BY id LIMIT ?",
+		u.app, u.user, now.UnixMilli(), userLoadMax+1)
+	if err != nil {
+		return nil, false, fmt.Errorf("saver: load %s/%s: %w", u.app, u.user, err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		m := &internalpb.Message{App: u.app, User: u.user}
+		if err := rows.Scan(&m.Id, &m.Device, &m.Payload, &m.Qos, &m.CreatedMs, &m.ExpiresMs, &m.DeliveryCount); err != nil {
+			return nil, false, fmt.Errorf("saver: load %s/%s: %w", u.app, u.user, err)
+		}
+		msgs = append(msgs, m)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, false, fmt.Errorf("saver: load %s/%s: %w", u.app, u.user, err)
+	}
+	if len(msgs) > userLoadMax {
+		return msgs[:userLoadMax], false, nil
+	}
+	return msgs, true, nil
+}
+
+// counts returns the delivery count of those ids that still exist and
+// belong to u; an id missing from the result is gone from MySQL.
+func (d *msgDB) counts(ctx context.Context, u userRef, ids []uint64) (map[uint64]uint32, error) {
+	rows, err := d.db.QueryContext(ctx, "SELECT id, delivery_count FROM messages WHERE id IN ("+placeholders(len(ids))+") AND app = ? AND `user` = ?",
+		idArgs(ids, u.app, u.user)...)
+	if err != nil {
+		return nil, fmt.Errorf("saver: counts of %s/%s: %w", u.app, u.user, err)
+	}
+	defer rows.Close()
+	out := make(map[uint64]uint32, len(ids))
+	for rows.Next() {
+		var id uint64
+		var n uint32
+		if err := rows.Scan(&id, &n); err != nil {
+			return nil, fmt.Errorf("saver: counts of %s/%s: %w", u.app, u.user, err)
+		}
+		out[id] = n
+	}
+	return out, rows.Err()
+}
+
+// owned returns the refs whose id exists and belongs to the ref's app and
+// user: one app can never touch another app's message.
+func (d *msgDB) owned(ctx context.Context, refs []msgRef) ([]uint64, error) {
+	want := make(map[uint64]msgRef, len(refs))
+	ids := make([]uint64, 0, len(refs))
+	for _, r := range refs {
+		if _, dup := want[r.id]; !dup {
+			want[r.id] = r
+			ids = append(ids, r.id)
+		}
+	}
+	rows, err := d.db.QueryContext(ctx, "SELECT id, app, `user` FROM messages WHERE id IN ("+placeholders(len(ids))+")", idArgs(ids)...)
+	if err != nil {
+		return nil, fmt.Errorf("saver: owners of %d messages: %w", len(ids), err)
+	}
+	defer rows.Close()
+	var out []uint64
+	for rows.Next() {
+		var r msgRef
+		if err := rows.Scan(&r.id, &r.app, &r.user); err != nil {
+			return nil, fmt.Errorf("saver: owners: %w", err)
+		}
+		if w := want[r.id]; w.app == r.app && w.user == r.user {
+			out = append(out, r.id)
+		}
+	}
+	return out, rows.Err()
+}
+
+// markDelivered counts one more delivery of each id. Ids are sorted so
+// concurrent updates lock rows in the same order.
+func (d *msgDB) markDelivered(ctx context.Context, ids []uint64, now time.Time) error {
+	if len(ids) == 0 {
+		return nil
+	}
+	ids = sortedIDs(ids)
+	return inTx(ctx, d.db, func(tx *sql.Tx) error {
+		_, err := tx.ExecContext(ctx, "UPDATE messages SET delivery_count = delivery_count + 1, state = ?, updated_ms = ? WHERE id IN ("+
+			placeholders(len(ids))+")", append([]any{stateDelivered, now.UnixMilli()}, idArgs(ids)...)...)
+		if err != nil {
+			return fmt.Errorf("saver: mark %d delivered: %w", len(ids), err)
+		}
+		return nil
+	})
+}
+
+// finishedRow is a messages row about to leave the hot table.
+type finishedRow struct {
+	msgRef
+	deliveryCount uint32
+	expiresMs     int64
+}
+
+// finish moves the rows among ids that keep accepts from messages to
+// message_outcomes with outcome, in one transaction, and returns them. The
+// rows are locked first, so concurrent finishers (another saver's sweeper,
+// an ack racing an expiry) serialize and each row is finished exactly once:
+// the loser no longer finds it.
+func (d *msgDB) finish(ctx context.Context, outcome internalpb.MessageState, ids []uint64, now time.Time, keep func(finishedRow) bool) ([]msgRef, error) {
+	if len(ids) == 0 {
+		return nil, nil
+	}
+	ids = sortedIDs(ids)
+	var done []msgRef
+	err := inTx(ctx, d.db, func(tx *sql.Tx) error {
+		done = done[:0]
+		rows, err := tx.QueryContext(ctx, "SELECT id, app, `user`, delivery_count, expires_ms FROM messages WHERE id IN ("+
+			placeholders(len(ids))+") FOR UPDATE", idArgs(ids)...)
+		if err != nil {
+			return err
+		}
+		var take []finishedRow
+		for rows.Next() {
+			var r finishedRow
+			if err := rows.Scan(&r.id, &r.app, &r.user, &r.deliveryCount, &r.expiresMs); err != nil {
+				rows.Close()
+				return err
+			}
+			if keep(r) {
+				take = append(take, r)
+			}
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return err
+		}
+		if len(take) == 0 {
+			return nil
+		}
+		var b strings.Builder
+		b.WriteString("INSERT INTO message_outcomes (id, app, `user`, outcome, delivery_count, at_ms) VALUES ")
+		args := make([]any, 0, len(take)*6)
+		del := make([]uint64, len(take))
+		for i, r := range take {
+			if i > 0 {
+				b.WriteByte(',')
+			}
+			b.WriteString("(?,?,?,?,?,?)")
+			args = append(args, r.id, r.app, r.user, uint8(outcome), r.deliveryCount, now.UnixMilli())
+			del[i] = r.id
+			done = append(done, r.msgRef)
+		}
+		// A leftover outcome row can only be an older fate of the same id;
+		// the newest one wins.
+		b.WriteString(" ON DUPLICATE KEY UPDATE outcome = VALUES(outcome), delivery_count = VALUES(delivery_count), at_ms = VALUES(at_ms)")
+		if _, err := tx.ExecContext(ctx, b.String(), args...); err != nil {
+			return err
+		}
+		_, err = tx.ExecContext(ctx, "DELETE FROM messages WHERE id IN ("+placeholders(len(del))+")", idArgs(del)...)
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("saver: finish %d messages as %s: %w", len(ids), outcome, err)
+	}
+	return done, nil
+}
+
+// expiredIDs lists up to limit messages past their expiry.
+func (d *msgDB) expiredIDs(ctx context.Context, now time.Time, limit int) ([]uint64, error) {
+	rows, err := d.db.QueryContext(ctx, "SELECT id FROM messages WHERE expires_ms > 0 AND expires_ms <= ? ORDER BY expires_ms LIMIT ?", now.UnixMilli(), limit)
+	if err != nil {
+		return nil, fmt.Errorf("saver: list expired: %w", err)
+	}
+	defer rows.Close()
+	var ids []uint64
+	for rows.Next() {
+		var id uint64
+		if err := rows.Scan(&id); err != nil {
+			return nil, fmt.Errorf("saver: list expired: %w", err)
+		}
+		ids = append(ids, id)
+	}
+	return ids, rows.Err()
+}
+
+// pruneOutcomes deletes up to limit outcomes recorded before before.
+func (d *msgDB) pruneOutcomes(ctx context.Context, before time.Time, limit int) (int64, error) {
+	res, err := d.db.ExecContext(ctx, "DELETE FROM message_outcomes WHERE at_ms < ? LIMIT ?", before.UnixMilli(), limit)
+	if err != nil {
+		return 0, fmt.Errorf("saver: prune outcomes: %w", err)
+	}
+	return res.RowsAffected()
+}
+
+// status reads one message of app from either table.
+func (d *msgDB) status(ctx context.Context, app string, id uint64) (*internalpb.StatusReply, error) {
+	m := &internalpb.Message{}
+	var updated int64
+	err := d.db.QueryRowContext(ctx, "SELECT id, app, `user`, device, payload, qos, created_ms, expires_ms, delivery_count, updated_ms FROM messages WHERE id = ? AND app = ?", id, app).
+		Scan(&m.Id, &m.App, &m.User, &m.Device, &m.Payload, &m.Qos, &m.CreatedMs, &m.ExpiresMs, &m.DeliveryCount, &updated)
+	switch {
+	case err == nil:
+		m.State = internalpb.MessageState_MESSAGE_STATE_STORED
+		if m.DeliveryCount > 0 {
+			m.State = internalpb.MessageState_MESSAGE_STATE_DELIVERED
+		}
+		return &internalpb.StatusReply{Found: true, Message: m, UpdatedMs: updated}, nil
+	case err != sql.ErrNoRows:
+		return nil, fmt.Errorf("saver: status %d: %w", id, err)
+	}
+	var outcome uint8
+	err = d.db.QueryRowContext(ctx, "SELECT id, app, `user`, outcome, delivery_count, at_ms FROM message_outcomes WHERE id = ? AND app = ?", id, app).
+		Scan(&m.Id, &m.App, &m.User, &outcome, &m.DeliveryCount, &updated)
+	switch {
+	case err == sql.ErrNoRows:
+		return &internalpb.StatusReply{Found: false}, nil
+	case err != nil:
+		return nil, fmt.Errorf("saver: status %d: %w", id, err)
+	}
+	m.State = internalpb.MessageState(outcome)
+	return &internalpb.StatusReply{Found: true, Message: m, UpdatedMs: updated}, nil
+}

@@ -1,0 +1,94 @@
+package main
+
+import (
+	"fmt"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/pushgw/pushgw/proto/internalpb"
+)
+
+// Input limits; the string bounds match the column sizes in
+// migrations/0001_init.sql.
+const (
+	maxBatch      = 1000
+	maxAppLen     = 64
+	maxUserLen    = 128
+	maxDeviceLen  = 128
+	maxPayload    = 64 << 10
+	pendingDefLim = 100
+	pendingMaxLim = 500
+	qosAtLeastOne = 1
+)
+
+func invalid(format string, a ...any) error {
+	return status.Errorf(codes.InvalidArgument, "saver: "+format, a...)
+}
+
+func checkUser(app, user string) error {
+	switch {
+	case app == "":
+		return fmt.Errorf("empty app")
+	case user == "":
+		return fmt.Errorf("empty user")
+	case len(app) > maxAppLen:
+		return fmt.Errorf("app longer than %d bytes", maxAppLen)
+	case len(user) > maxUserLen:
+		return fmt.Errorf("user longer than %d bytes", maxUserLen)
+	}
+	return nil
+}
+
+func checkMessages(msgs []*internalpb.Message) error {
+	if len(msgs) > maxBatch {
+		return invalid("batch of %d exceeds %d", len(msgs), maxBatch)
+	}
+	for _, m := range msgs {
+		err := checkUser(m.GetApp(), m.GetUser())
+		switch {
+		case err != nil:
+		case m.GetId() == 0:
+			err = fmt.Errorf("id 0")
+		case len(m.GetDevice()) > maxDeviceLen:
+			err = fmt.Errorf("device longer than %d bytes", maxDeviceLen)
+		case len(m.GetPayload()) > maxPayload:
+			err = fmt.Errorf("payload of %d bytes exceeds %d", len(m.GetPayload()), maxPayload)
+		case m.GetQos() != qosAtLeastOne:
+			// QoS 0 is fire-and-forget: storing it would turn it into QoS 1.
+			err = fmt.Errorf("qos %d: only qos 1 is stored", m.GetQos())
+		case m.GetExpiresMs() < 0 || m.GetCreatedMs() < 0:
+			err = fmt.Errorf("negative time")
+		}
+		if err != nil {
+			return invalid("message %d: %v", m.GetId(), err)
+		}
+	}
+	return nil
+}
+
+func checkRefs(kind string, refs []*internalpb.MessageRef) error {
+	if len(refs) > maxBatch {
+		return invalid("%d %s refs exceed %d", len(refs), kind, maxBatch)
+	}
+	for i, r := range refs {
+		if err := checkUser(r.GetApp(), r.GetUser()); err != nil {
+			return invalid("%s ref %d: %v", kind, i, err)
+		}
+		if r.GetId() == 0 {
+			return invalid("%s ref %d: id 0", kind, i)
+		}
+	}
+	return nil
+}
+
+// pendingLimit applies the default and caps the page size.
+func pendingLimit(n uint32) int {
+	switch {
+	case n == 0:
+		return pendingDefLim
+	case n > pendingMaxLim:
+		return pendingMaxLim
+	}
+	return int(n)
+}

@@ -1,0 +1,79 @@
+package test
+
+import (
+	"net/http"
+	"strconv"
+	"strings"
+	"testing"
+)
+
+func TestCenterAPIErrors(t *testing.T) {
+	c := StartCluster(t, Options{Rooms: 1})
+	push := map[string]any{"app": c.App, "user": "u", "payload": "x", "qos": 1, "ttl": 60}
+
+	cases := []struct {
+		name   string
+		key    string
+		body   any
+		status int
+		code   string
+	}{
+		{"no key", "", push, http.StatusUnauthorized, "UNAUTHENTICATED"},
+		{"wrong key", "definitely-not-a-key-000000", push, http.StatusUnauthorized, "UNAUTHENTICATED"},
+		{"another app's key", c.OtherApp.APIKey, push, http.StatusForbidden, "FORBIDDEN"},
+		{"unknown app", c.APIKey, map[string]any{"app": "no-such-app", "user": "u", "payload": "x"}, http.StatusForbidden, "FORBIDDEN"},
+		{"bad JSON", c.APIKey, "{not json", http.StatusBadRequest, "INVALID_ARGUMENT"},
+		{"unknown field", c.APIKey, map[string]any{"app": c.App, "user": "u", "payload": "x", "colour": "red"}, http.StatusBadRequest, "INVALID_ARGUMENT"},
+		{"missing user", c.APIKey, map[string]any{"app": c.App, "payload": "x"}, http.StatusBadRequest, "INVALID_ARGUMENT"},
+		{"bad qos", c.APIKey, map[string]any{"app": c.App, "user": "u", "payload": "x", "qos": 7}, http.StatusBadRequest, "INVALID_ARGUMENT"},
+		{"negative ttl", c.APIKey, map[string]any{"app": c.App, "user": "u", "payload": "x", "qos": 1, "ttl": -5}, http.StatusBadRequest, "INVALID_ARGUMENT"},
+		{"payload too large", c.APIKey, map[string]any{"app": c.App, "user": "u", "payload": strings.Repeat("x", 70<<10), "qos": 1}, http.StatusRequestEntityTooLarge, "PAYLOAD_TOO_LARGE"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			status, out := c.APIWithKey(tc.key, "POST", "/v1/push", tc.body)
+			if status != tc.status || out["code"] != tc.code {
+				t.Fatalf("got %d %v, want %d %s", status, out, tc.status, tc.code)
+			}
+			if msg, _ := out["message"].(string); msg == "" {
+				t.Fatalf("error without a message: %v", out)
+			}
+		})
+	}
+
+	t.Run("too many users in multi", func(t *testing.T) {
+		users := make([]string, 1001)
+		for i := range users {
+			users[i] = "u" + strings.Repeat("x", i%5) + string(rune('a'+i%26)) + string(rune('a'+i/26%26)) + string(rune('a'+i/676))
+		}
+		status, out := c.API("POST", "/v1/push/multi", map[string]any{"app": c.App, "users": users, "payload": "x", "qos": 1})
+		if status != http.StatusBadRequest || out["code"] != "INVALID_ARGUMENT" {
+			t.Fatalf("got %d %v", status, out)
+		}
+	})
+
+	t.Run("wrong content type", func(t *testing.T) {
+		req, _ := http.NewRequest("POST", c.CenterURL+"/v1/push", strings.NewReader(`{"app":"x"}`))
+		req.Header.Set("Authorization", "Bearer "+c.APIKey)
+		req.Header.Set("Content-Type", "text/plain")
+		status, out := doJSON(t, req)
+		if status != http.StatusUnsupportedMediaType {
+			t.Fatalf("got %d %v", status, out)
+		}
+	})
+
+	t.Run("unknown message id", func(t *testing.T) {
+		status, out := c.API("GET", "/v1/messages/12345", nil)
+		if status != http.StatusNotFound || out["code"] != "NOT_FOUND" {
+			t.Fatalf("got %d %v", status, out)
+		}
+	})
+
+	t.Run("another app cannot see a message", func(t *testing.T) {
+		id := c.Push("u-private", 1, 60e9, "secret stuff")
+		status, _ := c.APIWithKey(c.OtherApp.APIKey, "GET", "/v1/messages/"+strconv.FormatUint(id, 10), nil)
+		if status != http.StatusNotFound {
+			t.Fatalf("other app got status %d for message %d", status, id)
+		}
+	})
+}

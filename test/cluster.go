@@ -1,0 +1,402 @@
+// Package test holds pushgw's black-box integration tests and the helper
+// that runs a real cluster for them: every service as its own process on
+// free loopback ports, against the real Redis, MariaDB and etcd, with its
+// own Redis DB, MySQL database and etcd cluster prefix so it never touches
+// what `make run` started.
+package test
+
+import (
+	"context"
+	"crypto/rand"
+	"database/sql"
+	"encoding/hex"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	_ "github.com/go-sql-driver/mysql"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/pushgw/pushgw/pkg/appconfig"
+	"github.com/pushgw/pushgw/pkg/discovery"
+)
+
+// Environment of the shared servers; override with PUSHGW_TEST_*.
+var (
+	etcdAddr   = envOr("PUSHGW_TEST_ETCD", "127.0.0.1:2379")
+	redisAddr  = envOr("PUSHGW_TEST_REDIS", "127.0.0.1:6379")
+	mysqlRoot  = envOr("PUSHGW_TEST_MYSQL", "root@tcp(127.0.0.1:3306)/")
+	redisDB, _ = strconv.Atoi(envOr("PUSHGW_TEST_REDIS_DB", "12"))
+)
+
+const (
+	startTimeout = 20 * time.Second
+	stopTimeout  = 15 * time.Second
+)
+
+func envOr(k, def string) string {
+	if v := os.Getenv(k); v != "" {
+		return v
+	}
+	return def
+}
+
+// Options tune a cluster.
+type Options struct {
+	Rooms     int           // default 2
+	Heartbeat time.Duration // room heartbeat; default 1s
+	// MissedBeats before a silent connection is closed; default 2.
+	MissedBeats  int
+	MaxDelivery  int // saver -max-deliveries; default 10
+	SweepEvery   time.Duration
+	ExtraRoomArg []string
+}
+
+// Proc is one service process.
+type Proc struct {
+	Name  string
+	Bin   string
+	Args  []string
+	Admin string
+	Log   string
+
+	mu  sync.Mutex
+	cmd *exec.Cmd
+}
+
+// Cluster is a running pushgw cluster.
+type Cluster struct {
+	t       testing.TB
+	binDir  string
+	dir     string
+	Name    string // etcd cluster name
+	RedisDB int
+	MySQL   string // database name
+	DSN     string
+
+	App, Secret, APIKey string
+	OtherApp            appconfig.App
+
+	CenterURL     string
+	DispatcherURL string
+	RoomTCP       []string // client endpoints of the rooms, by index
+	Procs         map[string]*Proc
+}
+
+var (
+	buildOnce sync.Once
+	buildDir  string
+	buildErr  error
+)
+
+// buildBinaries compiles every service and pushctl once per test binary.
+func buildBinaries() (string, error) {
+	buildOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "pushgw-bin-")
+		if err != nil {
+			buildErr = err
+			return
+		}
+		args := []string{"build", "-o", dir + "/"}
+		if os.Getenv("PUSHGW_TEST_RACE") == "1" {
+			args = append(args, "-race")
+		}
+		args = append(args, "./services/...", "./cmd/pushctl")
+		cmd := exec.Command("go", args...)
+		cmd.Dir = repoRoot()
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			buildErr = fmt.Errorf("go build: %v\n%s", err, out)
+			return
+		}
+		buildDir = dir
+	})
+	return buildDir, buildErr
+}
+
+func repoRoot() string {
+	wd, _ := os.Getwd()
+	for d := wd; d != "/"; d = filepath.Dir(d) {
+		if _, err := os.Stat(filepath.Join(d, "go.mod")); err == nil {
+			return d
+		}
+	}
+	return wd
+}
+
+func randHex(n int) string {
+	b := make([]byte, n)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+// FreePort returns a loopback address with a port that was free a moment ago.
+func FreePort(t testing.TB) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+// StartCluster starts a cluster and stops it when the test ends.
+func StartCluster(t testing.TB, o Options) *Cluster {
+	t.Helper()
+	if o.Rooms == 0 {
+		o.Rooms = 2
+	}
+	if o.Heartbeat == 0 {
+		o.Heartbeat = time.Second
+	}
+	if o.MissedBeats == 0 {
+		o.MissedBeats = 2
+	}
+	if o.MaxDelivery == 0 {
+		o.MaxDelivery = 10
+	}
+	if o.SweepEvery == 0 {
+		o.SweepEvery = time.Second
+	}
+	bin, err := buildBinaries()
+	if err != nil {
+		t.Fatal(err)
+	}
+	suffix := randHex(4)
+	c := &Cluster{
+		t: t, binDir: bin, dir: t.TempDir(),
+		Name: "test-" + suffix, RedisDB: redisDB, MySQL: "pushgw_test_" + suffix,
+		App: "app-" + suffix, Secret: randHex(16), APIKey: randHex(16),
+		Procs: map[string]*Proc{},
+	}
+	c.OtherApp = appconfig.App{Name: "other-" + suffix, Secret: randHex(16), APIKey: randHex(16)}
+	c.DSN = strings.TrimSuffix(mysqlRoot, "/") + "/" + c.MySQL + "?parseTime=true"
+	t.Cleanup(c.cleanup)
+
+	c.flushRedis()
+	c.seedApps()
+
+	common := func(name string) []string {
+		return []string{"-cluster", c.Name, "-etcd", etcdAddr, "-instance", name, "-log-level", "debug"}
+	}
+	redisArgs := []string{"-redis", redisAddr, "-redis-db", strconv.Itoa(c.RedisDB)}
+
+	add := func(name, bin, admin string, args ...string) {
+		c.Procs[name] = &Proc{Name: name, Bin: filepath.Join(c.binDir, bin), Admin: admin,
+			Args: append(append(common(name), "-admin", admin), args...), Log: filepath.Join(c.dir, name+".log")}
+	}
+	add("register", "register", FreePort(t), append([]string{"-grpc", FreePort(t), "-session-ttl", "30s"}, redisArgs...)...)
+	add("saver", "saver", FreePort(t), append([]string{"-grpc", FreePort(t), "-mysql", c.DSN,
+		"-max-deliveries", strconv.Itoa(o.MaxDelivery), "-sweep-interval", o.SweepEvery.String()}, redisArgs...)...)
+	add("coordinator", "coordinator", FreePort(t), "-grpc", FreePort(t))
+	center := FreePort(t)
+	c.CenterURL = "http://" + center
+	add("center", "center", FreePort(t), "-http", center)
+	disp := FreePort(t)
+	c.DispatcherURL = "http://" + disp
+	add("dispatcher", "dispatcher", FreePort(t), "-http", disp)
+	for i := 0; i < o.Rooms; i++ {
+		tcp := FreePort(t)
+		c.RoomTCP = append(c.RoomTCP, tcp)
+		args := []string{"-tcp", tcp, "-grpc", FreePort(t),
+			"-heartbeat", o.Heartbeat.String(), "-missed-beats", strconv.Itoa(o.MissedBeats),
+			"-auth-timeout", "2s", "-session-refresh", "5s"}
+		add(RoomName(i), "room", FreePort(t), append(args, o.ExtraRoomArg...)...)
+	}
+	// Storage first, so center and rooms find their peers at once.
+	for _, n := range []string{"register", "saver", "coordinator"} {
+		c.Start(n)
+	}
+	for _, n := range []string{"center", "dispatcher"} {
+		c.Start(n)
+	}
+	for i := 0; i < o.Rooms; i++ {
+		c.Start(RoomName(i))
+	}
+	c.WaitInstances(discovery.ServiceRoom, o.Rooms)
+	return c
+}
+
+// RoomName is the process name of room i.
+func RoomName(i int) string { return "room-" + strconv.Itoa(i+1) }
+
+func (c *Cluster) flushRedis() {
+	rdb := redis.NewClient(&redis.Options{Addr: redisAddr, DB: c.RedisDB})
+	defer rdb.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := rdb.FlushDB(ctx).Err(); err != nil {
+		c.t.Fatalf("redis flushdb %d: %v", c.RedisDB, err)
+	}
+}
+
+func (c *Cluster) seedApps() {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	cli, err := discovery.Connect(ctx, []string{etcdAddr}, 5*time.Second)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	defer cli.Close()
+	for _, a := range []appconfig.App{{Name: c.App, Secret: c.Secret, APIKey: c.APIKey}, c.OtherApp} {
+		if err := appconfig.Put(ctx, cli, c.Name, a); err != nil {
+			c.t.Fatal(err)
+		}
+	}
+}
+
+// Start starts (or restarts) a process and waits until /healthz answers.
+func (c *Cluster) Start(name string) {
+	c.t.Helper()
+	p := c.Procs[name]
+	p.mu.Lock()
+	logf, err := os.OpenFile(p.Log, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		p.mu.Unlock()
+		c.t.Fatal(err)
+	}
+	cmd := exec.Command(p.Bin, p.Args...)
+	cmd.Stdout, cmd.Stderr = logf, logf
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := cmd.Start(); err != nil {
+		p.mu.Unlock()
+		c.t.Fatalf("start %s: %v", name, err)
+	}
+	p.cmd = cmd
+	exited := make(chan struct{})
+	go func() { _ = cmd.Wait(); logf.Close(); close(exited) }()
+	p.mu.Unlock()
+
+	deadline := time.Now().Add(startTimeout)
+	for time.Now().Before(deadline) {
+		select {
+		case <-exited:
+			c.t.Fatalf("%s exited at start:\n%s", name, c.Tail(name, 30))
+		default:
+		}
+		resp, err := http.Get("http://" + p.Admin + "/healthz")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == 200 {
+				return
+			}
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	c.t.Fatalf("%s not healthy within %v:\n%s", name, startTimeout, c.Tail(name, 30))
+}
+
+// Signal sends sig to a process.
+func (c *Cluster) Signal(name string, sig syscall.Signal) {
+	p := c.Procs[name]
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.cmd != nil && p.cmd.Process != nil {
+		_ = p.cmd.Process.Signal(sig)
+	}
+}
+
+// Kill kills a process with SIGKILL and waits for it to be gone.
+func (c *Cluster) Kill(name string) { c.stop(name, syscall.SIGKILL) }
+
+// Stop sends SIGTERM and waits for a graceful exit.
+func (c *Cluster) Stop(name string) { c.stop(name, syscall.SIGTERM) }
+
+func (c *Cluster) stop(name string, sig syscall.Signal) {
+	p := c.Procs[name]
+	p.mu.Lock()
+	cmd := p.cmd
+	p.cmd = nil
+	p.mu.Unlock()
+	if cmd == nil || cmd.Process == nil {
+		return
+	}
+	_ = cmd.Process.Signal(sig)
+	deadline := time.Now().Add(stopTimeout)
+	for time.Now().Before(deadline) {
+		if cmd.ProcessState != nil || syscall.Kill(cmd.Process.Pid, 0) != nil {
+			return
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	c.t.Errorf("%s did not exit %v after %v; killing", name, sig, stopTimeout)
+	_ = cmd.Process.Kill()
+}
+
+// Tail returns the last n lines of a process's log.
+func (c *Cluster) Tail(name string, n int) string {
+	b, _ := os.ReadFile(c.Procs[name].Log)
+	lines := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
+}
+
+// WaitInstances waits until etcd lists n instances of service.
+func (c *Cluster) WaitInstances(service string, n int) {
+	c.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), startTimeout)
+	defer cancel()
+	cli, err := discovery.Connect(ctx, []string{etcdAddr}, 5*time.Second)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	defer cli.Close()
+	for ctx.Err() == nil {
+		resp, err := cli.Get(ctx, discovery.Prefix(c.Name, service), clientWithPrefix()...)
+		if err == nil && len(resp.Kvs) == n {
+			return
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	c.t.Fatalf("etcd did not list %d %s instances within %v", n, service, startTimeout)
+}
+
+// DB opens the cluster's MySQL database.
+func (c *Cluster) DB() *sql.DB {
+	db, err := sql.Open("mysql", c.DSN)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	c.t.Cleanup(func() { db.Close() })
+	return db
+}
+
+// Redis opens the cluster's Redis DB.
+func (c *Cluster) Redis() *redis.Client {
+	rdb := redis.NewClient(&redis.Options{Addr: redisAddr, DB: c.RedisDB})
+	c.t.Cleanup(func() { rdb.Close() })
+	return rdb
+}
+
+func (c *Cluster) cleanup() {
+	for name := range c.Procs {
+		c.Stop(name)
+	}
+	if c.t.Failed() {
+		for name := range c.Procs {
+			c.t.Logf("---- %s log (tail) ----\n%s", name, c.Tail(name, 40))
+		}
+	}
+	if db, err := sql.Open("mysql", mysqlRoot); err == nil {
+		_, _ = db.Exec("DROP DATABASE IF EXISTS " + c.MySQL)
+		db.Close()
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if cli, err := discovery.Connect(ctx, []string{etcdAddr}, 3*time.Second); err == nil {
+		_, _ = cli.Delete(ctx, "/pushgw/"+c.Name+"/", clientWithPrefix()...)
+		cli.Close()
+	}
+}

@@ -1,0 +1,19 @@
+package test
+
+import (
+	"fmt"
+	"os"
+	"testing"
+)
+
+func TestMain(m *testing.M) {
+	if testing.Short() {
+		fmt.Println("test: integration tests skipped in -short mode")
+		os.Exit(0)
+	}
+	code := m.Run()
+	if buildDir != "" {
+		os.RemoveAll(buildDir)
+	}
+	os.Exit(code)
+}
