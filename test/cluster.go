@@ -139,15 +139,34 @@ func randHex(n int) string {
 	return hex.EncodeToString(b)
 }
 
-// FreePort returns a loopback address with a port that was free a moment ago.
+var (
+	portsMu sync.Mutex
+	// portsGiven remembers every port handed out in this process: the
+	// kernel may give a just-closed port again, and two services of one
+	// cluster must not be told to use the same one.
+	portsGiven = map[string]bool{}
+)
+
+// FreePort returns a loopback address with a port that was free a moment
+// ago and was not handed out before in this process.
 func FreePort(t testing.TB) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	portsMu.Lock()
+	defer portsMu.Unlock()
+	for i := 0; i < 100; i++ {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		addr := ln.Addr().String()
+		ln.Close()
+		if !portsGiven[addr] {
+			portsGiven[addr] = true
+			return addr
+		}
 	}
-	defer ln.Close()
-	return ln.Addr().String()
+	t.Fatal("no fresh free port after 100 tries")
+	return ""
 }
 
 // StartCluster starts a cluster and stops it when the test ends.
