@@ -11,6 +11,7 @@ import (
 	"database/sql"
 	"encoding/hex"
 	"fmt"
+	mrand "math/rand/v2"
 	"net"
 	"net/http"
 	"os"
@@ -147,25 +148,31 @@ var (
 	portsGiven = map[string]bool{}
 )
 
+// Test ports come from below Linux's ephemeral range (32768+), so an
+// outgoing connection cannot take one between FreePort and the service's
+// listen.
+const testPortMin, testPortMax = 20000, 32000
+
 // FreePort returns a loopback address with a port that was free a moment
 // ago and was not handed out before in this process.
 func FreePort(t testing.TB) string {
 	t.Helper()
 	portsMu.Lock()
 	defer portsMu.Unlock()
-	for i := 0; i < 100; i++ {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
+	for i := 0; i < 1000; i++ {
+		addr := "127.0.0.1:" + strconv.Itoa(testPortMin+mrand.IntN(testPortMax-testPortMin))
+		if portsGiven[addr] {
+			continue
+		}
+		ln, err := net.Listen("tcp", addr)
 		if err != nil {
-			t.Fatal(err)
+			continue
 		}
-		addr := ln.Addr().String()
 		ln.Close()
-		if !portsGiven[addr] {
-			portsGiven[addr] = true
-			return addr
-		}
+		portsGiven[addr] = true
+		return addr
 	}
-	t.Fatal("no fresh free port after 100 tries")
+	t.Fatal("no free port after 1000 tries")
 	return ""
 }
 
