@@ -5,7 +5,7 @@ GO    ?= go
 BIN   ?= bin
 SERVICES := dispatcher room register saver center coordinator
 
-.PHONY: all build run stop test test-short proto lint fuzz deps clean
+.PHONY: all build run stop test proto lint fuzz deps clean
 
 all: build
 
@@ -37,8 +37,16 @@ lint:
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); echo "gofmt: files above need formatting"; exit 1; }
 	$(GO) vet ./...
 
+# Each fuzzer runs FUZZTIME; seed corpora live in each package's testdata/fuzz/.
+FUZZTIME ?= 20s
+FUZZ_TARGETS := ./pkg/protocol:FuzzDecode ./pkg/protocol:FuzzReadFrame ./pkg/protocol:FuzzDecodeBody ./pkg/token:FuzzVerify
+
 fuzz:
-	$(GO) test ./pkg/protocol -run '^$$' -fuzz FuzzReadFrame -fuzztime 30s
+	@set -e; for t in $(FUZZ_TARGETS); do \
+	  pkg=$${t%%:*}; name=$${t##*:}; \
+	  echo "fuzz $$pkg $$name ($(FUZZTIME))"; \
+	  $(GO) test $$pkg -run '^$$' -fuzz "^$$name\$$" -fuzztime $(FUZZTIME); \
+	done
 
 clean:
 	rm -rf $(BIN)

@@ -62,6 +62,10 @@ export PUSHGW_ETCD=$ETCD
 export PUSHGW_CLUSTER=$CLUSTER
 export PATH="$BIN:\$PATH"
 ENV
+  # pushctl also reads this copy when the variables are not set, so it works
+  # in a fresh shell with nothing but --app and --user.
+  local cfg="${XDG_CONFIG_HOME:-$HOME/.config}/pushgw"
+  mkdir -p "$cfg" && cp "$RUN_DIR/env.sh" "$cfg/env.sh" && chmod 600 "$cfg/env.sh"
 }
 
 print_usage() {
@@ -75,12 +79,12 @@ pushgw is running (cluster "$CLUSTER"):
   logs        $RUN_DIR/logs/    pids: $RUN_DIR/pids/
 
 demo app: $APP   API key: $API_KEY
-environment: . $RUN_DIR/env.sh
+environment: . $RUN_DIR/env.sh   (pushctl also finds a copy in ${XDG_CONFIG_HOME:-$HOME/.config}/pushgw/env.sh)
 
-Try it (two shells, each after '. $RUN_DIR/env.sh'):
-  pushctl listen --app demo --user alice --count 1 --timeout 30s
-  pushctl push --app demo --user alice --qos 1 hello
-  pushctl status <id>
+Try it (two shells):
+  bin/pushctl listen --app demo --user alice --count 1 --timeout 30s
+  bin/pushctl push --app demo --user alice --qos 1 hello
+  bin/pushctl status <id>
 
 or with curl:
   curl -s -H "Authorization: Bearer $API_KEY" -H 'Content-Type: application/json' \\

@@ -37,7 +37,7 @@ type cli struct {
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	code := cli{stdout: os.Stdout, stderr: os.Stderr, getenv: os.Getenv}.run(ctx, os.Args[1:])
+	code := cli{stdout: os.Stdout, stderr: os.Stderr, getenv: withEnvFile(os.Getenv)}.run(ctx, os.Args[1:])
 	stop()
 	os.Exit(code)
 }

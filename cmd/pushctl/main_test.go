@@ -281,3 +281,29 @@ func TestAppPut(t *testing.T) {
 		t.Fatalf("short secret: exit %d err %q", code, stderr)
 	}
 }
+
+func TestEnvFileFallback(t *testing.T) {
+	dir := t.TempDir()
+	path := dir + "/env.sh"
+	content := "# written by make run\nexport PUSHGW_APP=demo\nexport PUSHGW_API_KEY='k123'\nexport PATH=/bin\nPUSHGW_CENTER_URL=http://127.0.0.1:1\n"
+	if err := os.WriteFile(path, []byte(content), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	env := map[string]string{"PUSHGW_ENV_FILE": path, "PUSHGW_APP": "from-env"}
+	get := withEnvFile(func(k string) string { return env[k] })
+	if got := get("PUSHGW_APP"); got != "from-env" {
+		t.Fatalf("environment must win over the file, got %q", got)
+	}
+	if got := get("PUSHGW_API_KEY"); got != "k123" {
+		t.Fatalf("PUSHGW_API_KEY = %q", got)
+	}
+	if got := get("PUSHGW_CENTER_URL"); got != "http://127.0.0.1:1" {
+		t.Fatalf("PUSHGW_CENTER_URL = %q", got)
+	}
+	if got := get("PATH"); got != "" {
+		t.Fatalf("non-PUSHGW variables must not be read from the file, got %q", got)
+	}
+	if got := withEnvFile(func(k string) string { return map[string]string{"PUSHGW_ENV_FILE": dir + "/missing"}[k] })("PUSHGW_APP"); got != "" {
+		t.Fatalf("missing file gave %q", got)
+	}
+}

@@ -12,7 +12,7 @@ const (
 	serviceName               = "coordinator"
 	defaultGRPCAddr           = "127.0.0.1:7600"
 	defaultAdminAddr          = "127.0.0.1:7601"
-	defaultWebhookTimeout     = 5 * time.Second
+	defaultWebhookTimeout     = 2500 * time.Millisecond // under the room's 3 s uplink deadline, so a slow webhook is reported as UPLINK_FAILED, not a timeout
 	defaultWebhookConcurrency = 256
 )
 

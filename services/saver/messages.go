@@ -222,6 +222,7 @@ func (d *msgDB) markDelivered(ctx context.Context, ids []uint64, now time.Time) 
 type finishedRow struct {
 	msgRef
 	deliveryCount uint32
+	createdMs     int64
 	expiresMs     int64
 }
 
@@ -238,7 +239,7 @@ func (d *msgDB) finish(ctx context.Context, outcome internalpb.MessageState, ids
 	var done []msgRef
 	err := inTx(ctx, d.db, func(tx *sql.Tx) error {
 		done = done[:0]
-		rows, err := tx.QueryContext(ctx, "SELECT id, app, `user`, delivery_count, expires_ms FROM messages WHERE id IN ("+
+		rows, err := tx.QueryContext(ctx, "SELECT id, app, `user`, delivery_count, created_ms, expires_ms FROM messages WHERE id IN ("+
 			placeholders(len(ids))+") FOR UPDATE", idArgs(ids)...)
 		if err != nil {
 			return err
@@ -246,7 +247,7 @@ func (d *msgDB) finish(ctx context.Context, outcome internalpb.MessageState, ids
 		var take []finishedRow
 		for rows.Next() {
 			var r finishedRow
-			if err := rows.Scan(&r.id, &r.app, &r.user, &r.deliveryCount, &r.expiresMs); err != nil {
+			if err := rows.Scan(&r.id, &r.app, &r.user, &r.deliveryCount, &r.createdMs, &r.expiresMs); err != nil {
 				rows.Close()
 				return err
 			}
@@ -262,15 +263,15 @@ func (d *msgDB) finish(ctx context.Context, outcome internalpb.MessageState, ids
 			return nil
 		}
 		var b strings.Builder
-		b.WriteString("INSERT INTO message_outcomes (id, app, `user`, outcome, delivery_count, at_ms) VALUES ")
-		args := make([]any, 0, len(take)*6)
+		b.WriteString("INSERT INTO message_outcomes (id, app, `user`, outcome, delivery_count, at_ms, created_ms, expires_ms) VALUES ")
+		args := make([]any, 0, len(take)*8)
 		del := make([]uint64, len(take))
 		for i, r := range take {
 			if i > 0 {
 				b.WriteByte(',')
 			}
-			b.WriteString("(?,?,?,?,?,?)")
-			args = append(args, r.id, r.app, r.user, uint8(outcome), r.deliveryCount, now.UnixMilli())
+			b.WriteString("(?,?,?,?,?,?,?,?)")
+			args = append(args, r.id, r.app, r.user, uint8(outcome), r.deliveryCount, now.UnixMilli(), r.createdMs, r.expiresMs)
 			del[i] = r.id
 			done = append(done, r.msgRef)
 		}
@@ -333,8 +334,8 @@ func (d *msgDB) status(ctx context.Context, app string, id uint64) (*internalpb.
 		return nil, fmt.Errorf("saver: status %d: %w", id, err)
 	}
 	var outcome uint8
-	err = d.db.QueryRowContext(ctx, "SELECT id, app, `user`, outcome, delivery_count, at_ms FROM message_outcomes WHERE id = ? AND app = ?", id, app).
-		Scan(&m.Id, &m.App, &m.User, &outcome, &m.DeliveryCount, &updated)
+	err = d.db.QueryRowContext(ctx, "SELECT id, app, `user`, outcome, delivery_count, at_ms, created_ms, expires_ms FROM message_outcomes WHERE id = ? AND app = ?", id, app).
+		Scan(&m.Id, &m.App, &m.User, &outcome, &m.DeliveryCount, &updated, &m.CreatedMs, &m.ExpiresMs)
 	switch {
 	case err == sql.ErrNoRows:
 		return &internalpb.StatusReply{Found: false}, nil

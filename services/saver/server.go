@@ -190,6 +190,18 @@ func (s *server) Report(ctx context.Context, req *internalpb.ReportRequest) (*in
 		return nil, err
 	}
 	now := time.Now()
+	// Deliveries first: a room reports a push and its ack in one batch when
+	// the client answers fast, and the outcome row should count that delivery.
+	if delivered := toRefs(req.GetDelivered()); len(delivered) > 0 {
+		ids, err := s.db.owned(ctx, delivered)
+		if err != nil {
+			return nil, s.fail(ctx, "report", err)
+		}
+		if err := s.db.markDelivered(ctx, ids, now); err != nil {
+			return nil, s.fail(ctx, "report", err)
+		}
+		s.metrics.delivered.WithLabelValues("report").Add(float64(len(ids)))
+	}
 	if acked := toRefs(req.GetAcked()); len(acked) > 0 {
 		owner := make(map[uint64]msgRef, len(acked))
 		ids := make([]uint64, 0, len(acked))
@@ -213,16 +225,6 @@ func (s *server) Report(ctx context.Context, req *internalpb.ReportRequest) (*in
 		if err := s.inbox.remove(ctx, acked); err != nil {
 			s.redisFailed("report", err)
 		}
-	}
-	if delivered := toRefs(req.GetDelivered()); len(delivered) > 0 {
-		ids, err := s.db.owned(ctx, delivered)
-		if err != nil {
-			return nil, s.fail(ctx, "report", err)
-		}
-		if err := s.db.markDelivered(ctx, ids, now); err != nil {
-			return nil, s.fail(ctx, "report", err)
-		}
-		s.metrics.delivered.WithLabelValues("report").Add(float64(len(ids)))
 	}
 	return &internalpb.ReportReply{}, nil
 }
