@@ -17,6 +17,7 @@ import (
 	"os/signal"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -95,7 +96,9 @@ type Base struct {
 
 	admin   *http.Server
 	healthy atomic.Bool
-	checks  []func(context.Context) error
+
+	mu     sync.Mutex // guards checks: /healthz may be served while a service adds them
+	checks []func(context.Context) error
 }
 
 // Start sets up logging, connects to etcd (returning an error if it does
@@ -141,7 +144,11 @@ func Start(ctx context.Context, name string, c Common) (*Base, error) {
 }
 
 // AddCheck adds a health check run by /healthz.
-func (b *Base) AddCheck(f func(context.Context) error) { b.checks = append(b.checks, f) }
+func (b *Base) AddCheck(f func(context.Context) error) {
+	b.mu.Lock()
+	b.checks = append(b.checks, f)
+	b.mu.Unlock()
+}
 
 // SetHealthy marks the instance healthy or not (e.g. while draining).
 func (b *Base) SetHealthy(ok bool) { b.healthy.Store(ok) }
@@ -153,7 +160,10 @@ func (b *Base) serveHealth(w http.ResponseWriter, r *http.Request) {
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
 	defer cancel()
-	for _, check := range b.checks {
+	b.mu.Lock()
+	checks := append([]func(context.Context) error(nil), b.checks...)
+	b.mu.Unlock()
+	for _, check := range checks {
 		if err := check(ctx); err != nil {
 			http.Error(w, err.Error(), http.StatusServiceUnavailable)
 			return
