@@ -10,8 +10,9 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 )
 
-// leaseTTL is how long a node id outlives its holder after a crash.
-const leaseTTL = 10 // seconds
+// leaseTTL is how long, in seconds, a node id outlives its holder after a
+// crash. A variable so tests can shorten outages.
+var leaseTTL int64 = 10
 
 // NodeLease holds one node id in etcd under
 // /pushgw/<cluster>/ids/nodes/<n> for as long as the process lives, and
@@ -28,7 +29,7 @@ type NodeLease struct {
 // Acquire claims a free node id and returns a generator bound to it.
 func Acquire(ctx context.Context, cli *clientv3.Client, cluster string, log *slog.Logger) (*NodeLease, *Generator, error) {
 	l := &NodeLease{cli: cli, prefix: "/pushgw/" + cluster + "/ids/nodes/", log: log, done: make(chan struct{})}
-	node, lease, err := l.claim(ctx, -1)
+	node, lease, err := l.claim(ctx, -1, 0)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -40,32 +41,44 @@ func Acquire(ctx context.Context, cli *clientv3.Client, cluster string, log *slo
 	return l, gen, nil
 }
 
-// claim grabs prefer if free, else the lowest free node id.
-func (l *NodeLease) claim(ctx context.Context, prefer int) (int, clientv3.LeaseID, error) {
+// claim grabs prefer if free or still held by our own prev lease, else the
+// lowest free node id.
+func (l *NodeLease) claim(ctx context.Context, prefer int, prev clientv3.LeaseID) (int, clientv3.LeaseID, error) {
 	grant, err := l.cli.Grant(ctx, leaseTTL)
 	if err != nil {
 		return 0, 0, fmt.Errorf("ids: grant lease: %w", err)
 	}
-	try := func(n int) (bool, error) {
-		key := l.prefix + strconv.Itoa(n)
+	try := func(n int, cond clientv3.Cmp) (bool, error) {
 		resp, err := l.cli.Txn(ctx).
-			If(clientv3.Compare(clientv3.CreateRevision(key), "=", 0)).
-			Then(clientv3.OpPut(key, time.Now().UTC().Format(time.RFC3339), clientv3.WithLease(grant.ID))).
+			If(cond).
+			Then(clientv3.OpPut(l.prefix+strconv.Itoa(n), time.Now().UTC().Format(time.RFC3339), clientv3.WithLease(grant.ID))).
 			Commit()
 		if err != nil {
 			return false, fmt.Errorf("ids: claim node %d: %w", n, err)
 		}
 		return resp.Succeeded, nil
 	}
+	free := func(n int) clientv3.Cmp {
+		return clientv3.Compare(clientv3.CreateRevision(l.prefix+strconv.Itoa(n)), "=", 0)
+	}
 	if prefer >= 0 {
-		if ok, err := try(prefer); err != nil {
+		ok, err := try(prefer, free(prefer))
+		if err == nil && !ok && prev != 0 {
+			// etcd restores leases on restart and refreshes their TTL, so
+			// after an outage our node may still be held by the lease we
+			// gave up on. It is ours: move it to the new lease rather than
+			// switch node ids.
+			ok, err = try(prefer, clientv3.Compare(clientv3.LeaseValue(l.prefix+strconv.Itoa(prefer)), "=", prev))
+		}
+		if err != nil {
 			return 0, 0, err
-		} else if ok {
+		}
+		if ok {
 			return prefer, grant.ID, nil
 		}
 	}
 	for n := 0; n <= MaxNode; n++ {
-		ok, err := try(n)
+		ok, err := try(n, free(n))
 		if err != nil {
 			return 0, 0, err
 		}
@@ -95,13 +108,18 @@ func (l *NodeLease) keep(ctx context.Context, node int, lease clientv3.LeaseID) 
 		l.log.Warn("ids: node lease lost; re-claiming", "node", node)
 		for ctx.Err() == nil {
 			cctx, cancel := context.WithTimeout(ctx, 3*time.Second)
-			n, id, err := l.claim(cctx, node)
+			n, id, err := l.claim(cctx, node, lease)
 			cancel()
 			if err == nil {
 				if n != node {
 					l.log.Warn("ids: node id changed", "old", node, "new", n)
 					l.gen.SetNode(n)
 				}
+				// Drop the restored old lease now rather than at its TTL;
+				// the node key no longer hangs on it.
+				rctx, rcancel := context.WithTimeout(ctx, 2*time.Second)
+				_, _ = l.cli.Revoke(rctx, lease)
+				rcancel()
 				node, lease = n, id
 				break
 			}
