@@ -5,7 +5,6 @@ package main
 import (
 	"context"
 	"fmt"
-	"net"
 	"os"
 	"time"
 
@@ -48,43 +47,20 @@ func run(cfg Config) error {
 	}
 	defer apps.Close()
 
-	ln, err := net.Listen("tcp", cfg.GRPCAddr)
-	if err != nil {
-		return fmt.Errorf("coordinator: listen -grpc %s: %w", cfg.GRPCAddr, err)
-	}
 	gs := grpc.NewServer(grpcconn.ServerOptions()...)
 	internalpb.RegisterCoordinatorServer(gs, newServer(apps, cfg.WebhookTimeout, cfg.WebhookConcurrency, newMetrics(base.Registry), log))
-	serveErr := make(chan error, 1)
-	go func() { serveErr <- gs.Serve(ln) }()
-
-	reg, err := discovery.Register(startCtx, base.Etcd, cfg.Common.Cluster, discovery.Instance{
-		Service: discovery.ServiceCoordinator, ID: cfg.Common.Instance, Addr: ln.Addr().String(), IDC: cfg.Common.IDC,
-	}, discovery.DefaultLeaseTTL, log)
+	serving, err := base.ServeGRPC(ctx, gs, cfg.GRPCAddr, discovery.Instance{Service: discovery.ServiceCoordinator})
 	if err != nil {
-		gs.Stop()
-		return fmt.Errorf("coordinator: register in etcd: %w", err)
+		return err
 	}
-	log.Info("coordinator: serving", "grpc", ln.Addr().String())
+	log.Info("coordinator: serving", "grpc", cfg.GRPCAddr)
 
-	select {
-	case <-ctx.Done():
-	case err := <-serveErr:
-		log.Error("coordinator: grpc server stopped", "err", err)
-	}
+	serving.Wait(ctx)
+	// In-flight webhook calls are bounded by -webhook-timeout; Shutdown
+	// waits for them, but not past the deadline.
 	shutCtx, shutCancel := context.WithTimeout(context.Background(), shutdownTimeout)
 	defer shutCancel()
-	if err := reg.Close(shutCtx); err != nil {
-		log.Warn("coordinator: deregister", "err", err)
-	}
-	// Let in-flight webhook calls finish (they are bounded by
-	// -webhook-timeout), but not past the shutdown deadline.
-	done := make(chan struct{})
-	go func() { gs.GracefulStop(); close(done) }()
-	select {
-	case <-done:
-	case <-shutCtx.Done():
-		gs.Stop()
-	}
+	serving.Shutdown(shutCtx)
 	log.Info("coordinator: stopped")
 	return nil
 }

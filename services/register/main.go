@@ -8,7 +8,6 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"net"
 	"os"
 	"time"
 
@@ -80,49 +79,18 @@ func run(cfg *config) error {
 
 	m := newMetrics(base.Registry)
 	srv := &server{store: st, metrics: m, log: base.Log}
-	ln, err := net.Listen("tcp", cfg.grpcAddr)
-	if err != nil {
-		return fmt.Errorf("register: listen %s: %w", cfg.grpcAddr, err)
-	}
 	gs := grpc.NewServer(append(grpcconn.ServerOptions(), grpc.ChainUnaryInterceptor(m.interceptor))...)
 	internalpb.RegisterRegisterServer(gs, srv)
-	serveErr := make(chan error, 1)
-	go func() { serveErr <- gs.Serve(ln) }()
-
-	rctx, cancel := context.WithTimeout(ctx, startTimeout)
-	reg, err := discovery.Register(rctx, base.Etcd, cfg.common.Cluster, discovery.Instance{
-		Service: discovery.ServiceRegister, ID: cfg.common.Instance, Addr: cfg.grpcAddr, IDC: cfg.common.IDC,
-	}, 0, base.Log)
-	cancel()
+	serving, err := base.ServeGRPC(ctx, gs, cfg.grpcAddr, discovery.Instance{Service: discovery.ServiceRegister})
 	if err != nil {
-		gs.Stop()
 		return err
 	}
 	base.Log.Info("serving", "grpc", cfg.grpcAddr, "redis", cfg.redisAddr, "redis_db", cfg.redisDB, "session_ttl", cfg.sessionTTL.String())
 
-	select {
-	case <-ctx.Done():
-	case err := <-serveErr:
-		base.Log.Error("grpc server stopped", "err", err)
-	}
-	base.SetHealthy(false)
+	serving.Wait(ctx)
 	dctx, cancel := context.WithTimeout(context.Background(), shutdownDeadline)
 	defer cancel()
-	if err := reg.Close(dctx); err != nil {
-		base.Log.Warn("deregister failed", "err", err)
-	}
-	gracefulStop(dctx, gs)
+	serving.Shutdown(dctx)
 	base.Log.Info("stopped")
 	return nil
-}
-
-// gracefulStop lets in-flight calls finish, but not past ctx.
-func gracefulStop(ctx context.Context, gs *grpc.Server) {
-	done := make(chan struct{})
-	go func() { gs.GracefulStop(); close(done) }()
-	select {
-	case <-done:
-	case <-ctx.Done():
-		gs.Stop()
-	}
 }

@@ -12,7 +12,6 @@ import (
 	"flag"
 	"fmt"
 	"log/slog"
-	"net"
 	"os"
 	"time"
 
@@ -124,24 +123,10 @@ func run(cfg *config) error {
 	sw := &sweeper{db: mdb, inbox: in, metrics: m, log: base.Log, interval: cfg.sweepInterval, retention: cfg.outcomeRetention}
 	go func() { sw.run(sweepCtx); close(sweepDone) }()
 
-	ln, err := net.Listen("tcp", cfg.grpcAddr)
-	if err != nil {
-		stopSweep()
-		com.close()
-		return fmt.Errorf("saver: listen %s: %w", cfg.grpcAddr, err)
-	}
 	gs := grpc.NewServer(append(grpcconn.ServerOptions(), grpc.ChainUnaryInterceptor(m.interceptor))...)
 	internalpb.RegisterSaverServer(gs, srv)
-	serveErr := make(chan error, 1)
-	go func() { serveErr <- gs.Serve(ln) }()
-
-	rctx, cancel := context.WithTimeout(ctx, startTimeout)
-	reg, err := discovery.Register(rctx, base.Etcd, cfg.common.Cluster, discovery.Instance{
-		Service: discovery.ServiceSaver, ID: cfg.common.Instance, Addr: cfg.grpcAddr, IDC: cfg.common.IDC,
-	}, 0, base.Log)
-	cancel()
+	serving, err := base.ServeGRPC(ctx, gs, cfg.grpcAddr, discovery.Instance{Service: discovery.ServiceSaver})
 	if err != nil {
-		gs.Stop()
 		stopSweep()
 		com.close()
 		return err
@@ -149,18 +134,10 @@ func run(cfg *config) error {
 	base.Log.Info("serving", "grpc", cfg.grpcAddr, "redis", cfg.redisAddr, "redis_db", cfg.redisDB,
 		"mysql", mcfg.Addr+"/"+mcfg.DBName, "max_deliveries", cfg.maxDeliveries)
 
-	select {
-	case <-ctx.Done():
-	case err := <-serveErr:
-		base.Log.Error("grpc server stopped", "err", err)
-	}
-	base.SetHealthy(false)
+	serving.Wait(ctx)
 	dctx, cancel := context.WithTimeout(context.Background(), shutdownDeadline)
 	defer cancel()
-	if err := reg.Close(dctx); err != nil {
-		base.Log.Warn("deregister failed", "err", err)
-	}
-	gracefulStop(dctx, gs)
+	serving.Shutdown(dctx)
 	// Commit what is queued: those callers may already have gone, but
 	// their retries are idempotent either way.
 	com.close()
@@ -168,15 +145,4 @@ func run(cfg *config) error {
 	<-sweepDone
 	base.Log.Info("stopped")
 	return nil
-}
-
-// gracefulStop lets in-flight calls finish, but not past ctx.
-func gracefulStop(ctx context.Context, gs *grpc.Server) {
-	done := make(chan struct{})
-	go func() { gs.GracefulStop(); close(done) }()
-	select {
-	case <-done:
-	case <-ctx.Done():
-		gs.Stop()
-	}
 }
