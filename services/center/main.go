@@ -4,9 +4,7 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"net"
 	"net/http"
 	"os"
 	"time"
@@ -83,10 +81,6 @@ func run(cfg Config) error {
 	}
 	srv := newServer(apps, gen, saverConn, registerConn, rooms, pool, newMetrics(base.Registry), log, cfg.RequestTimeout)
 
-	ln, err := net.Listen("tcp", cfg.HTTPAddr)
-	if err != nil {
-		return fmt.Errorf("center: listen -http %s: %w", cfg.HTTPAddr, err)
-	}
 	httpSrv := &http.Server{
 		Handler:           srv.Handler(),
 		ReadHeaderTimeout: 5 * time.Second,
@@ -95,35 +89,19 @@ func run(cfg Config) error {
 		IdleTimeout:       2 * time.Minute,
 		MaxHeaderBytes:    16 << 10,
 	}
-	serveErr := make(chan error, 1)
-	go func() { serveErr <- httpSrv.Serve(ln) }()
-
-	reg, err := discovery.Register(startCtx, base.Etcd, cfg.Common.Cluster, discovery.Instance{
-		Service: discovery.ServiceCenter, ID: cfg.Common.Instance,
-		Endpoints: map[string]string{"http": ln.Addr().String()}, IDC: cfg.Common.IDC,
-	}, discovery.DefaultLeaseTTL, log)
+	serving, err := base.ServeHTTP(startCtx, httpSrv, cfg.HTTPAddr, discovery.Instance{Service: discovery.ServiceCenter})
 	if err != nil {
-		_ = httpSrv.Close()
-		return fmt.Errorf("center: register in etcd: %w", err)
+		return err
 	}
-	log.Info("center: serving", "http", ln.Addr().String())
+	log.Info("center: serving", "http", cfg.HTTPAddr)
 
-	select {
-	case <-ctx.Done():
-	case err := <-serveErr:
-		log.Error("center: http server stopped", "err", err)
-	}
+	serving.Wait(ctx)
 
 	// Deregister first so no new traffic is routed here, then finish
 	// in-flight requests, then in-flight deliveries.
 	shutCtx, shutCancel := context.WithTimeout(context.Background(), shutdownTimeout)
 	defer shutCancel()
-	if err := reg.Close(shutCtx); err != nil {
-		log.Warn("center: deregister", "err", err)
-	}
-	if err := httpSrv.Shutdown(shutCtx); err != nil && !errors.Is(err, http.ErrServerClosed) {
-		log.Warn("center: http shutdown", "err", err)
-	}
+	serving.Shutdown(shutCtx)
 	if err := pool.ReleaseTimeout(time.Until(deadlineOf(shutCtx))); err != nil {
 		log.Warn("center: deliveries still running at shutdown; their messages stay stored", "err", err)
 	}

@@ -4,9 +4,7 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"net"
 	"net/http"
 	"os"
 	"time"
@@ -62,10 +60,6 @@ func run(cfg Config) error {
 	srv := newServer(base.Registry, cfg.Common.IDC)
 	srv.rooms.follow(w)
 
-	ln, err := net.Listen("tcp", cfg.HTTPAddr)
-	if err != nil {
-		return fmt.Errorf("dispatcher: listen -http %s: %w", cfg.HTTPAddr, err)
-	}
 	httpSrv := &http.Server{
 		Handler:           srv.handler(),
 		ReadHeaderTimeout: 5 * time.Second,
@@ -74,32 +68,16 @@ func run(cfg Config) error {
 		IdleTimeout:       time.Minute,
 		MaxHeaderBytes:    8 << 10,
 	}
-	serveErr := make(chan error, 1)
-	go func() { serveErr <- httpSrv.Serve(ln) }()
-
-	reg, err := discovery.Register(startCtx, base.Etcd, cfg.Common.Cluster, discovery.Instance{
-		Service: discovery.ServiceDispatcher, ID: cfg.Common.Instance,
-		Endpoints: map[string]string{"http": ln.Addr().String()}, IDC: cfg.Common.IDC,
-	}, discovery.DefaultLeaseTTL, log)
+	serving, err := base.ServeHTTP(startCtx, httpSrv, cfg.HTTPAddr, discovery.Instance{Service: discovery.ServiceDispatcher})
 	if err != nil {
-		_ = httpSrv.Close()
-		return fmt.Errorf("dispatcher: register in etcd: %w", err)
+		return err
 	}
-	log.Info("dispatcher: serving", "http", ln.Addr().String())
+	log.Info("dispatcher: serving", "http", cfg.HTTPAddr)
 
-	select {
-	case <-ctx.Done():
-	case err := <-serveErr:
-		log.Error("dispatcher: http server stopped", "err", err)
-	}
+	serving.Wait(ctx)
 	shutCtx, shutCancel := context.WithTimeout(context.Background(), shutdownTimeout)
 	defer shutCancel()
-	if err := reg.Close(shutCtx); err != nil {
-		log.Warn("dispatcher: deregister", "err", err)
-	}
-	if err := httpSrv.Shutdown(shutCtx); err != nil && !errors.Is(err, http.ErrServerClosed) {
-		log.Warn("dispatcher: http shutdown", "err", err)
-	}
+	serving.Shutdown(shutCtx)
 	log.Info("dispatcher: stopped")
 	return nil
 }
