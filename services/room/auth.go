@@ -91,8 +91,7 @@ func (r *room) handleAuth(s *session, f protocol.Frame) {
 	if err != nil {
 		return
 	}
-	r.sessions.Put(s.reg)
-	r.pullPending(s)
+	r.sessions.PutThen(s.reg, func() { r.pullPending(s) })
 }
 
 // clientIP strips the port from a remote address.

@@ -20,6 +20,8 @@ const (
 type regOp struct {
 	del bool
 	s   *internalpb.Session
+	// then runs once the put's batch was sent (or given up on).
+	then func()
 }
 
 // sessionSync keeps register in step with this room: logins and closes go
@@ -43,6 +45,17 @@ func newSessionSync(r *room) *sessionSync {
 // Put queues a new login.
 func (ss *sessionSync) Put(s *internalpb.Session) { ss.b.Add(regOp{s: s}) }
 
+// PutThen queues a new login and runs then after register has it. A login
+// pulls its pending messages only then: a message stored after that pull
+// is looked up by center after the session is visible, so it is pushed
+// live; stored before, the pull finds it. Pulling before the put lands
+// would leave a window in which a message is in neither path.
+func (ss *sessionSync) PutThen(s *internalpb.Session, then func()) {
+	if !ss.b.Add(regOp{s: s, then: then}) {
+		then() // shed: register will learn of it at the next refresh
+	}
+}
+
 // Delete queues the removal of a closed session.
 func (ss *sessionSync) Delete(s *internalpb.Session) { ss.b.Add(regOp{del: true, s: s}) }
 
@@ -63,6 +76,11 @@ func (ss *sessionSync) flush(ops []regOp) {
 			_, err := ss.r.register.Put(ctx, &internalpb.PutSessionsRequest{Sessions: puts})
 			return err
 		}, len(puts))
+		for _, op := range ops {
+			if op.then != nil {
+				op.then()
+			}
+		}
 	}
 	if len(dels) > 0 {
 		ss.call("Register.Delete", func(ctx context.Context) error {
