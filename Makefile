@@ -11,7 +11,7 @@ all: build
 
 build:
 	@mkdir -p $(BIN)
-	$(GO) build -o $(BIN)/ ./services/... ./cmd/...
+	$(GO) build -o $(BIN)/ ./services/... ./cmd/... ./loadtest/cmd/...
 
 deps:
 	@bash scripts/deps.sh

@@ -1,0 +1,221 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"google.golang.org/protobuf/proto"
+
+	"github.com/pushgw/pushgw/pkg/protocol"
+	"github.com/pushgw/pushgw/pkg/token"
+	"github.com/pushgw/pushgw/proto/clientpb"
+)
+
+// Client-side limits.
+const (
+	writeTimeout = 5 * time.Second
+	// tokenLifetime outlives any run; the room checks expiry at AUTH only.
+	tokenLifetime = 2 * time.Hour
+	// maxClientBody is what the generator accepts from the room.
+	maxClientBody = protocol.DefaultMaxBodySize
+)
+
+// codeError is an ERROR or KICK frame from the room.
+type codeError struct {
+	op   protocol.Op
+	code protocol.Code
+}
+
+func (e *codeError) Error() string { return fmt.Sprintf("%s %s", e.op, e.code) }
+
+// failureKind names err for the failure tables of the JSON result.
+func failureKind(err error) string {
+	var ce *codeError
+	var ne net.Error
+	switch {
+	case err == nil:
+		return "ok"
+	case errors.As(err, &ce):
+		return ce.code.String()
+	case errors.Is(err, syscall.ECONNREFUSED):
+		return "conn_refused"
+	case errors.Is(err, syscall.ECONNRESET), errors.Is(err, syscall.EPIPE):
+		return "conn_reset"
+	case errors.Is(err, syscall.EADDRNOTAVAIL):
+		return "no_local_port"
+	case errors.Is(err, syscall.EMFILE), errors.Is(err, syscall.ENFILE):
+		return "too_many_open_files"
+	case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF):
+		return "eof"
+	case errors.Is(err, os.ErrDeadlineExceeded), errors.As(err, &ne) && ne.Timeout():
+		return "timeout"
+	default:
+		return "other"
+	}
+}
+
+// client is one authenticated connection: one goroutine reads, writers
+// (ACKs from the reader, PINGs from the pinger) share a mutex.
+type client struct {
+	nc   net.Conn
+	user string
+	hb   time.Duration
+
+	wmu    sync.Mutex
+	seq    atomic.Uint32
+	closed atomic.Bool
+}
+
+type dialer struct {
+	app     string
+	secret  []byte
+	timeout time.Duration
+	src     []net.IP
+	next    atomic.Uint64
+}
+
+// connect dials addr, authenticates as user and waits for AUTH_REPLY.
+func (d *dialer) connect(addr, user string) (*client, error) {
+	nd := net.Dialer{Timeout: d.timeout}
+	if len(d.src) > 0 {
+		ip := d.src[d.next.Add(1)%uint64(len(d.src))]
+		nd.LocalAddr = &net.TCPAddr{IP: ip}
+	}
+	nc, err := nd.Dial("tcp", addr)
+	if err != nil {
+		return nil, err
+	}
+	tok, err := token.Mint(d.secret, token.Claims{App: d.app, User: user, Expiry: time.Now().Add(tokenLifetime)})
+	if err != nil {
+		nc.Close()
+		return nil, err
+	}
+	c := &client{nc: nc, user: user}
+	frame, err := protocol.AppendMessage(nil, protocol.OpAuth, c.seq.Add(1), &clientpb.Auth{
+		Token: tok, Device: "load", Platform: "pushload", SdkVersion: "pushload/1"})
+	if err != nil {
+		nc.Close()
+		return nil, err
+	}
+	deadline := time.Now().Add(d.timeout)
+	_ = nc.SetDeadline(deadline)
+	if _, err := nc.Write(frame); err != nil {
+		nc.Close()
+		return nil, err
+	}
+	// Reading the header and body straight off the socket keeps an idle
+	// client free of a buffered reader.
+	f, err := protocol.NewReader(nc, maxClientBody).Read()
+	if err != nil {
+		nc.Close()
+		return nil, err
+	}
+	switch f.Op {
+	case protocol.OpAuthReply:
+		var rep clientpb.AuthReply
+		if err := proto.Unmarshal(f.Body, &rep); err != nil {
+			nc.Close()
+			return nil, fmt.Errorf("auth reply: %w", err)
+		}
+		c.hb = time.Duration(rep.GetHeartbeatSeconds()) * time.Second
+	case protocol.OpError, protocol.OpKick:
+		nc.Close()
+		return nil, frameCode(f)
+	default:
+		nc.Close()
+		return nil, fmt.Errorf("auth: unexpected %s", f.Op)
+	}
+	_ = nc.SetDeadline(time.Time{})
+	return c, nil
+}
+
+// frameCode extracts the code of an ERROR or KICK frame.
+func frameCode(f protocol.Frame) error {
+	m, err := protocol.DecodeBody(f)
+	if err != nil {
+		return err
+	}
+	switch b := m.(type) {
+	case *clientpb.Error:
+		return &codeError{op: f.Op, code: protocol.Code(b.GetCode())}
+	case *clientpb.Kick:
+		return &codeError{op: f.Op, code: protocol.Code(b.GetCode())}
+	}
+	return fmt.Errorf("unexpected %s", f.Op)
+}
+
+func (c *client) write(frame []byte) error {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	_ = c.nc.SetWriteDeadline(time.Now().Add(writeTimeout))
+	_, err := c.nc.Write(frame)
+	return err
+}
+
+func (c *client) ping() error {
+	return c.write(protocol.AppendFrame(make([]byte, 0, protocol.HeaderSize), protocol.OpPing, 0, c.seq.Add(1), nil))
+}
+
+func (c *client) ack(id uint64) error {
+	frame, err := protocol.AppendMessage(nil, protocol.OpAck, c.seq.Add(1), &clientpb.Ack{Ids: []uint64{id}})
+	if err != nil {
+		return err
+	}
+	return c.write(frame)
+}
+
+// close resets the connection: a load generator must not leave tens of
+// thousands of ports in TIME_WAIT for the next run.
+func (c *client) close() {
+	if c.closed.Swap(true) {
+		return
+	}
+	if tc, ok := c.nc.(*net.TCPConn); ok {
+		_ = tc.SetLinger(0)
+	}
+	_ = c.nc.Close()
+}
+
+// readLoop reads frames until the connection ends; it calls onPush for
+// every PUSH (then ACKs QoS 1) and returns why the connection ended
+// (nil when closed by us).
+func (c *client) readLoop(onPush func(*clientpb.Push)) error {
+	r := protocol.NewReader(c.nc, maxClientBody)
+	for {
+		f, err := r.Read()
+		if err != nil {
+			if c.closed.Load() {
+				return nil
+			}
+			return err
+		}
+		switch f.Op {
+		case protocol.OpPush:
+			var p clientpb.Push
+			if err := proto.Unmarshal(f.Body, &p); err != nil {
+				return fmt.Errorf("push body: %w", err)
+			}
+			// Timed before the ACK: latency ends when the frame is read.
+			if onPush != nil {
+				onPush(&p)
+			}
+			if p.GetQos() == 1 {
+				if err := c.ack(p.GetId()); err != nil && !c.closed.Load() {
+					return err
+				}
+			}
+		case protocol.OpError, protocol.OpKick:
+			return frameCode(f)
+		}
+		if cap(f.Body) > 4<<10 {
+			r.Release()
+		}
+	}
+}
