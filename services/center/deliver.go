@@ -132,19 +132,25 @@ func (s *Server) pushRoom(ctx context.Context, addr string, pushes []roomPush) i
 	return n
 }
 
-// deliverAsync hands stored messages to the bounded delivery pool. When the
-// pool is full the messages wait for their users' next connect instead of
-// piling up in memory.
-func (s *Server) deliverAsync(msgs []*internalpb.Message) {
+// deliverAsync hands stored messages to the bounded delivery pool. When
+// the pool is full the request delivers them itself before answering:
+// the caller waits a little longer (back-pressure on the business), but an
+// online user is not left without a message until their next reconnect.
+// Either way the messages are already durable.
+func (s *Server) deliverAsync(ctx context.Context, msgs []*internalpb.Message) {
+	run := func(ctx context.Context) {
+		if _, err := s.deliver(ctx, msgs); err != nil {
+			s.log.Warn("center: delivery failed; messages stay stored", "count", len(msgs), "err", err)
+		}
+	}
 	err := s.pool.Submit(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), asyncDeliveryTimeout)
 		defer cancel()
-		if _, err := s.deliver(ctx, msgs); err != nil {
-			s.log.Warn("center: async delivery failed; messages stay stored", "count", len(msgs), "err", err)
-		}
+		run(ctx)
 	})
 	if err != nil {
-		s.m.asyncSkipped.Add(float64(len(msgs)))
+		s.m.inline.Add(float64(len(msgs)))
+		run(ctx)
 	}
 }
 

@@ -7,7 +7,7 @@ type metrics struct {
 	pushLatency   *prometheus.HistogramVec
 	stored        prometheus.Counter
 	delivered     prometheus.Counter
-	asyncSkipped  prometheus.Counter
+	inline        prometheus.Counter
 	deliveryFails *prometheus.CounterVec
 }
 
@@ -30,15 +30,15 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "pushgw_center_messages_delivered_total",
 			Help: "Message copies rooms accepted for a live connection.",
 		}),
-		asyncSkipped: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "pushgw_center_async_delivery_skipped_total",
-			Help: "Stored pushes not delivered at once because the delivery pool was full (they go out on reconnect).",
+		inline: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "pushgw_center_delivery_inline_total",
+			Help: "Stored pushes delivered inside the request because the delivery pool was full.",
 		}),
 		deliveryFails: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "pushgw_center_delivery_errors_total",
 			Help: "Failed downstream calls while delivering, by stage (lookup, room).",
 		}, []string{"stage"}),
 	}
-	reg.MustRegister(m.requests, m.pushLatency, m.stored, m.delivered, m.asyncSkipped, m.deliveryFails)
+	reg.MustRegister(m.requests, m.pushLatency, m.stored, m.delivered, m.inline, m.deliveryFails)
 	return m
 }

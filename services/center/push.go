@@ -113,7 +113,7 @@ func (s *Server) send(ctx context.Context, msgs []*internalpb.Message) (*int, *a
 		return nil, errorf(CodeUnavailable, "message store is unavailable; nothing was accepted, retry the request")
 	}
 	s.m.stored.Add(float64(len(msgs)))
-	s.deliverAsync(msgs)
+	s.deliverAsync(ctx, msgs)
 	return nil, nil
 }
 
