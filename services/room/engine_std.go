@@ -121,7 +121,9 @@ func (e *netEngine) serveConn(nc net.Conn) {
 			break
 		}
 		e.h.OnFrame(s, f)
-		if cap(f.Body) > readReleaseAbove {
+		// The AUTH body (a JWT) is the largest most connections ever send;
+		// idle connections then only PING, so its buffer would sit unused.
+		if f.Op == protocol.OpAuth || cap(f.Body) > readReleaseAbove {
 			r.Release()
 		}
 	}
