@@ -123,7 +123,7 @@ func Dial(t testing.TB, addr string) *RawClient {
 		t.Fatalf("dial %s: %v", addr, err)
 	}
 	t.Cleanup(func() { conn.Close() })
-	return &RawClient{t: t, Conn: conn, r: protocol.NewReader(conn, protocol.MaxBodySizeLimit)}
+	return &RawClient{t: t, Conn: conn, r: protocol.NewReader(conn, protocol.DefaultMaxBodySize)}
 }
 
 // Send writes one frame with msg as body.

@@ -3,6 +3,7 @@ package test
 import (
 	"context"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -34,6 +35,21 @@ func TestDelivery(t *testing.T) {
 		})
 		if s := c.Status(id); s != "acked" {
 			t.Fatalf("status = %q, want acked", s)
+		}
+	})
+
+	t.Run("largest accepted payload fits a default-size frame", func(t *testing.T) {
+		big := strings.Repeat("x", protocol.MaxPayloadSize)
+		id := c.Push("big-1", 1, time.Hour, big)
+		rc := Dial(t, c.RoomTCP[0])
+		rc.Auth(c.Token("big-1", "phone", time.Hour))
+		p, err := rc.NextPush(10 * time.Second)
+		if err != nil || p.Id != id || len(p.Payload) != len(big) {
+			t.Fatalf("push of %d bytes: %v, %v", len(big), p.GetId(), err)
+		}
+		code, out := c.API("POST", "/v1/push", map[string]any{"app": c.App, "user": "big-1", "payload": big + "y", "qos": 1})
+		if code != 413 {
+			t.Fatalf("payload one byte over the limit: %d %v", code, out)
 		}
 	})
 

@@ -23,6 +23,11 @@ const (
 	// MaxBodySizeLimit is the largest body any peer may ever accept; a
 	// configured limit above it is clamped.
 	MaxBodySizeLimit = 4 << 20
+	// MaxPayloadSize is the largest message payload the cluster accepts: a
+	// PUSH body adds the id, app, qos and times (well under 1 KiB with an
+	// app name of at most 64 bytes), so every accepted payload fits in a
+	// frame of DefaultMaxBodySize.
+	MaxPayloadSize = DefaultMaxBodySize - 1024
 )
 
 // Op is the operation byte of a frame.

@@ -1,11 +1,15 @@
 package main
 
-import "time"
+import (
+	"time"
+
+	"github.com/pushgw/pushgw/pkg/protocol"
+)
 
 // Limits of the center API (documented in docs/openapi.yaml).
 const (
-	maxBodyBytes     = 1 << 20  // whole request body
-	maxPayloadBytes  = 64 << 10 // message payload after base64 decoding
+	maxBodyBytes     = 1 << 20                 // whole request body
+	maxPayloadBytes  = protocol.MaxPayloadSize // after base64 decoding; fits a default-size PUSH frame
 	maxUserBytes     = 128
 	maxDeviceBytes   = 128
 	maxReasonBytes   = 256
