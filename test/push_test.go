@@ -240,3 +240,30 @@ func containsWord(s, w string) bool {
 }
 
 func isDigit(b byte) bool { return b >= '0' && b <= '9' }
+
+// DESIGN: a message center acknowledged survives the loss of Redis's data.
+// Sessions and inboxes vanish; the rooms put their sessions back at the next
+// refresh and pull what was stored meanwhile, so an online client gets its
+// message without reconnecting.
+func TestRedisDataLoss(t *testing.T) {
+	c := StartCluster(t, Options{Rooms: 1})
+	rc := Dial(t, c.RoomTCP[0])
+	rc.Auth(c.Token("survivor", "phone", time.Hour))
+	stop := keepPinging(t, rc, 300*time.Millisecond)
+	defer stop()
+	waitSession(t, c, "survivor", 1)
+
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := c.Redis().FlushDB(ctx).Err(); err != nil {
+		t.Fatal(err)
+	}
+	id := c.Push("survivor", 1, time.Hour, "after the flood")
+	p, err := rc.NextPush(20 * time.Second) // session refresh is 5 s in tests
+	if err != nil || p.Id != id {
+		t.Fatalf("push after Redis lost its data = %+v, %v; want %d", p, err, id)
+	}
+	rc.Send(protocol.OpAck, &clientpb.Ack{Ids: []uint64{id}})
+	Eventually(t, 10*time.Second, "acked", func() bool { return c.Status(id) == "acked" })
+	waitSession(t, c, "survivor", 1)
+}

@@ -141,7 +141,10 @@ func (ss *sessionSync) refreshAll() {
 			// Only sessions still open here: a missing one that closed
 			// meanwhile must not come back.
 			if s, ok := ss.r.hub.Get(m.GetConnId()); ok && s.isAuthed() && s.reg.GetConnId() == m.GetConnId() {
-				ss.Put(s.reg)
+				// While register did not know the session, center found
+				// nobody to push to: pull what was stored meanwhile once the
+				// session is back.
+				ss.PutThen(s.reg, func() { ss.r.pullPending(s) })
 			}
 		}
 	}
