@@ -27,6 +27,7 @@ import (
 	_ "github.com/go-sql-driver/mysql"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/pushgw/pushgw/internal/etcdtest"
 	"github.com/pushgw/pushgw/pkg/appconfig"
 	"github.com/pushgw/pushgw/pkg/discovery"
 )
@@ -60,6 +61,9 @@ type Options struct {
 	MaxDelivery  int // saver -max-deliveries; default 10
 	SweepEvery   time.Duration
 	ExtraRoomArg []string
+	// PrivateEtcd runs the cluster against its own etcd process (Cluster.EtcdServer),
+	// for tests that stop and restart etcd.
+	PrivateEtcd bool
 }
 
 // Proc is one service process.
@@ -83,6 +87,9 @@ type Cluster struct {
 	RedisDB int
 	MySQL   string // database name
 	DSN     string
+
+	Etcd       string            // etcd endpoint the cluster uses
+	EtcdServer *etcdtest.Server // set with Options.PrivateEtcd
 
 	App, Secret, APIKey string
 	OtherApp            appconfig.App
@@ -203,7 +210,11 @@ func StartCluster(t testing.TB, o Options) *Cluster {
 		t: t, binDir: bin, dir: t.TempDir(),
 		Name: "test-" + suffix, RedisDB: redisDB, MySQL: "pushgw_test_" + suffix,
 		App: "app-" + suffix, Secret: randHex(16), APIKey: randHex(16),
-		Procs: map[string]*Proc{},
+		Procs: map[string]*Proc{}, Etcd: etcdAddr,
+	}
+	if o.PrivateEtcd {
+		c.EtcdServer = etcdtest.Start(t)
+		c.Etcd = c.EtcdServer.Endpoint()
 	}
 	c.OtherApp = appconfig.App{Name: "other-" + suffix, Secret: randHex(16), APIKey: randHex(16)}
 	c.DSN = strings.TrimSuffix(mysqlRoot, "/") + "/" + c.MySQL + "?parseTime=true"
@@ -213,7 +224,7 @@ func StartCluster(t testing.TB, o Options) *Cluster {
 	c.seedApps()
 
 	common := func(name string) []string {
-		return []string{"-cluster", c.Name, "-etcd", etcdAddr, "-instance", name, "-log-level", "debug"}
+		return []string{"-cluster", c.Name, "-etcd", c.Etcd, "-instance", name, "-log-level", "debug"}
 	}
 	redisArgs := []string{"-redis", redisAddr, "-redis-db", strconv.Itoa(c.RedisDB)}
 
@@ -269,7 +280,7 @@ func (c *Cluster) flushRedis() {
 func (c *Cluster) seedApps() {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	cli, err := discovery.Connect(ctx, []string{etcdAddr}, 5*time.Second)
+	cli, err := discovery.Connect(ctx, []string{c.Etcd}, 5*time.Second)
 	if err != nil {
 		c.t.Fatal(err)
 	}
@@ -374,7 +385,7 @@ func (c *Cluster) WaitInstances(service string, n int) {
 	c.t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), startTimeout)
 	defer cancel()
-	cli, err := discovery.Connect(ctx, []string{etcdAddr}, 5*time.Second)
+	cli, err := discovery.Connect(ctx, []string{c.Etcd}, 5*time.Second)
 	if err != nil {
 		c.t.Fatal(err)
 	}
@@ -421,7 +432,7 @@ func (c *Cluster) cleanup() {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	if cli, err := discovery.Connect(ctx, []string{etcdAddr}, 3*time.Second); err == nil {
+	if cli, err := discovery.Connect(ctx, []string{c.Etcd}, 3*time.Second); err == nil {
 		_, _ = cli.Delete(ctx, "/pushgw/"+c.Name+"/", clientWithPrefix()...)
 		cli.Close()
 	}

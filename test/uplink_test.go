@@ -93,7 +93,7 @@ func setWebhook(t *testing.T, c *Cluster, url string) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	cli, err := discovery.Connect(ctx, []string{etcdAddr}, 3*time.Second)
+	cli, err := discovery.Connect(ctx, []string{c.Etcd}, 3*time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}
