@@ -8,13 +8,15 @@ import (
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
+
+	"github.com/pushgw/pushgw/pkg/limits"
 )
 
 // Limits on what a token may carry.
 const (
 	MaxTokenLen  = 4096
-	MaxUserLen   = 128
-	MaxDeviceLen = 128
+	MaxUserLen   = limits.MaxUserLen
+	MaxDeviceLen = limits.MaxDeviceLen
 	// Leeway tolerates clock skew between the business backend and rooms.
 	Leeway = 30 * time.Second
 )

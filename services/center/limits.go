@@ -3,6 +3,7 @@ package main
 import (
 	"time"
 
+	"github.com/pushgw/pushgw/pkg/limits"
 	"github.com/pushgw/pushgw/pkg/protocol"
 )
 
@@ -10,8 +11,8 @@ import (
 const (
 	maxBodyBytes     = 1 << 20                 // whole request body
 	maxPayloadBytes  = protocol.MaxPayloadSize // after base64 decoding; fits a default-size PUSH frame
-	maxUserBytes     = 128
-	maxDeviceBytes   = 128
+	maxUserBytes     = limits.MaxUserLen
+	maxDeviceBytes   = limits.MaxDeviceLen
 	maxReasonBytes   = 256
 	maxMultiUsers    = 1000
 	defaultTTL       = 24 * time.Hour

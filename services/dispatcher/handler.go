@@ -8,12 +8,13 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/pushgw/pushgw/pkg/appconfig"
+	"github.com/pushgw/pushgw/pkg/limits"
 )
 
 // Limits on the query.
 const (
-	maxUserBytes   = 128
-	maxDeviceBytes = 128
+	maxUserBytes   = limits.MaxUserLen
+	maxDeviceBytes = limits.MaxDeviceLen
 	maxFailed      = 32 // failed endpoints a client may report
 	maxQueryBytes  = 4096
 )

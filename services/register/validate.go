@@ -6,6 +6,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/pushgw/pushgw/pkg/limits"
 	"github.com/pushgw/pushgw/proto/internalpb"
 )
 
@@ -13,9 +14,8 @@ import (
 // keep Redis keys and fields small.
 const (
 	maxBatch     = 1000
-	maxAppLen    = 64
-	maxUserLen   = 128
-	maxDeviceLen = 128
+	maxAppLen    = limits.MaxAppLen
+	maxDeviceLen = limits.MaxDeviceLen
 	maxRoomIDLen = 128
 )
 
@@ -30,19 +30,7 @@ func checkBatch(n int) error {
 	return nil
 }
 
-func checkUser(app, user string) error {
-	switch {
-	case app == "":
-		return fmt.Errorf("empty app")
-	case user == "":
-		return fmt.Errorf("empty user")
-	case len(app) > maxAppLen:
-		return fmt.Errorf("app longer than %d bytes", maxAppLen)
-	case len(user) > maxUserLen:
-		return fmt.Errorf("user longer than %d bytes", maxUserLen)
-	}
-	return nil
-}
+func checkUser(app, user string) error { return limits.CheckUser(app, user) }
 
 // checkSessions validates a batch; the device may be empty (a client that
 // sends none is one anonymous device), the room id may not, because it is

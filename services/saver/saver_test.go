@@ -13,6 +13,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/pushgw/pushgw/pkg/limits"
 	"github.com/pushgw/pushgw/proto/internalpb"
 )
 
@@ -290,7 +291,7 @@ func TestValidation(t *testing.T) {
 		"id 0":       bad(func(m *internalpb.Message) { m.Id = 0 }),
 		"empty app":  bad(func(m *internalpb.Message) { m.App = "" }),
 		"empty user": bad(func(m *internalpb.Message) { m.User = "" }),
-		"long user":  bad(func(m *internalpb.Message) { m.User = string(make([]byte, maxUserLen+1)) }),
+		"long user":  bad(func(m *internalpb.Message) { m.User = string(make([]byte, limits.MaxUserLen+1)) }),
 		"payload":    bad(func(m *internalpb.Message) { m.Payload = make([]byte, maxPayload+1) }),
 		"batch":      big,
 	}

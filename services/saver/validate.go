@@ -6,6 +6,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/pushgw/pushgw/pkg/limits"
 	"github.com/pushgw/pushgw/proto/internalpb"
 )
 
@@ -13,9 +14,8 @@ import (
 // migrations/0001_init.sql.
 const (
 	maxBatch      = 1000
-	maxAppLen     = 64
-	maxUserLen    = 128
-	maxDeviceLen  = 128
+	maxAppLen     = limits.MaxAppLen
+	maxDeviceLen  = limits.MaxDeviceLen
 	maxPayload    = 64 << 10
 	pendingDefLim = 100
 	pendingMaxLim = 500
@@ -26,19 +26,7 @@ func invalid(format string, a ...any) error {
 	return status.Errorf(codes.InvalidArgument, "saver: "+format, a...)
 }
 
-func checkUser(app, user string) error {
-	switch {
-	case app == "":
-		return fmt.Errorf("empty app")
-	case user == "":
-		return fmt.Errorf("empty user")
-	case len(app) > maxAppLen:
-		return fmt.Errorf("app longer than %d bytes", maxAppLen)
-	case len(user) > maxUserLen:
-		return fmt.Errorf("user longer than %d bytes", maxUserLen)
-	}
-	return nil
-}
+func checkUser(app, user string) error { return limits.CheckUser(app, user) }
 
 func checkMessages(msgs []*internalpb.Message) error {
 	if len(msgs) > maxBatch {
