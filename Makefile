@@ -39,7 +39,8 @@ lint:
 
 # Each fuzzer runs FUZZTIME; seed corpora live in each package's testdata/fuzz/.
 FUZZTIME ?= 20s
-FUZZ_TARGETS := ./pkg/protocol:FuzzDecode ./pkg/protocol:FuzzReadFrame ./pkg/protocol:FuzzDecodeBody ./pkg/token:FuzzVerify
+FUZZ_TARGETS := ./pkg/protocol:FuzzDecode ./pkg/protocol:FuzzReadFrame ./pkg/protocol:FuzzDecodeBody ./pkg/token:FuzzVerify \
+	./services/center:FuzzPushBody ./services/coordinator:FuzzReplyPayload
 
 fuzz:
 	@set -e; for t in $(FUZZ_TARGETS); do \
