@@ -35,6 +35,8 @@ apt_install() {
 ensure_redis() {
   port_open 6379 && return 0
   command -v redis-server >/dev/null || apt_install redis-server
+  # A package's install script may have started it already.
+  port_open 6379 && return 0
   mkdir -p /var/lib/redis /var/log/redis
   redis-server --daemonize yes --bind 127.0.0.1 --port 6379 --save "" --appendonly no \
     --dir /var/lib/redis --logfile /var/log/redis/pushgw.log
@@ -44,9 +46,11 @@ ensure_redis() {
 ensure_mariadb() {
   if ! port_open 3306; then
     command -v mariadbd >/dev/null || [[ -x /usr/sbin/mariadbd ]] || apt_install mariadb-server mariadb-client
-    mkdir -p /run/mysqld && chown mysql:mysql /run/mysqld 2>/dev/null || true
-    start-stop-daemon --start --oknodo --background --exec /usr/sbin/mariadbd
-    wait_port 3306 mariadb 60
+    if ! port_open 3306; then
+      mkdir -p /run/mysqld && chown mysql:mysql /run/mysqld 2>/dev/null || true
+      start-stop-daemon --start --oknodo --background --exec /usr/sbin/mariadbd
+      wait_port 3306 mariadb 60
+    fi
   fi
   # A fresh Debian install lets root in over the socket only; pushgw and
   # its tests log in over TCP as root with an empty password.
@@ -59,6 +63,7 @@ ensure_mariadb() {
 ensure_etcd() {
   port_open 2379 && return 0
   command -v etcd >/dev/null || apt_install etcd-server
+  port_open 2379 && return 0
   mkdir -p "$STATE_DIR/etcd"
   # Debian's package may start nothing (no systemd here); run our own.
   ETCD_UNSUPPORTED_ARCH= setsid nohup etcd --name pushgw-dev --data-dir "$STATE_DIR/etcd/data" \
