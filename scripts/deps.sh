@@ -61,7 +61,8 @@ ensure_mariadb() {
 }
 
 ensure_etcd() {
-  port_open 2379 && return 0
+  # The binary is needed even when some etcd already answers: tests that
+  # stop and restart etcd run a private one (internal/etcdtest).
   command -v etcd >/dev/null || apt_install etcd-server
   port_open 2379 && return 0
   mkdir -p "$STATE_DIR/etcd"
