@@ -88,7 +88,7 @@ type Cluster struct {
 	MySQL   string // database name
 	DSN     string
 
-	Etcd       string            // etcd endpoint the cluster uses
+	Etcd       string           // etcd endpoint the cluster uses
 	EtcdServer *etcdtest.Server // set with Options.PrivateEtcd
 
 	App, Secret, APIKey string

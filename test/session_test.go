@@ -2,6 +2,9 @@ package test
 
 import (
 	"encoding/binary"
+	"io"
+	"net/http"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -17,7 +20,8 @@ func TestSessions(t *testing.T) {
 	// A well-behaved neighbour on the same room must keep working through
 	// every hostile case below.
 	good := Dial(t, c.RoomTCP[0])
-	rep := good.Auth(c.Token("neighbour", "phone", time.Hour))
+	goodToken := c.Token("neighbour", "phone", time.Hour)
+	rep := good.Auth(goodToken)
 	if rep.HeartbeatSeconds != 1 || rep.SessionId == "" {
 		t.Fatalf("auth reply = %+v, want heartbeat 1s and a session id", rep)
 	}
@@ -97,6 +101,24 @@ func TestSessions(t *testing.T) {
 		rc.Auth(c.Token("twice", "d", time.Hour))
 		rc.Send(protocol.OpAuth, &clientpb.Auth{Token: c.Token("twice", "d", time.Hour)})
 		rc.ExpectErrorAndClose(protocol.CodeAlreadyAuthed)
+	})
+
+	t.Run("secrets, keys and tokens never reach logs or metrics", func(t *testing.T) {
+		secrets := []string{c.Secret, c.APIKey, goodToken, c.OtherApp.Secret, c.OtherApp.APIKey}
+		for name, p := range c.Procs {
+			logs, _ := os.ReadFile(p.Log)
+			resp, err := http.Get("http://" + p.Admin + "/metrics")
+			if err != nil {
+				t.Fatal(err)
+			}
+			metrics, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			for _, s := range secrets {
+				if strings.Contains(string(logs), s) || strings.Contains(string(metrics), s) {
+					t.Fatalf("%s exposes a secret in its logs or /metrics", name)
+				}
+			}
+		}
 	})
 
 	t.Run("neighbour still receives pushes", func(t *testing.T) {
