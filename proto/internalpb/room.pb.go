@@ -237,6 +237,94 @@ func (x *RoomPushReply) GetResults() []*TargetResult {
 	return nil
 }
 
+type RoomPushBatchRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Pushes        []*RoomPushRequest     `protobuf:"bytes,1,rep,name=pushes,proto3" json:"pushes,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RoomPushBatchRequest) Reset() {
+	*x = RoomPushBatchRequest{}
+	mi := &file_pushgw_internal_v1_room_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RoomPushBatchRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RoomPushBatchRequest) ProtoMessage() {}
+
+func (x *RoomPushBatchRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_pushgw_internal_v1_room_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RoomPushBatchRequest.ProtoReflect.Descriptor instead.
+func (*RoomPushBatchRequest) Descriptor() ([]byte, []int) {
+	return file_pushgw_internal_v1_room_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *RoomPushBatchRequest) GetPushes() []*RoomPushRequest {
+	if x != nil {
+		return x.Pushes
+	}
+	return nil
+}
+
+type RoomPushBatchReply struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Replies       []*RoomPushReply       `protobuf:"bytes,1,rep,name=replies,proto3" json:"replies,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RoomPushBatchReply) Reset() {
+	*x = RoomPushBatchReply{}
+	mi := &file_pushgw_internal_v1_room_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RoomPushBatchReply) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RoomPushBatchReply) ProtoMessage() {}
+
+func (x *RoomPushBatchReply) ProtoReflect() protoreflect.Message {
+	mi := &file_pushgw_internal_v1_room_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RoomPushBatchReply.ProtoReflect.Descriptor instead.
+func (*RoomPushBatchReply) Descriptor() ([]byte, []int) {
+	return file_pushgw_internal_v1_room_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *RoomPushBatchReply) GetReplies() []*RoomPushReply {
+	if x != nil {
+		return x.Replies
+	}
+	return nil
+}
+
 type RoomKickRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Targets       []*Target              `protobuf:"bytes,1,rep,name=targets,proto3" json:"targets,omitempty"`
@@ -247,7 +335,7 @@ type RoomKickRequest struct {
 
 func (x *RoomKickRequest) Reset() {
 	*x = RoomKickRequest{}
-	mi := &file_pushgw_internal_v1_room_proto_msgTypes[4]
+	mi := &file_pushgw_internal_v1_room_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -259,7 +347,7 @@ func (x *RoomKickRequest) String() string {
 func (*RoomKickRequest) ProtoMessage() {}
 
 func (x *RoomKickRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pushgw_internal_v1_room_proto_msgTypes[4]
+	mi := &file_pushgw_internal_v1_room_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -272,7 +360,7 @@ func (x *RoomKickRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RoomKickRequest.ProtoReflect.Descriptor instead.
 func (*RoomKickRequest) Descriptor() ([]byte, []int) {
-	return file_pushgw_internal_v1_room_proto_rawDescGZIP(), []int{4}
+	return file_pushgw_internal_v1_room_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *RoomKickRequest) GetTargets() []*Target {
@@ -298,7 +386,7 @@ type RoomKickReply struct {
 
 func (x *RoomKickReply) Reset() {
 	*x = RoomKickReply{}
-	mi := &file_pushgw_internal_v1_room_proto_msgTypes[5]
+	mi := &file_pushgw_internal_v1_room_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -310,7 +398,7 @@ func (x *RoomKickReply) String() string {
 func (*RoomKickReply) ProtoMessage() {}
 
 func (x *RoomKickReply) ProtoReflect() protoreflect.Message {
-	mi := &file_pushgw_internal_v1_room_proto_msgTypes[5]
+	mi := &file_pushgw_internal_v1_room_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -323,7 +411,7 @@ func (x *RoomKickReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RoomKickReply.ProtoReflect.Descriptor instead.
 func (*RoomKickReply) Descriptor() ([]byte, []int) {
-	return file_pushgw_internal_v1_room_proto_rawDescGZIP(), []int{5}
+	return file_pushgw_internal_v1_room_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *RoomKickReply) GetResults() []*TargetResult {
@@ -350,14 +438,19 @@ const file_pushgw_internal_v1_room_proto_rawDesc = "" +
 	"\amessage\x18\x01 \x01(\v2\x1b.pushgw.internal.v1.MessageR\amessage\x124\n" +
 	"\atargets\x18\x02 \x03(\v2\x1a.pushgw.internal.v1.TargetR\atargets\"K\n" +
 	"\rRoomPushReply\x12:\n" +
-	"\aresults\x18\x01 \x03(\v2 .pushgw.internal.v1.TargetResultR\aresults\"_\n" +
+	"\aresults\x18\x01 \x03(\v2 .pushgw.internal.v1.TargetResultR\aresults\"S\n" +
+	"\x14RoomPushBatchRequest\x12;\n" +
+	"\x06pushes\x18\x01 \x03(\v2#.pushgw.internal.v1.RoomPushRequestR\x06pushes\"Q\n" +
+	"\x12RoomPushBatchReply\x12;\n" +
+	"\areplies\x18\x01 \x03(\v2!.pushgw.internal.v1.RoomPushReplyR\areplies\"_\n" +
 	"\x0fRoomKickRequest\x124\n" +
 	"\atargets\x18\x01 \x03(\v2\x1a.pushgw.internal.v1.TargetR\atargets\x12\x16\n" +
 	"\x06reason\x18\x02 \x01(\tR\x06reason\"K\n" +
 	"\rRoomKickReply\x12:\n" +
-	"\aresults\x18\x01 \x03(\v2 .pushgw.internal.v1.TargetResultR\aresults2\xa6\x01\n" +
+	"\aresults\x18\x01 \x03(\v2 .pushgw.internal.v1.TargetResultR\aresults2\x85\x02\n" +
 	"\x04Room\x12N\n" +
-	"\x04Push\x12#.pushgw.internal.v1.RoomPushRequest\x1a!.pushgw.internal.v1.RoomPushReply\x12N\n" +
+	"\x04Push\x12#.pushgw.internal.v1.RoomPushRequest\x1a!.pushgw.internal.v1.RoomPushReply\x12]\n" +
+	"\tPushBatch\x12(.pushgw.internal.v1.RoomPushBatchRequest\x1a&.pushgw.internal.v1.RoomPushBatchReply\x12N\n" +
 	"\x04Kick\x12#.pushgw.internal.v1.RoomKickRequest\x1a!.pushgw.internal.v1.RoomKickReplyB+Z)github.com/pushgw/pushgw/proto/internalpbb\x06proto3"
 
 var (
@@ -372,33 +465,39 @@ func file_pushgw_internal_v1_room_proto_rawDescGZIP() []byte {
 	return file_pushgw_internal_v1_room_proto_rawDescData
 }
 
-var file_pushgw_internal_v1_room_proto_msgTypes = make([]protoimpl.MessageInfo, 6)
+var file_pushgw_internal_v1_room_proto_msgTypes = make([]protoimpl.MessageInfo, 8)
 var file_pushgw_internal_v1_room_proto_goTypes = []any{
-	(*Target)(nil),          // 0: pushgw.internal.v1.Target
-	(*TargetResult)(nil),    // 1: pushgw.internal.v1.TargetResult
-	(*RoomPushRequest)(nil), // 2: pushgw.internal.v1.RoomPushRequest
-	(*RoomPushReply)(nil),   // 3: pushgw.internal.v1.RoomPushReply
-	(*RoomKickRequest)(nil), // 4: pushgw.internal.v1.RoomKickRequest
-	(*RoomKickReply)(nil),   // 5: pushgw.internal.v1.RoomKickReply
-	(ResultCode)(0),         // 6: pushgw.internal.v1.ResultCode
-	(*Message)(nil),         // 7: pushgw.internal.v1.Message
+	(*Target)(nil),               // 0: pushgw.internal.v1.Target
+	(*TargetResult)(nil),         // 1: pushgw.internal.v1.TargetResult
+	(*RoomPushRequest)(nil),      // 2: pushgw.internal.v1.RoomPushRequest
+	(*RoomPushReply)(nil),        // 3: pushgw.internal.v1.RoomPushReply
+	(*RoomPushBatchRequest)(nil), // 4: pushgw.internal.v1.RoomPushBatchRequest
+	(*RoomPushBatchReply)(nil),   // 5: pushgw.internal.v1.RoomPushBatchReply
+	(*RoomKickRequest)(nil),      // 6: pushgw.internal.v1.RoomKickRequest
+	(*RoomKickReply)(nil),        // 7: pushgw.internal.v1.RoomKickReply
+	(ResultCode)(0),              // 8: pushgw.internal.v1.ResultCode
+	(*Message)(nil),              // 9: pushgw.internal.v1.Message
 }
 var file_pushgw_internal_v1_room_proto_depIdxs = []int32{
-	6, // 0: pushgw.internal.v1.TargetResult.code:type_name -> pushgw.internal.v1.ResultCode
-	7, // 1: pushgw.internal.v1.RoomPushRequest.message:type_name -> pushgw.internal.v1.Message
-	0, // 2: pushgw.internal.v1.RoomPushRequest.targets:type_name -> pushgw.internal.v1.Target
-	1, // 3: pushgw.internal.v1.RoomPushReply.results:type_name -> pushgw.internal.v1.TargetResult
-	0, // 4: pushgw.internal.v1.RoomKickRequest.targets:type_name -> pushgw.internal.v1.Target
-	1, // 5: pushgw.internal.v1.RoomKickReply.results:type_name -> pushgw.internal.v1.TargetResult
-	2, // 6: pushgw.internal.v1.Room.Push:input_type -> pushgw.internal.v1.RoomPushRequest
-	4, // 7: pushgw.internal.v1.Room.Kick:input_type -> pushgw.internal.v1.RoomKickRequest
-	3, // 8: pushgw.internal.v1.Room.Push:output_type -> pushgw.internal.v1.RoomPushReply
-	5, // 9: pushgw.internal.v1.Room.Kick:output_type -> pushgw.internal.v1.RoomKickReply
-	8, // [8:10] is the sub-list for method output_type
-	6, // [6:8] is the sub-list for method input_type
-	6, // [6:6] is the sub-list for extension type_name
-	6, // [6:6] is the sub-list for extension extendee
-	0, // [0:6] is the sub-list for field type_name
+	8,  // 0: pushgw.internal.v1.TargetResult.code:type_name -> pushgw.internal.v1.ResultCode
+	9,  // 1: pushgw.internal.v1.RoomPushRequest.message:type_name -> pushgw.internal.v1.Message
+	0,  // 2: pushgw.internal.v1.RoomPushRequest.targets:type_name -> pushgw.internal.v1.Target
+	1,  // 3: pushgw.internal.v1.RoomPushReply.results:type_name -> pushgw.internal.v1.TargetResult
+	2,  // 4: pushgw.internal.v1.RoomPushBatchRequest.pushes:type_name -> pushgw.internal.v1.RoomPushRequest
+	3,  // 5: pushgw.internal.v1.RoomPushBatchReply.replies:type_name -> pushgw.internal.v1.RoomPushReply
+	0,  // 6: pushgw.internal.v1.RoomKickRequest.targets:type_name -> pushgw.internal.v1.Target
+	1,  // 7: pushgw.internal.v1.RoomKickReply.results:type_name -> pushgw.internal.v1.TargetResult
+	2,  // 8: pushgw.internal.v1.Room.Push:input_type -> pushgw.internal.v1.RoomPushRequest
+	4,  // 9: pushgw.internal.v1.Room.PushBatch:input_type -> pushgw.internal.v1.RoomPushBatchRequest
+	6,  // 10: pushgw.internal.v1.Room.Kick:input_type -> pushgw.internal.v1.RoomKickRequest
+	3,  // 11: pushgw.internal.v1.Room.Push:output_type -> pushgw.internal.v1.RoomPushReply
+	5,  // 12: pushgw.internal.v1.Room.PushBatch:output_type -> pushgw.internal.v1.RoomPushBatchReply
+	7,  // 13: pushgw.internal.v1.Room.Kick:output_type -> pushgw.internal.v1.RoomKickReply
+	11, // [11:14] is the sub-list for method output_type
+	8,  // [8:11] is the sub-list for method input_type
+	8,  // [8:8] is the sub-list for extension type_name
+	8,  // [8:8] is the sub-list for extension extendee
+	0,  // [0:8] is the sub-list for field type_name
 }
 
 func init() { file_pushgw_internal_v1_room_proto_init() }
@@ -413,7 +512,7 @@ func file_pushgw_internal_v1_room_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_pushgw_internal_v1_room_proto_rawDesc), len(file_pushgw_internal_v1_room_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   6,
+			NumMessages:   8,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

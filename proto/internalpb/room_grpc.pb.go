@@ -19,8 +19,9 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	Room_Push_FullMethodName = "/pushgw.internal.v1.Room/Push"
-	Room_Kick_FullMethodName = "/pushgw.internal.v1.Room/Kick"
+	Room_Push_FullMethodName      = "/pushgw.internal.v1.Room/Push"
+	Room_PushBatch_FullMethodName = "/pushgw.internal.v1.Room/PushBatch"
+	Room_Kick_FullMethodName      = "/pushgw.internal.v1.Room/Kick"
 )
 
 // RoomClient is the client API for Room service.
@@ -31,6 +32,10 @@ const (
 type RoomClient interface {
 	// Push writes one message to a batch of connections of this room.
 	Push(ctx context.Context, in *RoomPushRequest, opts ...grpc.CallOption) (*RoomPushReply, error)
+	// PushBatch applies several pushes in one call; reply i answers push i.
+	// Center coalesces the deliveries of many API requests into one call per
+	// room, so the per-call cost is paid once per batch, not once per message.
+	PushBatch(ctx context.Context, in *RoomPushBatchRequest, opts ...grpc.CallOption) (*RoomPushBatchReply, error)
 	// Kick closes connections with a KICK frame.
 	Kick(ctx context.Context, in *RoomKickRequest, opts ...grpc.CallOption) (*RoomKickReply, error)
 }
@@ -47,6 +52,16 @@ func (c *roomClient) Push(ctx context.Context, in *RoomPushRequest, opts ...grpc
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(RoomPushReply)
 	err := c.cc.Invoke(ctx, Room_Push_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *roomClient) PushBatch(ctx context.Context, in *RoomPushBatchRequest, opts ...grpc.CallOption) (*RoomPushBatchReply, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(RoomPushBatchReply)
+	err := c.cc.Invoke(ctx, Room_PushBatch_FullMethodName, in, out, cOpts...)
 	if err != nil {
 		return nil, err
 	}
@@ -71,6 +86,10 @@ func (c *roomClient) Kick(ctx context.Context, in *RoomKickRequest, opts ...grpc
 type RoomServer interface {
 	// Push writes one message to a batch of connections of this room.
 	Push(context.Context, *RoomPushRequest) (*RoomPushReply, error)
+	// PushBatch applies several pushes in one call; reply i answers push i.
+	// Center coalesces the deliveries of many API requests into one call per
+	// room, so the per-call cost is paid once per batch, not once per message.
+	PushBatch(context.Context, *RoomPushBatchRequest) (*RoomPushBatchReply, error)
 	// Kick closes connections with a KICK frame.
 	Kick(context.Context, *RoomKickRequest) (*RoomKickReply, error)
 	mustEmbedUnimplementedRoomServer()
@@ -85,6 +104,9 @@ type UnimplementedRoomServer struct{}
 
 func (UnimplementedRoomServer) Push(context.Context, *RoomPushRequest) (*RoomPushReply, error) {
 	return nil, status.Error(codes.Unimplemented, "method Push not implemented")
+}
+func (UnimplementedRoomServer) PushBatch(context.Context, *RoomPushBatchRequest) (*RoomPushBatchReply, error) {
+	return nil, status.Error(codes.Unimplemented, "method PushBatch not implemented")
 }
 func (UnimplementedRoomServer) Kick(context.Context, *RoomKickRequest) (*RoomKickReply, error) {
 	return nil, status.Error(codes.Unimplemented, "method Kick not implemented")
@@ -128,6 +150,24 @@ func _Room_Push_Handler(srv interface{}, ctx context.Context, dec func(interface
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Room_PushBatch_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(RoomPushBatchRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(RoomServer).PushBatch(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Room_PushBatch_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(RoomServer).PushBatch(ctx, req.(*RoomPushBatchRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 func _Room_Kick_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(RoomKickRequest)
 	if err := dec(in); err != nil {
@@ -156,6 +196,10 @@ var Room_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "Push",
 			Handler:    _Room_Push_Handler,
+		},
+		{
+			MethodName: "PushBatch",
+			Handler:    _Room_PushBatch_Handler,
 		},
 		{
 			MethodName: "Kick",

@@ -21,24 +21,38 @@ type roomRPC struct {
 }
 
 func (g *roomRPC) Push(ctx context.Context, req *internalpb.RoomPushRequest) (*internalpb.RoomPushReply, error) {
-	m := req.GetMessage()
-	if m == nil {
-		return nil, status.Error(codes.InvalidArgument, "room: push without a message")
+	if err := checkPush(req); err != nil {
+		return nil, err
+	}
+	return g.r.push(req), nil
+}
+
+// checkPush rejects a push that is malformed as a whole; a bad message or
+// target is answered per target instead.
+func checkPush(req *internalpb.RoomPushRequest) error {
+	if req.GetMessage() == nil {
+		return status.Error(codes.InvalidArgument, "room: push without a message")
 	}
 	if len(req.GetTargets()) > maxRPCTargets {
-		return nil, status.Errorf(codes.InvalidArgument, "room: %d targets, at most %d per call", len(req.GetTargets()), maxRPCTargets)
+		return status.Errorf(codes.InvalidArgument, "room: %d targets, at most %d per call", len(req.GetTargets()), maxRPCTargets)
 	}
+	return nil
+}
+
+// push writes one message, encoded once, to each of its targets.
+func (r *room) push(req *internalpb.RoomPushRequest) *internalpb.RoomPushReply {
+	m := req.GetMessage()
 	rep := &internalpb.RoomPushReply{Results: make([]*internalpb.TargetResult, len(req.GetTargets()))}
 	frame, err := pushFrame(m)
-	invalid := err != nil || len(frame)-protocol.HeaderSize > g.r.cfg.maxFrame || expired(m, time.Now())
+	invalid := err != nil || len(frame)-protocol.HeaderSize > r.cfg.maxFrame || expired(m, time.Now())
 	for i, t := range req.GetTargets() {
 		code := internalpb.ResultCode_RESULT_CODE_INVALID
 		if !invalid {
-			code = g.r.pushTo(t, frame, m)
+			code = r.pushTo(t, frame, m)
 		}
 		rep.Results[i] = &internalpb.TargetResult{ConnId: t.GetConnId(), Code: code}
 	}
-	return rep, nil
+	return rep
 }
 
 // pushTo queues one shared PUSH frame to one target connection.
