@@ -29,7 +29,7 @@ func parseConfig(args []string) (Config, error) {
 	c.Common.Bind(fs, serviceName, defaultAdminAddr)
 	fs.StringVar(&c.HTTPAddr, "http", service.Env("CENTER_HTTP", defaultHTTPAddr), "business API listen address (PUSHGW_CENTER_HTTP)")
 	fs.DurationVar(&c.RequestTimeout, "request-timeout", defaultRequestTimeout, "deadline of one API request, downstream calls included")
-	fs.IntVar(&c.DeliveryPool, "delivery-workers", defaultDeliveryPool, "concurrent asynchronous QoS 1 deliveries; when all are busy, stored messages wait for reconnect")
+	fs.IntVar(&c.DeliveryPool, "delivery-workers", defaultDeliveryPool, "concurrent room calls while delivering batches of stored messages")
 	if err := fs.Parse(args); err != nil {
 		return c, err
 	}

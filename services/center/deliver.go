@@ -6,36 +6,51 @@ import (
 	"sync"
 	"sync/atomic"
 
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
 	"github.com/pushgw/pushgw/proto/internalpb"
 )
 
 // lookup returns the live sessions of users of app, in batches of
 // registerLookupCh users per call.
 func (s *Server) lookup(ctx context.Context, app string, users []string) ([]*internalpb.Session, error) {
+	keys := make([]*internalpb.UserKey, len(users))
+	for i, u := range users {
+		keys[i] = &internalpb.UserKey{App: app, User: u}
+	}
+	return s.lookupKeys(ctx, keys)
+}
+
+// lookupKeys returns the live sessions of the given (app, user) pairs, in
+// batches of registerLookupCh pairs per call. Only sessions of a requested
+// pair are returned: Register answers by (app, user), and a record of
+// another app must never reach this app's messages.
+func (s *Server) lookupKeys(ctx context.Context, keys []*internalpb.UserKey) ([]*internalpb.Session, error) {
+	want := make(map[userKey]bool, len(keys))
+	for _, k := range keys {
+		want[userKey{k.GetApp(), k.GetUser()}] = true
+	}
 	var out []*internalpb.Session
-	for start := 0; start < len(users); start += registerLookupCh {
-		end := min(start+registerLookupCh, len(users))
-		keys := make([]*internalpb.UserKey, 0, end-start)
-		for _, u := range users[start:end] {
-			keys = append(keys, &internalpb.UserKey{App: app, User: u})
-		}
+	for start := 0; start < len(keys); start += registerLookupCh {
+		end := min(start+registerLookupCh, len(keys))
 		cctx, cancel := context.WithTimeout(ctx, downstreamTimeout)
-		resp, err := s.register.Lookup(cctx, &internalpb.LookupSessionsRequest{Users: keys})
+		resp, err := s.register.Lookup(cctx, &internalpb.LookupSessionsRequest{Users: keys[start:end]})
 		cancel()
 		if err != nil {
 			s.m.deliveryFails.WithLabelValues("lookup").Inc()
-			return nil, fmt.Errorf("register: lookup %d users of %s: %w", len(keys), app, err)
+			return nil, fmt.Errorf("register: lookup %d users of %s: %w", end-start, keys[start].GetApp(), err)
 		}
 		for _, ss := range resp.GetSessions() {
-			// Register answers by (app, user); guard against a record of
-			// another app ever reaching this app's messages.
-			if ss.GetApp() == app {
+			if want[userKey{ss.GetApp(), ss.GetUser()}] {
 				out = append(out, ss)
 			}
 		}
 	}
 	return out, nil
 }
+
+type userKey struct{ app, user string }
 
 // matches reports whether session ss should get a message for device
 // (empty: every device of the user).
@@ -47,63 +62,80 @@ func target(ss *internalpb.Session) *internalpb.Target {
 	return &internalpb.Target{ConnId: ss.GetConnId(), App: ss.GetApp(), User: ss.GetUser(), Device: ss.GetDevice()}
 }
 
-// roomPush is one Room.Push call.
-type roomPush struct {
-	msg     *internalpb.Message
-	targets []*internalpb.Target
-}
-
-// deliver pushes each message (one per user) to its user's live sessions
-// and returns how many connections accepted a copy. Only the lookup failing
-// is an error: a room that does not answer loses nothing, since QoS 1
-// messages are stored and QoS 0 ones were never promised.
+// deliver pushes each message to its user's live sessions and returns how
+// many connections accepted a copy. The messages may come from many
+// requests and apps: one Register lookup covers all their users, and each
+// room gets one PushBatch call per roomBatchPushes messages. Only the
+// lookup failing is an error: a room that does not answer loses nothing,
+// since QoS 1 messages are stored and QoS 0 ones were never promised.
 func (s *Server) deliver(ctx context.Context, msgs []*internalpb.Message) (int, error) {
 	if len(msgs) == 0 {
 		return 0, nil
 	}
-	app := msgs[0].GetApp()
-	users := make([]string, len(msgs))
-	for i, m := range msgs {
-		users[i] = m.GetUser()
+	keys := make([]*internalpb.UserKey, 0, len(msgs))
+	seen := make(map[userKey]bool, len(msgs))
+	for _, m := range msgs {
+		k := userKey{m.GetApp(), m.GetUser()}
+		if !seen[k] {
+			seen[k] = true
+			keys = append(keys, &internalpb.UserKey{App: k.app, User: k.user})
+		}
 	}
-	sessions, err := s.lookup(ctx, app, users)
+	sessions, err := s.lookupKeys(ctx, keys)
 	if err != nil {
 		return 0, err
 	}
-	byUser := make(map[string][]*internalpb.Session, len(sessions))
-	for _, ss := range sessions {
-		byUser[ss.GetUser()] = append(byUser[ss.GetUser()], ss)
+	if len(sessions) == 0 {
+		return 0, nil
 	}
-	perRoom := map[string][]roomPush{}
+	byUser := make(map[userKey][]*internalpb.Session, len(sessions))
+	for _, ss := range sessions {
+		k := userKey{ss.GetApp(), ss.GetUser()}
+		byUser[k] = append(byUser[k], ss)
+	}
+	perRoom := map[string][]*internalpb.RoomPushRequest{}
 	for _, m := range msgs {
-		byAddr := map[string][]*internalpb.Target{}
-		for _, ss := range byUser[m.GetUser()] {
+		var byAddr map[string][]*internalpb.Target
+		for _, ss := range byUser[userKey{m.GetApp(), m.GetUser()}] {
 			if matches(ss, m.GetUser(), m.GetDevice()) {
+				if byAddr == nil {
+					byAddr = map[string][]*internalpb.Target{}
+				}
 				byAddr[ss.GetRoomAddr()] = append(byAddr[ss.GetRoomAddr()], target(ss))
 			}
 		}
 		for addr, ts := range byAddr {
-			perRoom[addr] = append(perRoom[addr], roomPush{msg: m, targets: ts})
+			perRoom[addr] = append(perRoom[addr], &internalpb.RoomPushRequest{Message: m, Targets: ts})
 		}
 	}
-	// One goroutine per room holding targets: bounded by the number of
-	// rooms, and a slow room does not hold up the others.
-	var delivered atomic.Int64
-	var wg sync.WaitGroup
-	for addr, pushes := range perRoom {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			delivered.Add(int64(s.pushRoom(ctx, addr, pushes)))
-		}()
-	}
-	wg.Wait()
-	n := int(delivered.Load())
+	n := s.pushRooms(ctx, perRoom)
 	s.m.delivered.Add(float64(n))
 	return n, nil
 }
 
-func (s *Server) pushRoom(ctx context.Context, addr string, pushes []roomPush) int {
+// pushRooms calls the rooms in parallel on the delivery pool, so a slow
+// room does not hold up the others; when the pool is busy the call runs
+// here instead.
+func (s *Server) pushRooms(ctx context.Context, perRoom map[string][]*internalpb.RoomPushRequest) int {
+	var delivered atomic.Int64
+	var wg sync.WaitGroup
+	for addr, pushes := range perRoom {
+		wg.Add(1)
+		call := func() {
+			defer wg.Done()
+			delivered.Add(int64(s.pushRoom(ctx, addr, pushes)))
+		}
+		if len(perRoom) == 1 || s.pool.Submit(call) != nil {
+			call()
+		}
+	}
+	wg.Wait()
+	return int(delivered.Load())
+}
+
+// pushRoom sends pushes to one room in PushBatch calls within the room's
+// bounds and returns how many targets took their message.
+func (s *Server) pushRoom(ctx context.Context, addr string, pushes []*internalpb.RoomPushRequest) int {
 	rc, err := s.rooms.client(addr)
 	if err != nil {
 		s.m.deliveryFails.WithLabelValues("room").Inc()
@@ -111,46 +143,85 @@ func (s *Server) pushRoom(ctx context.Context, addr string, pushes []roomPush) i
 		return 0
 	}
 	n := 0
+	for len(pushes) > 0 && ctx.Err() == nil {
+		size, targets := 0, 0
+		for size < len(pushes) && size < roomBatchPushes && targets+len(pushes[size].GetTargets()) <= roomBatchTargets {
+			targets += len(pushes[size].GetTargets())
+			size++
+		}
+		// A single push over the target bound still goes alone; the room
+		// answers it with InvalidArgument, as Push always has.
+		size = max(size, 1)
+		n += s.pushBatch(ctx, rc, addr, pushes[:size])
+		pushes = pushes[size:]
+	}
+	return n
+}
+
+func (s *Server) pushBatch(ctx context.Context, rc internalpb.RoomClient, addr string, pushes []*internalpb.RoomPushRequest) int {
+	s.m.roomBatch.Observe(float64(len(pushes)))
+	cctx, cancel := context.WithTimeout(ctx, downstreamTimeout)
+	resp, err := rc.PushBatch(cctx, &internalpb.RoomPushBatchRequest{Pushes: pushes})
+	cancel()
+	if status.Code(err) == codes.Unimplemented {
+		// A room not yet upgraded during a rolling deploy.
+		return s.pushEach(ctx, rc, addr, pushes)
+	}
+	if err != nil {
+		s.m.deliveryFails.WithLabelValues("room").Inc()
+		s.log.Warn("center: room push batch failed; messages stay stored", "room", addr, "pushes", len(pushes),
+			"first_id", pushes[0].GetMessage().GetId(), "err", err)
+		return 0
+	}
+	n := 0
+	for _, r := range resp.GetReplies() {
+		n += okResults(r.GetResults())
+	}
+	return n
+}
+
+func (s *Server) pushEach(ctx context.Context, rc internalpb.RoomClient, addr string, pushes []*internalpb.RoomPushRequest) int {
+	n := 0
 	for _, p := range pushes {
 		if ctx.Err() != nil {
 			return n
 		}
 		cctx, cancel := context.WithTimeout(ctx, downstreamTimeout)
-		resp, err := rc.Push(cctx, &internalpb.RoomPushRequest{Message: p.msg, Targets: p.targets})
+		resp, err := rc.Push(cctx, p)
 		cancel()
 		if err != nil {
 			s.m.deliveryFails.WithLabelValues("room").Inc()
-			s.log.Warn("center: room push failed", "room", addr, "id", p.msg.GetId(), "err", err)
+			s.log.Warn("center: room push failed", "room", addr, "id", p.GetMessage().GetId(), "err", err)
 			continue
 		}
-		for _, r := range resp.GetResults() {
-			if r.GetCode() == internalpb.ResultCode_RESULT_CODE_OK {
-				n++
-			}
+		n += okResults(resp.GetResults())
+	}
+	return n
+}
+
+func okResults(rs []*internalpb.TargetResult) int {
+	n := 0
+	for _, r := range rs {
+		if r.GetCode() == internalpb.ResultCode_RESULT_CODE_OK {
+			n++
 		}
 	}
 	return n
 }
 
-// deliverAsync hands stored messages to the bounded delivery pool. When
-// the pool is full the request delivers them itself before answering:
-// the caller waits a little longer (back-pressure on the business), but an
+// deliverAsync hands stored messages to the delivery batcher. What does not
+// fit in its queue the request delivers itself before answering: the
+// caller waits a little longer (back-pressure on the business), but an
 // online user is not left without a message until their next reconnect.
 // Either way the messages are already durable.
 func (s *Server) deliverAsync(ctx context.Context, msgs []*internalpb.Message) {
-	run := func(ctx context.Context) {
-		if _, err := s.deliver(ctx, msgs); err != nil {
-			s.log.Warn("center: delivery failed; messages stay stored", "count", len(msgs), "err", err)
-		}
+	rest := s.batch.enqueue(msgs)
+	if len(rest) == 0 {
+		return
 	}
-	err := s.pool.Submit(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), asyncDeliveryTimeout)
-		defer cancel()
-		run(ctx)
-	})
-	if err != nil {
-		s.m.inline.Add(float64(len(msgs)))
-		run(ctx)
+	s.m.inline.Add(float64(len(rest)))
+	if _, err := s.deliver(ctx, rest); err != nil {
+		s.log.Warn("center: delivery failed; messages stay stored", "count", len(rest), "err", err)
 	}
 }
 

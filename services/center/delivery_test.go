@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/pushgw/pushgw/pkg/discovery"
@@ -31,9 +33,17 @@ type peers struct {
 	stored   []*internalpb.Message
 	stores   int
 	lookups  int
+	// gate, when set, holds lookups until it is closed: a slow register.
+	gate chan struct{}
 }
 
 func (p *peers) Lookup(_ context.Context, req *internalpb.LookupSessionsRequest) (*internalpb.LookupSessionsReply, error) {
+	p.mu.Lock()
+	gate := p.gate
+	p.mu.Unlock()
+	if gate != nil {
+		<-gate
+	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.lookups++
@@ -72,18 +82,54 @@ func (p *peers) Status(_ context.Context, req *internalpb.StatusRequest) (*inter
 
 type room struct {
 	internalpb.UnimplementedRoomServer
-	mu     sync.Mutex
-	pushed []*internalpb.RoomPushRequest
-	kicked []*internalpb.Target
+	mu      sync.Mutex
+	pushed  []*internalpb.RoomPushRequest
+	kicked  []*internalpb.Target
+	calls   int // Push and PushBatch calls
+	legacy  bool
+	offline map[uint64]bool // connections that answer NOT_FOUND
 }
 
 func (r *room) Push(_ context.Context, req *internalpb.RoomPushRequest) (*internalpb.RoomPushReply, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	r.calls++
+	return r.push(req), nil
+}
+
+func (r *room) push(req *internalpb.RoomPushRequest) *internalpb.RoomPushReply {
 	r.pushed = append(r.pushed, req)
 	out := &internalpb.RoomPushReply{}
 	for _, t := range req.GetTargets() {
-		out.Results = append(out.Results, &internalpb.TargetResult{ConnId: t.GetConnId()})
+		code := internalpb.ResultCode_RESULT_CODE_OK
+		if r.offline[t.GetConnId()] {
+			code = internalpb.ResultCode_RESULT_CODE_NOT_FOUND
+		}
+		out.Results = append(out.Results, &internalpb.TargetResult{ConnId: t.GetConnId(), Code: code})
+	}
+	return out
+}
+
+// PushBatch enforces the real room's bounds, so center's chunking is
+// checked too. A legacy room answers Unimplemented, as one built before
+// PushBatch existed would.
+func (r *room) PushBatch(_ context.Context, req *internalpb.RoomPushBatchRequest) (*internalpb.RoomPushBatchReply, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.legacy {
+		return nil, status.Error(codes.Unimplemented, "unknown method PushBatch")
+	}
+	targets := 0
+	for _, p := range req.GetPushes() {
+		targets += len(p.GetTargets())
+	}
+	if len(req.GetPushes()) > roomBatchPushes || targets > roomBatchTargets {
+		return nil, status.Errorf(codes.InvalidArgument, "%d pushes, %d targets", len(req.GetPushes()), targets)
+	}
+	r.calls++
+	out := &internalpb.RoomPushBatchReply{}
+	for _, p := range req.GetPushes() {
+		out.Replies = append(out.Replies, r.push(p))
 	}
 	return out, nil
 }

@@ -102,6 +102,9 @@ func run(cfg Config) error {
 	shutCtx, shutCancel := context.WithTimeout(context.Background(), shutdownTimeout)
 	defer shutCancel()
 	serving.Shutdown(shutCtx)
+	if err := srv.batch.close(shutCtx); err != nil {
+		log.Warn("center: shutdown deadline passed while delivering; the messages stay stored", "err", err)
+	}
 	if err := pool.ReleaseTimeout(time.Until(deadlineOf(shutCtx))); err != nil {
 		log.Warn("center: deliveries still running at shutdown; their messages stay stored", "err", err)
 	}

@@ -9,6 +9,8 @@ type metrics struct {
 	delivered     prometheus.Counter
 	inline        prometheus.Counter
 	deliveryFails *prometheus.CounterVec
+	deliveryBatch prometheus.Histogram
+	roomBatch     prometheus.Histogram
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -32,13 +34,23 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		}),
 		inline: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "pushgw_center_delivery_inline_total",
-			Help: "Stored pushes delivered inside the request because the delivery pool was full.",
+			Help: "Stored pushes delivered inside the request because the delivery queue was full.",
 		}),
 		deliveryFails: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "pushgw_center_delivery_errors_total",
 			Help: "Failed downstream calls while delivering, by stage (lookup, room).",
 		}, []string{"stage"}),
+		deliveryBatch: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "pushgw_center_delivery_batch_messages",
+			Help:    "Stored messages per batched delivery (one Register lookup, one PushBatch per room).",
+			Buckets: []float64{1, 2, 5, 10, 20, 50, 100, 200, 500},
+		}),
+		roomBatch: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "pushgw_center_room_batch_pushes",
+			Help:    "Pushes per Room.PushBatch call.",
+			Buckets: []float64{1, 2, 5, 10, 20, 50, 100, 200, 500, 1000},
+		}),
 	}
-	reg.MustRegister(m.requests, m.pushLatency, m.stored, m.delivered, m.inline, m.deliveryFails)
+	reg.MustRegister(m.requests, m.pushLatency, m.stored, m.delivered, m.inline, m.deliveryFails, m.deliveryBatch, m.roomBatch)
 	return m
 }

@@ -23,6 +23,7 @@ type Server struct {
 	register internalpb.RegisterClient
 	rooms    *roomSet
 	pool     *ants.Pool
+	batch    *deliveryBatcher
 	m        *metrics
 	log      *slog.Logger
 	timeout  time.Duration
@@ -30,10 +31,12 @@ type Server struct {
 
 func newServer(apps *appconfig.Store, gen *ids.Generator, saver, register grpc.ClientConnInterface, rooms *roomSet,
 	pool *ants.Pool, m *metrics, log *slog.Logger, timeout time.Duration) *Server {
-	return &Server{
+	s := &Server{
 		apps: apps, ids: gen, saver: internalpb.NewSaverClient(saver), register: internalpb.NewRegisterClient(register),
 		rooms: rooms, pool: pool, m: m, log: log, timeout: timeout,
 	}
+	s.batch = newDeliveryBatcher(s.deliver, m, log)
+	return s
 }
 
 // handler serves one authenticated route. It returns the 200 body or an
