@@ -473,6 +473,103 @@ func (x *StatusReply) GetUpdatedMs() int64 {
 	return 0
 }
 
+type ClaimUndeliveredRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// At most 500; 0 means 500.
+	Limit         uint32 `protobuf:"varint,1,opt,name=limit,proto3" json:"limit,omitempty"`
+	MinAgeMs      int64  `protobuf:"varint,2,opt,name=min_age_ms,json=minAgeMs,proto3" json:"min_age_ms,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ClaimUndeliveredRequest) Reset() {
+	*x = ClaimUndeliveredRequest{}
+	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ClaimUndeliveredRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ClaimUndeliveredRequest) ProtoMessage() {}
+
+func (x *ClaimUndeliveredRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ClaimUndeliveredRequest.ProtoReflect.Descriptor instead.
+func (*ClaimUndeliveredRequest) Descriptor() ([]byte, []int) {
+	return file_pushgw_internal_v1_saver_proto_rawDescGZIP(), []int{9}
+}
+
+func (x *ClaimUndeliveredRequest) GetLimit() uint32 {
+	if x != nil {
+		return x.Limit
+	}
+	return 0
+}
+
+func (x *ClaimUndeliveredRequest) GetMinAgeMs() int64 {
+	if x != nil {
+		return x.MinAgeMs
+	}
+	return 0
+}
+
+type ClaimUndeliveredReply struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Messages      []*Message             `protobuf:"bytes,1,rep,name=messages,proto3" json:"messages,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ClaimUndeliveredReply) Reset() {
+	*x = ClaimUndeliveredReply{}
+	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ClaimUndeliveredReply) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ClaimUndeliveredReply) ProtoMessage() {}
+
+func (x *ClaimUndeliveredReply) ProtoReflect() protoreflect.Message {
+	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ClaimUndeliveredReply.ProtoReflect.Descriptor instead.
+func (*ClaimUndeliveredReply) Descriptor() ([]byte, []int) {
+	return file_pushgw_internal_v1_saver_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *ClaimUndeliveredReply) GetMessages() []*Message {
+	if x != nil {
+		return x.Messages
+	}
+	return nil
+}
+
 var File_pushgw_internal_v1_saver_proto protoreflect.FileDescriptor
 
 const file_pushgw_internal_v1_saver_proto_rawDesc = "" +
@@ -505,12 +602,19 @@ const file_pushgw_internal_v1_saver_proto_rawDesc = "" +
 	"\x05found\x18\x01 \x01(\bR\x05found\x125\n" +
 	"\amessage\x18\x02 \x01(\v2\x1b.pushgw.internal.v1.MessageR\amessage\x12\x1d\n" +
 	"\n" +
-	"updated_ms\x18\x03 \x01(\x03R\tupdatedMs2\xbf\x02\n" +
+	"updated_ms\x18\x03 \x01(\x03R\tupdatedMs\"M\n" +
+	"\x17ClaimUndeliveredRequest\x12\x14\n" +
+	"\x05limit\x18\x01 \x01(\rR\x05limit\x12\x1c\n" +
+	"\n" +
+	"min_age_ms\x18\x02 \x01(\x03R\bminAgeMs\"P\n" +
+	"\x15ClaimUndeliveredReply\x127\n" +
+	"\bmessages\x18\x01 \x03(\v2\x1b.pushgw.internal.v1.MessageR\bmessages2\xab\x03\n" +
 	"\x05Saver\x12I\n" +
 	"\x05Store\x12 .pushgw.internal.v1.StoreRequest\x1a\x1e.pushgw.internal.v1.StoreReply\x12O\n" +
 	"\aPending\x12\".pushgw.internal.v1.PendingRequest\x1a .pushgw.internal.v1.PendingReply\x12L\n" +
 	"\x06Report\x12!.pushgw.internal.v1.ReportRequest\x1a\x1f.pushgw.internal.v1.ReportReply\x12L\n" +
-	"\x06Status\x12!.pushgw.internal.v1.StatusRequest\x1a\x1f.pushgw.internal.v1.StatusReplyB+Z)github.com/pushgw/pushgw/proto/internalpbb\x06proto3"
+	"\x06Status\x12!.pushgw.internal.v1.StatusRequest\x1a\x1f.pushgw.internal.v1.StatusReply\x12j\n" +
+	"\x10ClaimUndelivered\x12+.pushgw.internal.v1.ClaimUndeliveredRequest\x1a).pushgw.internal.v1.ClaimUndeliveredReplyB+Z)github.com/pushgw/pushgw/proto/internalpbb\x06proto3"
 
 var (
 	file_pushgw_internal_v1_saver_proto_rawDescOnce sync.Once
@@ -524,38 +628,43 @@ func file_pushgw_internal_v1_saver_proto_rawDescGZIP() []byte {
 	return file_pushgw_internal_v1_saver_proto_rawDescData
 }
 
-var file_pushgw_internal_v1_saver_proto_msgTypes = make([]protoimpl.MessageInfo, 9)
+var file_pushgw_internal_v1_saver_proto_msgTypes = make([]protoimpl.MessageInfo, 11)
 var file_pushgw_internal_v1_saver_proto_goTypes = []any{
-	(*StoreRequest)(nil),   // 0: pushgw.internal.v1.StoreRequest
-	(*StoreReply)(nil),     // 1: pushgw.internal.v1.StoreReply
-	(*PendingRequest)(nil), // 2: pushgw.internal.v1.PendingRequest
-	(*PendingReply)(nil),   // 3: pushgw.internal.v1.PendingReply
-	(*MessageRef)(nil),     // 4: pushgw.internal.v1.MessageRef
-	(*ReportRequest)(nil),  // 5: pushgw.internal.v1.ReportRequest
-	(*ReportReply)(nil),    // 6: pushgw.internal.v1.ReportReply
-	(*StatusRequest)(nil),  // 7: pushgw.internal.v1.StatusRequest
-	(*StatusReply)(nil),    // 8: pushgw.internal.v1.StatusReply
-	(*Message)(nil),        // 9: pushgw.internal.v1.Message
+	(*StoreRequest)(nil),            // 0: pushgw.internal.v1.StoreRequest
+	(*StoreReply)(nil),              // 1: pushgw.internal.v1.StoreReply
+	(*PendingRequest)(nil),          // 2: pushgw.internal.v1.PendingRequest
+	(*PendingReply)(nil),            // 3: pushgw.internal.v1.PendingReply
+	(*MessageRef)(nil),              // 4: pushgw.internal.v1.MessageRef
+	(*ReportRequest)(nil),           // 5: pushgw.internal.v1.ReportRequest
+	(*ReportReply)(nil),             // 6: pushgw.internal.v1.ReportReply
+	(*StatusRequest)(nil),           // 7: pushgw.internal.v1.StatusRequest
+	(*StatusReply)(nil),             // 8: pushgw.internal.v1.StatusReply
+	(*ClaimUndeliveredRequest)(nil), // 9: pushgw.internal.v1.ClaimUndeliveredRequest
+	(*ClaimUndeliveredReply)(nil),   // 10: pushgw.internal.v1.ClaimUndeliveredReply
+	(*Message)(nil),                 // 11: pushgw.internal.v1.Message
 }
 var file_pushgw_internal_v1_saver_proto_depIdxs = []int32{
-	9, // 0: pushgw.internal.v1.StoreRequest.messages:type_name -> pushgw.internal.v1.Message
-	9, // 1: pushgw.internal.v1.PendingReply.messages:type_name -> pushgw.internal.v1.Message
-	4, // 2: pushgw.internal.v1.ReportRequest.acked:type_name -> pushgw.internal.v1.MessageRef
-	4, // 3: pushgw.internal.v1.ReportRequest.delivered:type_name -> pushgw.internal.v1.MessageRef
-	9, // 4: pushgw.internal.v1.StatusReply.message:type_name -> pushgw.internal.v1.Message
-	0, // 5: pushgw.internal.v1.Saver.Store:input_type -> pushgw.internal.v1.StoreRequest
-	2, // 6: pushgw.internal.v1.Saver.Pending:input_type -> pushgw.internal.v1.PendingRequest
-	5, // 7: pushgw.internal.v1.Saver.Report:input_type -> pushgw.internal.v1.ReportRequest
-	7, // 8: pushgw.internal.v1.Saver.Status:input_type -> pushgw.internal.v1.StatusRequest
-	1, // 9: pushgw.internal.v1.Saver.Store:output_type -> pushgw.internal.v1.StoreReply
-	3, // 10: pushgw.internal.v1.Saver.Pending:output_type -> pushgw.internal.v1.PendingReply
-	6, // 11: pushgw.internal.v1.Saver.Report:output_type -> pushgw.internal.v1.ReportReply
-	8, // 12: pushgw.internal.v1.Saver.Status:output_type -> pushgw.internal.v1.StatusReply
-	9, // [9:13] is the sub-list for method output_type
-	5, // [5:9] is the sub-list for method input_type
-	5, // [5:5] is the sub-list for extension type_name
-	5, // [5:5] is the sub-list for extension extendee
-	0, // [0:5] is the sub-list for field type_name
+	11, // 0: pushgw.internal.v1.StoreRequest.messages:type_name -> pushgw.internal.v1.Message
+	11, // 1: pushgw.internal.v1.PendingReply.messages:type_name -> pushgw.internal.v1.Message
+	4,  // 2: pushgw.internal.v1.ReportRequest.acked:type_name -> pushgw.internal.v1.MessageRef
+	4,  // 3: pushgw.internal.v1.ReportRequest.delivered:type_name -> pushgw.internal.v1.MessageRef
+	11, // 4: pushgw.internal.v1.StatusReply.message:type_name -> pushgw.internal.v1.Message
+	11, // 5: pushgw.internal.v1.ClaimUndeliveredReply.messages:type_name -> pushgw.internal.v1.Message
+	0,  // 6: pushgw.internal.v1.Saver.Store:input_type -> pushgw.internal.v1.StoreRequest
+	2,  // 7: pushgw.internal.v1.Saver.Pending:input_type -> pushgw.internal.v1.PendingRequest
+	5,  // 8: pushgw.internal.v1.Saver.Report:input_type -> pushgw.internal.v1.ReportRequest
+	7,  // 9: pushgw.internal.v1.Saver.Status:input_type -> pushgw.internal.v1.StatusRequest
+	9,  // 10: pushgw.internal.v1.Saver.ClaimUndelivered:input_type -> pushgw.internal.v1.ClaimUndeliveredRequest
+	1,  // 11: pushgw.internal.v1.Saver.Store:output_type -> pushgw.internal.v1.StoreReply
+	3,  // 12: pushgw.internal.v1.Saver.Pending:output_type -> pushgw.internal.v1.PendingReply
+	6,  // 13: pushgw.internal.v1.Saver.Report:output_type -> pushgw.internal.v1.ReportReply
+	8,  // 14: pushgw.internal.v1.Saver.Status:output_type -> pushgw.internal.v1.StatusReply
+	10, // 15: pushgw.internal.v1.Saver.ClaimUndelivered:output_type -> pushgw.internal.v1.ClaimUndeliveredReply
+	11, // [11:16] is the sub-list for method output_type
+	6,  // [6:11] is the sub-list for method input_type
+	6,  // [6:6] is the sub-list for extension type_name
+	6,  // [6:6] is the sub-list for extension extendee
+	0,  // [0:6] is the sub-list for field type_name
 }
 
 func init() { file_pushgw_internal_v1_saver_proto_init() }
@@ -570,7 +679,7 @@ func file_pushgw_internal_v1_saver_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_pushgw_internal_v1_saver_proto_rawDesc), len(file_pushgw_internal_v1_saver_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   9,
+			NumMessages:   11,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -19,10 +19,11 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	Saver_Store_FullMethodName   = "/pushgw.internal.v1.Saver/Store"
-	Saver_Pending_FullMethodName = "/pushgw.internal.v1.Saver/Pending"
-	Saver_Report_FullMethodName  = "/pushgw.internal.v1.Saver/Report"
-	Saver_Status_FullMethodName  = "/pushgw.internal.v1.Saver/Status"
+	Saver_Store_FullMethodName            = "/pushgw.internal.v1.Saver/Store"
+	Saver_Pending_FullMethodName          = "/pushgw.internal.v1.Saver/Pending"
+	Saver_Report_FullMethodName           = "/pushgw.internal.v1.Saver/Report"
+	Saver_Status_FullMethodName           = "/pushgw.internal.v1.Saver/Status"
+	Saver_ClaimUndelivered_FullMethodName = "/pushgw.internal.v1.Saver/ClaimUndelivered"
 )
 
 // SaverClient is the client API for Saver service.
@@ -42,6 +43,11 @@ type SaverClient interface {
 	Report(ctx context.Context, in *ReportRequest, opts ...grpc.CallOption) (*ReportReply, error)
 	// Status answers the state of one message.
 	Status(ctx context.Context, in *StatusRequest, opts ...grpc.CallOption) (*StatusReply, error)
+	// ClaimUndelivered returns up to limit stored messages that no room has
+	// reported delivered for at least min_age_ms, and claims them: a claimed
+	// message is not returned again before its backoff passes, and at most a
+	// few times in all. It recovers live deliveries that never happened.
+	ClaimUndelivered(ctx context.Context, in *ClaimUndeliveredRequest, opts ...grpc.CallOption) (*ClaimUndeliveredReply, error)
 }
 
 type saverClient struct {
@@ -92,6 +98,16 @@ func (c *saverClient) Status(ctx context.Context, in *StatusRequest, opts ...grp
 	return out, nil
 }
 
+func (c *saverClient) ClaimUndelivered(ctx context.Context, in *ClaimUndeliveredRequest, opts ...grpc.CallOption) (*ClaimUndeliveredReply, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ClaimUndeliveredReply)
+	err := c.cc.Invoke(ctx, Saver_ClaimUndelivered_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // SaverServer is the server API for Saver service.
 // All implementations must embed UnimplementedSaverServer
 // for forward compatibility.
@@ -109,6 +125,11 @@ type SaverServer interface {
 	Report(context.Context, *ReportRequest) (*ReportReply, error)
 	// Status answers the state of one message.
 	Status(context.Context, *StatusRequest) (*StatusReply, error)
+	// ClaimUndelivered returns up to limit stored messages that no room has
+	// reported delivered for at least min_age_ms, and claims them: a claimed
+	// message is not returned again before its backoff passes, and at most a
+	// few times in all. It recovers live deliveries that never happened.
+	ClaimUndelivered(context.Context, *ClaimUndeliveredRequest) (*ClaimUndeliveredReply, error)
 	mustEmbedUnimplementedSaverServer()
 }
 
@@ -130,6 +151,9 @@ func (UnimplementedSaverServer) Report(context.Context, *ReportRequest) (*Report
 }
 func (UnimplementedSaverServer) Status(context.Context, *StatusRequest) (*StatusReply, error) {
 	return nil, status.Error(codes.Unimplemented, "method Status not implemented")
+}
+func (UnimplementedSaverServer) ClaimUndelivered(context.Context, *ClaimUndeliveredRequest) (*ClaimUndeliveredReply, error) {
+	return nil, status.Error(codes.Unimplemented, "method ClaimUndelivered not implemented")
 }
 func (UnimplementedSaverServer) mustEmbedUnimplementedSaverServer() {}
 func (UnimplementedSaverServer) testEmbeddedByValue()               {}
@@ -224,6 +248,24 @@ func _Saver_Status_Handler(srv interface{}, ctx context.Context, dec func(interf
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Saver_ClaimUndelivered_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ClaimUndeliveredRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(SaverServer).ClaimUndelivered(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Saver_ClaimUndelivered_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(SaverServer).ClaimUndelivered(ctx, req.(*ClaimUndeliveredRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // Saver_ServiceDesc is the grpc.ServiceDesc for Saver service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -246,6 +288,10 @@ var Saver_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "Status",
 			Handler:    _Saver_Status_Handler,
+		},
+		{
+			MethodName: "ClaimUndelivered",
+			Handler:    _Saver_ClaimUndelivered_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

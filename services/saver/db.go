@@ -88,9 +88,14 @@ func retryable(err error) bool {
 // inTx runs f in a transaction, retrying it on deadlock; f must be safe to
 // run again from scratch.
 func inTx(ctx context.Context, db *sql.DB, f func(tx *sql.Tx) error) error {
+	return inTxOpts(ctx, db, nil, f)
+}
+
+// inTxOpts is inTx with transaction options (an isolation level).
+func inTxOpts(ctx context.Context, db *sql.DB, opts *sql.TxOptions, f func(tx *sql.Tx) error) error {
 	var err error
 	for attempt := 1; attempt <= maxTxAttempts; attempt++ {
-		err = runTx(ctx, db, f)
+		err = runTx(ctx, db, opts, f)
 		if err == nil || !retryable(err) {
 			return err
 		}
@@ -103,8 +108,8 @@ func inTx(ctx context.Context, db *sql.DB, f func(tx *sql.Tx) error) error {
 	return err
 }
 
-func runTx(ctx context.Context, db *sql.DB, f func(tx *sql.Tx) error) error {
-	tx, err := db.BeginTx(ctx, nil)
+func runTx(ctx context.Context, db *sql.DB, opts *sql.TxOptions, f func(tx *sql.Tx) error) error {
+	tx, err := db.BeginTx(ctx, opts)
 	if err != nil {
 		return err
 	}

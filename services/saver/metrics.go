@@ -20,6 +20,7 @@ type metrics struct {
 	delivered       *prometheus.CounterVec
 	outcomes        *prometheus.CounterVec
 	redisErrors     *prometheus.CounterVec
+	claimed         prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -55,12 +56,15 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		outcomes: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "pushgw_saver_outcomes_total", Help: "Messages that left the store, by outcome (acked, expired, dead).",
 		}, []string{"outcome"}),
+		claimed: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "pushgw_saver_redelivery_claimed_total", Help: "Undelivered messages handed out again by ClaimUndelivered.",
+		}),
 		redisErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "pushgw_saver_redis_errors_total", Help: "Redis failures absorbed by falling back to MySQL, by operation.",
 		}, []string{"op"}),
 	}
 	reg.MustRegister(m.rpc, m.stored, m.storeRejected, m.storeQueue, m.batchRows, m.commitSeconds,
-		m.pendingFallback, m.delivered, m.outcomes, m.redisErrors)
+		m.pendingFallback, m.delivered, m.outcomes, m.redisErrors, m.claimed)
 	return m
 }
 
