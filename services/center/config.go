@@ -21,6 +21,8 @@ type Config struct {
 	HTTPAddr       string
 	RequestTimeout time.Duration
 	DeliveryPool   int
+	// RedeliverInterval is the period of the redelivery sweep.
+	RedeliverInterval time.Duration
 }
 
 func parseConfig(args []string) (Config, error) {
@@ -30,6 +32,7 @@ func parseConfig(args []string) (Config, error) {
 	fs.StringVar(&c.HTTPAddr, "http", service.Env("CENTER_HTTP", defaultHTTPAddr), "business API listen address (PUSHGW_CENTER_HTTP)")
 	fs.DurationVar(&c.RequestTimeout, "request-timeout", defaultRequestTimeout, "deadline of one API request, downstream calls included")
 	fs.IntVar(&c.DeliveryPool, "delivery-workers", defaultDeliveryPool, "concurrent room calls while delivering batches of stored messages")
+	fs.DurationVar(&c.RedeliverInterval, "redeliver-interval", defaultRedeliverInterval, "period of the sweep that redelivers stored messages no room reported delivered")
 	if err := fs.Parse(args); err != nil {
 		return c, err
 	}
@@ -38,6 +41,9 @@ func parseConfig(args []string) (Config, error) {
 	}
 	if c.DeliveryPool <= 0 {
 		return c, fmt.Errorf("-delivery-workers must be positive")
+	}
+	if c.RedeliverInterval <= 0 {
+		return c, fmt.Errorf("-redeliver-interval must be positive")
 	}
 	return c, nil
 }

@@ -35,6 +35,9 @@ type peers struct {
 	lookups  int
 	// gate, when set, holds lookups until it is closed: a slow register.
 	gate chan struct{}
+	// unclaimed is what ClaimUndelivered hands out, each message once.
+	unclaimed []*internalpb.Message
+	claims    []*internalpb.ClaimUndeliveredRequest
 }
 
 func (p *peers) Lookup(_ context.Context, req *internalpb.LookupSessionsRequest) (*internalpb.LookupSessionsReply, error) {

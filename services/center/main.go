@@ -80,6 +80,8 @@ func run(cfg Config) error {
 		return fmt.Errorf("center: delivery pool: %w", err)
 	}
 	srv := newServer(apps, gen, saverConn, registerConn, rooms, pool, newMetrics(base.Registry), log, cfg.RequestTimeout)
+	redeliver := startRedeliverer(srv, cfg.RedeliverInterval)
+	defer redeliver.stop() // idempotent with the stop below; covers early returns
 
 	httpSrv := &http.Server{
 		Handler:           srv.Handler(),
@@ -102,6 +104,7 @@ func run(cfg Config) error {
 	shutCtx, shutCancel := context.WithTimeout(context.Background(), shutdownTimeout)
 	defer shutCancel()
 	serving.Shutdown(shutCtx)
+	redeliver.stop()
 	if err := srv.batch.close(shutCtx); err != nil {
 		log.Warn("center: shutdown deadline passed while delivering; the messages stay stored", "err", err)
 	}

@@ -11,6 +11,7 @@ type metrics struct {
 	deliveryFails *prometheus.CounterVec
 	deliveryBatch prometheus.Histogram
 	roomBatch     prometheus.Histogram
+	redelivered   prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -38,7 +39,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		}),
 		deliveryFails: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "pushgw_center_delivery_errors_total",
-			Help: "Failed downstream calls while delivering, by stage (lookup, room).",
+			Help: "Failed downstream calls while delivering, by stage (lookup, room, claim).",
 		}, []string{"stage"}),
 		deliveryBatch: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name:    "pushgw_center_delivery_batch_messages",
@@ -50,7 +51,11 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Help:    "Pushes per Room.PushBatch call.",
 			Buckets: []float64{1, 2, 5, 10, 20, 50, 100, 200, 500, 1000},
 		}),
+		redelivered: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "pushgw_center_redelivered_total",
+			Help: "Stored messages no room reported delivered, claimed from saver and queued for delivery again.",
+		}),
 	}
-	reg.MustRegister(m.requests, m.pushLatency, m.stored, m.delivered, m.inline, m.deliveryFails, m.deliveryBatch, m.roomBatch)
+	reg.MustRegister(m.requests, m.pushLatency, m.stored, m.delivered, m.inline, m.deliveryFails, m.deliveryBatch, m.roomBatch, m.redelivered)
 	return m
 }
