@@ -55,6 +55,9 @@ func TestRedeliverySweep(t *testing.T) {
 	})
 	waitFor(t, "further sweep rounds", func() bool { return p.claimCount() >= 3 })
 	r.stop()
+	// A claim sent just before stop may still reach the stand-in saver
+	// after stop returned (stop cancels it client-side); let it land.
+	time.Sleep(50 * time.Millisecond)
 	rounds := p.claimCount()
 	time.Sleep(100 * time.Millisecond)
 	if p.claimCount() != rounds {
