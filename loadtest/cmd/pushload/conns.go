@@ -113,17 +113,9 @@ func runConns(args []string) (*ConnsResult, error) {
 	if err != nil {
 		return nil, err
 	}
-	addrs, err := checkTCPAddrs(f.addrs)
+	fl, connectTO, err := f.fleet()
 	if err != nil {
-		return nil, err
-	}
-	src, err := checkSourceIPs(f.src)
-	if err != nil {
-		return nil, err
-	}
-	connectTO, err := time.ParseDuration(f.connectTO)
-	if err != nil || connectTO <= 0 {
-		return nil, fmt.Errorf("conns: -connect-timeout %q: want a positive duration", f.connectTO)
+		return nil, fmt.Errorf("conns: %w", err)
 	}
 	var pr *probe
 	if !f.child {
@@ -132,7 +124,7 @@ func runConns(args []string) (*ConnsResult, error) {
 		}
 	}
 	if f.procs > 1 {
-		return runConnsParent(f, addrs, pr)
+		return runConnsParent(f, fl.addrs, pr)
 	}
 
 	var mem *RoomMemory
@@ -142,7 +134,6 @@ func runConns(args []string) (*ConnsResult, error) {
 			return nil, err
 		}
 	}
-	fl := &fleet{d: &dialer{app: f.app, secret: []byte(f.secret), timeout: connectTO, src: src}, addrs: addrs}
 	stopPing := make(chan struct{})
 	go fl.pinger(stopPing)
 	// The connect phase may not outlast one auth timeout per connection
@@ -164,7 +155,7 @@ func runConns(args []string) (*ConnsResult, error) {
 		sleepOrSignal(time.Until(ready.Add(f.hold)))
 	}
 	res := &ConnsResult{
-		Scenario: "conns", Targets: addrs, Procs: 1, Requested: f.n, Connected: int(fl.ok.Load()),
+		Scenario: "conns", Targets: fl.addrs, Procs: 1, Requested: f.n, Connected: int(fl.ok.Load()),
 		Failures: fl.failures.Snapshot(), ConnectStart: start, ConnectEnd: end,
 		ConnectLatency: fl.connLat.Summary(), Concurrency: f.conc,
 		HeartbeatSecond: time.Duration(fl.hb.Load()).Seconds(),

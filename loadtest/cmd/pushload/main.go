@@ -16,6 +16,7 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"time"
 )
 
 func main() {
@@ -82,6 +83,25 @@ type commonFlags struct {
 	src        string
 	roomPID    int
 	roomAdmin  string
+}
+
+// fleet checks the target flags (loopback only) and returns a fleet that
+// dials the rooms, and the per-connection timeout.
+func (c *commonFlags) fleet() (*fleet, time.Duration, error) {
+	addrs, err := checkTCPAddrs(c.addrs)
+	if err != nil {
+		return nil, 0, err
+	}
+	src, err := checkSourceIPs(c.src)
+	if err != nil {
+		return nil, 0, err
+	}
+	connectTO, err := time.ParseDuration(c.connectTO)
+	if err != nil || connectTO <= 0 {
+		return nil, 0, fmt.Errorf("-connect-timeout %q: want a positive duration", c.connectTO)
+	}
+	d := &dialer{app: c.app, secret: []byte(c.secret), timeout: connectTO, src: src}
+	return &fleet{d: d, addrs: addrs}, connectTO, nil
 }
 
 func (c *commonFlags) bind(fs *flag.FlagSet) {

@@ -200,21 +200,13 @@ func runPush(args []string, multi bool) (*PushResult, error) {
 	if err != nil {
 		return nil, err
 	}
-	addrs, err := checkTCPAddrs(f.addrs)
+	fl, connectTO, err := f.fleet()
 	if err != nil {
 		return nil, err
 	}
 	center, err := checkURL(f.center)
 	if err != nil {
 		return nil, err
-	}
-	src, err := checkSourceIPs(f.src)
-	if err != nil {
-		return nil, err
-	}
-	connectTO, err := time.ParseDuration(f.connectTO)
-	if err != nil || connectTO <= 0 {
-		return nil, fmt.Errorf("-connect-timeout %q: want a positive duration", f.connectTO)
 	}
 	pr, err := newProbe(f.roomPID, f.roomAdmin)
 	if err != nil {
@@ -228,8 +220,7 @@ func runPush(args []string, multi bool) (*PushResult, error) {
 	_, _ = rand.Read(id)
 	tr := &tracker{runID: hex.EncodeToString(id), seen: map[uint64]struct{}{}}
 
-	fl := &fleet{d: &dialer{app: f.app, secret: []byte(f.secret), timeout: connectTO, src: src},
-		addrs: addrs, onPush: tr.onPush}
+	fl.onPush = tr.onPush
 	stopPing := make(chan struct{})
 	go fl.pinger(stopPing)
 	defer func() {
@@ -245,7 +236,7 @@ func runPush(args []string, multi bool) (*PushResult, error) {
 	// counted as foreign and do not touch this run's figures.
 
 	res := &PushResult{
-		Scenario: map[bool]string{false: "push", true: "multi"}[multi], Targets: addrs, Center: center,
+		Scenario: map[bool]string{false: "push", true: "multi"}[multi], Targets: fl.addrs, Center: center,
 		Users: f.users, Connected: int(fl.ok.Load()), ConnectFailures: fl.failures.Snapshot(),
 		QoS: f.qos, PayloadBytes: f.size, UsersPerRequest: f.batch, TargetRate: f.rate,
 		LoadAvgBefore: loadAvg(),
