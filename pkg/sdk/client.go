@@ -34,6 +34,8 @@ type Client struct {
 	dedup  *dedup
 	failed []string
 
+	stats stats
+
 	// ackDelay is ackFlushDelay; tests raise it to observe Close's flush.
 	ackDelay time.Duration
 }

@@ -202,6 +202,28 @@ func TestDedupeRedelivery(t *testing.T) {
 	if len(h.msgs) != 0 {
 		t.Fatal("duplicate handed to handler after reconnect")
 	}
+	if st := h.c.Stats(); st.Handled != 1 || st.Redelivered != 2 || st.Connects != 2 {
+		t.Fatalf("stats %+v, want 1 handled, 2 redelivered, 2 connects", st)
+	}
+}
+
+// Reconnect drops the live connection and Run dials again by itself.
+func TestReconnectMethod(t *testing.T) {
+	room := newTestRoom(t)
+	h := start(t, Config{Endpoints: []string{room.addr()}})
+	room.next(t)
+	h.state(t, "connected "+room.addr())
+	h.c.Reconnect()
+	h.state(t, "disconnected "+room.addr())
+	rc2 := room.next(t)
+	h.state(t, "connected "+room.addr())
+	rc2.push(7, 1, "after Reconnect")
+	if m := h.msg(t); string(m.Payload) != "after Reconnect" {
+		t.Fatal(m)
+	}
+	if st := h.c.Stats(); st.Connects != 2 || st.Handled != 1 {
+		t.Fatalf("stats %+v, want 2 connects and 1 handled", st)
+	}
 }
 
 func TestDedupBounded(t *testing.T) {

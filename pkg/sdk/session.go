@@ -74,6 +74,7 @@ func (c *Client) runSession(ctx context.Context, ep string) (established bool, e
 	s.acks.init()
 	c.log.Info("sdk: connected", "endpoint", ep, "session", reply.SessionId, "heartbeat", hb)
 	c.setCurrent(s)
+	c.stats.connects.Add(1)
 	c.notify(StateConnected, ep)
 	defer c.notify(StateDisconnected, ep)
 	defer c.setCurrent(nil)
@@ -229,6 +230,7 @@ func (s *session) handlePush(ctx context.Context, p *clientpb.Push) {
 	c := s.c
 	if p.Id != 0 && c.dedup.has(p.Id) {
 		// Handled before; our ACK may have been lost, so send it again.
+		c.stats.redelivered.Add(1)
 		if p.Qos >= 1 {
 			s.acks.add(p.Id)
 		}
@@ -246,9 +248,11 @@ func (s *session) handlePush(ctx context.Context, p *clientpb.Push) {
 		if ctx.Err() != nil {
 			lvl = slog.LevelDebug // stopping: not the handler's fault
 		}
+		c.stats.handlerErrs.Add(1)
 		c.log.Log(ctx, lvl, "sdk: handler failed; message left for redelivery", "id", p.Id, "err", err)
 		return
 	}
+	c.stats.handled.Add(1)
 	if p.Id != 0 {
 		c.dedup.add(p.Id)
 	}
