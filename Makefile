@@ -5,7 +5,7 @@ GO    ?= go
 BIN   ?= bin
 SERVICES := dispatcher room register saver center coordinator
 
-.PHONY: all build run stop test proto lint fuzz deps clean
+.PHONY: all build run stop test faults proto lint fuzz deps clean
 
 all: build
 
@@ -24,6 +24,14 @@ stop:
 
 test: deps
 	@bash scripts/test.sh
+
+# The full fault-injection run (test/faults, docs/RELIABILITY.md): services
+# built without -race, JSON result on stdout and in FAULTS_OUT.
+FAULTS_OUT ?= .faults/result.json
+faults: deps
+	@mkdir -p $(dir $(FAULTS_OUT))
+	PUSHGW_TEST_RACE=0 $(GO) test -count=1 -timeout 15m -run '^TestFaults$$' -v ./test/faults \
+	  -args -faults.schedule=full -faults.out=$(abspath $(FAULTS_OUT))
 
 proto:
 	@command -v protoc >/dev/null || { DEBIAN_FRONTEND=noninteractive apt-get update -qq && apt-get install -y -qq protobuf-compiler; }

@@ -11,8 +11,6 @@ import (
 	"database/sql"
 	"encoding/hex"
 	"fmt"
-	mrand "math/rand/v2"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -28,6 +26,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/pushgw/pushgw/internal/etcdtest"
+	"github.com/pushgw/pushgw/internal/freeport"
 	"github.com/pushgw/pushgw/pkg/appconfig"
 	"github.com/pushgw/pushgw/pkg/discovery"
 )
@@ -64,6 +63,14 @@ type Options struct {
 	// PrivateEtcd runs the cluster against its own etcd process (Cluster.EtcdServer),
 	// for tests that stop and restart etcd.
 	PrivateEtcd bool
+	// Centers is how many center processes run; default 1. The first is
+	// "center", the others "center-2", "center-3"…
+	Centers int
+	// RedisAddr and MySQLRoot point the cluster at other servers than the
+	// shared ones (a private redis-server or mariadbd a fault test may
+	// kill); MySQLRoot is a DSN prefix like "root@tcp(127.0.0.1:3306)/".
+	RedisAddr string
+	MySQLRoot string
 }
 
 // Proc is one service process.
@@ -90,11 +97,14 @@ type Cluster struct {
 
 	Etcd       string           // etcd endpoint the cluster uses
 	EtcdServer *etcdtest.Server // set with Options.PrivateEtcd
+	RedisAddr  string           // Redis the cluster uses
+	mysqlRoot  string
 
 	App, Secret, APIKey string
 	OtherApp            appconfig.App
 
-	CenterURL     string
+	CenterURL     string   // the first center
+	CenterURLs    []string // every center, by index
 	DispatcherURL string
 	RoomTCP       []string // client endpoints of the rooms, by index
 	Procs         map[string]*Proc
@@ -147,40 +157,12 @@ func randHex(n int) string {
 	return hex.EncodeToString(b)
 }
 
-var (
-	portsMu sync.Mutex
-	// portsGiven remembers every port handed out in this process: the
-	// kernel may give a just-closed port again, and two services of one
-	// cluster must not be told to use the same one.
-	portsGiven = map[string]bool{}
-)
-
-// Test ports come from below Linux's ephemeral range (32768+), so an
-// outgoing connection cannot take one between FreePort and the service's
-// listen.
-const testPortMin, testPortMax = 20000, 32000
-
 // FreePort returns a loopback address with a port that was free a moment
-// ago and was not handed out before in this process.
+// ago and was not handed out before in this process (to this package or
+// to the private etcd, Redis and MariaDB servers of internal/*test).
 func FreePort(t testing.TB) string {
 	t.Helper()
-	portsMu.Lock()
-	defer portsMu.Unlock()
-	for i := 0; i < 1000; i++ {
-		addr := "127.0.0.1:" + strconv.Itoa(testPortMin+mrand.IntN(testPortMax-testPortMin))
-		if portsGiven[addr] {
-			continue
-		}
-		ln, err := net.Listen("tcp", addr)
-		if err != nil {
-			continue
-		}
-		ln.Close()
-		portsGiven[addr] = true
-		return addr
-	}
-	t.Fatal("no free port after 1000 tries")
-	return ""
+	return freeport.Addr(t)
 }
 
 // StartCluster starts a cluster and stops it when the test ends.
@@ -201,6 +183,15 @@ func StartCluster(t testing.TB, o Options) *Cluster {
 	if o.SweepEvery == 0 {
 		o.SweepEvery = time.Second
 	}
+	if o.Centers == 0 {
+		o.Centers = 1
+	}
+	if o.RedisAddr == "" {
+		o.RedisAddr = redisAddr
+	}
+	if o.MySQLRoot == "" {
+		o.MySQLRoot = mysqlRoot
+	}
 	bin, err := buildBinaries()
 	if err != nil {
 		t.Fatal(err)
@@ -210,14 +201,14 @@ func StartCluster(t testing.TB, o Options) *Cluster {
 		t: t, binDir: bin, dir: t.TempDir(),
 		Name: "test-" + suffix, RedisDB: redisDB, MySQL: "pushgw_test_" + suffix,
 		App: "app-" + suffix, Secret: randHex(16), APIKey: randHex(16),
-		Procs: map[string]*Proc{}, Etcd: etcdAddr,
+		Procs: map[string]*Proc{}, Etcd: etcdAddr, RedisAddr: o.RedisAddr, mysqlRoot: o.MySQLRoot,
 	}
 	if o.PrivateEtcd {
 		c.EtcdServer = etcdtest.Start(t)
 		c.Etcd = c.EtcdServer.Endpoint()
 	}
 	c.OtherApp = appconfig.App{Name: "other-" + suffix, Secret: randHex(16), APIKey: randHex(16)}
-	c.DSN = strings.TrimSuffix(mysqlRoot, "/") + "/" + c.MySQL + "?parseTime=true"
+	c.DSN = strings.TrimSuffix(c.mysqlRoot, "/") + "/" + c.MySQL + "?parseTime=true"
 	t.Cleanup(c.cleanup)
 
 	c.flushRedis()
@@ -226,7 +217,7 @@ func StartCluster(t testing.TB, o Options) *Cluster {
 	common := func(name string) []string {
 		return []string{"-cluster", c.Name, "-etcd", c.Etcd, "-instance", name, "-log-level", "debug"}
 	}
-	redisArgs := []string{"-redis", redisAddr, "-redis-db", strconv.Itoa(c.RedisDB)}
+	redisArgs := []string{"-redis", c.RedisAddr, "-redis-db", strconv.Itoa(c.RedisDB)}
 
 	add := func(name, bin, admin string, args ...string) {
 		c.Procs[name] = &Proc{Name: name, Bin: filepath.Join(c.binDir, bin), Admin: admin,
@@ -236,9 +227,12 @@ func StartCluster(t testing.TB, o Options) *Cluster {
 	add("saver", "saver", FreePort(t), append([]string{"-grpc", FreePort(t), "-mysql", c.DSN,
 		"-max-deliveries", strconv.Itoa(o.MaxDelivery), "-sweep-interval", o.SweepEvery.String()}, redisArgs...)...)
 	add("coordinator", "coordinator", FreePort(t), "-grpc", FreePort(t))
-	center := FreePort(t)
-	c.CenterURL = "http://" + center
-	add("center", "center", FreePort(t), "-http", center)
+	for i := 0; i < o.Centers; i++ {
+		center := FreePort(t)
+		c.CenterURLs = append(c.CenterURLs, "http://"+center)
+		add(CenterName(i), "center", FreePort(t), "-http", center)
+	}
+	c.CenterURL = c.CenterURLs[0]
 	disp := FreePort(t)
 	c.DispatcherURL = "http://" + disp
 	add("dispatcher", "dispatcher", FreePort(t), "-http", disp)
@@ -254,9 +248,10 @@ func StartCluster(t testing.TB, o Options) *Cluster {
 	for _, n := range []string{"register", "saver", "coordinator"} {
 		c.Start(n)
 	}
-	for _, n := range []string{"center", "dispatcher"} {
-		c.Start(n)
+	for i := 0; i < o.Centers; i++ {
+		c.Start(CenterName(i))
 	}
+	c.Start("dispatcher")
 	for i := 0; i < o.Rooms; i++ {
 		c.Start(RoomName(i))
 	}
@@ -264,11 +259,20 @@ func StartCluster(t testing.TB, o Options) *Cluster {
 	return c
 }
 
+// CenterName is the process name of center i: "center" for the first, so
+// single-center tests read naturally.
+func CenterName(i int) string {
+	if i == 0 {
+		return "center"
+	}
+	return "center-" + strconv.Itoa(i+1)
+}
+
 // RoomName is the process name of room i.
 func RoomName(i int) string { return "room-" + strconv.Itoa(i+1) }
 
 func (c *Cluster) flushRedis() {
-	rdb := redis.NewClient(&redis.Options{Addr: redisAddr, DB: c.RedisDB})
+	rdb := redis.NewClient(&redis.Options{Addr: c.RedisAddr, DB: c.RedisDB})
 	defer rdb.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
@@ -412,7 +416,7 @@ func (c *Cluster) DB() *sql.DB {
 
 // Redis opens the cluster's Redis DB.
 func (c *Cluster) Redis() *redis.Client {
-	rdb := redis.NewClient(&redis.Options{Addr: redisAddr, DB: c.RedisDB})
+	rdb := redis.NewClient(&redis.Options{Addr: c.RedisAddr, DB: c.RedisDB})
 	c.t.Cleanup(func() { rdb.Close() })
 	return rdb
 }
@@ -426,7 +430,7 @@ func (c *Cluster) cleanup() {
 			c.t.Logf("---- %s log (tail) ----\n%s", name, c.Tail(name, 40))
 		}
 	}
-	if db, err := sql.Open("mysql", mysqlRoot); err == nil {
+	if db, err := sql.Open("mysql", c.mysqlRoot); err == nil {
 		_, _ = db.Exec("DROP DATABASE IF EXISTS " + c.MySQL)
 		db.Close()
 	}
@@ -437,3 +441,7 @@ func (c *Cluster) cleanup() {
 		cli.Close()
 	}
 }
+
+// LogDir is the directory holding every process's log, removed with the
+// test's temporary files.
+func (c *Cluster) LogDir() string { return c.dir }

@@ -1,0 +1,44 @@
+// Package faults is pushgw's fault-injection suite: a real cluster under
+// steady QoS 1 load while processes are killed, hung and restarted and
+// Redis, MariaDB and etcd are taken away, with a Jepsen-style total-queue
+// checker deciding whether anything center acknowledged was lost.
+//
+//	make faults                       # the full schedule, JSON on stdout
+//	go test ./test/faults -run TestFaults -v -args -faults.schedule=full
+//
+// Without flags TestFaults runs the short schedule, as `make test` does.
+package faults
+
+import (
+	"flag"
+	"testing"
+)
+
+var (
+	scheduleFlag = flag.String("faults.schedule", "short", "fault plan: short (inside make test) or full (make faults)")
+	outFlag      = flag.String("faults.out", "", "also write the result JSON to this file")
+	clientsFlag  = flag.Int("faults.clients", 0, "SDK clients (one user each); 0 keeps the plan's")
+	rateFlag     = flag.Int("faults.rate", 0, "pushes per second; 0 keeps the plan's")
+)
+
+func TestFaults(t *testing.T) {
+	if testing.Short() {
+		t.Skip("fault suite skipped in -short mode")
+	}
+	var s schedule
+	switch *scheduleFlag {
+	case "short":
+		s = shortSchedule()
+	case "full":
+		s = fullSchedule()
+	default:
+		t.Fatalf("-faults.schedule %q: want short or full", *scheduleFlag)
+	}
+	if *clientsFlag > 0 {
+		s.Clients = *clientsFlag
+	}
+	if *rateFlag > 0 {
+		s.Rate = *rateFlag
+	}
+	runSchedule(t, s, *outFlag)
+}

@@ -1,0 +1,226 @@
+package faults
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/pushgw/pushgw/internal/mariadbtest"
+	"github.com/pushgw/pushgw/internal/redistest"
+	"github.com/pushgw/pushgw/test"
+)
+
+const (
+	// warmup is steady load before the first fault, the baseline the
+	// fault windows are compared with.
+	warmup = 8 * time.Second
+	// finalRead bounds the wait after the last resort of the run: every
+	// client reconnects, pulling whatever is still pending.
+	finalRead = 30 * time.Second
+	// connectTimeout bounds the wait for the fleet to come up.
+	connectTimeout = 60 * time.Second
+)
+
+// harness is one run: the cluster, its private servers, the fleet of
+// clients, the writer and the checker.
+type harness struct {
+	t     *testing.T
+	c     *test.Cluster
+	redis *redistest.Server
+	maria *mariadbtest.Server
+	fleet *fleet
+	chk   *checker
+}
+
+// Report is the JSON a run prints.
+type Report struct {
+	Schedule   schedule `json:"schedule"`
+	Started    string   `json:"started"`
+	DurationS  int      `json:"duration_s"`
+	Race       bool     `json:"race_built_services"`
+	Skipped    int64    `json:"writer_ticks_skipped"`
+	Connects   uint64   `json:"sdk_connects"`
+	LateOnRead int      `json:"delivered_only_after_final_reconnect"`
+	Stopped    []string `json:"clients_stopped,omitempty"`
+	Passed     bool     `json:"passed"`
+	*Result
+}
+
+func runSchedule(t *testing.T, s schedule, out string) {
+	started := time.Now()
+	h := &harness{t: t, chk: newChecker()}
+	h.redis = redistest.Start(t)
+	opts := test.Options{Rooms: 2, Centers: 2, RedisAddr: h.redis.Addr(), PrivateEtcd: s.PrivateEtcd}
+	if s.PrivateMariaDB {
+		h.maria = mariadbtest.Start(t)
+		opts.MySQLRoot = h.maria.RootDSN()
+	}
+	h.c = test.StartCluster(t, opts)
+	// Services were built for this run; keep their logs if it fails.
+	t.Cleanup(func() {
+		if t.Failed() {
+			h.keepLogs()
+		}
+	})
+
+	users := make([]string, s.Clients)
+	for i := range users {
+		users[i] = "u" + strconv.Itoa(i)
+	}
+	sdkLog, closeLog := h.sdkLogger()
+	defer closeLog()
+	f, err := startFleet(h.c.DispatcherURL, h.c.App, users, func(u string) string { return h.c.Token(u, "d", 24*time.Hour) }, h.chk, sdkLog)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.fleet = f
+	defer f.stop()
+	h.waitConnected(s.Clients)
+
+	w := newWriter(h.c.App, h.c.APIKey, h.c.CenterURLs, users, s.Rate, h.chk)
+	ctx, stopWriting := context.WithCancel(context.Background())
+	writerDone := make(chan struct{})
+	go func() { w.run(ctx); close(writerDone) }()
+	writeStart := time.Now()
+
+	time.Sleep(warmup)
+	for _, st := range s.steps {
+		start := time.Now()
+		t.Logf("fault: %s", st.name)
+		st.inject(h)
+		time.Sleep(st.hold)
+		if st.heal != nil {
+			st.heal(h)
+		}
+		time.Sleep(s.Settle)
+		h.chk.addWindow(window{Name: st.name, Start: start, End: time.Now()})
+	}
+	stopWriting()
+	<-writerDone
+	writing := time.Since(writeStart)
+
+	// Redelivery with every client as it is: what a user who stays
+	// connected gets without doing anything.
+	h.waitDelivered(s.Drain)
+	beforeRead := len(h.chk.missing())
+	// The final read: every client reconnects and pulls what is pending.
+	if beforeRead > 0 {
+		t.Logf("%d acknowledged messages not delivered after %v; reconnecting every client", beforeRead, s.Drain)
+		f.reconnectAll()
+		h.waitDelivered(finalRead)
+	}
+
+	res := h.chk.result()
+	steadyTime(res, writing)
+	stats := f.stats()
+	res.Redelivered = stats.Redelivered
+	h.describeLost(res)
+	rep := Report{
+		Schedule: s, Started: started.UTC().Format(time.RFC3339), DurationS: int(time.Since(started).Seconds()),
+		Race: os.Getenv("PUSHGW_TEST_RACE") == "1", Skipped: w.skipped.Load(), Connects: stats.Connects,
+		LateOnRead: beforeRead - len(h.chk.missing()), Stopped: f.stopped(), Result: res,
+	}
+	rep.Passed = res.Passed() && len(rep.Stopped) == 0
+	js, _ := json.MarshalIndent(rep, "", "  ")
+	fmt.Printf("%s\n", js)
+	if out != "" {
+		if err := os.WriteFile(out, append(js, '\n'), 0o644); err != nil {
+			t.Errorf("write %s: %v", out, err)
+		}
+	}
+	if !rep.Passed {
+		t.Errorf("fault run failed: lost=%d unexpected=%d duplicated=%d clients stopped=%v; problems: %+v",
+			res.Lost, res.Unexpected, res.Duplicated, rep.Stopped, res.Problems)
+	}
+	// A run that pushed nearly nothing proves nothing.
+	if minAcked := s.Rate * int(warmup/time.Second); res.Acknowledged < minAcked {
+		t.Errorf("only %d messages acknowledged, want at least %d", res.Acknowledged, minAcked)
+	}
+}
+
+// steadyTime gives the "steady" window the writing time no fault covered.
+func steadyTime(r *Result, writing time.Duration) {
+	faulty := 0
+	for _, w := range r.Windows[1:] {
+		faulty += w.Seconds
+	}
+	r.Windows[0].Seconds = max(0, int(writing.Round(time.Second)/time.Second)-faulty)
+}
+
+// waitConnected waits until every client has connected once.
+func (h *harness) waitConnected(n int) {
+	deadline := time.Now().Add(connectTimeout)
+	for time.Now().Before(deadline) {
+		if int(h.fleet.stats().Connects) >= n {
+			return
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	h.t.Fatalf("only %d of %d clients connected within %v", h.fleet.stats().Connects, n, connectTimeout)
+}
+
+// waitDelivered waits until every acknowledged message was delivered, or d.
+func (h *harness) waitDelivered(d time.Duration) {
+	deadline := time.Now().Add(d)
+	for time.Now().Before(deadline) {
+		if len(h.chk.missing()) == 0 {
+			return
+		}
+		time.Sleep(250 * time.Millisecond)
+	}
+}
+
+// describeLost adds center's view of each lost message, which tells a
+// message saver never stored from one stored and never handed out.
+func (h *harness) describeLost(r *Result) {
+	hc := &http.Client{Timeout: 3 * time.Second}
+	for i, p := range r.Problems {
+		if p.Kind != "lost" {
+			continue
+		}
+		req, _ := http.NewRequest(http.MethodGet, h.c.CenterURL+"/v1/messages/"+strconv.FormatUint(p.ID, 10), nil)
+		req.Header.Set("Authorization", "Bearer "+h.c.APIKey)
+		resp, err := hc.Do(req)
+		if err != nil {
+			r.Problems[i].Detail = "status: " + err.Error()
+			continue
+		}
+		b, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<10))
+		resp.Body.Close()
+		r.Problems[i].Detail = fmt.Sprintf("status %d %s", resp.StatusCode, strings.TrimSpace(string(b)))
+	}
+}
+
+// sdkLogger sends the fleet's warnings to a file next to the service logs.
+func (h *harness) sdkLogger() (*slog.Logger, func()) {
+	f, err := os.Create(filepath.Join(h.c.LogDir(), "sdk.log"))
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	return slog.New(slog.NewJSONHandler(f, &slog.HandlerOptions{Level: slog.LevelInfo})), func() { f.Close() }
+}
+
+// keepLogs copies every log of a failed run out of the test's temporary
+// directory, which is removed when the test ends.
+func (h *harness) keepLogs() {
+	dst, err := os.MkdirTemp("", "pushgw-faults-logs-")
+	if err != nil {
+		return
+	}
+	entries, _ := os.ReadDir(h.c.LogDir())
+	for _, e := range entries {
+		if b, err := os.ReadFile(filepath.Join(h.c.LogDir(), e.Name())); err == nil {
+			_ = os.WriteFile(filepath.Join(dst, e.Name()), b, 0o644)
+		}
+	}
+	h.t.Logf("logs of the failed run kept in %s", dst)
+}

@@ -1,0 +1,145 @@
+package faults
+
+import (
+	"context"
+	"syscall"
+	"time"
+
+	"github.com/pushgw/pushgw/test"
+)
+
+// step is one fault: inject it, keep it for hold, heal it. The window
+// blamed for a message runs from injection to the end of the settle time
+// that follows healing.
+type step struct {
+	name   string
+	hold   time.Duration
+	inject func(h *harness)
+	heal   func(h *harness)
+}
+
+func killRestart(proc string, down time.Duration) step {
+	return step{
+		name: "kill -9 " + proc, hold: down,
+		inject: func(h *harness) { h.c.Kill(proc) },
+		heal:   func(h *harness) { h.c.Start(proc) },
+	}
+}
+
+func drainRestart(room string) step {
+	return step{
+		name: "SIGTERM (drain) " + room, hold: time.Second,
+		inject: func(h *harness) { h.c.Stop(room) },
+		heal:   func(h *harness) { h.c.Start(room) },
+	}
+}
+
+func hang(proc string, d time.Duration) step {
+	return step{
+		name: "SIGSTOP " + proc, hold: d,
+		inject: func(h *harness) { h.c.Signal(proc, syscall.SIGSTOP) },
+		heal:   func(h *harness) { h.c.Signal(proc, syscall.SIGCONT) },
+	}
+}
+
+func redisFlushAll() step {
+	return step{
+		name: "redis FLUSHALL",
+		inject: func(h *harness) {
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			if err := h.c.Redis().FlushAll(ctx).Err(); err != nil {
+				h.t.Errorf("FLUSHALL: %v", err)
+			}
+		},
+	}
+}
+
+func redisRestart(down time.Duration) step {
+	return step{
+		name: "redis kill -9 and restart (data gone)", hold: down,
+		inject: func(h *harness) { h.redis.Kill() },
+		heal:   func(h *harness) { h.redis.Restart() },
+	}
+}
+
+func mariadbRestart(down time.Duration) step {
+	return step{
+		name: "mariadb kill -9 and restart", hold: down,
+		inject: func(h *harness) { h.maria.Kill() },
+		heal:   func(h *harness) { h.maria.Restart() },
+	}
+}
+
+func etcdOutage(down time.Duration) step {
+	return step{
+		name: "etcd stopped", hold: down,
+		inject: func(h *harness) { h.c.EtcdServer.Stop() },
+		heal:   func(h *harness) { h.c.EtcdServer.Restart() },
+	}
+}
+
+func reconnectStorm() step {
+	return step{
+		name:   "reconnect storm",
+		inject: func(h *harness) { h.fleet.reconnectAll() },
+	}
+}
+
+// schedule is a named fault plan with its load.
+type schedule struct {
+	Name    string        `json:"name"`
+	Clients int           `json:"clients"`
+	Rate    int           `json:"rate_per_s"`
+	Settle  time.Duration `json:"-"`
+	// Drain bounds the wait for redelivery once the writer stopped, with
+	// every client still connected as it was.
+	Drain time.Duration `json:"-"`
+	// Private servers the plan needs: a fault that takes one down must
+	// not touch the shared ones.
+	PrivateMariaDB bool `json:"-"`
+	PrivateEtcd    bool `json:"-"`
+	steps          []step
+}
+
+// fullSchedule is `make faults`: every fault of the suite, one after the
+// other, under steady load.
+func fullSchedule() schedule {
+	return schedule{
+		Name: "full", Clients: 200, Rate: 50, Settle: 6 * time.Second, Drain: 100 * time.Second,
+		PrivateMariaDB: true, PrivateEtcd: true,
+		steps: []step{
+			killRestart(test.RoomName(0), 2*time.Second),
+			killRestart(test.RoomName(1), 2*time.Second),
+			drainRestart(test.RoomName(0)),
+			hang(test.RoomName(1), 8*time.Second),
+			killRestart(test.CenterName(0), 2*time.Second),
+			killRestart(test.CenterName(1), 2*time.Second),
+			killRestart("register", 2*time.Second),
+			killRestart("saver", 2*time.Second),
+			killRestart("dispatcher", 2*time.Second),
+			killRestart("coordinator", 2*time.Second),
+			redisFlushAll(),
+			redisRestart(3 * time.Second),
+			mariadbRestart(2 * time.Second),
+			etcdOutage(20 * time.Second),
+			reconnectStorm(),
+		},
+	}
+}
+
+// shortSchedule runs inside `make test`: one fault of each kind that
+// exercises a different recovery path, on the shared MariaDB and etcd.
+func shortSchedule() schedule {
+	return schedule{
+		Name: "short", Clients: 30, Rate: 20, Settle: 4 * time.Second, Drain: 60 * time.Second,
+		steps: []step{
+			killRestart(test.RoomName(0), time.Second),
+			hang(test.RoomName(1), 5*time.Second),
+			killRestart(test.CenterName(0), time.Second),
+			killRestart("saver", time.Second),
+			redisFlushAll(),
+			reconnectStorm(),
+		},
+	}
+}

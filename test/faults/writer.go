@@ -1,0 +1,155 @@
+package faults
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+)
+
+const (
+	// pushTimeout is the writer's deadline for one API call; an answer
+	// later than that counts as "not acknowledged".
+	pushTimeout = 5 * time.Second
+	// maxInflight bounds concurrent API calls, so a hung center cannot
+	// make the writer pile up goroutines.
+	maxInflight = 256
+	// messageTTL keeps every message alive well past the end of a run.
+	messageTTL = time.Hour
+)
+
+// writer sends QoS 1 pushes at a steady rate, alternating between centers,
+// each with a unique payload key. It never retries: a retry would be a new
+// message to the checker, and an unanswered attempt is what "recovered"
+// measures.
+type writer struct {
+	app, apiKey string
+	centers     []string
+	users       []string
+	rate        int
+	chk         *checker
+	hc          *http.Client
+
+	seq     atomic.Int64
+	skipped atomic.Int64 // ticks dropped because maxInflight calls were open
+	wg      sync.WaitGroup
+}
+
+func newWriter(app, apiKey string, centers, users []string, rate int, chk *checker) *writer {
+	return &writer{
+		app: app, apiKey: apiKey, centers: centers, users: users, rate: rate, chk: chk,
+		hc: &http.Client{Timeout: pushTimeout, Transport: &http.Transport{
+			MaxIdleConnsPerHost: maxInflight, IdleConnTimeout: 30 * time.Second,
+		}},
+	}
+}
+
+// run sends until ctx is done, then waits for the calls still open.
+func (w *writer) run(ctx context.Context) {
+	sem := make(chan struct{}, maxInflight)
+	tick := time.NewTicker(time.Second / time.Duration(w.rate))
+	defer tick.Stop()
+	defer w.wg.Wait()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+		select {
+		case sem <- struct{}{}:
+		default:
+			w.skipped.Add(1)
+			continue
+		}
+		n := w.seq.Add(1)
+		w.wg.Add(1)
+		go func() {
+			defer func() { <-sem; w.wg.Done() }()
+			w.push(n)
+		}()
+	}
+}
+
+func (w *writer) push(n int64) {
+	a := &attempt{
+		key:    fmt.Sprintf("m%07d", n),
+		user:   w.users[int(n)%len(w.users)],
+		center: int(n) % len(w.centers),
+		sent:   time.Now(),
+	}
+	w.chk.attempted(a)
+	id, err := w.call(a)
+	if err != nil {
+		w.chk.finished(a.key, false, 0, errClass(err))
+		return
+	}
+	w.chk.finished(a.key, true, id, "")
+}
+
+// apiError is a non-200 answer from center.
+type apiError struct {
+	status int
+	code   string
+}
+
+func (e *apiError) Error() string { return fmt.Sprintf("http %d %s", e.status, e.code) }
+
+func (w *writer) call(a *attempt) (uint64, error) {
+	body, _ := json.Marshal(map[string]any{
+		"app": w.app, "user": a.user, "payload": a.key, "qos": 1, "ttl": int(messageTTL / time.Second),
+	})
+	req, err := http.NewRequest(http.MethodPost, w.centers[a.center]+"/v1/push", bytes.NewReader(body))
+	if err != nil {
+		return 0, err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Authorization", "Bearer "+w.apiKey)
+	resp, err := w.hc.Do(req)
+	if err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	var out struct {
+		ID   string `json:"id"`
+		Code string `json:"code"`
+	}
+	derr := json.NewDecoder(resp.Body).Decode(&out)
+	if resp.StatusCode != http.StatusOK {
+		return 0, &apiError{status: resp.StatusCode, code: out.Code}
+	}
+	if derr != nil {
+		return 0, fmt.Errorf("decode answer: %w", derr)
+	}
+	id, err := strconv.ParseUint(out.ID, 10, 64)
+	if err != nil || id == 0 {
+		return 0, fmt.Errorf("bad id %q in a 200 answer", out.ID)
+	}
+	return id, nil
+}
+
+// errClass turns an error into a short, countable class.
+func errClass(err error) string {
+	var ae *apiError
+	var ne net.Error
+	switch {
+	case errors.As(err, &ae):
+		return ae.Error()
+	case errors.Is(err, syscall.ECONNREFUSED):
+		return "connection refused"
+	case errors.Is(err, syscall.ECONNRESET):
+		return "connection reset"
+	case errors.As(err, &ne) && ne.Timeout():
+		return "timeout"
+	default:
+		return "other: " + err.Error()
+	}
+}
