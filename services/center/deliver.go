@@ -68,9 +68,23 @@ func target(ss *internalpb.Session) *internalpb.Target {
 // room gets one PushBatch call per roomBatchPushes messages. Only the
 // lookup failing is an error: a room that does not answer loses nothing,
 // since QoS 1 messages are stored and QoS 0 ones were never promised.
+// Stored messages whose delivery failed for a reason that may pass in a
+// moment go to the retrier.
 func (s *Server) deliver(ctx context.Context, msgs []*internalpb.Message) (int, error) {
+	n, missed, err := s.deliverOnce(ctx, msgs)
+	if len(missed) > 0 && s.retry != nil {
+		s.retry.add(missed, 0)
+	}
+	return n, err
+}
+
+// deliverOnce is one delivery attempt. missed are the QoS 1 messages that
+// reached none of their user's connections because a downstream failed:
+// the lookup, a room call, a room not (or no longer) listed in etcd, or a
+// connection that had just gone (the user is reconnecting elsewhere).
+func (s *Server) deliverOnce(ctx context.Context, msgs []*internalpb.Message) (int, []*internalpb.Message, error) {
 	if len(msgs) == 0 {
-		return 0, nil
+		return 0, nil, nil
 	}
 	keys := make([]*internalpb.UserKey, 0, len(msgs))
 	seen := make(map[userKey]bool, len(msgs))
@@ -83,10 +97,10 @@ func (s *Server) deliver(ctx context.Context, msgs []*internalpb.Message) (int, 
 	}
 	sessions, err := s.lookupKeys(ctx, keys)
 	if err != nil {
-		return 0, err
+		return 0, stored(msgs), err
 	}
 	if len(sessions) == 0 {
-		return 0, nil
+		return 0, nil, nil
 	}
 	byUser := make(map[userKey][]*internalpb.Session, len(sessions))
 	for _, ss := range sessions {
@@ -108,42 +122,87 @@ func (s *Server) deliver(ctx context.Context, msgs []*internalpb.Message) (int, 
 			perRoom[addr] = append(perRoom[addr], &internalpb.RoomPushRequest{Message: m, Targets: ts})
 		}
 	}
-	n := s.pushRooms(ctx, perRoom)
+	n, failed := s.pushRooms(ctx, perRoom)
 	s.m.delivered.Add(float64(n))
-	return n, nil
+	return n, missedOf(failed), nil
+}
+
+// stored keeps the QoS 1 messages: only they are worth retrying, QoS 0
+// promises at most once and its caller already has its answer.
+func stored(msgs []*internalpb.Message) []*internalpb.Message {
+	var out []*internalpb.Message
+	for _, m := range msgs {
+		if m.GetQos() >= 1 {
+			out = append(out, m)
+		}
+	}
+	return out
+}
+
+// missedOf lists the stored messages of the failed pushes, each once (a
+// user on two rooms gives one push per room).
+func missedOf(failed []*internalpb.RoomPushRequest) []*internalpb.Message {
+	if len(failed) == 0 {
+		return nil
+	}
+	seen := make(map[uint64]bool, len(failed))
+	var out []*internalpb.Message
+	for _, p := range failed {
+		m := p.GetMessage()
+		if m.GetQos() >= 1 && !seen[m.GetId()] {
+			seen[m.GetId()] = true
+			out = append(out, m)
+		}
+	}
+	return out
 }
 
 // pushRooms calls the rooms in parallel on the delivery pool, so a slow
 // room does not hold up the others; when the pool is busy the call runs
-// here instead.
-func (s *Server) pushRooms(ctx context.Context, perRoom map[string][]*internalpb.RoomPushRequest) int {
+// here instead. It returns the copies accepted and the pushes that failed.
+func (s *Server) pushRooms(ctx context.Context, perRoom map[string][]*internalpb.RoomPushRequest) (int, []*internalpb.RoomPushRequest) {
 	var delivered atomic.Int64
+	var mu sync.Mutex
+	var failed []*internalpb.RoomPushRequest
 	var wg sync.WaitGroup
 	for addr, pushes := range perRoom {
 		wg.Add(1)
 		call := func() {
 			defer wg.Done()
-			delivered.Add(int64(s.pushRoom(ctx, addr, pushes)))
+			n, f := s.pushRoom(ctx, addr, pushes)
+			delivered.Add(int64(n))
+			if len(f) > 0 {
+				mu.Lock()
+				failed = append(failed, f...)
+				mu.Unlock()
+			}
 		}
 		if len(perRoom) == 1 || s.pool.Submit(call) != nil {
 			call()
 		}
 	}
 	wg.Wait()
-	return int(delivered.Load())
+	return int(delivered.Load()), failed
 }
 
 // pushRoom sends pushes to one room in PushBatch calls within the room's
-// bounds and returns how many targets took their message.
-func (s *Server) pushRoom(ctx context.Context, addr string, pushes []*internalpb.RoomPushRequest) int {
+// bounds and returns how many targets took their message and which pushes
+// failed.
+func (s *Server) pushRoom(ctx context.Context, addr string, pushes []*internalpb.RoomPushRequest) (int, []*internalpb.RoomPushRequest) {
 	rc, err := s.rooms.client(addr)
 	if err != nil {
+		// Not listed in etcd: dead, or hung long enough to lose its lease
+		// and not yet back. Its users reconnect elsewhere or it returns.
 		s.m.deliveryFails.WithLabelValues("room").Inc()
 		s.log.Debug("center: skipping room", "room", addr, "err", err)
-		return 0
+		return 0, pushes
 	}
 	n := 0
-	for len(pushes) > 0 && ctx.Err() == nil {
+	var failed []*internalpb.RoomPushRequest
+	for len(pushes) > 0 {
+		if ctx.Err() != nil {
+			return n, append(failed, pushes...)
+		}
 		size, targets := 0, 0
 		for size < len(pushes) && size < roomBatchPushes && targets+len(pushes[size].GetTargets()) <= roomBatchTargets {
 			targets += len(pushes[size].GetTargets())
@@ -152,13 +211,15 @@ func (s *Server) pushRoom(ctx context.Context, addr string, pushes []*internalpb
 		// A single push over the target bound still goes alone; the room
 		// answers it with InvalidArgument, as Push always has.
 		size = max(size, 1)
-		n += s.pushBatch(ctx, rc, addr, pushes[:size])
+		k, f := s.pushBatch(ctx, rc, addr, pushes[:size])
+		n += k
+		failed = append(failed, f...)
 		pushes = pushes[size:]
 	}
-	return n
+	return n, failed
 }
 
-func (s *Server) pushBatch(ctx context.Context, rc internalpb.RoomClient, addr string, pushes []*internalpb.RoomPushRequest) int {
+func (s *Server) pushBatch(ctx context.Context, rc internalpb.RoomClient, addr string, pushes []*internalpb.RoomPushRequest) (int, []*internalpb.RoomPushRequest) {
 	s.m.roomBatch.Observe(float64(len(pushes)))
 	cctx, cancel := context.WithTimeout(ctx, downstreamTimeout)
 	resp, err := rc.PushBatch(cctx, &internalpb.RoomPushBatchRequest{Pushes: pushes})
@@ -171,20 +232,26 @@ func (s *Server) pushBatch(ctx context.Context, rc internalpb.RoomClient, addr s
 		s.m.deliveryFails.WithLabelValues("room").Inc()
 		s.log.Warn("center: room push batch failed; messages stay stored", "room", addr, "pushes", len(pushes),
 			"first_id", pushes[0].GetMessage().GetId(), "err", err)
-		return 0
+		return 0, pushes
 	}
 	n := 0
-	for _, r := range resp.GetReplies() {
-		n += okResults(r.GetResults())
+	var failed []*internalpb.RoomPushRequest
+	for i, r := range resp.GetReplies() {
+		k := okResults(r.GetResults())
+		n += k
+		if k == 0 && i < len(pushes) && gone(r.GetResults()) {
+			failed = append(failed, pushes[i])
+		}
 	}
-	return n
+	return n, failed
 }
 
-func (s *Server) pushEach(ctx context.Context, rc internalpb.RoomClient, addr string, pushes []*internalpb.RoomPushRequest) int {
+func (s *Server) pushEach(ctx context.Context, rc internalpb.RoomClient, addr string, pushes []*internalpb.RoomPushRequest) (int, []*internalpb.RoomPushRequest) {
 	n := 0
-	for _, p := range pushes {
+	var failed []*internalpb.RoomPushRequest
+	for i, p := range pushes {
 		if ctx.Err() != nil {
-			return n
+			return n, append(failed, pushes[i:]...)
 		}
 		cctx, cancel := context.WithTimeout(ctx, downstreamTimeout)
 		resp, err := rc.Push(cctx, p)
@@ -192,11 +259,30 @@ func (s *Server) pushEach(ctx context.Context, rc internalpb.RoomClient, addr st
 		if err != nil {
 			s.m.deliveryFails.WithLabelValues("room").Inc()
 			s.log.Warn("center: room push failed", "room", addr, "id", p.GetMessage().GetId(), "err", err)
+			failed = append(failed, p)
 			continue
 		}
-		n += okResults(resp.GetResults())
+		k := okResults(resp.GetResults())
+		n += k
+		if k == 0 && gone(resp.GetResults()) {
+			failed = append(failed, p)
+		}
 	}
-	return n
+	return n, failed
+}
+
+// gone reports whether a target's connection had just ended (NOT_FOUND or
+// CLOSED): the session Register gave is stale, and a moment later the
+// user's new session will be there. QUEUE_FULL is not retried: that
+// connection was closed for not reading, and the stored copy waits for it.
+func gone(rs []*internalpb.TargetResult) bool {
+	for _, r := range rs {
+		switch r.GetCode() {
+		case internalpb.ResultCode_RESULT_CODE_NOT_FOUND, internalpb.ResultCode_RESULT_CODE_CLOSED:
+			return true
+		}
+	}
+	return false
 }
 
 func okResults(rs []*internalpb.TargetResult) int {

@@ -108,6 +108,7 @@ func run(cfg Config) error {
 	if err := srv.batch.close(shutCtx); err != nil {
 		log.Warn("center: shutdown deadline passed while delivering; the messages stay stored", "err", err)
 	}
+	srv.retry.stop()
 	if err := pool.ReleaseTimeout(time.Until(deadlineOf(shutCtx))); err != nil {
 		log.Warn("center: deliveries still running at shutdown; their messages stay stored", "err", err)
 	}

@@ -12,6 +12,8 @@ type metrics struct {
 	deliveryBatch prometheus.Histogram
 	roomBatch     prometheus.Histogram
 	redelivered   prometheus.Counter
+	retries       prometheus.Counter
+	retryDropped  *prometheus.CounterVec
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -55,7 +57,16 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "pushgw_center_redelivered_total",
 			Help: "Stored messages no room reported delivered, claimed from saver and queued for delivery again.",
 		}),
+		retries: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "pushgw_center_delivery_retries_total",
+			Help: "Stored messages whose live delivery failed for a passing reason, sent again shortly after.",
+		}),
+		retryDropped: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "pushgw_center_delivery_retries_dropped_total",
+			Help: "Messages left to the redelivery sweep by the retrier, by reason (gave_up, queue_full).",
+		}, []string{"reason"}),
 	}
-	reg.MustRegister(m.requests, m.pushLatency, m.stored, m.delivered, m.inline, m.deliveryFails, m.deliveryBatch, m.roomBatch, m.redelivered)
+	reg.MustRegister(m.requests, m.pushLatency, m.stored, m.delivered, m.inline, m.deliveryFails, m.deliveryBatch, m.roomBatch, m.redelivered,
+		m.retries, m.retryDropped)
 	return m
 }

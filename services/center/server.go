@@ -24,6 +24,7 @@ type Server struct {
 	rooms    *roomSet
 	pool     *ants.Pool
 	batch    *deliveryBatcher
+	retry    *retrier
 	m        *metrics
 	log      *slog.Logger
 	timeout  time.Duration
@@ -36,6 +37,7 @@ func newServer(apps *appconfig.Store, gen *ids.Generator, saver, register grpc.C
 		rooms: rooms, pool: pool, m: m, log: log, timeout: timeout,
 	}
 	s.batch = newDeliveryBatcher(s.deliver, m, log)
+	s.retry = newRetrier(s.deliverOnce, m, log)
 	return s
 }
 

@@ -1,0 +1,137 @@
+package main
+
+import (
+	"context"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/pushgw/pushgw/proto/internalpb"
+)
+
+// A live delivery that failed for a passing reason (Register restarting, a
+// room hung or just back from losing its etcd lease, a user reconnecting
+// elsewhere) is tried again a moment later, so an online user does not
+// wait for the redelivery sweep, which only looks at messages older than
+// asyncDeliveryTimeout. The retrier is only a shortcut: every message it
+// holds is stored, and what it drops the sweep still finds.
+const (
+	// retryQueueMax bounds the messages waiting for a retry; beyond it
+	// they are left to the sweep.
+	retryQueueMax = 8192
+	// retryTick is how often due retries are sent.
+	retryTick = 250 * time.Millisecond
+)
+
+// retryDelays are the waits before each retry; after the last the message
+// is left to the sweep.
+var retryDelays = [...]time.Duration{500 * time.Millisecond, 2 * time.Second, 5 * time.Second}
+
+type retryItem struct {
+	m       *internalpb.Message
+	attempt int // retries already made
+	due     time.Time
+}
+
+type retrier struct {
+	deliver func(context.Context, []*internalpb.Message) (int, []*internalpb.Message, error)
+	m       *metrics
+	log     *slog.Logger
+
+	mu    sync.Mutex
+	items []retryItem
+
+	cancel context.CancelFunc
+	done   chan struct{}
+}
+
+func newRetrier(deliver func(context.Context, []*internalpb.Message) (int, []*internalpb.Message, error), m *metrics, log *slog.Logger) *retrier {
+	ctx, cancel := context.WithCancel(context.Background())
+	r := &retrier{deliver: deliver, m: m, log: log, cancel: cancel, done: make(chan struct{})}
+	go r.run(ctx)
+	return r
+}
+
+// add schedules msgs for retry number attempt+1; it never blocks.
+func (r *retrier) add(msgs []*internalpb.Message, attempt int) {
+	if attempt >= len(retryDelays) {
+		r.m.retryDropped.WithLabelValues("gave_up").Add(float64(len(msgs)))
+		return
+	}
+	due := time.Now().Add(retryDelays[attempt])
+	r.mu.Lock()
+	room := retryQueueMax - len(r.items)
+	take := min(room, len(msgs))
+	for _, m := range msgs[:take] {
+		r.items = append(r.items, retryItem{m: m, attempt: attempt, due: due})
+	}
+	r.mu.Unlock()
+	if take < len(msgs) {
+		r.m.retryDropped.WithLabelValues("queue_full").Add(float64(len(msgs) - take))
+	}
+}
+
+// due removes and returns up to deliveryBatchMax items whose time came.
+func (r *retrier) due(now time.Time) []retryItem {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var out []retryItem
+	keep := r.items[:0]
+	for _, it := range r.items {
+		if len(out) < deliveryBatchMax && !it.due.After(now) {
+			out = append(out, it)
+		} else {
+			keep = append(keep, it)
+		}
+	}
+	clear(r.items[len(keep):])
+	r.items = keep
+	return out
+}
+
+func (r *retrier) run(ctx context.Context) {
+	defer close(r.done)
+	t := time.NewTicker(retryTick)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case now := <-t.C:
+			if items := r.due(now); len(items) > 0 {
+				r.retry(ctx, items)
+			}
+		}
+	}
+}
+
+func (r *retrier) retry(ctx context.Context, items []retryItem) {
+	msgs := make([]*internalpb.Message, len(items))
+	attempt := make(map[uint64]int, len(items))
+	for i, it := range items {
+		msgs[i] = it.m
+		attempt[it.m.GetId()] = it.attempt
+	}
+	r.m.retries.Add(float64(len(msgs)))
+	cctx, cancel := context.WithTimeout(ctx, asyncDeliveryTimeout)
+	_, missed, err := r.deliver(cctx, msgs)
+	cancel()
+	if err != nil && ctx.Err() == nil {
+		r.log.Debug("center: delivery retry failed", "count", len(msgs), "err", err)
+	}
+	// Group by next attempt so each group gets its own delay.
+	next := map[int][]*internalpb.Message{}
+	for _, m := range missed {
+		a := attempt[m.GetId()] + 1
+		next[a] = append(next[a], m)
+	}
+	for a, ms := range next {
+		r.add(ms, a)
+	}
+}
+
+// stop ends the retrier; what it held stays stored for the sweep.
+func (r *retrier) stop() {
+	r.cancel()
+	<-r.done
+}
