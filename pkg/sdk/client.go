@@ -134,6 +134,9 @@ func (c *Client) Run(ctx context.Context) error {
 				break round
 			case established:
 				c.log.Info("sdk: disconnected", "endpoint", ep, "err", err)
+				if errors.Is(err, errSilent) {
+					c.noteFailed(ep)
+				}
 				break round
 			default:
 				c.log.Warn("sdk: connect failed", "endpoint", ep, "err", err)

@@ -515,3 +515,33 @@ func TestUplink(t *testing.T) {
 		t.Fatalf("unanswered uplink = %v", err)
 	}
 }
+
+// A room that goes silent (a hung process still accepts connections) is
+// reported as failed on the next dispatcher query, so the dispatcher puts
+// it last and the client tries another room first.
+func TestSilentRoomReportedFailed(t *testing.T) {
+	room := newTestRoom(t)
+	room.heartbeat = 1
+	var mu sync.Mutex
+	var queries []string
+	disp := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		queries = append(queries, r.URL.RawQuery)
+		mu.Unlock()
+		fmt.Fprintf(w, `{"endpoints":[%q]}`, room.addr())
+	}))
+	defer disp.Close()
+	room.silent.Store(true) // for the first connection only
+	h := start(t, Config{DispatcherURL: disp.URL})
+	room.next(t)
+	room.silent.Store(false)
+	h.state(t, "connected "+room.addr())
+	h.state(t, "disconnected "+room.addr())
+	room.next(t)
+	h.state(t, "connected "+room.addr())
+	mu.Lock()
+	defer mu.Unlock()
+	if len(queries) < 2 || !strings.Contains(queries[1], "failed="+strings.ReplaceAll(room.addr(), ":", "%3A")) {
+		t.Fatalf("queries after a silent room: %q", queries)
+	}
+}

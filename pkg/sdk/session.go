@@ -14,7 +14,14 @@ import (
 	"github.com/pushgw/pushgw/proto/clientpb"
 )
 
-var errStopped = errors.New("sdk: connection closing")
+var (
+	errStopped = errors.New("sdk: connection closing")
+	// errSilent ends a session whose server stopped answering (PINGs
+	// included): the process may be hung rather than dead, and its port
+	// still accepts connections, so it is reported as failed to the
+	// dispatcher instead of being dialled first again.
+	errSilent = errors.New("server silent")
+)
 
 // session is one authenticated connection. Its reader goroutine handles
 // inbound frames (and runs the Handler); its writer goroutine owns every
@@ -177,7 +184,7 @@ func (s *session) readLoop(ctx context.Context) error {
 		if err != nil {
 			var ne net.Error
 			if errors.As(err, &ne) && ne.Timeout() && ctx.Err() == nil {
-				return fmt.Errorf("sdk: nothing received from %s for %s: %w", s.ep, s.deadAfter, err)
+				return fmt.Errorf("sdk: nothing received from %s for %s: %w: %w", s.ep, s.deadAfter, errSilent, err)
 			}
 			return fmt.Errorf("sdk: read from %s: %w", s.ep, err)
 		}
