@@ -19,6 +19,12 @@ const (
 	defaultDevice = "default"
 	// maxPlatformLen bounds the free-form platform kept with a session.
 	maxPlatformLen = 64
+	// maxAuthBody bounds a frame body before authentication. The only frame
+	// accepted then is AUTH: a token of at most token.MaxTokenLen bytes plus
+	// a device id, a platform and an SDK version, which fit with room to
+	// spare. Without it a stranger's header announcing -max-frame bytes
+	// would make the room allocate that much before knowing who it is.
+	maxAuthBody = 8 << 10
 )
 
 // authCode maps a token verification error to its wire code.

@@ -23,6 +23,13 @@ const (
 	defaultSendQueue      = 128
 	defaultMaxFrame       = protocol.DefaultMaxBodySize
 	defaultSessionRefresh = 60 * time.Second
+	// Inbound frames per connection: the Go SDK sends at most one ACK frame
+	// per 20 ms plus its PINGs, so 100/s leaves room for uplinks; a burst of
+	// 100 stays below the default send queue, so a client flooding requests
+	// without reading the replies is told RATE_LIMITED before its queue of
+	// replies could make it SLOW_CONSUMER.
+	defaultMaxFrameRate = 100
+	defaultFrameBurst   = 100
 	// Sanity bounds on the flags.
 	minHeartbeat   = time.Second
 	maxHeartbeat   = time.Hour
@@ -30,6 +37,7 @@ const (
 	maxSendQueue   = 1 << 16
 	minMaxFrame    = 1 << 10
 	minSessionTick = time.Second
+	maxFrameRate   = 1_000_000
 )
 
 type config struct {
@@ -44,6 +52,8 @@ type config struct {
 	sendQueue      int
 	maxFrame       int
 	sessionRefresh time.Duration
+	maxFrameRate   int
+	frameBurst     int
 }
 
 func (c *config) bind(fs *flag.FlagSet) {
@@ -57,6 +67,8 @@ func (c *config) bind(fs *flag.FlagSet) {
 	fs.IntVar(&c.maxConns, "max-conns", defaultMaxConns, "most open client connections; beyond it new ones get TOO_MANY_CONNECTIONS")
 	fs.IntVar(&c.sendQueue, "send-queue", defaultSendQueue, "most frames queued per connection; beyond it the client is SLOW_CONSUMER and closed")
 	fs.IntVar(&c.maxFrame, "max-frame", defaultMaxFrame, "largest client frame body in bytes")
+	fs.IntVar(&c.maxFrameRate, "max-frame-rate", defaultMaxFrameRate, "frames per second one client connection may send on average (0: unlimited); beyond it and its burst the client gets RATE_LIMITED and is closed")
+	fs.IntVar(&c.frameBurst, "frame-burst", defaultFrameBurst, "frames one client connection may send back to back before -max-frame-rate applies")
 	fs.DurationVar(&c.sessionRefresh, "session-refresh", defaultSessionRefresh, "interval of session TTL refreshes at register (keep below register's -session-ttl / 2)")
 }
 
@@ -91,7 +103,19 @@ func (c *config) validate() error {
 	if c.sessionRefresh < minSessionTick {
 		errs = append(errs, fmt.Errorf("-session-refresh %v: want >= %v", c.sessionRefresh, minSessionTick))
 	}
+	if c.maxFrameRate < 0 || c.maxFrameRate > maxFrameRate {
+		errs = append(errs, fmt.Errorf("-max-frame-rate %d: want 0 (unlimited)..%d", c.maxFrameRate, maxFrameRate))
+	}
+	if c.maxFrameRate > 0 && c.frameBurst < 1 {
+		errs = append(errs, fmt.Errorf("-frame-burst %d: want >= 1", c.frameBurst))
+	}
 	return errors.Join(errs...)
+}
+
+// frameRate is the per-connection inbound frame limit of -max-frame-rate
+// and -frame-burst.
+func (c *config) frameRate() frameRate {
+	return newFrameRate(float64(c.maxFrameRate), c.frameBurst)
 }
 
 // liveTimeout is how long an authenticated connection may stay silent.

@@ -68,6 +68,9 @@ type engine interface {
 type engineLimits struct {
 	// maxBody is the largest frame body accepted (-max-frame).
 	maxBody int
+	// preAuthBody is the largest body accepted while the connection is not
+	// authenticated (handler sessions report it with isAuthed).
+	preAuthBody int
 	// sendQueue is the most frames queued for one connection (-send-queue).
 	sendQueue int
 }

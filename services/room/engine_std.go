@@ -108,7 +108,10 @@ func (e *netEngine) serveConn(nc net.Conn) {
 		c.linger()
 		return
 	}
-	r := protocol.NewReader(nc, e.lim.maxBody)
+	// The reader keeps no bytes between frames, so it can be swapped for
+	// one with the full limit once AUTH has succeeded.
+	r := protocol.NewReader(nc, e.lim.preAuthBody)
+	authed := false
 	for {
 		f, err := r.Read()
 		if c.isClosing() {
@@ -121,6 +124,10 @@ func (e *netEngine) serveConn(nc net.Conn) {
 			break
 		}
 		e.h.OnFrame(s, f)
+		if !authed && s.isAuthed() {
+			authed = true
+			r = protocol.NewReader(nc, e.lim.maxBody)
+		}
 		// The AUTH body (a JWT) is the largest most connections ever send;
 		// idle connections then only PING, so its buffer would sit unused.
 		if f.Op == protocol.OpAuth || cap(f.Body) > readReleaseAbove {

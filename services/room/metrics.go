@@ -18,6 +18,7 @@ type metrics struct {
 	slowConsumer prometheus.Counter
 	hbTimeouts   prometheus.Counter
 	authTimeouts prometheus.Counter
+	rateLimited  prometheus.Counter
 	closes       *prometheus.CounterVec
 	batchDropped *prometheus.CounterVec
 	batchFailed  *prometheus.CounterVec
@@ -39,6 +40,8 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "pushgw_room_heartbeat_timeouts_total", Help: "Authenticated connections closed for silence."}),
 		authTimeouts: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "pushgw_room_auth_timeouts_total", Help: "Connections closed for not authenticating in time."}),
+		rateLimited: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "pushgw_room_rate_limited_total", Help: "Connections closed for sending frames faster than -max-frame-rate allows."}),
 		closes: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "pushgw_room_error_closes_total", Help: "Connections closed with an ERROR or KICK, by code."}, []string{"code"}),
 		batchDropped: prometheus.NewCounterVec(prometheus.CounterOpts{
@@ -58,7 +61,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		m.framesIn[op] = in.WithLabelValues(op.String())
 		m.framesOut[op] = out.WithLabelValues(op.String())
 	}
-	reg.MustRegister(m.conns, m.auths, in, out, m.pushes, m.slowConsumer, m.hbTimeouts, m.authTimeouts,
+	reg.MustRegister(m.conns, m.auths, in, out, m.pushes, m.slowConsumer, m.hbTimeouts, m.authTimeouts, m.rateLimited,
 		m.closes, m.batchDropped, m.batchFailed, m.peerErrors, m.poolRejected)
 	return m
 }

@@ -47,6 +47,8 @@ type room struct {
 	draining atomic.Bool
 
 	tooMany []byte
+	// frameRate is the per-connection inbound frame limit (immutable).
+	frameRate frameRate
 }
 
 type roomDeps struct {
@@ -62,8 +64,9 @@ func newRoom(cfg config, d roomDeps) (*room, error) {
 	r := &room{
 		cfg: cfg, instance: cfg.common.Instance, log: d.log, m: d.metrics, secretOf: d.secretOf,
 		register: d.register, saver: d.saver, coordinator: d.coordinator,
-		hub:     newHub(),
-		tooMany: protocol.ErrorFrame(nil, 0, protocol.CodeTooManyConnections, "room is full"),
+		hub:       newHub(),
+		tooMany:   protocol.ErrorFrame(nil, 0, protocol.CodeTooManyConnections, "room is full"),
+		frameRate: cfg.frameRate(),
 	}
 	// Seeding from the clock keeps connection ids of a restarted instance
 	// (same -instance) above the old ones, so a late Delete of an old
@@ -107,6 +110,13 @@ func (r *room) OnOpen(c conn) *session {
 
 func (r *room) OnFrame(s *session, f protocol.Frame) {
 	r.m.frameIn(f.Op)
+	// Checked first, so a flood costs one clock read per frame and nothing
+	// else: no decode, no reply, no call to a peer.
+	if !r.frameRate.allow(&s.limit, monoNanos(time.Now())) {
+		r.m.rateLimited.Inc()
+		s.fail(f.Seq, protocol.CodeRateLimited, fmt.Sprintf("more than %d frames in a burst or %d frames/s on average", r.cfg.frameBurst, r.cfg.maxFrameRate))
+		return
+	}
 	if !s.isAuthed() {
 		if f.Op != protocol.OpAuth {
 			s.fail(f.Seq, protocol.CodeAuthRequired, "the first frame must be AUTH")

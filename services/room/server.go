@@ -70,7 +70,7 @@ func startServer(ctx context.Context, cfg config, d serverDeps) (*server, error)
 			d.log.Error("room: grpc server stopped", "err", err)
 		}
 	}()
-	s.eng = newNetEngine(r, engineLimits{maxBody: cfg.maxFrame, sendQueue: cfg.sendQueue}, d.log)
+	s.eng = newNetEngine(r, engineLimits{maxBody: cfg.maxFrame, preAuthBody: min(cfg.maxFrame, maxAuthBody), sendQueue: cfg.sendQueue}, d.log)
 	go func() {
 		if err := s.eng.Serve(tcpLn); err != nil {
 			d.log.Error("room: tcp engine stopped", "err", err)

@@ -18,6 +18,8 @@ type session struct {
 	c     conn
 	id    uint64
 	timer wheelTimer[*session]
+	// limit is the inbound frame budget; only the reader touches it.
+	limit frameLimiter
 
 	authed atomic.Bool
 	key    sessionKey

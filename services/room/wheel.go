@@ -27,7 +27,7 @@ func wheelTick(heartbeat time.Duration) time.Duration {
 // with one atomic store; the wheel notices lazily when the old slot comes
 // round, which keeps the per-frame cost of liveness tracking tiny.
 type wheelTimer[T any] struct {
-	deadline atomic.Int64 // unix nanoseconds
+	deadline atomic.Int64 // monoNanos: immune to wall-clock steps
 	val      T
 
 	// Guarded by the wheel's mutex.
@@ -38,7 +38,7 @@ type wheelTimer[T any] struct {
 
 // Touch moves the deadline to now+d.
 func (t *wheelTimer[T]) Touch(d time.Duration) {
-	t.deadline.Store(time.Now().Add(d).UnixNano())
+	t.deadline.Store(monoNanos(time.Now().Add(d)))
 }
 
 // timingWheel is one hashed wheel for every connection's deadline (auth
@@ -102,11 +102,11 @@ func (w *timingWheel[T]) Len() int {
 // Add schedules t to fire d from now with value v.
 func (w *timingWheel[T]) Add(t *wheelTimer[T], v T, d time.Duration) {
 	now := time.Now()
-	t.deadline.Store(now.Add(d).UnixNano())
+	t.deadline.Store(monoNanos(now.Add(d)))
 	w.mu.Lock()
 	t.val = v
 	w.unlinkLocked(t)
-	w.insertLocked(t, now.UnixNano())
+	w.insertLocked(t, monoNanos(now))
 	w.mu.Unlock()
 }
 
@@ -157,7 +157,7 @@ func (w *timingWheel[T]) unlinkLocked(t *wheelTimer[T]) {
 // touched since they were placed go to the slot of their new deadline.
 // Exported to the ticker and to tests.
 func (w *timingWheel[T]) Advance(now time.Time) {
-	nowNs := now.UnixNano()
+	nowNs := monoNanos(now)
 	var due []T
 	w.mu.Lock()
 	w.pos = (w.pos + 1) % len(w.slots)
