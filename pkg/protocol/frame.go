@@ -173,17 +173,46 @@ func (r *Reader) Read() (Frame, error) {
 	if err != nil {
 		return Frame{Op: h.Op, Seq: h.Seq}, err
 	}
-	if cap(r.buf) < int(h.Length) {
-		r.buf = make([]byte, h.Length)
-	}
-	body := r.buf[:h.Length]
-	if _, err := io.ReadFull(r.r, body); err != nil {
+	body, err := r.readBody(int(h.Length))
+	if err != nil {
 		if errors.Is(err, io.EOF) {
 			err = io.ErrUnexpectedEOF
 		}
 		return Frame{}, err
 	}
 	return Frame{Op: h.Op, Flags: h.Flags, Seq: h.Seq, Body: body}, nil
+}
+
+// readChunk is the first step of a body buffer that has to grow.
+const readChunk = 4 << 10
+
+// readBody reads n bytes into the reused buffer. A buffer too small grows
+// as bytes arrive, doubling from readChunk, instead of to the announced
+// length at once: a peer that announces 64 KiB and sends a few bytes then
+// stalls holds what it sent, not what it announced, until its deadline.
+func (r *Reader) readBody(n int) ([]byte, error) {
+	if cap(r.buf) >= n {
+		body := r.buf[:n]
+		_, err := io.ReadFull(r.r, body)
+		return body, err
+	}
+	buf := r.buf[:0]
+	for len(buf) < n {
+		next := min(n, max(2*len(buf), readChunk))
+		if cap(buf) < next {
+			nb := make([]byte, len(buf), next)
+			copy(nb, buf)
+			buf = nb
+		}
+		m, err := io.ReadFull(r.r, buf[len(buf):next])
+		buf = buf[:len(buf)+m]
+		if err != nil {
+			r.buf = buf[:0]
+			return nil, err
+		}
+	}
+	r.buf = buf
+	return buf, nil
 }
 
 // Release drops the read buffer so an idle connection holds no body memory.

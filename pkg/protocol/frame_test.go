@@ -284,6 +284,32 @@ func TestReaderReusesAndReleasesBuffer(t *testing.T) {
 	}
 }
 
+// A peer that announces a large body but sends little makes the reader
+// hold about what arrived, not what was announced.
+func TestReaderGrowsWithArrivingBytes(t *testing.T) {
+	const announced = 60 << 10
+	frame := AppendFrame(nil, OpUplink, 0, 1, bytes.Repeat([]byte("x"), announced))
+	sent := HeaderSize + 100
+	r := NewReader(bytes.NewReader(frame[:sent]), 0)
+	if _, err := r.Read(); !errors.Is(err, io.ErrUnexpectedEOF) {
+		t.Fatalf("err = %v, want io.ErrUnexpectedEOF", err)
+	}
+	if cap(r.buf) > readChunk {
+		t.Fatalf("buffer of %d bytes for 100 arrived of %d announced", cap(r.buf), announced)
+	}
+	// The whole body still reads, into one buffer reused afterwards.
+	r = NewReader(bytes.NewReader(append(frame, frame...)), 0)
+	for i := 0; i < 2; i++ {
+		f, err := r.Read()
+		if err != nil || len(f.Body) != announced || f.Body[announced-1] != 'x' {
+			t.Fatalf("read %d: %d bytes, %v", i, len(f.Body), err)
+		}
+	}
+	if cap(r.buf) != announced {
+		t.Fatalf("buffer cap %d after two %d-byte bodies", cap(r.buf), announced)
+	}
+}
+
 func TestDecodeBodyErrors(t *testing.T) {
 	if _, err := DecodeBody(Frame{Op: OpPing, Body: []byte{1}}); err == nil {
 		t.Fatal("PING with a body accepted")
