@@ -4,6 +4,7 @@ import (
 	"encoding/base64"
 	"fmt"
 	"time"
+	"unicode/utf8"
 )
 
 // pushRequest is the body of POST /v1/push.
@@ -58,6 +59,10 @@ func checkUser(field, user string) *apiError {
 	}
 	if len(user) > maxUserBytes {
 		return fieldError(field, fmt.Sprintf("%s is %d bytes; at most %d allowed", field, len(user), maxUserBytes))
+	}
+	// Bodies are checked whole; a user from the URL path is not.
+	if !utf8.ValidString(user) {
+		return fieldError(field, field+" is not valid UTF-8")
 	}
 	return nil
 }

@@ -25,6 +25,12 @@ func TestAuth(t *testing.T) {
 	expectError(t, e.do(http.MethodPost, "/v1/push", "", "text/plain", []byte("junk")), 401, CodeUnauthenticated)
 }
 
+// A user taken from the URL path gets the UTF-8 check bodies get.
+func TestSessionsPathUserUTF8(t *testing.T) {
+	e := newTestEnv(t)
+	expectError(t, e.do(http.MethodGet, "/v1/apps/app1/users/%ff%fe/sessions", testKey, "", nil), 400, CodeInvalidArgument)
+}
+
 func TestBodyRules(t *testing.T) {
 	e := newTestEnv(t)
 	cases := []struct {
