@@ -26,6 +26,10 @@ const (
 const (
 	defaultRequestTimeout = 5 * time.Second
 	downstreamTimeout     = 2 * time.Second
-	asyncDeliveryTimeout  = 10 * time.Second
-	shutdownTimeout       = 10 * time.Second
+	// storeTimeout is longer than other downstream calls: a Store that
+	// times out here may still have committed, and the business cannot
+	// tell, so it gets most of the request's budget.
+	storeTimeout         = 4 * time.Second
+	asyncDeliveryTimeout = 10 * time.Second
+	shutdownTimeout      = 10 * time.Second
 )

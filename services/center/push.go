@@ -2,10 +2,14 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/http"
 	"strconv"
 	"time"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	"github.com/pushgw/pushgw/pkg/appconfig"
 	"github.com/pushgw/pushgw/proto/internalpb"
@@ -110,6 +114,10 @@ func (s *Server) send(ctx context.Context, msgs []*internalpb.Message) (*int, *a
 	}
 	if err := s.store(ctx, msgs); err != nil {
 		s.log.Warn("center: store failed", "count", len(msgs), "err", err)
+		if status.Code(err) == codes.DeadlineExceeded || errors.Is(err, context.DeadlineExceeded) {
+			// Saver may have committed just after we stopped waiting.
+			return nil, errorf(CodeUnavailable, "message store did not confirm in time; the message may or may not have been stored, so a retry may deliver it twice")
+		}
 		return nil, errorf(CodeUnavailable, "message store is unavailable; nothing was accepted, retry the request")
 	}
 	s.m.stored.Add(float64(len(msgs)))
@@ -120,7 +128,7 @@ func (s *Server) send(ctx context.Context, msgs []*internalpb.Message) (*int, *a
 func (s *Server) store(ctx context.Context, msgs []*internalpb.Message) error {
 	for start := 0; start < len(msgs); start += saverStoreChunk {
 		end := min(start+saverStoreChunk, len(msgs))
-		cctx, cancel := context.WithTimeout(ctx, downstreamTimeout)
+		cctx, cancel := context.WithTimeout(ctx, storeTimeout)
 		_, err := s.saver.Store(cctx, &internalpb.StoreRequest{Messages: msgs[start:end]})
 		cancel()
 		if err != nil {

@@ -43,6 +43,9 @@ func newRedis(ctx context.Context, addr string, db int) (*redis.Client, error) {
 	rdb := redis.NewClient(&redis.Options{
 		Addr: addr, DB: db, PoolSize: redisPoolSize,
 		DialTimeout: 2 * time.Second, ReadTimeout: 2 * time.Second, WriteTimeout: 2 * time.Second,
+		// Without it go-redis ignores a call's context deadline on socket
+		// reads and waits the full ReadTimeout on a hung Redis.
+		ContextTimeoutEnabled: true,
 	})
 	pctx, cancel := context.WithTimeout(ctx, startTimeout)
 	defer cancel()

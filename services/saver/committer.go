@@ -23,9 +23,14 @@ const (
 	groupCommitWriters = 4
 	// storeQueueLen bounds the requests waiting for a writer; beyond it
 	// Store sheds load with ResourceExhausted instead of growing memory.
-	storeQueueLen   = 1024
-	commitTimeout   = 10 * time.Second
-	postCommitRedis = redisTimeout
+	storeQueueLen = 1024
+	commitTimeout = 10 * time.Second
+	// postCommitRedis bounds the inbox write that follows a commit. The
+	// callers are answered only after it, and a Redis that is down or
+	// restarting must not make a committed Store look failed to center
+	// (whose own deadline is a couple of seconds): the business would be
+	// told "not stored", retry, and the user would get the message twice.
+	postCommitRedis = 300 * time.Millisecond
 )
 
 var (
@@ -153,7 +158,9 @@ func (c *committer) commit(batch []*storeReq, rows int) error {
 	c.metrics.stored.Add(float64(len(kept)))
 	// MySQL is the truth and the commit is done: a Redis failure costs only
 	// the fast path (Pending falls back to MySQL), never the message.
-	if err := c.inbox.add(ctx, kept); err != nil {
+	rctx, rcancel := context.WithTimeout(ctx, postCommitRedis)
+	defer rcancel()
+	if err := c.inbox.add(rctx, kept); err != nil {
 		c.metrics.redisErrors.WithLabelValues("store").Inc()
 		c.log.Warn("inbox add after commit failed; Pending will read MySQL", "rows", len(kept), "err", err)
 	}

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"net"
 	"slices"
 	"sync"
 	"testing"
@@ -427,5 +428,45 @@ func TestRedisDownMySQLServes(t *testing.T) {
 	}
 	if f.rowCount(t, "messages", m.GetId()) != 0 {
 		t.Fatalf("ack with Redis down did not delete")
+	}
+}
+
+// A Redis that accepts connections and never answers (hung, or half-way
+// through a restart) must not hold a committed Store past the caller's
+// deadline: the caller would report "not stored" for a stored message.
+func TestRedisHungStoreAnswersInTime(t *testing.T) {
+	f := newFixture(t, 10)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			defer c.Close() // held open, never answered
+		}
+	}()
+	hung := redis.NewClient(&redis.Options{Addr: ln.Addr().String(), ReadTimeout: redisTimeout, WriteTimeout: redisTimeout,
+		ContextTimeoutEnabled: true}) // as newRedis
+	defer hung.Close()
+	srv := *f.srv
+	srv.inbox = &inbox{rdb: hung}
+	srv.committer = newCommitter(srv.db, srv.inbox, srv.metrics, testLog(), 1, 16)
+	defer srv.committer.close()
+	// hungStoreDeadline is below center's wait for Store, and leaves the
+	// commit itself ample time on a loaded machine.
+	const hungStoreDeadline = 1500 * time.Millisecond
+	ctx, cancel := context.WithTimeout(context.Background(), hungStoreDeadline)
+	defer cancel()
+	m := msg("app1", "hung", "", 0)
+	if _, err := srv.Store(ctx, &internalpb.StoreRequest{Messages: []*internalpb.Message{m}}); err != nil {
+		t.Fatalf("store with a hung Redis: %v", err)
+	}
+	if f.rowCount(t, "messages", m.GetId()) != 1 {
+		t.Fatal("message not in MySQL")
 	}
 }
