@@ -103,6 +103,9 @@ type Result struct {
 	LatencyMs map[string]float64 `json:"latency_ms"`
 	Windows   []WindowCounts     `json:"windows"`
 	Problems  []Problem          `json:"problems,omitempty"`
+	// Slowest are the acknowledged messages that took longest, to tell
+	// which recovery path a fault's tail latency came from.
+	Slowest []Slow `json:"slowest,omitempty"`
 	// FailedBy counts the errors behind unacknowledged attempts.
 	FailedBy map[string]int `json:"failed_by,omitempty"`
 }
@@ -130,8 +133,22 @@ type Problem struct {
 	Detail string `json:"detail,omitempty"`
 }
 
-// maxProblems bounds the list printed; counts stay exact.
-const maxProblems = 50
+// Slow is one late delivery.
+type Slow struct {
+	Key       string  `json:"key"`
+	ID        uint64  `json:"id"`
+	User      string  `json:"user"`
+	Sent      string  `json:"sent"`
+	Window    string  `json:"window"`
+	LatencyMs float64 `json:"latency_ms"`
+}
+
+const (
+	// maxProblems bounds the list printed; counts stay exact.
+	maxProblems = 50
+	// maxSlowest is how many of the slowest deliveries are named.
+	maxSlowest = 10
+)
 
 // Passed reports the pass condition of the suite.
 func (r *Result) Passed() bool { return r.Lost == 0 && r.Unexpected == 0 && r.Duplicated == 0 }
@@ -250,7 +267,10 @@ func (c *checker) result() *Result {
 		ms := float64(at.Sub(a.sent).Microseconds()) / 1000
 		lat = append(lat, ms)
 		w.lat = append(w.lat, ms)
+		r.Slowest = append(r.Slowest, Slow{Key: k, ID: a.id, User: a.user, Sent: a.sent.UTC().Format(time.RFC3339Nano), Window: wname, LatencyMs: ms})
 	}
+	sort.Slice(r.Slowest, func(i, j int) bool { return r.Slowest[i].LatencyMs > r.Slowest[j].LatencyMs })
+	r.Slowest = r.Slowest[:min(len(r.Slowest), maxSlowest)]
 	r.LatencyMs = percentiles(lat)
 	for _, n := range order {
 		w := wins[n]

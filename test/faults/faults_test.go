@@ -11,7 +11,9 @@ package faults
 
 import (
 	"flag"
+	"regexp"
 	"testing"
+	"time"
 )
 
 var (
@@ -19,6 +21,9 @@ var (
 	outFlag      = flag.String("faults.out", "", "also write the result JSON to this file")
 	clientsFlag  = flag.Int("faults.clients", 0, "SDK clients (one user each); 0 keeps the plan's")
 	rateFlag     = flag.Int("faults.rate", 0, "pushes per second; 0 keeps the plan's")
+	keepLogsFlag = flag.Bool("faults.keep-logs", false, "keep the services' logs of a passing run too")
+	seedFlag     = flag.Uint64("faults.seed", 0, "seed of the full plan's random fault pairs; 0 picks one (printed in the JSON)")
+	stepsFlag    = flag.String("faults.steps", "", "regexp: run only the plan's faults whose names match")
 )
 
 func TestFaults(t *testing.T) {
@@ -30,7 +35,11 @@ func TestFaults(t *testing.T) {
 	case "short":
 		s = shortSchedule()
 	case "full":
-		s = fullSchedule()
+		seed := *seedFlag
+		if seed == 0 {
+			seed = uint64(time.Now().UnixNano())
+		}
+		s = fullSchedule(seed)
 	default:
 		t.Fatalf("-faults.schedule %q: want short or full", *scheduleFlag)
 	}
@@ -40,5 +49,18 @@ func TestFaults(t *testing.T) {
 	if *rateFlag > 0 {
 		s.Rate = *rateFlag
 	}
-	runSchedule(t, s, *outFlag)
+	if *stepsFlag != "" {
+		re, err := regexp.Compile(*stepsFlag)
+		if err != nil {
+			t.Fatalf("-faults.steps: %v", err)
+		}
+		var keep []step
+		for _, st := range s.steps {
+			if re.MatchString(st.name) {
+				keep = append(keep, st)
+			}
+		}
+		s.steps = keep
+	}
+	runSchedule(t, s, *outFlag, *keepLogsFlag)
 }

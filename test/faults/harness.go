@@ -44,6 +44,7 @@ type harness struct {
 // Report is the JSON a run prints.
 type Report struct {
 	Schedule   schedule `json:"schedule"`
+	Steps      []string `json:"steps"`
 	Started    string   `json:"started"`
 	DurationS  int      `json:"duration_s"`
 	Race       bool     `json:"race_built_services"`
@@ -55,7 +56,7 @@ type Report struct {
 	*Result
 }
 
-func runSchedule(t *testing.T, s schedule, out string) {
+func runSchedule(t *testing.T, s schedule, out string, keepLogs bool) {
 	started := time.Now()
 	h := &harness{t: t, chk: newChecker()}
 	h.redis = redistest.Start(t)
@@ -67,7 +68,7 @@ func runSchedule(t *testing.T, s schedule, out string) {
 	h.c = test.StartCluster(t, opts)
 	// Services were built for this run; keep their logs if it fails.
 	t.Cleanup(func() {
-		if t.Failed() {
+		if t.Failed() || keepLogs {
 			h.keepLogs()
 		}
 	})
@@ -124,8 +125,12 @@ func runSchedule(t *testing.T, s schedule, out string) {
 	stats := f.stats()
 	res.Redelivered = stats.Redelivered
 	h.describeLost(res)
+	var steps []string
+	for _, st := range s.steps {
+		steps = append(steps, st.name)
+	}
 	rep := Report{
-		Schedule: s, Started: started.UTC().Format(time.RFC3339), DurationS: int(time.Since(started).Seconds()),
+		Schedule: s, Steps: steps, Started: started.UTC().Format(time.RFC3339), DurationS: int(time.Since(started).Seconds()),
 		Race: os.Getenv("PUSHGW_TEST_RACE") == "1", Skipped: w.skipped.Load(), Connects: stats.Connects,
 		LateOnRead: beforeRead - len(h.chk.missing()), Stopped: f.stopped(), Result: res,
 	}
@@ -209,7 +214,7 @@ func (h *harness) sdkLogger() (*slog.Logger, func()) {
 	return slog.New(slog.NewJSONHandler(f, &slog.HandlerOptions{Level: slog.LevelInfo})), func() { f.Close() }
 }
 
-// keepLogs copies every log of a failed run out of the test's temporary
+// keepLogs copies every log of a failed (or -faults.keep-logs) run out of the test's temporary
 // directory, which is removed when the test ends.
 func (h *harness) keepLogs() {
 	dst, err := os.MkdirTemp("", "pushgw-faults-logs-")

@@ -2,6 +2,7 @@ package faults
 
 import (
 	"context"
+	"math/rand/v2"
 	"syscall"
 	"time"
 
@@ -16,11 +17,49 @@ type step struct {
 	hold   time.Duration
 	inject func(h *harness)
 	heal   func(h *harness)
+	// target is what the fault acts on; two faults of a pair never share
+	// one. infra marks Redis and MariaDB, healed before any process of a
+	// pair is restarted, since services check them at start.
+	target string
+	infra  bool
+}
+
+// pair runs a and b at once: both injected, both held for the longer
+// hold, infrastructure healed first.
+func pair(a, b step) step {
+	first, second := a, b
+	if b.infra && !a.infra {
+		first, second = b, a
+	}
+	return step{
+		name: a.name + " + " + b.name, hold: max(a.hold, b.hold), target: a.target + "+" + b.target,
+		inject: func(h *harness) { a.inject(h); b.inject(h) },
+		heal: func(h *harness) {
+			for _, st := range []step{first, second} {
+				if st.heal != nil {
+					st.heal(h)
+				}
+			}
+		},
+	}
+}
+
+// randomPairs draws n pairs of distinct-target faults from pool.
+func randomPairs(rng *rand.Rand, pool []step, n int) []step {
+	var out []step
+	for len(out) < n {
+		a, b := pool[rng.IntN(len(pool))], pool[rng.IntN(len(pool))]
+		if a.target == b.target {
+			continue
+		}
+		out = append(out, pair(a, b))
+	}
+	return out
 }
 
 func killRestart(proc string, down time.Duration) step {
 	return step{
-		name: "kill -9 " + proc, hold: down,
+		name: "kill -9 " + proc, hold: down, target: proc,
 		inject: func(h *harness) { h.c.Kill(proc) },
 		heal:   func(h *harness) { h.c.Start(proc) },
 	}
@@ -28,7 +67,7 @@ func killRestart(proc string, down time.Duration) step {
 
 func drainRestart(room string) step {
 	return step{
-		name: "SIGTERM (drain) " + room, hold: time.Second,
+		name: "SIGTERM (drain) " + room, hold: time.Second, target: room,
 		inject: func(h *harness) { h.c.Stop(room) },
 		heal:   func(h *harness) { h.c.Start(room) },
 	}
@@ -36,7 +75,7 @@ func drainRestart(room string) step {
 
 func hang(proc string, d time.Duration) step {
 	return step{
-		name: "SIGSTOP " + proc, hold: d,
+		name: "SIGSTOP " + proc, hold: d, target: proc,
 		inject: func(h *harness) { h.c.Signal(proc, syscall.SIGSTOP) },
 		heal:   func(h *harness) { h.c.Signal(proc, syscall.SIGCONT) },
 	}
@@ -44,7 +83,7 @@ func hang(proc string, d time.Duration) step {
 
 func redisFlushAll() step {
 	return step{
-		name: "redis FLUSHALL",
+		name: "redis FLUSHALL", target: "redis", infra: true,
 		inject: func(h *harness) {
 			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 			defer cancel()
@@ -57,7 +96,7 @@ func redisFlushAll() step {
 
 func redisRestart(down time.Duration) step {
 	return step{
-		name: "redis kill -9 and restart (data gone)", hold: down,
+		name: "redis kill -9 and restart (data gone)", hold: down, target: "redis", infra: true,
 		inject: func(h *harness) { h.redis.Kill() },
 		heal:   func(h *harness) { h.redis.Restart() },
 	}
@@ -65,7 +104,7 @@ func redisRestart(down time.Duration) step {
 
 func mariadbRestart(down time.Duration) step {
 	return step{
-		name: "mariadb kill -9 and restart", hold: down,
+		name: "mariadb kill -9 and restart", hold: down, target: "mariadb", infra: true,
 		inject: func(h *harness) { h.maria.Kill() },
 		heal:   func(h *harness) { h.maria.Restart() },
 	}
@@ -82,6 +121,7 @@ func etcdOutage(down time.Duration) step {
 func reconnectStorm() step {
 	return step{
 		name:   "reconnect storm",
+		target: "clients",
 		inject: func(h *harness) { h.fleet.reconnectAll() },
 	}
 }
@@ -99,15 +139,22 @@ type schedule struct {
 	// not touch the shared ones.
 	PrivateMariaDB bool `json:"-"`
 	PrivateEtcd    bool `json:"-"`
-	steps          []step
+	// Seed drew the random pairs of the plan; the same seed replays them.
+	Seed  uint64 `json:"seed"`
+	steps []step
 }
 
+// pairsInFull is how many random pairs of simultaneous faults follow the
+// fixed sequence of the full plan.
+const pairsInFull = 8
+
 // fullSchedule is `make faults`: every fault of the suite, one after the
-// other, under steady load.
-func fullSchedule() schedule {
-	return schedule{
+// other, under steady load, then random pairs of faults at once (etcd
+// excluded: a process restarted without etcd exits by design).
+func fullSchedule(seed uint64) schedule {
+	s := schedule{
 		Name: "full", Clients: 200, Rate: 50, Settle: 6 * time.Second, Drain: 100 * time.Second,
-		PrivateMariaDB: true, PrivateEtcd: true,
+		PrivateMariaDB: true, PrivateEtcd: true, Seed: seed,
 		steps: []step{
 			killRestart(test.RoomName(0), 2*time.Second),
 			killRestart(test.RoomName(1), 2*time.Second),
@@ -126,6 +173,17 @@ func fullSchedule() schedule {
 			reconnectStorm(),
 		},
 	}
+	pool := []step{
+		killRestart(test.RoomName(0), 2*time.Second), killRestart(test.RoomName(1), 2*time.Second),
+		hang(test.RoomName(1), 6*time.Second), drainRestart(test.RoomName(0)),
+		killRestart(test.CenterName(0), 2*time.Second), killRestart(test.CenterName(1), 2*time.Second),
+		killRestart("register", 2*time.Second), killRestart("saver", 2*time.Second),
+		killRestart("dispatcher", 2*time.Second),
+		redisFlushAll(), redisRestart(3 * time.Second), mariadbRestart(2 * time.Second),
+		reconnectStorm(),
+	}
+	s.steps = append(s.steps, randomPairs(rand.New(rand.NewPCG(seed, seed)), pool, pairsInFull)...)
+	return s
 }
 
 // shortSchedule runs inside `make test`: one fault of each kind that
