@@ -60,6 +60,8 @@ type Options struct {
 	MaxDelivery  int // saver -max-deliveries; default 10
 	SweepEvery   time.Duration
 	ExtraRoomArg []string
+	// ExtraCenterArg are extra flags for every center.
+	ExtraCenterArg []string
 	// PrivateEtcd runs the cluster against its own etcd process (Cluster.EtcdServer),
 	// for tests that stop and restart etcd.
 	PrivateEtcd bool
@@ -230,7 +232,7 @@ func StartCluster(t testing.TB, o Options) *Cluster {
 	for i := 0; i < o.Centers; i++ {
 		center := FreePort(t)
 		c.CenterURLs = append(c.CenterURLs, "http://"+center)
-		add(CenterName(i), "center", FreePort(t), "-http", center)
+		add(CenterName(i), "center", FreePort(t), append([]string{"-http", center}, o.ExtraCenterArg...)...)
 	}
 	c.CenterURL = c.CenterURLs[0]
 	disp := FreePort(t)

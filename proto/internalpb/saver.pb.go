@@ -102,11 +102,13 @@ func (*StoreReply) Descriptor() ([]byte, []int) {
 }
 
 type PendingRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	App           string                 `protobuf:"bytes,1,opt,name=app,proto3" json:"app,omitempty"`
-	User          string                 `protobuf:"bytes,2,opt,name=user,proto3" json:"user,omitempty"`
-	Device        string                 `protobuf:"bytes,3,opt,name=device,proto3" json:"device,omitempty"`
-	Limit         uint32                 `protobuf:"varint,4,opt,name=limit,proto3" json:"limit,omitempty"`
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	App    string                 `protobuf:"bytes,1,opt,name=app,proto3" json:"app,omitempty"`
+	User   string                 `protobuf:"bytes,2,opt,name=user,proto3" json:"user,omitempty"`
+	Device string                 `protobuf:"bytes,3,opt,name=device,proto3" json:"device,omitempty"`
+	Limit  uint32                 `protobuf:"varint,4,opt,name=limit,proto3" json:"limit,omitempty"`
+	// after_id pages through a backlog: only messages with a larger id.
+	AfterId       uint64 `protobuf:"varint,5,opt,name=after_id,json=afterId,proto3" json:"after_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -165,6 +167,13 @@ func (x *PendingRequest) GetDevice() string {
 func (x *PendingRequest) GetLimit() uint32 {
 	if x != nil {
 		return x.Limit
+	}
+	return 0
+}
+
+func (x *PendingRequest) GetAfterId() uint64 {
+	if x != nil {
+		return x.AfterId
 	}
 	return 0
 }
@@ -578,12 +587,13 @@ const file_pushgw_internal_v1_saver_proto_rawDesc = "" +
 	"\fStoreRequest\x127\n" +
 	"\bmessages\x18\x01 \x03(\v2\x1b.pushgw.internal.v1.MessageR\bmessages\"\f\n" +
 	"\n" +
-	"StoreReply\"d\n" +
+	"StoreReply\"\x7f\n" +
 	"\x0ePendingRequest\x12\x10\n" +
 	"\x03app\x18\x01 \x01(\tR\x03app\x12\x12\n" +
 	"\x04user\x18\x02 \x01(\tR\x04user\x12\x16\n" +
 	"\x06device\x18\x03 \x01(\tR\x06device\x12\x14\n" +
-	"\x05limit\x18\x04 \x01(\rR\x05limit\"G\n" +
+	"\x05limit\x18\x04 \x01(\rR\x05limit\x12\x19\n" +
+	"\bafter_id\x18\x05 \x01(\x04R\aafterId\"G\n" +
 	"\fPendingReply\x127\n" +
 	"\bmessages\x18\x01 \x03(\v2\x1b.pushgw.internal.v1.MessageR\bmessages\"B\n" +
 	"\n" +

@@ -27,43 +27,6 @@ func expired(m *internalpb.Message, now time.Time) bool {
 	return m.GetExpiresMs() > 0 && m.GetExpiresMs() <= now.UnixMilli()
 }
 
-// pullPending loads the messages stored for s while it was away and writes
-// them, on the pending pool.
-func (r *room) pullPending(s *session) {
-	if err := r.pending.Submit(func() { r.deliverPending(s) }); err != nil {
-		r.m.poolRejected.WithLabelValues("pending").Inc()
-		r.log.Warn("room: pending pull skipped; pool full", "conn", s.id)
-	}
-}
-
-func (r *room) deliverPending(s *session) {
-	ctx, cancel := context.WithTimeout(context.Background(), grpcconn.DefaultCallTimeout)
-	rep, err := r.saver.Pending(ctx, &internalpb.PendingRequest{
-		App: s.key.app, User: s.key.user, Device: s.key.device, Limit: uint32(r.cfg.maxInflight()),
-	})
-	cancel()
-	if err != nil {
-		r.m.peerErrors.WithLabelValues("Saver.Pending").Inc()
-		r.log.Debug("room: pending pull failed", "conn", s.id, "err", err)
-		return
-	}
-	now := time.Now()
-	for _, m := range rep.GetMessages() {
-		if expired(m, now) {
-			continue
-		}
-		frame, err := pushFrame(m)
-		if err != nil {
-			continue
-		}
-		// Saver counted these as delivered when it returned them.
-		if s.send(protocol.OpPush, frame) != nil {
-			return
-		}
-		r.m.pushes.Inc()
-	}
-}
-
 // handleAck queues the acked ids for saver.
 func (r *room) handleAck(s *session, f protocol.Frame) {
 	var a clientpb.Ack
@@ -73,6 +36,9 @@ func (r *room) handleAck(s *session, f protocol.Frame) {
 	}
 	for _, id := range a.GetIds() {
 		r.reports.Acked(s.key.app, s.key.user, id)
+	}
+	if s.pending.acked(a.GetIds(), r.cfg.maxInflight()) {
+		r.pullPending(s)
 	}
 }
 

@@ -148,6 +148,7 @@ func (r *room) OnFrameError(s *session, err error) {
 }
 
 func (r *room) OnClose(s *session) {
+	s.closed.Store(true)
 	r.wheel.Remove(&s.timer)
 	r.hub.Remove(s)
 	r.conns.Add(-1)

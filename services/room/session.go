@@ -26,6 +26,10 @@ type session struct {
 	sid    string
 	// reg is what register stores for this session; immutable once authed.
 	reg *internalpb.Session
+	// pending pages through what was stored while the user was away.
+	pending pendingState
+	// closed is set when the connection is gone, for timers still holding s.
+	closed atomic.Bool
 }
 
 func (s *session) isAuthed() bool { return s.authed.Load() }

@@ -184,7 +184,7 @@ const (
 
 // read returns up to limit unexpired messages for device, oldest first,
 // or errInboxUntrusted.
-func (in *inbox) read(ctx context.Context, u userRef, device string, limit int, now time.Time) ([]*internalpb.Message, error) {
+func (in *inbox) read(ctx context.Context, u userRef, device string, after uint64, limit int, now time.Time) ([]*internalpb.Message, error) {
 	ctx, cancel := context.WithTimeout(ctx, redisTimeout)
 	defer cancel()
 	zk, hk := inboxKey(u.app, u.user), bodyKey(u.app, u.user)
@@ -197,7 +197,10 @@ func (in *inbox) read(ctx context.Context, u userRef, device string, limit int, 
 			zmark = p.ZScore(ctx, zk, markerMember)
 			hmark = p.HGet(ctx, hk, markerMember)
 		}
-		ids := p.ZRangeByScore(ctx, zk, &redis.ZRangeBy{Min: "0", Max: "+inf", Offset: int64(offset), Count: inboxScanChunk})
+		// float64 rounding is monotonic, so starting at after's own score
+		// skips no larger id; the few equal-scored smaller ones are
+		// dropped by visible.
+		ids := p.ZRangeByScore(ctx, zk, &redis.ZRangeBy{Min: strconv.FormatFloat(float64(after), 'f', -1, 64), Max: "+inf", Offset: int64(offset), Count: inboxScanChunk})
 		if _, err := p.Exec(ctx); err != nil && err != redis.Nil {
 			return nil, fmt.Errorf("saver: inbox read %s/%s: %w", u.app, u.user, err)
 		}
@@ -228,7 +231,7 @@ func (in *inbox) read(ctx context.Context, u userRef, device string, limit int, 
 			if err := proto.Unmarshal([]byte(s), m); err != nil {
 				return nil, fmt.Errorf("saver: inbox body %s: %w", mems[i], err)
 			}
-			if !visible(m, device, now) {
+			if !visible(m, device, after, now) {
 				continue
 			}
 			out = append(out, m)
@@ -243,9 +246,10 @@ func (in *inbox) read(ctx context.Context, u userRef, device string, limit int, 
 	return out, nil
 }
 
-// visible says whether device should receive m at now.
-func visible(m *internalpb.Message, device string, now time.Time) bool {
-	if m.GetExpiresMs() > 0 && m.GetExpiresMs() <= now.UnixMilli() {
+// visible says whether device should receive m at now, in a page that
+// starts after the id after.
+func visible(m *internalpb.Message, device string, after uint64, now time.Time) bool {
+	if m.GetId() <= after || m.GetExpiresMs() > 0 && m.GetExpiresMs() <= now.UnixMilli() {
 		return false
 	}
 	return m.GetDevice() == "" || m.GetDevice() == device

@@ -348,6 +348,43 @@ func TestPendingLimitOldestFirst(t *testing.T) {
 	}
 }
 
+// A backlog larger than a page is read page by page with after_id, from
+// MySQL (no trusted inbox yet) and from the refilled inbox alike.
+func TestPendingPagesWithAfterID(t *testing.T) {
+	f := newFixture(t, 10)
+	var want []uint64
+	var batch []*internalpb.Message
+	for i := 0; i < 10; i++ {
+		m := msg("app1", "paula", "", 0)
+		batch = append(batch, m)
+		want = append(want, m.GetId())
+	}
+	f.store(t, batch...)
+	for _, source := range []string{"MySQL", "Redis"} {
+		if source == "MySQL" {
+			if err := f.rdb.FlushDB(callCtx(t)).Err(); err != nil {
+				t.Fatal(err)
+			}
+		}
+		var got []uint64
+		after := uint64(0)
+		for page := 0; page < 5; page++ {
+			r, err := f.cli.Pending(callCtx(t), &internalpb.PendingRequest{App: "app1", User: "paula", Limit: 4, AfterId: after})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(r.GetMessages()) == 0 {
+				break
+			}
+			got = append(got, ids(r.GetMessages())...)
+			after = got[len(got)-1]
+		}
+		if !slices.Equal(got, want) {
+			t.Fatalf("pages from %s: %v, want %v", source, got, want)
+		}
+	}
+}
+
 func TestQueueFullIsResourceExhausted(t *testing.T) {
 	f := newFixture(t, 10)
 	// No writers and room for one request: the second must be shed.

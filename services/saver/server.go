@@ -65,7 +65,7 @@ func (s *server) Pending(ctx context.Context, req *internalpb.PendingRequest) (*
 		return nil, invalid("device longer than %d bytes", maxDeviceLen)
 	}
 	u, limit, now := userRef{req.GetApp(), req.GetUser()}, pendingLimit(req.GetLimit()), time.Now()
-	cands, err := s.candidates(ctx, u, req.GetDevice(), limit, now)
+	cands, err := s.candidates(ctx, u, req.GetDevice(), req.GetAfterId(), limit, now)
 	if err != nil {
 		return nil, s.fail(ctx, "pending", err)
 	}
@@ -116,8 +116,8 @@ func (s *server) Pending(ctx context.Context, req *internalpb.PendingRequest) (*
 
 // candidates reads the inbox, or MySQL when the inbox cannot be trusted,
 // refilling the inbox from what MySQL returned.
-func (s *server) candidates(ctx context.Context, u userRef, device string, limit int, now time.Time) ([]*internalpb.Message, error) {
-	msgs, err := s.inbox.read(ctx, u, device, limit, now)
+func (s *server) candidates(ctx context.Context, u userRef, device string, after uint64, limit int, now time.Time) ([]*internalpb.Message, error) {
+	msgs, err := s.inbox.read(ctx, u, device, after, limit, now)
 	if err == nil {
 		return msgs, nil
 	}
@@ -134,7 +134,7 @@ func (s *server) candidates(ctx context.Context, u userRef, device string, limit
 	}
 	msgs = msgs[:0]
 	for _, m := range all {
-		if visible(m, device, now) {
+		if visible(m, device, after, now) {
 			msgs = append(msgs, m)
 			if len(msgs) == limit {
 				break
