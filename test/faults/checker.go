@@ -39,6 +39,9 @@ type window struct {
 	Name  string    `json:"name"`
 	Start time.Time `json:"start"`
 	End   time.Time `json:"end"`
+	// Away marks a window in which users were offline on purpose: their
+	// messages wait by design, so they stay out of the run's latency.
+	Away bool `json:"away,omitempty"`
 }
 
 // checker collects attempts and deliveries; it is safe for concurrent use.
@@ -99,7 +102,8 @@ type Result struct {
 	// Redelivered: raw resends the SDK dropped as duplicates.
 	Redelivered uint64 `json:"redelivered_raw"`
 	// LatencyMs: from the start of the API call to the handler, for
-	// acknowledged messages.
+	// acknowledged messages (but those sent while their user was away on
+	// purpose).
 	LatencyMs map[string]float64 `json:"latency_ms"`
 	Windows   []WindowCounts     `json:"windows"`
 	Problems  []Problem          `json:"problems,omitempty"`
@@ -154,13 +158,15 @@ const (
 func (r *Result) Passed() bool { return r.Lost == 0 && r.Unexpected == 0 && r.Duplicated == 0 }
 
 // windowOf names the fault window containing t, or "steady".
-func windowOf(ws []window, t time.Time) string {
+func windowOf(ws []window, t time.Time) string { return findWindow(ws, t).Name }
+
+func findWindow(ws []window, t time.Time) window {
 	for _, w := range ws {
 		if !t.Before(w.Start) && !t.After(w.End) {
-			return w.Name
+			return w
 		}
 	}
-	return "steady"
+	return window{Name: "steady"}
 }
 
 // missing returns the acknowledged keys with no delivery yet.
@@ -243,7 +249,8 @@ func (c *checker) result() *Result {
 	sort.Strings(keys)
 	for _, k := range keys {
 		a := c.attempts[k]
-		wname := windowOf(c.windows, a.sent)
+		win := findWindow(c.windows, a.sent)
+		wname := win.Name
 		w := wins[wname]
 		w.Attempted++
 		at, got := first[k]
@@ -265,8 +272,11 @@ func (c *checker) result() *Result {
 			continue
 		}
 		ms := float64(at.Sub(a.sent).Microseconds()) / 1000
-		lat = append(lat, ms)
 		w.lat = append(w.lat, ms)
+		if win.Away {
+			continue
+		}
+		lat = append(lat, ms)
 		r.Slowest = append(r.Slowest, Slow{Key: k, ID: a.id, User: a.user, Sent: a.sent.UTC().Format(time.RFC3339Nano), Window: wname, LatencyMs: ms})
 	}
 	sort.Slice(r.Slowest, func(i, j int) bool { return r.Slowest[i].LatencyMs > r.Slowest[j].LatencyMs })

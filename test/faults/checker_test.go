@@ -99,3 +99,22 @@ func TestPercentile(t *testing.T) {
 		t.Fatalf("empty = %v", p)
 	}
 }
+
+func TestCheckerAwayWindowOutOfLatency(t *testing.T) {
+	t0 := time.Now()
+	c := newChecker()
+	c.addWindow(window{Name: "away", Start: t0.Add(time.Second), End: t0.Add(2 * time.Second), Away: true})
+	c.attempted(&attempt{key: "live", user: "u", sent: t0})
+	c.finished("live", true, 1, "")
+	c.delivered(delivery{key: "live", user: "u", id: 1, at: t0.Add(5 * time.Millisecond)})
+	c.attempted(&attempt{key: "waited", user: "u", sent: t0.Add(1500 * time.Millisecond)})
+	c.finished("waited", true, 2, "")
+	c.delivered(delivery{key: "waited", user: "u", id: 2, at: t0.Add(60 * time.Second)})
+	r := c.result()
+	if r.LatencyMs["max"] != 5 || !r.Passed() {
+		t.Fatalf("latency %v: the away window's message counted", r.LatencyMs)
+	}
+	if w := r.Windows[1]; w.Name != "away" || w.P99Ms < 58000 {
+		t.Fatalf("away window %+v: its own p99 should show the wait", w)
+	}
+}

@@ -33,12 +33,14 @@ const (
 // harness is one run: the cluster, its private servers, the fleet of
 // clients, the writer and the checker.
 type harness struct {
-	t     *testing.T
-	c     *test.Cluster
-	redis *redistest.Server
-	maria *mariadbtest.Server
-	fleet *fleet
-	chk   *checker
+	t      *testing.T
+	c      *test.Cluster
+	redis  *redistest.Server
+	maria  *mariadbtest.Server
+	fleet  *fleet
+	writer *writer
+	users  []string
+	chk    *checker
 }
 
 // Report is the JSON a run prints.
@@ -77,6 +79,7 @@ func runSchedule(t *testing.T, s schedule, out string, keepLogs bool) {
 	for i := range users {
 		users[i] = "u" + strconv.Itoa(i)
 	}
+	h.users = users
 	sdkLog, closeLog := h.sdkLogger()
 	defer closeLog()
 	f, err := startFleet(h.c.DispatcherURL, h.c.App, users, func(u string) string { return h.c.Token(u, "d", 24*time.Hour) }, h.chk, sdkLog)
@@ -88,6 +91,7 @@ func runSchedule(t *testing.T, s schedule, out string, keepLogs bool) {
 	h.waitConnected(s.Clients)
 
 	w := newWriter(h.c.App, h.c.APIKey, h.c.CenterURLs, users, s.Rate, h.chk)
+	h.writer = w
 	ctx, stopWriting := context.WithCancel(context.Background())
 	writerDone := make(chan struct{})
 	go func() { w.run(ctx); close(writerDone) }()
@@ -103,7 +107,7 @@ func runSchedule(t *testing.T, s schedule, out string, keepLogs bool) {
 			st.heal(h)
 		}
 		time.Sleep(s.Settle)
-		h.chk.addWindow(window{Name: st.name, Start: start, End: time.Now()})
+		h.chk.addWindow(window{Name: st.name, Start: start, End: time.Now(), Away: st.away})
 	}
 	stopWriting()
 	<-writerDone

@@ -2,6 +2,7 @@ package faults
 
 import (
 	"context"
+	"fmt"
 	"math/rand/v2"
 	"syscall"
 	"time"
@@ -22,6 +23,7 @@ type step struct {
 	// pair is restarted, since services check them at start.
 	target string
 	infra  bool
+	away   bool // users go offline on purpose (window.Away)
 }
 
 // pair runs a and b at once: both injected, both held for the longer
@@ -126,6 +128,36 @@ func reconnectStorm() step {
 	}
 }
 
+// awayUsers and backlogPerUser shape the backlog step: that many users go
+// away while each gets more than two pages (a page is 64) of messages.
+const (
+	awayUsers      = 10
+	backlogPerUser = 150
+)
+
+// backlog takes awayUsers clients away, pushes each a backlog on top of
+// the steady load, and brings them back: each must get all of it on its
+// new connection, page by page.
+func backlog() step {
+	var back func() error
+	return step{
+		name: fmt.Sprintf("%d users away for a backlog of %d each", awayUsers, backlogPerUser), target: "clients", hold: 5 * time.Second, away: true,
+		inject: func(h *harness) {
+			back = h.fleet.offline(awayUsers)
+			users := make([]string, awayUsers)
+			for i := range users {
+				users[i] = h.users[i]
+			}
+			h.writer.burst(users, backlogPerUser)
+		},
+		heal: func(h *harness) {
+			if err := back(); err != nil {
+				h.t.Errorf("bringing clients back: %v", err)
+			}
+		},
+	}
+}
+
 // schedule is a named fault plan with its load.
 type schedule struct {
 	Name    string        `json:"name"`
@@ -171,6 +203,7 @@ func fullSchedule(seed uint64) schedule {
 			mariadbRestart(2 * time.Second),
 			etcdOutage(20 * time.Second),
 			reconnectStorm(),
+			backlog(),
 		},
 	}
 	pool := []step{
@@ -198,6 +231,7 @@ func shortSchedule() schedule {
 			killRestart("saver", time.Second),
 			redisFlushAll(),
 			reconnectStorm(),
+			backlog(),
 		},
 	}
 }

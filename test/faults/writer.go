@@ -79,10 +79,34 @@ func (w *writer) run(ctx context.Context) {
 	}
 }
 
-func (w *writer) push(n int64) {
+func (w *writer) push(n int64) { w.pushTo(n, w.users[int(n)%len(w.users)]) }
+
+// burstConcurrency bounds the API calls of a burst.
+const burstConcurrency = 32
+
+// burst sends perUser extra pushes to each of users, besides the steady
+// load, and returns when all were answered: a backlog for users who are
+// away.
+func (w *writer) burst(users []string, perUser int) {
+	sem := make(chan struct{}, burstConcurrency)
+	var wg sync.WaitGroup
+	for i := 0; i < perUser; i++ {
+		for _, u := range users {
+			sem <- struct{}{}
+			wg.Add(1)
+			go func() {
+				defer func() { <-sem; wg.Done() }()
+				w.pushTo(w.seq.Add(1), u)
+			}()
+		}
+	}
+	wg.Wait()
+}
+
+func (w *writer) pushTo(n int64, user string) {
 	a := &attempt{
 		key:    fmt.Sprintf("m%07d", n),
-		user:   w.users[int(n)%len(w.users)],
+		user:   user,
 		center: int(n) % len(w.centers),
 		sent:   time.Now(),
 	}
