@@ -30,6 +30,11 @@ const (
 	DefaultDialTimeout = 5 * time.Second
 	retryMin           = 500 * time.Millisecond
 	retryMax           = 5 * time.Second
+	// reregisterEvery paces re-registration after a lost lease. It stays
+	// short: when etcd comes back it still holds the old lease and expires
+	// it one TTL later, deleting the key, and peers then see no instance
+	// until the new registration lands. One Put a second is nothing to etcd.
+	reregisterEvery = time.Second
 )
 
 // Instance is what a service instance publishes about itself.

@@ -118,7 +118,7 @@ func (r *Registration) run(ctx context.Context, lease clientv3.LeaseID) {
 			if !sleepCtx(ctx, wait) {
 				return
 			}
-			pctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+			pctx, cancel := context.WithTimeout(ctx, reregisterEvery)
 			l, err := r.put(pctx, 0)
 			cancel()
 			if err == nil {
@@ -126,7 +126,7 @@ func (r *Registration) run(ctx context.Context, lease clientv3.LeaseID) {
 				r.log.Info("discovery: re-registered", "key", r.key)
 				break
 			}
-			wait = backoff(wait)
+			wait = min(backoff(wait), reregisterEvery)
 		}
 	}
 }

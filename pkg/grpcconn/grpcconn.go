@@ -37,10 +37,20 @@ func ServerOptions() []grpc.ServerOption {
 }
 
 // DialService returns a connection balanced round-robin over the instances
-// w knows, following changes. While w knows none, calls fail fast with
+// w knows, following changes. Until w has known one, calls fail fast with
 // Unavailable rather than hang (callers still set deadlines).
+//
+// Once it had instances, an update that would leave none keeps the last
+// ones: an empty set is far more often a registration gap (etcd restarted
+// and expired the old leases before their holders re-registered) than
+// every instance gone, and a call to a dead address fails as fast as one
+// to no address.
 func DialService(w *discovery.Watcher) (*grpc.ClientConn, error) {
 	r := manual.NewBuilderWithScheme("pushgw")
+	var (
+		mu  sync.Mutex
+		had bool
+	)
 	update := func(set []discovery.Instance) {
 		addrs := make([]resolver.Address, 0, len(set))
 		for _, in := range set {
@@ -48,6 +58,12 @@ func DialService(w *discovery.Watcher) (*grpc.ClientConn, error) {
 				addrs = append(addrs, resolver.Address{Addr: in.Addr})
 			}
 		}
+		mu.Lock()
+		defer mu.Unlock()
+		if len(set) == 0 && had {
+			return
+		}
+		had = had || len(addrs) > 0
 		r.UpdateState(resolver.State{Addresses: addrs})
 	}
 	r.InitialState(resolver.State{})

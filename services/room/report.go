@@ -8,10 +8,14 @@ import (
 	"github.com/pushgw/pushgw/proto/internalpb"
 )
 
-// Saver report policy.
+// Saver report policy: an unreported ACK is not lost (the message is sent
+// again and the SDK drops the copy) but an app restarted in between sees it
+// twice, so a batch is retried across a saver restart or a brief discovery
+// gap: 50 ms doubling, about 6 s in all. The batcher's bounded queue holds
+// what arrives meanwhile.
 const (
-	reportAttempts = 3
-	reportBackoff  = 20 * time.Millisecond
+	reportAttempts = 8
+	reportBackoff  = 50 * time.Millisecond
 )
 
 // reportItem is one ack or delivery of one message.
