@@ -41,17 +41,30 @@ func (c *Client) fetchEndpoints(ctx context.Context, failed []string) ([]string,
 	if resp.StatusCode != http.StatusOK {
 		return nil, fmt.Errorf("sdk: dispatcher: HTTP %d: %s", resp.StatusCode, strings.TrimSpace(string(body)))
 	}
+	return parseEndpoints(body)
+}
+
+// maxEndpoints bounds how many endpoints of one dispatcher answer are
+// tried; a real answer lists a handful.
+const maxEndpoints = 16
+
+// parseEndpoints reads the dispatcher's answer, which comes from the
+// network and is checked like any other input.
+func parseEndpoints(body []byte) ([]string, error) {
 	var out struct {
 		Endpoints []string `json:"endpoints"`
 	}
 	if err := json.Unmarshal(body, &out); err != nil {
 		return nil, fmt.Errorf("sdk: dispatcher: decode: %w", err)
 	}
-	eps := make([]string, 0, len(out.Endpoints))
+	eps := make([]string, 0, min(len(out.Endpoints), maxEndpoints))
 	for _, e := range out.Endpoints {
 		// Tolerate a scheme, since endpoints are grouped by kind elsewhere.
 		if e = strings.TrimPrefix(strings.TrimSpace(e), "tcp://"); e != "" {
 			eps = append(eps, e)
+		}
+		if len(eps) == maxEndpoints {
+			break
 		}
 	}
 	if len(eps) == 0 {

@@ -7,7 +7,7 @@ import (
 )
 
 // FuzzPushBody feeds arbitrary request bodies through the API's body rules
-// and push validation: whatever the bytes, the answer is a result or an
+// and push, multi-push and kick validation: whatever the bytes, the answer is a result or an
 // apiError with a code and a message, never a panic.
 func FuzzPushBody(f *testing.F) {
 	for _, s := range []string{
@@ -35,6 +35,17 @@ func FuzzPushBody(f *testing.F) {
 			if _, e := dst.validate("demo"); e != nil && (e.Code == "" || e.Message == "") {
 				t.Fatalf("validation error without code or message: %+v", e)
 			}
+		}
+		// The kick body goes through the same rules.
+		req := httptest.NewRequest("POST", "/v1/kick", strings.NewReader(body))
+		req.Header.Set("Content-Type", "application/json")
+		var kick kickRequest
+		e := decodeBody(httptest.NewRecorder(), req, &kick)
+		if e == nil {
+			e = kick.validate("demo")
+		}
+		if e != nil && (e.Code == "" || e.Message == "") {
+			t.Fatalf("kick error without code or message: %+v", e)
 		}
 	})
 }

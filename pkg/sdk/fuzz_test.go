@@ -1,0 +1,35 @@
+package sdk
+
+import (
+	"strings"
+	"testing"
+)
+
+// FuzzParseEndpoints feeds arbitrary dispatcher answers: the result is an
+// error or a bounded list of non-empty endpoints, never a panic.
+func FuzzParseEndpoints(f *testing.F) {
+	for _, s := range []string{
+		`{"endpoints":["127.0.0.1:7300","127.0.0.1:7310"]}`,
+		`{"endpoints":["tcp://127.0.0.1:7300"," "]}`,
+		`{"endpoints":[]}`, `{"endpoints":null}`, `{}`, `[]`, ``, `{"endpoints":[1]}`,
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, body []byte) {
+		eps, err := parseEndpoints(body)
+		if err != nil {
+			if eps != nil {
+				t.Fatalf("endpoints %q with error %v", eps, err)
+			}
+			return
+		}
+		if len(eps) == 0 || len(eps) > maxEndpoints {
+			t.Fatalf("%d endpoints", len(eps))
+		}
+		for _, e := range eps {
+			if e == "" || strings.HasPrefix(e, "tcp://") {
+				t.Fatalf("endpoint %q", e)
+			}
+		}
+	})
+}
