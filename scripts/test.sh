@@ -7,4 +7,7 @@ cd "$(dirname "$0")/.."
 # Services under test are built with -race too unless PUSHGW_TEST_RACE=0.
 export PUSHGW_TEST_RACE="${PUSHGW_TEST_RACE:-1}"
 go test -race -count=1 -timeout 10m ./internal/... ./pkg/... ./services/... ./cmd/... ./loadtest/...
-go test -count=1 -timeout 12m ./test/...
+go test -count=1 -timeout 12m ./test/
+# The short fault run (the full one is `make faults`), on its own so it
+# does not share the two cores with the integration tests above.
+go test -count=1 -timeout 8m ./test/faults/
