@@ -33,6 +33,8 @@ type Client struct {
 	// Used only by Run's goroutine.
 	dedup  *dedup
 	failed []string
+	// lastDispatched is the dispatcher's last answer, used while it is down.
+	lastDispatched []string
 
 	stats stats
 

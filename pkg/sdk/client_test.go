@@ -545,3 +545,36 @@ func TestSilentRoomReportedFailed(t *testing.T) {
 		t.Fatalf("queries after a silent room: %q", queries)
 	}
 }
+
+// With the dispatcher down, a client whose room died goes to another room
+// of the dispatcher's last answer instead of having nowhere to go.
+func TestFallsBackToLastDispatcherAnswer(t *testing.T) {
+	roomA, roomB := newTestRoom(t), newTestRoom(t)
+	var calls atomic.Int32
+	disp := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if calls.Add(1) > 1 {
+			http.Error(w, "restarting", http.StatusServiceUnavailable)
+			return
+		}
+		fmt.Fprintf(w, `{"endpoints":[%q,%q]}`, roomA.addr(), roomB.addr())
+	}))
+	defer disp.Close()
+	h := start(t, Config{DispatcherURL: disp.URL})
+	rcA := roomA.next(t)
+	h.state(t, "connected "+roomA.addr())
+	roomA.ln.Close() // room A dies: no new connections, the live one drops
+	rcA.c.Close()
+	h.state(t, "disconnected "+roomA.addr())
+	roomB.next(t)
+	h.state(t, "connected "+roomB.addr())
+	if calls.Load() < 2 {
+		t.Fatal("the dispatcher was not asked again")
+	}
+}
+
+func TestFallbackEndpointsOrder(t *testing.T) {
+	got := fallbackEndpoints([]string{"a", "b"}, []string{"s", "a"}, []string{"a"})
+	if strings.Join(got, ",") != "b,s,a" {
+		t.Fatalf("fallback order %v, want the failed one last", got)
+	}
+}

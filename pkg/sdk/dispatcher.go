@@ -74,20 +74,24 @@ func parseEndpoints(body []byte) ([]string, error) {
 }
 
 // endpoints builds the list for the next round of attempts: redirect
-// targets first, then the dispatcher's answer (or the static list).
+// targets first, then the dispatcher's answer. When the dispatcher does
+// not answer, its last answer and the static list stand in, with the
+// endpoints that just failed moved to the end: a dispatcher restarting
+// while a room dies must not leave clients with nowhere to go.
 func (c *Client) endpoints(ctx context.Context, redirect []string) []string {
 	var fromDispatcher []string
 	if c.cfg.DispatcherURL != "" {
 		eps, err := c.fetchEndpoints(ctx, c.failed)
 		if err != nil {
-			c.log.Warn("sdk: dispatcher failed; using static endpoints", "err", err)
+			c.log.Warn("sdk: dispatcher failed; using its last answer and the static endpoints", "err", err)
 		} else {
 			fromDispatcher = eps
+			c.lastDispatched = eps
 			c.failed = c.failed[:0]
 		}
 	}
 	if fromDispatcher == nil {
-		fromDispatcher = c.cfg.Endpoints
+		fromDispatcher = fallbackEndpoints(c.lastDispatched, c.cfg.Endpoints, c.failed)
 	}
 	seen := make(map[string]bool, len(redirect)+len(fromDispatcher))
 	out := make([]string, 0, len(redirect)+len(fromDispatcher))
@@ -110,4 +114,26 @@ func (c *Client) noteFailed(ep string) {
 		c.failed = c.failed[1:]
 	}
 	c.failed = append(c.failed, ep)
+}
+
+// fallbackEndpoints orders last and static, each once, failed ones last.
+func fallbackEndpoints(last, static, failed []string) []string {
+	bad := make(map[string]bool, len(failed))
+	for _, f := range failed {
+		bad[f] = true
+	}
+	seen := make(map[string]bool, len(last)+len(static))
+	var good, rest []string
+	for _, e := range append(append([]string(nil), last...), static...) {
+		if seen[e] {
+			continue
+		}
+		seen[e] = true
+		if bad[e] {
+			rest = append(rest, e)
+		} else {
+			good = append(good, e)
+		}
+	}
+	return append(good, rest...)
 }
