@@ -128,7 +128,7 @@ type WindowCounts struct {
 
 // Problem names one message that broke the pass condition.
 type Problem struct {
-	Kind   string `json:"kind"` // lost, unexpected, duplicated
+	Kind   string `json:"kind"` // lost, unexpected, duplicated, late
 	Key    string `json:"key"`
 	ID     uint64 `json:"id,omitempty"`
 	User   string `json:"user"`
@@ -167,6 +167,21 @@ func findWindow(ws []window, t time.Time) window {
 		}
 	}
 	return window{Name: "steady"}
+}
+
+// problems describes the attempts of keys as problems of kind, at most
+// maxProblems of them.
+func (c *checker) problems(kind string, keys []string) []Problem {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var out []Problem
+	for _, k := range keys[:min(len(keys), maxProblems)] {
+		if a := c.attempts[k]; a != nil {
+			out = append(out, Problem{Kind: kind, Key: k, ID: a.id, User: a.user,
+				Sent: a.sent.UTC().Format(time.RFC3339Nano), Window: windowOf(c.windows, a.sent)})
+		}
+	}
+	return out
 }
 
 // missing returns the acknowledged keys with no delivery yet.

@@ -116,18 +116,31 @@ func runSchedule(t *testing.T, s schedule, out string, keepLogs bool) {
 	// Redelivery with every client as it is: what a user who stays
 	// connected gets without doing anything.
 	h.waitDelivered(s.Drain)
-	beforeRead := len(h.chk.missing())
+	beforeRead := h.chk.missing()
 	// The final read: every client reconnects and pulls what is pending.
-	if beforeRead > 0 {
-		t.Logf("%d acknowledged messages not delivered after %v; reconnecting every client", beforeRead, s.Drain)
+	if len(beforeRead) > 0 {
+		t.Logf("%d acknowledged messages not delivered after %v; reconnecting every client", len(beforeRead), s.Drain)
 		f.reconnectAll()
 		h.waitDelivered(finalRead)
+	}
+	// What only the reconnect brought was stuck for a user who stayed
+	// connected: that fails the run as well.
+	stillMissing := map[string]bool{}
+	for _, k := range h.chk.missing() {
+		stillMissing[k] = true
+	}
+	var late []string
+	for _, k := range beforeRead {
+		if !stillMissing[k] {
+			late = append(late, k)
+		}
 	}
 
 	res := h.chk.result()
 	steadyTime(res, writing)
 	stats := f.stats()
 	res.Redelivered = stats.Redelivered
+	res.Problems = append(res.Problems, h.chk.problems("late", late)...)
 	h.describeLost(res)
 	var steps []string
 	for _, st := range s.steps {
@@ -136,9 +149,9 @@ func runSchedule(t *testing.T, s schedule, out string, keepLogs bool) {
 	rep := Report{
 		Schedule: s, Steps: steps, Started: started.UTC().Format(time.RFC3339), DurationS: int(time.Since(started).Seconds()),
 		Race: os.Getenv("PUSHGW_TEST_RACE") == "1", Skipped: w.skipped.Load(), Connects: stats.Connects,
-		LateOnRead: beforeRead - len(h.chk.missing()), Stopped: f.stopped(), Result: res,
+		LateOnRead: len(late), Stopped: f.stopped(), Result: res,
 	}
-	rep.Passed = res.Passed() && len(rep.Stopped) == 0
+	rep.Passed = res.Passed() && len(rep.Stopped) == 0 && len(late) == 0
 	js, _ := json.MarshalIndent(rep, "", "  ")
 	fmt.Printf("%s\n", js)
 	if out != "" {
@@ -147,8 +160,8 @@ func runSchedule(t *testing.T, s schedule, out string, keepLogs bool) {
 		}
 	}
 	if !rep.Passed {
-		t.Errorf("fault run failed: lost=%d unexpected=%d duplicated=%d clients stopped=%v; problems: %+v",
-			res.Lost, res.Unexpected, res.Duplicated, rep.Stopped, res.Problems)
+		t.Errorf("fault run failed: lost=%d unexpected=%d duplicated=%d delivered only after reconnecting=%d clients stopped=%v; problems: %+v",
+			res.Lost, res.Unexpected, res.Duplicated, len(late), rep.Stopped, res.Problems)
 	}
 	// A run that pushed nearly nothing proves nothing.
 	if minAcked := s.Rate * int(warmup/time.Second); res.Acknowledged < minAcked {
