@@ -61,84 +61,26 @@ type Report struct {
 func runSchedule(t *testing.T, s schedule, out string, keepLogs bool) {
 	started := time.Now()
 	h := &harness{t: t, chk: newChecker()}
-	h.redis = redistest.Start(t)
-	opts := test.Options{Rooms: 2, Centers: 2, RedisAddr: h.redis.Addr(), PrivateEtcd: s.PrivateEtcd}
-	if s.PrivateMariaDB {
-		h.maria = mariadbtest.Start(t)
-		opts.MySQLRoot = h.maria.RootDSN()
-	}
-	h.c = test.StartCluster(t, opts)
-	// Services were built for this run; keep their logs if it fails.
-	t.Cleanup(func() {
-		if t.Failed() || keepLogs {
-			h.keepLogs()
-		}
-	})
-
-	users := make([]string, s.Clients)
-	for i := range users {
-		users[i] = "u" + strconv.Itoa(i)
-	}
-	h.users = users
-	sdkLog, closeLog := h.sdkLogger()
+	h.startCluster(s, keepLogs)
+	closeLog := h.startFleet(s.Clients)
 	defer closeLog()
-	f, err := startFleet(h.c.DispatcherURL, h.c.App, users, func(u string) string { return h.c.Token(u, "d", 24*time.Hour) }, h.chk, sdkLog)
-	if err != nil {
-		t.Fatal(err)
-	}
-	h.fleet = f
-	defer f.stop()
-	h.waitConnected(s.Clients)
+	defer h.fleet.stop()
 
-	w := newWriter(h.c.App, h.c.APIKey, h.c.CenterURLs, users, s.Rate, h.chk)
-	h.writer = w
+	h.writer = newWriter(h.c.App, h.c.APIKey, h.c.CenterURLs, h.users, s.Rate, h.chk)
 	ctx, stopWriting := context.WithCancel(context.Background())
 	writerDone := make(chan struct{})
-	go func() { w.run(ctx); close(writerDone) }()
+	go func() { h.writer.run(ctx); close(writerDone) }()
 	writeStart := time.Now()
-
 	time.Sleep(warmup)
-	for _, st := range s.steps {
-		start := time.Now()
-		t.Logf("fault: %s", st.name)
-		st.inject(h)
-		time.Sleep(st.hold)
-		if st.heal != nil {
-			st.heal(h)
-		}
-		time.Sleep(s.Settle)
-		h.chk.addWindow(window{Name: st.name, Start: start, End: time.Now(), Away: st.away})
-	}
+	h.inject(s)
 	stopWriting()
 	<-writerDone
 	writing := time.Since(writeStart)
 
-	// Redelivery with every client as it is: what a user who stays
-	// connected gets without doing anything.
-	h.waitDelivered(s.Drain)
-	beforeRead := h.chk.missing()
-	// The final read: every client reconnects and pulls what is pending.
-	if len(beforeRead) > 0 {
-		t.Logf("%d acknowledged messages not delivered after %v; reconnecting every client", len(beforeRead), s.Drain)
-		f.reconnectAll()
-		h.waitDelivered(finalRead)
-	}
-	// What only the reconnect brought was stuck for a user who stayed
-	// connected: that fails the run as well.
-	stillMissing := map[string]bool{}
-	for _, k := range h.chk.missing() {
-		stillMissing[k] = true
-	}
-	var late []string
-	for _, k := range beforeRead {
-		if !stillMissing[k] {
-			late = append(late, k)
-		}
-	}
-
+	late := h.drain(s)
 	res := h.chk.result()
 	steadyTime(res, writing)
-	stats := f.stats()
+	stats := h.fleet.stats()
 	res.Redelivered = stats.Redelivered
 	res.Problems = append(res.Problems, h.chk.problems("late", late)...)
 	h.describeLost(res)
@@ -148,8 +90,8 @@ func runSchedule(t *testing.T, s schedule, out string, keepLogs bool) {
 	}
 	rep := Report{
 		Schedule: s, Steps: steps, Started: started.UTC().Format(time.RFC3339), DurationS: int(time.Since(started).Seconds()),
-		Race: os.Getenv("PUSHGW_TEST_RACE") == "1", Skipped: w.skipped.Load(), Connects: stats.Connects,
-		LateOnRead: len(late), Stopped: f.stopped(), Result: res,
+		Race: os.Getenv("PUSHGW_TEST_RACE") == "1", Skipped: h.writer.skipped.Load(), Connects: stats.Connects,
+		LateOnRead: len(late), Stopped: h.fleet.stopped(), Result: res,
 	}
 	rep.Passed = res.Passed() && len(rep.Stopped) == 0 && len(late) == 0
 	js, _ := json.MarshalIndent(rep, "", "  ")
@@ -167,6 +109,82 @@ func runSchedule(t *testing.T, s schedule, out string, keepLogs bool) {
 	if minAcked := s.Rate * int(warmup/time.Second); res.Acknowledged < minAcked {
 		t.Errorf("only %d messages acknowledged, want at least %d", res.Acknowledged, minAcked)
 	}
+}
+
+// startCluster starts the private servers the plan needs and the cluster.
+func (h *harness) startCluster(s schedule, keepLogs bool) {
+	h.redis = redistest.Start(h.t)
+	opts := test.Options{Rooms: 2, Centers: 2, RedisAddr: h.redis.Addr(), PrivateEtcd: s.PrivateEtcd}
+	if s.PrivateMariaDB {
+		h.maria = mariadbtest.Start(h.t)
+		opts.MySQLRoot = h.maria.RootDSN()
+	}
+	h.c = test.StartCluster(h.t, opts)
+	// The services' logs live in the test's temporary directory.
+	h.t.Cleanup(func() {
+		if h.t.Failed() || keepLogs {
+			h.keepLogs()
+		}
+	})
+}
+
+// startFleet connects n clients, one user each, and waits until all are
+// in. The returned function closes the SDK log.
+func (h *harness) startFleet(n int) func() {
+	h.users = make([]string, n)
+	for i := range h.users {
+		h.users[i] = "u" + strconv.Itoa(i)
+	}
+	sdkLog, closeLog := h.sdkLogger()
+	f, err := startFleet(h.c.DispatcherURL, h.c.App, h.users, func(u string) string { return h.c.Token(u, "d", 24*time.Hour) }, h.chk, sdkLog)
+	if err != nil {
+		closeLog()
+		h.t.Fatal(err)
+	}
+	h.fleet = f
+	h.waitConnected(n)
+	return closeLog
+}
+
+// inject runs the plan's faults one after the other, each followed by its
+// settle time, and records their windows.
+func (h *harness) inject(s schedule) {
+	for _, st := range s.steps {
+		start := time.Now()
+		h.t.Logf("fault: %s", st.name)
+		st.inject(h)
+		time.Sleep(st.hold)
+		if st.heal != nil {
+			st.heal(h)
+		}
+		time.Sleep(s.Settle)
+		h.chk.addWindow(window{Name: st.name, Start: start, End: time.Now(), Away: st.away})
+	}
+}
+
+// drain waits for redelivery with every client as it is (what a user who
+// stays connected gets without doing anything), then does the final read:
+// every client reconnects and pulls what is pending. It returns what only
+// that reconnect brought, which was stuck for a connected user.
+func (h *harness) drain(s schedule) (late []string) {
+	h.waitDelivered(s.Drain)
+	beforeRead := h.chk.missing()
+	if len(beforeRead) == 0 {
+		return nil
+	}
+	h.t.Logf("%d acknowledged messages not delivered after %v; reconnecting every client", len(beforeRead), s.Drain)
+	h.fleet.reconnectAll()
+	h.waitDelivered(finalRead)
+	stillMissing := map[string]bool{}
+	for _, k := range h.chk.missing() {
+		stillMissing[k] = true
+	}
+	for _, k := range beforeRead {
+		if !stillMissing[k] {
+			late = append(late, k)
+		}
+	}
+	return late
 }
 
 // steadyTime gives the "steady" window the writing time no fault covered.
