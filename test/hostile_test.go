@@ -1,13 +1,10 @@
 package test
 
 import (
-	"bufio"
 	"encoding/binary"
 	"fmt"
 	"net"
-	"net/http"
 	"strconv"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -45,7 +42,7 @@ func TestHostile(t *testing.T) {
 	roomIdle := func(t *testing.T) {
 		t.Helper()
 		Eventually(t, 10*time.Second, "room holds only the neighbour's connection", func() bool {
-			return adminValue(t, admin, "pushgw_room_connections") == 1
+			return AdminValue(t, admin, "pushgw_room_connections") == 1
 		})
 	}
 
@@ -135,7 +132,7 @@ func TestHostile(t *testing.T) {
 	})
 
 	t.Run("PING flood without reading: RATE_LIMITED and closed, neighbour unaffected", func(t *testing.T) {
-		before := scrapeAdmin(t, admin)
+		before := ScrapeAdmin(t, admin)
 		rc := Dial(t, room)
 		rc.Auth(c.Token("flooder", "phone", time.Hour))
 		flood := make([]byte, 0, floodPings*protocol.HeaderSize)
@@ -172,7 +169,7 @@ func TestHostile(t *testing.T) {
 		if pongs < roomFrameBurst/2 || pongs > 2*roomFrameBurst {
 			t.Fatalf("flooder got %d PONGs for %d PINGs; want about the burst of %d", pongs, floodPings, roomFrameBurst)
 		}
-		after := scrapeAdmin(t, admin)
+		after := ScrapeAdmin(t, admin)
 		if d := after["pushgw_room_rate_limited_total"] - before["pushgw_room_rate_limited_total"]; d != 1 {
 			t.Fatalf("pushgw_room_rate_limited_total grew by %v, want 1", d)
 		}
@@ -187,7 +184,7 @@ func TestHostile(t *testing.T) {
 	// Last: it fills the room.
 	t.Run("connections that never authenticate, up to the room's limit", func(t *testing.T) {
 		roomIdle(t)
-		before := scrapeAdmin(t, admin)
+		before := ScrapeAdmin(t, admin)
 		const extra = 40
 		total := hostileMaxConns + extra
 		type outcome struct {
@@ -245,7 +242,7 @@ func TestHostile(t *testing.T) {
 
 		var after map[string]float64
 		Eventually(t, 15*time.Second, "room goroutines and descriptors back to where they were", func() bool {
-			after = scrapeAdmin(t, admin)
+			after = ScrapeAdmin(t, admin)
 			return after["go_goroutines"] <= before["go_goroutines"]+maxGoroutineGrowth &&
 				after["process_open_fds"] <= before["process_open_fds"]+maxFDGrowth
 		})
@@ -476,53 +473,4 @@ func (n *goodNeighbour) check(t *testing.T) {
 		n.checked = n.pongs
 		return true
 	})
-}
-
-// scrapeAdmin reads a service's admin /metrics into a map keyed by the
-// series as printed (name, or name{labels}).
-func scrapeAdmin(t testing.TB, admin string) map[string]float64 {
-	t.Helper()
-	cl := &http.Client{Timeout: 5 * time.Second}
-	resp, err := cl.Get("http://" + admin + "/metrics")
-	if err != nil {
-		t.Fatalf("scrape %s: %v", admin, err)
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		t.Fatalf("scrape %s: status %d", admin, resp.StatusCode)
-	}
-	out := map[string]float64{}
-	sc := bufio.NewScanner(resp.Body)
-	sc.Buffer(make([]byte, 64<<10), 1<<20)
-	for sc.Scan() {
-		line := sc.Text()
-		if line == "" || strings.HasPrefix(line, "#") {
-			continue
-		}
-		i := strings.LastIndexByte(line, ' ')
-		if i < 0 {
-			continue
-		}
-		v, err := strconv.ParseFloat(line[i+1:], 64)
-		if err != nil {
-			continue
-		}
-		out[line[:i]] = v
-	}
-	if err := sc.Err(); err != nil {
-		t.Fatalf("scrape %s: %v", admin, err)
-	}
-	return out
-}
-
-// adminValue returns one series of a service's /metrics; a missing one
-// fails the test.
-func adminValue(t testing.TB, admin, series string) float64 {
-	t.Helper()
-	m := scrapeAdmin(t, admin)
-	v, ok := m[series]
-	if !ok {
-		t.Fatalf("%s: no series %s in /metrics", admin, series)
-	}
-	return v
 }

@@ -345,7 +345,7 @@ func TestSecurity(t *testing.T) {
 
 	t.Run("huge bodies are 413 and do not grow center's memory", func(t *testing.T) {
 		admin := c.Procs["center"].Admin
-		before := scrapeAdmin(t, admin)
+		before := ScrapeAdmin(t, admin)
 		for i := 0; i < hugeBodies; i++ {
 			chunked := i%2 == 1
 			status, out := hugePost(t, c.CenterURL, "/v1/push", c.APIKey, a, hugeBody, chunked)
@@ -366,7 +366,7 @@ func TestSecurity(t *testing.T) {
 		if code != http.StatusBadRequest || out["field"] != "users" {
 			t.Fatalf("50,000 users: %d %v, want 400 on field users", code, out)
 		}
-		after := scrapeAdmin(t, admin)
+		after := ScrapeAdmin(t, admin)
 		alloc := after["go_memstats_alloc_bytes_total"] - before["go_memstats_alloc_bytes_total"]
 		heap := after["go_memstats_heap_inuse_bytes"] - before["go_memstats_heap_inuse_bytes"]
 		t.Logf("center while refusing %d x %d MiB: allocated %.1f MiB, heap in use %+.1f MiB", hugeBodies, hugeBody>>20, alloc/(1<<20), heap/(1<<20))

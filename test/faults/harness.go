@@ -53,8 +53,10 @@ type Report struct {
 	Skipped    int64    `json:"writer_ticks_skipped"`
 	Connects   uint64   `json:"sdk_connects"`
 	LateOnRead int      `json:"delivered_only_after_final_reconnect"`
-	Stopped    []string `json:"clients_stopped,omitempty"`
-	Passed     bool     `json:"passed"`
+	// Services is each process's footprint once the run has drained.
+	Services map[string]footprint `json:"services"`
+	Stopped  []string             `json:"clients_stopped,omitempty"`
+	Passed   bool                 `json:"passed"`
 	*Result
 }
 
@@ -91,9 +93,14 @@ func runSchedule(t *testing.T, s schedule, out string, keepLogs bool) {
 	rep := Report{
 		Schedule: s, Steps: steps, Started: started.UTC().Format(time.RFC3339), DurationS: int(time.Since(started).Seconds()),
 		Race: os.Getenv("PUSHGW_TEST_RACE") == "1", Skipped: h.writer.skipped.Load(), Connects: stats.Connects,
-		LateOnRead: len(late), Stopped: h.fleet.stopped(), Result: res,
+		LateOnRead: len(late), Stopped: h.fleet.stopped(), Result: res, Services: h.footprints(),
 	}
 	rep.Passed = res.Passed() && len(rep.Stopped) == 0 && len(late) == 0
+	for name, fp := range rep.Services {
+		if fp.Goroutines > maxGoroutines || fp.RSSMiB > maxRSSMiB {
+			t.Errorf("%s after the run: %d goroutines, %.0f MiB RSS; bounds %d and %d MiB", name, fp.Goroutines, fp.RSSMiB, maxGoroutines, maxRSSMiB)
+		}
+	}
 	js, _ := json.MarshalIndent(rep, "", "  ")
 	fmt.Printf("%s\n", js)
 	if out != "" {
@@ -109,6 +116,30 @@ func runSchedule(t *testing.T, s schedule, out string, keepLogs bool) {
 	if minAcked := s.Rate * int(warmup/time.Second); res.Acknowledged < minAcked {
 		t.Errorf("only %d messages acknowledged, want at least %d", res.Acknowledged, minAcked)
 	}
+}
+
+// Bounds on each service once a run has drained: far above what 200
+// clients need (a room holds two goroutines a connection), far below what
+// a leak per message or per retry would leave after ten thousand of them.
+const (
+	maxGoroutines = 5000
+	maxRSSMiB     = 1024
+)
+
+// footprint is one service's use of the machine.
+type footprint struct {
+	Goroutines int     `json:"goroutines"`
+	RSSMiB     float64 `json:"rss_mib"`
+}
+
+// footprints scrapes every service's admin /metrics.
+func (h *harness) footprints() map[string]footprint {
+	out := map[string]footprint{}
+	for name, p := range h.c.Procs {
+		m := test.ScrapeAdmin(h.t, p.Admin)
+		out[name] = footprint{Goroutines: int(m["go_goroutines"]), RSSMiB: m["process_resident_memory_bytes"] / (1 << 20)}
+	}
+	return out
 }
 
 // startCluster starts the private servers the plan needs and the cluster.
