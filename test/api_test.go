@@ -5,6 +5,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestCenterAPIErrors(t *testing.T) {
@@ -76,4 +77,47 @@ func TestCenterAPIErrors(t *testing.T) {
 			t.Fatalf("other app got status %d for message %d", status, id)
 		}
 	})
+}
+
+// A business that retries a push with the same idempotency_key gets the
+// first id back and the user gets the message once; the key is per app.
+func TestIdempotentPush(t *testing.T) {
+	c := StartCluster(t, Options{})
+	cl := startSDK(t, c, "idem", "phone")
+	Eventually(t, 10*time.Second, "client connected", func() bool { return cl.Endpoint() != "" })
+	body := map[string]any{"app": c.App, "user": "idem", "payload": "once", "qos": 1, "idempotency_key": "evt-1"}
+	status, first := c.API("POST", "/v1/push", body)
+	if status != http.StatusOK || first["replayed"] != nil {
+		t.Fatalf("first push: %d %v", status, first)
+	}
+	for i := 0; i < 3; i++ {
+		status, again := c.API("POST", "/v1/push", body)
+		if status != http.StatusOK || again["id"] != first["id"] || again["replayed"] != true {
+			t.Fatalf("retry %d: %d %v, want id %v replayed", i, status, again, first["id"])
+		}
+	}
+	id, _ := strconv.ParseUint(first["id"].(string), 10, 64)
+	Eventually(t, 10*time.Second, "the message handled", func() bool { return cl.Count(id) == 1 })
+	time.Sleep(2 * time.Second) // room for a wrongly sent second copy to arrive
+	cl.mu.Lock()
+	handled := len(cl.order)
+	cl.mu.Unlock()
+	if handled != 1 {
+		t.Fatalf("%d messages handled, want 1", handled)
+	}
+
+	// The same key in another app is another message.
+	other := map[string]any{"app": c.OtherApp.Name, "user": "idem", "payload": "once", "qos": 1, "idempotency_key": "evt-1"}
+	if status, out := c.APIWithKey(c.OtherApp.APIKey, "POST", "/v1/push", other); status != http.StatusOK || out["id"] == first["id"] || out["replayed"] != nil {
+		t.Fatalf("other app, same key: %d %v", status, out)
+	}
+	// A key on a QoS 0 push, or a key too long, is refused.
+	for _, bad := range []map[string]any{
+		{"app": c.App, "user": "idem", "payload": "x", "qos": 0, "idempotency_key": "k"},
+		{"app": c.App, "user": "idem", "payload": "x", "qos": 1, "idempotency_key": strings.Repeat("k", 129)},
+	} {
+		if status, out := c.API("POST", "/v1/push", bad); status != http.StatusBadRequest || out["field"] != "idempotency_key" {
+			t.Fatalf("bad key: %d %v", status, out)
+		}
+	}
 }

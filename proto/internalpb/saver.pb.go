@@ -66,7 +66,10 @@ func (x *StoreRequest) GetMessages() []*Message {
 }
 
 type StoreReply struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Messages not stored because their idempotency key was already used:
+	// message id -> id of the message stored under that key.
+	Replaced      map[uint64]uint64 `protobuf:"bytes,1,rep,name=replaced,proto3" json:"replaced,omitempty" protobuf_key:"varint,1,opt,name=key" protobuf_val:"varint,2,opt,name=value"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -99,6 +102,13 @@ func (x *StoreReply) ProtoReflect() protoreflect.Message {
 // Deprecated: Use StoreReply.ProtoReflect.Descriptor instead.
 func (*StoreReply) Descriptor() ([]byte, []int) {
 	return file_pushgw_internal_v1_saver_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *StoreReply) GetReplaced() map[uint64]uint64 {
+	if x != nil {
+		return x.Replaced
+	}
+	return nil
 }
 
 type PendingRequest struct {
@@ -585,9 +595,13 @@ const file_pushgw_internal_v1_saver_proto_rawDesc = "" +
 	"\n" +
 	"\x1epushgw/internal/v1/saver.proto\x12\x12pushgw.internal.v1\x1a\x1epushgw/internal/v1/types.proto\"G\n" +
 	"\fStoreRequest\x127\n" +
-	"\bmessages\x18\x01 \x03(\v2\x1b.pushgw.internal.v1.MessageR\bmessages\"\f\n" +
+	"\bmessages\x18\x01 \x03(\v2\x1b.pushgw.internal.v1.MessageR\bmessages\"\x93\x01\n" +
 	"\n" +
-	"StoreReply\"\x7f\n" +
+	"StoreReply\x12H\n" +
+	"\breplaced\x18\x01 \x03(\v2,.pushgw.internal.v1.StoreReply.ReplacedEntryR\breplaced\x1a;\n" +
+	"\rReplacedEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\x04R\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\x04R\x05value:\x028\x01\"\x7f\n" +
 	"\x0ePendingRequest\x12\x10\n" +
 	"\x03app\x18\x01 \x01(\tR\x03app\x12\x12\n" +
 	"\x04user\x18\x02 \x01(\tR\x04user\x12\x16\n" +
@@ -638,7 +652,7 @@ func file_pushgw_internal_v1_saver_proto_rawDescGZIP() []byte {
 	return file_pushgw_internal_v1_saver_proto_rawDescData
 }
 
-var file_pushgw_internal_v1_saver_proto_msgTypes = make([]protoimpl.MessageInfo, 11)
+var file_pushgw_internal_v1_saver_proto_msgTypes = make([]protoimpl.MessageInfo, 12)
 var file_pushgw_internal_v1_saver_proto_goTypes = []any{
 	(*StoreRequest)(nil),            // 0: pushgw.internal.v1.StoreRequest
 	(*StoreReply)(nil),              // 1: pushgw.internal.v1.StoreReply
@@ -651,30 +665,32 @@ var file_pushgw_internal_v1_saver_proto_goTypes = []any{
 	(*StatusReply)(nil),             // 8: pushgw.internal.v1.StatusReply
 	(*ClaimUndeliveredRequest)(nil), // 9: pushgw.internal.v1.ClaimUndeliveredRequest
 	(*ClaimUndeliveredReply)(nil),   // 10: pushgw.internal.v1.ClaimUndeliveredReply
-	(*Message)(nil),                 // 11: pushgw.internal.v1.Message
+	nil,                             // 11: pushgw.internal.v1.StoreReply.ReplacedEntry
+	(*Message)(nil),                 // 12: pushgw.internal.v1.Message
 }
 var file_pushgw_internal_v1_saver_proto_depIdxs = []int32{
-	11, // 0: pushgw.internal.v1.StoreRequest.messages:type_name -> pushgw.internal.v1.Message
-	11, // 1: pushgw.internal.v1.PendingReply.messages:type_name -> pushgw.internal.v1.Message
-	4,  // 2: pushgw.internal.v1.ReportRequest.acked:type_name -> pushgw.internal.v1.MessageRef
-	4,  // 3: pushgw.internal.v1.ReportRequest.delivered:type_name -> pushgw.internal.v1.MessageRef
-	11, // 4: pushgw.internal.v1.StatusReply.message:type_name -> pushgw.internal.v1.Message
-	11, // 5: pushgw.internal.v1.ClaimUndeliveredReply.messages:type_name -> pushgw.internal.v1.Message
-	0,  // 6: pushgw.internal.v1.Saver.Store:input_type -> pushgw.internal.v1.StoreRequest
-	2,  // 7: pushgw.internal.v1.Saver.Pending:input_type -> pushgw.internal.v1.PendingRequest
-	5,  // 8: pushgw.internal.v1.Saver.Report:input_type -> pushgw.internal.v1.ReportRequest
-	7,  // 9: pushgw.internal.v1.Saver.Status:input_type -> pushgw.internal.v1.StatusRequest
-	9,  // 10: pushgw.internal.v1.Saver.ClaimUndelivered:input_type -> pushgw.internal.v1.ClaimUndeliveredRequest
-	1,  // 11: pushgw.internal.v1.Saver.Store:output_type -> pushgw.internal.v1.StoreReply
-	3,  // 12: pushgw.internal.v1.Saver.Pending:output_type -> pushgw.internal.v1.PendingReply
-	6,  // 13: pushgw.internal.v1.Saver.Report:output_type -> pushgw.internal.v1.ReportReply
-	8,  // 14: pushgw.internal.v1.Saver.Status:output_type -> pushgw.internal.v1.StatusReply
-	10, // 15: pushgw.internal.v1.Saver.ClaimUndelivered:output_type -> pushgw.internal.v1.ClaimUndeliveredReply
-	11, // [11:16] is the sub-list for method output_type
-	6,  // [6:11] is the sub-list for method input_type
-	6,  // [6:6] is the sub-list for extension type_name
-	6,  // [6:6] is the sub-list for extension extendee
-	0,  // [0:6] is the sub-list for field type_name
+	12, // 0: pushgw.internal.v1.StoreRequest.messages:type_name -> pushgw.internal.v1.Message
+	11, // 1: pushgw.internal.v1.StoreReply.replaced:type_name -> pushgw.internal.v1.StoreReply.ReplacedEntry
+	12, // 2: pushgw.internal.v1.PendingReply.messages:type_name -> pushgw.internal.v1.Message
+	4,  // 3: pushgw.internal.v1.ReportRequest.acked:type_name -> pushgw.internal.v1.MessageRef
+	4,  // 4: pushgw.internal.v1.ReportRequest.delivered:type_name -> pushgw.internal.v1.MessageRef
+	12, // 5: pushgw.internal.v1.StatusReply.message:type_name -> pushgw.internal.v1.Message
+	12, // 6: pushgw.internal.v1.ClaimUndeliveredReply.messages:type_name -> pushgw.internal.v1.Message
+	0,  // 7: pushgw.internal.v1.Saver.Store:input_type -> pushgw.internal.v1.StoreRequest
+	2,  // 8: pushgw.internal.v1.Saver.Pending:input_type -> pushgw.internal.v1.PendingRequest
+	5,  // 9: pushgw.internal.v1.Saver.Report:input_type -> pushgw.internal.v1.ReportRequest
+	7,  // 10: pushgw.internal.v1.Saver.Status:input_type -> pushgw.internal.v1.StatusRequest
+	9,  // 11: pushgw.internal.v1.Saver.ClaimUndelivered:input_type -> pushgw.internal.v1.ClaimUndeliveredRequest
+	1,  // 12: pushgw.internal.v1.Saver.Store:output_type -> pushgw.internal.v1.StoreReply
+	3,  // 13: pushgw.internal.v1.Saver.Pending:output_type -> pushgw.internal.v1.PendingReply
+	6,  // 14: pushgw.internal.v1.Saver.Report:output_type -> pushgw.internal.v1.ReportReply
+	8,  // 15: pushgw.internal.v1.Saver.Status:output_type -> pushgw.internal.v1.StatusReply
+	10, // 16: pushgw.internal.v1.Saver.ClaimUndelivered:output_type -> pushgw.internal.v1.ClaimUndeliveredReply
+	12, // [12:17] is the sub-list for method output_type
+	7,  // [7:12] is the sub-list for method input_type
+	7,  // [7:7] is the sub-list for extension type_name
+	7,  // [7:7] is the sub-list for extension extendee
+	0,  // [0:7] is the sub-list for field type_name
 }
 
 func init() { file_pushgw_internal_v1_saver_proto_init() }
@@ -689,7 +705,7 @@ func file_pushgw_internal_v1_saver_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_pushgw_internal_v1_saver_proto_rawDesc), len(file_pushgw_internal_v1_saver_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   11,
+			NumMessages:   12,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

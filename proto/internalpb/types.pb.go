@@ -263,8 +263,12 @@ type Message struct {
 	ExpiresMs     int64        `protobuf:"varint,8,opt,name=expires_ms,json=expiresMs,proto3" json:"expires_ms,omitempty"`
 	State         MessageState `protobuf:"varint,9,opt,name=state,proto3,enum=pushgw.internal.v1.MessageState" json:"state,omitempty"`
 	DeliveryCount uint32       `protobuf:"varint,10,opt,name=delivery_count,json=deliveryCount,proto3" json:"delivery_count,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	// Set by the business on a push it may retry: within one app, a second
+	// Store with the same key stores nothing and answers the first id.
+	// Only Store reads it.
+	IdempotencyKey string `protobuf:"bytes,11,opt,name=idempotency_key,json=idempotencyKey,proto3" json:"idempotency_key,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *Message) Reset() {
@@ -367,6 +371,13 @@ func (x *Message) GetDeliveryCount() uint32 {
 	return 0
 }
 
+func (x *Message) GetIdempotencyKey() string {
+	if x != nil {
+		return x.IdempotencyKey
+	}
+	return ""
+}
+
 var File_pushgw_internal_v1_types_proto protoreflect.FileDescriptor
 
 const file_pushgw_internal_v1_types_proto_rawDesc = "" +
@@ -381,7 +392,7 @@ const file_pushgw_internal_v1_types_proto_rawDesc = "" +
 	"\aconn_id\x18\x06 \x01(\x04R\x06connId\x12\x19\n" +
 	"\blogin_ms\x18\a \x01(\x03R\aloginMs\x12\x1b\n" +
 	"\tclient_ip\x18\b \x01(\tR\bclientIp\x12\x1a\n" +
-	"\bplatform\x18\t \x01(\tR\bplatform\"\xa0\x02\n" +
+	"\bplatform\x18\t \x01(\tR\bplatform\"\xc9\x02\n" +
 	"\aMessage\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x04R\x02id\x12\x10\n" +
 	"\x03app\x18\x02 \x01(\tR\x03app\x12\x12\n" +
@@ -395,7 +406,8 @@ const file_pushgw_internal_v1_types_proto_rawDesc = "" +
 	"expires_ms\x18\b \x01(\x03R\texpiresMs\x126\n" +
 	"\x05state\x18\t \x01(\x0e2 .pushgw.internal.v1.MessageStateR\x05state\x12%\n" +
 	"\x0edelivery_count\x18\n" +
-	" \x01(\rR\rdeliveryCount*\xb0\x01\n" +
+	" \x01(\rR\rdeliveryCount\x12'\n" +
+	"\x0fidempotency_key\x18\v \x01(\tR\x0eidempotencyKey*\xb0\x01\n" +
 	"\fMessageState\x12\x1d\n" +
 	"\x19MESSAGE_STATE_UNSPECIFIED\x10\x00\x12\x18\n" +
 	"\x14MESSAGE_STATE_STORED\x10\x01\x12\x1b\n" +

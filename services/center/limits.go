@@ -9,16 +9,18 @@ import (
 
 // Limits of the center API (documented in docs/openapi.yaml).
 const (
-	maxBodyBytes     = 1 << 20                 // whole request body
-	maxPayloadBytes  = protocol.MaxPayloadSize // after base64 decoding; fits a default-size PUSH frame
-	maxUserBytes     = limits.MaxUserLen
-	maxDeviceBytes   = limits.MaxDeviceLen
-	maxReasonBytes   = 256
-	maxMultiUsers    = 1000
-	defaultTTL       = 24 * time.Hour
-	maxTTL           = 7 * 24 * time.Hour
-	saverStoreChunk  = 500 // messages per Saver.Store call
-	registerLookupCh = 500 // users per Register.Lookup call
+	maxBodyBytes    = 1 << 20                 // whole request body
+	maxPayloadBytes = protocol.MaxPayloadSize // after base64 decoding; fits a default-size PUSH frame
+	maxUserBytes    = limits.MaxUserLen
+	maxDeviceBytes  = limits.MaxDeviceLen
+	maxReasonBytes  = 256
+	// maxIdempotencyKeyBytes matches saver's idempotency_keys.ikey column.
+	maxIdempotencyKeyBytes = 128
+	maxMultiUsers          = 1000
+	defaultTTL             = 24 * time.Hour
+	maxTTL                 = 7 * 24 * time.Hour
+	saverStoreChunk        = 500 // messages per Saver.Store call
+	registerLookupCh       = 500 // users per Register.Lookup call
 )
 
 // Deadlines. Downstream calls are tighter than the whole request so a slow

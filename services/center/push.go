@@ -18,6 +18,8 @@ import (
 type pushResponse struct {
 	ID  string `json:"id"`
 	QoS uint32 `json:"qos"`
+	// Replayed: the idempotency key was used before; ID is that push's.
+	Replayed bool `json:"replayed,omitempty"`
 	// Delivered counts connections that took a QoS 0 message; QoS 1
 	// answers before delivery, so it is absent there.
 	Delivered *int `json:"delivered,omitempty"`
@@ -43,12 +45,17 @@ func (s *Server) handlePush(w http.ResponseWriter, r *http.Request, app appconfi
 	if e != nil {
 		return nil, e
 	}
-	delivered, e := s.send(r.Context(), msgs)
+	msgs[0].IdempotencyKey = req.IdempotencyKey
+	delivered, replaced, e := s.send(r.Context(), msgs)
 	if e != nil {
 		return nil, e
 	}
 	s.m.pushLatency.WithLabelValues("push", strconv.Itoa(int(d.qos))).Observe(time.Since(start).Seconds())
-	return pushResponse{ID: strconv.FormatUint(msgs[0].GetId(), 10), QoS: d.qos, Delivered: delivered}, nil
+	out := pushResponse{ID: strconv.FormatUint(msgs[0].GetId(), 10), QoS: d.qos, Delivered: delivered}
+	if first, ok := replaced[msgs[0].GetId()]; ok {
+		out.ID, out.Replayed = strconv.FormatUint(first, 10), true
+	}
+	return out, nil
 }
 
 func (s *Server) handleMultiPush(w http.ResponseWriter, r *http.Request, app appconfig.App) (any, *apiError) {
@@ -65,7 +72,7 @@ func (s *Server) handleMultiPush(w http.ResponseWriter, r *http.Request, app app
 	if e != nil {
 		return nil, e
 	}
-	delivered, e := s.send(r.Context(), msgs)
+	delivered, _, e := s.send(r.Context(), msgs)
 	if e != nil {
 		return nil, e
 	}
@@ -102,38 +109,59 @@ func (s *Server) newMessages(app string, users []string, device string, d delive
 
 // send runs the QoS contract. QoS 1: store first and answer only once saver
 // has committed; delivery follows in the background. QoS 0: deliver now and
-// report how many connections took it.
-func (s *Server) send(ctx context.Context, msgs []*internalpb.Message) (*int, *apiError) {
+// report how many connections took it. replaced maps the id of a message
+// not stored, its idempotency key being taken, to the id that holds it;
+// that message is not delivered again here.
+func (s *Server) send(ctx context.Context, msgs []*internalpb.Message) (delivered *int, replaced map[uint64]uint64, e *apiError) {
 	if msgs[0].GetQos() == 0 {
 		n, err := s.deliver(ctx, msgs)
 		if err != nil {
 			s.log.Warn("center: qos 0 push failed", "err", err)
-			return nil, errorf(CodeUnavailable, "session lookup failed; the message was not sent, retry shortly")
+			return nil, nil, errorf(CodeUnavailable, "session lookup failed; the message was not sent, retry shortly")
 		}
-		return &n, nil
+		return &n, nil, nil
 	}
-	if err := s.store(ctx, msgs); err != nil {
+	replaced, err := s.store(ctx, msgs)
+	if err != nil {
 		s.log.Warn("center: store failed", "count", len(msgs), "err", err)
 		if status.Code(err) == codes.DeadlineExceeded || errors.Is(err, context.DeadlineExceeded) {
 			// Saver may have committed just after we stopped waiting.
-			return nil, errorf(CodeUnavailable, "message store did not confirm in time; the message may or may not have been stored, so a retry may deliver it twice")
+			return nil, nil, errorf(CodeUnavailable, "message store did not confirm in time; the message may or may not have been stored, so a retry without an idempotency_key may deliver it twice")
 		}
-		return nil, errorf(CodeUnavailable, "message store is unavailable; nothing was accepted, retry the request")
+		return nil, nil, errorf(CodeUnavailable, "message store is unavailable; nothing was accepted, retry the request")
 	}
-	s.m.stored.Add(float64(len(msgs)))
-	s.deliverAsync(ctx, msgs)
-	return nil, nil
+	fresh := msgs
+	if len(replaced) > 0 {
+		fresh = make([]*internalpb.Message, 0, len(msgs))
+		for _, m := range msgs {
+			if _, ok := replaced[m.GetId()]; !ok {
+				fresh = append(fresh, m)
+			}
+		}
+	}
+	s.m.stored.Add(float64(len(fresh)))
+	s.deliverAsync(ctx, fresh)
+	return nil, replaced, nil
 }
 
-func (s *Server) store(ctx context.Context, msgs []*internalpb.Message) error {
+// store makes msgs durable and returns those saver replaced by an earlier
+// message with the same idempotency key.
+func (s *Server) store(ctx context.Context, msgs []*internalpb.Message) (map[uint64]uint64, error) {
+	var replaced map[uint64]uint64
 	for start := 0; start < len(msgs); start += saverStoreChunk {
 		end := min(start+saverStoreChunk, len(msgs))
 		cctx, cancel := context.WithTimeout(ctx, storeTimeout)
-		_, err := s.saver.Store(cctx, &internalpb.StoreRequest{Messages: msgs[start:end]})
+		rep, err := s.saver.Store(cctx, &internalpb.StoreRequest{Messages: msgs[start:end]})
 		cancel()
 		if err != nil {
-			return fmt.Errorf("saver: store %d messages from id %d: %w", end-start, msgs[start].GetId(), err)
+			return nil, fmt.Errorf("saver: store %d messages from id %d: %w", end-start, msgs[start].GetId(), err)
+		}
+		for from, to := range rep.GetReplaced() {
+			if replaced == nil {
+				replaced = map[uint64]uint64{}
+			}
+			replaced[from] = to
 		}
 	}
-	return nil
+	return replaced, nil
 }

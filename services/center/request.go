@@ -16,6 +16,10 @@ type pushRequest struct {
 	PayloadBase64 *string `json:"payload_base64"`
 	QoS           *int    `json:"qos"`
 	TTL           *int64  `json:"ttl"`
+	// IdempotencyKey makes retries safe: a second push of the app with the
+	// same key within the outcome retention stores and sends nothing and
+	// answers the first message's id.
+	IdempotencyKey string `json:"idempotency_key"`
 }
 
 // multiPushRequest is the body of POST /v1/push/multi.
@@ -131,7 +135,17 @@ func (q *pushRequest) validate(keyApp string) (delivery, *apiError) {
 	if e := checkDevice(q.Device); e != nil {
 		return delivery{}, e
 	}
-	return checkDelivery(q.Payload, q.PayloadBase64, q.QoS, q.TTL)
+	d, e := checkDelivery(q.Payload, q.PayloadBase64, q.QoS, q.TTL)
+	if e != nil {
+		return d, e
+	}
+	if len(q.IdempotencyKey) > maxIdempotencyKeyBytes {
+		return d, fieldError("idempotency_key", fmt.Sprintf("idempotency_key is %d bytes; at most %d allowed", len(q.IdempotencyKey), maxIdempotencyKeyBytes))
+	}
+	if q.IdempotencyKey != "" && d.qos == 0 {
+		return d, fieldError("idempotency_key", "idempotency_key needs qos 1: a qos 0 push is not stored, so there is nothing to find on a retry")
+	}
+	return d, nil
 }
 
 func (q *multiPushRequest) validate(keyApp string) (delivery, *apiError) {

@@ -40,7 +40,10 @@ var (
 
 type storeReq struct {
 	msgs []*internalpb.Message
-	done chan error
+	// replaced is set by the writer before done: messages not stored
+	// because their idempotency key named an earlier one.
+	replaced map[uint64]uint64
+	done     chan error
 }
 
 type committer struct {
@@ -68,13 +71,15 @@ func newCommitter(db *msgDB, in *inbox, m *metrics, log *slog.Logger, writers, q
 }
 
 // store queues msgs and waits until they are committed (or ctx ends; the
-// commit may then still happen, which a retried Store tolerates).
-func (c *committer) store(ctx context.Context, msgs []*internalpb.Message) error {
+// commit may then still happen, which a retried Store tolerates). It
+// returns the messages replaced by an earlier one with the same
+// idempotency key.
+func (c *committer) store(ctx context.Context, msgs []*internalpb.Message) (map[uint64]uint64, error) {
 	req := &storeReq{msgs: msgs, done: make(chan error, 1)}
 	c.mu.RLock()
 	if c.closed {
 		c.mu.RUnlock()
-		return errStopped
+		return nil, errStopped
 	}
 	select {
 	case c.queue <- req:
@@ -82,14 +87,14 @@ func (c *committer) store(ctx context.Context, msgs []*internalpb.Message) error
 	default:
 		c.mu.RUnlock()
 		c.metrics.storeRejected.Inc()
-		return errQueueFull
+		return nil, errQueueFull
 	}
 	c.mu.RUnlock()
 	select {
 	case err := <-req.done:
-		return err
+		return req.replaced, err
 	case <-ctx.Done():
-		return ctx.Err()
+		return nil, ctx.Err()
 	}
 }
 
@@ -127,14 +132,22 @@ func (c *committer) writer() {
 			}
 		}
 		timer.Stop()
-		err := c.commit(batch, rows)
+		replaced, err := c.commit(batch, rows)
 		for _, r := range batch {
+			for _, m := range r.msgs {
+				if to, ok := replaced[m.GetId()]; ok {
+					if r.replaced == nil {
+						r.replaced = map[uint64]uint64{}
+					}
+					r.replaced[m.GetId()] = to
+				}
+			}
 			r.done <- err
 		}
 	}
 }
 
-func (c *committer) commit(batch []*storeReq, rows int) error {
+func (c *committer) commit(batch []*storeReq, rows int) (map[uint64]uint64, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), commitTimeout)
 	defer cancel()
 	msgs := make([]*internalpb.Message, 0, rows)
@@ -148,11 +161,11 @@ func (c *committer) commit(batch []*storeReq, rows int) error {
 		}
 	}
 	start := time.Now()
-	kept, err := c.db.insert(ctx, msgs, start)
+	kept, replaced, err := c.db.insert(ctx, msgs, start)
 	c.metrics.commitSeconds.Observe(time.Since(start).Seconds())
 	if err != nil {
 		c.log.Error("store commit failed", "rows", len(msgs), "requests", len(batch), "err", err)
-		return err
+		return nil, err
 	}
 	c.metrics.batchRows.Observe(float64(len(msgs)))
 	c.metrics.stored.Add(float64(len(kept)))
@@ -164,5 +177,5 @@ func (c *committer) commit(batch []*storeReq, rows int) error {
 		c.metrics.redisErrors.WithLabelValues("store").Inc()
 		c.log.Warn("inbox add after commit failed; Pending will read MySQL", "rows", len(kept), "err", err)
 	}
-	return nil
+	return replaced, nil
 }

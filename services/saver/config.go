@@ -42,7 +42,7 @@ func parseFlags(args []string) (*config, error) {
 	fs.BoolVar(&c.migrateOnly, "migrate-only", false, "apply the schema migrations and exit (needs only MySQL)")
 	fs.UintVar(&c.maxDeliveries, "max-deliveries", defaultMaxDeliveries, "deliveries without an ack after which a message is dropped as dead")
 	fs.DurationVar(&c.sweepInterval, "sweep-interval", defaultSweepInterval, "how often expired messages and old outcomes are swept")
-	fs.DurationVar(&c.outcomeRetention, "outcome-retention", defaultOutcomeRetention, "how long Status can still answer for acked, expired or dead messages")
+	fs.DurationVar(&c.outcomeRetention, "outcome-retention", defaultOutcomeRetention, "how long Status can still answer for acked, expired or dead messages, and how long an idempotency key is remembered")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}

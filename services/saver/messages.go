@@ -46,20 +46,24 @@ func sortedIDs(ids []uint64) []uint64 {
 // found already stored. A message whose id already has an outcome (acked,
 // expired or dead) is dropped, so a Store retried after the ack does not
 // deliver it again.
-func (d *msgDB) insert(ctx context.Context, msgs []*internalpb.Message, now time.Time) ([]*internalpb.Message, error) {
+func (d *msgDB) insert(ctx context.Context, msgs []*internalpb.Message, now time.Time) ([]*internalpb.Message, map[uint64]uint64, error) {
 	ids := make([]uint64, len(msgs))
 	for i, m := range msgs {
 		ids[i] = m.GetId()
 	}
 	var kept []*internalpb.Message
+	var replaced map[uint64]uint64
 	err := inTx(ctx, d.db, func(tx *sql.Tx) error {
 		done, err := queryIDs(ctx, tx, "SELECT id FROM message_outcomes WHERE id IN ("+placeholders(len(ids))+")", idArgs(ids)...)
 		if err != nil {
 			return fmt.Errorf("check outcomes: %w", err)
 		}
+		if replaced, err = claimKeys(ctx, tx, msgs, now); err != nil {
+			return err
+		}
 		kept = kept[:0]
 		for _, m := range msgs {
-			if !done[m.GetId()] {
+			if _, dup := replaced[m.GetId()]; !done[m.GetId()] && !dup {
 				kept = append(kept, m)
 			}
 		}
@@ -77,9 +81,75 @@ func (d *msgDB) insert(ctx context.Context, msgs []*internalpb.Message, now time
 		return nil
 	})
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	return kept, nil
+	return kept, replaced, nil
+}
+
+// claimKeys records the idempotency keys of msgs in tx and returns the
+// messages whose key already names another message (an earlier Store, or
+// an earlier message of this batch): message id -> that message's id.
+// The locking read sees keys committed after this transaction began, and
+// waits for one still being inserted, so two Stores racing with one key
+// agree on a single message.
+func claimKeys(ctx context.Context, tx *sql.Tx, msgs []*internalpb.Message, now time.Time) (map[uint64]uint64, error) {
+	var keyed []*internalpb.Message
+	for _, m := range msgs {
+		if m.GetIdempotencyKey() != "" {
+			keyed = append(keyed, m)
+		}
+	}
+	if len(keyed) == 0 {
+		return nil, nil
+	}
+	var b strings.Builder
+	b.WriteString("INSERT IGNORE INTO idempotency_keys (app, ikey, id, created_ms) VALUES ")
+	args := make([]any, 0, 4*len(keyed))
+	for i, m := range keyed {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		b.WriteString("(?,?,?,?)")
+		args = append(args, m.GetApp(), m.GetIdempotencyKey(), m.GetId(), now.UnixMilli())
+	}
+	if _, err := tx.ExecContext(ctx, b.String(), args...); err != nil {
+		return nil, fmt.Errorf("idempotency keys: %w", err)
+	}
+	b.Reset()
+	b.WriteString("SELECT app, ikey, id FROM idempotency_keys WHERE (app, ikey) IN (")
+	args = args[:0]
+	for i, m := range keyed {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		b.WriteString("(?,?)")
+		args = append(args, m.GetApp(), m.GetIdempotencyKey())
+	}
+	b.WriteString(") LOCK IN SHARE MODE")
+	rows, err := tx.QueryContext(ctx, b.String(), args...)
+	if err != nil {
+		return nil, fmt.Errorf("idempotency keys: %w", err)
+	}
+	defer rows.Close()
+	owner := make(map[[2]string]uint64, len(keyed))
+	for rows.Next() {
+		var app, key string
+		var id uint64
+		if err := rows.Scan(&app, &key, &id); err != nil {
+			return nil, fmt.Errorf("idempotency keys: %w", err)
+		}
+		owner[[2]string{app, key}] = id
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("idempotency keys: %w", err)
+	}
+	replaced := map[uint64]uint64{}
+	for _, m := range keyed {
+		if id, ok := owner[[2]string{m.GetApp(), m.GetIdempotencyKey()}]; ok && id != m.GetId() {
+			replaced[m.GetId()] = id
+		}
+	}
+	return replaced, nil
 }
 
 func insertRows(ctx context.Context, tx *sql.Tx, msgs []*internalpb.Message, now time.Time) error {
@@ -313,6 +383,16 @@ func (d *msgDB) pruneOutcomes(ctx context.Context, before time.Time, limit int) 
 	res, err := d.db.ExecContext(ctx, "DELETE FROM message_outcomes WHERE at_ms < ? LIMIT ?", before.UnixMilli(), limit)
 	if err != nil {
 		return 0, fmt.Errorf("saver: prune outcomes: %w", err)
+	}
+	return res.RowsAffected()
+}
+
+// pruneKeys deletes idempotency keys recorded before before: a retry
+// later than the outcome retention is a new message.
+func (d *msgDB) pruneKeys(ctx context.Context, before time.Time, limit int) (int64, error) {
+	res, err := d.db.ExecContext(ctx, "DELETE FROM idempotency_keys WHERE created_ms < ? LIMIT ?", before.UnixMilli(), limit)
+	if err != nil {
+		return 0, fmt.Errorf("saver: prune idempotency keys: %w", err)
 	}
 	return res.RowsAffected()
 }

@@ -5,6 +5,7 @@ import (
 	"context"
 	"net"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -245,6 +246,81 @@ func TestIdempotentStore(t *testing.T) {
 	f.store(t, m) // a retry that arrives after the ack
 	if got := f.pending(t, "app1", "frank", ""); len(got) != 0 {
 		t.Fatalf("acked message redelivered after a retried store: %v", ids(got))
+	}
+}
+
+// A business retry carries the same idempotency key under a new id: saver
+// stores nothing new and names the first message, whether the retry comes
+// later, in the same group commit, or from many callers at once; the same
+// key in another app is another message.
+func TestIdempotencyKey(t *testing.T) {
+	f := newFixture(t, 10)
+	keyed := func(app, user, key string) *internalpb.Message {
+		m := msg(app, user, "", 0)
+		m.IdempotencyKey = key
+		return m
+	}
+	first := keyed("app1", "ida", "order-17")
+	f.store(t, first)
+	retry := keyed("app1", "ida", "order-17")
+	r, err := f.cli.Store(callCtx(t), &internalpb.StoreRequest{Messages: []*internalpb.Message{retry}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.GetReplaced()[retry.GetId()] != first.GetId() || f.rowCount(t, "messages", retry.GetId()) != 0 {
+		t.Fatalf("retry: replaced %v, want %d -> %d and no row", r.GetReplaced(), retry.GetId(), first.GetId())
+	}
+
+	// Many callers with one new key at once: exactly one message stored,
+	// and every caller told its id.
+	const callers = 8
+	var wg sync.WaitGroup
+	msgs := make([]*internalpb.Message, callers)
+	answers := make([]uint64, callers)
+	for i := range msgs {
+		msgs[i] = keyed("app1", "ida", "order-18")
+	}
+	for i := range msgs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			r, err := f.cli.Store(callCtx(t), &internalpb.StoreRequest{Messages: []*internalpb.Message{msgs[i]}})
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			answers[i] = msgs[i].GetId()
+			if to, ok := r.GetReplaced()[msgs[i].GetId()]; ok {
+				answers[i] = to
+			}
+		}()
+	}
+	wg.Wait()
+	stored := 0
+	for i, m := range msgs {
+		stored += f.rowCount(t, "messages", m.GetId())
+		if answers[i] != answers[0] {
+			t.Fatalf("callers told different ids: %v", answers)
+		}
+	}
+	if stored != 1 {
+		t.Fatalf("%d messages stored for one key", stored)
+	}
+
+	// Two messages with one key in one request: the first wins.
+	a, b := keyed("app1", "ida", "order-19"), keyed("app1", "ida", "order-19")
+	r, err = f.cli.Store(callCtx(t), &internalpb.StoreRequest{Messages: []*internalpb.Message{a, b}})
+	if err != nil || r.GetReplaced()[b.GetId()] != a.GetId() || f.rowCount(t, "messages", a.GetId()) != 1 {
+		t.Fatalf("one key twice in a request: %v %v", r.GetReplaced(), err)
+	}
+
+	other := keyed("app2", "ida", "order-17")
+	f.store(t, other)
+	if f.rowCount(t, "messages", other.GetId()) != 1 {
+		t.Fatal("another app's message with the same key was not stored")
+	}
+	if _, err := f.cli.Store(callCtx(t), &internalpb.StoreRequest{Messages: []*internalpb.Message{keyed("app1", "ida", strings.Repeat("k", 129))}}); status.Code(err) != codes.InvalidArgument {
+		t.Fatalf("129-byte key: %v", err)
 	}
 }
 

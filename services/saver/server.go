@@ -51,10 +51,11 @@ func (s *server) Store(ctx context.Context, req *internalpb.StoreRequest) (*inte
 			m.CreatedMs = now
 		}
 	}
-	if err := s.committer.store(ctx, msgs); err != nil {
+	replaced, err := s.committer.store(ctx, msgs)
+	if err != nil {
 		return nil, s.fail(ctx, "store", err)
 	}
-	return &internalpb.StoreReply{}, nil
+	return &internalpb.StoreReply{Replaced: replaced}, nil
 }
 
 func (s *server) Pending(ctx context.Context, req *internalpb.PendingRequest) (*internalpb.PendingReply, error) {

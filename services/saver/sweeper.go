@@ -77,20 +77,27 @@ func (w *sweeper) sweep(ctx context.Context, now time.Time) int {
 			break
 		}
 	}
-	pruned := int64(0)
+	pruned := w.prune(ctx, now, w.db.pruneOutcomes)
+	keys := w.prune(ctx, now, w.db.pruneKeys)
+	if expired > 0 || pruned > 0 || keys > 0 {
+		w.log.Info("swept", "expired", expired, "outcomes_pruned", pruned, "idempotency_keys_pruned", keys)
+	}
+	return expired
+}
+
+// prune deletes rows older than the retention in bounded batches with f.
+func (w *sweeper) prune(ctx context.Context, now time.Time, f func(context.Context, time.Time, int) (int64, error)) int64 {
+	total := int64(0)
 	for i := 0; i < sweepMaxBatches; i++ {
-		n, err := w.db.pruneOutcomes(ctx, now.Add(-w.retention), sweepBatch)
+		n, err := f(ctx, now.Add(-w.retention), sweepBatch)
 		if err != nil {
 			w.log.Error("prune failed", "err", err)
 			break
 		}
-		pruned += n
+		total += n
 		if n < sweepBatch {
 			break
 		}
 	}
-	if expired > 0 || pruned > 0 {
-		w.log.Info("swept", "expired", expired, "outcomes_pruned", pruned)
-	}
-	return expired
+	return total
 }

@@ -13,10 +13,12 @@ import (
 // Input limits; the string bounds match the column sizes in
 // migrations/0001_init.sql.
 const (
-	maxBatch      = 1000
-	maxAppLen     = limits.MaxAppLen
-	maxDeviceLen  = limits.MaxDeviceLen
-	maxPayload    = 64 << 10
+	maxBatch     = 1000
+	maxAppLen    = limits.MaxAppLen
+	maxDeviceLen = limits.MaxDeviceLen
+	maxPayload   = 64 << 10
+	// maxIdemKeyLen matches idempotency_keys.ikey (migration 0004).
+	maxIdemKeyLen = 128
 	pendingDefLim = 100
 	pendingMaxLim = 500
 	qosAtLeastOne = 1
@@ -47,6 +49,8 @@ func checkMessages(msgs []*internalpb.Message) error {
 			err = fmt.Errorf("qos %d: only qos 1 is stored", m.GetQos())
 		case m.GetExpiresMs() < 0 || m.GetCreatedMs() < 0:
 			err = fmt.Errorf("negative time")
+		case len(m.GetIdempotencyKey()) > maxIdemKeyLen:
+			err = fmt.Errorf("idempotency key longer than %d bytes", maxIdemKeyLen)
 		}
 		if err != nil {
 			return invalid("message %d: %v", m.GetId(), err)

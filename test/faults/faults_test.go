@@ -21,6 +21,7 @@ var (
 	outFlag      = flag.String("faults.out", "", "also write the result JSON to this file")
 	clientsFlag  = flag.Int("faults.clients", 0, "SDK clients (one user each); 0 keeps the plan's")
 	rateFlag     = flag.Int("faults.rate", 0, "pushes per second; 0 keeps the plan's")
+	retriesFlag  = flag.Int("faults.retries", -1, "writer retries of an unacknowledged push (same idempotency key); -1 keeps the plan's, 0 measures 'recovered'")
 	keepLogsFlag = flag.Bool("faults.keep-logs", false, "keep the services' logs of a passing run too")
 	seedFlag     = flag.Uint64("faults.seed", 0, "seed of the full plan's random fault pairs; 0 picks one (printed in the JSON)")
 	stepsFlag    = flag.String("faults.steps", "", "regexp: run only the plan's faults whose names match")
@@ -48,6 +49,9 @@ func TestFaults(t *testing.T) {
 	}
 	if *rateFlag > 0 {
 		s.Rate = *rateFlag
+	}
+	if *retriesFlag >= 0 {
+		s.Retries = *retriesFlag
 	}
 	if *stepsFlag != "" {
 		re, err := regexp.Compile(*stepsFlag)

@@ -68,7 +68,7 @@ func runSchedule(t *testing.T, s schedule, out string, keepLogs bool) {
 	defer closeLog()
 	defer h.fleet.stop()
 
-	h.writer = newWriter(h.c.App, h.c.APIKey, h.c.CenterURLs, h.users, s.Rate, h.chk)
+	h.writer = newWriter(h.c.App, h.c.APIKey, h.c.CenterURLs, h.users, s.Rate, s.Retries, h.chk)
 	ctx, stopWriting := context.WithCancel(context.Background())
 	writerDone := make(chan struct{})
 	go func() { h.writer.run(ctx); close(writerDone) }()

@@ -160,9 +160,12 @@ func backlog() step {
 
 // schedule is a named fault plan with its load.
 type schedule struct {
-	Name    string        `json:"name"`
-	Clients int           `json:"clients"`
-	Rate    int           `json:"rate_per_s"`
+	Name    string `json:"name"`
+	Clients int    `json:"clients"`
+	Rate    int    `json:"rate_per_s"`
+	// Retries is how often the writer retries an unacknowledged push (with
+	// its idempotency key, on the other center).
+	Retries int           `json:"writer_retries"`
 	Settle  time.Duration `json:"-"`
 	// Drain bounds the wait for redelivery once the writer stopped, with
 	// every client still connected as it was.
@@ -185,7 +188,7 @@ const pairsInFull = 8
 // excluded: a process restarted without etcd exits by design).
 func fullSchedule(seed uint64) schedule {
 	s := schedule{
-		Name: "full", Clients: 200, Rate: 50, Settle: 6 * time.Second, Drain: 100 * time.Second,
+		Name: "full", Clients: 200, Rate: 50, Retries: 2, Settle: 6 * time.Second, Drain: 100 * time.Second,
 		PrivateMariaDB: true, PrivateEtcd: true, Seed: seed,
 		steps: []step{
 			killRestart(test.RoomName(0), 2*time.Second),
@@ -223,7 +226,7 @@ func fullSchedule(seed uint64) schedule {
 // exercises a different recovery path, on the shared MariaDB and etcd.
 func shortSchedule() schedule {
 	return schedule{
-		Name: "short", Clients: 30, Rate: 20, Settle: 4 * time.Second, Drain: 60 * time.Second,
+		Name: "short", Clients: 30, Rate: 20, Retries: 2, Settle: 4 * time.Second, Drain: 60 * time.Second,
 		steps: []step{
 			killRestart(test.RoomName(0), time.Second),
 			hang(test.RoomName(1), 5*time.Second),

@@ -24,17 +24,24 @@ const (
 	maxInflight = 256
 	// messageTTL keeps every message alive well past the end of a run.
 	messageTTL = time.Hour
+	// retryBackoff is the wait before a writer's first retry, doubling.
+	retryBackoff = 250 * time.Millisecond
 )
 
 // writer sends QoS 1 pushes at a steady rate, alternating between centers,
-// each with a unique payload key. It never retries: a retry would be a new
-// message to the checker, and an unanswered attempt is what "recovered"
-// measures.
+// each with a unique payload key. Like a careful business it retries a push
+// that was not acknowledged, on the other center, with the same
+// idempotency key (the payload key): one attempt is one message to the
+// checker however many calls it took, and a retry that stored a second
+// copy shows up as unexpected (an id center did not acknowledge) or
+// duplicated. With retries off, an unanswered attempt that arrives anyway
+// is what "recovered" measures.
 type writer struct {
 	app, apiKey string
 	centers     []string
 	users       []string
 	rate        int
+	retries     int
 	chk         *checker
 	hc          *http.Client
 
@@ -43,9 +50,9 @@ type writer struct {
 	wg      sync.WaitGroup
 }
 
-func newWriter(app, apiKey string, centers, users []string, rate int, chk *checker) *writer {
+func newWriter(app, apiKey string, centers, users []string, rate, retries int, chk *checker) *writer {
 	return &writer{
-		app: app, apiKey: apiKey, centers: centers, users: users, rate: rate, chk: chk,
+		app: app, apiKey: apiKey, centers: centers, users: users, rate: rate, retries: retries, chk: chk,
 		hc: &http.Client{Timeout: pushTimeout, Transport: &http.Transport{
 			MaxIdleConnsPerHost: maxInflight, IdleConnTimeout: 30 * time.Second,
 		}},
@@ -112,6 +119,11 @@ func (w *writer) pushTo(n int64, user string) {
 	}
 	w.chk.attempted(a)
 	id, err := w.call(a)
+	for try := 0; err != nil && try < w.retries; try++ {
+		time.Sleep(retryBackoff << try)
+		a.center = (a.center + 1) % len(w.centers)
+		id, err = w.call(a)
+	}
 	if err != nil {
 		w.chk.finished(a.key, false, 0, errClass(err))
 		return
@@ -130,6 +142,7 @@ func (e *apiError) Error() string { return fmt.Sprintf("http %d %s", e.status, e
 func (w *writer) call(a *attempt) (uint64, error) {
 	body, _ := json.Marshal(map[string]any{
 		"app": w.app, "user": a.user, "payload": a.key, "qos": 1, "ttl": int(messageTTL / time.Second),
+		"idempotency_key": a.key,
 	})
 	req, err := http.NewRequest(http.MethodPost, w.centers[a.center]+"/v1/push", bytes.NewReader(body))
 	if err != nil {
