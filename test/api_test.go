@@ -121,3 +121,29 @@ func TestIdempotentPush(t *testing.T) {
 		}
 	}
 }
+
+// A retry whose key names a message stored but never delivered (the
+// center that stored it could not, or died) delivers that message at once
+// instead of leaving it to the sweep, which is off here.
+func TestIdempotentRetryDeliversStoredMessage(t *testing.T) {
+	c := StartCluster(t, Options{ExtraCenterArg: noSweep})
+	cl := startSDK(t, c, "replay", "phone")
+	Eventually(t, 10*time.Second, "client connected", func() bool { return cl.Endpoint() != "" })
+	body := map[string]any{"app": c.App, "user": "replay", "payload": "late", "qos": 1, "idempotency_key": "evt-9"}
+	c.Kill("register")
+	status, first := c.API("POST", "/v1/push", body)
+	if status != http.StatusOK {
+		t.Fatalf("push with register down: %d %v", status, first)
+	}
+	time.Sleep(9 * time.Second) // center's delivery retries (0.5, 2, 5 s) all fail
+	c.Start("register")
+	id, _ := strconv.ParseUint(first["id"].(string), 10, 64)
+	if cl.Count(id) != 0 {
+		t.Fatal("delivered while register was down")
+	}
+	status, again := c.API("POST", "/v1/push", body)
+	if status != http.StatusOK || again["id"] != first["id"] || again["replayed"] != true {
+		t.Fatalf("retry: %d %v", status, again)
+	}
+	Eventually(t, 5*time.Second, "the stored message delivered by the retry", func() bool { return cl.Count(id) == 1 })
+}

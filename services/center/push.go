@@ -140,8 +140,31 @@ func (s *Server) send(ctx context.Context, msgs []*internalpb.Message) (delivere
 		}
 	}
 	s.m.stored.Add(float64(len(fresh)))
-	s.deliverAsync(ctx, fresh)
+	s.deliverAsync(ctx, append(fresh, s.replayed(ctx, msgs[0].GetApp(), replaced)...))
 	return nil, replaced, nil
+}
+
+// replayed returns the stored messages a retry's idempotency key named,
+// still waiting for an ACK, to be delivered again: the center that stored
+// one may have died before delivering it (the likely reason for the
+// retry), and the sweep would only find it seconds later. A copy already
+// delivered is dropped by the SDK. What cannot be read here is left to the
+// sweep.
+func (s *Server) replayed(ctx context.Context, app string, replaced map[uint64]uint64) []*internalpb.Message {
+	var out []*internalpb.Message
+	for _, id := range replaced {
+		cctx, cancel := context.WithTimeout(ctx, downstreamTimeout)
+		rep, err := s.saver.Status(cctx, &internalpb.StatusRequest{App: app, Id: id})
+		cancel()
+		if err != nil || !rep.GetFound() {
+			continue
+		}
+		switch m := rep.GetMessage(); m.GetState() {
+		case internalpb.MessageState_MESSAGE_STATE_STORED, internalpb.MessageState_MESSAGE_STATE_DELIVERED:
+			out = append(out, m)
+		}
+	}
+	return out
 }
 
 // store makes msgs durable and returns those saver replaced by an earlier
