@@ -16,6 +16,13 @@ const (
 	refreshBatch = 500
 )
 
+// putRetryDelays pace the second chances of logins whose put failed
+// (register restarting): after each delay their sessions are refreshed and
+// what register lacks is put again, with a pull of what was stored
+// meanwhile. Without them a login would stay invisible to center until the
+// next -session-refresh, a minute by default.
+var putRetryDelays = [...]time.Duration{time.Second, 2 * time.Second, 4 * time.Second, 8 * time.Second, 16 * time.Second}
+
 // regOp is one queued change at register.
 type regOp struct {
 	del bool
@@ -72,10 +79,13 @@ func (ss *sessionSync) flush(ops []regOp) {
 		}
 	}
 	if len(puts) > 0 {
-		ss.call("Register.Put", func(ctx context.Context) error {
+		err := ss.call("Register.Put", func(ctx context.Context) error {
 			_, err := ss.r.register.Put(ctx, &internalpb.PutSessionsRequest{Sessions: puts})
 			return err
 		}, len(puts))
+		if err != nil {
+			ss.retryPuts(puts, 0)
+		}
 		for _, op := range ops {
 			if op.then != nil {
 				op.then()
@@ -90,7 +100,7 @@ func (ss *sessionSync) flush(ops []regOp) {
 	}
 }
 
-func (ss *sessionSync) call(method string, f func(context.Context) error, n int) {
+func (ss *sessionSync) call(method string, f func(context.Context) error, n int) error {
 	err := retry(registerAttempts, registerBackoff, nil, func() error {
 		ctx, cancel := context.WithTimeout(context.Background(), grpcconn.DefaultCallTimeout)
 		defer cancel()
@@ -104,6 +114,24 @@ func (ss *sessionSync) call(method string, f func(context.Context) error, n int)
 		ss.r.m.batchFailed.WithLabelValues("register").Inc()
 		ss.r.log.Warn("room: register batch failed", "method", method, "sessions", n, "err", err)
 	}
+	return err
+}
+
+// retryPuts gives failed puts their next chance after putRetryDelays[n].
+func (ss *sessionSync) retryPuts(sessions []*internalpb.Session, n int) {
+	if n >= len(putRetryDelays) {
+		return // the periodic refresh remains
+	}
+	time.AfterFunc(putRetryDelays[n], func() {
+		select {
+		case <-ss.stop:
+			return
+		default:
+		}
+		if ss.refresh(sessions) != nil {
+			ss.retryPuts(sessions, n+1)
+		}
+	})
 }
 
 func (ss *sessionSync) refreshLoop() {
@@ -124,40 +152,43 @@ func (ss *sessionSync) refreshLoop() {
 // the ones register no longer knows (e.g. Redis lost its data).
 func (ss *sessionSync) refreshAll() {
 	batch := make([]*internalpb.Session, 0, refreshBatch)
-	send := func() {
-		if len(batch) == 0 {
-			return
-		}
-		ctx, cancel := context.WithTimeout(context.Background(), grpcconn.DefaultCallTimeout)
-		rep, err := ss.r.register.Refresh(ctx, &internalpb.RefreshSessionsRequest{Sessions: batch})
-		cancel()
-		batch = make([]*internalpb.Session, 0, refreshBatch)
-		if err != nil {
-			ss.r.m.peerErrors.WithLabelValues("Register.Refresh").Inc()
-			ss.r.log.Warn("room: session refresh failed", "err", err)
-			return
-		}
-		for _, m := range rep.GetMissing() {
-			// Only sessions still open here: a missing one that closed
-			// meanwhile must not come back.
-			if s, ok := ss.r.hub.Get(m.GetConnId()); ok && s.isAuthed() && s.reg.GetConnId() == m.GetConnId() {
-				// While register did not know the session, center found
-				// nobody to push to: pull what was stored meanwhile once the
-				// session is back.
-				ss.PutThen(s.reg, func() { ss.r.pullPending(s) })
-			}
-		}
-	}
 	ss.r.hub.Range(func(s *session) {
 		if !s.isAuthed() {
 			return
 		}
 		batch = append(batch, s.reg)
 		if len(batch) == refreshBatch {
-			send()
+			_ = ss.refresh(batch)
+			batch = make([]*internalpb.Session, 0, refreshBatch)
 		}
 	})
-	send()
+	if len(batch) > 0 {
+		_ = ss.refresh(batch)
+	}
+}
+
+// refresh extends the TTL of sessions at register and puts back those it
+// does not know, if their connection is still open here.
+func (ss *sessionSync) refresh(sessions []*internalpb.Session) error {
+	ctx, cancel := context.WithTimeout(context.Background(), grpcconn.DefaultCallTimeout)
+	rep, err := ss.r.register.Refresh(ctx, &internalpb.RefreshSessionsRequest{Sessions: sessions})
+	cancel()
+	if err != nil {
+		ss.r.m.peerErrors.WithLabelValues("Register.Refresh").Inc()
+		ss.r.log.Warn("room: session refresh failed", "err", err)
+		return err
+	}
+	for _, m := range rep.GetMissing() {
+		// Only sessions still open here: a missing one that closed
+		// meanwhile must not come back.
+		if s, ok := ss.r.hub.Get(m.GetConnId()); ok && s.isAuthed() && s.reg.GetConnId() == m.GetConnId() {
+			// While register did not know the session, center found
+			// nobody to push to: pull what was stored meanwhile once the
+			// session is back.
+			ss.PutThen(s.reg, func() { ss.r.pullPending(s) })
+		}
+	}
+	return nil
 }
 
 // Close stops refreshing and flushes queued changes within ctx.
