@@ -221,6 +221,8 @@ func TestReconnectMethod(t *testing.T) {
 	if m := h.msg(t); string(m.Payload) != "after Reconnect" {
 		t.Fatal(m)
 	}
+	// The ACK follows the count, which follows the handler.
+	rc2.ackedIDs(t, 1)
 	if st := h.c.Stats(); st.Connects != 2 || st.Handled != 1 {
 		t.Fatalf("stats %+v, want 2 connects and 1 handled", st)
 	}
