@@ -145,5 +145,5 @@ func TestIdempotentRetryDeliversStoredMessage(t *testing.T) {
 	if status != http.StatusOK || again["id"] != first["id"] || again["replayed"] != true {
 		t.Fatalf("retry: %d %v", status, again)
 	}
-	Eventually(t, 5*time.Second, "the stored message delivered by the retry", func() bool { return cl.Count(id) == 1 })
+	Eventually(t, 10*time.Second, "the stored message delivered by the retry", func() bool { return cl.Count(id) == 1 })
 }
