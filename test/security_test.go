@@ -131,7 +131,7 @@ func TestSecurity(t *testing.T) {
 		_, wport, _ := net.SplitHostPort(wild.Addr().String())
 		if nc, err := net.DialTimeout("tcp", "127.0.0.2:"+wport, 2*time.Second); err != nil {
 			wild.Close()
-			t.Skipf("127.0.0.2 does not reach a wildcard listener here (%v); cannot tell the binding apart", err)
+			t.Fatalf("127.0.0.2 does not reach a wildcard listener here (%v), so this test cannot tell the bindings apart; it needs Linux loopback routing all of 127.0.0.0/8 (ip addr show lo)", err)
 		} else {
 			nc.Close()
 		}

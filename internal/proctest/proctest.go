@@ -82,8 +82,8 @@ func Start(t testing.TB, newSpec func() Spec) *Server {
 }
 
 // Binary returns the first candidate that is an executable: a name with a
-// slash is a path, any other name is looked up in PATH. The test is skipped
-// when there is none, naming the Debian package that provides it.
+// slash is a path, any other name is looked up in PATH. The test fails when
+// there is none, naming the Debian package that provides it.
 func Binary(t testing.TB, debianPackage string, candidates ...string) string {
 	t.Helper()
 	for _, c := range candidates {
@@ -91,7 +91,9 @@ func Binary(t testing.TB, debianPackage string, candidates ...string) string {
 			return p
 		}
 	}
-	t.Skipf("proctest: none of %v installed (apt-get install %s; scripts/deps.sh does)", candidates, debianPackage)
+	// Failing, not skipping: a missing server is a broken setup that a
+	// skip would hide.
+	t.Fatalf("proctest: none of %v installed; run scripts/deps.sh (make deps), which installs %s", candidates, debianPackage)
 	return ""
 }
 

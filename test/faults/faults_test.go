@@ -28,9 +28,6 @@ var (
 )
 
 func TestFaults(t *testing.T) {
-	if testing.Short() {
-		t.Skip("fault suite skipped in -short mode")
-	}
 	var s schedule
 	switch *scheduleFlag {
 	case "short":
