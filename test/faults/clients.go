@@ -89,12 +89,8 @@ func (f *fleet) offline(n int) (back func() error) {
 			if err != nil {
 				return err
 			}
-			st := c.sdk.Stats()
 			f.mu.Lock()
-			f.retired.Connects += st.Connects
-			f.retired.Handled += st.Handled
-			f.retired.Redelivered += st.Redelivered
-			f.retired.HandlerErrs += st.HandlerErrs
+			addStats(&f.retired, c.sdk.Stats())
 			f.clients[i] = nc
 			f.mu.Unlock()
 		}
@@ -133,13 +129,16 @@ func (f *fleet) stats() sdk.Stats {
 	s := f.retired
 	f.mu.Unlock()
 	for _, c := range f.snapshot() {
-		cs := c.sdk.Stats()
-		s.Connects += cs.Connects
-		s.Handled += cs.Handled
-		s.Redelivered += cs.Redelivered
-		s.HandlerErrs += cs.HandlerErrs
+		addStats(&s, c.sdk.Stats())
 	}
 	return s
+}
+
+func addStats(dst *sdk.Stats, s sdk.Stats) {
+	dst.Connects += s.Connects
+	dst.Handled += s.Handled
+	dst.Redelivered += s.Redelivered
+	dst.HandlerErrs += s.HandlerErrs
 }
 
 func (f *fleet) stop() { closeAll(f.snapshot()) }
