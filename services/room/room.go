@@ -112,7 +112,8 @@ func (r *room) OnFrame(s *session, f protocol.Frame) {
 	r.m.frameIn(f.Op)
 	// Checked first, so a flood costs one clock read per frame and nothing
 	// else: no decode, no reply, no call to a peer.
-	if !r.frameRate.allow(&s.limit, monoNanos(time.Now())) {
+	now := monoNanos(time.Now())
+	if !r.frameRate.allow(&s.limit, now) {
 		r.m.rateLimited.Inc()
 		s.fail(f.Seq, protocol.CodeRateLimited, fmt.Sprintf("more than %d frames in a burst or %d frames/s on average", r.cfg.frameBurst, r.cfg.maxFrameRate))
 		return
@@ -126,7 +127,7 @@ func (r *room) OnFrame(s *session, f protocol.Frame) {
 		return
 	}
 	// Any frame proves the client alive.
-	s.timer.Touch(r.cfg.liveTimeout())
+	s.timer.TouchAt(now, r.cfg.liveTimeout())
 	switch f.Op {
 	case protocol.OpPing:
 		s.send(protocol.OpPong, protocol.AppendFrame(make([]byte, 0, protocol.HeaderSize), protocol.OpPong, 0, f.Seq, nil))

@@ -36,6 +36,24 @@ func BenchmarkWheelTouch(b *testing.B) {
 	}
 }
 
+// BenchmarkFrameLimitAndTouch is what OnFrame pays per inbound frame for
+// the rate limit and liveness together: one clock read shared by both.
+func BenchmarkFrameLimitAndTouch(b *testing.B) {
+	_, timers := benchWheel(b)
+	r := newFrameRate(1e9, 1<<30)
+	var l frameLimiter
+	i := 0
+	b.ReportAllocs()
+	for b.Loop() {
+		now := monoNanos(time.Now())
+		if !r.allow(&l, now) {
+			b.Fatal("refused")
+		}
+		timers[i].TouchAt(now, 90*time.Second)
+		i = (i + 1) % len(timers)
+	}
+}
+
 func BenchmarkWheelTouchParallel(b *testing.B) {
 	_, timers := benchWheel(b)
 	var next atomic.Int64

@@ -37,8 +37,12 @@ type wheelTimer[T any] struct {
 }
 
 // Touch moves the deadline to now+d.
-func (t *wheelTimer[T]) Touch(d time.Duration) {
-	t.deadline.Store(monoNanos(time.Now().Add(d)))
+func (t *wheelTimer[T]) Touch(d time.Duration) { t.TouchAt(monoNanos(time.Now()), d) }
+
+// TouchAt is Touch with now (monoNanos) already read, so a frame's
+// handling reads the clock once for the rate limit and the deadline.
+func (t *wheelTimer[T]) TouchAt(now int64, d time.Duration) {
+	t.deadline.Store(now + int64(d))
 }
 
 // timingWheel is one hashed wheel for every connection's deadline (auth
