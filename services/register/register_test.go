@@ -5,7 +5,6 @@ import (
 	"io"
 	"log/slog"
 	"net"
-	"os"
 	"sort"
 	"strconv"
 	"testing"
@@ -18,32 +17,23 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 
+	"github.com/pushgw/pushgw/internal/redistest"
 	"github.com/pushgw/pushgw/pkg/grpcconn"
 	"github.com/pushgw/pushgw/proto/internalpb"
 )
-
-// testRedisDB is register's own Redis database for tests; override with
-// PUSHGW_TEST_REGISTER_REDIS_DB if another suite uses it.
-const testRedisDB = 13
 
 type fixture struct {
 	rdb *redis.Client
 	cli internalpb.RegisterClient
 }
 
-// newFixture serves register on a real loopback socket over an emptied
-// Redis database.
+// newFixture serves register on a real loopback socket over a private,
+// empty Redis.
 func newFixture(t *testing.T, ttl time.Duration) *fixture {
 	t.Helper()
-	db := testRedisDB
-	if v, err := strconv.Atoi(os.Getenv("PUSHGW_TEST_REGISTER_REDIS_DB")); err == nil {
-		db = v
-	}
-	rdb, err := newRedis(context.Background(), "127.0.0.1:6379", db)
+	// A private redis-server per test, so parallel runs never share keys.
+	rdb, err := newRedis(context.Background(), redistest.Start(t).Addr(), 0)
 	if err != nil {
-		t.Fatal(err)
-	}
-	if err := rdb.FlushDB(context.Background()).Err(); err != nil {
 		t.Fatal(err)
 	}
 	st := &store{rdb: rdb, ttl: ttl}
@@ -66,7 +56,6 @@ func newFixture(t *testing.T, ttl time.Duration) *fixture {
 	t.Cleanup(func() {
 		cc.Close()
 		gs.Stop()
-		rdb.FlushDB(context.Background())
 		rdb.Close()
 	})
 	return &fixture{rdb: rdb, cli: internalpb.NewRegisterClient(cc)}

@@ -20,13 +20,10 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 
+	"github.com/pushgw/pushgw/internal/redistest"
 	"github.com/pushgw/pushgw/pkg/grpcconn"
 	"github.com/pushgw/pushgw/proto/internalpb"
 )
-
-// testRedisDB is saver's own Redis database for tests; override with
-// PUSHGW_TEST_SAVER_REDIS_DB if another suite uses it.
-const testRedisDB = 14
 
 var nextID atomic.Uint64
 
@@ -75,7 +72,7 @@ func testDSN(t testing.TB) *mysql.Config {
 	return cfg
 }
 
-// newFixture migrates a fresh database, empties the test Redis database and
+// newFixture migrates a fresh database, starts a private Redis and
 // serves saver on a real loopback socket.
 func newFixture(t testing.TB, maxDeliveries uint32) *fixture {
 	t.Helper()
@@ -88,15 +85,10 @@ func newFixture(t testing.TB, maxDeliveries uint32) *fixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	db := testRedisDB
-	if v, err := strconv.Atoi(os.Getenv("PUSHGW_TEST_SAVER_REDIS_DB")); err == nil {
-		db = v
-	}
-	rdb, err := newRedis(ctx, "127.0.0.1:6379", db)
+	// A private redis-server per test: tests flush and inspect it freely,
+	// and parallel runs (other packages, other checkouts) never share keys.
+	rdb, err := newRedis(ctx, redistest.Start(t).Addr(), 0)
 	if err != nil {
-		t.Fatal(err)
-	}
-	if err := rdb.FlushDB(ctx).Err(); err != nil {
 		t.Fatal(err)
 	}
 	m := newMetrics(prometheus.NewRegistry())
@@ -120,7 +112,6 @@ func newFixture(t testing.TB, maxDeliveries uint32) *fixture {
 		cc.Close()
 		gs.Stop()
 		com.close()
-		rdb.FlushDB(context.Background())
 		rdb.Close()
 		sqldb.Close()
 	})
