@@ -27,14 +27,17 @@ import (
 
 	"github.com/pushgw/pushgw/internal/etcdtest"
 	"github.com/pushgw/pushgw/internal/freeport"
+	"github.com/pushgw/pushgw/internal/redistest"
 	"github.com/pushgw/pushgw/pkg/appconfig"
 	"github.com/pushgw/pushgw/pkg/discovery"
 )
 
 // Environment of the shared servers; override with PUSHGW_TEST_*.
 var (
-	etcdAddr   = envOr("PUSHGW_TEST_ETCD", "127.0.0.1:2379")
-	redisAddr  = envOr("PUSHGW_TEST_REDIS", "127.0.0.1:6379")
+	etcdAddr = envOr("PUSHGW_TEST_ETCD", "127.0.0.1:2379")
+	// redisAddr empty: every cluster runs its own redis-server, so tests
+	// of parallel runs never flush each other's data.
+	redisAddr  = os.Getenv("PUSHGW_TEST_REDIS")
 	mysqlRoot  = envOr("PUSHGW_TEST_MYSQL", "root@tcp(127.0.0.1:3306)/")
 	redisDB, _ = strconv.Atoi(envOr("PUSHGW_TEST_REDIS_DB", "12"))
 )
@@ -190,6 +193,9 @@ func StartCluster(t testing.TB, o Options) *Cluster {
 	}
 	if o.RedisAddr == "" {
 		o.RedisAddr = redisAddr
+	}
+	if o.RedisAddr == "" {
+		o.RedisAddr = redistest.Start(t).Addr()
 	}
 	if o.MySQLRoot == "" {
 		o.MySQLRoot = mysqlRoot
