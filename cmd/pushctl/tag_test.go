@@ -89,9 +89,9 @@ func TestTag(t *testing.T) {
 	for _, args := range [][]string{
 		{"tag"},
 		{"tag", "frob"},
-		{"tag", "add", "--tag", "vip"},             // no users
-		{"tag", "add", "alice"},                    // no tag
-		{"tag", "ls"},                              // neither --user nor --tag
+		{"tag", "add", "--tag", "vip"}, // no users
+		{"tag", "add", "alice"},        // no tag
+		{"tag", "ls"},                  // neither --user nor --tag
 		{"tag", "ls", "--user", "u", "--tag", "t"}, // both
 		{"tag", "ls", "--tag", "t", "--limit", "0"},
 		{"tag", "ls", "--tag", "t", "extra"},
