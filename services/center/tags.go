@@ -261,7 +261,7 @@ func decodeCursor(c string) (string, *apiError) {
 	if len(c) > maxCursorBytes {
 		return "", bad
 	}
-	b, err := base64.RawURLEncoding.DecodeString(c)
+	b, err := base64.RawURLEncoding.Strict().DecodeString(c)
 	if err != nil || checkUser("cursor", string(b)) != nil {
 		return "", bad
 	}

@@ -146,9 +146,9 @@ func (s *server) UserTags(ctx context.Context, req *internalpb.UserTagsRequest) 
 	if err := checkUser(app, user); err != nil {
 		return nil, invalid("%v", err)
 	}
-	tags, ok, err := t.cache.userTags(ctx, app, user)
-	if err != nil {
-		s.redisFailed("user_tags", err)
+	tags, ok, rerr := t.cache.userTags(ctx, app, user)
+	if rerr != nil {
+		s.redisFailed("user_tags", rerr)
 	}
 	if ok {
 		t.m.reads.WithLabelValues("user_tags", "redis").Inc()
@@ -159,7 +159,11 @@ func (s *server) UserTags(ctx context.Context, req *internalpb.UserTagsRequest) 
 	if err != nil {
 		return nil, s.fail(ctx, "user_tags", err)
 	}
-	t.fillUser(app, user)
+	if rerr == nil {
+		// Redis answered without a complete set; a Redis that failed
+		// would fail the fill too.
+		t.fillUser(app, user)
+	}
 	return &internalpb.UserTagsReply{Tags: tags}, nil
 }
 
@@ -178,9 +182,9 @@ func (s *server) TagMembership(ctx context.Context, req *internalpb.TagMembershi
 	if len(users) == 0 {
 		return &internalpb.TagMembershipReply{}, nil
 	}
-	have, ok, err := t.cache.membership(ctx, app, tag, users)
-	if err != nil {
-		s.redisFailed("tag_membership", err)
+	have, ok, rerr := t.cache.membership(ctx, app, tag, users)
+	if rerr != nil {
+		s.redisFailed("tag_membership", rerr)
 	}
 	if ok {
 		t.m.reads.WithLabelValues("membership", "redis").Inc()
@@ -189,7 +193,9 @@ func (s *server) TagMembership(ctx context.Context, req *internalpb.TagMembershi
 		if have, err = t.db.membersOf(ctx, app, tag, users); err != nil {
 			return nil, s.fail(ctx, "tag_membership", err)
 		}
-		t.fillTag(app, tag)
+		if rerr == nil {
+			t.fillTag(app, tag)
+		}
 	}
 	reply := &internalpb.TagMembershipReply{}
 	for _, u := range users {

@@ -25,8 +25,9 @@ import (
 // redis-server; bounds are small so tests reach them.
 type tagFixture struct {
 	*fixture
-	tags *tagStore
-	tm   *tagMetrics
+	tags  *tagStore
+	tm    *tagMetrics
+	redis *redistest.Server
 }
 
 func newTagFixture(t *testing.T, maxMembers uint64, maxPerUser uint32) *tagFixture {
@@ -40,7 +41,8 @@ func newTagFixture(t *testing.T, maxMembers uint64, maxPerUser uint32) *tagFixtu
 	if err != nil {
 		t.Fatal(err)
 	}
-	rdb, err := newRedis(ctx, redistest.Start(t).Addr(), 0)
+	rs := redistest.Start(t)
+	rdb, err := newRedis(ctx, rs.Addr(), 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -68,7 +70,7 @@ func newTagFixture(t *testing.T, maxMembers uint64, maxPerUser uint32) *tagFixtu
 		rdb.Close()
 		sqldb.Close()
 	})
-	return &tagFixture{fixture: &fixture{srv: srv, cli: internalpb.NewSaverClient(cc), rdb: rdb, sqldb: sqldb, mcfg: mcfg}, tags: tags, tm: tm}
+	return &tagFixture{fixture: &fixture{srv: srv, cli: internalpb.NewSaverClient(cc), rdb: rdb, sqldb: sqldb, mcfg: mcfg}, tags: tags, tm: tm, redis: rs}
 }
 
 func (f *tagFixture) add(t *testing.T, app, tag string, users ...string) *internalpb.TagUsersReply {
@@ -391,4 +393,25 @@ func TestTagsConcurrentAdds(t *testing.T) {
 	}
 	eq(t, "tags of hot", len(f.userTags(t, "app", "hot")), maxPerUser)
 	f.checkCounts(t)
+}
+
+// With Redis down, tag writes still commit and reads answer from MySQL;
+// a Redis that comes back empty is refilled.
+func TestTagsRedisDown(t *testing.T) {
+	f := newTagFixture(t, 1000, 64)
+	f.add(t, "app", "news", "a", "b")
+	eq(t, "tags, warm-up", f.userTags(t, "app", "a"), []string{"news"})
+	waitUntil(t, "the user set to be filled", func() bool { return f.marked(t, userTagKeys("app", "a")) })
+	f.redis.Kill()
+	errorsBefore := counterValue(f.srv.metrics.redisErrors.WithLabelValues("tag_add"))
+	eq(t, "add without Redis", f.add(t, "app", "vip", "a").GetChanged(), uint32(1))
+	eq(t, "Redis failure counted", counterValue(f.srv.metrics.redisErrors.WithLabelValues("tag_add")), errorsBefore+1)
+	eq(t, "remove without Redis", f.remove(t, "app", "news", "b").GetChanged(), uint32(1))
+	eq(t, "tags without Redis", f.userTags(t, "app", "a"), []string{"news", "vip"})
+	eq(t, "membership without Redis", f.membership(t, "app", "news", "a", "b"), []string{"a"})
+	f.redis.Restart()
+	eq(t, "tags after restart", f.userTags(t, "app", "a"), []string{"news", "vip"})
+	waitUntil(t, "the user set to be refilled", func() bool { return f.marked(t, userTagKeys("app", "a")) })
+	eq(t, "tags from the refilled set", f.userTags(t, "app", "a"), []string{"news", "vip"})
+	eq(t, "membership after restart", f.membership(t, "app", "news", "a", "b"), []string{"a"})
 }
