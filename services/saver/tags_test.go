@@ -30,7 +30,7 @@ type tagFixture struct {
 	redis *redistest.Server
 }
 
-func newTagFixture(t *testing.T, maxMembers uint64, maxPerUser uint32) *tagFixture {
+func newTagFixture(t testing.TB, maxMembers uint64, maxPerUser uint32) *tagFixture {
 	t.Helper()
 	ctx := context.Background()
 	mcfg := testDSN(t)
@@ -73,7 +73,7 @@ func newTagFixture(t *testing.T, maxMembers uint64, maxPerUser uint32) *tagFixtu
 	return &tagFixture{fixture: &fixture{srv: srv, cli: internalpb.NewSaverClient(cc), rdb: rdb, sqldb: sqldb, mcfg: mcfg}, tags: tags, tm: tm, redis: rs}
 }
 
-func (f *tagFixture) add(t *testing.T, app, tag string, users ...string) *internalpb.TagUsersReply {
+func (f *tagFixture) add(t testing.TB, app, tag string, users ...string) *internalpb.TagUsersReply {
 	t.Helper()
 	r, err := f.cli.AddTagUsers(callCtx(t), &internalpb.TagUsersRequest{App: app, Tag: tag, Users: users})
 	if err != nil {
@@ -82,7 +82,7 @@ func (f *tagFixture) add(t *testing.T, app, tag string, users ...string) *intern
 	return r
 }
 
-func (f *tagFixture) remove(t *testing.T, app, tag string, users ...string) *internalpb.TagUsersReply {
+func (f *tagFixture) remove(t testing.TB, app, tag string, users ...string) *internalpb.TagUsersReply {
 	t.Helper()
 	r, err := f.cli.RemoveTagUsers(callCtx(t), &internalpb.TagUsersRequest{App: app, Tag: tag, Users: users})
 	if err != nil {
@@ -91,7 +91,7 @@ func (f *tagFixture) remove(t *testing.T, app, tag string, users ...string) *int
 	return r
 }
 
-func (f *tagFixture) userTags(t *testing.T, app, user string) []string {
+func (f *tagFixture) userTags(t testing.TB, app, user string) []string {
 	t.Helper()
 	r, err := f.cli.UserTags(callCtx(t), &internalpb.UserTagsRequest{App: app, User: user})
 	if err != nil {
@@ -100,7 +100,7 @@ func (f *tagFixture) userTags(t *testing.T, app, user string) []string {
 	return r.GetTags()
 }
 
-func (f *tagFixture) membership(t *testing.T, app, tag string, users ...string) []string {
+func (f *tagFixture) membership(t testing.TB, app, tag string, users ...string) []string {
 	t.Helper()
 	r, err := f.cli.TagMembership(callCtx(t), &internalpb.TagMembershipRequest{App: app, Tag: tag, Users: users})
 	if err != nil {
@@ -109,7 +109,7 @@ func (f *tagFixture) membership(t *testing.T, app, tag string, users ...string) 
 	return r.GetMembers()
 }
 
-func (f *tagFixture) allMembers(t *testing.T, app, tag string, page uint32) []string {
+func (f *tagFixture) allMembers(t testing.TB, app, tag string, page uint32) []string {
 	t.Helper()
 	var out []string
 	after := ""
@@ -130,7 +130,7 @@ func (f *tagFixture) allMembers(t *testing.T, app, tag string, page uint32) []st
 }
 
 // sqlCount runs a COUNT query.
-func (f *tagFixture) sqlCount(t *testing.T, q string, args ...any) int {
+func (f *tagFixture) sqlCount(t testing.TB, q string, args ...any) int {
 	t.Helper()
 	var n int
 	if err := f.sqldb.QueryRow(q, args...).Scan(&n); err != nil {
@@ -140,7 +140,7 @@ func (f *tagFixture) sqlCount(t *testing.T, q string, args ...any) int {
 }
 
 // checkCounts asserts the count tables agree with the membership rows.
-func (f *tagFixture) checkCounts(t *testing.T) {
+func (f *tagFixture) checkCounts(t testing.TB) {
 	t.Helper()
 	if n := f.sqlCount(t, `SELECT COUNT(*) FROM tag_sizes s WHERE members <> (SELECT COUNT(*) FROM tag_members m WHERE m.app = s.app AND m.tag = s.tag)`); n != 0 {
 		t.Fatalf("%d tag_sizes rows disagree with tag_members", n)
@@ -154,7 +154,7 @@ func (f *tagFixture) checkCounts(t *testing.T) {
 }
 
 // marked reports whether a set is complete in Redis.
-func (f *tagFixture) marked(t *testing.T, k setKeys) bool {
+func (f *tagFixture) marked(t testing.TB, k setKeys) bool {
 	t.Helper()
 	ok, err := f.rdb.SIsMember(callCtx(t), k.set, tagMarker).Result()
 	if err != nil {
@@ -163,7 +163,7 @@ func (f *tagFixture) marked(t *testing.T, k setKeys) bool {
 	return ok
 }
 
-func waitUntil(t *testing.T, what string, cond func() bool) {
+func waitUntil(t testing.TB, what string, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
 	for !cond() {
@@ -174,7 +174,7 @@ func waitUntil(t *testing.T, what string, cond func() bool) {
 	}
 }
 
-func eq[T any](t *testing.T, what string, got, want T) {
+func eq[T any](t testing.TB, what string, got, want T) {
 	t.Helper()
 	if !reflect.DeepEqual(got, want) {
 		t.Fatalf("%s = %v, want %v", what, got, want)
