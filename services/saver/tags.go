@@ -21,6 +21,9 @@ const (
 	maxTagUsersPerCall = limits.MaxTagUsersPerCall
 	tagPageDefault     = 100
 	tagPageMax         = 1000
+	// tagCallTimeout bounds one tag RPC whatever deadline the caller set
+	// (center sets 2 s): a 1,000-user add is one transaction of ~75 ms.
+	tagCallTimeout = 5 * time.Second
 )
 
 // tagStore serves the tag RPCs: MySQL (tagDB) is the durable copy, Redis
@@ -98,6 +101,8 @@ func (s *server) writeTag(ctx context.Context, req *internalpb.TagUsersRequest, 
 	if err != nil {
 		return nil, err
 	}
+	ctx, cancel := context.WithTimeout(ctx, tagCallTimeout)
+	defer cancel()
 	app, tag, users := req.GetApp(), req.GetTag(), req.GetUsers()
 	if err := checkTagName(app, tag); err != nil {
 		return nil, err
@@ -142,6 +147,8 @@ func (s *server) UserTags(ctx context.Context, req *internalpb.UserTagsRequest) 
 	if err != nil {
 		return nil, err
 	}
+	ctx, cancel := context.WithTimeout(ctx, tagCallTimeout)
+	defer cancel()
 	app, user := req.GetApp(), req.GetUser()
 	if err := checkUser(app, user); err != nil {
 		return nil, invalid("%v", err)
@@ -172,6 +179,8 @@ func (s *server) TagMembership(ctx context.Context, req *internalpb.TagMembershi
 	if err != nil {
 		return nil, err
 	}
+	ctx, cancel := context.WithTimeout(ctx, tagCallTimeout)
+	defer cancel()
 	app, tag, users := req.GetApp(), req.GetTag(), req.GetUsers()
 	if err := checkTagName(app, tag); err != nil {
 		return nil, err
@@ -215,6 +224,8 @@ func (s *server) TagMembers(ctx context.Context, req *internalpb.TagMembersReque
 	if err != nil {
 		return nil, err
 	}
+	ctx, cancel := context.WithTimeout(ctx, tagCallTimeout)
+	defer cancel()
 	app, tag := req.GetApp(), req.GetTag()
 	if err := checkTagName(app, tag); err != nil {
 		return nil, err
