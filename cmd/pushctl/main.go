@@ -24,6 +24,8 @@ commands:
   push    --app A --user U [--device D] [--qos 1] [--ttl 60s] [--base64] PAYLOAD
   status  ID
   app put --name N --secret S --api-key K [--webhook URL] [--etcd addr] [--cluster c]
+  tag add|rm --app A --tag T USER...   (add or remove users, 1000 per request)
+  tag ls  --app A (--user U | --tag T) (a user's tags, or every page of a tag's members)
 
 Run 'pushctl <command> -h' for a command's flags and their environment variables.
 `
@@ -65,6 +67,8 @@ func (c cli) run(ctx context.Context, args []string) int {
 			return 2
 		}
 		err = c.appPut(ctx, args[2:])
+	case "tag":
+		err = c.tag(ctx, args[1:])
 	case "-h", "--help", "help":
 		fmt.Fprint(c.stdout, usage)
 		return 0

@@ -21,6 +21,58 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
+// TagLimit names the bound an AddTagUsers call would have passed.
+type TagLimit int32
+
+const (
+	TagLimit_TAG_LIMIT_NONE TagLimit = 0
+	// The tag would hold more than its maximum number of members.
+	TagLimit_TAG_LIMIT_TAG_FULL TagLimit = 1
+	// Some users would have more than their maximum number of tags.
+	TagLimit_TAG_LIMIT_USER_FULL TagLimit = 2
+)
+
+// Enum value maps for TagLimit.
+var (
+	TagLimit_name = map[int32]string{
+		0: "TAG_LIMIT_NONE",
+		1: "TAG_LIMIT_TAG_FULL",
+		2: "TAG_LIMIT_USER_FULL",
+	}
+	TagLimit_value = map[string]int32{
+		"TAG_LIMIT_NONE":      0,
+		"TAG_LIMIT_TAG_FULL":  1,
+		"TAG_LIMIT_USER_FULL": 2,
+	}
+)
+
+func (x TagLimit) Enum() *TagLimit {
+	p := new(TagLimit)
+	*p = x
+	return p
+}
+
+func (x TagLimit) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (TagLimit) Descriptor() protoreflect.EnumDescriptor {
+	return file_pushgw_internal_v1_saver_proto_enumTypes[0].Descriptor()
+}
+
+func (TagLimit) Type() protoreflect.EnumType {
+	return &file_pushgw_internal_v1_saver_proto_enumTypes[0]
+}
+
+func (x TagLimit) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use TagLimit.Descriptor instead.
+func (TagLimit) EnumDescriptor() ([]byte, []int) {
+	return file_pushgw_internal_v1_saver_proto_rawDescGZIP(), []int{0}
+}
+
 type StoreRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Messages      []*Message             `protobuf:"bytes,1,rep,name=messages,proto3" json:"messages,omitempty"`
@@ -589,6 +641,465 @@ func (x *ClaimUndeliveredReply) GetMessages() []*Message {
 	return nil
 }
 
+type TagUsersRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	App   string                 `protobuf:"bytes,1,opt,name=app,proto3" json:"app,omitempty"`
+	Tag   string                 `protobuf:"bytes,2,opt,name=tag,proto3" json:"tag,omitempty"`
+	// At most 1,000 distinct users.
+	Users         []string `protobuf:"bytes,3,rep,name=users,proto3" json:"users,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TagUsersRequest) Reset() {
+	*x = TagUsersRequest{}
+	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TagUsersRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TagUsersRequest) ProtoMessage() {}
+
+func (x *TagUsersRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TagUsersRequest.ProtoReflect.Descriptor instead.
+func (*TagUsersRequest) Descriptor() ([]byte, []int) {
+	return file_pushgw_internal_v1_saver_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *TagUsersRequest) GetApp() string {
+	if x != nil {
+		return x.App
+	}
+	return ""
+}
+
+func (x *TagUsersRequest) GetTag() string {
+	if x != nil {
+		return x.Tag
+	}
+	return ""
+}
+
+func (x *TagUsersRequest) GetUsers() []string {
+	if x != nil {
+		return x.Users
+	}
+	return nil
+}
+
+type TagUsersReply struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Users actually added (not members before) or removed (members before).
+	Changed uint32 `protobuf:"varint,1,opt,name=changed,proto3" json:"changed,omitempty"`
+	// Members of the tag after the call.
+	Members uint64 `protobuf:"varint,2,opt,name=members,proto3" json:"members,omitempty"`
+	// Set when nothing was changed because a bound would be passed.
+	Limit TagLimit `protobuf:"varint,3,opt,name=limit,proto3,enum=pushgw.internal.v1.TagLimit" json:"limit,omitempty"`
+	// With TAG_LIMIT_USER_FULL: the request's users (by index) that already
+	// have the maximum number of tags.
+	FullUsers     []uint32 `protobuf:"varint,4,rep,packed,name=full_users,json=fullUsers,proto3" json:"full_users,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TagUsersReply) Reset() {
+	*x = TagUsersReply{}
+	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TagUsersReply) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TagUsersReply) ProtoMessage() {}
+
+func (x *TagUsersReply) ProtoReflect() protoreflect.Message {
+	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TagUsersReply.ProtoReflect.Descriptor instead.
+func (*TagUsersReply) Descriptor() ([]byte, []int) {
+	return file_pushgw_internal_v1_saver_proto_rawDescGZIP(), []int{12}
+}
+
+func (x *TagUsersReply) GetChanged() uint32 {
+	if x != nil {
+		return x.Changed
+	}
+	return 0
+}
+
+func (x *TagUsersReply) GetMembers() uint64 {
+	if x != nil {
+		return x.Members
+	}
+	return 0
+}
+
+func (x *TagUsersReply) GetLimit() TagLimit {
+	if x != nil {
+		return x.Limit
+	}
+	return TagLimit_TAG_LIMIT_NONE
+}
+
+func (x *TagUsersReply) GetFullUsers() []uint32 {
+	if x != nil {
+		return x.FullUsers
+	}
+	return nil
+}
+
+type UserTagsRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	App           string                 `protobuf:"bytes,1,opt,name=app,proto3" json:"app,omitempty"`
+	User          string                 `protobuf:"bytes,2,opt,name=user,proto3" json:"user,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *UserTagsRequest) Reset() {
+	*x = UserTagsRequest{}
+	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UserTagsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UserTagsRequest) ProtoMessage() {}
+
+func (x *UserTagsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UserTagsRequest.ProtoReflect.Descriptor instead.
+func (*UserTagsRequest) Descriptor() ([]byte, []int) {
+	return file_pushgw_internal_v1_saver_proto_rawDescGZIP(), []int{13}
+}
+
+func (x *UserTagsRequest) GetApp() string {
+	if x != nil {
+		return x.App
+	}
+	return ""
+}
+
+func (x *UserTagsRequest) GetUser() string {
+	if x != nil {
+		return x.User
+	}
+	return ""
+}
+
+type UserTagsReply struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Tags          []string               `protobuf:"bytes,1,rep,name=tags,proto3" json:"tags,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *UserTagsReply) Reset() {
+	*x = UserTagsReply{}
+	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UserTagsReply) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UserTagsReply) ProtoMessage() {}
+
+func (x *UserTagsReply) ProtoReflect() protoreflect.Message {
+	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UserTagsReply.ProtoReflect.Descriptor instead.
+func (*UserTagsReply) Descriptor() ([]byte, []int) {
+	return file_pushgw_internal_v1_saver_proto_rawDescGZIP(), []int{14}
+}
+
+func (x *UserTagsReply) GetTags() []string {
+	if x != nil {
+		return x.Tags
+	}
+	return nil
+}
+
+type TagMembersRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	App   string                 `protobuf:"bytes,1,opt,name=app,proto3" json:"app,omitempty"`
+	Tag   string                 `protobuf:"bytes,2,opt,name=tag,proto3" json:"tag,omitempty"`
+	// Members after this one in byte order; empty starts at the first.
+	After string `protobuf:"bytes,3,opt,name=after,proto3" json:"after,omitempty"`
+	// At most 1,000; 0 means 100.
+	Limit         uint32 `protobuf:"varint,4,opt,name=limit,proto3" json:"limit,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TagMembersRequest) Reset() {
+	*x = TagMembersRequest{}
+	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TagMembersRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TagMembersRequest) ProtoMessage() {}
+
+func (x *TagMembersRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TagMembersRequest.ProtoReflect.Descriptor instead.
+func (*TagMembersRequest) Descriptor() ([]byte, []int) {
+	return file_pushgw_internal_v1_saver_proto_rawDescGZIP(), []int{15}
+}
+
+func (x *TagMembersRequest) GetApp() string {
+	if x != nil {
+		return x.App
+	}
+	return ""
+}
+
+func (x *TagMembersRequest) GetTag() string {
+	if x != nil {
+		return x.Tag
+	}
+	return ""
+}
+
+func (x *TagMembersRequest) GetAfter() string {
+	if x != nil {
+		return x.After
+	}
+	return ""
+}
+
+func (x *TagMembersRequest) GetLimit() uint32 {
+	if x != nil {
+		return x.Limit
+	}
+	return 0
+}
+
+type TagMembersReply struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Users []string               `protobuf:"bytes,1,rep,name=users,proto3" json:"users,omitempty"`
+	// More members follow the last one returned.
+	More          bool `protobuf:"varint,2,opt,name=more,proto3" json:"more,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TagMembersReply) Reset() {
+	*x = TagMembersReply{}
+	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TagMembersReply) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TagMembersReply) ProtoMessage() {}
+
+func (x *TagMembersReply) ProtoReflect() protoreflect.Message {
+	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TagMembersReply.ProtoReflect.Descriptor instead.
+func (*TagMembersReply) Descriptor() ([]byte, []int) {
+	return file_pushgw_internal_v1_saver_proto_rawDescGZIP(), []int{16}
+}
+
+func (x *TagMembersReply) GetUsers() []string {
+	if x != nil {
+		return x.Users
+	}
+	return nil
+}
+
+func (x *TagMembersReply) GetMore() bool {
+	if x != nil {
+		return x.More
+	}
+	return false
+}
+
+type TagMembershipRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	App   string                 `protobuf:"bytes,1,opt,name=app,proto3" json:"app,omitempty"`
+	Tag   string                 `protobuf:"bytes,2,opt,name=tag,proto3" json:"tag,omitempty"`
+	// At most 1,000.
+	Users         []string `protobuf:"bytes,3,rep,name=users,proto3" json:"users,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TagMembershipRequest) Reset() {
+	*x = TagMembershipRequest{}
+	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[17]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TagMembershipRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TagMembershipRequest) ProtoMessage() {}
+
+func (x *TagMembershipRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[17]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TagMembershipRequest.ProtoReflect.Descriptor instead.
+func (*TagMembershipRequest) Descriptor() ([]byte, []int) {
+	return file_pushgw_internal_v1_saver_proto_rawDescGZIP(), []int{17}
+}
+
+func (x *TagMembershipRequest) GetApp() string {
+	if x != nil {
+		return x.App
+	}
+	return ""
+}
+
+func (x *TagMembershipRequest) GetTag() string {
+	if x != nil {
+		return x.Tag
+	}
+	return ""
+}
+
+func (x *TagMembershipRequest) GetUsers() []string {
+	if x != nil {
+		return x.Users
+	}
+	return nil
+}
+
+type TagMembershipReply struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The request's users that are members, in request order.
+	Members       []string `protobuf:"bytes,1,rep,name=members,proto3" json:"members,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TagMembershipReply) Reset() {
+	*x = TagMembershipReply{}
+	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[18]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TagMembershipReply) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TagMembershipReply) ProtoMessage() {}
+
+func (x *TagMembershipReply) ProtoReflect() protoreflect.Message {
+	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[18]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TagMembershipReply.ProtoReflect.Descriptor instead.
+func (*TagMembershipReply) Descriptor() ([]byte, []int) {
+	return file_pushgw_internal_v1_saver_proto_rawDescGZIP(), []int{18}
+}
+
+func (x *TagMembershipReply) GetMembers() []string {
+	if x != nil {
+		return x.Members
+	}
+	return nil
+}
+
 var File_pushgw_internal_v1_saver_proto protoreflect.FileDescriptor
 
 const file_pushgw_internal_v1_saver_proto_rawDesc = "" +
@@ -632,13 +1143,52 @@ const file_pushgw_internal_v1_saver_proto_rawDesc = "" +
 	"\n" +
 	"min_age_ms\x18\x02 \x01(\x03R\bminAgeMs\"P\n" +
 	"\x15ClaimUndeliveredReply\x127\n" +
-	"\bmessages\x18\x01 \x03(\v2\x1b.pushgw.internal.v1.MessageR\bmessages2\xab\x03\n" +
+	"\bmessages\x18\x01 \x03(\v2\x1b.pushgw.internal.v1.MessageR\bmessages\"K\n" +
+	"\x0fTagUsersRequest\x12\x10\n" +
+	"\x03app\x18\x01 \x01(\tR\x03app\x12\x10\n" +
+	"\x03tag\x18\x02 \x01(\tR\x03tag\x12\x14\n" +
+	"\x05users\x18\x03 \x03(\tR\x05users\"\x96\x01\n" +
+	"\rTagUsersReply\x12\x18\n" +
+	"\achanged\x18\x01 \x01(\rR\achanged\x12\x18\n" +
+	"\amembers\x18\x02 \x01(\x04R\amembers\x122\n" +
+	"\x05limit\x18\x03 \x01(\x0e2\x1c.pushgw.internal.v1.TagLimitR\x05limit\x12\x1d\n" +
+	"\n" +
+	"full_users\x18\x04 \x03(\rR\tfullUsers\"7\n" +
+	"\x0fUserTagsRequest\x12\x10\n" +
+	"\x03app\x18\x01 \x01(\tR\x03app\x12\x12\n" +
+	"\x04user\x18\x02 \x01(\tR\x04user\"#\n" +
+	"\rUserTagsReply\x12\x12\n" +
+	"\x04tags\x18\x01 \x03(\tR\x04tags\"c\n" +
+	"\x11TagMembersRequest\x12\x10\n" +
+	"\x03app\x18\x01 \x01(\tR\x03app\x12\x10\n" +
+	"\x03tag\x18\x02 \x01(\tR\x03tag\x12\x14\n" +
+	"\x05after\x18\x03 \x01(\tR\x05after\x12\x14\n" +
+	"\x05limit\x18\x04 \x01(\rR\x05limit\";\n" +
+	"\x0fTagMembersReply\x12\x14\n" +
+	"\x05users\x18\x01 \x03(\tR\x05users\x12\x12\n" +
+	"\x04more\x18\x02 \x01(\bR\x04more\"P\n" +
+	"\x14TagMembershipRequest\x12\x10\n" +
+	"\x03app\x18\x01 \x01(\tR\x03app\x12\x10\n" +
+	"\x03tag\x18\x02 \x01(\tR\x03tag\x12\x14\n" +
+	"\x05users\x18\x03 \x03(\tR\x05users\".\n" +
+	"\x12TagMembershipReply\x12\x18\n" +
+	"\amembers\x18\x01 \x03(\tR\amembers*O\n" +
+	"\bTagLimit\x12\x12\n" +
+	"\x0eTAG_LIMIT_NONE\x10\x00\x12\x16\n" +
+	"\x12TAG_LIMIT_TAG_FULL\x10\x01\x12\x17\n" +
+	"\x13TAG_LIMIT_USER_FULL\x10\x022\xed\x06\n" +
 	"\x05Saver\x12I\n" +
 	"\x05Store\x12 .pushgw.internal.v1.StoreRequest\x1a\x1e.pushgw.internal.v1.StoreReply\x12O\n" +
 	"\aPending\x12\".pushgw.internal.v1.PendingRequest\x1a .pushgw.internal.v1.PendingReply\x12L\n" +
 	"\x06Report\x12!.pushgw.internal.v1.ReportRequest\x1a\x1f.pushgw.internal.v1.ReportReply\x12L\n" +
 	"\x06Status\x12!.pushgw.internal.v1.StatusRequest\x1a\x1f.pushgw.internal.v1.StatusReply\x12j\n" +
-	"\x10ClaimUndelivered\x12+.pushgw.internal.v1.ClaimUndeliveredRequest\x1a).pushgw.internal.v1.ClaimUndeliveredReplyB+Z)github.com/pushgw/pushgw/proto/internalpbb\x06proto3"
+	"\x10ClaimUndelivered\x12+.pushgw.internal.v1.ClaimUndeliveredRequest\x1a).pushgw.internal.v1.ClaimUndeliveredReply\x12U\n" +
+	"\vAddTagUsers\x12#.pushgw.internal.v1.TagUsersRequest\x1a!.pushgw.internal.v1.TagUsersReply\x12X\n" +
+	"\x0eRemoveTagUsers\x12#.pushgw.internal.v1.TagUsersRequest\x1a!.pushgw.internal.v1.TagUsersReply\x12R\n" +
+	"\bUserTags\x12#.pushgw.internal.v1.UserTagsRequest\x1a!.pushgw.internal.v1.UserTagsReply\x12X\n" +
+	"\n" +
+	"TagMembers\x12%.pushgw.internal.v1.TagMembersRequest\x1a#.pushgw.internal.v1.TagMembersReply\x12a\n" +
+	"\rTagMembership\x12(.pushgw.internal.v1.TagMembershipRequest\x1a&.pushgw.internal.v1.TagMembershipReplyB+Z)github.com/pushgw/pushgw/proto/internalpbb\x06proto3"
 
 var (
 	file_pushgw_internal_v1_saver_proto_rawDescOnce sync.Once
@@ -652,45 +1202,66 @@ func file_pushgw_internal_v1_saver_proto_rawDescGZIP() []byte {
 	return file_pushgw_internal_v1_saver_proto_rawDescData
 }
 
-var file_pushgw_internal_v1_saver_proto_msgTypes = make([]protoimpl.MessageInfo, 12)
+var file_pushgw_internal_v1_saver_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
+var file_pushgw_internal_v1_saver_proto_msgTypes = make([]protoimpl.MessageInfo, 20)
 var file_pushgw_internal_v1_saver_proto_goTypes = []any{
-	(*StoreRequest)(nil),            // 0: pushgw.internal.v1.StoreRequest
-	(*StoreReply)(nil),              // 1: pushgw.internal.v1.StoreReply
-	(*PendingRequest)(nil),          // 2: pushgw.internal.v1.PendingRequest
-	(*PendingReply)(nil),            // 3: pushgw.internal.v1.PendingReply
-	(*MessageRef)(nil),              // 4: pushgw.internal.v1.MessageRef
-	(*ReportRequest)(nil),           // 5: pushgw.internal.v1.ReportRequest
-	(*ReportReply)(nil),             // 6: pushgw.internal.v1.ReportReply
-	(*StatusRequest)(nil),           // 7: pushgw.internal.v1.StatusRequest
-	(*StatusReply)(nil),             // 8: pushgw.internal.v1.StatusReply
-	(*ClaimUndeliveredRequest)(nil), // 9: pushgw.internal.v1.ClaimUndeliveredRequest
-	(*ClaimUndeliveredReply)(nil),   // 10: pushgw.internal.v1.ClaimUndeliveredReply
-	nil,                             // 11: pushgw.internal.v1.StoreReply.ReplacedEntry
-	(*Message)(nil),                 // 12: pushgw.internal.v1.Message
+	(TagLimit)(0),                   // 0: pushgw.internal.v1.TagLimit
+	(*StoreRequest)(nil),            // 1: pushgw.internal.v1.StoreRequest
+	(*StoreReply)(nil),              // 2: pushgw.internal.v1.StoreReply
+	(*PendingRequest)(nil),          // 3: pushgw.internal.v1.PendingRequest
+	(*PendingReply)(nil),            // 4: pushgw.internal.v1.PendingReply
+	(*MessageRef)(nil),              // 5: pushgw.internal.v1.MessageRef
+	(*ReportRequest)(nil),           // 6: pushgw.internal.v1.ReportRequest
+	(*ReportReply)(nil),             // 7: pushgw.internal.v1.ReportReply
+	(*StatusRequest)(nil),           // 8: pushgw.internal.v1.StatusRequest
+	(*StatusReply)(nil),             // 9: pushgw.internal.v1.StatusReply
+	(*ClaimUndeliveredRequest)(nil), // 10: pushgw.internal.v1.ClaimUndeliveredRequest
+	(*ClaimUndeliveredReply)(nil),   // 11: pushgw.internal.v1.ClaimUndeliveredReply
+	(*TagUsersRequest)(nil),         // 12: pushgw.internal.v1.TagUsersRequest
+	(*TagUsersReply)(nil),           // 13: pushgw.internal.v1.TagUsersReply
+	(*UserTagsRequest)(nil),         // 14: pushgw.internal.v1.UserTagsRequest
+	(*UserTagsReply)(nil),           // 15: pushgw.internal.v1.UserTagsReply
+	(*TagMembersRequest)(nil),       // 16: pushgw.internal.v1.TagMembersRequest
+	(*TagMembersReply)(nil),         // 17: pushgw.internal.v1.TagMembersReply
+	(*TagMembershipRequest)(nil),    // 18: pushgw.internal.v1.TagMembershipRequest
+	(*TagMembershipReply)(nil),      // 19: pushgw.internal.v1.TagMembershipReply
+	nil,                             // 20: pushgw.internal.v1.StoreReply.ReplacedEntry
+	(*Message)(nil),                 // 21: pushgw.internal.v1.Message
 }
 var file_pushgw_internal_v1_saver_proto_depIdxs = []int32{
-	12, // 0: pushgw.internal.v1.StoreRequest.messages:type_name -> pushgw.internal.v1.Message
-	11, // 1: pushgw.internal.v1.StoreReply.replaced:type_name -> pushgw.internal.v1.StoreReply.ReplacedEntry
-	12, // 2: pushgw.internal.v1.PendingReply.messages:type_name -> pushgw.internal.v1.Message
-	4,  // 3: pushgw.internal.v1.ReportRequest.acked:type_name -> pushgw.internal.v1.MessageRef
-	4,  // 4: pushgw.internal.v1.ReportRequest.delivered:type_name -> pushgw.internal.v1.MessageRef
-	12, // 5: pushgw.internal.v1.StatusReply.message:type_name -> pushgw.internal.v1.Message
-	12, // 6: pushgw.internal.v1.ClaimUndeliveredReply.messages:type_name -> pushgw.internal.v1.Message
-	0,  // 7: pushgw.internal.v1.Saver.Store:input_type -> pushgw.internal.v1.StoreRequest
-	2,  // 8: pushgw.internal.v1.Saver.Pending:input_type -> pushgw.internal.v1.PendingRequest
-	5,  // 9: pushgw.internal.v1.Saver.Report:input_type -> pushgw.internal.v1.ReportRequest
-	7,  // 10: pushgw.internal.v1.Saver.Status:input_type -> pushgw.internal.v1.StatusRequest
-	9,  // 11: pushgw.internal.v1.Saver.ClaimUndelivered:input_type -> pushgw.internal.v1.ClaimUndeliveredRequest
-	1,  // 12: pushgw.internal.v1.Saver.Store:output_type -> pushgw.internal.v1.StoreReply
-	3,  // 13: pushgw.internal.v1.Saver.Pending:output_type -> pushgw.internal.v1.PendingReply
-	6,  // 14: pushgw.internal.v1.Saver.Report:output_type -> pushgw.internal.v1.ReportReply
-	8,  // 15: pushgw.internal.v1.Saver.Status:output_type -> pushgw.internal.v1.StatusReply
-	10, // 16: pushgw.internal.v1.Saver.ClaimUndelivered:output_type -> pushgw.internal.v1.ClaimUndeliveredReply
-	12, // [12:17] is the sub-list for method output_type
-	7,  // [7:12] is the sub-list for method input_type
-	7,  // [7:7] is the sub-list for extension type_name
-	7,  // [7:7] is the sub-list for extension extendee
-	0,  // [0:7] is the sub-list for field type_name
+	21, // 0: pushgw.internal.v1.StoreRequest.messages:type_name -> pushgw.internal.v1.Message
+	20, // 1: pushgw.internal.v1.StoreReply.replaced:type_name -> pushgw.internal.v1.StoreReply.ReplacedEntry
+	21, // 2: pushgw.internal.v1.PendingReply.messages:type_name -> pushgw.internal.v1.Message
+	5,  // 3: pushgw.internal.v1.ReportRequest.acked:type_name -> pushgw.internal.v1.MessageRef
+	5,  // 4: pushgw.internal.v1.ReportRequest.delivered:type_name -> pushgw.internal.v1.MessageRef
+	21, // 5: pushgw.internal.v1.StatusReply.message:type_name -> pushgw.internal.v1.Message
+	21, // 6: pushgw.internal.v1.ClaimUndeliveredReply.messages:type_name -> pushgw.internal.v1.Message
+	0,  // 7: pushgw.internal.v1.TagUsersReply.limit:type_name -> pushgw.internal.v1.TagLimit
+	1,  // 8: pushgw.internal.v1.Saver.Store:input_type -> pushgw.internal.v1.StoreRequest
+	3,  // 9: pushgw.internal.v1.Saver.Pending:input_type -> pushgw.internal.v1.PendingRequest
+	6,  // 10: pushgw.internal.v1.Saver.Report:input_type -> pushgw.internal.v1.ReportRequest
+	8,  // 11: pushgw.internal.v1.Saver.Status:input_type -> pushgw.internal.v1.StatusRequest
+	10, // 12: pushgw.internal.v1.Saver.ClaimUndelivered:input_type -> pushgw.internal.v1.ClaimUndeliveredRequest
+	12, // 13: pushgw.internal.v1.Saver.AddTagUsers:input_type -> pushgw.internal.v1.TagUsersRequest
+	12, // 14: pushgw.internal.v1.Saver.RemoveTagUsers:input_type -> pushgw.internal.v1.TagUsersRequest
+	14, // 15: pushgw.internal.v1.Saver.UserTags:input_type -> pushgw.internal.v1.UserTagsRequest
+	16, // 16: pushgw.internal.v1.Saver.TagMembers:input_type -> pushgw.internal.v1.TagMembersRequest
+	18, // 17: pushgw.internal.v1.Saver.TagMembership:input_type -> pushgw.internal.v1.TagMembershipRequest
+	2,  // 18: pushgw.internal.v1.Saver.Store:output_type -> pushgw.internal.v1.StoreReply
+	4,  // 19: pushgw.internal.v1.Saver.Pending:output_type -> pushgw.internal.v1.PendingReply
+	7,  // 20: pushgw.internal.v1.Saver.Report:output_type -> pushgw.internal.v1.ReportReply
+	9,  // 21: pushgw.internal.v1.Saver.Status:output_type -> pushgw.internal.v1.StatusReply
+	11, // 22: pushgw.internal.v1.Saver.ClaimUndelivered:output_type -> pushgw.internal.v1.ClaimUndeliveredReply
+	13, // 23: pushgw.internal.v1.Saver.AddTagUsers:output_type -> pushgw.internal.v1.TagUsersReply
+	13, // 24: pushgw.internal.v1.Saver.RemoveTagUsers:output_type -> pushgw.internal.v1.TagUsersReply
+	15, // 25: pushgw.internal.v1.Saver.UserTags:output_type -> pushgw.internal.v1.UserTagsReply
+	17, // 26: pushgw.internal.v1.Saver.TagMembers:output_type -> pushgw.internal.v1.TagMembersReply
+	19, // 27: pushgw.internal.v1.Saver.TagMembership:output_type -> pushgw.internal.v1.TagMembershipReply
+	18, // [18:28] is the sub-list for method output_type
+	8,  // [8:18] is the sub-list for method input_type
+	8,  // [8:8] is the sub-list for extension type_name
+	8,  // [8:8] is the sub-list for extension extendee
+	0,  // [0:8] is the sub-list for field type_name
 }
 
 func init() { file_pushgw_internal_v1_saver_proto_init() }
@@ -704,13 +1275,14 @@ func file_pushgw_internal_v1_saver_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_pushgw_internal_v1_saver_proto_rawDesc), len(file_pushgw_internal_v1_saver_proto_rawDesc)),
-			NumEnums:      0,
-			NumMessages:   12,
+			NumEnums:      1,
+			NumMessages:   20,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
 		GoTypes:           file_pushgw_internal_v1_saver_proto_goTypes,
 		DependencyIndexes: file_pushgw_internal_v1_saver_proto_depIdxs,
+		EnumInfos:         file_pushgw_internal_v1_saver_proto_enumTypes,
 		MessageInfos:      file_pushgw_internal_v1_saver_proto_msgTypes,
 	}.Build()
 	File_pushgw_internal_v1_saver_proto = out.File

@@ -24,6 +24,11 @@ const (
 	Saver_Report_FullMethodName           = "/pushgw.internal.v1.Saver/Report"
 	Saver_Status_FullMethodName           = "/pushgw.internal.v1.Saver/Status"
 	Saver_ClaimUndelivered_FullMethodName = "/pushgw.internal.v1.Saver/ClaimUndelivered"
+	Saver_AddTagUsers_FullMethodName      = "/pushgw.internal.v1.Saver/AddTagUsers"
+	Saver_RemoveTagUsers_FullMethodName   = "/pushgw.internal.v1.Saver/RemoveTagUsers"
+	Saver_UserTags_FullMethodName         = "/pushgw.internal.v1.Saver/UserTags"
+	Saver_TagMembers_FullMethodName       = "/pushgw.internal.v1.Saver/TagMembers"
+	Saver_TagMembership_FullMethodName    = "/pushgw.internal.v1.Saver/TagMembership"
 )
 
 // SaverClient is the client API for Saver service.
@@ -48,6 +53,22 @@ type SaverClient interface {
 	// message is not returned again before its backoff passes, and at most a
 	// few times in all. It recovers live deliveries that never happened.
 	ClaimUndelivered(ctx context.Context, in *ClaimUndeliveredRequest, opts ...grpc.CallOption) (*ClaimUndeliveredReply, error)
+	// Tags (services/saver/tags.go): MySQL holds the durable copy, Redis a
+	// set per tag and per user. Writes commit to MySQL first, then update
+	// Redis; reads stay right when Redis lost the sets.
+	//
+	// AddTagUsers adds up to 1,000 users to one tag, all or nothing: when a
+	// bound would be passed nothing changes and the reply names it.
+	AddTagUsers(ctx context.Context, in *TagUsersRequest, opts ...grpc.CallOption) (*TagUsersReply, error)
+	// RemoveTagUsers removes up to 1,000 users from one tag.
+	RemoveTagUsers(ctx context.Context, in *TagUsersRequest, opts ...grpc.CallOption) (*TagUsersReply, error)
+	// UserTags lists one user's tags, sorted by bytes.
+	UserTags(ctx context.Context, in *UserTagsRequest, opts ...grpc.CallOption) (*UserTagsReply, error)
+	// TagMembers pages through a tag's members in byte order.
+	TagMembers(ctx context.Context, in *TagMembersRequest, opts ...grpc.CallOption) (*TagMembersReply, error)
+	// TagMembership answers which of up to 1,000 users are members of one
+	// tag (the filter for tag broadcasts and their catch-up).
+	TagMembership(ctx context.Context, in *TagMembershipRequest, opts ...grpc.CallOption) (*TagMembershipReply, error)
 }
 
 type saverClient struct {
@@ -108,6 +129,56 @@ func (c *saverClient) ClaimUndelivered(ctx context.Context, in *ClaimUndelivered
 	return out, nil
 }
 
+func (c *saverClient) AddTagUsers(ctx context.Context, in *TagUsersRequest, opts ...grpc.CallOption) (*TagUsersReply, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(TagUsersReply)
+	err := c.cc.Invoke(ctx, Saver_AddTagUsers_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *saverClient) RemoveTagUsers(ctx context.Context, in *TagUsersRequest, opts ...grpc.CallOption) (*TagUsersReply, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(TagUsersReply)
+	err := c.cc.Invoke(ctx, Saver_RemoveTagUsers_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *saverClient) UserTags(ctx context.Context, in *UserTagsRequest, opts ...grpc.CallOption) (*UserTagsReply, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(UserTagsReply)
+	err := c.cc.Invoke(ctx, Saver_UserTags_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *saverClient) TagMembers(ctx context.Context, in *TagMembersRequest, opts ...grpc.CallOption) (*TagMembersReply, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(TagMembersReply)
+	err := c.cc.Invoke(ctx, Saver_TagMembers_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *saverClient) TagMembership(ctx context.Context, in *TagMembershipRequest, opts ...grpc.CallOption) (*TagMembershipReply, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(TagMembershipReply)
+	err := c.cc.Invoke(ctx, Saver_TagMembership_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // SaverServer is the server API for Saver service.
 // All implementations must embed UnimplementedSaverServer
 // for forward compatibility.
@@ -130,6 +201,22 @@ type SaverServer interface {
 	// message is not returned again before its backoff passes, and at most a
 	// few times in all. It recovers live deliveries that never happened.
 	ClaimUndelivered(context.Context, *ClaimUndeliveredRequest) (*ClaimUndeliveredReply, error)
+	// Tags (services/saver/tags.go): MySQL holds the durable copy, Redis a
+	// set per tag and per user. Writes commit to MySQL first, then update
+	// Redis; reads stay right when Redis lost the sets.
+	//
+	// AddTagUsers adds up to 1,000 users to one tag, all or nothing: when a
+	// bound would be passed nothing changes and the reply names it.
+	AddTagUsers(context.Context, *TagUsersRequest) (*TagUsersReply, error)
+	// RemoveTagUsers removes up to 1,000 users from one tag.
+	RemoveTagUsers(context.Context, *TagUsersRequest) (*TagUsersReply, error)
+	// UserTags lists one user's tags, sorted by bytes.
+	UserTags(context.Context, *UserTagsRequest) (*UserTagsReply, error)
+	// TagMembers pages through a tag's members in byte order.
+	TagMembers(context.Context, *TagMembersRequest) (*TagMembersReply, error)
+	// TagMembership answers which of up to 1,000 users are members of one
+	// tag (the filter for tag broadcasts and their catch-up).
+	TagMembership(context.Context, *TagMembershipRequest) (*TagMembershipReply, error)
 	mustEmbedUnimplementedSaverServer()
 }
 
@@ -154,6 +241,21 @@ func (UnimplementedSaverServer) Status(context.Context, *StatusRequest) (*Status
 }
 func (UnimplementedSaverServer) ClaimUndelivered(context.Context, *ClaimUndeliveredRequest) (*ClaimUndeliveredReply, error) {
 	return nil, status.Error(codes.Unimplemented, "method ClaimUndelivered not implemented")
+}
+func (UnimplementedSaverServer) AddTagUsers(context.Context, *TagUsersRequest) (*TagUsersReply, error) {
+	return nil, status.Error(codes.Unimplemented, "method AddTagUsers not implemented")
+}
+func (UnimplementedSaverServer) RemoveTagUsers(context.Context, *TagUsersRequest) (*TagUsersReply, error) {
+	return nil, status.Error(codes.Unimplemented, "method RemoveTagUsers not implemented")
+}
+func (UnimplementedSaverServer) UserTags(context.Context, *UserTagsRequest) (*UserTagsReply, error) {
+	return nil, status.Error(codes.Unimplemented, "method UserTags not implemented")
+}
+func (UnimplementedSaverServer) TagMembers(context.Context, *TagMembersRequest) (*TagMembersReply, error) {
+	return nil, status.Error(codes.Unimplemented, "method TagMembers not implemented")
+}
+func (UnimplementedSaverServer) TagMembership(context.Context, *TagMembershipRequest) (*TagMembershipReply, error) {
+	return nil, status.Error(codes.Unimplemented, "method TagMembership not implemented")
 }
 func (UnimplementedSaverServer) mustEmbedUnimplementedSaverServer() {}
 func (UnimplementedSaverServer) testEmbeddedByValue()               {}
@@ -266,6 +368,96 @@ func _Saver_ClaimUndelivered_Handler(srv interface{}, ctx context.Context, dec f
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Saver_AddTagUsers_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(TagUsersRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(SaverServer).AddTagUsers(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Saver_AddTagUsers_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(SaverServer).AddTagUsers(ctx, req.(*TagUsersRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Saver_RemoveTagUsers_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(TagUsersRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(SaverServer).RemoveTagUsers(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Saver_RemoveTagUsers_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(SaverServer).RemoveTagUsers(ctx, req.(*TagUsersRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Saver_UserTags_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(UserTagsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(SaverServer).UserTags(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Saver_UserTags_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(SaverServer).UserTags(ctx, req.(*UserTagsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Saver_TagMembers_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(TagMembersRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(SaverServer).TagMembers(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Saver_TagMembers_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(SaverServer).TagMembers(ctx, req.(*TagMembersRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Saver_TagMembership_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(TagMembershipRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(SaverServer).TagMembership(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Saver_TagMembership_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(SaverServer).TagMembership(ctx, req.(*TagMembershipRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // Saver_ServiceDesc is the grpc.ServiceDesc for Saver service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -292,6 +484,26 @@ var Saver_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "ClaimUndelivered",
 			Handler:    _Saver_ClaimUndelivered_Handler,
+		},
+		{
+			MethodName: "AddTagUsers",
+			Handler:    _Saver_AddTagUsers_Handler,
+		},
+		{
+			MethodName: "RemoveTagUsers",
+			Handler:    _Saver_RemoveTagUsers_Handler,
+		},
+		{
+			MethodName: "UserTags",
+			Handler:    _Saver_UserTags_Handler,
+		},
+		{
+			MethodName: "TagMembers",
+			Handler:    _Saver_TagMembers_Handler,
+		},
+		{
+			MethodName: "TagMembership",
+			Handler:    _Saver_TagMembership_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

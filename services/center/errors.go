@@ -18,6 +18,10 @@ const (
 	CodeUnsupportedMediaType = "UNSUPPORTED_MEDIA_TYPE"
 	CodeInternal             = "INTERNAL"
 	CodeUnavailable          = "UNAVAILABLE"
+	// CodeTagFull: an add would give a tag more than limits.MaxTagMembers.
+	CodeTagFull = "TAG_FULL"
+	// CodeTooManyTags: users of an add already carry limits.MaxTagsPerUser tags.
+	CodeTooManyTags = "TOO_MANY_TAGS"
 )
 
 // codeOK labels successful requests in metrics.
@@ -34,6 +38,10 @@ var statusOf = map[string]int{
 	CodeUnsupportedMediaType: http.StatusUnsupportedMediaType,
 	CodeInternal:             http.StatusInternalServerError,
 	CodeUnavailable:          http.StatusServiceUnavailable,
+	// Conflicts with what is stored, not malformed requests: the same body
+	// succeeds once members or tags are removed.
+	CodeTagFull:     http.StatusConflict,
+	CodeTooManyTags: http.StatusConflict,
 }
 
 // apiError is the body of every non-2xx answer.

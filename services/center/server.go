@@ -56,6 +56,8 @@ func (s *Server) Handler() http.Handler {
 	mux.Handle("/v1/messages/{id}", s.route("message_status", http.MethodGet, s.handleStatus))
 	mux.Handle("/v1/apps/{app}/users/{user}/sessions", s.route("sessions", http.MethodGet, s.handleSessions))
 	mux.Handle("/v1/kick", s.route("kick", http.MethodPost, s.handleKick))
+	mux.Handle("/v1/apps/{app}/tags/{tag}/users", s.tagUsersRoutes())
+	mux.Handle("/v1/apps/{app}/users/{user}/tags", s.route("user_tags", http.MethodGet, s.handleUserTags))
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		s.m.requests.WithLabelValues("unknown", CodeNotFound).Inc()
 		writeError(w, errorf(CodeNotFound, "no such route: "+r.Method+" "+r.URL.Path+"; see docs/openapi.yaml"))

@@ -120,6 +120,9 @@ func run(cfg *config) error {
 	mdb, in := &msgDB{db: db}, &inbox{rdb: rdb}
 	com := newCommitter(mdb, in, m, base.Log, groupCommitWriters, storeQueueLen)
 	srv := &server{db: mdb, inbox: in, committer: com, metrics: m, log: base.Log, maxDeliveries: uint32(cfg.maxDeliveries)}
+	tags := newTagStore(mdb, rdb, newTagMetrics(base.Registry), base.Log)
+	defer tags.close()
+	srv.tags = tags
 
 	sweepCtx, stopSweep := context.WithCancel(context.Background())
 	sweepDone := make(chan struct{})

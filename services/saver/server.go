@@ -21,6 +21,8 @@ type server struct {
 	metrics       *metrics
 	log           *slog.Logger
 	maxDeliveries uint32
+	// tags serves the tag RPCs (tags.go); nil answers Unimplemented.
+	tags *tagStore
 }
 
 // fail maps an internal error to a status; details stay in the log.
