@@ -13,14 +13,16 @@ import (
 )
 
 // Redis inbox layout, per (app, user), with L = len(app) so that
-// ("a:b","c") and ("a","b:c") get different keys:
+// ("a:b","c") and ("a","b:c") get different keys. The braces are a Redis
+// Cluster hash tag: both keys of one user hash to the same slot, so fill's
+// MULTI/EXEC and every pipeline touching one user stay on one node.
 //
-//	inbox:L:app:user   ZSET  member = id as 20 zero-padded digits,
+//	inbox:{L:app:user}   ZSET  member = id as 20 zero-padded digits,
 //	                         score = id. Scores are float64 and lose the
 //	                         low bits of 64-bit ids, but ties are broken by
 //	                         member, and padded members sort like the ids,
 //	                         so ZRANGE is exactly oldest first.
-//	inboxm:L:app:user  HASH  field = the same member, value = marshalled
+//	inboxm:{L:app:user}  HASH  field = the same member, value = marshalled
 //	                         internalpb.Message (without state and count).
 //
 // The inbox is only a cache of MySQL. An inbox that was filled from MySQL
@@ -46,12 +48,16 @@ const (
 	redisTimeout  = 2 * time.Second
 )
 
-func userSuffix(app, user string) string {
-	return strconv.Itoa(len(app)) + ":" + app + ":" + user
+// userTag is the hash tag of one user's keys. Redis hashes what lies
+// between the first "{" and the next "}"; the prefixes hold no brace, so
+// the tag starts at ours, and if app or user holds a "}" the tag ends
+// early but identically in both keys: they still share a slot.
+func userTag(app, user string) string {
+	return "{" + strconv.Itoa(len(app)) + ":" + app + ":" + user + "}"
 }
 
-func inboxKey(app, user string) string { return inboxKeyPrefix + userSuffix(app, user) }
-func bodyKey(app, user string) string  { return bodyKeyPrefix + userSuffix(app, user) }
+func inboxKey(app, user string) string { return inboxKeyPrefix + userTag(app, user) }
+func bodyKey(app, user string) string  { return bodyKeyPrefix + userTag(app, user) }
 
 func member(id uint64) string { return fmt.Sprintf("%020d", id) }
 
@@ -59,7 +65,7 @@ type userRef struct{ app, user string }
 
 // inbox is the Redis side of saver.
 type inbox struct {
-	rdb *redis.Client
+	rdb redis.UniversalClient
 }
 
 // keyDeadline is when the inbox keys may go: after the message is due.

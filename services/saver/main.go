@@ -66,21 +66,8 @@ func migrateOnly(cfg *config) error {
 	return nil
 }
 
-func newRedis(ctx context.Context, addr string, db int) (*redis.Client, error) {
-	rdb := redis.NewClient(&redis.Options{
-		Addr: addr, DB: db, PoolSize: redisPoolSize,
-		DialTimeout: 2 * time.Second, ReadTimeout: redisTimeout, WriteTimeout: redisTimeout,
-		// Without it go-redis ignores a call's context deadline on socket
-		// reads and waits the full ReadTimeout on a hung Redis.
-		ContextTimeoutEnabled: true,
-	})
-	pctx, cancel := context.WithTimeout(ctx, startTimeout)
-	defer cancel()
-	if err := rdb.Ping(pctx).Err(); err != nil {
-		rdb.Close()
-		return nil, fmt.Errorf("saver: cannot start without Redis at %s: %w", addr, err)
-	}
-	return rdb, nil
+func newRedis(ctx context.Context, addrs string, db int) (redis.UniversalClient, error) {
+	return service.NewRedis(ctx, serviceName, service.RedisConfig{Addrs: addrs, DB: db, PoolSize: redisPoolSize, Timeout: redisTimeout})
 }
 
 func run(cfg *config) error {
