@@ -68,6 +68,9 @@ type Options struct {
 	// PrivateEtcd runs the cluster against its own etcd process (Cluster.EtcdServer),
 	// for tests that stop and restart etcd.
 	PrivateEtcd bool
+	// EtcdCluster runs the cluster against its own 3-member etcd
+	// (Cluster.EtcdCluster); every service gets all three endpoints.
+	EtcdCluster bool
 	// Centers is how many center processes run; default 1. The first is
 	// "center", the others "center-2", "center-3"…
 	Centers int
@@ -107,10 +110,13 @@ type Cluster struct {
 
 	Etcd       string           // etcd endpoint the cluster uses
 	EtcdServer *etcdtest.Server // set with Options.PrivateEtcd
-	RedisAddr  string           // Redis the cluster uses (-redis: comma-separated nodes for a Redis Cluster)
+	// EtcdCluster is set with Options.EtcdCluster; Etcd then lists every
+	// member, comma-separated, as the -etcd flag does.
+	EtcdCluster *etcdtest.Cluster
+	RedisAddr   string // Redis the cluster uses (-redis: comma-separated nodes for a Redis Cluster)
 	// RedisCluster is set with Options.RedisCluster.
 	RedisCluster *redistest.Cluster
-	mysqlRoot  string
+	mysqlRoot    string
 
 	App, Secret, APIKey string
 	OtherApp            appconfig.App
@@ -234,6 +240,10 @@ func StartCluster(t testing.TB, o Options) *Cluster {
 		c.EtcdServer = etcdtest.Start(t)
 		c.Etcd = c.EtcdServer.Endpoint()
 	}
+	if o.EtcdCluster {
+		c.EtcdCluster = etcdtest.StartCluster(t, 3)
+		c.Etcd = c.EtcdCluster.Endpoints()
+	}
 	c.OtherApp = appconfig.App{Name: "other-" + suffix, Secret: randHex(16), APIKey: randHex(16)}
 	c.DSN = strings.TrimSuffix(c.mysqlRoot, "/") + "/" + c.MySQL + "?parseTime=true"
 	t.Cleanup(c.cleanup)
@@ -310,7 +320,7 @@ func (c *Cluster) flushRedis() {
 func (c *Cluster) seedApps() {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	cli, err := discovery.Connect(ctx, []string{c.Etcd}, 5*time.Second)
+	cli, err := discovery.Connect(ctx, c.EtcdEndpoints(), 5*time.Second)
 	if err != nil {
 		c.t.Fatal(err)
 	}
@@ -415,7 +425,7 @@ func (c *Cluster) WaitInstances(service string, n int) {
 	c.t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), startTimeout)
 	defer cancel()
-	cli, err := discovery.Connect(ctx, []string{c.Etcd}, 5*time.Second)
+	cli, err := discovery.Connect(ctx, c.EtcdEndpoints(), 5*time.Second)
 	if err != nil {
 		c.t.Fatal(err)
 	}
@@ -477,11 +487,14 @@ func (c *Cluster) cleanup() {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	if cli, err := discovery.Connect(ctx, []string{c.Etcd}, 3*time.Second); err == nil {
+	if cli, err := discovery.Connect(ctx, c.EtcdEndpoints(), 3*time.Second); err == nil {
 		_, _ = cli.Delete(ctx, "/pushgw/"+c.Name+"/", clientWithPrefix()...)
 		cli.Close()
 	}
 }
+
+// EtcdEndpoints is Etcd split into its endpoints.
+func (c *Cluster) EtcdEndpoints() []string { return strings.Split(c.Etcd, ",") }
 
 // LogDir is the directory holding every process's log, removed with the
 // test's temporary files.

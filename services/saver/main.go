@@ -40,7 +40,7 @@ func main() {
 		service.Fatal(serviceName, err)
 	}
 	if cfg.migrateOnly {
-		err = migrateOnly(cfg)
+		err = migrateOnly(cfg, slog.New(slog.NewJSONHandler(os.Stderr, nil)).With("service", serviceName))
 	} else {
 		err = run(cfg)
 	}
@@ -49,10 +49,10 @@ func main() {
 	}
 }
 
-// migrateOnly applies the schema with nothing but MySQL (no etcd, no
-// Redis): scripts/deps.sh runs it before anything else is up.
-func migrateOnly(cfg *config) error {
-	log := slog.New(slog.NewJSONHandler(os.Stderr, nil)).With("service", serviceName)
+// migrateOnly ("saver migrate", or -migrate-only) applies the schema with
+// nothing but MySQL (no etcd, no Redis): scripts/deps.sh runs it before
+// anything else is up, and operators before a rollout. Idempotent.
+func migrateOnly(cfg *config, log *slog.Logger) error {
 	mcfg, err := parseDSN(cfg.mysqlDSN)
 	if err != nil {
 		return err
@@ -90,11 +90,22 @@ func run(cfg *config) error {
 	if err != nil {
 		return fmt.Errorf("saver: cannot start without MySQL schema: %w", err)
 	}
-	db, err := openDB(ctx, mcfg)
+	db, err := openPool(ctx, mcfg, cfg.db)
 	if err != nil {
 		return err
 	}
 	defer db.Close()
+	var rep *replica
+	if cfg.mysqlReplica != "" {
+		rcfg, err := parseDSN(cfg.mysqlReplica)
+		if err != nil {
+			return fmt.Errorf("saver: -mysql-replica: %w", err)
+		}
+		if rep, err = openReplica(ctx, rcfg, cfg.db, base.Registry, base.Log); err != nil {
+			return fmt.Errorf("saver: -mysql-replica: %w", err)
+		}
+		defer rep.close()
+	}
 	rdb, err := newRedis(ctx, cfg.redisAddr, cfg.redisDB)
 	if err != nil {
 		return err
@@ -104,7 +115,7 @@ func run(cfg *config) error {
 	// Redis is not in /healthz: saver keeps serving from MySQL without it.
 
 	m := newMetrics(base.Registry)
-	mdb, in := &msgDB{db: db}, &inbox{rdb: rdb}
+	mdb, in := &msgDB{db: db, replica: rep, retry: cfg.db.retry}, &inbox{rdb: rdb}
 	com := newCommitter(mdb, in, m, base.Log, groupCommitWriters, storeQueueLen)
 	srv := &server{db: mdb, inbox: in, committer: com, metrics: m, log: base.Log, maxDeliveries: uint32(cfg.maxDeliveries)}
 
@@ -122,7 +133,7 @@ func run(cfg *config) error {
 		return err
 	}
 	base.Log.Info("serving", "grpc", cfg.grpcAddr, "redis", cfg.redisAddr, "redis_db", cfg.redisDB,
-		"mysql", mcfg.Addr+"/"+mcfg.DBName, "max_deliveries", cfg.maxDeliveries)
+		"mysql", mcfg.Addr+"/"+mcfg.DBName, "mysql_replica", cfg.mysqlReplica != "", "max_deliveries", cfg.maxDeliveries)
 
 	serving.Wait(ctx)
 	dctx, cancel := context.WithTimeout(context.Background(), shutdownDeadline)
