@@ -233,7 +233,7 @@ func StartCluster(t testing.TB, o Options) *Cluster {
 		Procs: map[string]*Proc{}, Etcd: etcdAddr, RedisAddr: o.RedisAddr, mysqlRoot: o.MySQLRoot,
 		RedisCluster: rc,
 	}
-	if rc != nil {
+	if rc != nil || strings.Contains(o.RedisAddr, ",") {
 		c.RedisDB = 0 // a Redis Cluster has only database 0
 	}
 	if o.PrivateEtcd {
