@@ -31,7 +31,7 @@ test: deps
 # redis-server: sessions, inboxes, redelivery and backlog pulls.
 REDIS_CLUSTER_TESTS := ^(TestDelivery|TestRedisDataLoss|TestRedeliveryToConnectedClient|TestSessions|TestBacklogLargerThanAPage|TestPendingPullRetriedAfterSaverOutage)$$
 test-redis-cluster: deps
-	PUSHGW_TEST_REDIS_CLUSTER=1 PUSHGW_TEST_RACE=$${PUSHGW_TEST_RACE:-1} $(GO) test -count=1 -timeout 8m -run '$(REDIS_CLUSTER_TESTS)' ./test/
+	PUSHGW_TEST_REDIS_CLUSTER=1 PUSHGW_TEST_RACE=$${PUSHGW_TEST_RACE:-1} $(GO) test -count=1 -timeout 15m -run '$(REDIS_CLUSTER_TESTS)' ./test/
 
 # Local multi-node engines for trying pushgw on them by hand (docs/OPERATIONS.md).
 redis-cluster:
