@@ -48,16 +48,17 @@ const (
 	redisTimeout  = 2 * time.Second
 )
 
-// userTag is the hash tag of one user's keys. Redis hashes what lies
-// between the first "{" and the next "}"; the prefixes hold no brace, so
-// the tag starts at ours, and if app or user holds a "}" the tag ends
-// early but identically in both keys: they still share a slot.
-func userTag(app, user string) string {
+// userSuffix ends every key of one user and is its hash tag: Redis hashes
+// what lies between the first "{" and the next "}". Prefixes hold no
+// brace, so the tag starts at ours, and if app or user holds a "}" the tag
+// ends early but identically in every key of the user: they still share a
+// slot. Any new per-user key should end with it too.
+func userSuffix(app, user string) string {
 	return "{" + strconv.Itoa(len(app)) + ":" + app + ":" + user + "}"
 }
 
-func inboxKey(app, user string) string { return inboxKeyPrefix + userTag(app, user) }
-func bodyKey(app, user string) string  { return bodyKeyPrefix + userTag(app, user) }
+func inboxKey(app, user string) string { return inboxKeyPrefix + userSuffix(app, user) }
+func bodyKey(app, user string) string  { return bodyKeyPrefix + userSuffix(app, user) }
 
 func member(id uint64) string { return fmt.Sprintf("%020d", id) }
 
