@@ -6,6 +6,7 @@ BIN   ?= bin
 SERVICES := dispatcher room register saver center coordinator
 
 .PHONY: all build run stop test faults proto lint fuzz deps clean
+.PHONY: test-redis-cluster redis-cluster redis-cluster-stop etcd-cluster etcd-cluster-stop
 
 all: build
 
@@ -24,6 +25,23 @@ stop:
 
 test: deps
 	@bash scripts/test.sh
+
+# The Redis-heavy integration tests again, each cluster on a private
+# 3-master Redis Cluster (internal/redistest.StartCluster) instead of one
+# redis-server: sessions, inboxes, redelivery and backlog pulls.
+REDIS_CLUSTER_TESTS := ^(TestDelivery|TestRedisDataLoss|TestRedeliveryToConnectedClient|TestSessions|TestBacklogLargerThanAPage|TestPendingPullRetriedAfterSaverOutage)$$
+test-redis-cluster: deps
+	PUSHGW_TEST_REDIS_CLUSTER=1 PUSHGW_TEST_RACE=$${PUSHGW_TEST_RACE:-1} $(GO) test -count=1 -timeout 15m -run '$(REDIS_CLUSTER_TESTS)' ./test/
+
+# Local multi-node engines for trying pushgw on them by hand (docs/OPERATIONS.md).
+redis-cluster:
+	@bash scripts/redis-cluster.sh start
+redis-cluster-stop:
+	@bash scripts/redis-cluster.sh stop
+etcd-cluster:
+	@bash scripts/etcd-cluster.sh start
+etcd-cluster-stop:
+	@bash scripts/etcd-cluster.sh stop
 
 # The full fault-injection run (test/faults, docs/RELIABILITY.md): services
 # built without -race, JSON result on stdout and in FAULTS_OUT.

@@ -68,6 +68,9 @@ type Options struct {
 	// PrivateEtcd runs the cluster against its own etcd process (Cluster.EtcdServer),
 	// for tests that stop and restart etcd.
 	PrivateEtcd bool
+	// EtcdCluster runs the cluster against its own 3-member etcd
+	// (Cluster.EtcdCluster); every service gets all three endpoints.
+	EtcdCluster bool
 	// Centers is how many center processes run; default 1. The first is
 	// "center", the others "center-2", "center-3"…
 	Centers int
@@ -76,6 +79,11 @@ type Options struct {
 	// kill); MySQLRoot is a DSN prefix like "root@tcp(127.0.0.1:3306)/".
 	RedisAddr string
 	MySQLRoot string
+	// RedisCluster runs the cluster on a private 3-master Redis Cluster
+	// (Cluster.RedisCluster) instead of one redis-server; the environment
+	// PUSHGW_TEST_REDIS_CLUSTER=1 turns it on for every test that leaves
+	// RedisAddr empty (make test-redis-cluster).
+	RedisCluster bool
 }
 
 // Proc is one service process.
@@ -102,8 +110,13 @@ type Cluster struct {
 
 	Etcd       string           // etcd endpoint the cluster uses
 	EtcdServer *etcdtest.Server // set with Options.PrivateEtcd
-	RedisAddr  string           // Redis the cluster uses
-	mysqlRoot  string
+	// EtcdCluster is set with Options.EtcdCluster; Etcd then lists every
+	// member, comma-separated, as the -etcd flag does.
+	EtcdCluster *etcdtest.Cluster
+	RedisAddr   string // Redis the cluster uses (-redis: comma-separated nodes for a Redis Cluster)
+	// RedisCluster is set with Options.RedisCluster.
+	RedisCluster *redistest.Cluster
+	mysqlRoot    string
 
 	App, Secret, APIKey string
 	OtherApp            appconfig.App
@@ -191,8 +204,16 @@ func StartCluster(t testing.TB, o Options) *Cluster {
 	if o.Centers == 0 {
 		o.Centers = 1
 	}
-	if o.RedisAddr == "" {
+	if o.RedisAddr == "" && !o.RedisCluster {
 		o.RedisAddr = redisAddr
+	}
+	if o.RedisAddr == "" && os.Getenv("PUSHGW_TEST_REDIS_CLUSTER") == "1" {
+		o.RedisCluster = true
+	}
+	var rc *redistest.Cluster
+	if o.RedisCluster && o.RedisAddr == "" {
+		rc = redistest.StartCluster(t)
+		o.RedisAddr = rc.Addrs()
 	}
 	if o.RedisAddr == "" {
 		o.RedisAddr = redistest.Start(t).Addr()
@@ -210,10 +231,18 @@ func StartCluster(t testing.TB, o Options) *Cluster {
 		Name: "test-" + suffix, RedisDB: redisDB, MySQL: "pushgw_test_" + suffix,
 		App: "app-" + suffix, Secret: randHex(16), APIKey: randHex(16),
 		Procs: map[string]*Proc{}, Etcd: etcdAddr, RedisAddr: o.RedisAddr, mysqlRoot: o.MySQLRoot,
+		RedisCluster: rc,
+	}
+	if rc != nil || strings.Contains(o.RedisAddr, ",") {
+		c.RedisDB = 0 // a Redis Cluster has only database 0
 	}
 	if o.PrivateEtcd {
 		c.EtcdServer = etcdtest.Start(t)
 		c.Etcd = c.EtcdServer.Endpoint()
+	}
+	if o.EtcdCluster {
+		c.EtcdCluster = etcdtest.StartCluster(t, 3)
+		c.Etcd = c.EtcdCluster.Endpoints()
 	}
 	c.OtherApp = appconfig.App{Name: "other-" + suffix, Secret: randHex(16), APIKey: randHex(16)}
 	c.DSN = strings.TrimSuffix(c.mysqlRoot, "/") + "/" + c.MySQL + "?parseTime=true"
@@ -280,11 +309,10 @@ func CenterName(i int) string {
 func RoomName(i int) string { return "room-" + strconv.Itoa(i+1) }
 
 func (c *Cluster) flushRedis() {
-	rdb := redis.NewClient(&redis.Options{Addr: c.RedisAddr, DB: c.RedisDB})
-	defer rdb.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	if err := rdb.FlushDB(ctx).Err(); err != nil {
+	err := c.ForEachRedis(ctx, func(ctx context.Context, rdb *redis.Client) error { return rdb.FlushDB(ctx).Err() })
+	if err != nil {
 		c.t.Fatalf("redis flushdb %d: %v", c.RedisDB, err)
 	}
 }
@@ -292,7 +320,7 @@ func (c *Cluster) flushRedis() {
 func (c *Cluster) seedApps() {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	cli, err := discovery.Connect(ctx, []string{c.Etcd}, 5*time.Second)
+	cli, err := discovery.Connect(ctx, c.EtcdEndpoints(), 5*time.Second)
 	if err != nil {
 		c.t.Fatal(err)
 	}
@@ -397,7 +425,7 @@ func (c *Cluster) WaitInstances(service string, n int) {
 	c.t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), startTimeout)
 	defer cancel()
-	cli, err := discovery.Connect(ctx, []string{c.Etcd}, 5*time.Second)
+	cli, err := discovery.Connect(ctx, c.EtcdEndpoints(), 5*time.Second)
 	if err != nil {
 		c.t.Fatal(err)
 	}
@@ -422,11 +450,26 @@ func (c *Cluster) DB() *sql.DB {
 	return db
 }
 
-// Redis opens the cluster's Redis DB.
-func (c *Cluster) Redis() *redis.Client {
-	rdb := redis.NewClient(&redis.Options{Addr: c.RedisAddr, DB: c.RedisDB})
+// Redis opens the cluster's Redis DB: a cluster client on a Redis Cluster.
+// Commands on keys go to the right node; SCAN, FLUSHDB and the like reach
+// one node only, so use ForEachRedis for those.
+func (c *Cluster) Redis() redis.UniversalClient {
+	rdb := redis.NewUniversalClient(&redis.UniversalOptions{Addrs: strings.Split(c.RedisAddr, ","), DB: c.RedisDB})
 	c.t.Cleanup(func() { rdb.Close() })
 	return rdb
+}
+
+// ForEachRedis runs fn on the one server, or on every master of a Redis
+// Cluster, for the node-local commands (SCAN, FLUSHDB, FLUSHALL).
+func (c *Cluster) ForEachRedis(ctx context.Context, fn func(ctx context.Context, rdb *redis.Client) error) error {
+	switch rdb := c.Redis().(type) {
+	case *redis.ClusterClient:
+		return rdb.ForEachMaster(ctx, fn)
+	case *redis.Client:
+		return fn(ctx, rdb)
+	default:
+		return fmt.Errorf("unexpected Redis client %T", rdb)
+	}
 }
 
 func (c *Cluster) cleanup() {
@@ -444,11 +487,14 @@ func (c *Cluster) cleanup() {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	if cli, err := discovery.Connect(ctx, []string{c.Etcd}, 3*time.Second); err == nil {
+	if cli, err := discovery.Connect(ctx, c.EtcdEndpoints(), 3*time.Second); err == nil {
 		_, _ = cli.Delete(ctx, "/pushgw/"+c.Name+"/", clientWithPrefix()...)
 		cli.Close()
 	}
 }
+
+// EtcdEndpoints is Etcd split into its endpoints.
+func (c *Cluster) EtcdEndpoints() []string { return strings.Split(c.Etcd, ",") }
 
 // LogDir is the directory holding every process's log, removed with the
 // test's temporary files.

@@ -7,6 +7,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/redis/go-redis/v9"
+
 	"github.com/pushgw/pushgw/pkg/protocol"
 	"github.com/pushgw/pushgw/proto/clientpb"
 )
@@ -204,30 +206,32 @@ func (c *Cluster) inRedis(t *testing.T, id uint64) bool {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	rdb := c.Redis()
 	sid := strconv.FormatUint(id, 10)
-	iter := rdb.Scan(ctx, 0, "*", 1000).Iterator()
-	for iter.Next(ctx) {
-		key := iter.Val()
-		if containsWord(key, sid) {
-			return true
+	found := false
+	// Every master of a Redis Cluster: SCAN sees one node's keys only.
+	err := c.ForEachRedis(ctx, func(ctx context.Context, rdb *redis.Client) error {
+		iter := rdb.Scan(ctx, 0, "*", 1000).Iterator()
+		for iter.Next(ctx) {
+			key := iter.Val()
+			if containsWord(key, sid) {
+				found = true
+				continue
+			}
+			switch rdb.Type(ctx, key).Val() {
+			case "zset":
+				found = found || rdb.ZScore(ctx, key, sid).Err() == nil
+			case "hash":
+				found = found || rdb.HExists(ctx, key, sid).Val()
+			case "set":
+				found = found || rdb.SIsMember(ctx, key, sid).Val()
+			}
 		}
-		switch rdb.Type(ctx, key).Val() {
-		case "zset":
-			if rdb.ZScore(ctx, key, sid).Err() == nil {
-				return true
-			}
-		case "hash":
-			if rdb.HExists(ctx, key, sid).Val() {
-				return true
-			}
-		case "set":
-			if rdb.SIsMember(ctx, key, sid).Val() {
-				return true
-			}
-		}
+		return iter.Err()
+	})
+	if err != nil {
+		t.Fatalf("scan Redis for %d: %v", id, err)
 	}
-	return false
+	return found
 }
 
 func containsWord(s, w string) bool {
@@ -255,7 +259,7 @@ func TestRedisDataLoss(t *testing.T) {
 
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	if err := c.Redis().FlushDB(ctx).Err(); err != nil {
+	if err := c.ForEachRedis(ctx, func(ctx context.Context, rdb *redis.Client) error { return rdb.FlushDB(ctx).Err() }); err != nil {
 		t.Fatal(err)
 	}
 	id := c.Push("survivor", 1, time.Hour, "after the flood")

@@ -31,6 +31,12 @@ type Server struct {
 // the server is killed when the test ends.
 func Start(t testing.TB) *Server {
 	t.Helper()
+	return start(t)
+}
+
+// start runs one redis-server with extra arguments after the common ones.
+func start(t testing.TB, extra ...string) *Server {
+	t.Helper()
 	bin := proctest.Binary(t, "redis-server", "/usr/bin/redis-server", "redis-server")
 	dir := t.TempDir()
 	s := &Server{}
@@ -41,13 +47,13 @@ func Start(t testing.TB) *Server {
 			Name: "redis",
 			Bin:  bin,
 			Dir:  dir,
-			Args: []string{
+			Args: append([]string{
 				"--bind", "127.0.0.1", "--port", strconv.Itoa(s.port),
 				// No RDB, no AOF: a restart starts empty, as the shared
 				// Redis does. --dir keeps any stray file in the test's dir.
 				"--save", "", "--appendonly", "no", "--dir", dir,
 				"--daemonize", "no", "--logfile", "",
-			},
+			}, extra...),
 			Ready: func() error { return ping(addr) },
 		}
 	})

@@ -32,8 +32,8 @@ func parseFlags(args []string) (*config, error) {
 	fs := flag.NewFlagSet(serviceName, flag.ContinueOnError)
 	c.common.Bind(fs, serviceName, defaultAdmin)
 	fs.StringVar(&c.grpcAddr, "grpc", defaultGRPC, "gRPC listen address (rooms and center dial it)")
-	fs.StringVar(&c.redisAddr, "redis", service.Env("REDIS", service.DefaultRedis), "Redis address holding the sessions (PUSHGW_REDIS)")
-	fs.IntVar(&c.redisDB, "redis-db", service.EnvInt("REDIS_DB", 0), "Redis database number (PUSHGW_REDIS_DB)")
+	fs.StringVar(&c.redisAddr, "redis", service.Env("REDIS", service.DefaultRedis), "Redis address holding the sessions; several comma-separated addresses are seed nodes of a Redis Cluster (PUSHGW_REDIS)")
+	fs.IntVar(&c.redisDB, "redis-db", service.EnvInt("REDIS_DB", 0), "Redis database number; must be 0 for a Redis Cluster (PUSHGW_REDIS_DB)")
 	fs.DurationVar(&c.sessionTTL, "session-ttl", defaultSessionTTL, "how long a session lives without a refresh")
 	if err := fs.Parse(args); err != nil {
 		return nil, err

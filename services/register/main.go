@@ -7,7 +7,6 @@ import (
 	"context"
 	"errors"
 	"flag"
-	"fmt"
 	"os"
 	"time"
 
@@ -24,6 +23,7 @@ const (
 	startTimeout     = 5 * time.Second
 	shutdownDeadline = 10 * time.Second
 	redisPoolSize    = 64
+	redisTimeout     = 2 * time.Second
 )
 
 func main() {
@@ -39,21 +39,8 @@ func main() {
 	}
 }
 
-func newRedis(ctx context.Context, addr string, db int) (*redis.Client, error) {
-	rdb := redis.NewClient(&redis.Options{
-		Addr: addr, DB: db, PoolSize: redisPoolSize,
-		DialTimeout: 2 * time.Second, ReadTimeout: 2 * time.Second, WriteTimeout: 2 * time.Second,
-		// Without it go-redis ignores a call's context deadline on socket
-		// reads and waits the full ReadTimeout on a hung Redis.
-		ContextTimeoutEnabled: true,
-	})
-	pctx, cancel := context.WithTimeout(ctx, startTimeout)
-	defer cancel()
-	if err := rdb.Ping(pctx).Err(); err != nil {
-		rdb.Close()
-		return nil, fmt.Errorf("register: cannot start without Redis at %s: %w", addr, err)
-	}
-	return rdb, nil
+func newRedis(ctx context.Context, addrs string, db int) (redis.UniversalClient, error) {
+	return service.NewRedis(ctx, serviceName, service.RedisConfig{Addrs: addrs, DB: db, PoolSize: redisPoolSize, Timeout: redisTimeout})
 }
 
 func run(cfg *config) error {

@@ -23,7 +23,7 @@ import (
 )
 
 type fixture struct {
-	rdb *redis.Client
+	rdb redis.UniversalClient
 	cli internalpb.RegisterClient
 }
 
@@ -32,7 +32,14 @@ type fixture struct {
 func newFixture(t *testing.T, ttl time.Duration) *fixture {
 	t.Helper()
 	// A private redis-server per test, so parallel runs never share keys.
-	rdb, err := newRedis(context.Background(), redistest.Start(t).Addr(), 0)
+	return newFixtureOn(t, ttl, redistest.Start(t).Addr())
+}
+
+// newFixtureOn is newFixture on the given -redis value (one server or a
+// cluster's nodes).
+func newFixtureOn(t *testing.T, ttl time.Duration, redisAddrs string) *fixture {
+	t.Helper()
+	rdb, err := newRedis(context.Background(), redisAddrs, 0)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -14,8 +14,10 @@ import (
 
 // Redis layout.
 //
-// One hash per user, key "reg:<len(app)>:<app>:<user>" (the length prefix
-// keeps ("a:b","c") and ("a","b:c") apart). Each device owns three fields:
+// One hash per user, key "reg:{<len(app)>:<app>:<user>}" (the length prefix
+// keeps ("a:b","c") and ("a","b:c") apart; the braces are a Redis Cluster
+// hash tag, the same as saver's inbox keys of that user, so the user's keys
+// share a slot). Each device owns three fields:
 //
 //	d:<device>  the marshalled internalpb.Session
 //	o:<device>  owner = room_id "\x00" conn_id, compared by Delete/Refresh
@@ -31,7 +33,7 @@ import (
 const keyPrefix = "reg:"
 
 func userKey(app, user string) string {
-	return keyPrefix + strconv.Itoa(len(app)) + ":" + app + ":" + user
+	return keyPrefix + "{" + strconv.Itoa(len(app)) + ":" + app + ":" + user + "}"
 }
 
 func owner(s *internalpb.Session) string {
@@ -120,7 +122,7 @@ return out
 
 // store runs the scripts above, pipelined per batch.
 type store struct {
-	rdb *redis.Client
+	rdb redis.UniversalClient
 	ttl time.Duration
 }
 

@@ -11,17 +11,72 @@ import (
 	"github.com/go-sql-driver/mysql"
 )
 
+// Defaults of the -mysql-* pool, timeout and retry flags (docs/OPERATIONS.md
+// "MySQL"). The pool is per saver process: size MySQL's max_connections for
+// savers × -mysql-max-open (+ the replica's the same way).
 const (
 	dbMaxOpen        = 32
 	dbMaxIdle        = 16
 	dbConnMaxLife    = 30 * time.Minute
 	dbPingTimeout    = 5 * time.Second
+	dbReadTimeout    = 30 * time.Second
+	dbWriteTimeout   = 30 * time.Second
 	maxTxAttempts    = 3
 	txRetryBaseDelay = 5 * time.Millisecond
 
 	errDeadlock     = 1213
 	errLockWaitTime = 1205
 )
+
+// dbConfig is the pool, the socket timeouts and the transaction retry
+// policy of one MySQL pool.
+type dbConfig struct {
+	maxOpen, maxIdle int
+	connMaxLife      time.Duration
+	// Socket timeouts; a DSN that sets timeout, readTimeout or
+	// writeTimeout itself keeps its value.
+	dialTimeout, readTimeout, writeTimeout time.Duration
+	retry                                  retryPolicy
+}
+
+func defaultDBConfig() dbConfig {
+	return dbConfig{
+		maxOpen: dbMaxOpen, maxIdle: dbMaxIdle, connMaxLife: dbConnMaxLife,
+		dialTimeout: dbPingTimeout, readTimeout: dbReadTimeout, writeTimeout: dbWriteTimeout,
+		retry: retryPolicy{attempts: maxTxAttempts, baseDelay: txRetryBaseDelay},
+	}
+}
+
+// withTimeouts returns a copy of cfg with the socket timeouts the DSN left
+// unset taken from dc.
+func withTimeouts(cfg *mysql.Config, dc dbConfig) *mysql.Config {
+	c := cfg.Clone()
+	if c.Timeout == 0 {
+		c.Timeout = dc.dialTimeout
+	}
+	if c.ReadTimeout == 0 {
+		c.ReadTimeout = dc.readTimeout
+	}
+	if c.WriteTimeout == 0 {
+		c.WriteTimeout = dc.writeTimeout
+	}
+	return c
+}
+
+// retryPolicy is how often and how fast a transaction that InnoDB aborted
+// (deadlock, lock wait timeout) is run again. The zero value is the
+// default policy, so a msgDB built without one still retries.
+type retryPolicy struct {
+	attempts  int           // runs in all, at least 1
+	baseDelay time.Duration // the wait before run n+1 is n × baseDelay
+}
+
+func (p retryPolicy) orDefault() retryPolicy {
+	if p.attempts < 1 {
+		return defaultDBConfig().retry
+	}
+	return p
+}
 
 // parseDSN parses dsn and turns on client-side parameter interpolation:
 // without it every statement costs a prepare and a close round trip, which
@@ -32,22 +87,27 @@ func parseDSN(dsn string) (*mysql.Config, error) {
 		return nil, fmt.Errorf("saver: -mysql: %w", err)
 	}
 	cfg.InterpolateParams = true
-	if cfg.Timeout == 0 {
-		cfg.Timeout = dbPingTimeout
-	}
 	return cfg, nil
 }
 
-// openDB opens a pool and checks that the server answers.
+// openDB opens a pool with the default limits and checks that the server
+// answers.
 func openDB(ctx context.Context, cfg *mysql.Config) (*sql.DB, error) {
+	return openPool(ctx, cfg, defaultDBConfig())
+}
+
+// openPool opens a pool with dc's limits and timeouts and checks that the
+// server answers.
+func openPool(ctx context.Context, cfg *mysql.Config, dc dbConfig) (*sql.DB, error) {
+	cfg = withTimeouts(cfg, dc)
 	conn, err := mysql.NewConnector(cfg)
 	if err != nil {
 		return nil, fmt.Errorf("saver: mysql config: %w", err)
 	}
 	db := sql.OpenDB(conn)
-	db.SetMaxOpenConns(dbMaxOpen)
-	db.SetMaxIdleConns(dbMaxIdle)
-	db.SetConnMaxLifetime(dbConnMaxLife)
+	db.SetMaxOpenConns(dc.maxOpen)
+	db.SetMaxIdleConns(dc.maxIdle)
+	db.SetConnMaxLifetime(dc.connMaxLife)
 	pctx, cancel := context.WithTimeout(ctx, dbPingTimeout)
 	defer cancel()
 	if err := db.PingContext(pctx); err != nil {
@@ -85,24 +145,34 @@ func retryable(err error) bool {
 	return errors.As(err, &me) && (me.Number == errDeadlock || me.Number == errLockWaitTime)
 }
 
-// inTx runs f in a transaction, retrying it on deadlock; f must be safe to
-// run again from scratch.
+// inTx runs f in a transaction with the default retry policy; f must be
+// safe to run again from scratch. msgDB uses its configured policy.
 func inTx(ctx context.Context, db *sql.DB, f func(tx *sql.Tx) error) error {
 	return inTxOpts(ctx, db, nil, f)
 }
 
 // inTxOpts is inTx with transaction options (an isolation level).
 func inTxOpts(ctx context.Context, db *sql.DB, opts *sql.TxOptions, f func(tx *sql.Tx) error) error {
+	return retryPolicy{}.inTx(ctx, db, opts, f)
+}
+
+// inTx runs f in a transaction, running it again on deadlock or lock wait
+// timeout up to p.attempts times in all.
+func (p retryPolicy) inTx(ctx context.Context, db *sql.DB, opts *sql.TxOptions, f func(tx *sql.Tx) error) error {
+	p = p.orDefault()
 	var err error
-	for attempt := 1; attempt <= maxTxAttempts; attempt++ {
+	for attempt := 1; attempt <= p.attempts; attempt++ {
 		err = runTx(ctx, db, opts, f)
 		if err == nil || !retryable(err) {
 			return err
 		}
+		if attempt == p.attempts {
+			break
+		}
 		select {
 		case <-ctx.Done():
 			return err
-		case <-time.After(time.Duration(attempt) * txRetryBaseDelay):
+		case <-time.After(time.Duration(attempt) * p.baseDelay):
 		}
 	}
 	return err

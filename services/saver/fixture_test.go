@@ -36,7 +36,7 @@ func newID() uint64 { return nextID.Add(1) }
 type fixture struct {
 	srv   *server
 	cli   internalpb.SaverClient
-	rdb   *redis.Client
+	rdb   redis.UniversalClient
 	sqldb *sql.DB
 	mcfg  *mysql.Config
 	sweep *sweeper
@@ -76,6 +76,15 @@ func testDSN(t testing.TB) *mysql.Config {
 // serves saver on a real loopback socket.
 func newFixture(t testing.TB, maxDeliveries uint32) *fixture {
 	t.Helper()
+	// A private redis-server per test: tests flush and inspect it freely,
+	// and parallel runs (other packages, other checkouts) never share keys.
+	return newFixtureOn(t, maxDeliveries, redistest.Start(t).Addr())
+}
+
+// newFixtureOn is newFixture on the given -redis value (one server or a
+// cluster's nodes).
+func newFixtureOn(t testing.TB, maxDeliveries uint32, redisAddrs string) *fixture {
+	t.Helper()
 	ctx := context.Background()
 	mcfg := testDSN(t)
 	if err := migrate(ctx, mcfg, testLog()); err != nil {
@@ -85,9 +94,7 @@ func newFixture(t testing.TB, maxDeliveries uint32) *fixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// A private redis-server per test: tests flush and inspect it freely,
-	// and parallel runs (other packages, other checkouts) never share keys.
-	rdb, err := newRedis(ctx, redistest.Start(t).Addr(), 0)
+	rdb, err := newRedis(ctx, redisAddrs, 0)
 	if err != nil {
 		t.Fatal(err)
 	}

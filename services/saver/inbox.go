@@ -13,14 +13,16 @@ import (
 )
 
 // Redis inbox layout, per (app, user), with L = len(app) so that
-// ("a:b","c") and ("a","b:c") get different keys:
+// ("a:b","c") and ("a","b:c") get different keys. The braces are a Redis
+// Cluster hash tag: both keys of one user hash to the same slot, so fill's
+// MULTI/EXEC and every pipeline touching one user stay on one node.
 //
-//	inbox:L:app:user   ZSET  member = id as 20 zero-padded digits,
+//	inbox:{L:app:user}   ZSET  member = id as 20 zero-padded digits,
 //	                         score = id. Scores are float64 and lose the
 //	                         low bits of 64-bit ids, but ties are broken by
 //	                         member, and padded members sort like the ids,
 //	                         so ZRANGE is exactly oldest first.
-//	inboxm:L:app:user  HASH  field = the same member, value = marshalled
+//	inboxm:{L:app:user}  HASH  field = the same member, value = marshalled
 //	                         internalpb.Message (without state and count).
 //
 // The inbox is only a cache of MySQL. An inbox that was filled from MySQL
@@ -46,8 +48,13 @@ const (
 	redisTimeout  = 2 * time.Second
 )
 
+// userSuffix ends every key of one user and is its hash tag: Redis hashes
+// what lies between the first "{" and the next "}". Prefixes hold no
+// brace, so the tag starts at ours, and if app or user holds a "}" the tag
+// ends early but identically in every key of the user: they still share a
+// slot. Any new per-user key should end with it too.
 func userSuffix(app, user string) string {
-	return strconv.Itoa(len(app)) + ":" + app + ":" + user
+	return "{" + strconv.Itoa(len(app)) + ":" + app + ":" + user + "}"
 }
 
 func inboxKey(app, user string) string { return inboxKeyPrefix + userSuffix(app, user) }
@@ -59,7 +66,7 @@ type userRef struct{ app, user string }
 
 // inbox is the Redis side of saver.
 type inbox struct {
-	rdb *redis.Client
+	rdb redis.UniversalClient
 }
 
 // keyDeadline is when the inbox keys may go: after the message is due.

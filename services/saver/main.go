@@ -40,7 +40,7 @@ func main() {
 		service.Fatal(serviceName, err)
 	}
 	if cfg.migrateOnly {
-		err = migrateOnly(cfg)
+		err = migrateOnly(cfg, slog.New(slog.NewJSONHandler(os.Stderr, nil)).With("service", serviceName))
 	} else {
 		err = run(cfg)
 	}
@@ -49,10 +49,10 @@ func main() {
 	}
 }
 
-// migrateOnly applies the schema with nothing but MySQL (no etcd, no
-// Redis): scripts/deps.sh runs it before anything else is up.
-func migrateOnly(cfg *config) error {
-	log := slog.New(slog.NewJSONHandler(os.Stderr, nil)).With("service", serviceName)
+// migrateOnly ("saver migrate", or -migrate-only) applies the schema with
+// nothing but MySQL (no etcd, no Redis): scripts/deps.sh runs it before
+// anything else is up, and operators before a rollout. Idempotent.
+func migrateOnly(cfg *config, log *slog.Logger) error {
 	mcfg, err := parseDSN(cfg.mysqlDSN)
 	if err != nil {
 		return err
@@ -66,21 +66,8 @@ func migrateOnly(cfg *config) error {
 	return nil
 }
 
-func newRedis(ctx context.Context, addr string, db int) (*redis.Client, error) {
-	rdb := redis.NewClient(&redis.Options{
-		Addr: addr, DB: db, PoolSize: redisPoolSize,
-		DialTimeout: 2 * time.Second, ReadTimeout: redisTimeout, WriteTimeout: redisTimeout,
-		// Without it go-redis ignores a call's context deadline on socket
-		// reads and waits the full ReadTimeout on a hung Redis.
-		ContextTimeoutEnabled: true,
-	})
-	pctx, cancel := context.WithTimeout(ctx, startTimeout)
-	defer cancel()
-	if err := rdb.Ping(pctx).Err(); err != nil {
-		rdb.Close()
-		return nil, fmt.Errorf("saver: cannot start without Redis at %s: %w", addr, err)
-	}
-	return rdb, nil
+func newRedis(ctx context.Context, addrs string, db int) (redis.UniversalClient, error) {
+	return service.NewRedis(ctx, serviceName, service.RedisConfig{Addrs: addrs, DB: db, PoolSize: redisPoolSize, Timeout: redisTimeout})
 }
 
 func run(cfg *config) error {
@@ -103,11 +90,22 @@ func run(cfg *config) error {
 	if err != nil {
 		return fmt.Errorf("saver: cannot start without MySQL schema: %w", err)
 	}
-	db, err := openDB(ctx, mcfg)
+	db, err := openPool(ctx, mcfg, cfg.db)
 	if err != nil {
 		return err
 	}
 	defer db.Close()
+	var rep *replica
+	if cfg.mysqlReplica != "" {
+		rcfg, err := parseDSN(cfg.mysqlReplica)
+		if err != nil {
+			return fmt.Errorf("saver: -mysql-replica: %w", err)
+		}
+		if rep, err = openReplica(ctx, rcfg, cfg.db, base.Registry, base.Log); err != nil {
+			return fmt.Errorf("saver: -mysql-replica: %w", err)
+		}
+		defer rep.close()
+	}
 	rdb, err := newRedis(ctx, cfg.redisAddr, cfg.redisDB)
 	if err != nil {
 		return err
@@ -117,7 +115,7 @@ func run(cfg *config) error {
 	// Redis is not in /healthz: saver keeps serving from MySQL without it.
 
 	m := newMetrics(base.Registry)
-	mdb, in := &msgDB{db: db}, &inbox{rdb: rdb}
+	mdb, in := &msgDB{db: db, replica: rep, retry: cfg.db.retry}, &inbox{rdb: rdb}
 	com := newCommitter(mdb, in, m, base.Log, groupCommitWriters, storeQueueLen)
 	srv := &server{db: mdb, inbox: in, committer: com, metrics: m, log: base.Log, maxDeliveries: uint32(cfg.maxDeliveries)}
 	tags := newTagStore(mdb, rdb, newTagMetrics(base.Registry), base.Log)
@@ -138,7 +136,7 @@ func run(cfg *config) error {
 		return err
 	}
 	base.Log.Info("serving", "grpc", cfg.grpcAddr, "redis", cfg.redisAddr, "redis_db", cfg.redisDB,
-		"mysql", mcfg.Addr+"/"+mcfg.DBName, "max_deliveries", cfg.maxDeliveries)
+		"mysql", mcfg.Addr+"/"+mcfg.DBName, "mysql_replica", cfg.mysqlReplica != "", "max_deliveries", cfg.maxDeliveries)
 
 	serving.Wait(ctx)
 	dctx, cancel := context.WithTimeout(context.Background(), shutdownDeadline)

@@ -35,6 +35,10 @@ const (
 // db is saver's MySQL side.
 type msgDB struct {
 	db *sql.DB
+	// replica serves the reads that tolerate lag; nil without -mysql-replica.
+	replica *replica
+	// retry is the policy of every transaction (-mysql-tx-attempts).
+	retry retryPolicy
 }
 
 func sortedIDs(ids []uint64) []uint64 {
@@ -53,7 +57,7 @@ func (d *msgDB) insert(ctx context.Context, msgs []*internalpb.Message, now time
 	}
 	var kept []*internalpb.Message
 	var replaced map[uint64]uint64
-	err := inTx(ctx, d.db, func(tx *sql.Tx) error {
+	err := d.retry.inTx(ctx, d.db, nil, func(tx *sql.Tx) error {
 		done, err := queryIDs(ctx, tx, "SELECT id FROM message_outcomes WHERE id IN ("+placeholders(len(ids))+")", idArgs(ids)...)
 		if err != nil {
 			return fmt.Errorf("check outcomes: %w", err)
@@ -278,7 +282,7 @@ func (d *msgDB) markDelivered(ctx context.Context, ids []uint64, now time.Time) 
 		return nil
 	}
 	ids = sortedIDs(ids)
-	return inTx(ctx, d.db, func(tx *sql.Tx) error {
+	return d.retry.inTx(ctx, d.db, nil, func(tx *sql.Tx) error {
 		_, err := tx.ExecContext(ctx, "UPDATE messages SET delivery_count = delivery_count + 1, state = ?, updated_ms = ? WHERE id IN ("+
 			placeholders(len(ids))+")", append([]any{stateDelivered, now.UnixMilli()}, idArgs(ids)...)...)
 		if err != nil {
@@ -307,7 +311,7 @@ func (d *msgDB) finish(ctx context.Context, outcome internalpb.MessageState, ids
 	}
 	ids = sortedIDs(ids)
 	var done []msgRef
-	err := inTx(ctx, d.db, func(tx *sql.Tx) error {
+	err := d.retry.inTx(ctx, d.db, nil, func(tx *sql.Tx) error {
 		done = done[:0]
 		rows, err := tx.QueryContext(ctx, "SELECT id, app, `user`, delivery_count, created_ms, expires_ms FROM messages WHERE id IN ("+
 			placeholders(len(ids))+") FOR UPDATE", idArgs(ids)...)
@@ -397,11 +401,28 @@ func (d *msgDB) pruneKeys(ctx context.Context, before time.Time, limit int) (int
 	return res.RowsAffected()
 }
 
-// status reads one message of app from either table.
+// status reads one message of app from either table, on the replica when
+// there is a usable one; a replica that fails or has not seen the message
+// yet is backed up by the primary.
 func (d *msgDB) status(ctx context.Context, app string, id uint64) (*internalpb.StatusReply, error) {
+	if d.replica.usable() {
+		r, err := statusFrom(ctx, d.replica.db, app, id)
+		switch {
+		case err != nil:
+			d.replica.failed("status", err)
+		case r.GetFound():
+			return r, nil
+		default:
+			d.replica.fallbacks.WithLabelValues("not_found").Inc()
+		}
+	}
+	return statusFrom(ctx, d.db, app, id)
+}
+
+func statusFrom(ctx context.Context, db *sql.DB, app string, id uint64) (*internalpb.StatusReply, error) {
 	m := &internalpb.Message{}
 	var updated int64
-	err := d.db.QueryRowContext(ctx, "SELECT id, app, `user`, device, payload, qos, created_ms, expires_ms, delivery_count, updated_ms FROM messages WHERE id = ? AND app = ?", id, app).
+	err := db.QueryRowContext(ctx, "SELECT id, app, `user`, device, payload, qos, created_ms, expires_ms, delivery_count, updated_ms FROM messages WHERE id = ? AND app = ?", id, app).
 		Scan(&m.Id, &m.App, &m.User, &m.Device, &m.Payload, &m.Qos, &m.CreatedMs, &m.ExpiresMs, &m.DeliveryCount, &updated)
 	switch {
 	case err == nil:
@@ -414,7 +435,7 @@ func (d *msgDB) status(ctx context.Context, app string, id uint64) (*internalpb.
 		return nil, fmt.Errorf("saver: status %d: %w", id, err)
 	}
 	var outcome uint8
-	err = d.db.QueryRowContext(ctx, "SELECT id, app, `user`, outcome, delivery_count, at_ms, created_ms, expires_ms FROM message_outcomes WHERE id = ? AND app = ?", id, app).
+	err = db.QueryRowContext(ctx, "SELECT id, app, `user`, outcome, delivery_count, at_ms, created_ms, expires_ms FROM message_outcomes WHERE id = ? AND app = ?", id, app).
 		Scan(&m.Id, &m.App, &m.User, &outcome, &m.DeliveryCount, &updated, &m.CreatedMs, &m.ExpiresMs)
 	switch {
 	case err == sql.ErrNoRows:

@@ -96,7 +96,11 @@ func migrate(ctx context.Context, cfg *mysql.Config, log *slog.Logger) error {
 	if err := ensureDatabase(ctx, cfg); err != nil {
 		return err
 	}
-	db, err := openDB(ctx, cfg)
+	// DDL on a large table may run for minutes: no socket timeout shorter
+	// than the migration's own deadline.
+	dc := defaultDBConfig()
+	dc.readTimeout, dc.writeTimeout = migrateTimeout, migrateTimeout
+	db, err := openPool(ctx, cfg, dc)
 	if err != nil {
 		return err
 	}

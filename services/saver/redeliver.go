@@ -42,7 +42,7 @@ func backoffCase() string {
 func (d *msgDB) claimUndelivered(ctx context.Context, limit int, minAge time.Duration, now time.Time) ([]*internalpb.Message, error) {
 	var out []*internalpb.Message
 	nowMs := now.UnixMilli()
-	err := inTxOpts(ctx, d.db, &sql.TxOptions{Isolation: sql.LevelReadCommitted}, func(tx *sql.Tx) error {
+	err := d.retry.inTx(ctx, d.db, &sql.TxOptions{Isolation: sql.LevelReadCommitted}, func(tx *sql.Tx) error {
 		out = out[:0]
 		rows, err := tx.QueryContext(ctx, "SELECT id, app, `user`, device, payload, qos, created_ms, expires_ms FROM messages "+
 			"WHERE delivery_count = 0 AND redeliver_at_ms <= ? AND redeliveries < ? AND created_ms <= ? AND (expires_ms = 0 OR expires_ms > ?) "+

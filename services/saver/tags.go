@@ -35,7 +35,7 @@ type tagStore struct {
 	log   *slog.Logger
 }
 
-func newTagStore(db *msgDB, rdb *redis.Client, m *tagMetrics, log *slog.Logger) *tagStore {
+func newTagStore(db *msgDB, rdb redis.UniversalClient, m *tagMetrics, log *slog.Logger) *tagStore {
 	return &tagStore{
 		db:    &tagDB{db: db.db, maxMembers: limits.MaxTagMembers, maxPerUser: limits.MaxTagsPerUser},
 		cache: newTagCache(rdb, m, log), m: m, log: log,

@@ -74,12 +74,12 @@ type setKeys struct {
 }
 
 func tagSetKeys(app, tag string) setKeys {
-	k := "{" + userSuffix(app, tag) + "}"
+	k := userSuffix(app, tag) // braced: a Redis Cluster hash tag
 	return setKeys{set: tagSetPrefix + k, lease: tagLeasePrefix + k, tmpPrefix: tagTmpPrefix + k + ":"}
 }
 
 func userTagKeys(app, user string) setKeys {
-	k := "{" + userSuffix(app, user) + "}"
+	k := userSuffix(app, user)
 	return setKeys{set: userTagsPrefix + k, lease: userLeasePrefix + k, tmpPrefix: userTmpPrefix + k + ":"}
 }
 
@@ -118,7 +118,7 @@ type fillJob struct {
 
 // tagCache is the Redis side of tags with its bounded background filler.
 type tagCache struct {
-	rdb *redis.Client
+	rdb redis.UniversalClient
 	m   *tagMetrics
 	log *slog.Logger
 
@@ -130,7 +130,7 @@ type tagCache struct {
 	wg      sync.WaitGroup
 }
 
-func newTagCache(rdb *redis.Client, m *tagMetrics, log *slog.Logger) *tagCache {
+func newTagCache(rdb redis.UniversalClient, m *tagMetrics, log *slog.Logger) *tagCache {
 	ctx, cancel := context.WithCancel(context.Background())
 	c := &tagCache{rdb: rdb, m: m, log: log, queue: make(chan fillJob, tagFillQueueLen), queued: map[string]bool{},
 		stop: cancel, stopCtx: ctx}

@@ -56,12 +56,20 @@ func TestFaults(t *testing.T) {
 			t.Fatalf("-faults.steps: %v", err)
 		}
 		var keep []step
-		for _, st := range s.steps {
+		for _, st := range append(s.steps, optionalSteps()...) {
 			if re.MatchString(st.name) {
 				keep = append(keep, st)
 			}
 		}
 		s.steps = keep
+	}
+	for _, st := range s.steps {
+		s.RedisCluster = s.RedisCluster || st.redisCluster
+	}
+	for _, st := range s.steps {
+		if s.RedisCluster && st.singleRedis {
+			t.Fatalf("-faults.steps: %q needs one redis-server, the redis-cluster steps a Redis Cluster; run them apart", st.name)
+		}
 	}
 	runSchedule(t, s, *outFlag, *keepLogsFlag)
 }

@@ -144,8 +144,11 @@ func (h *harness) footprints() map[string]footprint {
 
 // startCluster starts the private servers the plan needs and the cluster.
 func (h *harness) startCluster(s schedule, keepLogs bool) {
-	h.redis = redistest.Start(h.t)
-	opts := test.Options{Rooms: 2, Centers: 2, RedisAddr: h.redis.Addr(), PrivateEtcd: s.PrivateEtcd}
+	opts := test.Options{Rooms: 2, Centers: 2, PrivateEtcd: s.PrivateEtcd, RedisCluster: s.RedisCluster}
+	if !s.RedisCluster {
+		h.redis = redistest.Start(h.t)
+		opts.RedisAddr = h.redis.Addr()
+	}
 	if s.PrivateMariaDB {
 		h.maria = mariadbtest.Start(h.t)
 		opts.MySQLRoot = h.maria.RootDSN()

@@ -7,6 +7,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/redis/go-redis/v9"
+
 	"github.com/pushgw/pushgw/test"
 )
 
@@ -24,6 +26,9 @@ type step struct {
 	target string
 	infra  bool
 	away   bool // users go offline on purpose (window.Away)
+	// redisCluster: the step needs the run on a Redis Cluster
+	// (schedule.RedisCluster); singleRedis: on one redis-server.
+	redisCluster, singleRedis bool
 }
 
 // pair runs a and b at once: both injected, both held for the longer
@@ -89,7 +94,9 @@ func redisFlushAll() step {
 		inject: func(h *harness) {
 			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 			defer cancel()
-			if err := h.c.Redis().FlushAll(ctx).Err(); err != nil {
+			// Every master of a Redis Cluster: FLUSHALL is node-local.
+			err := h.c.ForEachRedis(ctx, func(ctx context.Context, rdb *redis.Client) error { return rdb.FlushAll(ctx).Err() })
+			if err != nil {
 				h.t.Errorf("FLUSHALL: %v", err)
 			}
 		},
@@ -98,10 +105,36 @@ func redisFlushAll() step {
 
 func redisRestart(down time.Duration) step {
 	return step{
-		name: "redis kill -9 and restart (data gone)", hold: down, target: "redis", infra: true,
+		name: "redis kill -9 and restart (data gone)", hold: down, target: "redis", infra: true, singleRedis: true,
 		inject: func(h *harness) { h.redis.Kill() },
 		heal:   func(h *harness) { h.redis.Restart() },
 	}
+}
+
+// redisClusterMasterKill kills one master of the run's 3-master Redis
+// Cluster (no replicas: its third of the slots fails, the others keep
+// serving) and restarts it with its slots but no data.
+func redisClusterMasterKill(down time.Duration) step {
+	return step{
+		name: "redis-cluster: kill -9 one master, restart it empty", hold: down, target: "redis", infra: true, redisCluster: true,
+		inject: func(h *harness) { h.c.RedisCluster.Nodes[0].Kill() },
+		heal: func(h *harness) {
+			if err := h.c.RedisCluster.Nodes[0].TryRestart(); err != nil {
+				h.t.Errorf("restart redis-cluster master: %v", err)
+				return
+			}
+			if err := h.c.RedisCluster.TryWaitOK(); err != nil {
+				h.t.Errorf("redis-cluster after the master came back: %v", err)
+			}
+		},
+	}
+}
+
+// optionalSteps belong to no plan: they run only when -faults.steps names
+// them, since they put the whole run on a Redis Cluster, where the plans'
+// single-server Redis restart cannot run.
+func optionalSteps() []step {
+	return []step{redisClusterMasterKill(3 * time.Second)}
 }
 
 func mariadbRestart(down time.Duration) step {
@@ -174,6 +207,9 @@ type schedule struct {
 	// not touch the shared ones.
 	PrivateMariaDB bool `json:"-"`
 	PrivateEtcd    bool `json:"-"`
+	// RedisCluster runs the cluster on a private 3-master Redis Cluster;
+	// set when a step needs it.
+	RedisCluster bool `json:"redis_cluster,omitempty"`
 	// Seed drew the random pairs of the plan; the same seed replays them.
 	Seed  uint64 `json:"seed"`
 	steps []step
