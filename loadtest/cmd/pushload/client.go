@@ -84,10 +84,10 @@ type dialer struct {
 	dispatcher string
 	httpc      *http.Client
 	app        string
-	secret  []byte
-	timeout time.Duration
-	src     []net.IP
-	next    atomic.Uint64
+	secret     []byte
+	timeout    time.Duration
+	src        []net.IP
+	next       atomic.Uint64
 }
 
 // lookup asks the dispatcher for user's room, as a client does before

@@ -216,7 +216,7 @@ func (c *benchCluster) startRoom(i int, engine string) (*roomInfo, error) {
 	if err := c.start(name, nil); err != nil {
 		return nil, err
 	}
-	if err := c.waitRooms(i + 1); err != nil {
+	if err := c.waitListed(name); err != nil {
 		return nil, err
 	}
 	bp := c.procs[name]
@@ -362,9 +362,9 @@ func (c *benchCluster) seedApp() error {
 	return nil
 }
 
-// waitRooms waits until etcd lists n rooms, so center and the dispatcher
-// can route to the newest one.
-func (c *benchCluster) waitRooms(n int) error {
+// waitListed waits until etcd lists the room instance, so center and the
+// dispatcher can route to it.
+func (c *benchCluster) waitListed(instance string) error {
 	ctx, cancel := context.WithTimeout(context.Background(), procStartTimeout)
 	defer cancel()
 	cli, err := discovery.Connect(ctx, strings.Split(c.cfg.etcd, ","), etcdTimeout)
@@ -373,13 +373,13 @@ func (c *benchCluster) waitRooms(n int) error {
 	}
 	defer cli.Close()
 	for ctx.Err() == nil {
-		resp, err := cli.Get(ctx, discovery.Prefix(c.Name, discovery.ServiceRoom), clientv3.WithPrefix(), clientv3.WithCountOnly())
-		if err == nil && resp.Count >= int64(n) {
+		resp, err := cli.Get(ctx, discovery.Key(c.Name, discovery.ServiceRoom, instance), clientv3.WithCountOnly())
+		if err == nil && resp.Count > 0 {
 			return nil
 		}
 		time.Sleep(healthPoll)
 	}
-	return fmt.Errorf("cluster: etcd did not list %d rooms within %v", n, procStartTimeout)
+	return fmt.Errorf("cluster: etcd did not list room %s within %v", instance, procStartTimeout)
 }
 
 func (c *benchCluster) deletePrefix() error {

@@ -74,7 +74,7 @@ func (b *bench) cpuProfile(pr *probe) func() []byte {
 // connectPhase starts generators and draws their progress until every
 // child finished connecting, sampling the rooms each second. stop, when
 // it returns a reason, ends the phase early (the box's memory guard).
-func (b *bench) connectPhase(spec genSpec, desc string, probes []*probe, stop func() string) (*generators, []ConnPoint, string, error) {
+func (b *bench) connectPhase(spec genSpec, desc string, probes []*probe, stop func(*generators) string) (*generators, []ConnPoint, string, error) {
 	g, err := startGenerators(spec)
 	if err != nil {
 		return nil, nil, "", err
@@ -110,7 +110,7 @@ func (b *bench) connectPhase(spec genSpec, desc string, probes []*probe, stop fu
 			nextSample = time.Now().Add(sampleEvery)
 		}
 		if stop != nil {
-			if reason = stop(); reason != "" {
+			if reason = stop(g); reason != "" {
 				break
 			}
 		}
