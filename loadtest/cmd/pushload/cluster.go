@@ -464,11 +464,16 @@ func roomEngines(roomBin string) (bool, error) {
 	if len(out) == 0 && err != nil {
 		return false, fmt.Errorf("room -h: %w", err)
 	}
-	// flag prints "  -engine string" for every defined flag.
-	for _, line := range strings.Split(string(out), "\n") {
-		if f := strings.Fields(line); len(f) > 0 && f[0] == "-engine" {
-			return true, nil
+	return hasEngineFlag(string(out)), nil
+}
+
+// hasEngineFlag reads flag's usage text: every defined flag starts a line
+// with "  -name" (descriptions are indented by a tab).
+func hasEngineFlag(help string) bool {
+	for _, line := range strings.Split(help, "\n") {
+		if f := strings.Fields(line); len(f) > 0 && f[0] == "-engine" && !strings.HasPrefix(line, "    \t") {
+			return true
 		}
 	}
-	return false, nil
+	return false
 }

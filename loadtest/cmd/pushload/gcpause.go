@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"strconv"
 	"strings"
@@ -48,7 +49,8 @@ func gcPause(line string) (time.Duration, bool) {
 		}
 		total += v
 	}
-	return time.Duration(total * float64(time.Millisecond)), true
+	// Rounded: 0.021 ms is not exact in binary floating point.
+	return time.Duration(math.Round(total * float64(time.Millisecond))), true
 }
 
 // logOffset is the current size of a log, the start of a window.
