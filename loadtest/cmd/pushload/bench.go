@@ -291,6 +291,9 @@ func (b *bench) newResult(engine string) *Result {
 func (b *bench) skip(engine, why string) {
 	r := b.newResult(engine)
 	r.Skipped = why
+	if b.f.scenario == "unicast" {
+		r.Transport = "http"
+	}
 	r.Loadavg.After = r.Loadavg.Before
 	b.p.logf("%s", why)
 	b.results = append(b.results, r)

@@ -35,8 +35,7 @@ func (p *progress) count(total int, desc string) *progressbar.ProgressBar {
 		progressbar.OptionSetWriter(p.w), progressbar.OptionSetVisibility(p.visible),
 		progressbar.OptionSetDescription(desc), progressbar.OptionSetWidth(barWidth),
 		progressbar.OptionShowCount(), progressbar.OptionShowIts(), progressbar.OptionSetItsString("conn"),
-		progressbar.OptionThrottle(barThrottle), progressbar.OptionSetElapsedTime(true),
-		progressbar.OptionOnCompletion(func() { fmt.Fprintln(p.w) }))
+		progressbar.OptionThrottle(barThrottle), progressbar.OptionSetElapsedTime(true))
 }
 
 // timed is a bar for a phase of known length, in seconds.
@@ -45,8 +44,7 @@ func (p *progress) timed(d time.Duration, desc string) *progressbar.ProgressBar 
 		progressbar.OptionSetWriter(p.w), progressbar.OptionSetVisibility(p.visible),
 		progressbar.OptionSetDescription(desc), progressbar.OptionSetWidth(barWidth),
 		progressbar.OptionThrottle(barThrottle), progressbar.OptionSetElapsedTime(true),
-		progressbar.OptionSetPredictTime(true),
-		progressbar.OptionOnCompletion(func() { fmt.Fprintln(p.w) }))
+		progressbar.OptionSetPredictTime(true))
 }
 
 // wait sleeps d behind a bar (quietly when d is a few seconds at most),
@@ -64,7 +62,7 @@ func (p *progress) wait(d time.Duration, desc string) {
 	for time.Since(start) < d && p.sleep(min(phaseTick, d-time.Since(start))) {
 		_ = bar.Set64(int64(time.Since(start) / time.Millisecond))
 	}
-	_ = bar.Finish()
+	p.done(bar)
 }
 
 // sleep waits d; false when the run was interrupted.
@@ -81,6 +79,14 @@ func (p *progress) sleep(d time.Duration) bool {
 
 // shortPhase is how long a phase may run without a bar.
 const shortPhase = 3 * time.Second
+
+// done completes a bar and ends its line, so what follows starts clean.
+func (p *progress) done(bar *progressbar.ProgressBar) {
+	_ = bar.Finish()
+	if p.visible {
+		fmt.Fprintln(p.w)
+	}
+}
 
 // logf prints a status line between bars.
 func (p *progress) logf(format string, args ...any) {

@@ -48,7 +48,7 @@ type Result struct {
 
 	RoomCPUMicrosPerDelivery float64 `json:"room_cpu_us_per_delivery,omitempty"`
 	RoomCPUMicrosPerAuth     float64 `json:"room_cpu_us_per_auth,omitempty"`
-	SustainableRate          float64 `json:"sustainable_rate,omitempty"`
+	SustainableRate          float64 `json:"sustainable_rate"`
 	KernelBytesPerConn       float64 `json:"kernel_bytes_per_conn,omitempty"`
 	RSSAfterBytes            int64   `json:"room_rss_after_bytes,omitempty"`
 	RSSBeforeBytes           int64   `json:"room_rss_before_bytes,omitempty"`

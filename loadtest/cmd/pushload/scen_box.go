@@ -38,7 +38,7 @@ func (b *bench) box(i int, engine, flagVal string) error {
 		infos = append(infos, ri)
 		_ = bar.Add(1)
 	}
-	_ = bar.Finish()
+	b.p.done(bar)
 	probes := make([]*probe, len(infos))
 	addrs := make([]string, len(infos))
 	for j, ri := range infos {

@@ -175,7 +175,7 @@ func (b *bench) steadyChurn(fl *fleet, engine string) int64 {
 		}
 		_ = bar.Set64(int64(time.Since(start) / time.Millisecond))
 	}
-	_ = bar.Finish()
+	b.p.done(bar)
 	wg.Wait()
 	return n
 }

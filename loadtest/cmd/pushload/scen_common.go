@@ -121,7 +121,7 @@ func (b *bench) connectPhase(spec genSpec, desc string, probes []*probe, stop fu
 	}
 	ok, failed := g.Progress()
 	_ = bar.Set64(ok + failed)
-	_ = bar.Finish()
+	b.p.done(bar)
 	sample()
 	return g, series, reason, nil
 }

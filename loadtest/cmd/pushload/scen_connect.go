@@ -80,13 +80,11 @@ func (b *bench) connect(i int, engine, flagVal string) error {
 		}
 		r.LatencyMS = gr.Latency.Summary()
 		r.GCPauseMS = pauses.gcSummary()
-		n := float64(r.Conns)
-		r.RSSBytesPerConn = perConn(float64(connected.RSSBytes), float64(before.RSSBytes), n)
-		r.HeapBytesPerConn = perConn(connected.HeapInuse, before.HeapInuse, n)
 		if auths := connected.AuthsOK - before.AuthsOK; auths > 0 {
 			r.RoomCPUMicrosPerAuth = (connected.CPUSeconds - before.CPUSeconds) / auths * 1e6
 		}
-		r.Notes = append(r.Notes, "rss/heap per connection here are not quiet samples (taken right after the connect burst); use the idle scenario for memory")
+		// Memory right after a burst (and after the previous mode's
+		// connections) is not a per-connection cost: idle measures that.
 		r.fillErrors(gr)
 		b.keep(r)
 		// The closed sessions' deletes must not land in the next mode's window.

@@ -137,7 +137,7 @@ func (b *bench) connectInProcess(fl *fleet, prefix string, n int, desc string) e
 		}
 		_ = bar.Set64(fl.ok.Load() + int64(fl.failures.Total()) - base)
 	}
-	_ = bar.Finish()
+	b.p.done(bar)
 	if got := fl.live(); got < n {
 		return fmt.Errorf("only %d of %d users connected (%v)", got, n, fl.failures.Snapshot())
 	}
