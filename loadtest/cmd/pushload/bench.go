@@ -13,8 +13,9 @@ import (
 	"time"
 )
 
-// Scenarios of `pushload bench` (make bench SCENARIO=...).
-var benchScenarios = []string{"idle", "connect", "unicast", "churn", "box"}
+// benchScenarios lists the scenarios of `pushload bench` (make bench
+// SCENARIO=...).
+func benchScenarios() []string { return []string{"idle", "connect", "unicast", "churn", "box"} }
 
 // Engines the room may run; "std" is the goroutine-per-connection
 // baseline every scenario runs beside.
@@ -38,6 +39,7 @@ type benchFlags struct {
 	scenario   string
 	engines    string
 	binDir     string
+	generator  string
 	out        string
 	etcd       string
 	mysqlRoot  string
@@ -71,9 +73,10 @@ type benchFlags struct {
 func parseBenchFlags(args []string) (*benchFlags, error) {
 	var f benchFlags
 	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
-	fs.StringVar(&f.scenario, "scenario", "idle", "one of "+strings.Join(benchScenarios, ", "))
+	fs.StringVar(&f.scenario, "scenario", "idle", "one of "+strings.Join(benchScenarios(), ", "))
 	fs.StringVar(&f.engines, "engines", engineStd+","+engineGnet, "room engines to run, in order (a room without -engine runs std only; gnet is then reported skipped)")
 	fs.StringVar(&f.binDir, "bin", "bin", "directory holding the service binaries (make build)")
+	fs.StringVar(&f.generator, "generator", "", "pushload binary run as generator children (default: this one)")
 	fs.StringVar(&f.out, "out", "", "directory for JSON, PNG and profiles (default loadtest/results/<UTC date>)")
 	fs.StringVar(&f.etcd, "etcd", envOr("PUSHGW_ETCD", "127.0.0.1:2379"), "etcd the bench cluster registers in, under its own /pushgw/bench-<random>/ prefix")
 	fs.StringVar(&f.mysqlRoot, "mysql", envOr("PUSHGW_BENCH_MYSQL", "root@tcp(127.0.0.1:3306)/"), "MySQL DSN prefix; the bench creates and drops database pushgw_bench_<random>")
@@ -111,8 +114,8 @@ func parseBenchFlags(args []string) (*benchFlags, error) {
 func (f *benchFlags) validate() error {
 	l := f.ladder()
 	switch {
-	case !contains(benchScenarios, f.scenario):
-		return fmt.Errorf("bench: -scenario %q: want one of %s", f.scenario, strings.Join(benchScenarios, ", "))
+	case !contains(benchScenarios(), f.scenario):
+		return fmt.Errorf("bench: -scenario %q: want one of %s", f.scenario, strings.Join(benchScenarios(), ", "))
 	case f.conns < 1 || f.conns > roomMaxConns-1000:
 		return fmt.Errorf("bench: -conns %d: want 1..%d (one room's file descriptors)", f.conns, roomMaxConns-1000)
 	case f.scenario == "churn" && f.conns > maxConnsPerProc:
@@ -205,7 +208,11 @@ type bench struct {
 
 // BenchSummary is what `pushload bench` prints on stdout.
 type BenchSummary struct {
-	Scenario string   `json:"scenario"`
+	Scenario string `json:"scenario"`
+	// Cluster and Database name what the run created (and removed).
+	Cluster  string   `json:"cluster"`
+	Database string   `json:"database"`
+	Logs     string   `json:"logs"`
 	Out      string   `json:"out"`
 	Files    []string `json:"files"`
 	Lines    []string `json:"summary"`
@@ -311,7 +318,7 @@ func (b *bench) keep(r *Result) {
 
 // finish writes every result and the plots, and returns the summary.
 func (b *bench) finish() (*BenchSummary, error) {
-	s := &BenchSummary{Scenario: b.f.scenario, Out: b.out}
+	s := &BenchSummary{Scenario: b.f.scenario, Out: b.out, Cluster: b.cl.Name, Database: b.cl.DB, Logs: b.cl.cfg.runDir}
 	for _, r := range b.results {
 		path, err := writeResult(b.out, r)
 		if err != nil {

@@ -24,6 +24,7 @@ const (
 
 // genSpec describes connections to open from child processes.
 type genSpec struct {
+	bin        string // pushload binary to fork; "" for this one
 	addrs      []string
 	dispatcher string // optional: look every user's room up first
 	secret     string
@@ -44,9 +45,12 @@ func procsFor(n int) int { return max((n+genPerProc-1)/genPerProc, 1) }
 
 // startGenerators forks the children; each opens its share at once.
 func startGenerators(s genSpec) (*generators, error) {
-	self, err := os.Executable()
-	if err != nil {
-		return nil, fmt.Errorf("generators: cannot find own binary: %w", err)
+	self := s.bin
+	if self == "" {
+		var err error
+		if self, err = os.Executable(); err != nil {
+			return nil, fmt.Errorf("generators: cannot find own binary: %w", err)
+		}
 	}
 	procs := procsFor(s.n)
 	g := &generators{spec: s}

@@ -75,6 +75,7 @@ func (b *bench) cpuProfile(pr *probe) func() []byte {
 // child finished connecting, sampling the rooms each second. stop, when
 // it returns a reason, ends the phase early (the box's memory guard).
 func (b *bench) connectPhase(spec genSpec, desc string, probes []*probe, stop func(*generators) string) (*generators, []ConnPoint, string, error) {
+	spec.bin = b.f.generator
 	g, err := startGenerators(spec)
 	if err != nil {
 		return nil, nil, "", err
