@@ -91,9 +91,9 @@ func parseBenchFlags(args []string) (*benchFlags, error) {
 	fs.DurationVar(&f.limit, "limit", time.Hour, "the whole run stops after this long, whatever its phase")
 
 	fs.IntVar(&f.users, "users", defaultUsers, "unicast: connected users pushes go to")
-	fs.Float64Var(&f.rateStart, "rate-start", 500, "unicast: first offered rate (pushes/s)")
-	fs.Float64Var(&f.rateFactor, "rate-factor", 1.5, "unicast: each step offers this times the last")
-	fs.Float64Var(&f.rateMax, "rate-max", 20000, "unicast: highest offered rate")
+	fs.Float64Var(&f.rateStart, "rate-start", 100, "unicast: first offered rate (pushes/s)")
+	fs.Float64Var(&f.rateFactor, "rate-factor", 2, "unicast: each step offers this times the last")
+	fs.Float64Var(&f.rateMax, "rate-max", 12800, "unicast: highest offered rate")
 	fs.DurationVar(&f.step, "step", 10*time.Second, "unicast: length of one rate step")
 	fs.DurationVar(&f.p99Limit, "p99-limit", 50*time.Millisecond, "unicast: the ladder stops at the first step whose end-to-end p99 exceeds this")
 	fs.DurationVar(&f.drain, "drain", 10*time.Second, "unicast, churn: wait at most this long for outstanding deliveries")

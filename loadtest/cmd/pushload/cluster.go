@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	mrand "math/rand/v2"
 	"net"
 	"net/http"
 	"os"
@@ -101,7 +102,7 @@ func (c *benchCluster) freePort() (string, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	for i := 0; i < portTries; i++ {
-		p := benchPortMin + int(randUint(uint64(benchPortMax-benchPortMin+1)))
+		p := benchPortMin + mrand.IntN(benchPortMax-benchPortMin+1)
 		if c.taken[p] {
 			continue
 		}
@@ -114,16 +115,6 @@ func (c *benchCluster) freePort() (string, error) {
 		return "127.0.0.1:" + strconv.Itoa(p), nil
 	}
 	return "", fmt.Errorf("cluster: no free port in %d-%d after %d tries", benchPortMin, benchPortMax, portTries)
-}
-
-func randUint(n uint64) uint64 {
-	var b [8]byte
-	_, _ = rand.Read(b[:])
-	v := uint64(0)
-	for _, x := range b {
-		v = v<<8 | uint64(x)
-	}
-	return v % n
 }
 
 // startCluster starts redis, register, saver, coordinator, center and
@@ -234,7 +225,7 @@ func (c *benchCluster) stopRoom(name string) {
 }
 
 func (c *benchCluster) addService(name, admin string, env []string, args ...string) {
-	bin := strings.TrimRight(name, "-0123456789")
+	bin := strings.TrimRight(name, "-0123456789") // room-3 runs bin/room
 	common := []string{"-cluster", c.Name, "-etcd", c.cfg.etcd, "-instance", name, "-admin", admin, "-log-level", "warn"}
 	c.add(name, filepath.Join(c.cfg.binDir, bin), admin, env, append(common, args...)...)
 }

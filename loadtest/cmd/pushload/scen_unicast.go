@@ -154,7 +154,7 @@ func (b *bench) unicastStep(pr *probe, room *roomInfo, fl *fleet, cur *atomic.Po
 	pf := &pushFlags{commonFlags: commonFlags{app: benchApp, userPrefix: prefix}, apiKey: b.cl.APIKey,
 		users: b.f.users, rate: rate, duration: b.f.step, qos: 1, ttl: unicastTTL, size: unicastPayload,
 		httpConc: unicastHTTPConc, batch: 1}
-	s := &sender{f: pf, center: b.cl.CenterURL, tr: tr, status: &counts{}, http: httpc}
+	s := &sender{f: pf, center: b.cl.CenterURL, tr: tr, status: &counts{}, http: httpc, stop: b.ctx.Done()}
 	before, err := pr.Sample()
 	if err != nil {
 		return RateStep{}, nil, err
