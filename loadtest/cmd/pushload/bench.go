@@ -247,11 +247,17 @@ func runBench(args []string) (*BenchSummary, error) {
 		return nil, err
 	}
 	b.p.logf("scenario %s; cluster logs in %s; results in %s", f.scenario, runDir, out)
-	b.cl, err = startCluster(clusterConfig{binDir: bin, runDir: runDir, etcd: f.etcd, mysqlRoot: f.mysqlRoot, redisBin: f.redisBin})
+	bar := b.p.count(clusterProcs, "proc", "cluster: start")
+	b.cl, err = startCluster(clusterConfig{binDir: bin, runDir: runDir, etcd: f.etcd, mysqlRoot: f.mysqlRoot,
+		redisBin: f.redisBin, started: func(string) { _ = bar.Add(1) }})
+	b.p.done(bar)
 	if err != nil {
 		return nil, fmt.Errorf("bench: %w", err)
 	}
-	defer b.cl.Stop()
+	defer func() {
+		b.p.logf("stopping the bench cluster %s", b.cl.Name)
+		b.cl.Stop()
+	}()
 	engines, _ := parseEngines(f.engines)
 	for i, e := range engines {
 		if ctx.Err() != nil {

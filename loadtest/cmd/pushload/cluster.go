@@ -55,7 +55,13 @@ type clusterConfig struct {
 	etcd      string
 	mysqlRoot string // DSN prefix, e.g. root@tcp(127.0.0.1:3306)/
 	redisBin  string
+	// started, when set, is told of every process that came up (the
+	// bench's progress bar).
+	started func(name string)
 }
+
+// clusterProcs is how many processes startCluster starts.
+const clusterProcs = 6
 
 // benchProc is one server process of the bench cluster.
 type benchProc struct {
@@ -143,6 +149,7 @@ func startCluster(cfg clusterConfig) (c *benchCluster, err error) {
 	if err := c.start("redis", func() error { return redisPing(redisPort) }); err != nil {
 		return c, err
 	}
+	c.tell("redis")
 	if err := c.seedApp(); err != nil {
 		return c, err
 	}
@@ -173,8 +180,15 @@ func startCluster(cfg clusterConfig) (c *benchCluster, err error) {
 		if err := c.start(n, nil); err != nil {
 			return c, err
 		}
+		c.tell(n)
 	}
 	return c, nil
+}
+
+func (c *benchCluster) tell(name string) {
+	if c.cfg.started != nil {
+		c.cfg.started(name)
+	}
 }
 
 // roomInfo is what a scenario needs of one room.

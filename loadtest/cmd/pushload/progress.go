@@ -29,12 +29,12 @@ func newProgress(ctx context.Context, visible bool) *progress {
 	return &progress{ctx: ctx, w: os.Stderr, visible: visible}
 }
 
-// count is a bar for a phase measured in items (connections, messages).
-func (p *progress) count(total int, desc string) *progressbar.ProgressBar {
+// count is a bar for a phase measured in items of unit (conn, proc).
+func (p *progress) count(total int, unit, desc string) *progressbar.ProgressBar {
 	return progressbar.NewOptions64(int64(total),
 		progressbar.OptionSetWriter(p.w), progressbar.OptionSetVisibility(p.visible),
 		progressbar.OptionSetDescription(desc), progressbar.OptionSetWidth(barWidth),
-		progressbar.OptionShowCount(), progressbar.OptionShowIts(), progressbar.OptionSetItsString("conn"),
+		progressbar.OptionShowCount(), progressbar.OptionShowIts(), progressbar.OptionSetItsString(unit),
 		progressbar.OptionThrottle(barThrottle), progressbar.OptionSetElapsedTime(true))
 }
 

@@ -29,7 +29,7 @@ func (b *bench) box(i int, engine, flagVal string) error {
 			b.cl.stopRoom(ri.Name)
 		}
 	}()
-	bar := b.p.count(rooms, fmt.Sprintf("box %s: start %d rooms", engine, rooms))
+	bar := b.p.count(rooms, "proc", fmt.Sprintf("box %s: start %d rooms", engine, rooms))
 	for j := 0; j < rooms; j++ {
 		ri, err := b.cl.startRoom(i*maxProcs+j, flagVal)
 		if err != nil {

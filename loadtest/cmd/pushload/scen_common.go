@@ -80,7 +80,7 @@ func (b *bench) connectPhase(spec genSpec, desc string, probes []*probe, stop fu
 	if err != nil {
 		return nil, nil, "", err
 	}
-	bar := b.p.count(spec.n, desc)
+	bar := b.p.count(spec.n, "conn", desc)
 	var series []ConnPoint
 	sample := func() {
 		var pt ConnPoint

@@ -127,7 +127,7 @@ func (b *bench) connectInProcess(fl *fleet, prefix string, n int, desc string) e
 		defer close(done)
 		fl.connectRange(prefix, 0, n, b.f.conc, time.Now().Add(connectPhaseLimit))
 	}()
-	bar := b.p.count(n, desc)
+	bar := b.p.count(n, "conn", desc)
 	base := fl.ok.Load() + int64(fl.failures.Total())
 	for waiting := true; waiting; {
 		select {
