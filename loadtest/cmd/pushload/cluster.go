@@ -91,6 +91,7 @@ type benchCluster struct {
 	RegisterAdmin string
 
 	mu    sync.Mutex
+	solo  bool // the solo cluster's app is seeded
 	taken map[int]bool
 	procs map[string]*benchProc
 	order []string
@@ -204,6 +205,28 @@ type roomInfo struct {
 // startRoom starts room i with the given engine ("" for the binary's
 // default, when it has no -engine flag).
 func (c *benchCluster) startRoom(i int, engine string) (*roomInfo, error) {
+	return c.startRoomIn(c.Name, "room-"+strconv.Itoa(i+1), engine)
+}
+
+// startSoloRoom starts a room alone: under a cluster name of its own
+// (with the bench app) where no register, saver or coordinator runs.
+// Logins then skip the session registration and the pending pull, so
+// its connect rate is the room's own.
+func (c *benchCluster) startSoloRoom(i int, engine string) (*roomInfo, error) {
+	solo := c.Name + "-solo"
+	c.mu.Lock()
+	seeded := c.solo
+	c.solo = true
+	c.mu.Unlock()
+	if !seeded {
+		if err := c.seedAppIn(solo); err != nil {
+			return nil, err
+		}
+	}
+	return c.startRoomIn(solo, "solo-room-"+strconv.Itoa(i+1), engine)
+}
+
+func (c *benchCluster) startRoomIn(cluster, name, engine string) (*roomInfo, error) {
 	p := make([]string, 3)
 	for k := range p {
 		var err error
@@ -211,17 +234,16 @@ func (c *benchCluster) startRoom(i int, engine string) (*roomInfo, error) {
 			return nil, err
 		}
 	}
-	name := "room-" + strconv.Itoa(i+1)
 	args := []string{"-tcp", p[0], "-grpc", p[1], "-heartbeat", benchHeartbeat.String(),
 		"-max-conns", strconv.Itoa(roomMaxConns)}
 	if engine != "" {
 		args = append(args, "-engine", engine)
 	}
-	c.addService(name, p[2], []string{"GODEBUG=" + roomGCTrace}, args...)
+	c.addServiceIn(cluster, name, p[2], []string{"GODEBUG=" + roomGCTrace}, args...)
 	if err := c.start(name, nil); err != nil {
 		return nil, err
 	}
-	if err := c.waitListed(name); err != nil {
+	if err := c.waitListed(cluster, name); err != nil {
 		return nil, err
 	}
 	bp := c.procs[name]
@@ -239,8 +261,12 @@ func (c *benchCluster) stopRoom(name string) {
 }
 
 func (c *benchCluster) addService(name, admin string, env []string, args ...string) {
-	bin := strings.TrimRight(name, "-0123456789") // room-3 runs bin/room
-	common := []string{"-cluster", c.Name, "-etcd", c.cfg.etcd, "-instance", name, "-admin", admin, "-log-level", "warn"}
+	c.addServiceIn(c.Name, name, admin, env, args...)
+}
+
+func (c *benchCluster) addServiceIn(cluster, name, admin string, env []string, args ...string) {
+	bin := strings.TrimRight(strings.TrimPrefix(name, "solo-"), "-0123456789") // room-3 runs bin/room
+	common := []string{"-cluster", cluster, "-etcd", c.cfg.etcd, "-instance", name, "-admin", admin, "-log-level", "warn"}
 	c.add(name, filepath.Join(c.cfg.binDir, bin), admin, env, append(common, args...)...)
 }
 
@@ -353,7 +379,9 @@ func stopProc(p *benchProc) {
 	}
 }
 
-func (c *benchCluster) seedApp() error {
+func (c *benchCluster) seedApp() error { return c.seedAppIn(c.Name) }
+
+func (c *benchCluster) seedAppIn(cluster string) error {
 	ctx, cancel := context.WithTimeout(context.Background(), etcdTimeout)
 	defer cancel()
 	cli, err := discovery.Connect(ctx, strings.Split(c.cfg.etcd, ","), etcdTimeout)
@@ -361,7 +389,7 @@ func (c *benchCluster) seedApp() error {
 		return fmt.Errorf("cluster: etcd %s: %w", c.cfg.etcd, err)
 	}
 	defer cli.Close()
-	if err := appconfig.Put(ctx, cli, c.Name, appconfig.App{Name: benchApp, Secret: c.Secret, APIKey: c.APIKey}); err != nil {
+	if err := appconfig.Put(ctx, cli, cluster, appconfig.App{Name: benchApp, Secret: c.Secret, APIKey: c.APIKey}); err != nil {
 		return fmt.Errorf("cluster: seed app: %w", err)
 	}
 	return nil
@@ -369,7 +397,7 @@ func (c *benchCluster) seedApp() error {
 
 // waitListed waits until etcd lists the room instance, so center and the
 // dispatcher can route to it.
-func (c *benchCluster) waitListed(instance string) error {
+func (c *benchCluster) waitListed(cluster, instance string) error {
 	ctx, cancel := context.WithTimeout(context.Background(), procStartTimeout)
 	defer cancel()
 	cli, err := discovery.Connect(ctx, strings.Split(c.cfg.etcd, ","), etcdTimeout)
@@ -378,7 +406,7 @@ func (c *benchCluster) waitListed(instance string) error {
 	}
 	defer cli.Close()
 	for ctx.Err() == nil {
-		resp, err := cli.Get(ctx, discovery.Key(c.Name, discovery.ServiceRoom, instance), clientv3.WithCountOnly())
+		resp, err := cli.Get(ctx, discovery.Key(cluster, discovery.ServiceRoom, instance), clientv3.WithCountOnly())
 		if err == nil && resp.Count > 0 {
 			return nil
 		}
@@ -395,8 +423,9 @@ func (c *benchCluster) deletePrefix() error {
 		return fmt.Errorf("cluster: etcd cleanup: %w", err)
 	}
 	defer cli.Close()
-	if _, err := cli.Delete(ctx, "/pushgw/"+c.Name+"/", clientv3.WithPrefix()); err != nil {
-		return fmt.Errorf("cluster: etcd cleanup of /pushgw/%s/: %w", c.Name, err)
+	// "/pushgw/bench-x" without the slash covers bench-x-solo too.
+	if _, err := cli.Delete(ctx, "/pushgw/"+c.Name, clientv3.WithPrefix()); err != nil {
+		return fmt.Errorf("cluster: etcd cleanup of /pushgw/%s*: %w", c.Name, err)
 	}
 	return nil
 }

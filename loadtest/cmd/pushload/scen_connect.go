@@ -10,86 +10,97 @@ import (
 // hold every session after the last AUTH_REPLY.
 const registerWait = time.Minute
 
-// connect: accept+auth rate of -conns connections, two modes on one fresh
-// room per engine. "room": clients dial the room directly; the rate ends
-// at the last AUTH_REPLY. "cluster": every client first asks the
-// dispatcher for its room, and the rate ends when register holds every
-// session (the room registers logins in batches after AUTH_REPLY).
+// connect: accept+auth rate of -conns connections per engine, in two
+// modes, each on a fresh room. "room": a room alone (its own cluster
+// name, no register, saver or coordinator), dialled directly; the rate
+// ends at the last AUTH_REPLY. "cluster": a room of the bench cluster;
+// every client first asks the dispatcher for its room, and the rate ends
+// when register holds every session (the room registers logins in
+// batches after AUTH_REPLY and pulls each user's pending messages).
 func (b *bench) connect(i int, engine, flagVal string) error {
-	room, err := b.cl.startRoom(i, flagVal)
-	if err != nil {
-		return err
-	}
-	defer b.cl.stopRoom(room.Name)
-	pr := roomProbe(room)
 	reg := &probe{admin: b.cl.RegisterAdmin, http: &http.Client{Timeout: scrapeTimeout}}
 	for _, mode := range []string{"room", "cluster"} {
 		if b.ctx.Err() != nil {
 			return nil
 		}
-		r := b.newResult(engine)
-		r.Mode, r.Rooms, r.Requested = mode, 1, b.f.conns
-		spec := genSpec{addrs: []string{room.TCP}, secret: b.cl.Secret, prefix: engine + "-connect-" + mode + "-",
-			n: b.f.conns, conc: b.f.conc, connectTO: b.f.connectTO}
-		if mode == "cluster" {
-			spec.dispatcher = b.cl.DispatcherURL
-		}
-		before, _, err := b.quietSample(pr)
-		if err != nil {
+		if err := b.connectMode(i, engine, flagVal, mode, reg); err != nil {
 			return err
 		}
-		puts0, err := registerPuts(reg)
-		if err != nil {
-			return err
-		}
-		gcOff := logOffset(room.GCLog)
-		stopProf := b.cpuProfile(pr)
-		g, series, stopped, err := b.connectPhase(spec, fmt.Sprintf("connect %s/%s", engine, mode), []*probe{pr}, nil)
-		if err != nil {
-			return err
-		}
-		b.saveProfile(r, "cpu", stopProf())
-		r.GeneratorProcs, r.Series = len(g.children), series
-		if stopped != "" {
-			r.Notes = append(r.Notes, "connect phase ended early: "+stopped)
-		}
-		ok, _ := g.Progress()
-		registered := time.Time{}
-		if mode == "cluster" {
-			registered = b.waitRegistered(reg, puts0, ok)
-		}
-		connected, _ := pr.Sample()
-		gr, err := g.collect()
-		if err != nil {
-			return err
-		}
-		pauses, err := gcPauses(room.GCLog, gcOff)
-		if err != nil {
-			return err
-		}
-		r.Conns = gr.Connected
-		r.AcceptAuthPerS = gr.Rate()
-		if mode == "cluster" {
-			if registered.IsZero() {
-				r.Notes = append(r.Notes, fmt.Sprintf("register did not hold all %d sessions within %v; rate is to the last AUTH_REPLY", ok, registerWait))
-			} else if s := registered.Sub(gr.Start).Seconds(); s > 0 {
-				r.AcceptAuthPerS = float64(gr.Connected) / s
-				r.Notes = append(r.Notes, fmt.Sprintf("last AUTH_REPLY %.2fs, every session at register %.2fs after the first dial",
-					gr.End.Sub(gr.Start).Seconds(), s))
-			}
-		}
-		r.LatencyMS = gr.Latency.Summary()
-		r.GCPauseMS = pauses.gcSummary()
-		if auths := connected.AuthsOK - before.AuthsOK; auths > 0 {
-			r.RoomCPUMicrosPerAuth = (connected.CPUSeconds - before.CPUSeconds) / auths * 1e6
-		}
-		// Memory right after a burst (and after the previous mode's
-		// connections) is not a per-connection cost: idle measures that.
-		r.fillErrors(gr)
-		b.keep(r)
-		// The closed sessions' deletes must not land in the next mode's window.
-		b.p.wait(b.f.settle, fmt.Sprintf("connect %s/%s: close", engine, mode))
 	}
+	return nil
+}
+
+func (b *bench) connectMode(i int, engine, flagVal, mode string, reg *probe) error {
+	start := b.cl.startRoom
+	if mode == "room" {
+		start = b.cl.startSoloRoom
+	}
+	room, err := start(i, flagVal)
+	if err != nil {
+		return err
+	}
+	defer b.cl.stopRoom(room.Name)
+	pr := roomProbe(room)
+	r := b.newResult(engine)
+	r.Mode, r.Rooms, r.Requested = mode, 1, b.f.conns
+	spec := genSpec{addrs: []string{room.TCP}, secret: b.cl.Secret, prefix: engine + "-connect-" + mode + "-",
+		n: b.f.conns, conc: b.f.conc, connectTO: b.f.connectTO}
+	if mode == "cluster" {
+		spec.dispatcher = b.cl.DispatcherURL
+	}
+	before, _, err := b.quietSample(pr)
+	if err != nil {
+		return err
+	}
+	puts0, err := registerPuts(reg)
+	if err != nil {
+		return err
+	}
+	gcOff := logOffset(room.GCLog)
+	stopProf := b.cpuProfile(pr)
+	g, series, stopped, err := b.connectPhase(spec, fmt.Sprintf("connect %s/%s", engine, mode), []*probe{pr}, nil)
+	if err != nil {
+		return err
+	}
+	b.saveProfile(r, "cpu", stopProf())
+	r.GeneratorProcs, r.Series = len(g.children), series
+	if stopped != "" {
+		r.Notes = append(r.Notes, "connect phase ended early: "+stopped)
+	}
+	ok, _ := g.Progress()
+	registered := time.Time{}
+	if mode == "cluster" {
+		registered = b.waitRegistered(reg, puts0, ok)
+	}
+	connected, _ := pr.Sample()
+	gr, err := g.collect()
+	if err != nil {
+		return err
+	}
+	pauses, err := gcPauses(room.GCLog, gcOff)
+	if err != nil {
+		return err
+	}
+	r.Conns = gr.Connected
+	r.AcceptAuthPerS = gr.Rate()
+	if mode == "cluster" {
+		if registered.IsZero() {
+			r.Notes = append(r.Notes, fmt.Sprintf("register did not hold all %d sessions within %v; rate is to the last AUTH_REPLY", ok, registerWait))
+		} else if s := registered.Sub(gr.Start).Seconds(); s > 0 {
+			r.AcceptAuthPerS = float64(gr.Connected) / s
+			r.Notes = append(r.Notes, fmt.Sprintf("last AUTH_REPLY %.2fs, every session at register %.2fs after the first dial",
+				gr.End.Sub(gr.Start).Seconds(), s))
+		}
+	}
+	r.LatencyMS = gr.Latency.Summary()
+	r.GCPauseMS = pauses.gcSummary()
+	if auths := connected.AuthsOK - before.AuthsOK; auths > 0 {
+		r.RoomCPUMicrosPerAuth = (connected.CPUSeconds - before.CPUSeconds) / auths * 1e6
+	}
+	// Memory right after a burst (and after the previous mode's
+	// connections) is not a per-connection cost: idle measures that.
+	r.fillErrors(gr)
+	b.keep(r)
 	return nil
 }
 
