@@ -40,6 +40,7 @@ type benchFlags struct {
 	engines    string
 	binDir     string
 	generator  string
+	logs       string
 	out        string
 	etcd       string
 	mysqlRoot  string
@@ -76,6 +77,7 @@ func parseBenchFlags(args []string) (*benchFlags, error) {
 	fs.StringVar(&f.scenario, "scenario", "idle", "one of "+strings.Join(benchScenarios(), ", "))
 	fs.StringVar(&f.engines, "engines", engineStd+","+engineGnet, "room engines to run, in order (a room without -engine runs std only; gnet is then reported skipped)")
 	fs.StringVar(&f.binDir, "bin", "bin", "directory holding the service binaries (make build)")
+	fs.StringVar(&f.logs, "logs", "", "directory for the cluster's logs (default a new /tmp/pushgw-bench-*)")
 	fs.StringVar(&f.generator, "generator", "", "pushload binary run as generator children (default: this one)")
 	fs.StringVar(&f.out, "out", "", "directory for JSON, PNG and profiles (default loadtest/results/<UTC date>)")
 	fs.StringVar(&f.etcd, "etcd", envOr("PUSHGW_ETCD", "127.0.0.1:2379"), "etcd the bench cluster registers in, under its own /pushgw/bench-<random>/ prefix")
@@ -242,9 +244,11 @@ func runBench(args []string) (*BenchSummary, error) {
 	if b.engineFlag, err = roomEngines(filepath.Join(bin, "room")); err != nil {
 		return nil, fmt.Errorf("bench: %w", err)
 	}
-	runDir, err := os.MkdirTemp("", "pushgw-bench-")
-	if err != nil {
-		return nil, err
+	runDir := f.logs
+	if runDir == "" {
+		if runDir, err = os.MkdirTemp("", "pushgw-bench-"); err != nil {
+			return nil, err
+		}
 	}
 	b.p.logf("scenario %s; cluster logs in %s; results in %s", f.scenario, runDir, out)
 	bar := b.p.count(clusterProcs, "proc", "cluster: start")

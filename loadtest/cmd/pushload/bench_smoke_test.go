@@ -34,7 +34,7 @@ func TestBenchIdleSmoke(t *testing.T) {
 	etcd := envOr("PUSHGW_ETCD", "127.0.0.1:2379")
 	mysqlRoot := envOr("PUSHGW_BENCH_MYSQL", "root@tcp(127.0.0.1:3306)/")
 	sum, err := runBench([]string{"-scenario", "idle", "-conns", "40", "-c", "8", "-settle", "0s", "-hold", "0s",
-		"-no-progress", "-profiles=false", "-bin", bin, "-generator", filepath.Join(bin, "pushload"), "-out", out,
+		"-no-progress", "-profiles=false", "-bin", bin, "-logs", t.TempDir(), "-generator", filepath.Join(bin, "pushload"), "-out", out,
 		"-etcd", etcd, "-mysql", mysqlRoot, "-limit", "3m"})
 	if err != nil {
 		t.Fatal(err)
