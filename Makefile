@@ -5,7 +5,7 @@ GO    ?= go
 BIN   ?= bin
 SERVICES := dispatcher room register saver center coordinator
 
-.PHONY: all build run stop test faults proto lint fuzz deps clean
+.PHONY: all build run stop test faults proto lint fuzz deps clean bench
 .PHONY: test-redis-cluster redis-cluster redis-cluster-stop etcd-cluster etcd-cluster-stop
 
 all: build
@@ -78,3 +78,13 @@ fuzz:
 
 clean:
 	rm -rf $(BIN)
+
+# Benchmarks (loadtest/README.md, docs/BENCHMARKS.md); never part of `make test`.
+# make bench SCENARIO=idle|connect|unicast|churn|box [BENCH_ARGS='-conns 5000 ...']
+# starts its own cluster (private redis-server, ports 17000-19999, etcd prefix
+# /pushgw/bench-*/, MySQL database pushgw_bench_*), runs each room engine, writes
+# JSON and PNG under loadtest/results/<UTC date>/ and stops by itself.
+SCENARIO ?= idle
+BENCH_ARGS ?=
+bench: deps build
+	$(BIN)/pushload bench -scenario $(SCENARIO) -bin $(BIN) $(BENCH_ARGS)

@@ -1,10 +1,14 @@
 package main
 
 import (
+	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"net"
+	"net/http"
+	"net/url"
 	"os"
 	"sync"
 	"sync/atomic"
@@ -25,6 +29,8 @@ const (
 	tokenLifetime = 2 * time.Hour
 	// maxClientBody is what the generator accepts from the room.
 	maxClientBody = protocol.DefaultMaxBodySize
+	// maxDispatcherBody bounds an endpoints answer.
+	maxDispatcherBody = 64 << 10
 )
 
 // codeError is an ERROR or KICK frame from the room.
@@ -74,15 +80,57 @@ type client struct {
 }
 
 type dialer struct {
-	app     string
-	secret  []byte
-	timeout time.Duration
-	src     []net.IP
-	next    atomic.Uint64
+	// dispatcher, when set, is asked for the room of every connection.
+	dispatcher string
+	httpc      *http.Client
+	app        string
+	secret     []byte
+	timeout    time.Duration
+	src        []net.IP
+	next       atomic.Uint64
 }
 
-// connect dials addr, authenticates as user and waits for AUTH_REPLY.
+// lookup asks the dispatcher for user's room, as a client does before
+// it connects; the first endpoint is the one to dial.
+func (d *dialer) lookup(user string) (string, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), d.timeout)
+	defer cancel()
+	q := url.Values{"app": {d.app}, "user": {user}}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, d.dispatcher+"/v1/endpoints?"+q.Encode(), nil)
+	if err != nil {
+		return "", err
+	}
+	resp, err := d.httpc.Do(req)
+	if err != nil {
+		return "", fmt.Errorf("dispatcher: %w", err)
+	}
+	defer resp.Body.Close()
+	var body struct {
+		Endpoints []string `json:"endpoints"`
+	}
+	if err := json.NewDecoder(io.LimitReader(resp.Body, maxDispatcherBody)).Decode(&body); err != nil {
+		return "", fmt.Errorf("dispatcher: %s: %w", resp.Status, err)
+	}
+	if resp.StatusCode != http.StatusOK || len(body.Endpoints) == 0 {
+		return "", fmt.Errorf("dispatcher: %s, %d endpoints", resp.Status, len(body.Endpoints))
+	}
+	ep := body.Endpoints[0]
+	if _, err := checkTCPAddrs(ep); err != nil {
+		return "", fmt.Errorf("dispatcher: %w", err)
+	}
+	return ep, nil
+}
+
+// connect dials addr (or the dispatcher's answer), authenticates as user
+// and waits for AUTH_REPLY.
 func (d *dialer) connect(addr, user string) (*client, error) {
+	if d.dispatcher != "" {
+		ep, err := d.lookup(user)
+		if err != nil {
+			return nil, err
+		}
+		addr = ep
+	}
 	nd := net.Dialer{Timeout: d.timeout}
 	if len(d.src) > 0 {
 		ip := d.src[d.next.Add(1)%uint64(len(d.src))]

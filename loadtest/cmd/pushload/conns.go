@@ -16,6 +16,13 @@ import (
 // over; the parent samples the room when every child printed it.
 const readyMarker = "pushload-ready"
 
+// progressMarker starts the stderr lines ("pushload-progress OK FAILED") a
+// child prints during its connect phase, for the parent's progress bar.
+const progressMarker = "pushload-progress "
+
+// progressEvery is how often a child reports its connect progress.
+const progressEvery = 250 * time.Millisecond
+
 // Bounds on flag values.
 const (
 	maxProcs       = 64
@@ -56,6 +63,9 @@ type ConnsResult struct {
 	PingFailures    int64          `json:"ping_failures"`
 	Room            *RoomMemory    `json:"room,omitempty"`
 	Children        []ConnsResult  `json:"children,omitempty"`
+	// ConnectHist is the HDR histogram of connect latencies (children
+	// send it so the parent's percentiles are exact, not the worst child's).
+	ConnectHist []byte `json:"connect_hist,omitempty"`
 }
 
 // RoomMemory is the room's cost of the held connections.
@@ -139,7 +149,12 @@ func runConns(args []string) (*ConnsResult, error) {
 	// The connect phase may not outlast one auth timeout per connection
 	// and concurrency slot; this bound only keeps the run finite.
 	phaseDeadline := time.Now().Add(connectTO * time.Duration(f.n/f.conc+2))
+	stopProgress := make(chan struct{})
+	if f.child {
+		go reportProgress(fl, stopProgress)
+	}
 	start, end := fl.connectRange(f.userPrefix, f.userOffset, f.n, f.conc, phaseDeadline)
+	close(stopProgress)
 	ready := time.Now()
 
 	if f.child {
@@ -165,6 +180,11 @@ func runConns(args []string) (*ConnsResult, error) {
 	close(stopPing)
 	fl.closeAll()
 	res.Drops = fl.drops.Snapshot()
+	if f.child {
+		if res.ConnectHist, err = fl.connLat.h.Encode(); err != nil {
+			return nil, err
+		}
+	}
 	res.finishRate()
 	if mem != nil {
 		sleepOrSignal(f.settle)
@@ -173,6 +193,22 @@ func runConns(args []string) (*ConnsResult, error) {
 		res.Room = mem
 	}
 	return res, nil
+}
+
+// reportProgress prints the fleet's connect progress until stop closes,
+// and once more at the end so the parent sees the final count.
+func reportProgress(fl *fleet, stop <-chan struct{}) {
+	tk := time.NewTicker(progressEvery)
+	defer tk.Stop()
+	for {
+		select {
+		case <-stop:
+			fmt.Fprintf(os.Stderr, "%s%d %d\n", progressMarker, fl.ok.Load(), fl.failures.Total())
+			return
+		case <-tk.C:
+			fmt.Fprintf(os.Stderr, "%s%d %d\n", progressMarker, fl.ok.Load(), fl.failures.Total())
+		}
+	}
 }
 
 func (r *ConnsResult) finishRate() {

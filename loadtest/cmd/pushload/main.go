@@ -15,6 +15,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"net/http"
 	"os"
 	"time"
 )
@@ -35,6 +36,8 @@ func main() {
 		res, err = runPush(os.Args[2:], false)
 	case "multi":
 		res, err = runPush(os.Args[2:], true)
+	case "bench":
+		res, err = runBench(os.Args[2:])
 	case "-h", "-help", "--help", "help":
 		usage()
 		return
@@ -67,6 +70,9 @@ scenarios:
   push    unicast QoS pushes through center POST /v1/push at a target rate;
           reports delivered/s and end-to-end latency
   multi   like push, through POST /v1/push/multi with -batch users per call
+  bench   start a private bench cluster and run one scenario (idle, connect,
+          unicast, churn, box) on each room engine; writes JSON and PNG
+          results (loadtest/README.md); "make bench SCENARIO=idle"
 
 run "pushload <scenario> -h" for the flags of one scenario.
 `)
@@ -83,6 +89,7 @@ type commonFlags struct {
 	src        string
 	roomPID    int
 	roomAdmin  string
+	dispatcher string
 }
 
 // fleet checks the target flags (loopback only) and returns a fleet that
@@ -101,6 +108,12 @@ func (c *commonFlags) fleet() (*fleet, time.Duration, error) {
 		return nil, 0, fmt.Errorf("-connect-timeout %q: want a positive duration", c.connectTO)
 	}
 	d := &dialer{app: c.app, secret: []byte(c.secret), timeout: connectTO, src: src}
+	if c.dispatcher != "" {
+		if d.dispatcher, err = checkURL(c.dispatcher); err != nil {
+			return nil, 0, fmt.Errorf("-dispatcher: %w", err)
+		}
+		d.httpc = &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: c.conc}}
+	}
 	return &fleet{d: d, addrs: addrs}, connectTO, nil
 }
 
@@ -114,4 +127,5 @@ func (c *commonFlags) bind(fs *flag.FlagSet) {
 	fs.StringVar(&c.src, "src", "", "local 127.x addresses to bind, comma-separated (spreads source ports beyond one address's ~28k)")
 	fs.IntVar(&c.roomPID, "room-pid", 0, "pid of the room process to sample (VmRSS, CPU) from /proc")
 	fs.StringVar(&c.roomAdmin, "room-admin", "", "admin host:port of that room, for /metrics and /debug/pprof/heap")
+	fs.StringVar(&c.dispatcher, "dispatcher", "", "dispatcher base URL; when set every connection first asks it for its room (GET /v1/endpoints), as a real client does")
 }

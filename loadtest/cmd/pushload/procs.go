@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -22,6 +23,8 @@ type child struct {
 	ready  chan struct{}
 	exited chan struct{}
 	err    error
+	// ok and failed are the child's last reported connect progress.
+	ok, failed atomic.Int64
 }
 
 // runConnsParent forks f.procs children of this binary, each holding its
@@ -133,6 +136,11 @@ func startChild(self string, args []string, secret string) (*child, error) {
 				markReady()
 				continue
 			}
+			if ok, failed, isProgress := parseProgress(sc.Text()); isProgress {
+				c.ok.Store(ok)
+				c.failed.Store(failed)
+				continue
+			}
 			fmt.Fprintln(os.Stderr, sc.Text())
 		}
 	}()
@@ -146,6 +154,21 @@ func startChild(self string, args []string, secret string) (*child, error) {
 }
 
 func (c *child) release() { _ = c.stdin.Close() }
+
+// parseProgress reads a progressMarker line.
+func parseProgress(line string) (ok, failed int64, isProgress bool) {
+	rest, found := strings.CutPrefix(line, progressMarker)
+	if !found {
+		return 0, 0, false
+	}
+	a, b, _ := strings.Cut(rest, " ")
+	ok, err1 := strconv.ParseInt(a, 10, 64)
+	failed, err2 := strconv.ParseInt(b, 10, 64)
+	if err1 != nil || err2 != nil {
+		return 0, 0, false
+	}
+	return ok, failed, true
+}
 
 // merge adds a child's result. Rates come from the union of the connect
 // phases; connect latency percentiles are the worst child's (percentiles

@@ -324,6 +324,10 @@ type sender struct {
 
 	errMu   sync.Mutex
 	errList []string
+
+	// stop, when set, ends the send window early (the churn scenario
+	// pushes until its phases are over).
+	stop <-chan struct{}
 }
 
 // run issues requests at f.rate for f.duration on f.httpConc workers. When
@@ -344,7 +348,7 @@ func (s *sender) run() {
 	start := time.Now()
 	var issued int64
 	stop := start.Add(s.f.duration)
-	for now := start; now.Before(stop); now = time.Now() {
+	for now := start; now.Before(stop) && !s.stopped(); now = time.Now() {
 		due := int64(now.Sub(start).Seconds() * s.f.rate)
 		for ; issued < due; issued++ {
 			jobs <- issued
@@ -353,6 +357,15 @@ func (s *sender) run() {
 	}
 	close(jobs)
 	wg.Wait()
+}
+
+func (s *sender) stopped() bool {
+	select {
+	case <-s.stop:
+		return true
+	default:
+		return false
+	}
 }
 
 // one sends request k: unicast to user k mod users, or a batch of users

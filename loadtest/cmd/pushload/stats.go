@@ -1,70 +1,32 @@
 package main
 
 import (
-	"slices"
 	"sync"
 	"time"
 )
 
-// maxLatencySamples bounds the memory of one run's latency record; beyond it
-// samples are kept by reservoir sampling, which leaves percentiles unbiased.
-const maxLatencySamples = 1 << 20
-
-// latencies collects durations from many goroutines.
+// latencies collects durations from many goroutines into an HDR
+// histogram (hist.go), so memory stays fixed however long a run lasts.
 type latencies struct {
-	mu   sync.Mutex
-	v    []time.Duration
-	seen int
-	max  time.Duration
-	rng  uint64
+	h hist
 }
 
-func (l *latencies) Add(d time.Duration) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if l.rng == 0 {
-		l.rng = 88172645463325252
-	}
-	l.seen++
-	l.max = max(l.max, d)
-	if len(l.v) < maxLatencySamples {
-		l.v = append(l.v, d)
-		return
-	}
-	// xorshift: cheap and good enough to pick a slot to replace.
-	l.rng ^= l.rng << 13
-	l.rng ^= l.rng >> 7
-	l.rng ^= l.rng << 17
-	if j := int(l.rng % uint64(l.seen)); j < len(l.v) {
-		l.v[j] = d
-	}
-}
+func (l *latencies) Add(d time.Duration) { l.h.Record(d) }
 
-// Percentiles are milliseconds, as JSON readers expect them.
+// Percentiles are milliseconds, as JSON readers expect them (the result
+// format of the conns, push and multi scenarios).
 type Percentiles struct {
 	Count int     `json:"count"`
 	P50   float64 `json:"p50_ms"`
 	P90   float64 `json:"p90_ms"`
 	P99   float64 `json:"p99_ms"`
+	P999  float64 `json:"p999_ms"`
 	Max   float64 `json:"max_ms"`
 }
 
 func (l *latencies) Summary() Percentiles {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	v := slices.Clone(l.v)
-	slices.Sort(v)
-	return Percentiles{Count: l.seen, P50: ms(pick(v, 0.50)), P90: ms(pick(v, 0.90)),
-		P99: ms(pick(v, 0.99)), Max: ms(l.max)}
-}
-
-// pick returns the q-quantile of sorted v (nearest rank).
-func pick(v []time.Duration, q float64) time.Duration {
-	if len(v) == 0 {
-		return 0
-	}
-	i := int(q*float64(len(v))+0.5) - 1
-	return v[min(max(i, 0), len(v)-1)]
+	s := l.h.Summary()
+	return Percentiles{Count: int(s.Count), P50: s.P50, P90: s.P90, P99: s.P99, P999: s.P999, Max: s.Max}
 }
 
 func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
@@ -92,4 +54,15 @@ func (c *counts) Snapshot() map[string]int {
 		out[k] = v
 	}
 	return out
+}
+
+// Total is the sum of every count.
+func (c *counts) Total() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	n := 0
+	for _, v := range c.m {
+		n += v
+	}
+	return n
 }

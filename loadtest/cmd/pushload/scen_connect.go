@@ -1,0 +1,129 @@
+package main
+
+import (
+	"fmt"
+	"net/http"
+	"time"
+)
+
+// registerWait bounds how long the cluster mode waits for register to
+// hold every session after the last AUTH_REPLY.
+const registerWait = time.Minute
+
+// connect: accept+auth rate of -conns connections per engine, in two
+// modes, each on a fresh room. "room": a room alone (its own cluster
+// name, no register, saver or coordinator), dialled directly; the rate
+// ends at the last AUTH_REPLY. "cluster": a room of the bench cluster;
+// every client first asks the dispatcher for its room, and the rate ends
+// when register holds every session (the room registers logins in
+// batches after AUTH_REPLY and pulls each user's pending messages).
+func (b *bench) connect(i int, engine, flagVal string) error {
+	reg := &probe{admin: b.cl.RegisterAdmin, http: &http.Client{Timeout: scrapeTimeout}}
+	for _, mode := range []string{"room", "cluster"} {
+		if b.ctx.Err() != nil {
+			return nil
+		}
+		if err := b.connectMode(i, engine, flagVal, mode, reg); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (b *bench) connectMode(i int, engine, flagVal, mode string, reg *probe) error {
+	start := b.cl.startRoom
+	if mode == "room" {
+		start = b.cl.startSoloRoom
+	}
+	room, err := start(i, flagVal)
+	if err != nil {
+		return err
+	}
+	defer b.cl.stopRoom(room.Name)
+	pr := roomProbe(room)
+	r := b.newResult(engine)
+	r.Mode, r.Rooms, r.Requested = mode, 1, b.f.conns
+	spec := genSpec{addrs: []string{room.TCP}, secret: b.cl.Secret, prefix: engine + "-connect-" + mode + "-",
+		n: b.f.conns, conc: b.f.conc, connectTO: b.f.connectTO}
+	if mode == "cluster" {
+		spec.dispatcher = b.cl.DispatcherURL
+	}
+	before, _, err := b.quietSample(pr)
+	if err != nil {
+		return err
+	}
+	puts0, err := registerPuts(reg)
+	if err != nil {
+		return err
+	}
+	gcOff := logOffset(room.GCLog)
+	stopProf := b.cpuProfile(pr)
+	g, series, stopped, err := b.connectPhase(spec, fmt.Sprintf("connect %s/%s", engine, mode), []*probe{pr}, nil)
+	if err != nil {
+		return err
+	}
+	b.saveProfile(r, "cpu", stopProf())
+	r.GeneratorProcs, r.Series = len(g.children), series
+	if stopped != "" {
+		r.Notes = append(r.Notes, "connect phase ended early: "+stopped)
+	}
+	ok, _ := g.Progress()
+	registered := time.Time{}
+	if mode == "cluster" {
+		registered = b.waitRegistered(reg, puts0, ok)
+	}
+	connected, _ := pr.Sample()
+	gr, err := g.collect()
+	if err != nil {
+		return err
+	}
+	pauses, err := gcPauses(room.GCLog, gcOff)
+	if err != nil {
+		return err
+	}
+	r.Conns = gr.Connected
+	r.AcceptAuthPerS = gr.Rate()
+	if mode == "cluster" {
+		if registered.IsZero() {
+			r.Notes = append(r.Notes, fmt.Sprintf("register did not hold all %d sessions within %v; rate is to the last AUTH_REPLY", ok, registerWait))
+		} else if s := registered.Sub(gr.Start).Seconds(); s > 0 {
+			r.AcceptAuthPerS = float64(gr.Connected) / s
+			r.Notes = append(r.Notes, fmt.Sprintf("last AUTH_REPLY %.2fs, every session at register %.2fs after the first dial",
+				gr.End.Sub(gr.Start).Seconds(), s))
+		}
+	}
+	r.LatencyMS = gr.Latency.Summary()
+	r.GCPauseMS = pauses.gcSummary()
+	if auths := connected.AuthsOK - before.AuthsOK; auths > 0 {
+		r.RoomCPUMicrosPerAuth = (connected.CPUSeconds - before.CPUSeconds) / auths * 1e6
+	}
+	// Memory right after a burst (and after the previous mode's
+	// connections) is not a per-connection cost: idle measures that.
+	r.fillErrors(gr)
+	b.keep(r)
+	return nil
+}
+
+// registerPuts reads register's count of stored sessions.
+func registerPuts(reg *probe) (float64, error) {
+	m, err := reg.scrape()
+	if err != nil {
+		return 0, fmt.Errorf("register metrics: %w", err)
+	}
+	return m[`pushgw_register_sessions_total{outcome="put"}`], nil
+}
+
+// waitRegistered polls register until it stored want more sessions than
+// at puts0, returning when (zero after registerWait).
+func (b *bench) waitRegistered(reg *probe, puts0 float64, want int64) time.Time {
+	deadline := time.Now().Add(registerWait)
+	for time.Now().Before(deadline) {
+		if p, err := registerPuts(reg); err == nil && p-puts0 >= float64(want) {
+			return time.Now()
+		}
+		if !b.p.sleep(50 * time.Millisecond) {
+			break
+		}
+	}
+	return time.Time{}
+}
