@@ -12,6 +12,7 @@ require (
 	go.etcd.io/etcd/client/v3 v3.6.16
 	google.golang.org/grpc v1.85.0
 	google.golang.org/protobuf v1.36.12
+	gopkg.in/yaml.v3 v3.0.1
 )
 
 require (
