@@ -113,7 +113,7 @@ func helpOf(t testing.TB, bin string, sub ...string) usage {
 	}
 	cmd := exec.Command(path, append(sub, "-h")...)
 	cmd.Env = []string{"PATH=/usr/bin:/bin", "HOME=" + t.TempDir()} // no PUSHGW_* from the caller
-	out, _ := cmd.CombinedOutput()                                   // -h exits non-zero
+	out, _ := cmd.CombinedOutput()                                  // -h exits non-zero
 	u := parseUsage(string(out))
 	if len(u.flags) == 0 {
 		t.Fatalf("%s -h printed no flags:\n%s", key, out)
