@@ -42,7 +42,7 @@ const pushgwImage = "pushgw:dev"
 func composeConfig(t *testing.T) composeFile {
 	t.Helper()
 	if _, err := exec.LookPath("docker-compose"); err != nil {
-		t.Fatal("docker-compose is not installed; install Debian's package: apt-get install -y docker-compose")
+		t.Fatal("docker-compose is not installed: run scripts/deploy-deps.sh (Debian package docker-compose)")
 	}
 	cmd := exec.Command("docker-compose", "-f", filepath.Join(repoRoot(), "docker-compose.yml"), "config")
 	cmd.Dir = repoRoot()

@@ -149,7 +149,7 @@ func usedMetrics(t *testing.T) map[string][]string {
 // Debian's promtool is there to say so.
 func TestAlertsValidPromtool(t *testing.T) {
 	if _, err := exec.LookPath("promtool"); err != nil {
-		t.Fatal("promtool is not installed; install Debian's package: apt-get install -y --no-install-recommends prometheus")
+		t.Fatal("promtool is not installed: run scripts/deploy-deps.sh (Debian package prometheus)")
 	}
 	out, err := exec.Command("promtool", "check", "rules", filepath.Join(repoRoot(), "deploy", "prometheus", "alerts.yml")).CombinedOutput()
 	if err != nil {
