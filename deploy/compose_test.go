@@ -21,10 +21,7 @@ type composeService struct {
 	Entrypoint  []string          `yaml:"entrypoint"`
 	Command     []string          `yaml:"command"`
 	Environment map[string]string `yaml:"environment"`
-	Ports       []struct {
-		Published int `yaml:"published"`
-		Target    int `yaml:"target"`
-	} `yaml:"ports"`
+	Ports       []composePort     `yaml:"ports"`
 	Healthcheck struct {
 		Test []string `yaml:"test"`
 	} `yaml:"healthcheck"`
@@ -32,6 +29,11 @@ type composeService struct {
 		Soft int `yaml:"soft"`
 		Hard int `yaml:"hard"`
 	} `yaml:"ulimits"`
+}
+
+type composePort struct {
+	Published int `yaml:"published"`
+	Target    int `yaml:"target"`
 }
 
 // pushgwImage is the image docker-compose.yml builds from the Dockerfile.
@@ -143,10 +145,7 @@ func TestComposeMatchesCode(t *testing.T) {
 			if len(invs) == 1 && invs[0].bin == "room" {
 				inv := invs[0]
 				adv := inv.flags["advertise-tcp"]
-				if adv == "" || !slices.ContainsFunc(svc.Ports, func(p struct {
-					Published int `yaml:"published"`
-					Target    int `yaml:"target"`
-				}) bool {
+				if adv == "" || !slices.ContainsFunc(svc.Ports, func(p composePort) bool {
 					return p.Published == port(t, adv) && p.Target == port(t, inv.flags["tcp"])
 				}) {
 					t.Errorf("room: -advertise-tcp %q must be the published client port of -tcp %q", adv, inv.flags["tcp"])
