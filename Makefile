@@ -62,6 +62,7 @@ proto:
 lint:
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); echo "gofmt: files above need formatting"; exit 1; }
 	$(GO) vet ./...
+	@bash scripts/bigfiles.sh
 
 # Each fuzzer runs FUZZTIME; seed corpora live in each package's testdata/fuzz/.
 FUZZTIME ?= 20s

@@ -135,7 +135,12 @@ func TestIdempotentRetryDeliversStoredMessage(t *testing.T) {
 	if status != http.StatusOK {
 		t.Fatalf("push with register down: %d %v", status, first)
 	}
-	time.Sleep(9 * time.Second) // center's delivery retries (0.5, 2, 5 s) all fail
+	// Center's live delivery and its retries (0.5, 2, 5 s) have all failed
+	// and the retrier gave the message up: only the idempotent retry below
+	// can deliver it now (the sweep is off).
+	Eventually(t, 30*time.Second, "center's delivery retries given up", func() bool {
+		return ScrapeAdmin(t, c.Procs["center"].Admin)[`pushgw_center_delivery_retries_dropped_total{reason="gave_up"}`] >= 1
+	})
 	c.Start("register")
 	id, _ := strconv.ParseUint(first["id"].(string), 10, 64)
 	if cl.Count(id) != 0 {

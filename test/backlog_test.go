@@ -45,7 +45,12 @@ func TestPendingPullRetriedAfterSaverOutage(t *testing.T) {
 	c.Kill("saver")
 	cl := startSDK(t, c, "retry-pull", "phone")
 	Eventually(t, 10*time.Second, "client connected", func() bool { return cl.Endpoint() != "" })
-	time.Sleep(time.Second) // the login's pull has failed by now
+	// The login's pull has reached saver's absence (not merely been
+	// scheduled): without a failed Saver.Pending the retry path is not
+	// what delivers below.
+	Eventually(t, 15*time.Second, "the login's pending pull failed", func() bool {
+		return c.RoomsValue(t, `pushgw_room_peer_errors_total{method="Saver.Pending"}`) >= 1
+	})
 	c.Start("saver")
 	Eventually(t, 20*time.Second, "the stored message handled after saver's restart", func() bool { return cl.Count(id) == 1 })
 	if n := cl.Stats().Connects; n != 1 {

@@ -499,3 +499,11 @@ func (c *Cluster) EtcdEndpoints() []string { return strings.Split(c.Etcd, ",") }
 // LogDir is the directory holding every process's log, removed with the
 // test's temporary files.
 func (c *Cluster) LogDir() string { return c.dir }
+
+// RemoveBinaries deletes what StartCluster built; packages other than this
+// one that start clusters call it from their TestMain.
+func RemoveBinaries() {
+	if buildDir != "" {
+		os.RemoveAll(buildDir)
+	}
+}

@@ -57,3 +57,18 @@ func AdminValue(t testing.TB, admin, series string) float64 {
 	}
 	return v
 }
+
+// RoomsValue sums one series over every running room of c (a series a room
+// has not exported yet counts as 0), for waits on "some room did X" when a
+// client may have landed on either room.
+func (c *Cluster) RoomsValue(t testing.TB, series string) float64 {
+	t.Helper()
+	var sum float64
+	for name, p := range c.Procs {
+		if !strings.HasPrefix(name, "room-") {
+			continue
+		}
+		sum += ScrapeAdmin(t, p.Admin)[series]
+	}
+	return sum
+}

@@ -14,7 +14,11 @@ func TestLoginDuringRegisterOutage(t *testing.T) {
 	c.Kill("register")
 	cl := startSDK(t, c, "reg-outage", "phone")
 	Eventually(t, 10*time.Second, "client connected", func() bool { return cl.Endpoint() != "" })
-	time.Sleep(time.Second) // the login's put has failed by now
+	// The login's put has been given up (all its attempts failed), so the
+	// session can only reach register by the put retries under test.
+	Eventually(t, 15*time.Second, "the login's Register.Put batch failed", func() bool {
+		return c.RoomsValue(t, `pushgw_room_batch_failed_total{batch="register"}`) >= 1
+	})
 	c.Start("register")
 	id := c.Push("reg-outage", 1, time.Hour, "pushed once register was back")
 	Eventually(t, 20*time.Second, "the message handled", func() bool { return cl.Count(id) == 1 })

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
+	"google.golang.org/grpc/connectivity"
 
 	"github.com/pushgw/pushgw/internal/etcdtest"
 )
@@ -238,8 +239,19 @@ func TestStoreSurvivesOutage(t *testing.T) {
 	defer s.Close()
 
 	srv.Kill()
-	// Long enough for the watch to have broken and re-lists to have failed.
-	time.Sleep(2500 * time.Millisecond)
+	// The outage as the store's client sees it: its connection to etcd has
+	// left READY. A killed single member does not end the watch (the client
+	// keeps retrying and resumes it from the last revision), so the
+	// connection state, not the watch channel, is what proves the outage.
+	waitFor(t, "the etcd connection lost", func() bool {
+		return cli.ActiveConnection().GetState() != connectivity.Ready
+	})
+	gctx, gcancel := context.WithTimeout(ctx, time.Second)
+	_, err = cli.Get(gctx, Prefix(cluster), clientv3.WithPrefix(), clientv3.WithSerializable())
+	gcancel()
+	if err == nil {
+		t.Fatal("etcd still answers after Kill")
+	}
 	names := s.Names()
 	sort.Strings(names)
 	if len(names) != 2 || names[0] != "a" || names[1] != "b" {
@@ -258,6 +270,7 @@ func TestStoreSurvivesOutage(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitFor(t, "c added after restart", func() bool { _, ok := s.ByAPIKey(c.APIKey); return ok })
+
 	waitFor(t, "a deleted after restart", func() bool { _, ok := s.Get("a"); return !ok })
 	if _, ok := s.Get("b"); !ok {
 		t.Fatal("b lost across the outage")

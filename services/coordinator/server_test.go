@@ -33,7 +33,7 @@ func setup(t *testing.T, hook http.Handler, timeout time.Duration, concurrency i
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	cli, err := discovery.Connect(ctx, []string{"127.0.0.1:2379"}, 3*time.Second)
+	cli, err := discovery.Connect(ctx, []string{testEtcd()}, 3*time.Second)
 	if err != nil {
 		t.Fatalf("etcd: %v", err)
 	}

@@ -21,7 +21,7 @@ import (
 func TestEndpointsFromEtcd(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	cli, err := discovery.Connect(ctx, []string{"127.0.0.1:2379"}, 3*time.Second)
+	cli, err := discovery.Connect(ctx, []string{testEtcd()}, 3*time.Second)
 	if err != nil {
 		t.Fatalf("etcd: %v", err)
 	}

@@ -19,6 +19,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/pushgw/pushgw/internal/freeport"
 	"github.com/pushgw/pushgw/pkg/appconfig"
 	"github.com/pushgw/pushgw/pkg/discovery"
 	"github.com/pushgw/pushgw/pkg/protocol"
@@ -49,14 +50,11 @@ type testEnv struct {
 	stopped bool
 }
 
+// freeAddr is a loopback address the room can bind: internal/freeport
+// never hands the same port out twice, unlike listen-then-close.
 func freeAddr(t *testing.T) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
+	return freeport.Addr(t)
 }
 
 // startEnv starts one room on fresh ports in a fresh cluster.

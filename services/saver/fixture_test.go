@@ -52,7 +52,7 @@ func testLog() *slog.Logger {
 // testDSN names a fresh database, dropped when the test ends.
 func testDSN(t testing.TB) *mysql.Config {
 	t.Helper()
-	cfg, err := parseDSN(fmt.Sprintf("root@tcp(127.0.0.1:3306)/pushgw_saver_test_%d_%d", os.Getpid(), time.Now().UnixNano()))
+	cfg, err := parseDSN(fmt.Sprintf("%spushgw_saver_test_%d_%d", testMySQLRoot(), os.Getpid(), time.Now().UnixNano()))
 	if err != nil {
 		t.Fatal(err)
 	}
