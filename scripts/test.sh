@@ -8,6 +8,10 @@ cd "$(dirname "$0")/.."
 export PUSHGW_TEST_RACE="${PUSHGW_TEST_RACE:-1}"
 go test -race -count=1 -timeout 10m ./internal/... ./pkg/... ./services/... ./cmd/... ./loadtest/...
 go test -count=1 -timeout 12m ./test/
+# The deployment files (compose, k8s overlays, dashboard, alerts) against
+# the code; scripts/deploy-deps.sh installs docker-compose and promtool.
+bash scripts/deploy-deps.sh
+go test -count=1 -timeout 8m ./deploy/
 # The short fault run (the full one is `make faults`), on its own so it
 # does not share the two cores with the integration tests above.
 go test -count=1 -timeout 8m ./test/faults/
