@@ -48,7 +48,8 @@ lint:
 # Each fuzzer runs FUZZTIME; seed corpora live in each package's testdata/fuzz/.
 FUZZTIME ?= 20s
 FUZZ_TARGETS := ./pkg/protocol:FuzzDecode ./pkg/protocol:FuzzReadFrame ./pkg/protocol:FuzzDecodeBody ./pkg/token:FuzzVerify \
-	./services/center:FuzzPushBody ./services/coordinator:FuzzReplyPayload ./pkg/sdk:FuzzParseEndpoints
+	./services/center:FuzzPushBody ./services/coordinator:FuzzReplyPayload ./pkg/sdk:FuzzParseEndpoints \
+	./services/center:FuzzBroadcastBody
 
 fuzz:
 	@set -e; for t in $(FUZZ_TARGETS); do \
