@@ -172,6 +172,14 @@ func TestBroadcastStoppedRoomAfterCont(t *testing.T) {
 		ExtraCenterArg: []string{"-redeliver-interval", "1s"}})
 	a := dialBC(t, c.RoomTCP[0], c.App, c.Secret, "on-stopped-room", 0)
 	b := dialBC(t, c.RoomTCP[1], c.App, c.Secret, "on-live-room", 0)
+	// Their login catch-ups are over, so only a live send or the sweep can
+	// bring the broadcast.
+	for i := 0; i < 2; i++ {
+		admin := c.Procs[RoomName(i)].Admin
+		Eventually(t, 10*time.Second, RoomName(i)+"'s catch-up to finish", func() bool {
+			return ScrapeAdmin(t, admin)[`pushgw_room_broadcast_catchups_total{result="ok"}`] == 1
+		})
+	}
 	// Neither center has called room-1 yet, so while it is stopped no
 	// call can even start: live delivery there fails for sure.
 	room := RoomName(0)
@@ -199,11 +207,20 @@ func TestBroadcastStoppedRoomAfterCont(t *testing.T) {
 	}
 	c.Signal(room, syscall.SIGCONT)
 	stopped = false
+	resumed := time.Now()
 	a.pushesUntil(t, 40*time.Second, id)
+	t.Logf("delivered on the resumed room %v after SIGCONT", time.Since(resumed).Round(time.Millisecond))
 	Eventually(t, 30*time.Second, "broadcast done on both rooms", func() bool {
 		st := c.broadcastStatus(t, id)
 		return st["state"] == "done" && st["reached"] == float64(2)
 	})
+	// It came through the sweep: room-1 was claimed again.
+	for _, r := range c.broadcastStatus(t, id)["rooms"].([]any) {
+		r := r.(map[string]any)
+		if r["room"] == room && r["attempts"].(float64) < 1 {
+			t.Fatalf("room-1 delivered without a resend: %v", r)
+		}
+	}
 	for _, cl := range []*bcClient{a, b} {
 		if extra := cl.drain(t); len(extra) > 0 {
 			t.Fatalf("%s got a second copy: %v", cl.name, extra)

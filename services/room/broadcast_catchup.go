@@ -48,6 +48,7 @@ func (bc *broadcaster) retryCatchUp(s *session, last uint64, loginMs int64, atte
 	if attempt >= len(bc.retryDelays) {
 		bc.r.log.Warn("room: broadcast catch-up given up; live broadcasts resume", "conn", s.id, "app", s.key.app)
 		bc.seen.caughtUp(s)
+		bc.r.m.catchUps.WithLabelValues("given_up").Inc()
 		return
 	}
 	time.AfterFunc(bc.retryDelays[attempt], func() {
@@ -73,11 +74,13 @@ func (bc *broadcaster) catchUp(s *session, last uint64, loginMs int64, attempt i
 		list, err = bc.read(s.key.app, last, loginMs)
 		if err == nil {
 			bc.give(s, list, last)
+			bc.r.m.catchUps.WithLabelValues("ok").Inc()
 			return
 		}
 		time.Sleep(catchUpFinalPause)
 	}
 	bc.r.log.Warn("room: last broadcast catch-up read failed", "conn", s.id, "app", s.key.app, "err", err)
+	bc.r.m.catchUps.WithLabelValues("given_up").Inc()
 }
 
 // read asks saver for the broadcasts of app after seq.
