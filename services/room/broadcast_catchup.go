@@ -28,7 +28,7 @@ const (
 // defaultCatchUpRetries are the waits before each retry of a failed first
 // read; after the last, live broadcasts resume without the catch-up.
 func defaultCatchUpRetries() []time.Duration {
-	return []time.Duration{time.Second, 2 * time.Second, 5 * time.Second}
+	return []time.Duration{time.Second, 2 * time.Second, 5 * time.Second, 10 * time.Second, 30 * time.Second}
 }
 
 // startCatchUp queues s's catch-up from seq last; it runs on the reader
