@@ -5,6 +5,9 @@ import (
 	"strconv"
 	"time"
 
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
 	"github.com/pushgw/pushgw/proto/internalpb"
 )
 
@@ -42,6 +45,10 @@ func (s *Server) broadcastStatus(ctx context.Context, app string, id uint64) (ou
 	cctx, cancel := context.WithTimeout(ctx, downstreamTimeout)
 	defer cancel()
 	rep, err := s.saver.BroadcastStatus(cctx, &internalpb.BroadcastStatusRequest{App: app, Id: id})
+	if status.Code(err) == codes.Unimplemented {
+		// A saver older than broadcasts (rolling upgrade) has none.
+		return nil, false, nil
+	}
 	if err != nil {
 		s.log.Warn("center: broadcast status failed", "id", id, "err", err)
 		return nil, false, errorf(CodeUnavailable, "message store is unavailable; retry shortly")
