@@ -37,6 +37,9 @@ type Client struct {
 	lastDispatched []string
 
 	stats stats
+	// lastBroadcast is the highest broadcast seq handled, kept across
+	// reconnects and sent in AUTH.
+	lastBroadcast atomic.Uint64
 
 	// ackDelay is ackFlushDelay; tests raise it to observe Close's flush.
 	ackDelay time.Duration
@@ -48,14 +51,16 @@ func New(cfg Config) (*Client, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Client{
+	cl := &Client{
 		cfg:      c,
 		log:      c.Logger,
 		closing:  make(chan struct{}),
 		done:     make(chan struct{}),
 		dedup:    newDedup(c.DedupSize),
 		ackDelay: ackFlushDelay,
-	}, nil
+	}
+	cl.lastBroadcast.Store(c.LastBroadcastSeq)
+	return cl, nil
 }
 
 // Run connects and keeps the client connected until ctx is done (returns

@@ -74,6 +74,11 @@ type Config struct {
 	DedupSize int
 	// MaxFrame is the largest frame body accepted from the server.
 	MaxFrame int
+	// LastBroadcastSeq is the highest broadcast seq this device handled in
+	// an earlier run (Client.LastBroadcastSeq, saved by the app). The
+	// server sends the unexpired broadcasts after it on connect; 0 (a new
+	// device) gets every unexpired one.
+	LastBroadcastSeq uint64
 
 	Logger     *slog.Logger
 	HTTPClient *http.Client
@@ -103,6 +108,9 @@ type Message struct {
 	Created time.Time
 	// Expires is zero when the message never expires.
 	Expires time.Time
+	// BroadcastSeq is the app's broadcast sequence number of a broadcast;
+	// 0 for a push to this user.
+	BroadcastSeq uint64
 }
 
 func (c *Config) withDefaults() (Config, error) {

@@ -106,6 +106,7 @@ func (c *Client) authenticate(ctx context.Context, conn net.Conn, r *protocol.Re
 
 	frame, err := protocol.AppendMessage(nil, protocol.OpAuth, c.nextSeq(), &clientpb.Auth{
 		Token: tok, Device: c.cfg.Device, Platform: c.cfg.Platform, SdkVersion: Version,
+		LastBroadcastSeq: c.lastBroadcast.Load(),
 	})
 	if err != nil {
 		return nil, err
@@ -243,7 +244,7 @@ func (s *session) handlePush(ctx context.Context, p *clientpb.Push) {
 		}
 		return
 	}
-	m := &Message{ID: p.Id, App: p.App, Payload: p.Payload, QoS: uint8(min(p.Qos, 255))}
+	m := &Message{ID: p.Id, App: p.App, Payload: p.Payload, QoS: uint8(min(p.Qos, 255)), BroadcastSeq: p.BroadcastSeq}
 	if p.CreatedMs != 0 {
 		m.Created = time.UnixMilli(p.CreatedMs)
 	}
@@ -263,6 +264,7 @@ func (s *session) handlePush(ctx context.Context, p *clientpb.Push) {
 	if p.Id != 0 {
 		c.dedup.add(p.Id)
 	}
+	c.noteBroadcast(p.BroadcastSeq)
 	if p.Qos >= 1 {
 		s.acks.add(p.Id)
 	}

@@ -188,7 +188,12 @@ type Push struct {
 	Qos       uint32 `protobuf:"varint,4,opt,name=qos,proto3" json:"qos,omitempty"`
 	CreatedMs int64  `protobuf:"varint,5,opt,name=created_ms,json=createdMs,proto3" json:"created_ms,omitempty"`
 	// 0 means no expiry.
-	ExpiresMs     int64 `protobuf:"varint,6,opt,name=expires_ms,json=expiresMs,proto3" json:"expires_ms,omitempty"`
+	ExpiresMs int64 `protobuf:"varint,6,opt,name=expires_ms,json=expiresMs,proto3" json:"expires_ms,omitempty"`
+	// Set on a broadcast (POST /v1/broadcast): the app's broadcast sequence
+	// number, increasing per app. The client keeps the highest one it has
+	// handled and reports it as Auth.last_broadcast_seq to catch up on
+	// reconnect. 0 on a push to one user.
+	BroadcastSeq  uint64 `protobuf:"varint,7,opt,name=broadcast_seq,json=broadcastSeq,proto3" json:"broadcast_seq,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -261,6 +266,13 @@ func (x *Push) GetCreatedMs() int64 {
 func (x *Push) GetExpiresMs() int64 {
 	if x != nil {
 		return x.ExpiresMs
+	}
+	return 0
+}
+
+func (x *Push) GetBroadcastSeq() uint64 {
+	if x != nil {
+		return x.BroadcastSeq
 	}
 	return 0
 }
@@ -610,7 +622,7 @@ const file_pushgw_client_v1_client_proto_rawDesc = "" +
 	"session_id\x18\x01 \x01(\tR\tsessionId\x12+\n" +
 	"\x11heartbeat_seconds\x18\x02 \x01(\rR\x10heartbeatSeconds\x12$\n" +
 	"\x0eserver_time_ms\x18\x03 \x01(\x03R\fserverTimeMs\x12!\n" +
-	"\fmax_inflight\x18\x04 \x01(\rR\vmaxInflight\"\x92\x01\n" +
+	"\fmax_inflight\x18\x04 \x01(\rR\vmaxInflight\"\xb7\x01\n" +
 	"\x04Push\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x04R\x02id\x12\x10\n" +
 	"\x03app\x18\x02 \x01(\tR\x03app\x12\x18\n" +
@@ -619,7 +631,8 @@ const file_pushgw_client_v1_client_proto_rawDesc = "" +
 	"\n" +
 	"created_ms\x18\x05 \x01(\x03R\tcreatedMs\x12\x1d\n" +
 	"\n" +
-	"expires_ms\x18\x06 \x01(\x03R\texpiresMs\"\x17\n" +
+	"expires_ms\x18\x06 \x01(\x03R\texpiresMs\x12#\n" +
+	"\rbroadcast_seq\x18\a \x01(\x04R\fbroadcastSeq\"\x17\n" +
 	"\x03Ack\x12\x10\n" +
 	"\x03ids\x18\x01 \x03(\x04R\x03ids\"8\n" +
 	"\x06Uplink\x12\x14\n" +

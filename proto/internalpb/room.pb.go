@@ -421,6 +421,104 @@ func (x *RoomKickReply) GetResults() []*TargetResult {
 	return nil
 }
 
+type RoomBroadcastRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Broadcast     *Broadcast             `protobuf:"bytes,1,opt,name=broadcast,proto3" json:"broadcast,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RoomBroadcastRequest) Reset() {
+	*x = RoomBroadcastRequest{}
+	mi := &file_pushgw_internal_v1_room_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RoomBroadcastRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RoomBroadcastRequest) ProtoMessage() {}
+
+func (x *RoomBroadcastRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_pushgw_internal_v1_room_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RoomBroadcastRequest.ProtoReflect.Descriptor instead.
+func (*RoomBroadcastRequest) Descriptor() ([]byte, []int) {
+	return file_pushgw_internal_v1_room_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *RoomBroadcastRequest) GetBroadcast() *Broadcast {
+	if x != nil {
+		return x.Broadcast
+	}
+	return nil
+}
+
+type RoomBroadcastReply struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Connections that got the broadcast from this call.
+	Reached uint64 `protobuf:"varint,1,opt,name=reached,proto3" json:"reached,omitempty"`
+	// Connections still catching up after login, left to their catch-up.
+	Deferred      uint64 `protobuf:"varint,2,opt,name=deferred,proto3" json:"deferred,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RoomBroadcastReply) Reset() {
+	*x = RoomBroadcastReply{}
+	mi := &file_pushgw_internal_v1_room_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RoomBroadcastReply) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RoomBroadcastReply) ProtoMessage() {}
+
+func (x *RoomBroadcastReply) ProtoReflect() protoreflect.Message {
+	mi := &file_pushgw_internal_v1_room_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RoomBroadcastReply.ProtoReflect.Descriptor instead.
+func (*RoomBroadcastReply) Descriptor() ([]byte, []int) {
+	return file_pushgw_internal_v1_room_proto_rawDescGZIP(), []int{9}
+}
+
+func (x *RoomBroadcastReply) GetReached() uint64 {
+	if x != nil {
+		return x.Reached
+	}
+	return 0
+}
+
+func (x *RoomBroadcastReply) GetDeferred() uint64 {
+	if x != nil {
+		return x.Deferred
+	}
+	return 0
+}
+
 var File_pushgw_internal_v1_room_proto protoreflect.FileDescriptor
 
 const file_pushgw_internal_v1_room_proto_rawDesc = "" +
@@ -447,11 +545,17 @@ const file_pushgw_internal_v1_room_proto_rawDesc = "" +
 	"\atargets\x18\x01 \x03(\v2\x1a.pushgw.internal.v1.TargetR\atargets\x12\x16\n" +
 	"\x06reason\x18\x02 \x01(\tR\x06reason\"K\n" +
 	"\rRoomKickReply\x12:\n" +
-	"\aresults\x18\x01 \x03(\v2 .pushgw.internal.v1.TargetResultR\aresults2\x85\x02\n" +
+	"\aresults\x18\x01 \x03(\v2 .pushgw.internal.v1.TargetResultR\aresults\"S\n" +
+	"\x14RoomBroadcastRequest\x12;\n" +
+	"\tbroadcast\x18\x01 \x01(\v2\x1d.pushgw.internal.v1.BroadcastR\tbroadcast\"J\n" +
+	"\x12RoomBroadcastReply\x12\x18\n" +
+	"\areached\x18\x01 \x01(\x04R\areached\x12\x1a\n" +
+	"\bdeferred\x18\x02 \x01(\x04R\bdeferred2\xe4\x02\n" +
 	"\x04Room\x12N\n" +
 	"\x04Push\x12#.pushgw.internal.v1.RoomPushRequest\x1a!.pushgw.internal.v1.RoomPushReply\x12]\n" +
 	"\tPushBatch\x12(.pushgw.internal.v1.RoomPushBatchRequest\x1a&.pushgw.internal.v1.RoomPushBatchReply\x12N\n" +
-	"\x04Kick\x12#.pushgw.internal.v1.RoomKickRequest\x1a!.pushgw.internal.v1.RoomKickReplyB+Z)github.com/pushgw/pushgw/proto/internalpbb\x06proto3"
+	"\x04Kick\x12#.pushgw.internal.v1.RoomKickRequest\x1a!.pushgw.internal.v1.RoomKickReply\x12]\n" +
+	"\tBroadcast\x12(.pushgw.internal.v1.RoomBroadcastRequest\x1a&.pushgw.internal.v1.RoomBroadcastReplyB+Z)github.com/pushgw/pushgw/proto/internalpbb\x06proto3"
 
 var (
 	file_pushgw_internal_v1_room_proto_rawDescOnce sync.Once
@@ -465,7 +569,7 @@ func file_pushgw_internal_v1_room_proto_rawDescGZIP() []byte {
 	return file_pushgw_internal_v1_room_proto_rawDescData
 }
 
-var file_pushgw_internal_v1_room_proto_msgTypes = make([]protoimpl.MessageInfo, 8)
+var file_pushgw_internal_v1_room_proto_msgTypes = make([]protoimpl.MessageInfo, 10)
 var file_pushgw_internal_v1_room_proto_goTypes = []any{
 	(*Target)(nil),               // 0: pushgw.internal.v1.Target
 	(*TargetResult)(nil),         // 1: pushgw.internal.v1.TargetResult
@@ -475,29 +579,35 @@ var file_pushgw_internal_v1_room_proto_goTypes = []any{
 	(*RoomPushBatchReply)(nil),   // 5: pushgw.internal.v1.RoomPushBatchReply
 	(*RoomKickRequest)(nil),      // 6: pushgw.internal.v1.RoomKickRequest
 	(*RoomKickReply)(nil),        // 7: pushgw.internal.v1.RoomKickReply
-	(ResultCode)(0),              // 8: pushgw.internal.v1.ResultCode
-	(*Message)(nil),              // 9: pushgw.internal.v1.Message
+	(*RoomBroadcastRequest)(nil), // 8: pushgw.internal.v1.RoomBroadcastRequest
+	(*RoomBroadcastReply)(nil),   // 9: pushgw.internal.v1.RoomBroadcastReply
+	(ResultCode)(0),              // 10: pushgw.internal.v1.ResultCode
+	(*Message)(nil),              // 11: pushgw.internal.v1.Message
+	(*Broadcast)(nil),            // 12: pushgw.internal.v1.Broadcast
 }
 var file_pushgw_internal_v1_room_proto_depIdxs = []int32{
-	8,  // 0: pushgw.internal.v1.TargetResult.code:type_name -> pushgw.internal.v1.ResultCode
-	9,  // 1: pushgw.internal.v1.RoomPushRequest.message:type_name -> pushgw.internal.v1.Message
+	10, // 0: pushgw.internal.v1.TargetResult.code:type_name -> pushgw.internal.v1.ResultCode
+	11, // 1: pushgw.internal.v1.RoomPushRequest.message:type_name -> pushgw.internal.v1.Message
 	0,  // 2: pushgw.internal.v1.RoomPushRequest.targets:type_name -> pushgw.internal.v1.Target
 	1,  // 3: pushgw.internal.v1.RoomPushReply.results:type_name -> pushgw.internal.v1.TargetResult
 	2,  // 4: pushgw.internal.v1.RoomPushBatchRequest.pushes:type_name -> pushgw.internal.v1.RoomPushRequest
 	3,  // 5: pushgw.internal.v1.RoomPushBatchReply.replies:type_name -> pushgw.internal.v1.RoomPushReply
 	0,  // 6: pushgw.internal.v1.RoomKickRequest.targets:type_name -> pushgw.internal.v1.Target
 	1,  // 7: pushgw.internal.v1.RoomKickReply.results:type_name -> pushgw.internal.v1.TargetResult
-	2,  // 8: pushgw.internal.v1.Room.Push:input_type -> pushgw.internal.v1.RoomPushRequest
-	4,  // 9: pushgw.internal.v1.Room.PushBatch:input_type -> pushgw.internal.v1.RoomPushBatchRequest
-	6,  // 10: pushgw.internal.v1.Room.Kick:input_type -> pushgw.internal.v1.RoomKickRequest
-	3,  // 11: pushgw.internal.v1.Room.Push:output_type -> pushgw.internal.v1.RoomPushReply
-	5,  // 12: pushgw.internal.v1.Room.PushBatch:output_type -> pushgw.internal.v1.RoomPushBatchReply
-	7,  // 13: pushgw.internal.v1.Room.Kick:output_type -> pushgw.internal.v1.RoomKickReply
-	11, // [11:14] is the sub-list for method output_type
-	8,  // [8:11] is the sub-list for method input_type
-	8,  // [8:8] is the sub-list for extension type_name
-	8,  // [8:8] is the sub-list for extension extendee
-	0,  // [0:8] is the sub-list for field type_name
+	12, // 8: pushgw.internal.v1.RoomBroadcastRequest.broadcast:type_name -> pushgw.internal.v1.Broadcast
+	2,  // 9: pushgw.internal.v1.Room.Push:input_type -> pushgw.internal.v1.RoomPushRequest
+	4,  // 10: pushgw.internal.v1.Room.PushBatch:input_type -> pushgw.internal.v1.RoomPushBatchRequest
+	6,  // 11: pushgw.internal.v1.Room.Kick:input_type -> pushgw.internal.v1.RoomKickRequest
+	8,  // 12: pushgw.internal.v1.Room.Broadcast:input_type -> pushgw.internal.v1.RoomBroadcastRequest
+	3,  // 13: pushgw.internal.v1.Room.Push:output_type -> pushgw.internal.v1.RoomPushReply
+	5,  // 14: pushgw.internal.v1.Room.PushBatch:output_type -> pushgw.internal.v1.RoomPushBatchReply
+	7,  // 15: pushgw.internal.v1.Room.Kick:output_type -> pushgw.internal.v1.RoomKickReply
+	9,  // 16: pushgw.internal.v1.Room.Broadcast:output_type -> pushgw.internal.v1.RoomBroadcastReply
+	13, // [13:17] is the sub-list for method output_type
+	9,  // [9:13] is the sub-list for method input_type
+	9,  // [9:9] is the sub-list for extension type_name
+	9,  // [9:9] is the sub-list for extension extendee
+	0,  // [0:9] is the sub-list for field type_name
 }
 
 func init() { file_pushgw_internal_v1_room_proto_init() }
@@ -512,7 +622,7 @@ func file_pushgw_internal_v1_room_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_pushgw_internal_v1_room_proto_rawDesc), len(file_pushgw_internal_v1_room_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   8,
+			NumMessages:   10,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -22,6 +22,7 @@ const (
 	Room_Push_FullMethodName      = "/pushgw.internal.v1.Room/Push"
 	Room_PushBatch_FullMethodName = "/pushgw.internal.v1.Room/PushBatch"
 	Room_Kick_FullMethodName      = "/pushgw.internal.v1.Room/Kick"
+	Room_Broadcast_FullMethodName = "/pushgw.internal.v1.Room/Broadcast"
 )
 
 // RoomClient is the client API for Room service.
@@ -38,6 +39,10 @@ type RoomClient interface {
 	PushBatch(ctx context.Context, in *RoomPushBatchRequest, opts ...grpc.CallOption) (*RoomPushBatchReply, error)
 	// Kick closes connections with a KICK frame.
 	Kick(ctx context.Context, in *RoomKickRequest, opts ...grpc.CallOption) (*RoomKickReply, error)
+	// Broadcast writes one broadcast to every authenticated connection of
+	// its app on this room, at most once per connection (a repeat is a
+	// no-op), and answers when the fan-out is done.
+	Broadcast(ctx context.Context, in *RoomBroadcastRequest, opts ...grpc.CallOption) (*RoomBroadcastReply, error)
 }
 
 type roomClient struct {
@@ -78,6 +83,16 @@ func (c *roomClient) Kick(ctx context.Context, in *RoomKickRequest, opts ...grpc
 	return out, nil
 }
 
+func (c *roomClient) Broadcast(ctx context.Context, in *RoomBroadcastRequest, opts ...grpc.CallOption) (*RoomBroadcastReply, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(RoomBroadcastReply)
+	err := c.cc.Invoke(ctx, Room_Broadcast_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // RoomServer is the server API for Room service.
 // All implementations must embed UnimplementedRoomServer
 // for forward compatibility.
@@ -92,6 +107,10 @@ type RoomServer interface {
 	PushBatch(context.Context, *RoomPushBatchRequest) (*RoomPushBatchReply, error)
 	// Kick closes connections with a KICK frame.
 	Kick(context.Context, *RoomKickRequest) (*RoomKickReply, error)
+	// Broadcast writes one broadcast to every authenticated connection of
+	// its app on this room, at most once per connection (a repeat is a
+	// no-op), and answers when the fan-out is done.
+	Broadcast(context.Context, *RoomBroadcastRequest) (*RoomBroadcastReply, error)
 	mustEmbedUnimplementedRoomServer()
 }
 
@@ -110,6 +129,9 @@ func (UnimplementedRoomServer) PushBatch(context.Context, *RoomPushBatchRequest)
 }
 func (UnimplementedRoomServer) Kick(context.Context, *RoomKickRequest) (*RoomKickReply, error) {
 	return nil, status.Error(codes.Unimplemented, "method Kick not implemented")
+}
+func (UnimplementedRoomServer) Broadcast(context.Context, *RoomBroadcastRequest) (*RoomBroadcastReply, error) {
+	return nil, status.Error(codes.Unimplemented, "method Broadcast not implemented")
 }
 func (UnimplementedRoomServer) mustEmbedUnimplementedRoomServer() {}
 func (UnimplementedRoomServer) testEmbeddedByValue()              {}
@@ -186,6 +208,24 @@ func _Room_Kick_Handler(srv interface{}, ctx context.Context, dec func(interface
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Room_Broadcast_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(RoomBroadcastRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(RoomServer).Broadcast(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Room_Broadcast_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(RoomServer).Broadcast(ctx, req.(*RoomBroadcastRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // Room_ServiceDesc is the grpc.ServiceDesc for Room service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -204,6 +244,10 @@ var Room_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "Kick",
 			Handler:    _Room_Kick_Handler,
+		},
+		{
+			MethodName: "Broadcast",
+			Handler:    _Room_Broadcast_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

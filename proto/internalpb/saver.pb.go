@@ -1100,6 +1100,731 @@ func (x *TagMembershipReply) GetMembers() []string {
 	return nil
 }
 
+type StoreBroadcastRequest struct {
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	Broadcast *Broadcast             `protobuf:"bytes,1,opt,name=broadcast,proto3" json:"broadcast,omitempty"`
+	// Instance ids of the rooms the broadcast is sent to.
+	Rooms         []string `protobuf:"bytes,2,rep,name=rooms,proto3" json:"rooms,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *StoreBroadcastRequest) Reset() {
+	*x = StoreBroadcastRequest{}
+	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[19]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *StoreBroadcastRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*StoreBroadcastRequest) ProtoMessage() {}
+
+func (x *StoreBroadcastRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[19]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use StoreBroadcastRequest.ProtoReflect.Descriptor instead.
+func (*StoreBroadcastRequest) Descriptor() ([]byte, []int) {
+	return file_pushgw_internal_v1_saver_proto_rawDescGZIP(), []int{19}
+}
+
+func (x *StoreBroadcastRequest) GetBroadcast() *Broadcast {
+	if x != nil {
+		return x.Broadcast
+	}
+	return nil
+}
+
+func (x *StoreBroadcastRequest) GetRooms() []string {
+	if x != nil {
+		return x.Rooms
+	}
+	return nil
+}
+
+type StoreBroadcastReply struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Seq           uint64                 `protobuf:"varint,1,opt,name=seq,proto3" json:"seq,omitempty"`
+	CreatedMs     int64                  `protobuf:"varint,2,opt,name=created_ms,json=createdMs,proto3" json:"created_ms,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *StoreBroadcastReply) Reset() {
+	*x = StoreBroadcastReply{}
+	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[20]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *StoreBroadcastReply) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*StoreBroadcastReply) ProtoMessage() {}
+
+func (x *StoreBroadcastReply) ProtoReflect() protoreflect.Message {
+	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[20]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use StoreBroadcastReply.ProtoReflect.Descriptor instead.
+func (*StoreBroadcastReply) Descriptor() ([]byte, []int) {
+	return file_pushgw_internal_v1_saver_proto_rawDescGZIP(), []int{20}
+}
+
+func (x *StoreBroadcastReply) GetSeq() uint64 {
+	if x != nil {
+		return x.Seq
+	}
+	return 0
+}
+
+func (x *StoreBroadcastReply) GetCreatedMs() int64 {
+	if x != nil {
+		return x.CreatedMs
+	}
+	return 0
+}
+
+type BroadcastRoomProgress struct {
+	state       protoimpl.MessageState `protogen:"open.v1"`
+	BroadcastId uint64                 `protobuf:"varint,1,opt,name=broadcast_id,json=broadcastId,proto3" json:"broadcast_id,omitempty"`
+	Room        string                 `protobuf:"bytes,2,opt,name=room,proto3" json:"room,omitempty"`
+	// Added to the row's counts.
+	Reached uint64 `protobuf:"varint,3,opt,name=reached,proto3" json:"reached,omitempty"`
+	Acked   uint64 `protobuf:"varint,4,opt,name=acked,proto3" json:"acked,omitempty"`
+	// Marks the room's live fan-out as finished.
+	Done          bool `protobuf:"varint,5,opt,name=done,proto3" json:"done,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *BroadcastRoomProgress) Reset() {
+	*x = BroadcastRoomProgress{}
+	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[21]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *BroadcastRoomProgress) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*BroadcastRoomProgress) ProtoMessage() {}
+
+func (x *BroadcastRoomProgress) ProtoReflect() protoreflect.Message {
+	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[21]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use BroadcastRoomProgress.ProtoReflect.Descriptor instead.
+func (*BroadcastRoomProgress) Descriptor() ([]byte, []int) {
+	return file_pushgw_internal_v1_saver_proto_rawDescGZIP(), []int{21}
+}
+
+func (x *BroadcastRoomProgress) GetBroadcastId() uint64 {
+	if x != nil {
+		return x.BroadcastId
+	}
+	return 0
+}
+
+func (x *BroadcastRoomProgress) GetRoom() string {
+	if x != nil {
+		return x.Room
+	}
+	return ""
+}
+
+func (x *BroadcastRoomProgress) GetReached() uint64 {
+	if x != nil {
+		return x.Reached
+	}
+	return 0
+}
+
+func (x *BroadcastRoomProgress) GetAcked() uint64 {
+	if x != nil {
+		return x.Acked
+	}
+	return 0
+}
+
+func (x *BroadcastRoomProgress) GetDone() bool {
+	if x != nil {
+		return x.Done
+	}
+	return false
+}
+
+type BroadcastProgressRequest struct {
+	state         protoimpl.MessageState   `protogen:"open.v1"`
+	Items         []*BroadcastRoomProgress `protobuf:"bytes,1,rep,name=items,proto3" json:"items,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *BroadcastProgressRequest) Reset() {
+	*x = BroadcastProgressRequest{}
+	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[22]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *BroadcastProgressRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*BroadcastProgressRequest) ProtoMessage() {}
+
+func (x *BroadcastProgressRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[22]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use BroadcastProgressRequest.ProtoReflect.Descriptor instead.
+func (*BroadcastProgressRequest) Descriptor() ([]byte, []int) {
+	return file_pushgw_internal_v1_saver_proto_rawDescGZIP(), []int{22}
+}
+
+func (x *BroadcastProgressRequest) GetItems() []*BroadcastRoomProgress {
+	if x != nil {
+		return x.Items
+	}
+	return nil
+}
+
+type BroadcastProgressReply struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *BroadcastProgressReply) Reset() {
+	*x = BroadcastProgressReply{}
+	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[23]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *BroadcastProgressReply) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*BroadcastProgressReply) ProtoMessage() {}
+
+func (x *BroadcastProgressReply) ProtoReflect() protoreflect.Message {
+	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[23]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use BroadcastProgressReply.ProtoReflect.Descriptor instead.
+func (*BroadcastProgressReply) Descriptor() ([]byte, []int) {
+	return file_pushgw_internal_v1_saver_proto_rawDescGZIP(), []int{23}
+}
+
+type ClaimBroadcastRoomsRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// At most 500; 0 means 500.
+	Limit         uint32 `protobuf:"varint,1,opt,name=limit,proto3" json:"limit,omitempty"`
+	MinAgeMs      int64  `protobuf:"varint,2,opt,name=min_age_ms,json=minAgeMs,proto3" json:"min_age_ms,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ClaimBroadcastRoomsRequest) Reset() {
+	*x = ClaimBroadcastRoomsRequest{}
+	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[24]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ClaimBroadcastRoomsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ClaimBroadcastRoomsRequest) ProtoMessage() {}
+
+func (x *ClaimBroadcastRoomsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[24]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ClaimBroadcastRoomsRequest.ProtoReflect.Descriptor instead.
+func (*ClaimBroadcastRoomsRequest) Descriptor() ([]byte, []int) {
+	return file_pushgw_internal_v1_saver_proto_rawDescGZIP(), []int{24}
+}
+
+func (x *ClaimBroadcastRoomsRequest) GetLimit() uint32 {
+	if x != nil {
+		return x.Limit
+	}
+	return 0
+}
+
+func (x *ClaimBroadcastRoomsRequest) GetMinAgeMs() int64 {
+	if x != nil {
+		return x.MinAgeMs
+	}
+	return 0
+}
+
+type BroadcastRoomClaim struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Broadcast     *Broadcast             `protobuf:"bytes,1,opt,name=broadcast,proto3" json:"broadcast,omitempty"`
+	Room          string                 `protobuf:"bytes,2,opt,name=room,proto3" json:"room,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *BroadcastRoomClaim) Reset() {
+	*x = BroadcastRoomClaim{}
+	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[25]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *BroadcastRoomClaim) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*BroadcastRoomClaim) ProtoMessage() {}
+
+func (x *BroadcastRoomClaim) ProtoReflect() protoreflect.Message {
+	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[25]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use BroadcastRoomClaim.ProtoReflect.Descriptor instead.
+func (*BroadcastRoomClaim) Descriptor() ([]byte, []int) {
+	return file_pushgw_internal_v1_saver_proto_rawDescGZIP(), []int{25}
+}
+
+func (x *BroadcastRoomClaim) GetBroadcast() *Broadcast {
+	if x != nil {
+		return x.Broadcast
+	}
+	return nil
+}
+
+func (x *BroadcastRoomClaim) GetRoom() string {
+	if x != nil {
+		return x.Room
+	}
+	return ""
+}
+
+type ClaimBroadcastRoomsReply struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Claims        []*BroadcastRoomClaim  `protobuf:"bytes,1,rep,name=claims,proto3" json:"claims,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ClaimBroadcastRoomsReply) Reset() {
+	*x = ClaimBroadcastRoomsReply{}
+	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[26]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ClaimBroadcastRoomsReply) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ClaimBroadcastRoomsReply) ProtoMessage() {}
+
+func (x *ClaimBroadcastRoomsReply) ProtoReflect() protoreflect.Message {
+	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[26]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ClaimBroadcastRoomsReply.ProtoReflect.Descriptor instead.
+func (*ClaimBroadcastRoomsReply) Descriptor() ([]byte, []int) {
+	return file_pushgw_internal_v1_saver_proto_rawDescGZIP(), []int{26}
+}
+
+func (x *ClaimBroadcastRoomsReply) GetClaims() []*BroadcastRoomClaim {
+	if x != nil {
+		return x.Claims
+	}
+	return nil
+}
+
+type BroadcastStatusRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	App           string                 `protobuf:"bytes,1,opt,name=app,proto3" json:"app,omitempty"`
+	Id            uint64                 `protobuf:"varint,2,opt,name=id,proto3" json:"id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *BroadcastStatusRequest) Reset() {
+	*x = BroadcastStatusRequest{}
+	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[27]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *BroadcastStatusRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*BroadcastStatusRequest) ProtoMessage() {}
+
+func (x *BroadcastStatusRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[27]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use BroadcastStatusRequest.ProtoReflect.Descriptor instead.
+func (*BroadcastStatusRequest) Descriptor() ([]byte, []int) {
+	return file_pushgw_internal_v1_saver_proto_rawDescGZIP(), []int{27}
+}
+
+func (x *BroadcastStatusRequest) GetApp() string {
+	if x != nil {
+		return x.App
+	}
+	return ""
+}
+
+func (x *BroadcastStatusRequest) GetId() uint64 {
+	if x != nil {
+		return x.Id
+	}
+	return 0
+}
+
+type BroadcastRoomState struct {
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	Room     string                 `protobuf:"bytes,1,opt,name=room,proto3" json:"room,omitempty"`
+	Done     bool                   `protobuf:"varint,2,opt,name=done,proto3" json:"done,omitempty"`
+	Reached  uint64                 `protobuf:"varint,3,opt,name=reached,proto3" json:"reached,omitempty"`
+	Acked    uint64                 `protobuf:"varint,4,opt,name=acked,proto3" json:"acked,omitempty"`
+	Attempts uint32                 `protobuf:"varint,5,opt,name=attempts,proto3" json:"attempts,omitempty"`
+	// The sweep gave this room up (expired, or too many attempts).
+	Abandoned     bool `protobuf:"varint,6,opt,name=abandoned,proto3" json:"abandoned,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *BroadcastRoomState) Reset() {
+	*x = BroadcastRoomState{}
+	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[28]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *BroadcastRoomState) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*BroadcastRoomState) ProtoMessage() {}
+
+func (x *BroadcastRoomState) ProtoReflect() protoreflect.Message {
+	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[28]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use BroadcastRoomState.ProtoReflect.Descriptor instead.
+func (*BroadcastRoomState) Descriptor() ([]byte, []int) {
+	return file_pushgw_internal_v1_saver_proto_rawDescGZIP(), []int{28}
+}
+
+func (x *BroadcastRoomState) GetRoom() string {
+	if x != nil {
+		return x.Room
+	}
+	return ""
+}
+
+func (x *BroadcastRoomState) GetDone() bool {
+	if x != nil {
+		return x.Done
+	}
+	return false
+}
+
+func (x *BroadcastRoomState) GetReached() uint64 {
+	if x != nil {
+		return x.Reached
+	}
+	return 0
+}
+
+func (x *BroadcastRoomState) GetAcked() uint64 {
+	if x != nil {
+		return x.Acked
+	}
+	return 0
+}
+
+func (x *BroadcastRoomState) GetAttempts() uint32 {
+	if x != nil {
+		return x.Attempts
+	}
+	return 0
+}
+
+func (x *BroadcastRoomState) GetAbandoned() bool {
+	if x != nil {
+		return x.Abandoned
+	}
+	return false
+}
+
+type BroadcastStatusReply struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Found         bool                   `protobuf:"varint,1,opt,name=found,proto3" json:"found,omitempty"`
+	Broadcast     *Broadcast             `protobuf:"bytes,2,opt,name=broadcast,proto3" json:"broadcast,omitempty"`
+	Rooms         []*BroadcastRoomState  `protobuf:"bytes,3,rep,name=rooms,proto3" json:"rooms,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *BroadcastStatusReply) Reset() {
+	*x = BroadcastStatusReply{}
+	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[29]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *BroadcastStatusReply) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*BroadcastStatusReply) ProtoMessage() {}
+
+func (x *BroadcastStatusReply) ProtoReflect() protoreflect.Message {
+	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[29]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use BroadcastStatusReply.ProtoReflect.Descriptor instead.
+func (*BroadcastStatusReply) Descriptor() ([]byte, []int) {
+	return file_pushgw_internal_v1_saver_proto_rawDescGZIP(), []int{29}
+}
+
+func (x *BroadcastStatusReply) GetFound() bool {
+	if x != nil {
+		return x.Found
+	}
+	return false
+}
+
+func (x *BroadcastStatusReply) GetBroadcast() *Broadcast {
+	if x != nil {
+		return x.Broadcast
+	}
+	return nil
+}
+
+func (x *BroadcastStatusReply) GetRooms() []*BroadcastRoomState {
+	if x != nil {
+		return x.Rooms
+	}
+	return nil
+}
+
+type CatchUpRequest struct {
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	App      string                 `protobuf:"bytes,1,opt,name=app,proto3" json:"app,omitempty"`
+	AfterSeq uint64                 `protobuf:"varint,2,opt,name=after_seq,json=afterSeq,proto3" json:"after_seq,omitempty"`
+	// At most 100 (the newest ones); 0 means 100.
+	Limit uint32 `protobuf:"varint,3,opt,name=limit,proto3" json:"limit,omitempty"`
+	// online_only broadcasts created at or after this time are included:
+	// the client was online when they were sent.
+	OnlineSinceMs int64 `protobuf:"varint,4,opt,name=online_since_ms,json=onlineSinceMs,proto3" json:"online_since_ms,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CatchUpRequest) Reset() {
+	*x = CatchUpRequest{}
+	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[30]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CatchUpRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CatchUpRequest) ProtoMessage() {}
+
+func (x *CatchUpRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[30]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CatchUpRequest.ProtoReflect.Descriptor instead.
+func (*CatchUpRequest) Descriptor() ([]byte, []int) {
+	return file_pushgw_internal_v1_saver_proto_rawDescGZIP(), []int{30}
+}
+
+func (x *CatchUpRequest) GetApp() string {
+	if x != nil {
+		return x.App
+	}
+	return ""
+}
+
+func (x *CatchUpRequest) GetAfterSeq() uint64 {
+	if x != nil {
+		return x.AfterSeq
+	}
+	return 0
+}
+
+func (x *CatchUpRequest) GetLimit() uint32 {
+	if x != nil {
+		return x.Limit
+	}
+	return 0
+}
+
+func (x *CatchUpRequest) GetOnlineSinceMs() int64 {
+	if x != nil {
+		return x.OnlineSinceMs
+	}
+	return 0
+}
+
+type CatchUpReply struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Ascending seq.
+	Broadcasts    []*Broadcast `protobuf:"bytes,1,rep,name=broadcasts,proto3" json:"broadcasts,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CatchUpReply) Reset() {
+	*x = CatchUpReply{}
+	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[31]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CatchUpReply) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CatchUpReply) ProtoMessage() {}
+
+func (x *CatchUpReply) ProtoReflect() protoreflect.Message {
+	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[31]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CatchUpReply.ProtoReflect.Descriptor instead.
+func (*CatchUpReply) Descriptor() ([]byte, []int) {
+	return file_pushgw_internal_v1_saver_proto_rawDescGZIP(), []int{31}
+}
+
+func (x *CatchUpReply) GetBroadcasts() []*Broadcast {
+	if x != nil {
+		return x.Broadcasts
+	}
+	return nil
+}
+
 var File_pushgw_internal_v1_saver_proto protoreflect.FileDescriptor
 
 const file_pushgw_internal_v1_saver_proto_rawDesc = "" +
@@ -1172,11 +1897,60 @@ const file_pushgw_internal_v1_saver_proto_rawDesc = "" +
 	"\x03tag\x18\x02 \x01(\tR\x03tag\x12\x14\n" +
 	"\x05users\x18\x03 \x03(\tR\x05users\".\n" +
 	"\x12TagMembershipReply\x12\x18\n" +
-	"\amembers\x18\x01 \x03(\tR\amembers*O\n" +
+	"\amembers\x18\x01 \x03(\tR\amembers\"j\n" +
+	"\x15StoreBroadcastRequest\x12;\n" +
+	"\tbroadcast\x18\x01 \x01(\v2\x1d.pushgw.internal.v1.BroadcastR\tbroadcast\x12\x14\n" +
+	"\x05rooms\x18\x02 \x03(\tR\x05rooms\"F\n" +
+	"\x13StoreBroadcastReply\x12\x10\n" +
+	"\x03seq\x18\x01 \x01(\x04R\x03seq\x12\x1d\n" +
+	"\n" +
+	"created_ms\x18\x02 \x01(\x03R\tcreatedMs\"\x92\x01\n" +
+	"\x15BroadcastRoomProgress\x12!\n" +
+	"\fbroadcast_id\x18\x01 \x01(\x04R\vbroadcastId\x12\x12\n" +
+	"\x04room\x18\x02 \x01(\tR\x04room\x12\x18\n" +
+	"\areached\x18\x03 \x01(\x04R\areached\x12\x14\n" +
+	"\x05acked\x18\x04 \x01(\x04R\x05acked\x12\x12\n" +
+	"\x04done\x18\x05 \x01(\bR\x04done\"[\n" +
+	"\x18BroadcastProgressRequest\x12?\n" +
+	"\x05items\x18\x01 \x03(\v2).pushgw.internal.v1.BroadcastRoomProgressR\x05items\"\x18\n" +
+	"\x16BroadcastProgressReply\"P\n" +
+	"\x1aClaimBroadcastRoomsRequest\x12\x14\n" +
+	"\x05limit\x18\x01 \x01(\rR\x05limit\x12\x1c\n" +
+	"\n" +
+	"min_age_ms\x18\x02 \x01(\x03R\bminAgeMs\"e\n" +
+	"\x12BroadcastRoomClaim\x12;\n" +
+	"\tbroadcast\x18\x01 \x01(\v2\x1d.pushgw.internal.v1.BroadcastR\tbroadcast\x12\x12\n" +
+	"\x04room\x18\x02 \x01(\tR\x04room\"Z\n" +
+	"\x18ClaimBroadcastRoomsReply\x12>\n" +
+	"\x06claims\x18\x01 \x03(\v2&.pushgw.internal.v1.BroadcastRoomClaimR\x06claims\":\n" +
+	"\x16BroadcastStatusRequest\x12\x10\n" +
+	"\x03app\x18\x01 \x01(\tR\x03app\x12\x0e\n" +
+	"\x02id\x18\x02 \x01(\x04R\x02id\"\xa6\x01\n" +
+	"\x12BroadcastRoomState\x12\x12\n" +
+	"\x04room\x18\x01 \x01(\tR\x04room\x12\x12\n" +
+	"\x04done\x18\x02 \x01(\bR\x04done\x12\x18\n" +
+	"\areached\x18\x03 \x01(\x04R\areached\x12\x14\n" +
+	"\x05acked\x18\x04 \x01(\x04R\x05acked\x12\x1a\n" +
+	"\battempts\x18\x05 \x01(\rR\battempts\x12\x1c\n" +
+	"\tabandoned\x18\x06 \x01(\bR\tabandoned\"\xa7\x01\n" +
+	"\x14BroadcastStatusReply\x12\x14\n" +
+	"\x05found\x18\x01 \x01(\bR\x05found\x12;\n" +
+	"\tbroadcast\x18\x02 \x01(\v2\x1d.pushgw.internal.v1.BroadcastR\tbroadcast\x12<\n" +
+	"\x05rooms\x18\x03 \x03(\v2&.pushgw.internal.v1.BroadcastRoomStateR\x05rooms\"}\n" +
+	"\x0eCatchUpRequest\x12\x10\n" +
+	"\x03app\x18\x01 \x01(\tR\x03app\x12\x1b\n" +
+	"\tafter_seq\x18\x02 \x01(\x04R\bafterSeq\x12\x14\n" +
+	"\x05limit\x18\x03 \x01(\rR\x05limit\x12&\n" +
+	"\x0fonline_since_ms\x18\x04 \x01(\x03R\ronlineSinceMs\"M\n" +
+	"\fCatchUpReply\x12=\n" +
+	"\n" +
+	"broadcasts\x18\x01 \x03(\v2\x1d.pushgw.internal.v1.BroadcastR\n" +
+	"broadcasts*O\n" +
 	"\bTagLimit\x12\x12\n" +
 	"\x0eTAG_LIMIT_NONE\x10\x00\x12\x16\n" +
 	"\x12TAG_LIMIT_TAG_FULL\x10\x01\x12\x17\n" +
-	"\x13TAG_LIMIT_USER_FULL\x10\x022\xed\x06\n" +
+	"\x13TAG_LIMIT_USER_FULL\x10\x022\xf1\n" +
+	"\n" +
 	"\x05Saver\x12I\n" +
 	"\x05Store\x12 .pushgw.internal.v1.StoreRequest\x1a\x1e.pushgw.internal.v1.StoreReply\x12O\n" +
 	"\aPending\x12\".pushgw.internal.v1.PendingRequest\x1a .pushgw.internal.v1.PendingReply\x12L\n" +
@@ -1188,7 +1962,12 @@ const file_pushgw_internal_v1_saver_proto_rawDesc = "" +
 	"\bUserTags\x12#.pushgw.internal.v1.UserTagsRequest\x1a!.pushgw.internal.v1.UserTagsReply\x12X\n" +
 	"\n" +
 	"TagMembers\x12%.pushgw.internal.v1.TagMembersRequest\x1a#.pushgw.internal.v1.TagMembersReply\x12a\n" +
-	"\rTagMembership\x12(.pushgw.internal.v1.TagMembershipRequest\x1a&.pushgw.internal.v1.TagMembershipReplyB+Z)github.com/pushgw/pushgw/proto/internalpbb\x06proto3"
+	"\rTagMembership\x12(.pushgw.internal.v1.TagMembershipRequest\x1a&.pushgw.internal.v1.TagMembershipReply\x12d\n" +
+	"\x0eStoreBroadcast\x12).pushgw.internal.v1.StoreBroadcastRequest\x1a'.pushgw.internal.v1.StoreBroadcastReply\x12m\n" +
+	"\x11BroadcastProgress\x12,.pushgw.internal.v1.BroadcastProgressRequest\x1a*.pushgw.internal.v1.BroadcastProgressReply\x12s\n" +
+	"\x13ClaimBroadcastRooms\x12..pushgw.internal.v1.ClaimBroadcastRoomsRequest\x1a,.pushgw.internal.v1.ClaimBroadcastRoomsReply\x12g\n" +
+	"\x0fBroadcastStatus\x12*.pushgw.internal.v1.BroadcastStatusRequest\x1a(.pushgw.internal.v1.BroadcastStatusReply\x12O\n" +
+	"\aCatchUp\x12\".pushgw.internal.v1.CatchUpRequest\x1a .pushgw.internal.v1.CatchUpReplyB+Z)github.com/pushgw/pushgw/proto/internalpbb\x06proto3"
 
 var (
 	file_pushgw_internal_v1_saver_proto_rawDescOnce sync.Once
@@ -1203,65 +1982,96 @@ func file_pushgw_internal_v1_saver_proto_rawDescGZIP() []byte {
 }
 
 var file_pushgw_internal_v1_saver_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_pushgw_internal_v1_saver_proto_msgTypes = make([]protoimpl.MessageInfo, 20)
+var file_pushgw_internal_v1_saver_proto_msgTypes = make([]protoimpl.MessageInfo, 33)
 var file_pushgw_internal_v1_saver_proto_goTypes = []any{
-	(TagLimit)(0),                   // 0: pushgw.internal.v1.TagLimit
-	(*StoreRequest)(nil),            // 1: pushgw.internal.v1.StoreRequest
-	(*StoreReply)(nil),              // 2: pushgw.internal.v1.StoreReply
-	(*PendingRequest)(nil),          // 3: pushgw.internal.v1.PendingRequest
-	(*PendingReply)(nil),            // 4: pushgw.internal.v1.PendingReply
-	(*MessageRef)(nil),              // 5: pushgw.internal.v1.MessageRef
-	(*ReportRequest)(nil),           // 6: pushgw.internal.v1.ReportRequest
-	(*ReportReply)(nil),             // 7: pushgw.internal.v1.ReportReply
-	(*StatusRequest)(nil),           // 8: pushgw.internal.v1.StatusRequest
-	(*StatusReply)(nil),             // 9: pushgw.internal.v1.StatusReply
-	(*ClaimUndeliveredRequest)(nil), // 10: pushgw.internal.v1.ClaimUndeliveredRequest
-	(*ClaimUndeliveredReply)(nil),   // 11: pushgw.internal.v1.ClaimUndeliveredReply
-	(*TagUsersRequest)(nil),         // 12: pushgw.internal.v1.TagUsersRequest
-	(*TagUsersReply)(nil),           // 13: pushgw.internal.v1.TagUsersReply
-	(*UserTagsRequest)(nil),         // 14: pushgw.internal.v1.UserTagsRequest
-	(*UserTagsReply)(nil),           // 15: pushgw.internal.v1.UserTagsReply
-	(*TagMembersRequest)(nil),       // 16: pushgw.internal.v1.TagMembersRequest
-	(*TagMembersReply)(nil),         // 17: pushgw.internal.v1.TagMembersReply
-	(*TagMembershipRequest)(nil),    // 18: pushgw.internal.v1.TagMembershipRequest
-	(*TagMembershipReply)(nil),      // 19: pushgw.internal.v1.TagMembershipReply
-	nil,                             // 20: pushgw.internal.v1.StoreReply.ReplacedEntry
-	(*Message)(nil),                 // 21: pushgw.internal.v1.Message
+	(TagLimit)(0),                      // 0: pushgw.internal.v1.TagLimit
+	(*StoreRequest)(nil),               // 1: pushgw.internal.v1.StoreRequest
+	(*StoreReply)(nil),                 // 2: pushgw.internal.v1.StoreReply
+	(*PendingRequest)(nil),             // 3: pushgw.internal.v1.PendingRequest
+	(*PendingReply)(nil),               // 4: pushgw.internal.v1.PendingReply
+	(*MessageRef)(nil),                 // 5: pushgw.internal.v1.MessageRef
+	(*ReportRequest)(nil),              // 6: pushgw.internal.v1.ReportRequest
+	(*ReportReply)(nil),                // 7: pushgw.internal.v1.ReportReply
+	(*StatusRequest)(nil),              // 8: pushgw.internal.v1.StatusRequest
+	(*StatusReply)(nil),                // 9: pushgw.internal.v1.StatusReply
+	(*ClaimUndeliveredRequest)(nil),    // 10: pushgw.internal.v1.ClaimUndeliveredRequest
+	(*ClaimUndeliveredReply)(nil),      // 11: pushgw.internal.v1.ClaimUndeliveredReply
+	(*TagUsersRequest)(nil),            // 12: pushgw.internal.v1.TagUsersRequest
+	(*TagUsersReply)(nil),              // 13: pushgw.internal.v1.TagUsersReply
+	(*UserTagsRequest)(nil),            // 14: pushgw.internal.v1.UserTagsRequest
+	(*UserTagsReply)(nil),              // 15: pushgw.internal.v1.UserTagsReply
+	(*TagMembersRequest)(nil),          // 16: pushgw.internal.v1.TagMembersRequest
+	(*TagMembersReply)(nil),            // 17: pushgw.internal.v1.TagMembersReply
+	(*TagMembershipRequest)(nil),       // 18: pushgw.internal.v1.TagMembershipRequest
+	(*TagMembershipReply)(nil),         // 19: pushgw.internal.v1.TagMembershipReply
+	(*StoreBroadcastRequest)(nil),      // 20: pushgw.internal.v1.StoreBroadcastRequest
+	(*StoreBroadcastReply)(nil),        // 21: pushgw.internal.v1.StoreBroadcastReply
+	(*BroadcastRoomProgress)(nil),      // 22: pushgw.internal.v1.BroadcastRoomProgress
+	(*BroadcastProgressRequest)(nil),   // 23: pushgw.internal.v1.BroadcastProgressRequest
+	(*BroadcastProgressReply)(nil),     // 24: pushgw.internal.v1.BroadcastProgressReply
+	(*ClaimBroadcastRoomsRequest)(nil), // 25: pushgw.internal.v1.ClaimBroadcastRoomsRequest
+	(*BroadcastRoomClaim)(nil),         // 26: pushgw.internal.v1.BroadcastRoomClaim
+	(*ClaimBroadcastRoomsReply)(nil),   // 27: pushgw.internal.v1.ClaimBroadcastRoomsReply
+	(*BroadcastStatusRequest)(nil),     // 28: pushgw.internal.v1.BroadcastStatusRequest
+	(*BroadcastRoomState)(nil),         // 29: pushgw.internal.v1.BroadcastRoomState
+	(*BroadcastStatusReply)(nil),       // 30: pushgw.internal.v1.BroadcastStatusReply
+	(*CatchUpRequest)(nil),             // 31: pushgw.internal.v1.CatchUpRequest
+	(*CatchUpReply)(nil),               // 32: pushgw.internal.v1.CatchUpReply
+	nil,                                // 33: pushgw.internal.v1.StoreReply.ReplacedEntry
+	(*Message)(nil),                    // 34: pushgw.internal.v1.Message
+	(*Broadcast)(nil),                  // 35: pushgw.internal.v1.Broadcast
 }
 var file_pushgw_internal_v1_saver_proto_depIdxs = []int32{
-	21, // 0: pushgw.internal.v1.StoreRequest.messages:type_name -> pushgw.internal.v1.Message
-	20, // 1: pushgw.internal.v1.StoreReply.replaced:type_name -> pushgw.internal.v1.StoreReply.ReplacedEntry
-	21, // 2: pushgw.internal.v1.PendingReply.messages:type_name -> pushgw.internal.v1.Message
+	34, // 0: pushgw.internal.v1.StoreRequest.messages:type_name -> pushgw.internal.v1.Message
+	33, // 1: pushgw.internal.v1.StoreReply.replaced:type_name -> pushgw.internal.v1.StoreReply.ReplacedEntry
+	34, // 2: pushgw.internal.v1.PendingReply.messages:type_name -> pushgw.internal.v1.Message
 	5,  // 3: pushgw.internal.v1.ReportRequest.acked:type_name -> pushgw.internal.v1.MessageRef
 	5,  // 4: pushgw.internal.v1.ReportRequest.delivered:type_name -> pushgw.internal.v1.MessageRef
-	21, // 5: pushgw.internal.v1.StatusReply.message:type_name -> pushgw.internal.v1.Message
-	21, // 6: pushgw.internal.v1.ClaimUndeliveredReply.messages:type_name -> pushgw.internal.v1.Message
+	34, // 5: pushgw.internal.v1.StatusReply.message:type_name -> pushgw.internal.v1.Message
+	34, // 6: pushgw.internal.v1.ClaimUndeliveredReply.messages:type_name -> pushgw.internal.v1.Message
 	0,  // 7: pushgw.internal.v1.TagUsersReply.limit:type_name -> pushgw.internal.v1.TagLimit
-	1,  // 8: pushgw.internal.v1.Saver.Store:input_type -> pushgw.internal.v1.StoreRequest
-	3,  // 9: pushgw.internal.v1.Saver.Pending:input_type -> pushgw.internal.v1.PendingRequest
-	6,  // 10: pushgw.internal.v1.Saver.Report:input_type -> pushgw.internal.v1.ReportRequest
-	8,  // 11: pushgw.internal.v1.Saver.Status:input_type -> pushgw.internal.v1.StatusRequest
-	10, // 12: pushgw.internal.v1.Saver.ClaimUndelivered:input_type -> pushgw.internal.v1.ClaimUndeliveredRequest
-	12, // 13: pushgw.internal.v1.Saver.AddTagUsers:input_type -> pushgw.internal.v1.TagUsersRequest
-	12, // 14: pushgw.internal.v1.Saver.RemoveTagUsers:input_type -> pushgw.internal.v1.TagUsersRequest
-	14, // 15: pushgw.internal.v1.Saver.UserTags:input_type -> pushgw.internal.v1.UserTagsRequest
-	16, // 16: pushgw.internal.v1.Saver.TagMembers:input_type -> pushgw.internal.v1.TagMembersRequest
-	18, // 17: pushgw.internal.v1.Saver.TagMembership:input_type -> pushgw.internal.v1.TagMembershipRequest
-	2,  // 18: pushgw.internal.v1.Saver.Store:output_type -> pushgw.internal.v1.StoreReply
-	4,  // 19: pushgw.internal.v1.Saver.Pending:output_type -> pushgw.internal.v1.PendingReply
-	7,  // 20: pushgw.internal.v1.Saver.Report:output_type -> pushgw.internal.v1.ReportReply
-	9,  // 21: pushgw.internal.v1.Saver.Status:output_type -> pushgw.internal.v1.StatusReply
-	11, // 22: pushgw.internal.v1.Saver.ClaimUndelivered:output_type -> pushgw.internal.v1.ClaimUndeliveredReply
-	13, // 23: pushgw.internal.v1.Saver.AddTagUsers:output_type -> pushgw.internal.v1.TagUsersReply
-	13, // 24: pushgw.internal.v1.Saver.RemoveTagUsers:output_type -> pushgw.internal.v1.TagUsersReply
-	15, // 25: pushgw.internal.v1.Saver.UserTags:output_type -> pushgw.internal.v1.UserTagsReply
-	17, // 26: pushgw.internal.v1.Saver.TagMembers:output_type -> pushgw.internal.v1.TagMembersReply
-	19, // 27: pushgw.internal.v1.Saver.TagMembership:output_type -> pushgw.internal.v1.TagMembershipReply
-	18, // [18:28] is the sub-list for method output_type
-	8,  // [8:18] is the sub-list for method input_type
-	8,  // [8:8] is the sub-list for extension type_name
-	8,  // [8:8] is the sub-list for extension extendee
-	0,  // [0:8] is the sub-list for field type_name
+	35, // 8: pushgw.internal.v1.StoreBroadcastRequest.broadcast:type_name -> pushgw.internal.v1.Broadcast
+	22, // 9: pushgw.internal.v1.BroadcastProgressRequest.items:type_name -> pushgw.internal.v1.BroadcastRoomProgress
+	35, // 10: pushgw.internal.v1.BroadcastRoomClaim.broadcast:type_name -> pushgw.internal.v1.Broadcast
+	26, // 11: pushgw.internal.v1.ClaimBroadcastRoomsReply.claims:type_name -> pushgw.internal.v1.BroadcastRoomClaim
+	35, // 12: pushgw.internal.v1.BroadcastStatusReply.broadcast:type_name -> pushgw.internal.v1.Broadcast
+	29, // 13: pushgw.internal.v1.BroadcastStatusReply.rooms:type_name -> pushgw.internal.v1.BroadcastRoomState
+	35, // 14: pushgw.internal.v1.CatchUpReply.broadcasts:type_name -> pushgw.internal.v1.Broadcast
+	1,  // 15: pushgw.internal.v1.Saver.Store:input_type -> pushgw.internal.v1.StoreRequest
+	3,  // 16: pushgw.internal.v1.Saver.Pending:input_type -> pushgw.internal.v1.PendingRequest
+	6,  // 17: pushgw.internal.v1.Saver.Report:input_type -> pushgw.internal.v1.ReportRequest
+	8,  // 18: pushgw.internal.v1.Saver.Status:input_type -> pushgw.internal.v1.StatusRequest
+	10, // 19: pushgw.internal.v1.Saver.ClaimUndelivered:input_type -> pushgw.internal.v1.ClaimUndeliveredRequest
+	12, // 20: pushgw.internal.v1.Saver.AddTagUsers:input_type -> pushgw.internal.v1.TagUsersRequest
+	12, // 21: pushgw.internal.v1.Saver.RemoveTagUsers:input_type -> pushgw.internal.v1.TagUsersRequest
+	14, // 22: pushgw.internal.v1.Saver.UserTags:input_type -> pushgw.internal.v1.UserTagsRequest
+	16, // 23: pushgw.internal.v1.Saver.TagMembers:input_type -> pushgw.internal.v1.TagMembersRequest
+	18, // 24: pushgw.internal.v1.Saver.TagMembership:input_type -> pushgw.internal.v1.TagMembershipRequest
+	20, // 25: pushgw.internal.v1.Saver.StoreBroadcast:input_type -> pushgw.internal.v1.StoreBroadcastRequest
+	23, // 26: pushgw.internal.v1.Saver.BroadcastProgress:input_type -> pushgw.internal.v1.BroadcastProgressRequest
+	25, // 27: pushgw.internal.v1.Saver.ClaimBroadcastRooms:input_type -> pushgw.internal.v1.ClaimBroadcastRoomsRequest
+	28, // 28: pushgw.internal.v1.Saver.BroadcastStatus:input_type -> pushgw.internal.v1.BroadcastStatusRequest
+	31, // 29: pushgw.internal.v1.Saver.CatchUp:input_type -> pushgw.internal.v1.CatchUpRequest
+	2,  // 30: pushgw.internal.v1.Saver.Store:output_type -> pushgw.internal.v1.StoreReply
+	4,  // 31: pushgw.internal.v1.Saver.Pending:output_type -> pushgw.internal.v1.PendingReply
+	7,  // 32: pushgw.internal.v1.Saver.Report:output_type -> pushgw.internal.v1.ReportReply
+	9,  // 33: pushgw.internal.v1.Saver.Status:output_type -> pushgw.internal.v1.StatusReply
+	11, // 34: pushgw.internal.v1.Saver.ClaimUndelivered:output_type -> pushgw.internal.v1.ClaimUndeliveredReply
+	13, // 35: pushgw.internal.v1.Saver.AddTagUsers:output_type -> pushgw.internal.v1.TagUsersReply
+	13, // 36: pushgw.internal.v1.Saver.RemoveTagUsers:output_type -> pushgw.internal.v1.TagUsersReply
+	15, // 37: pushgw.internal.v1.Saver.UserTags:output_type -> pushgw.internal.v1.UserTagsReply
+	17, // 38: pushgw.internal.v1.Saver.TagMembers:output_type -> pushgw.internal.v1.TagMembersReply
+	19, // 39: pushgw.internal.v1.Saver.TagMembership:output_type -> pushgw.internal.v1.TagMembershipReply
+	21, // 40: pushgw.internal.v1.Saver.StoreBroadcast:output_type -> pushgw.internal.v1.StoreBroadcastReply
+	24, // 41: pushgw.internal.v1.Saver.BroadcastProgress:output_type -> pushgw.internal.v1.BroadcastProgressReply
+	27, // 42: pushgw.internal.v1.Saver.ClaimBroadcastRooms:output_type -> pushgw.internal.v1.ClaimBroadcastRoomsReply
+	30, // 43: pushgw.internal.v1.Saver.BroadcastStatus:output_type -> pushgw.internal.v1.BroadcastStatusReply
+	32, // 44: pushgw.internal.v1.Saver.CatchUp:output_type -> pushgw.internal.v1.CatchUpReply
+	30, // [30:45] is the sub-list for method output_type
+	15, // [15:30] is the sub-list for method input_type
+	15, // [15:15] is the sub-list for extension type_name
+	15, // [15:15] is the sub-list for extension extendee
+	0,  // [0:15] is the sub-list for field type_name
 }
 
 func init() { file_pushgw_internal_v1_saver_proto_init() }
@@ -1276,7 +2086,7 @@ func file_pushgw_internal_v1_saver_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_pushgw_internal_v1_saver_proto_rawDesc), len(file_pushgw_internal_v1_saver_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   20,
+			NumMessages:   33,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -19,16 +19,21 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	Saver_Store_FullMethodName            = "/pushgw.internal.v1.Saver/Store"
-	Saver_Pending_FullMethodName          = "/pushgw.internal.v1.Saver/Pending"
-	Saver_Report_FullMethodName           = "/pushgw.internal.v1.Saver/Report"
-	Saver_Status_FullMethodName           = "/pushgw.internal.v1.Saver/Status"
-	Saver_ClaimUndelivered_FullMethodName = "/pushgw.internal.v1.Saver/ClaimUndelivered"
-	Saver_AddTagUsers_FullMethodName      = "/pushgw.internal.v1.Saver/AddTagUsers"
-	Saver_RemoveTagUsers_FullMethodName   = "/pushgw.internal.v1.Saver/RemoveTagUsers"
-	Saver_UserTags_FullMethodName         = "/pushgw.internal.v1.Saver/UserTags"
-	Saver_TagMembers_FullMethodName       = "/pushgw.internal.v1.Saver/TagMembers"
-	Saver_TagMembership_FullMethodName    = "/pushgw.internal.v1.Saver/TagMembership"
+	Saver_Store_FullMethodName               = "/pushgw.internal.v1.Saver/Store"
+	Saver_Pending_FullMethodName             = "/pushgw.internal.v1.Saver/Pending"
+	Saver_Report_FullMethodName              = "/pushgw.internal.v1.Saver/Report"
+	Saver_Status_FullMethodName              = "/pushgw.internal.v1.Saver/Status"
+	Saver_ClaimUndelivered_FullMethodName    = "/pushgw.internal.v1.Saver/ClaimUndelivered"
+	Saver_AddTagUsers_FullMethodName         = "/pushgw.internal.v1.Saver/AddTagUsers"
+	Saver_RemoveTagUsers_FullMethodName      = "/pushgw.internal.v1.Saver/RemoveTagUsers"
+	Saver_UserTags_FullMethodName            = "/pushgw.internal.v1.Saver/UserTags"
+	Saver_TagMembers_FullMethodName          = "/pushgw.internal.v1.Saver/TagMembers"
+	Saver_TagMembership_FullMethodName       = "/pushgw.internal.v1.Saver/TagMembership"
+	Saver_StoreBroadcast_FullMethodName      = "/pushgw.internal.v1.Saver/StoreBroadcast"
+	Saver_BroadcastProgress_FullMethodName   = "/pushgw.internal.v1.Saver/BroadcastProgress"
+	Saver_ClaimBroadcastRooms_FullMethodName = "/pushgw.internal.v1.Saver/ClaimBroadcastRooms"
+	Saver_BroadcastStatus_FullMethodName     = "/pushgw.internal.v1.Saver/BroadcastStatus"
+	Saver_CatchUp_FullMethodName             = "/pushgw.internal.v1.Saver/CatchUp"
 )
 
 // SaverClient is the client API for Saver service.
@@ -69,6 +74,21 @@ type SaverClient interface {
 	// TagMembership answers which of up to 1,000 users are members of one
 	// tag (the filter for tag broadcasts and their catch-up).
 	TagMembership(ctx context.Context, in *TagMembershipRequest, opts ...grpc.CallOption) (*TagMembershipReply, error)
+	// StoreBroadcast stores one broadcast (one row), allocates its per-app
+	// sequence number and a progress row per named room, and returns only
+	// after the MySQL commit. Storing the same id again returns its seq.
+	StoreBroadcast(ctx context.Context, in *StoreBroadcastRequest, opts ...grpc.CallOption) (*StoreBroadcastReply, error)
+	// BroadcastProgress adds counts to per-(broadcast, room) progress and
+	// marks rooms done.
+	BroadcastProgress(ctx context.Context, in *BroadcastProgressRequest, opts ...grpc.CallOption) (*BroadcastProgressReply, error)
+	// ClaimBroadcastRooms returns up to limit (broadcast, room) pairs not
+	// done for at least min_age_ms and claims them like ClaimUndelivered.
+	ClaimBroadcastRooms(ctx context.Context, in *ClaimBroadcastRoomsRequest, opts ...grpc.CallOption) (*ClaimBroadcastRoomsReply, error)
+	// BroadcastStatus answers one broadcast and its per-room progress.
+	BroadcastStatus(ctx context.Context, in *BroadcastStatusRequest, opts ...grpc.CallOption) (*BroadcastStatusReply, error)
+	// CatchUp returns the unexpired broadcasts of an app after a seq, oldest
+	// first, for a client that logs in.
+	CatchUp(ctx context.Context, in *CatchUpRequest, opts ...grpc.CallOption) (*CatchUpReply, error)
 }
 
 type saverClient struct {
@@ -179,6 +199,56 @@ func (c *saverClient) TagMembership(ctx context.Context, in *TagMembershipReques
 	return out, nil
 }
 
+func (c *saverClient) StoreBroadcast(ctx context.Context, in *StoreBroadcastRequest, opts ...grpc.CallOption) (*StoreBroadcastReply, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(StoreBroadcastReply)
+	err := c.cc.Invoke(ctx, Saver_StoreBroadcast_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *saverClient) BroadcastProgress(ctx context.Context, in *BroadcastProgressRequest, opts ...grpc.CallOption) (*BroadcastProgressReply, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(BroadcastProgressReply)
+	err := c.cc.Invoke(ctx, Saver_BroadcastProgress_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *saverClient) ClaimBroadcastRooms(ctx context.Context, in *ClaimBroadcastRoomsRequest, opts ...grpc.CallOption) (*ClaimBroadcastRoomsReply, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ClaimBroadcastRoomsReply)
+	err := c.cc.Invoke(ctx, Saver_ClaimBroadcastRooms_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *saverClient) BroadcastStatus(ctx context.Context, in *BroadcastStatusRequest, opts ...grpc.CallOption) (*BroadcastStatusReply, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(BroadcastStatusReply)
+	err := c.cc.Invoke(ctx, Saver_BroadcastStatus_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *saverClient) CatchUp(ctx context.Context, in *CatchUpRequest, opts ...grpc.CallOption) (*CatchUpReply, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(CatchUpReply)
+	err := c.cc.Invoke(ctx, Saver_CatchUp_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // SaverServer is the server API for Saver service.
 // All implementations must embed UnimplementedSaverServer
 // for forward compatibility.
@@ -217,6 +287,21 @@ type SaverServer interface {
 	// TagMembership answers which of up to 1,000 users are members of one
 	// tag (the filter for tag broadcasts and their catch-up).
 	TagMembership(context.Context, *TagMembershipRequest) (*TagMembershipReply, error)
+	// StoreBroadcast stores one broadcast (one row), allocates its per-app
+	// sequence number and a progress row per named room, and returns only
+	// after the MySQL commit. Storing the same id again returns its seq.
+	StoreBroadcast(context.Context, *StoreBroadcastRequest) (*StoreBroadcastReply, error)
+	// BroadcastProgress adds counts to per-(broadcast, room) progress and
+	// marks rooms done.
+	BroadcastProgress(context.Context, *BroadcastProgressRequest) (*BroadcastProgressReply, error)
+	// ClaimBroadcastRooms returns up to limit (broadcast, room) pairs not
+	// done for at least min_age_ms and claims them like ClaimUndelivered.
+	ClaimBroadcastRooms(context.Context, *ClaimBroadcastRoomsRequest) (*ClaimBroadcastRoomsReply, error)
+	// BroadcastStatus answers one broadcast and its per-room progress.
+	BroadcastStatus(context.Context, *BroadcastStatusRequest) (*BroadcastStatusReply, error)
+	// CatchUp returns the unexpired broadcasts of an app after a seq, oldest
+	// first, for a client that logs in.
+	CatchUp(context.Context, *CatchUpRequest) (*CatchUpReply, error)
 	mustEmbedUnimplementedSaverServer()
 }
 
@@ -256,6 +341,21 @@ func (UnimplementedSaverServer) TagMembers(context.Context, *TagMembersRequest) 
 }
 func (UnimplementedSaverServer) TagMembership(context.Context, *TagMembershipRequest) (*TagMembershipReply, error) {
 	return nil, status.Error(codes.Unimplemented, "method TagMembership not implemented")
+}
+func (UnimplementedSaverServer) StoreBroadcast(context.Context, *StoreBroadcastRequest) (*StoreBroadcastReply, error) {
+	return nil, status.Error(codes.Unimplemented, "method StoreBroadcast not implemented")
+}
+func (UnimplementedSaverServer) BroadcastProgress(context.Context, *BroadcastProgressRequest) (*BroadcastProgressReply, error) {
+	return nil, status.Error(codes.Unimplemented, "method BroadcastProgress not implemented")
+}
+func (UnimplementedSaverServer) ClaimBroadcastRooms(context.Context, *ClaimBroadcastRoomsRequest) (*ClaimBroadcastRoomsReply, error) {
+	return nil, status.Error(codes.Unimplemented, "method ClaimBroadcastRooms not implemented")
+}
+func (UnimplementedSaverServer) BroadcastStatus(context.Context, *BroadcastStatusRequest) (*BroadcastStatusReply, error) {
+	return nil, status.Error(codes.Unimplemented, "method BroadcastStatus not implemented")
+}
+func (UnimplementedSaverServer) CatchUp(context.Context, *CatchUpRequest) (*CatchUpReply, error) {
+	return nil, status.Error(codes.Unimplemented, "method CatchUp not implemented")
 }
 func (UnimplementedSaverServer) mustEmbedUnimplementedSaverServer() {}
 func (UnimplementedSaverServer) testEmbeddedByValue()               {}
@@ -458,6 +558,96 @@ func _Saver_TagMembership_Handler(srv interface{}, ctx context.Context, dec func
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Saver_StoreBroadcast_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(StoreBroadcastRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(SaverServer).StoreBroadcast(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Saver_StoreBroadcast_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(SaverServer).StoreBroadcast(ctx, req.(*StoreBroadcastRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Saver_BroadcastProgress_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(BroadcastProgressRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(SaverServer).BroadcastProgress(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Saver_BroadcastProgress_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(SaverServer).BroadcastProgress(ctx, req.(*BroadcastProgressRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Saver_ClaimBroadcastRooms_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ClaimBroadcastRoomsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(SaverServer).ClaimBroadcastRooms(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Saver_ClaimBroadcastRooms_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(SaverServer).ClaimBroadcastRooms(ctx, req.(*ClaimBroadcastRoomsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Saver_BroadcastStatus_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(BroadcastStatusRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(SaverServer).BroadcastStatus(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Saver_BroadcastStatus_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(SaverServer).BroadcastStatus(ctx, req.(*BroadcastStatusRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Saver_CatchUp_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(CatchUpRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(SaverServer).CatchUp(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Saver_CatchUp_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(SaverServer).CatchUp(ctx, req.(*CatchUpRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // Saver_ServiceDesc is the grpc.ServiceDesc for Saver service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -504,6 +694,26 @@ var Saver_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "TagMembership",
 			Handler:    _Saver_TagMembership_Handler,
+		},
+		{
+			MethodName: "StoreBroadcast",
+			Handler:    _Saver_StoreBroadcast_Handler,
+		},
+		{
+			MethodName: "BroadcastProgress",
+			Handler:    _Saver_BroadcastProgress_Handler,
+		},
+		{
+			MethodName: "ClaimBroadcastRooms",
+			Handler:    _Saver_ClaimBroadcastRooms_Handler,
+		},
+		{
+			MethodName: "BroadcastStatus",
+			Handler:    _Saver_BroadcastStatus_Handler,
+		},
+		{
+			MethodName: "CatchUp",
+			Handler:    _Saver_CatchUp_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

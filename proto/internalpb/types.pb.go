@@ -378,6 +378,119 @@ func (x *Message) GetIdempotencyKey() string {
 	return ""
 }
 
+// One message to every connection of an app (or of a tag of it), stored
+// once. seq is allocated by saver per app.
+type Broadcast struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Id    uint64                 `protobuf:"varint,1,opt,name=id,proto3" json:"id,omitempty"`
+	App   string                 `protobuf:"bytes,2,opt,name=app,proto3" json:"app,omitempty"`
+	Seq   uint64                 `protobuf:"varint,3,opt,name=seq,proto3" json:"seq,omitempty"`
+	// Reserved for tag-targeted broadcast; empty: the whole app.
+	Tag       string `protobuf:"bytes,4,opt,name=tag,proto3" json:"tag,omitempty"`
+	Payload   []byte `protobuf:"bytes,5,opt,name=payload,proto3" json:"payload,omitempty"`
+	Qos       uint32 `protobuf:"varint,6,opt,name=qos,proto3" json:"qos,omitempty"`
+	CreatedMs int64  `protobuf:"varint,7,opt,name=created_ms,json=createdMs,proto3" json:"created_ms,omitempty"`
+	// 0: no expiry.
+	ExpiresMs int64 `protobuf:"varint,8,opt,name=expires_ms,json=expiresMs,proto3" json:"expires_ms,omitempty"`
+	// Only connections online when it is sent get it: never caught up.
+	OnlineOnly    bool `protobuf:"varint,9,opt,name=online_only,json=onlineOnly,proto3" json:"online_only,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Broadcast) Reset() {
+	*x = Broadcast{}
+	mi := &file_pushgw_internal_v1_types_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Broadcast) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Broadcast) ProtoMessage() {}
+
+func (x *Broadcast) ProtoReflect() protoreflect.Message {
+	mi := &file_pushgw_internal_v1_types_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Broadcast.ProtoReflect.Descriptor instead.
+func (*Broadcast) Descriptor() ([]byte, []int) {
+	return file_pushgw_internal_v1_types_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *Broadcast) GetId() uint64 {
+	if x != nil {
+		return x.Id
+	}
+	return 0
+}
+
+func (x *Broadcast) GetApp() string {
+	if x != nil {
+		return x.App
+	}
+	return ""
+}
+
+func (x *Broadcast) GetSeq() uint64 {
+	if x != nil {
+		return x.Seq
+	}
+	return 0
+}
+
+func (x *Broadcast) GetTag() string {
+	if x != nil {
+		return x.Tag
+	}
+	return ""
+}
+
+func (x *Broadcast) GetPayload() []byte {
+	if x != nil {
+		return x.Payload
+	}
+	return nil
+}
+
+func (x *Broadcast) GetQos() uint32 {
+	if x != nil {
+		return x.Qos
+	}
+	return 0
+}
+
+func (x *Broadcast) GetCreatedMs() int64 {
+	if x != nil {
+		return x.CreatedMs
+	}
+	return 0
+}
+
+func (x *Broadcast) GetExpiresMs() int64 {
+	if x != nil {
+		return x.ExpiresMs
+	}
+	return 0
+}
+
+func (x *Broadcast) GetOnlineOnly() bool {
+	if x != nil {
+		return x.OnlineOnly
+	}
+	return false
+}
+
 var File_pushgw_internal_v1_types_proto protoreflect.FileDescriptor
 
 const file_pushgw_internal_v1_types_proto_rawDesc = "" +
@@ -407,7 +520,20 @@ const file_pushgw_internal_v1_types_proto_rawDesc = "" +
 	"\x05state\x18\t \x01(\x0e2 .pushgw.internal.v1.MessageStateR\x05state\x12%\n" +
 	"\x0edelivery_count\x18\n" +
 	" \x01(\rR\rdeliveryCount\x12'\n" +
-	"\x0fidempotency_key\x18\v \x01(\tR\x0eidempotencyKey*\xb0\x01\n" +
+	"\x0fidempotency_key\x18\v \x01(\tR\x0eidempotencyKey\"\xdc\x01\n" +
+	"\tBroadcast\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\x04R\x02id\x12\x10\n" +
+	"\x03app\x18\x02 \x01(\tR\x03app\x12\x10\n" +
+	"\x03seq\x18\x03 \x01(\x04R\x03seq\x12\x10\n" +
+	"\x03tag\x18\x04 \x01(\tR\x03tag\x12\x18\n" +
+	"\apayload\x18\x05 \x01(\fR\apayload\x12\x10\n" +
+	"\x03qos\x18\x06 \x01(\rR\x03qos\x12\x1d\n" +
+	"\n" +
+	"created_ms\x18\a \x01(\x03R\tcreatedMs\x12\x1d\n" +
+	"\n" +
+	"expires_ms\x18\b \x01(\x03R\texpiresMs\x12\x1f\n" +
+	"\vonline_only\x18\t \x01(\bR\n" +
+	"onlineOnly*\xb0\x01\n" +
 	"\fMessageState\x12\x1d\n" +
 	"\x19MESSAGE_STATE_UNSPECIFIED\x10\x00\x12\x18\n" +
 	"\x14MESSAGE_STATE_STORED\x10\x01\x12\x1b\n" +
@@ -437,12 +563,13 @@ func file_pushgw_internal_v1_types_proto_rawDescGZIP() []byte {
 }
 
 var file_pushgw_internal_v1_types_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_pushgw_internal_v1_types_proto_msgTypes = make([]protoimpl.MessageInfo, 2)
+var file_pushgw_internal_v1_types_proto_msgTypes = make([]protoimpl.MessageInfo, 3)
 var file_pushgw_internal_v1_types_proto_goTypes = []any{
 	(MessageState)(0), // 0: pushgw.internal.v1.MessageState
 	(ResultCode)(0),   // 1: pushgw.internal.v1.ResultCode
 	(*Session)(nil),   // 2: pushgw.internal.v1.Session
 	(*Message)(nil),   // 3: pushgw.internal.v1.Message
+	(*Broadcast)(nil), // 4: pushgw.internal.v1.Broadcast
 }
 var file_pushgw_internal_v1_types_proto_depIdxs = []int32{
 	0, // 0: pushgw.internal.v1.Message.state:type_name -> pushgw.internal.v1.MessageState
@@ -464,7 +591,7 @@ func file_pushgw_internal_v1_types_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_pushgw_internal_v1_types_proto_rawDesc), len(file_pushgw_internal_v1_types_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   2,
+			NumMessages:   3,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

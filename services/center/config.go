@@ -32,7 +32,7 @@ func parseConfig(args []string) (Config, error) {
 	fs.StringVar(&c.HTTPAddr, "http", service.Env("CENTER_HTTP", defaultHTTPAddr), "business API listen address (PUSHGW_CENTER_HTTP)")
 	fs.DurationVar(&c.RequestTimeout, "request-timeout", defaultRequestTimeout, "deadline of one API request, downstream calls included")
 	fs.IntVar(&c.DeliveryPool, "delivery-workers", defaultDeliveryPool, "concurrent room calls while delivering batches of stored messages")
-	fs.DurationVar(&c.RedeliverInterval, "redeliver-interval", defaultRedeliverInterval, "period of the sweep that redelivers stored messages no room reported delivered")
+	fs.DurationVar(&c.RedeliverInterval, "redeliver-interval", defaultRedeliverInterval, "period of the sweeps that redeliver stored messages no room reported delivered and resend broadcasts to rooms that did not confirm them")
 	if err := fs.Parse(args); err != nil {
 		return c, err
 	}

@@ -82,6 +82,9 @@ func run(cfg Config) error {
 	srv := newServer(apps, gen, saverConn, registerConn, rooms, pool, newMetrics(base.Registry), log, cfg.RequestTimeout)
 	redeliver := startRedeliverer(srv, cfg.RedeliverInterval)
 	defer redeliver.stop() // idempotent with the stop below; covers early returns
+	srv.bcast.rooms = watchers[discovery.ServiceRoom]
+	bsweep := startBroadcastSweeper(srv.bcast, cfg.RedeliverInterval)
+	defer bsweep.stop()
 
 	httpSrv := &http.Server{
 		Handler:           srv.Handler(),
@@ -105,6 +108,10 @@ func run(cfg Config) error {
 	defer shutCancel()
 	serving.Shutdown(shutCtx)
 	redeliver.stop()
+	bsweep.stop()
+	if err := srv.bcast.wait(shutCtx); err != nil {
+		log.Warn("center: shutdown deadline passed while broadcasting; the sweep of another center resends", "err", err)
+	}
 	if err := srv.batch.close(shutCtx); err != nil {
 		log.Warn("center: shutdown deadline passed while delivering; the messages stay stored", "err", err)
 	}

@@ -25,6 +25,7 @@ type Server struct {
 	pool     *ants.Pool
 	batch    *deliveryBatcher
 	retry    *retrier
+	bcast    *broadcastSender
 	m        *metrics
 	log      *slog.Logger
 	timeout  time.Duration
@@ -38,6 +39,7 @@ func newServer(apps *appconfig.Store, gen *ids.Generator, saver, register grpc.C
 	}
 	s.batch = newDeliveryBatcher(s.deliver, m, log)
 	s.retry = newRetrier(s.deliverOnce, m, log)
+	s.bcast = newBroadcastSender(s, nil)
 	return s
 }
 
@@ -58,6 +60,7 @@ func (s *Server) Handler() http.Handler {
 	mux.Handle("/v1/kick", s.route("kick", http.MethodPost, s.handleKick))
 	mux.Handle("/v1/apps/{app}/tags/{tag}/users", s.tagUsersRoutes())
 	mux.Handle("/v1/apps/{app}/users/{user}/tags", s.route("user_tags", http.MethodGet, s.handleUserTags))
+	mux.Handle("/v1/broadcast", s.route("broadcast", http.MethodPost, s.handleBroadcast))
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		s.m.requests.WithLabelValues("unknown", CodeNotFound).Inc()
 		writeError(w, errorf(CodeNotFound, "no such route: "+r.Method+" "+r.URL.Path+"; see docs/openapi.yaml"))

@@ -50,6 +50,10 @@ func (s *Server) handleStatus(_ http.ResponseWriter, r *http.Request, app appcon
 	// Saver scopes by app already; the check keeps one app from reading
 	// another's message even if it did not.
 	if !resp.GetFound() || m == nil || (m.GetApp() != "" && m.GetApp() != app.Name) {
+		// Broadcast ids come from the same generator: not a message, maybe a broadcast.
+		if out, found, e := s.broadcastStatus(r.Context(), app.Name, id); found || e != nil {
+			return out, e
+		}
 		return nil, errorf(CodeNotFound, "no message "+raw+" for app "+app.Name+" (QoS 0 messages are never stored)")
 	}
 	return statusResponse{

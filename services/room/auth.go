@@ -81,6 +81,8 @@ func (r *room) handleAuth(s *session, f protocol.Frame) {
 		RoomId: r.instance, RoomAddr: r.cfg.grpc, ConnId: s.id,
 		LoginMs: now.UnixMilli(), ClientIp: clientIP(s.c.RemoteAddr()), Platform: platform,
 	}
+	// Before authed: a live broadcast must see the catch-up pending.
+	r.bc.seen.login(s, a.GetLastBroadcastSeq())
 	s.authed.Store(true)
 	s.timer.Touch(r.cfg.liveTimeout())
 
@@ -97,6 +99,7 @@ func (r *room) handleAuth(s *session, f protocol.Frame) {
 	if err != nil {
 		return
 	}
+	r.bc.startCatchUp(s, a.GetLastBroadcastSeq(), now.UnixMilli())
 	r.sessions.PutThen(s.reg, func() { r.pullPending(s) })
 }
 

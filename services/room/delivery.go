@@ -34,7 +34,8 @@ func (r *room) handleAck(s *session, f protocol.Frame) {
 		s.fail(f.Seq, protocol.CodeBadBody, "ACK body is not a valid Ack message")
 		return
 	}
-	for _, id := range a.GetIds() {
+	// Acks of broadcasts are counted here, not stored per recipient.
+	for _, id := range r.bc.countAcks(a.GetIds()) {
 		r.reports.Acked(s.key.app, s.key.user, id)
 	}
 	if s.pending.acked(a.GetIds(), r.cfg.maxInflight()) {

@@ -24,6 +24,7 @@ type metrics struct {
 	batchFailed  *prometheus.CounterVec
 	peerErrors   *prometheus.CounterVec
 	poolRejected *prometheus.CounterVec
+	catchUps     *prometheus.CounterVec
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -53,6 +54,9 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		poolRejected: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "pushgw_room_pool_rejected_total", Help: "Tasks refused by a full worker pool."}, []string{"pool"}),
 	}
+	m.catchUps = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "pushgw_room_broadcast_catchups_total", Help: "Login broadcast catch-ups finished, by result (ok, given_up)."}, []string{"result"})
+	reg.MustRegister(m.catchUps)
 	in := prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "pushgw_room_frames_in_total", Help: "Client frames received, by op."}, []string{"op"})
 	out := prometheus.NewCounterVec(prometheus.CounterOpts{

@@ -39,6 +39,7 @@ type room struct {
 	wheel    *timingWheel[*session]
 	sessions *sessionSync
 	reports  *reporter
+	bc       *broadcaster
 	pending  *ants.Pool
 	uplinks  *ants.Pool
 
@@ -82,6 +83,11 @@ func newRoom(cfg config, d roomDeps) (*room, error) {
 	}
 	span := max(cfg.authTimeout, cfg.liveTimeout())
 	r.wheel = newTimingWheel(wheelTick(cfg.heartbeat), span, r.expired)
+	if r.bc, err = newBroadcaster(r); err != nil {
+		r.pending.Release()
+		r.uplinks.Release()
+		return nil, err
+	}
 	r.sessions = newSessionSync(r)
 	r.reports = newReporter(r)
 	r.wheel.Start()
@@ -174,6 +180,7 @@ func (r *room) expired(s *session) {
 // close stops the room's own machinery (after the connections are gone).
 func (r *room) close() {
 	r.wheel.Stop()
+	r.bc.close()
 	r.pending.Release()
 	r.uplinks.Release()
 }

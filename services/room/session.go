@@ -30,6 +30,9 @@ type session struct {
 	pending pendingState
 	// closed is set when the connection is gone, for timers still holding s.
 	closed atomic.Bool
+	// bseq and bmask record the broadcasts given to this connection
+	// (broadcast_seen.go); guarded by room.bc.seen.
+	bseq, bmask uint64
 }
 
 func (s *session) isAuthed() bool { return s.authed.Load() }

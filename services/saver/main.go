@@ -126,6 +126,8 @@ func run(cfg *config) error {
 	sweepDone := make(chan struct{})
 	sw := &sweeper{db: mdb, inbox: in, metrics: m, log: base.Log, interval: cfg.sweepInterval, retention: cfg.outcomeRetention}
 	go func() { sw.run(sweepCtx); close(sweepDone) }()
+	pruneDone := make(chan struct{})
+	go func() { pruneBroadcastsLoop(sweepCtx, mdb, base.Log, cfg.sweepInterval); close(pruneDone) }()
 
 	gs := grpc.NewServer(append(grpcconn.ServerOptions(), grpc.ChainUnaryInterceptor(m.interceptor))...)
 	internalpb.RegisterSaverServer(gs, srv)
@@ -147,6 +149,7 @@ func run(cfg *config) error {
 	com.close()
 	stopSweep()
 	<-sweepDone
+	<-pruneDone
 	base.Log.Info("stopped")
 	return nil
 }

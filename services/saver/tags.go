@@ -37,7 +37,7 @@ type tagStore struct {
 
 func newTagStore(db *msgDB, rdb redis.UniversalClient, m *tagMetrics, log *slog.Logger) *tagStore {
 	return &tagStore{
-		db:    &tagDB{db: db.db, maxMembers: limits.MaxTagMembers, maxPerUser: limits.MaxTagsPerUser},
+		db:    &tagDB{db: db.db, retry: db.retry, maxMembers: limits.MaxTagMembers, maxPerUser: limits.MaxTagsPerUser},
 		cache: newTagCache(rdb, m, log), m: m, log: log,
 	}
 }

@@ -17,6 +17,7 @@ import (
 // one order and the member and tag-count bounds hold exactly.
 type tagDB struct {
 	db         *sql.DB
+	retry      retryPolicy // -mysql-tx-attempts, as every saver transaction
 	maxMembers uint64 // members of one tag
 	maxPerUser uint32 // tags of one user
 }
@@ -101,7 +102,7 @@ func existing(ctx context.Context, q interface {
 func (d *tagDB) add(ctx context.Context, app, tag string, users []string, now time.Time) (tagWrite, error) {
 	users = sortedUnique(users)
 	var res tagWrite
-	err := inTx(ctx, d.db, func(tx *sql.Tx) error {
+	err := d.retry.inTx(ctx, d.db, nil, func(tx *sql.Tx) error {
 		res = tagWrite{}
 		members, _, err := lockTag(ctx, tx, app, tag, true)
 		if err != nil {
@@ -191,7 +192,7 @@ func (d *tagDB) add(ctx context.Context, app, tag string, users []string, now ti
 func (d *tagDB) remove(ctx context.Context, app, tag string, users []string) (tagWrite, error) {
 	users = sortedUnique(users)
 	var res tagWrite
-	err := inTx(ctx, d.db, func(tx *sql.Tx) error {
+	err := d.retry.inTx(ctx, d.db, nil, func(tx *sql.Tx) error {
 		res = tagWrite{}
 		members, found, err := lockTag(ctx, tx, app, tag, false)
 		if err != nil || !found {

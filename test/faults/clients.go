@@ -19,6 +19,7 @@ type fleet struct {
 	dispatcherURL, app string
 	tokenFor           func(user string) string
 	chk                *checker
+	bchk               *bcastChecker
 	log                *slog.Logger
 
 	mu      sync.Mutex
@@ -34,10 +35,10 @@ type client struct {
 }
 
 // startFleet connects one client per user. tokenFor mints a client token.
-func startFleet(dispatcherURL, app string, users []string, tokenFor func(user string) string, chk *checker, log *slog.Logger) (*fleet, error) {
-	f := &fleet{dispatcherURL: dispatcherURL, app: app, tokenFor: tokenFor, chk: chk, log: log}
+func startFleet(dispatcherURL, app string, users []string, tokenFor func(user string) string, chk *checker, bchk *bcastChecker, log *slog.Logger) (*fleet, error) {
+	f := &fleet{dispatcherURL: dispatcherURL, app: app, tokenFor: tokenFor, chk: chk, bchk: bchk, log: log}
 	for _, u := range users {
-		cl, err := f.start(u)
+		cl, err := f.start(u, 0)
 		if err != nil {
 			f.stop()
 			return nil, err
@@ -47,12 +48,19 @@ func startFleet(dispatcherURL, app string, users []string, tokenFor func(user st
 	return f, nil
 }
 
-func (f *fleet) start(u string) (*client, error) {
+// start connects a client of user u that last handled broadcast seq
+// lastBroadcast (what an app saves across restarts).
+func (f *fleet) start(u string, lastBroadcast uint64) (*client, error) {
 	c, err := sdk.New(sdk.Config{
 		DispatcherURL: f.dispatcherURL,
 		App:           f.app, User: u, Device: "d",
-		TokenFunc: func(context.Context) (string, error) { return f.tokenFor(u), nil },
+		TokenFunc:        func(context.Context) (string, error) { return f.tokenFor(u), nil },
+		LastBroadcastSeq: lastBroadcast,
 		Handler: func(_ context.Context, m *sdk.Message) error {
+			if m.BroadcastSeq != 0 {
+				f.bchk.delivered(string(m.Payload), u, m.ID)
+				return nil
+			}
 			f.chk.delivered(delivery{key: string(m.Payload), user: u, id: m.ID, at: time.Now()})
 			return nil
 		},
@@ -85,7 +93,7 @@ func (f *fleet) offline(n int) (back func() error) {
 	closeAll(cls)
 	return func() error {
 		for i, c := range cls {
-			nc, err := f.start(c.user)
+			nc, err := f.start(c.user, c.sdk.LastBroadcastSeq())
 			if err != nil {
 				return err
 			}

@@ -41,6 +41,7 @@ type harness struct {
 	writer *writer
 	users  []string
 	chk    *checker
+	bchk   *bcastChecker
 }
 
 // Report is the JSON a run prints.
@@ -56,7 +57,10 @@ type Report struct {
 	// Services is each process's footprint once the run has drained.
 	Services map[string]footprint `json:"services"`
 	Stopped  []string             `json:"clients_stopped,omitempty"`
-	Passed   bool                 `json:"passed"`
+	// Broadcasts is the broadcast stream's check (absent when the plan
+	// sends none).
+	Broadcasts *BroadcastResult `json:"broadcasts,omitempty"`
+	Passed     bool             `json:"passed"`
 	*Result
 }
 
@@ -72,11 +76,20 @@ func runSchedule(t *testing.T, s schedule, out string, keepLogs bool) {
 	ctx, stopWriting := context.WithCancel(context.Background())
 	writerDone := make(chan struct{})
 	go func() { h.writer.run(ctx); close(writerDone) }()
+	bcastDone := make(chan struct{})
+	if s.BroadcastEvery > 0 {
+		bw := &bcastWriter{app: h.c.App, apiKey: h.c.APIKey, centers: h.c.CenterURLs, every: s.BroadcastEvery, chk: h.bchk,
+			hc: &http.Client{Timeout: pushTimeout}}
+		go func() { bw.run(ctx); close(bcastDone) }()
+	} else {
+		close(bcastDone)
+	}
 	writeStart := time.Now()
 	time.Sleep(warmup)
 	h.inject(s)
 	stopWriting()
 	<-writerDone
+	<-bcastDone
 	writing := time.Since(writeStart)
 
 	late := h.drain(s)
@@ -96,6 +109,13 @@ func runSchedule(t *testing.T, s schedule, out string, keepLogs bool) {
 		LateOnRead: len(late), Stopped: h.fleet.stopped(), Result: res, Services: h.footprints(),
 	}
 	rep.Passed = res.Passed() && len(rep.Stopped) == 0 && len(late) == 0
+	if s.BroadcastEvery > 0 {
+		rep.Broadcasts = h.bchk.result()
+		rep.Passed = rep.Passed && rep.Broadcasts.passed()
+		if rep.Broadcasts.Acknowledged == 0 {
+			t.Errorf("no broadcast acknowledged in the whole run")
+		}
+	}
 	for name, fp := range rep.Services {
 		if fp.Goroutines > maxGoroutines || fp.RSSMiB > maxRSSMiB {
 			t.Errorf("%s after the run: %d goroutines, %.0f MiB RSS; bounds %d and %d MiB", name, fp.Goroutines, fp.RSSMiB, maxGoroutines, maxRSSMiB)
@@ -111,6 +131,9 @@ func runSchedule(t *testing.T, s schedule, out string, keepLogs bool) {
 	if !rep.Passed {
 		t.Errorf("fault run failed: lost=%d unexpected=%d duplicated=%d delivered only after reconnecting=%d clients stopped=%v; problems: %+v",
 			res.Lost, res.Unexpected, res.Duplicated, len(late), rep.Stopped, res.Problems)
+		if b := rep.Broadcasts; b != nil && !b.passed() {
+			t.Errorf("broadcasts: lost=%d duplicated=%d unexpected=%d; problems: %v", b.Lost, b.Duplicated, b.Unexpected, b.Problems)
+		}
 	}
 	// A run that pushed nearly nothing proves nothing.
 	if minAcked := s.Rate * int(warmup/time.Second); res.Acknowledged < minAcked {
@@ -170,7 +193,8 @@ func (h *harness) startFleet(n int) func() {
 		h.users[i] = "u" + strconv.Itoa(i)
 	}
 	sdkLog, closeLog := h.sdkLogger()
-	f, err := startFleet(h.c.DispatcherURL, h.c.App, h.users, func(u string) string { return h.c.Token(u, "d", 24*time.Hour) }, h.chk, sdkLog)
+	h.bchk = newBcastChecker(h.users)
+	f, err := startFleet(h.c.DispatcherURL, h.c.App, h.users, func(u string) string { return h.c.Token(u, "d", 24*time.Hour) }, h.chk, h.bchk, sdkLog)
 	if err != nil {
 		closeLog()
 		h.t.Fatal(err)
@@ -246,7 +270,7 @@ func (h *harness) waitConnected(n int) {
 func (h *harness) waitDelivered(d time.Duration) {
 	deadline := time.Now().Add(d)
 	for time.Now().Before(deadline) {
-		if len(h.chk.missing()) == 0 {
+		if len(h.chk.missing()) == 0 && h.bchk.missing() == 0 {
 			return
 		}
 		time.Sleep(250 * time.Millisecond)

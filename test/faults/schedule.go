@@ -211,8 +211,11 @@ type schedule struct {
 	// set when a step needs it.
 	RedisCluster bool `json:"redis_cluster,omitempty"`
 	// Seed drew the random pairs of the plan; the same seed replays them.
-	Seed  uint64 `json:"seed"`
-	steps []step
+	Seed uint64 `json:"seed"`
+	// BroadcastEvery paces a stream of QoS 1 broadcasts beside the
+	// pushes (broadcasts.go); 0 sends none.
+	BroadcastEvery time.Duration `json:"broadcast_every_ns,omitempty"`
+	steps          []step
 }
 
 // pairsInFull is how many random pairs of simultaneous faults follow the
@@ -225,7 +228,7 @@ const pairsInFull = 8
 func fullSchedule(seed uint64) schedule {
 	s := schedule{
 		Name: "full", Clients: 200, Rate: 50, Retries: 2, Settle: 6 * time.Second, Drain: 100 * time.Second,
-		PrivateMariaDB: true, PrivateEtcd: true, Seed: seed,
+		PrivateMariaDB: true, PrivateEtcd: true, Seed: seed, BroadcastEvery: time.Second,
 		steps: []step{
 			killRestart(test.RoomName(0), 2*time.Second),
 			killRestart(test.RoomName(1), 2*time.Second),
@@ -263,6 +266,7 @@ func fullSchedule(seed uint64) schedule {
 func shortSchedule() schedule {
 	return schedule{
 		Name: "short", Clients: 30, Rate: 20, Retries: 2, Settle: 4 * time.Second, Drain: 60 * time.Second,
+		BroadcastEvery: time.Second,
 		steps: []step{
 			killRestart(test.RoomName(0), time.Second),
 			hang(test.RoomName(1), 5*time.Second),
