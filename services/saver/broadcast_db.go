@@ -79,7 +79,6 @@ func (d *msgDB) storeBroadcast(ctx context.Context, b *internalpb.Broadcast, roo
 	return seq, createdMs, nil
 }
 
-
 // addProgress adds counts to (broadcast, room) rows. A room not listed at
 // store time (one started later, catching clients up) gets a row of its
 // own, done from the start: there is nothing to resend to it. Only

@@ -18,8 +18,8 @@ import (
 type tagDB struct {
 	db         *sql.DB
 	retry      retryPolicy // -mysql-tx-attempts, as every saver transaction
-	maxMembers uint64 // members of one tag
-	maxPerUser uint32 // tags of one user
+	maxMembers uint64      // members of one tag
+	maxPerUser uint32      // tags of one user
 }
 
 // errTagLimit rolls back an add that would pass a bound.
