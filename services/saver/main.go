@@ -125,9 +125,14 @@ func run(cfg *config) error {
 	sweepDone := make(chan struct{})
 	sw := &sweeper{db: mdb, inbox: in, metrics: m, log: base.Log, interval: cfg.sweepInterval, retention: cfg.outcomeRetention}
 	go func() { sw.run(sweepCtx); close(sweepDone) }()
+	txm := newTxMetrics(base.Registry)
+	txSweepDone := make(chan struct{})
+	txw := &txSweeper{db: &txDB{db: db}, metrics: txm, log: base.Log, interval: cfg.sweepInterval, retention: cfg.outcomeRetention}
+	go func() { txw.run(sweepCtx); close(txSweepDone) }()
 
 	gs := grpc.NewServer(append(grpcconn.ServerOptions(), grpc.ChainUnaryInterceptor(m.interceptor))...)
 	internalpb.RegisterSaverServer(gs, srv)
+	internalpb.RegisterSaverTxServer(gs, newTxServer(srv, txm))
 	serving, err := base.ServeGRPC(ctx, gs, cfg.grpcAddr, discovery.Instance{Service: discovery.ServiceSaver})
 	if err != nil {
 		stopSweep()
@@ -146,6 +151,7 @@ func run(cfg *config) error {
 	com.close()
 	stopSweep()
 	<-sweepDone
+	<-txSweepDone
 	base.Log.Info("stopped")
 	return nil
 }
