@@ -18,6 +18,9 @@ const (
 	CodeUnsupportedMediaType = "UNSUPPORTED_MEDIA_TYPE"
 	CodeInternal             = "INTERNAL"
 	CodeUnavailable          = "UNAVAILABLE"
+	// CodeTxAlreadyDecided: a commit of a rolled-back transaction or the
+	// reverse; the body's state says how it was decided.
+	CodeTxAlreadyDecided = "TX_ALREADY_DECIDED"
 )
 
 // codeOK labels successful requests in metrics.
@@ -34,6 +37,7 @@ var statusOf = map[string]int{
 	CodeUnsupportedMediaType: http.StatusUnsupportedMediaType,
 	CodeInternal:             http.StatusInternalServerError,
 	CodeUnavailable:          http.StatusServiceUnavailable,
+	CodeTxAlreadyDecided:     http.StatusConflict,
 }
 
 // apiError is the body of every non-2xx answer.
@@ -42,6 +46,8 @@ type apiError struct {
 	Message string `json:"message"`
 	// Field names the request field at fault, when there is one.
 	Field string `json:"field,omitempty"`
+	// State is the decided state of a transaction (TX_ALREADY_DECIDED).
+	State string `json:"state,omitempty"`
 }
 
 func (e *apiError) Error() string { return e.Code + ": " + e.Message }

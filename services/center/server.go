@@ -20,6 +20,8 @@ type Server struct {
 	apps     *appconfig.Store
 	ids      *ids.Generator
 	saver    internalpb.SaverClient
+	saverTx  internalpb.SaverTxClient
+	txm      *txMetrics
 	register internalpb.RegisterClient
 	rooms    *roomSet
 	pool     *ants.Pool
@@ -36,6 +38,7 @@ func newServer(apps *appconfig.Store, gen *ids.Generator, saver, register grpc.C
 		apps: apps, ids: gen, saver: internalpb.NewSaverClient(saver), register: internalpb.NewRegisterClient(register),
 		rooms: rooms, pool: pool, m: m, log: log, timeout: timeout,
 	}
+	s.saverTx = internalpb.NewSaverTxClient(saver)
 	s.batch = newDeliveryBatcher(s.deliver, m, log)
 	s.retry = newRetrier(s.deliverOnce, m, log)
 	return s
@@ -56,6 +59,10 @@ func (s *Server) Handler() http.Handler {
 	mux.Handle("/v1/messages/{id}", s.route("message_status", http.MethodGet, s.handleStatus))
 	mux.Handle("/v1/apps/{app}/users/{user}/sessions", s.route("sessions", http.MethodGet, s.handleSessions))
 	mux.Handle("/v1/kick", s.route("kick", http.MethodPost, s.handleKick))
+	mux.Handle("/v1/tx", s.route("tx_prepare", http.MethodPost, s.handleTxPrepare))
+	mux.Handle("/v1/tx/{id}", s.route("tx_status", http.MethodGet, s.handleTxGet))
+	mux.Handle("/v1/tx/{id}/commit", s.route("tx_commit", http.MethodPost, s.handleTxCommit))
+	mux.Handle("/v1/tx/{id}/rollback", s.route("tx_rollback", http.MethodPost, s.handleTxRollback))
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		s.m.requests.WithLabelValues("unknown", CodeNotFound).Inc()
 		writeError(w, errorf(CodeNotFound, "no such route: "+r.Method+" "+r.URL.Path+"; see docs/openapi.yaml"))

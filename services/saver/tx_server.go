@@ -181,4 +181,3 @@ func (s *txServer) ReportTxCheck(ctx context.Context, req *internalpb.ReportTxCh
 	}
 	return &internalpb.ReportTxCheckReply{Applied: applied, Tx: rec}, nil
 }
-
