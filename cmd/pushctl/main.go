@@ -24,6 +24,7 @@ commands:
   push    --app A --user U [--device D] [--qos 1] [--ttl 60s] [--base64] PAYLOAD
   status  ID
   app put --name N --secret S --api-key K [--webhook URL] [--etcd addr] [--cluster c]
+  tx      prepare|commit|rollback|status|serve-check (run 'pushctl tx' for flags)
 
 Run 'pushctl <command> -h' for a command's flags and their environment variables.
 `
@@ -65,6 +66,8 @@ func (c cli) run(ctx context.Context, args []string) int {
 			return 2
 		}
 		err = c.appPut(ctx, args[2:])
+	case "tx":
+		err = c.tx(ctx, args[1:])
 	case "-h", "--help", "help":
 		fmt.Fprint(c.stdout, usage)
 		return 0
