@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/go-sql-driver/mysql"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/pushgw/pushgw/proto/internalpb"
 )
@@ -98,11 +99,10 @@ func (d *txDB) prepare(ctx context.Context, r *internalpb.TxRecord) (*internalpb
 	var me *mysql.MySQLError
 	switch {
 	case err == nil:
-		out, found, err := d.get(ctx, r.GetApp(), r.GetId())
-		if err == nil && !found {
-			err = fmt.Errorf("saver: prepare tx %d: row vanished after insert", r.GetId())
-		}
-		return out, false, err
+		// The row is what was inserted: no read back (one round trip).
+		out := proto.Clone(r).(*internalpb.TxRecord)
+		out.State, out.DecidedBy, out.DecidedMs, out.Checks = internalpb.TxState_TX_STATE_PREPARED, 0, 0, 0
+		return out, false, nil
 	case errors.As(err, &me) && me.Number == errDupKey && ikey != nil:
 		row := d.db.QueryRowContext(ctx, "SELECT "+txColumns+" FROM tx_messages WHERE app = ? AND ikey = ?", r.GetApp(), ikey)
 		prev, err := scanTx(row)
