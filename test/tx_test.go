@@ -273,6 +273,7 @@ type business struct {
 
 	mu       sync.Mutex
 	calls    map[string][]time.Time
+	numbers  map[string][]int // the check number of each call
 	inFlight map[string]int
 	maxIn    int
 	bad      int
@@ -280,7 +281,7 @@ type business struct {
 }
 
 func newBusiness(t *testing.T, secret string, decide func(r *txcheck.Request) string) *business {
-	b := &business{t: t, secret: secret, decide: decide, calls: map[string][]time.Time{}, inFlight: map[string]int{}}
+	b := &business{t: t, secret: secret, decide: decide, calls: map[string][]time.Time{}, numbers: map[string][]int{}, inFlight: map[string]int{}}
 	b.srv = httptest.NewServer(http.HandlerFunc(b.serve))
 	t.Cleanup(b.srv.Close)
 	return b
@@ -297,6 +298,7 @@ func (b *business) serve(w http.ResponseWriter, r *http.Request) {
 	}
 	b.mu.Lock()
 	b.calls[req.TxID] = append(b.calls[req.TxID], time.Now())
+	b.numbers[req.TxID] = append(b.numbers[req.TxID], req.Check)
 	b.inFlight[req.TxID]++
 	b.maxIn = max(b.maxIn, b.inFlight[req.TxID])
 	b.mu.Unlock()
@@ -379,6 +381,12 @@ func TestTxCheckBack(t *testing.T) {
 		out := c.txState(t, c.APIKey, id)
 		if out["decided_by"] != "expiry" || out["checks"].(float64) != txTestMax || len(biz.callTimes(id)) != txTestMax {
 			t.Fatalf("expired record: %v after %d calls, want %d checks", out, len(biz.callTimes(id)), txTestMax)
+		}
+		biz.mu.Lock()
+		numbers := fmt.Sprint(biz.numbers[id])
+		biz.mu.Unlock()
+		if numbers != "[1 2 3]" {
+			t.Fatalf("check numbers %s, want [1 2 3]: none repeated, none skipped", numbers)
 		}
 		if code, out := c.API("POST", "/v1/tx/"+id+"/commit", nil); code != 409 || out["state"] != "expired" {
 			t.Fatalf("commit after expiry: %d %v", code, out)
@@ -468,6 +476,34 @@ func TestTxCheckBack(t *testing.T) {
 			if n := ScrapeAdmin(t, c.Procs[CenterName(i)].Admin)[`pushgw_center_tx_checks_total{outcome="unknown"}`]; n == 0 {
 				t.Fatalf("%s made no checks; both should share the work", CenterName(i))
 			}
+		}
+	})
+	t.Run("a due record is checked after every center restarted", func(t *testing.T) {
+		rc := c.online(t, "cb-restart")
+		id, _ := c.prepareTx(t, c.APIKey, []string{"cb-restart"}, "after restart", "commit-restart", 5)
+		for i := range c.CenterURLs {
+			c.Stop(CenterName(i))
+		}
+		if n := len(biz.callTimes(id)); n != 0 {
+			t.Fatalf("a center checked %d times before both stopped, 5 s after the prepare", n)
+		}
+		db := c.DB()
+		Eventually(t, 20*time.Second, "the record is due while no center runs", func() bool {
+			var due int
+			err := db.QueryRow("SELECT COUNT(*) FROM tx_messages WHERE id = ? AND state = 1 AND next_check_ms <= ?", id, time.Now().UnixMilli()).Scan(&due)
+			return err == nil && due == 1
+		})
+		for i := range c.CenterURLs {
+			c.Start(CenterName(i))
+		}
+		var out map[string]any
+		Eventually(t, 15*time.Second, "committed by check-back after the restart", func() bool {
+			out = c.txState(t, c.APIKey, id)
+			return out["state"] == "committed"
+		})
+		c.expectOnly(t, rc, "cb-restart", messageIDs(t, out)["cb-restart"])
+		if n := len(biz.callTimes(id)); n != 1 {
+			t.Fatalf("business asked %d times, want once", n)
 		}
 	})
 }
