@@ -48,7 +48,9 @@ lint:
 # Each fuzzer runs FUZZTIME; seed corpora live in each package's testdata/fuzz/.
 FUZZTIME ?= 20s
 FUZZ_TARGETS := ./pkg/protocol:FuzzDecode ./pkg/protocol:FuzzReadFrame ./pkg/protocol:FuzzDecodeBody ./pkg/token:FuzzVerify \
-	./services/center:FuzzPushBody ./services/center:FuzzTxBody ./services/coordinator:FuzzReplyPayload ./pkg/sdk:FuzzParseEndpoints ./pkg/txcheck:FuzzReadVerified
+	./services/center:FuzzPushBody ./services/coordinator:FuzzReplyPayload ./pkg/sdk:FuzzParseEndpoints
+# Transactional push (issue 9): the POST /v1/tx body and check-back answer, the check-back receiver.
+FUZZ_TARGETS += ./services/center:FuzzTxBody ./pkg/txcheck:FuzzReadVerified
 
 fuzz:
 	@set -e; for t in $(FUZZ_TARGETS); do \
