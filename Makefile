@@ -70,6 +70,8 @@ FUZZ_TARGETS := ./pkg/protocol:FuzzDecode ./pkg/protocol:FuzzReadFrame ./pkg/pro
 	./services/center:FuzzPushBody ./services/coordinator:FuzzReplyPayload ./pkg/sdk:FuzzParseEndpoints \
 	./services/center:FuzzTagBody \
 	./services/center:FuzzBroadcastBody
+# Transactional push (issue 9): the POST /v1/tx body and check-back answer, the check-back receiver.
+FUZZ_TARGETS += ./services/center:FuzzTxBody ./pkg/txcheck:FuzzReadVerified
 
 fuzz:
 	@set -e; for t in $(FUZZ_TARGETS); do \

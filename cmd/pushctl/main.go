@@ -27,6 +27,7 @@ commands:
   app put --name N --secret S --api-key K [--webhook URL] [--etcd addr] [--cluster c]
   tag add|rm --app A --tag T USER...   (add or remove users, 1000 per request)
   tag ls  --app A (--user U | --tag T) (a user's tags, or every page of a tag's members)
+  tx      prepare|commit|rollback|status|serve-check (run 'pushctl tx' for flags)
 
 Run 'pushctl <command> -h' for a command's flags and their environment variables.
 `
@@ -72,6 +73,8 @@ func (c cli) run(ctx context.Context, args []string) int {
 		err = c.appPut(ctx, args[2:])
 	case "tag":
 		err = c.tag(ctx, args[1:])
+	case "tx":
+		err = c.tx(ctx, args[1:])
 	case "-h", "--help", "help":
 		fmt.Fprint(c.stdout, usage)
 		return 0

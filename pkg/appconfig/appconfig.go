@@ -28,6 +28,7 @@ type App struct {
 	// WebhookURL receives client uplink data (coordinator).
 	WebhookURL string `json:"webhook_url,omitempty"`
 	Disabled   bool   `json:"disabled,omitempty"`
+	TxCheck
 }
 
 // LogValue keeps secrets out of logs.

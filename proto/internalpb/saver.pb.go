@@ -73,6 +73,172 @@ func (TagLimit) EnumDescriptor() ([]byte, []int) {
 	return file_pushgw_internal_v1_saver_proto_rawDescGZIP(), []int{0}
 }
 
+type TxState int32
+
+const (
+	TxState_TX_STATE_UNSPECIFIED TxState = 0
+	TxState_TX_STATE_PREPARED    TxState = 1
+	TxState_TX_STATE_COMMITTED   TxState = 2
+	TxState_TX_STATE_ROLLED_BACK TxState = 3
+	// EXPIRED: rolled back because no decision came within the checks.
+	TxState_TX_STATE_EXPIRED TxState = 4
+)
+
+// Enum value maps for TxState.
+var (
+	TxState_name = map[int32]string{
+		0: "TX_STATE_UNSPECIFIED",
+		1: "TX_STATE_PREPARED",
+		2: "TX_STATE_COMMITTED",
+		3: "TX_STATE_ROLLED_BACK",
+		4: "TX_STATE_EXPIRED",
+	}
+	TxState_value = map[string]int32{
+		"TX_STATE_UNSPECIFIED": 0,
+		"TX_STATE_PREPARED":    1,
+		"TX_STATE_COMMITTED":   2,
+		"TX_STATE_ROLLED_BACK": 3,
+		"TX_STATE_EXPIRED":     4,
+	}
+)
+
+func (x TxState) Enum() *TxState {
+	p := new(TxState)
+	*p = x
+	return p
+}
+
+func (x TxState) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (TxState) Descriptor() protoreflect.EnumDescriptor {
+	return file_pushgw_internal_v1_saver_proto_enumTypes[1].Descriptor()
+}
+
+func (TxState) Type() protoreflect.EnumType {
+	return &file_pushgw_internal_v1_saver_proto_enumTypes[1]
+}
+
+func (x TxState) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use TxState.Descriptor instead.
+func (TxState) EnumDescriptor() ([]byte, []int) {
+	return file_pushgw_internal_v1_saver_proto_rawDescGZIP(), []int{1}
+}
+
+// TxDecider says who moved a record out of PREPARED.
+type TxDecider int32
+
+const (
+	TxDecider_TX_DECIDER_UNSPECIFIED TxDecider = 0
+	TxDecider_TX_DECIDER_API         TxDecider = 1
+	TxDecider_TX_DECIDER_CHECK_BACK  TxDecider = 2
+	TxDecider_TX_DECIDER_EXPIRY      TxDecider = 3
+)
+
+// Enum value maps for TxDecider.
+var (
+	TxDecider_name = map[int32]string{
+		0: "TX_DECIDER_UNSPECIFIED",
+		1: "TX_DECIDER_API",
+		2: "TX_DECIDER_CHECK_BACK",
+		3: "TX_DECIDER_EXPIRY",
+	}
+	TxDecider_value = map[string]int32{
+		"TX_DECIDER_UNSPECIFIED": 0,
+		"TX_DECIDER_API":         1,
+		"TX_DECIDER_CHECK_BACK":  2,
+		"TX_DECIDER_EXPIRY":      3,
+	}
+)
+
+func (x TxDecider) Enum() *TxDecider {
+	p := new(TxDecider)
+	*p = x
+	return p
+}
+
+func (x TxDecider) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (TxDecider) Descriptor() protoreflect.EnumDescriptor {
+	return file_pushgw_internal_v1_saver_proto_enumTypes[2].Descriptor()
+}
+
+func (TxDecider) Type() protoreflect.EnumType {
+	return &file_pushgw_internal_v1_saver_proto_enumTypes[2]
+}
+
+func (x TxDecider) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use TxDecider.Descriptor instead.
+func (TxDecider) EnumDescriptor() ([]byte, []int) {
+	return file_pushgw_internal_v1_saver_proto_rawDescGZIP(), []int{2}
+}
+
+// TxTargetKind names who a transactional push goes to. TAG and BROADCAST
+// are reserved for targets other work adds; saver rejects them today.
+type TxTargetKind int32
+
+const (
+	TxTargetKind_TX_TARGET_KIND_UNSPECIFIED TxTargetKind = 0
+	TxTargetKind_TX_TARGET_KIND_USER        TxTargetKind = 1
+	TxTargetKind_TX_TARGET_KIND_USERS       TxTargetKind = 2
+	TxTargetKind_TX_TARGET_KIND_TAG         TxTargetKind = 3
+	TxTargetKind_TX_TARGET_KIND_BROADCAST   TxTargetKind = 4
+)
+
+// Enum value maps for TxTargetKind.
+var (
+	TxTargetKind_name = map[int32]string{
+		0: "TX_TARGET_KIND_UNSPECIFIED",
+		1: "TX_TARGET_KIND_USER",
+		2: "TX_TARGET_KIND_USERS",
+		3: "TX_TARGET_KIND_TAG",
+		4: "TX_TARGET_KIND_BROADCAST",
+	}
+	TxTargetKind_value = map[string]int32{
+		"TX_TARGET_KIND_UNSPECIFIED": 0,
+		"TX_TARGET_KIND_USER":        1,
+		"TX_TARGET_KIND_USERS":       2,
+		"TX_TARGET_KIND_TAG":         3,
+		"TX_TARGET_KIND_BROADCAST":   4,
+	}
+)
+
+func (x TxTargetKind) Enum() *TxTargetKind {
+	p := new(TxTargetKind)
+	*p = x
+	return p
+}
+
+func (x TxTargetKind) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (TxTargetKind) Descriptor() protoreflect.EnumDescriptor {
+	return file_pushgw_internal_v1_saver_proto_enumTypes[3].Descriptor()
+}
+
+func (TxTargetKind) Type() protoreflect.EnumType {
+	return &file_pushgw_internal_v1_saver_proto_enumTypes[3]
+}
+
+func (x TxTargetKind) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use TxTargetKind.Descriptor instead.
+func (TxTargetKind) EnumDescriptor() ([]byte, []int) {
+	return file_pushgw_internal_v1_saver_proto_rawDescGZIP(), []int{3}
+}
+
 type StoreRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Messages      []*Message             `protobuf:"bytes,1,rep,name=messages,proto3" json:"messages,omitempty"`
@@ -1825,6 +1991,843 @@ func (x *CatchUpReply) GetBroadcasts() []*Broadcast {
 	return nil
 }
 
+// TxRecipient is one user of a transaction and the message id it gets on
+// commit (ids are fixed at prepare, so every commit attempt names the same
+// messages).
+type TxRecipient struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	User          string                 `protobuf:"bytes,1,opt,name=user,proto3" json:"user,omitempty"`
+	MessageId     uint64                 `protobuf:"varint,2,opt,name=message_id,json=messageId,proto3" json:"message_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TxRecipient) Reset() {
+	*x = TxRecipient{}
+	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[32]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TxRecipient) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TxRecipient) ProtoMessage() {}
+
+func (x *TxRecipient) ProtoReflect() protoreflect.Message {
+	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[32]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TxRecipient.ProtoReflect.Descriptor instead.
+func (*TxRecipient) Descriptor() ([]byte, []int) {
+	return file_pushgw_internal_v1_saver_proto_rawDescGZIP(), []int{32}
+}
+
+func (x *TxRecipient) GetUser() string {
+	if x != nil {
+		return x.User
+	}
+	return ""
+}
+
+func (x *TxRecipient) GetMessageId() uint64 {
+	if x != nil {
+		return x.MessageId
+	}
+	return 0
+}
+
+type TxRecord struct {
+	state      protoimpl.MessageState `protogen:"open.v1"`
+	Id         uint64                 `protobuf:"varint,1,opt,name=id,proto3" json:"id,omitempty"`
+	App        string                 `protobuf:"bytes,2,opt,name=app,proto3" json:"app,omitempty"`
+	TargetKind TxTargetKind           `protobuf:"varint,3,opt,name=target_kind,json=targetKind,proto3,enum=pushgw.internal.v1.TxTargetKind" json:"target_kind,omitempty"`
+	Recipients []*TxRecipient         `protobuf:"bytes,4,rep,name=recipients,proto3" json:"recipients,omitempty"`
+	Device     string                 `protobuf:"bytes,5,opt,name=device,proto3" json:"device,omitempty"`
+	Payload    []byte                 `protobuf:"bytes,6,opt,name=payload,proto3" json:"payload,omitempty"`
+	Qos        uint32                 `protobuf:"varint,7,opt,name=qos,proto3" json:"qos,omitempty"`
+	// ttl_ms is the message lifetime, counted from the commit.
+	TtlMs          int64     `protobuf:"varint,8,opt,name=ttl_ms,json=ttlMs,proto3" json:"ttl_ms,omitempty"`
+	IdempotencyKey string    `protobuf:"bytes,9,opt,name=idempotency_key,json=idempotencyKey,proto3" json:"idempotency_key,omitempty"`
+	State          TxState   `protobuf:"varint,10,opt,name=state,proto3,enum=pushgw.internal.v1.TxState" json:"state,omitempty"`
+	DecidedBy      TxDecider `protobuf:"varint,11,opt,name=decided_by,json=decidedBy,proto3,enum=pushgw.internal.v1.TxDecider" json:"decided_by,omitempty"`
+	CreatedMs      int64     `protobuf:"varint,12,opt,name=created_ms,json=createdMs,proto3" json:"created_ms,omitempty"`
+	DecidedMs      int64     `protobuf:"varint,13,opt,name=decided_ms,json=decidedMs,proto3" json:"decided_ms,omitempty"`
+	// checks is how many check-backs got an answer or failed.
+	Checks        uint32 `protobuf:"varint,14,opt,name=checks,proto3" json:"checks,omitempty"`
+	NextCheckMs   int64  `protobuf:"varint,15,opt,name=next_check_ms,json=nextCheckMs,proto3" json:"next_check_ms,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TxRecord) Reset() {
+	*x = TxRecord{}
+	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[33]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TxRecord) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TxRecord) ProtoMessage() {}
+
+func (x *TxRecord) ProtoReflect() protoreflect.Message {
+	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[33]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TxRecord.ProtoReflect.Descriptor instead.
+func (*TxRecord) Descriptor() ([]byte, []int) {
+	return file_pushgw_internal_v1_saver_proto_rawDescGZIP(), []int{33}
+}
+
+func (x *TxRecord) GetId() uint64 {
+	if x != nil {
+		return x.Id
+	}
+	return 0
+}
+
+func (x *TxRecord) GetApp() string {
+	if x != nil {
+		return x.App
+	}
+	return ""
+}
+
+func (x *TxRecord) GetTargetKind() TxTargetKind {
+	if x != nil {
+		return x.TargetKind
+	}
+	return TxTargetKind_TX_TARGET_KIND_UNSPECIFIED
+}
+
+func (x *TxRecord) GetRecipients() []*TxRecipient {
+	if x != nil {
+		return x.Recipients
+	}
+	return nil
+}
+
+func (x *TxRecord) GetDevice() string {
+	if x != nil {
+		return x.Device
+	}
+	return ""
+}
+
+func (x *TxRecord) GetPayload() []byte {
+	if x != nil {
+		return x.Payload
+	}
+	return nil
+}
+
+func (x *TxRecord) GetQos() uint32 {
+	if x != nil {
+		return x.Qos
+	}
+	return 0
+}
+
+func (x *TxRecord) GetTtlMs() int64 {
+	if x != nil {
+		return x.TtlMs
+	}
+	return 0
+}
+
+func (x *TxRecord) GetIdempotencyKey() string {
+	if x != nil {
+		return x.IdempotencyKey
+	}
+	return ""
+}
+
+func (x *TxRecord) GetState() TxState {
+	if x != nil {
+		return x.State
+	}
+	return TxState_TX_STATE_UNSPECIFIED
+}
+
+func (x *TxRecord) GetDecidedBy() TxDecider {
+	if x != nil {
+		return x.DecidedBy
+	}
+	return TxDecider_TX_DECIDER_UNSPECIFIED
+}
+
+func (x *TxRecord) GetCreatedMs() int64 {
+	if x != nil {
+		return x.CreatedMs
+	}
+	return 0
+}
+
+func (x *TxRecord) GetDecidedMs() int64 {
+	if x != nil {
+		return x.DecidedMs
+	}
+	return 0
+}
+
+func (x *TxRecord) GetChecks() uint32 {
+	if x != nil {
+		return x.Checks
+	}
+	return 0
+}
+
+func (x *TxRecord) GetNextCheckMs() int64 {
+	if x != nil {
+		return x.NextCheckMs
+	}
+	return 0
+}
+
+type PrepareTxRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// state, decided_*, checks are ignored; next_check_ms is the first check.
+	Tx            *TxRecord `protobuf:"bytes,1,opt,name=tx,proto3" json:"tx,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PrepareTxRequest) Reset() {
+	*x = PrepareTxRequest{}
+	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[34]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PrepareTxRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PrepareTxRequest) ProtoMessage() {}
+
+func (x *PrepareTxRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[34]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PrepareTxRequest.ProtoReflect.Descriptor instead.
+func (*PrepareTxRequest) Descriptor() ([]byte, []int) {
+	return file_pushgw_internal_v1_saver_proto_rawDescGZIP(), []int{34}
+}
+
+func (x *PrepareTxRequest) GetTx() *TxRecord {
+	if x != nil {
+		return x.Tx
+	}
+	return nil
+}
+
+type PrepareTxReply struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Tx    *TxRecord              `protobuf:"bytes,1,opt,name=tx,proto3" json:"tx,omitempty"`
+	// replayed: the idempotency key named an earlier record, returned here.
+	Replayed      bool `protobuf:"varint,2,opt,name=replayed,proto3" json:"replayed,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PrepareTxReply) Reset() {
+	*x = PrepareTxReply{}
+	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[35]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PrepareTxReply) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PrepareTxReply) ProtoMessage() {}
+
+func (x *PrepareTxReply) ProtoReflect() protoreflect.Message {
+	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[35]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PrepareTxReply.ProtoReflect.Descriptor instead.
+func (*PrepareTxReply) Descriptor() ([]byte, []int) {
+	return file_pushgw_internal_v1_saver_proto_rawDescGZIP(), []int{35}
+}
+
+func (x *PrepareTxReply) GetTx() *TxRecord {
+	if x != nil {
+		return x.Tx
+	}
+	return nil
+}
+
+func (x *PrepareTxReply) GetReplayed() bool {
+	if x != nil {
+		return x.Replayed
+	}
+	return false
+}
+
+type DecideTxRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	App   string                 `protobuf:"bytes,1,opt,name=app,proto3" json:"app,omitempty"`
+	Id    uint64                 `protobuf:"varint,2,opt,name=id,proto3" json:"id,omitempty"`
+	// COMMITTED or ROLLED_BACK.
+	To TxState   `protobuf:"varint,3,opt,name=to,proto3,enum=pushgw.internal.v1.TxState" json:"to,omitempty"`
+	By TxDecider `protobuf:"varint,4,opt,name=by,proto3,enum=pushgw.internal.v1.TxDecider" json:"by,omitempty"`
+	// claim_token, from ClaimTxChecks, counts the deciding check-back and
+	// releases the lease; 0 for API calls.
+	ClaimToken    uint64 `protobuf:"varint,5,opt,name=claim_token,json=claimToken,proto3" json:"claim_token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DecideTxRequest) Reset() {
+	*x = DecideTxRequest{}
+	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[36]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DecideTxRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DecideTxRequest) ProtoMessage() {}
+
+func (x *DecideTxRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[36]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DecideTxRequest.ProtoReflect.Descriptor instead.
+func (*DecideTxRequest) Descriptor() ([]byte, []int) {
+	return file_pushgw_internal_v1_saver_proto_rawDescGZIP(), []int{36}
+}
+
+func (x *DecideTxRequest) GetApp() string {
+	if x != nil {
+		return x.App
+	}
+	return ""
+}
+
+func (x *DecideTxRequest) GetId() uint64 {
+	if x != nil {
+		return x.Id
+	}
+	return 0
+}
+
+func (x *DecideTxRequest) GetTo() TxState {
+	if x != nil {
+		return x.To
+	}
+	return TxState_TX_STATE_UNSPECIFIED
+}
+
+func (x *DecideTxRequest) GetBy() TxDecider {
+	if x != nil {
+		return x.By
+	}
+	return TxDecider_TX_DECIDER_UNSPECIFIED
+}
+
+func (x *DecideTxRequest) GetClaimToken() uint64 {
+	if x != nil {
+		return x.ClaimToken
+	}
+	return 0
+}
+
+type DecideTxReply struct {
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Tx      *TxRecord              `protobuf:"bytes,1,opt,name=tx,proto3" json:"tx,omitempty"`
+	Applied bool                   `protobuf:"varint,2,opt,name=applied,proto3" json:"applied,omitempty"`
+	// messages are the rows a winning commit stored, to be delivered.
+	Messages      []*Message `protobuf:"bytes,3,rep,name=messages,proto3" json:"messages,omitempty"`
+	Found         bool       `protobuf:"varint,4,opt,name=found,proto3" json:"found,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DecideTxReply) Reset() {
+	*x = DecideTxReply{}
+	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[37]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DecideTxReply) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DecideTxReply) ProtoMessage() {}
+
+func (x *DecideTxReply) ProtoReflect() protoreflect.Message {
+	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[37]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DecideTxReply.ProtoReflect.Descriptor instead.
+func (*DecideTxReply) Descriptor() ([]byte, []int) {
+	return file_pushgw_internal_v1_saver_proto_rawDescGZIP(), []int{37}
+}
+
+func (x *DecideTxReply) GetTx() *TxRecord {
+	if x != nil {
+		return x.Tx
+	}
+	return nil
+}
+
+func (x *DecideTxReply) GetApplied() bool {
+	if x != nil {
+		return x.Applied
+	}
+	return false
+}
+
+func (x *DecideTxReply) GetMessages() []*Message {
+	if x != nil {
+		return x.Messages
+	}
+	return nil
+}
+
+func (x *DecideTxReply) GetFound() bool {
+	if x != nil {
+		return x.Found
+	}
+	return false
+}
+
+type GetTxRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	App           string                 `protobuf:"bytes,1,opt,name=app,proto3" json:"app,omitempty"`
+	Id            uint64                 `protobuf:"varint,2,opt,name=id,proto3" json:"id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetTxRequest) Reset() {
+	*x = GetTxRequest{}
+	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[38]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetTxRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetTxRequest) ProtoMessage() {}
+
+func (x *GetTxRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[38]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetTxRequest.ProtoReflect.Descriptor instead.
+func (*GetTxRequest) Descriptor() ([]byte, []int) {
+	return file_pushgw_internal_v1_saver_proto_rawDescGZIP(), []int{38}
+}
+
+func (x *GetTxRequest) GetApp() string {
+	if x != nil {
+		return x.App
+	}
+	return ""
+}
+
+func (x *GetTxRequest) GetId() uint64 {
+	if x != nil {
+		return x.Id
+	}
+	return 0
+}
+
+type GetTxReply struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Found         bool                   `protobuf:"varint,1,opt,name=found,proto3" json:"found,omitempty"`
+	Tx            *TxRecord              `protobuf:"bytes,2,opt,name=tx,proto3" json:"tx,omitempty"` // message ids of a committed record, by user, come in tx.recipients.
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetTxReply) Reset() {
+	*x = GetTxReply{}
+	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[39]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetTxReply) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetTxReply) ProtoMessage() {}
+
+func (x *GetTxReply) ProtoReflect() protoreflect.Message {
+	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[39]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetTxReply.ProtoReflect.Descriptor instead.
+func (*GetTxReply) Descriptor() ([]byte, []int) {
+	return file_pushgw_internal_v1_saver_proto_rawDescGZIP(), []int{39}
+}
+
+func (x *GetTxReply) GetFound() bool {
+	if x != nil {
+		return x.Found
+	}
+	return false
+}
+
+func (x *GetTxReply) GetTx() *TxRecord {
+	if x != nil {
+		return x.Tx
+	}
+	return nil
+}
+
+type ClaimTxChecksRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// At most 500; 0 means 100.
+	Limit uint32 `protobuf:"varint,1,opt,name=limit,proto3" json:"limit,omitempty"`
+	// lease_ms: how long the claimer holds a record before another may
+	// claim it again (a claimer that died).
+	LeaseMs       int64 `protobuf:"varint,2,opt,name=lease_ms,json=leaseMs,proto3" json:"lease_ms,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ClaimTxChecksRequest) Reset() {
+	*x = ClaimTxChecksRequest{}
+	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[40]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ClaimTxChecksRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ClaimTxChecksRequest) ProtoMessage() {}
+
+func (x *ClaimTxChecksRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[40]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ClaimTxChecksRequest.ProtoReflect.Descriptor instead.
+func (*ClaimTxChecksRequest) Descriptor() ([]byte, []int) {
+	return file_pushgw_internal_v1_saver_proto_rawDescGZIP(), []int{40}
+}
+
+func (x *ClaimTxChecksRequest) GetLimit() uint32 {
+	if x != nil {
+		return x.Limit
+	}
+	return 0
+}
+
+func (x *ClaimTxChecksRequest) GetLeaseMs() int64 {
+	if x != nil {
+		return x.LeaseMs
+	}
+	return 0
+}
+
+type TxClaim struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Tx            *TxRecord              `protobuf:"bytes,1,opt,name=tx,proto3" json:"tx,omitempty"`
+	ClaimToken    uint64                 `protobuf:"varint,2,opt,name=claim_token,json=claimToken,proto3" json:"claim_token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TxClaim) Reset() {
+	*x = TxClaim{}
+	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[41]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TxClaim) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TxClaim) ProtoMessage() {}
+
+func (x *TxClaim) ProtoReflect() protoreflect.Message {
+	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[41]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TxClaim.ProtoReflect.Descriptor instead.
+func (*TxClaim) Descriptor() ([]byte, []int) {
+	return file_pushgw_internal_v1_saver_proto_rawDescGZIP(), []int{41}
+}
+
+func (x *TxClaim) GetTx() *TxRecord {
+	if x != nil {
+		return x.Tx
+	}
+	return nil
+}
+
+func (x *TxClaim) GetClaimToken() uint64 {
+	if x != nil {
+		return x.ClaimToken
+	}
+	return 0
+}
+
+type ClaimTxChecksReply struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Claims        []*TxClaim             `protobuf:"bytes,1,rep,name=claims,proto3" json:"claims,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ClaimTxChecksReply) Reset() {
+	*x = ClaimTxChecksReply{}
+	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[42]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ClaimTxChecksReply) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ClaimTxChecksReply) ProtoMessage() {}
+
+func (x *ClaimTxChecksReply) ProtoReflect() protoreflect.Message {
+	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[42]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ClaimTxChecksReply.ProtoReflect.Descriptor instead.
+func (*ClaimTxChecksReply) Descriptor() ([]byte, []int) {
+	return file_pushgw_internal_v1_saver_proto_rawDescGZIP(), []int{42}
+}
+
+func (x *ClaimTxChecksReply) GetClaims() []*TxClaim {
+	if x != nil {
+		return x.Claims
+	}
+	return nil
+}
+
+type ReportTxCheckRequest struct {
+	state      protoimpl.MessageState `protogen:"open.v1"`
+	Id         uint64                 `protobuf:"varint,1,opt,name=id,proto3" json:"id,omitempty"`
+	ClaimToken uint64                 `protobuf:"varint,2,opt,name=claim_token,json=claimToken,proto3" json:"claim_token,omitempty"`
+	// next_in_ms: delay before the next check.
+	NextInMs int64 `protobuf:"varint,3,opt,name=next_in_ms,json=nextInMs,proto3" json:"next_in_ms,omitempty"`
+	// max_checks: the record expires when this check was the last allowed.
+	MaxChecks     uint32 `protobuf:"varint,4,opt,name=max_checks,json=maxChecks,proto3" json:"max_checks,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReportTxCheckRequest) Reset() {
+	*x = ReportTxCheckRequest{}
+	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[43]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReportTxCheckRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReportTxCheckRequest) ProtoMessage() {}
+
+func (x *ReportTxCheckRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[43]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReportTxCheckRequest.ProtoReflect.Descriptor instead.
+func (*ReportTxCheckRequest) Descriptor() ([]byte, []int) {
+	return file_pushgw_internal_v1_saver_proto_rawDescGZIP(), []int{43}
+}
+
+func (x *ReportTxCheckRequest) GetId() uint64 {
+	if x != nil {
+		return x.Id
+	}
+	return 0
+}
+
+func (x *ReportTxCheckRequest) GetClaimToken() uint64 {
+	if x != nil {
+		return x.ClaimToken
+	}
+	return 0
+}
+
+func (x *ReportTxCheckRequest) GetNextInMs() int64 {
+	if x != nil {
+		return x.NextInMs
+	}
+	return 0
+}
+
+func (x *ReportTxCheckRequest) GetMaxChecks() uint32 {
+	if x != nil {
+		return x.MaxChecks
+	}
+	return 0
+}
+
+type ReportTxCheckReply struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// applied: the claim was still ours and the check was counted.
+	Applied       bool      `protobuf:"varint,1,opt,name=applied,proto3" json:"applied,omitempty"`
+	Tx            *TxRecord `protobuf:"bytes,2,opt,name=tx,proto3" json:"tx,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReportTxCheckReply) Reset() {
+	*x = ReportTxCheckReply{}
+	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[44]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReportTxCheckReply) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReportTxCheckReply) ProtoMessage() {}
+
+func (x *ReportTxCheckReply) ProtoReflect() protoreflect.Message {
+	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[44]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReportTxCheckReply.ProtoReflect.Descriptor instead.
+func (*ReportTxCheckReply) Descriptor() ([]byte, []int) {
+	return file_pushgw_internal_v1_saver_proto_rawDescGZIP(), []int{44}
+}
+
+func (x *ReportTxCheckReply) GetApplied() bool {
+	if x != nil {
+		return x.Applied
+	}
+	return false
+}
+
+func (x *ReportTxCheckReply) GetTx() *TxRecord {
+	if x != nil {
+		return x.Tx
+	}
+	return nil
+}
+
 var File_pushgw_internal_v1_saver_proto protoreflect.FileDescriptor
 
 const file_pushgw_internal_v1_saver_proto_rawDesc = "" +
@@ -1945,11 +2948,99 @@ const file_pushgw_internal_v1_saver_proto_rawDesc = "" +
 	"\fCatchUpReply\x12=\n" +
 	"\n" +
 	"broadcasts\x18\x01 \x03(\v2\x1d.pushgw.internal.v1.BroadcastR\n" +
-	"broadcasts*O\n" +
+	"broadcasts\"@\n" +
+	"\vTxRecipient\x12\x12\n" +
+	"\x04user\x18\x01 \x01(\tR\x04user\x12\x1d\n" +
+	"\n" +
+	"message_id\x18\x02 \x01(\x04R\tmessageId\"\x9f\x04\n" +
+	"\bTxRecord\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\x04R\x02id\x12\x10\n" +
+	"\x03app\x18\x02 \x01(\tR\x03app\x12A\n" +
+	"\vtarget_kind\x18\x03 \x01(\x0e2 .pushgw.internal.v1.TxTargetKindR\n" +
+	"targetKind\x12?\n" +
+	"\n" +
+	"recipients\x18\x04 \x03(\v2\x1f.pushgw.internal.v1.TxRecipientR\n" +
+	"recipients\x12\x16\n" +
+	"\x06device\x18\x05 \x01(\tR\x06device\x12\x18\n" +
+	"\apayload\x18\x06 \x01(\fR\apayload\x12\x10\n" +
+	"\x03qos\x18\a \x01(\rR\x03qos\x12\x15\n" +
+	"\x06ttl_ms\x18\b \x01(\x03R\x05ttlMs\x12'\n" +
+	"\x0fidempotency_key\x18\t \x01(\tR\x0eidempotencyKey\x121\n" +
+	"\x05state\x18\n" +
+	" \x01(\x0e2\x1b.pushgw.internal.v1.TxStateR\x05state\x12<\n" +
+	"\n" +
+	"decided_by\x18\v \x01(\x0e2\x1d.pushgw.internal.v1.TxDeciderR\tdecidedBy\x12\x1d\n" +
+	"\n" +
+	"created_ms\x18\f \x01(\x03R\tcreatedMs\x12\x1d\n" +
+	"\n" +
+	"decided_ms\x18\r \x01(\x03R\tdecidedMs\x12\x16\n" +
+	"\x06checks\x18\x0e \x01(\rR\x06checks\x12\"\n" +
+	"\rnext_check_ms\x18\x0f \x01(\x03R\vnextCheckMs\"@\n" +
+	"\x10PrepareTxRequest\x12,\n" +
+	"\x02tx\x18\x01 \x01(\v2\x1c.pushgw.internal.v1.TxRecordR\x02tx\"Z\n" +
+	"\x0ePrepareTxReply\x12,\n" +
+	"\x02tx\x18\x01 \x01(\v2\x1c.pushgw.internal.v1.TxRecordR\x02tx\x12\x1a\n" +
+	"\breplayed\x18\x02 \x01(\bR\breplayed\"\xb0\x01\n" +
+	"\x0fDecideTxRequest\x12\x10\n" +
+	"\x03app\x18\x01 \x01(\tR\x03app\x12\x0e\n" +
+	"\x02id\x18\x02 \x01(\x04R\x02id\x12+\n" +
+	"\x02to\x18\x03 \x01(\x0e2\x1b.pushgw.internal.v1.TxStateR\x02to\x12-\n" +
+	"\x02by\x18\x04 \x01(\x0e2\x1d.pushgw.internal.v1.TxDeciderR\x02by\x12\x1f\n" +
+	"\vclaim_token\x18\x05 \x01(\x04R\n" +
+	"claimToken\"\xa6\x01\n" +
+	"\rDecideTxReply\x12,\n" +
+	"\x02tx\x18\x01 \x01(\v2\x1c.pushgw.internal.v1.TxRecordR\x02tx\x12\x18\n" +
+	"\aapplied\x18\x02 \x01(\bR\aapplied\x127\n" +
+	"\bmessages\x18\x03 \x03(\v2\x1b.pushgw.internal.v1.MessageR\bmessages\x12\x14\n" +
+	"\x05found\x18\x04 \x01(\bR\x05found\"0\n" +
+	"\fGetTxRequest\x12\x10\n" +
+	"\x03app\x18\x01 \x01(\tR\x03app\x12\x0e\n" +
+	"\x02id\x18\x02 \x01(\x04R\x02id\"P\n" +
+	"\n" +
+	"GetTxReply\x12\x14\n" +
+	"\x05found\x18\x01 \x01(\bR\x05found\x12,\n" +
+	"\x02tx\x18\x02 \x01(\v2\x1c.pushgw.internal.v1.TxRecordR\x02tx\"G\n" +
+	"\x14ClaimTxChecksRequest\x12\x14\n" +
+	"\x05limit\x18\x01 \x01(\rR\x05limit\x12\x19\n" +
+	"\blease_ms\x18\x02 \x01(\x03R\aleaseMs\"X\n" +
+	"\aTxClaim\x12,\n" +
+	"\x02tx\x18\x01 \x01(\v2\x1c.pushgw.internal.v1.TxRecordR\x02tx\x12\x1f\n" +
+	"\vclaim_token\x18\x02 \x01(\x04R\n" +
+	"claimToken\"I\n" +
+	"\x12ClaimTxChecksReply\x123\n" +
+	"\x06claims\x18\x01 \x03(\v2\x1b.pushgw.internal.v1.TxClaimR\x06claims\"\x84\x01\n" +
+	"\x14ReportTxCheckRequest\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\x04R\x02id\x12\x1f\n" +
+	"\vclaim_token\x18\x02 \x01(\x04R\n" +
+	"claimToken\x12\x1c\n" +
+	"\n" +
+	"next_in_ms\x18\x03 \x01(\x03R\bnextInMs\x12\x1d\n" +
+	"\n" +
+	"max_checks\x18\x04 \x01(\rR\tmaxChecks\"\\\n" +
+	"\x12ReportTxCheckReply\x12\x18\n" +
+	"\aapplied\x18\x01 \x01(\bR\aapplied\x12,\n" +
+	"\x02tx\x18\x02 \x01(\v2\x1c.pushgw.internal.v1.TxRecordR\x02tx*O\n" +
 	"\bTagLimit\x12\x12\n" +
 	"\x0eTAG_LIMIT_NONE\x10\x00\x12\x16\n" +
 	"\x12TAG_LIMIT_TAG_FULL\x10\x01\x12\x17\n" +
-	"\x13TAG_LIMIT_USER_FULL\x10\x022\xf1\n" +
+	"\x13TAG_LIMIT_USER_FULL\x10\x02*\x82\x01\n" +
+	"\aTxState\x12\x18\n" +
+	"\x14TX_STATE_UNSPECIFIED\x10\x00\x12\x15\n" +
+	"\x11TX_STATE_PREPARED\x10\x01\x12\x16\n" +
+	"\x12TX_STATE_COMMITTED\x10\x02\x12\x18\n" +
+	"\x14TX_STATE_ROLLED_BACK\x10\x03\x12\x14\n" +
+	"\x10TX_STATE_EXPIRED\x10\x04*m\n" +
+	"\tTxDecider\x12\x1a\n" +
+	"\x16TX_DECIDER_UNSPECIFIED\x10\x00\x12\x12\n" +
+	"\x0eTX_DECIDER_API\x10\x01\x12\x19\n" +
+	"\x15TX_DECIDER_CHECK_BACK\x10\x02\x12\x15\n" +
+	"\x11TX_DECIDER_EXPIRY\x10\x03*\x97\x01\n" +
+	"\fTxTargetKind\x12\x1e\n" +
+	"\x1aTX_TARGET_KIND_UNSPECIFIED\x10\x00\x12\x17\n" +
+	"\x13TX_TARGET_KIND_USER\x10\x01\x12\x18\n" +
+	"\x14TX_TARGET_KIND_USERS\x10\x02\x12\x16\n" +
+	"\x12TX_TARGET_KIND_TAG\x10\x03\x12\x1c\n" +
+	"\x18TX_TARGET_KIND_BROADCAST\x10\x042\xf1\n" +
 	"\n" +
 	"\x05Saver\x12I\n" +
 	"\x05Store\x12 .pushgw.internal.v1.StoreRequest\x1a\x1e.pushgw.internal.v1.StoreReply\x12O\n" +
@@ -1967,7 +3058,13 @@ const file_pushgw_internal_v1_saver_proto_rawDesc = "" +
 	"\x11BroadcastProgress\x12,.pushgw.internal.v1.BroadcastProgressRequest\x1a*.pushgw.internal.v1.BroadcastProgressReply\x12s\n" +
 	"\x13ClaimBroadcastRooms\x12..pushgw.internal.v1.ClaimBroadcastRoomsRequest\x1a,.pushgw.internal.v1.ClaimBroadcastRoomsReply\x12g\n" +
 	"\x0fBroadcastStatus\x12*.pushgw.internal.v1.BroadcastStatusRequest\x1a(.pushgw.internal.v1.BroadcastStatusReply\x12O\n" +
-	"\aCatchUp\x12\".pushgw.internal.v1.CatchUpRequest\x1a .pushgw.internal.v1.CatchUpReplyB+Z)github.com/pushgw/pushgw/proto/internalpbb\x06proto3"
+	"\aCatchUp\x12\".pushgw.internal.v1.CatchUpRequest\x1a .pushgw.internal.v1.CatchUpReply2\xc5\x03\n" +
+	"\aSaverTx\x12U\n" +
+	"\tPrepareTx\x12$.pushgw.internal.v1.PrepareTxRequest\x1a\".pushgw.internal.v1.PrepareTxReply\x12R\n" +
+	"\bDecideTx\x12#.pushgw.internal.v1.DecideTxRequest\x1a!.pushgw.internal.v1.DecideTxReply\x12I\n" +
+	"\x05GetTx\x12 .pushgw.internal.v1.GetTxRequest\x1a\x1e.pushgw.internal.v1.GetTxReply\x12a\n" +
+	"\rClaimTxChecks\x12(.pushgw.internal.v1.ClaimTxChecksRequest\x1a&.pushgw.internal.v1.ClaimTxChecksReply\x12a\n" +
+	"\rReportTxCheck\x12(.pushgw.internal.v1.ReportTxCheckRequest\x1a&.pushgw.internal.v1.ReportTxCheckReplyB+Z)github.com/pushgw/pushgw/proto/internalpbb\x06proto3"
 
 var (
 	file_pushgw_internal_v1_saver_proto_rawDescOnce sync.Once
@@ -1981,97 +3078,137 @@ func file_pushgw_internal_v1_saver_proto_rawDescGZIP() []byte {
 	return file_pushgw_internal_v1_saver_proto_rawDescData
 }
 
-var file_pushgw_internal_v1_saver_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_pushgw_internal_v1_saver_proto_msgTypes = make([]protoimpl.MessageInfo, 33)
+var file_pushgw_internal_v1_saver_proto_enumTypes = make([]protoimpl.EnumInfo, 4)
+var file_pushgw_internal_v1_saver_proto_msgTypes = make([]protoimpl.MessageInfo, 46)
 var file_pushgw_internal_v1_saver_proto_goTypes = []any{
 	(TagLimit)(0),                      // 0: pushgw.internal.v1.TagLimit
-	(*StoreRequest)(nil),               // 1: pushgw.internal.v1.StoreRequest
-	(*StoreReply)(nil),                 // 2: pushgw.internal.v1.StoreReply
-	(*PendingRequest)(nil),             // 3: pushgw.internal.v1.PendingRequest
-	(*PendingReply)(nil),               // 4: pushgw.internal.v1.PendingReply
-	(*MessageRef)(nil),                 // 5: pushgw.internal.v1.MessageRef
-	(*ReportRequest)(nil),              // 6: pushgw.internal.v1.ReportRequest
-	(*ReportReply)(nil),                // 7: pushgw.internal.v1.ReportReply
-	(*StatusRequest)(nil),              // 8: pushgw.internal.v1.StatusRequest
-	(*StatusReply)(nil),                // 9: pushgw.internal.v1.StatusReply
-	(*ClaimUndeliveredRequest)(nil),    // 10: pushgw.internal.v1.ClaimUndeliveredRequest
-	(*ClaimUndeliveredReply)(nil),      // 11: pushgw.internal.v1.ClaimUndeliveredReply
-	(*TagUsersRequest)(nil),            // 12: pushgw.internal.v1.TagUsersRequest
-	(*TagUsersReply)(nil),              // 13: pushgw.internal.v1.TagUsersReply
-	(*UserTagsRequest)(nil),            // 14: pushgw.internal.v1.UserTagsRequest
-	(*UserTagsReply)(nil),              // 15: pushgw.internal.v1.UserTagsReply
-	(*TagMembersRequest)(nil),          // 16: pushgw.internal.v1.TagMembersRequest
-	(*TagMembersReply)(nil),            // 17: pushgw.internal.v1.TagMembersReply
-	(*TagMembershipRequest)(nil),       // 18: pushgw.internal.v1.TagMembershipRequest
-	(*TagMembershipReply)(nil),         // 19: pushgw.internal.v1.TagMembershipReply
-	(*StoreBroadcastRequest)(nil),      // 20: pushgw.internal.v1.StoreBroadcastRequest
-	(*StoreBroadcastReply)(nil),        // 21: pushgw.internal.v1.StoreBroadcastReply
-	(*BroadcastRoomProgress)(nil),      // 22: pushgw.internal.v1.BroadcastRoomProgress
-	(*BroadcastProgressRequest)(nil),   // 23: pushgw.internal.v1.BroadcastProgressRequest
-	(*BroadcastProgressReply)(nil),     // 24: pushgw.internal.v1.BroadcastProgressReply
-	(*ClaimBroadcastRoomsRequest)(nil), // 25: pushgw.internal.v1.ClaimBroadcastRoomsRequest
-	(*BroadcastRoomClaim)(nil),         // 26: pushgw.internal.v1.BroadcastRoomClaim
-	(*ClaimBroadcastRoomsReply)(nil),   // 27: pushgw.internal.v1.ClaimBroadcastRoomsReply
-	(*BroadcastStatusRequest)(nil),     // 28: pushgw.internal.v1.BroadcastStatusRequest
-	(*BroadcastRoomState)(nil),         // 29: pushgw.internal.v1.BroadcastRoomState
-	(*BroadcastStatusReply)(nil),       // 30: pushgw.internal.v1.BroadcastStatusReply
-	(*CatchUpRequest)(nil),             // 31: pushgw.internal.v1.CatchUpRequest
-	(*CatchUpReply)(nil),               // 32: pushgw.internal.v1.CatchUpReply
-	nil,                                // 33: pushgw.internal.v1.StoreReply.ReplacedEntry
-	(*Message)(nil),                    // 34: pushgw.internal.v1.Message
-	(*Broadcast)(nil),                  // 35: pushgw.internal.v1.Broadcast
+	(TxState)(0),                       // 1: pushgw.internal.v1.TxState
+	(TxDecider)(0),                     // 2: pushgw.internal.v1.TxDecider
+	(TxTargetKind)(0),                  // 3: pushgw.internal.v1.TxTargetKind
+	(*StoreRequest)(nil),               // 4: pushgw.internal.v1.StoreRequest
+	(*StoreReply)(nil),                 // 5: pushgw.internal.v1.StoreReply
+	(*PendingRequest)(nil),             // 6: pushgw.internal.v1.PendingRequest
+	(*PendingReply)(nil),               // 7: pushgw.internal.v1.PendingReply
+	(*MessageRef)(nil),                 // 8: pushgw.internal.v1.MessageRef
+	(*ReportRequest)(nil),              // 9: pushgw.internal.v1.ReportRequest
+	(*ReportReply)(nil),                // 10: pushgw.internal.v1.ReportReply
+	(*StatusRequest)(nil),              // 11: pushgw.internal.v1.StatusRequest
+	(*StatusReply)(nil),                // 12: pushgw.internal.v1.StatusReply
+	(*ClaimUndeliveredRequest)(nil),    // 13: pushgw.internal.v1.ClaimUndeliveredRequest
+	(*ClaimUndeliveredReply)(nil),      // 14: pushgw.internal.v1.ClaimUndeliveredReply
+	(*TagUsersRequest)(nil),            // 15: pushgw.internal.v1.TagUsersRequest
+	(*TagUsersReply)(nil),              // 16: pushgw.internal.v1.TagUsersReply
+	(*UserTagsRequest)(nil),            // 17: pushgw.internal.v1.UserTagsRequest
+	(*UserTagsReply)(nil),              // 18: pushgw.internal.v1.UserTagsReply
+	(*TagMembersRequest)(nil),          // 19: pushgw.internal.v1.TagMembersRequest
+	(*TagMembersReply)(nil),            // 20: pushgw.internal.v1.TagMembersReply
+	(*TagMembershipRequest)(nil),       // 21: pushgw.internal.v1.TagMembershipRequest
+	(*TagMembershipReply)(nil),         // 22: pushgw.internal.v1.TagMembershipReply
+	(*StoreBroadcastRequest)(nil),      // 23: pushgw.internal.v1.StoreBroadcastRequest
+	(*StoreBroadcastReply)(nil),        // 24: pushgw.internal.v1.StoreBroadcastReply
+	(*BroadcastRoomProgress)(nil),      // 25: pushgw.internal.v1.BroadcastRoomProgress
+	(*BroadcastProgressRequest)(nil),   // 26: pushgw.internal.v1.BroadcastProgressRequest
+	(*BroadcastProgressReply)(nil),     // 27: pushgw.internal.v1.BroadcastProgressReply
+	(*ClaimBroadcastRoomsRequest)(nil), // 28: pushgw.internal.v1.ClaimBroadcastRoomsRequest
+	(*BroadcastRoomClaim)(nil),         // 29: pushgw.internal.v1.BroadcastRoomClaim
+	(*ClaimBroadcastRoomsReply)(nil),   // 30: pushgw.internal.v1.ClaimBroadcastRoomsReply
+	(*BroadcastStatusRequest)(nil),     // 31: pushgw.internal.v1.BroadcastStatusRequest
+	(*BroadcastRoomState)(nil),         // 32: pushgw.internal.v1.BroadcastRoomState
+	(*BroadcastStatusReply)(nil),       // 33: pushgw.internal.v1.BroadcastStatusReply
+	(*CatchUpRequest)(nil),             // 34: pushgw.internal.v1.CatchUpRequest
+	(*CatchUpReply)(nil),               // 35: pushgw.internal.v1.CatchUpReply
+	(*TxRecipient)(nil),                // 36: pushgw.internal.v1.TxRecipient
+	(*TxRecord)(nil),                   // 37: pushgw.internal.v1.TxRecord
+	(*PrepareTxRequest)(nil),           // 38: pushgw.internal.v1.PrepareTxRequest
+	(*PrepareTxReply)(nil),             // 39: pushgw.internal.v1.PrepareTxReply
+	(*DecideTxRequest)(nil),            // 40: pushgw.internal.v1.DecideTxRequest
+	(*DecideTxReply)(nil),              // 41: pushgw.internal.v1.DecideTxReply
+	(*GetTxRequest)(nil),               // 42: pushgw.internal.v1.GetTxRequest
+	(*GetTxReply)(nil),                 // 43: pushgw.internal.v1.GetTxReply
+	(*ClaimTxChecksRequest)(nil),       // 44: pushgw.internal.v1.ClaimTxChecksRequest
+	(*TxClaim)(nil),                    // 45: pushgw.internal.v1.TxClaim
+	(*ClaimTxChecksReply)(nil),         // 46: pushgw.internal.v1.ClaimTxChecksReply
+	(*ReportTxCheckRequest)(nil),       // 47: pushgw.internal.v1.ReportTxCheckRequest
+	(*ReportTxCheckReply)(nil),         // 48: pushgw.internal.v1.ReportTxCheckReply
+	nil,                                // 49: pushgw.internal.v1.StoreReply.ReplacedEntry
+	(*Message)(nil),                    // 50: pushgw.internal.v1.Message
+	(*Broadcast)(nil),                  // 51: pushgw.internal.v1.Broadcast
 }
 var file_pushgw_internal_v1_saver_proto_depIdxs = []int32{
-	34, // 0: pushgw.internal.v1.StoreRequest.messages:type_name -> pushgw.internal.v1.Message
-	33, // 1: pushgw.internal.v1.StoreReply.replaced:type_name -> pushgw.internal.v1.StoreReply.ReplacedEntry
-	34, // 2: pushgw.internal.v1.PendingReply.messages:type_name -> pushgw.internal.v1.Message
-	5,  // 3: pushgw.internal.v1.ReportRequest.acked:type_name -> pushgw.internal.v1.MessageRef
-	5,  // 4: pushgw.internal.v1.ReportRequest.delivered:type_name -> pushgw.internal.v1.MessageRef
-	34, // 5: pushgw.internal.v1.StatusReply.message:type_name -> pushgw.internal.v1.Message
-	34, // 6: pushgw.internal.v1.ClaimUndeliveredReply.messages:type_name -> pushgw.internal.v1.Message
+	50, // 0: pushgw.internal.v1.StoreRequest.messages:type_name -> pushgw.internal.v1.Message
+	49, // 1: pushgw.internal.v1.StoreReply.replaced:type_name -> pushgw.internal.v1.StoreReply.ReplacedEntry
+	50, // 2: pushgw.internal.v1.PendingReply.messages:type_name -> pushgw.internal.v1.Message
+	8,  // 3: pushgw.internal.v1.ReportRequest.acked:type_name -> pushgw.internal.v1.MessageRef
+	8,  // 4: pushgw.internal.v1.ReportRequest.delivered:type_name -> pushgw.internal.v1.MessageRef
+	50, // 5: pushgw.internal.v1.StatusReply.message:type_name -> pushgw.internal.v1.Message
+	50, // 6: pushgw.internal.v1.ClaimUndeliveredReply.messages:type_name -> pushgw.internal.v1.Message
 	0,  // 7: pushgw.internal.v1.TagUsersReply.limit:type_name -> pushgw.internal.v1.TagLimit
-	35, // 8: pushgw.internal.v1.StoreBroadcastRequest.broadcast:type_name -> pushgw.internal.v1.Broadcast
-	22, // 9: pushgw.internal.v1.BroadcastProgressRequest.items:type_name -> pushgw.internal.v1.BroadcastRoomProgress
-	35, // 10: pushgw.internal.v1.BroadcastRoomClaim.broadcast:type_name -> pushgw.internal.v1.Broadcast
-	26, // 11: pushgw.internal.v1.ClaimBroadcastRoomsReply.claims:type_name -> pushgw.internal.v1.BroadcastRoomClaim
-	35, // 12: pushgw.internal.v1.BroadcastStatusReply.broadcast:type_name -> pushgw.internal.v1.Broadcast
-	29, // 13: pushgw.internal.v1.BroadcastStatusReply.rooms:type_name -> pushgw.internal.v1.BroadcastRoomState
-	35, // 14: pushgw.internal.v1.CatchUpReply.broadcasts:type_name -> pushgw.internal.v1.Broadcast
-	1,  // 15: pushgw.internal.v1.Saver.Store:input_type -> pushgw.internal.v1.StoreRequest
-	3,  // 16: pushgw.internal.v1.Saver.Pending:input_type -> pushgw.internal.v1.PendingRequest
-	6,  // 17: pushgw.internal.v1.Saver.Report:input_type -> pushgw.internal.v1.ReportRequest
-	8,  // 18: pushgw.internal.v1.Saver.Status:input_type -> pushgw.internal.v1.StatusRequest
-	10, // 19: pushgw.internal.v1.Saver.ClaimUndelivered:input_type -> pushgw.internal.v1.ClaimUndeliveredRequest
-	12, // 20: pushgw.internal.v1.Saver.AddTagUsers:input_type -> pushgw.internal.v1.TagUsersRequest
-	12, // 21: pushgw.internal.v1.Saver.RemoveTagUsers:input_type -> pushgw.internal.v1.TagUsersRequest
-	14, // 22: pushgw.internal.v1.Saver.UserTags:input_type -> pushgw.internal.v1.UserTagsRequest
-	16, // 23: pushgw.internal.v1.Saver.TagMembers:input_type -> pushgw.internal.v1.TagMembersRequest
-	18, // 24: pushgw.internal.v1.Saver.TagMembership:input_type -> pushgw.internal.v1.TagMembershipRequest
-	20, // 25: pushgw.internal.v1.Saver.StoreBroadcast:input_type -> pushgw.internal.v1.StoreBroadcastRequest
-	23, // 26: pushgw.internal.v1.Saver.BroadcastProgress:input_type -> pushgw.internal.v1.BroadcastProgressRequest
-	25, // 27: pushgw.internal.v1.Saver.ClaimBroadcastRooms:input_type -> pushgw.internal.v1.ClaimBroadcastRoomsRequest
-	28, // 28: pushgw.internal.v1.Saver.BroadcastStatus:input_type -> pushgw.internal.v1.BroadcastStatusRequest
-	31, // 29: pushgw.internal.v1.Saver.CatchUp:input_type -> pushgw.internal.v1.CatchUpRequest
-	2,  // 30: pushgw.internal.v1.Saver.Store:output_type -> pushgw.internal.v1.StoreReply
-	4,  // 31: pushgw.internal.v1.Saver.Pending:output_type -> pushgw.internal.v1.PendingReply
-	7,  // 32: pushgw.internal.v1.Saver.Report:output_type -> pushgw.internal.v1.ReportReply
-	9,  // 33: pushgw.internal.v1.Saver.Status:output_type -> pushgw.internal.v1.StatusReply
-	11, // 34: pushgw.internal.v1.Saver.ClaimUndelivered:output_type -> pushgw.internal.v1.ClaimUndeliveredReply
-	13, // 35: pushgw.internal.v1.Saver.AddTagUsers:output_type -> pushgw.internal.v1.TagUsersReply
-	13, // 36: pushgw.internal.v1.Saver.RemoveTagUsers:output_type -> pushgw.internal.v1.TagUsersReply
-	15, // 37: pushgw.internal.v1.Saver.UserTags:output_type -> pushgw.internal.v1.UserTagsReply
-	17, // 38: pushgw.internal.v1.Saver.TagMembers:output_type -> pushgw.internal.v1.TagMembersReply
-	19, // 39: pushgw.internal.v1.Saver.TagMembership:output_type -> pushgw.internal.v1.TagMembershipReply
-	21, // 40: pushgw.internal.v1.Saver.StoreBroadcast:output_type -> pushgw.internal.v1.StoreBroadcastReply
-	24, // 41: pushgw.internal.v1.Saver.BroadcastProgress:output_type -> pushgw.internal.v1.BroadcastProgressReply
-	27, // 42: pushgw.internal.v1.Saver.ClaimBroadcastRooms:output_type -> pushgw.internal.v1.ClaimBroadcastRoomsReply
-	30, // 43: pushgw.internal.v1.Saver.BroadcastStatus:output_type -> pushgw.internal.v1.BroadcastStatusReply
-	32, // 44: pushgw.internal.v1.Saver.CatchUp:output_type -> pushgw.internal.v1.CatchUpReply
-	30, // [30:45] is the sub-list for method output_type
-	15, // [15:30] is the sub-list for method input_type
-	15, // [15:15] is the sub-list for extension type_name
-	15, // [15:15] is the sub-list for extension extendee
-	0,  // [0:15] is the sub-list for field type_name
+	51, // 8: pushgw.internal.v1.StoreBroadcastRequest.broadcast:type_name -> pushgw.internal.v1.Broadcast
+	25, // 9: pushgw.internal.v1.BroadcastProgressRequest.items:type_name -> pushgw.internal.v1.BroadcastRoomProgress
+	51, // 10: pushgw.internal.v1.BroadcastRoomClaim.broadcast:type_name -> pushgw.internal.v1.Broadcast
+	29, // 11: pushgw.internal.v1.ClaimBroadcastRoomsReply.claims:type_name -> pushgw.internal.v1.BroadcastRoomClaim
+	51, // 12: pushgw.internal.v1.BroadcastStatusReply.broadcast:type_name -> pushgw.internal.v1.Broadcast
+	32, // 13: pushgw.internal.v1.BroadcastStatusReply.rooms:type_name -> pushgw.internal.v1.BroadcastRoomState
+	51, // 14: pushgw.internal.v1.CatchUpReply.broadcasts:type_name -> pushgw.internal.v1.Broadcast
+	3,  // 15: pushgw.internal.v1.TxRecord.target_kind:type_name -> pushgw.internal.v1.TxTargetKind
+	36, // 16: pushgw.internal.v1.TxRecord.recipients:type_name -> pushgw.internal.v1.TxRecipient
+	1,  // 17: pushgw.internal.v1.TxRecord.state:type_name -> pushgw.internal.v1.TxState
+	2,  // 18: pushgw.internal.v1.TxRecord.decided_by:type_name -> pushgw.internal.v1.TxDecider
+	37, // 19: pushgw.internal.v1.PrepareTxRequest.tx:type_name -> pushgw.internal.v1.TxRecord
+	37, // 20: pushgw.internal.v1.PrepareTxReply.tx:type_name -> pushgw.internal.v1.TxRecord
+	1,  // 21: pushgw.internal.v1.DecideTxRequest.to:type_name -> pushgw.internal.v1.TxState
+	2,  // 22: pushgw.internal.v1.DecideTxRequest.by:type_name -> pushgw.internal.v1.TxDecider
+	37, // 23: pushgw.internal.v1.DecideTxReply.tx:type_name -> pushgw.internal.v1.TxRecord
+	50, // 24: pushgw.internal.v1.DecideTxReply.messages:type_name -> pushgw.internal.v1.Message
+	37, // 25: pushgw.internal.v1.GetTxReply.tx:type_name -> pushgw.internal.v1.TxRecord
+	37, // 26: pushgw.internal.v1.TxClaim.tx:type_name -> pushgw.internal.v1.TxRecord
+	45, // 27: pushgw.internal.v1.ClaimTxChecksReply.claims:type_name -> pushgw.internal.v1.TxClaim
+	37, // 28: pushgw.internal.v1.ReportTxCheckReply.tx:type_name -> pushgw.internal.v1.TxRecord
+	4,  // 29: pushgw.internal.v1.Saver.Store:input_type -> pushgw.internal.v1.StoreRequest
+	6,  // 30: pushgw.internal.v1.Saver.Pending:input_type -> pushgw.internal.v1.PendingRequest
+	9,  // 31: pushgw.internal.v1.Saver.Report:input_type -> pushgw.internal.v1.ReportRequest
+	11, // 32: pushgw.internal.v1.Saver.Status:input_type -> pushgw.internal.v1.StatusRequest
+	13, // 33: pushgw.internal.v1.Saver.ClaimUndelivered:input_type -> pushgw.internal.v1.ClaimUndeliveredRequest
+	15, // 34: pushgw.internal.v1.Saver.AddTagUsers:input_type -> pushgw.internal.v1.TagUsersRequest
+	15, // 35: pushgw.internal.v1.Saver.RemoveTagUsers:input_type -> pushgw.internal.v1.TagUsersRequest
+	17, // 36: pushgw.internal.v1.Saver.UserTags:input_type -> pushgw.internal.v1.UserTagsRequest
+	19, // 37: pushgw.internal.v1.Saver.TagMembers:input_type -> pushgw.internal.v1.TagMembersRequest
+	21, // 38: pushgw.internal.v1.Saver.TagMembership:input_type -> pushgw.internal.v1.TagMembershipRequest
+	23, // 39: pushgw.internal.v1.Saver.StoreBroadcast:input_type -> pushgw.internal.v1.StoreBroadcastRequest
+	26, // 40: pushgw.internal.v1.Saver.BroadcastProgress:input_type -> pushgw.internal.v1.BroadcastProgressRequest
+	28, // 41: pushgw.internal.v1.Saver.ClaimBroadcastRooms:input_type -> pushgw.internal.v1.ClaimBroadcastRoomsRequest
+	31, // 42: pushgw.internal.v1.Saver.BroadcastStatus:input_type -> pushgw.internal.v1.BroadcastStatusRequest
+	34, // 43: pushgw.internal.v1.Saver.CatchUp:input_type -> pushgw.internal.v1.CatchUpRequest
+	38, // 44: pushgw.internal.v1.SaverTx.PrepareTx:input_type -> pushgw.internal.v1.PrepareTxRequest
+	40, // 45: pushgw.internal.v1.SaverTx.DecideTx:input_type -> pushgw.internal.v1.DecideTxRequest
+	42, // 46: pushgw.internal.v1.SaverTx.GetTx:input_type -> pushgw.internal.v1.GetTxRequest
+	44, // 47: pushgw.internal.v1.SaverTx.ClaimTxChecks:input_type -> pushgw.internal.v1.ClaimTxChecksRequest
+	47, // 48: pushgw.internal.v1.SaverTx.ReportTxCheck:input_type -> pushgw.internal.v1.ReportTxCheckRequest
+	5,  // 49: pushgw.internal.v1.Saver.Store:output_type -> pushgw.internal.v1.StoreReply
+	7,  // 50: pushgw.internal.v1.Saver.Pending:output_type -> pushgw.internal.v1.PendingReply
+	10, // 51: pushgw.internal.v1.Saver.Report:output_type -> pushgw.internal.v1.ReportReply
+	12, // 52: pushgw.internal.v1.Saver.Status:output_type -> pushgw.internal.v1.StatusReply
+	14, // 53: pushgw.internal.v1.Saver.ClaimUndelivered:output_type -> pushgw.internal.v1.ClaimUndeliveredReply
+	16, // 54: pushgw.internal.v1.Saver.AddTagUsers:output_type -> pushgw.internal.v1.TagUsersReply
+	16, // 55: pushgw.internal.v1.Saver.RemoveTagUsers:output_type -> pushgw.internal.v1.TagUsersReply
+	18, // 56: pushgw.internal.v1.Saver.UserTags:output_type -> pushgw.internal.v1.UserTagsReply
+	20, // 57: pushgw.internal.v1.Saver.TagMembers:output_type -> pushgw.internal.v1.TagMembersReply
+	22, // 58: pushgw.internal.v1.Saver.TagMembership:output_type -> pushgw.internal.v1.TagMembershipReply
+	24, // 59: pushgw.internal.v1.Saver.StoreBroadcast:output_type -> pushgw.internal.v1.StoreBroadcastReply
+	27, // 60: pushgw.internal.v1.Saver.BroadcastProgress:output_type -> pushgw.internal.v1.BroadcastProgressReply
+	30, // 61: pushgw.internal.v1.Saver.ClaimBroadcastRooms:output_type -> pushgw.internal.v1.ClaimBroadcastRoomsReply
+	33, // 62: pushgw.internal.v1.Saver.BroadcastStatus:output_type -> pushgw.internal.v1.BroadcastStatusReply
+	35, // 63: pushgw.internal.v1.Saver.CatchUp:output_type -> pushgw.internal.v1.CatchUpReply
+	39, // 64: pushgw.internal.v1.SaverTx.PrepareTx:output_type -> pushgw.internal.v1.PrepareTxReply
+	41, // 65: pushgw.internal.v1.SaverTx.DecideTx:output_type -> pushgw.internal.v1.DecideTxReply
+	43, // 66: pushgw.internal.v1.SaverTx.GetTx:output_type -> pushgw.internal.v1.GetTxReply
+	46, // 67: pushgw.internal.v1.SaverTx.ClaimTxChecks:output_type -> pushgw.internal.v1.ClaimTxChecksReply
+	48, // 68: pushgw.internal.v1.SaverTx.ReportTxCheck:output_type -> pushgw.internal.v1.ReportTxCheckReply
+	49, // [49:69] is the sub-list for method output_type
+	29, // [29:49] is the sub-list for method input_type
+	29, // [29:29] is the sub-list for extension type_name
+	29, // [29:29] is the sub-list for extension extendee
+	0,  // [0:29] is the sub-list for field type_name
 }
 
 func init() { file_pushgw_internal_v1_saver_proto_init() }
@@ -2085,10 +3222,10 @@ func file_pushgw_internal_v1_saver_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_pushgw_internal_v1_saver_proto_rawDesc), len(file_pushgw_internal_v1_saver_proto_rawDesc)),
-			NumEnums:      1,
-			NumMessages:   33,
+			NumEnums:      4,
+			NumMessages:   46,
 			NumExtensions: 0,
-			NumServices:   1,
+			NumServices:   2,
 		},
 		GoTypes:           file_pushgw_internal_v1_saver_proto_goTypes,
 		DependencyIndexes: file_pushgw_internal_v1_saver_proto_depIdxs,

@@ -719,3 +719,291 @@ var Saver_ServiceDesc = grpc.ServiceDesc{
 	Streams:  []grpc.StreamDesc{},
 	Metadata: "pushgw/internal/v1/saver.proto",
 }
+
+const (
+	SaverTx_PrepareTx_FullMethodName     = "/pushgw.internal.v1.SaverTx/PrepareTx"
+	SaverTx_DecideTx_FullMethodName      = "/pushgw.internal.v1.SaverTx/DecideTx"
+	SaverTx_GetTx_FullMethodName         = "/pushgw.internal.v1.SaverTx/GetTx"
+	SaverTx_ClaimTxChecks_FullMethodName = "/pushgw.internal.v1.SaverTx/ClaimTxChecks"
+	SaverTx_ReportTxCheck_FullMethodName = "/pushgw.internal.v1.SaverTx/ReportTxCheck"
+)
+
+// SaverTxClient is the client API for SaverTx service.
+//
+// For semantics around ctx use and closing/ending streaming RPCs, please refer to https://pkg.go.dev/google.golang.org/grpc/?tab=doc#ClientConn.NewStream.
+//
+// Transactional push (half-records). A prepared record lives in its own
+// table and is invisible to every delivery path until it is committed;
+// commit inserts the real messages in the same MySQL transaction as the
+// state change, so one commit wins however many race. These methods are
+// appended to Saver by issue 9.
+type SaverTxClient interface {
+	// PrepareTx stores a half-record. With an idempotency key already used
+	// by the app it stores nothing and returns the earlier record.
+	PrepareTx(ctx context.Context, in *PrepareTxRequest, opts ...grpc.CallOption) (*PrepareTxReply, error)
+	// DecideTx commits or rolls back a prepared record by compare-and-set.
+	// applied is true for the one call that changed the state; the others
+	// get the record as decided.
+	DecideTx(ctx context.Context, in *DecideTxRequest, opts ...grpc.CallOption) (*DecideTxReply, error)
+	// GetTx reads one record of an app.
+	GetTx(ctx context.Context, in *GetTxRequest, opts ...grpc.CallOption) (*GetTxReply, error)
+	// ClaimTxChecks leases up to limit prepared records whose next check is
+	// due (SELECT … FOR UPDATE SKIP LOCKED), for one check-back each.
+	ClaimTxChecks(ctx context.Context, in *ClaimTxChecksRequest, opts ...grpc.CallOption) (*ClaimTxChecksReply, error)
+	// ReportTxCheck records a check that did not decide (UNKNOWN or a
+	// failed call): the next check is scheduled, or the record expires
+	// (rolled back) when it was the last one allowed.
+	ReportTxCheck(ctx context.Context, in *ReportTxCheckRequest, opts ...grpc.CallOption) (*ReportTxCheckReply, error)
+}
+
+type saverTxClient struct {
+	cc grpc.ClientConnInterface
+}
+
+func NewSaverTxClient(cc grpc.ClientConnInterface) SaverTxClient {
+	return &saverTxClient{cc}
+}
+
+func (c *saverTxClient) PrepareTx(ctx context.Context, in *PrepareTxRequest, opts ...grpc.CallOption) (*PrepareTxReply, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(PrepareTxReply)
+	err := c.cc.Invoke(ctx, SaverTx_PrepareTx_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *saverTxClient) DecideTx(ctx context.Context, in *DecideTxRequest, opts ...grpc.CallOption) (*DecideTxReply, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(DecideTxReply)
+	err := c.cc.Invoke(ctx, SaverTx_DecideTx_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *saverTxClient) GetTx(ctx context.Context, in *GetTxRequest, opts ...grpc.CallOption) (*GetTxReply, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(GetTxReply)
+	err := c.cc.Invoke(ctx, SaverTx_GetTx_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *saverTxClient) ClaimTxChecks(ctx context.Context, in *ClaimTxChecksRequest, opts ...grpc.CallOption) (*ClaimTxChecksReply, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ClaimTxChecksReply)
+	err := c.cc.Invoke(ctx, SaverTx_ClaimTxChecks_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *saverTxClient) ReportTxCheck(ctx context.Context, in *ReportTxCheckRequest, opts ...grpc.CallOption) (*ReportTxCheckReply, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ReportTxCheckReply)
+	err := c.cc.Invoke(ctx, SaverTx_ReportTxCheck_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// SaverTxServer is the server API for SaverTx service.
+// All implementations must embed UnimplementedSaverTxServer
+// for forward compatibility.
+//
+// Transactional push (half-records). A prepared record lives in its own
+// table and is invisible to every delivery path until it is committed;
+// commit inserts the real messages in the same MySQL transaction as the
+// state change, so one commit wins however many race. These methods are
+// appended to Saver by issue 9.
+type SaverTxServer interface {
+	// PrepareTx stores a half-record. With an idempotency key already used
+	// by the app it stores nothing and returns the earlier record.
+	PrepareTx(context.Context, *PrepareTxRequest) (*PrepareTxReply, error)
+	// DecideTx commits or rolls back a prepared record by compare-and-set.
+	// applied is true for the one call that changed the state; the others
+	// get the record as decided.
+	DecideTx(context.Context, *DecideTxRequest) (*DecideTxReply, error)
+	// GetTx reads one record of an app.
+	GetTx(context.Context, *GetTxRequest) (*GetTxReply, error)
+	// ClaimTxChecks leases up to limit prepared records whose next check is
+	// due (SELECT … FOR UPDATE SKIP LOCKED), for one check-back each.
+	ClaimTxChecks(context.Context, *ClaimTxChecksRequest) (*ClaimTxChecksReply, error)
+	// ReportTxCheck records a check that did not decide (UNKNOWN or a
+	// failed call): the next check is scheduled, or the record expires
+	// (rolled back) when it was the last one allowed.
+	ReportTxCheck(context.Context, *ReportTxCheckRequest) (*ReportTxCheckReply, error)
+	mustEmbedUnimplementedSaverTxServer()
+}
+
+// UnimplementedSaverTxServer must be embedded to have
+// forward compatible implementations.
+//
+// NOTE: this should be embedded by value instead of pointer to avoid a nil
+// pointer dereference when methods are called.
+type UnimplementedSaverTxServer struct{}
+
+func (UnimplementedSaverTxServer) PrepareTx(context.Context, *PrepareTxRequest) (*PrepareTxReply, error) {
+	return nil, status.Error(codes.Unimplemented, "method PrepareTx not implemented")
+}
+func (UnimplementedSaverTxServer) DecideTx(context.Context, *DecideTxRequest) (*DecideTxReply, error) {
+	return nil, status.Error(codes.Unimplemented, "method DecideTx not implemented")
+}
+func (UnimplementedSaverTxServer) GetTx(context.Context, *GetTxRequest) (*GetTxReply, error) {
+	return nil, status.Error(codes.Unimplemented, "method GetTx not implemented")
+}
+func (UnimplementedSaverTxServer) ClaimTxChecks(context.Context, *ClaimTxChecksRequest) (*ClaimTxChecksReply, error) {
+	return nil, status.Error(codes.Unimplemented, "method ClaimTxChecks not implemented")
+}
+func (UnimplementedSaverTxServer) ReportTxCheck(context.Context, *ReportTxCheckRequest) (*ReportTxCheckReply, error) {
+	return nil, status.Error(codes.Unimplemented, "method ReportTxCheck not implemented")
+}
+func (UnimplementedSaverTxServer) mustEmbedUnimplementedSaverTxServer() {}
+func (UnimplementedSaverTxServer) testEmbeddedByValue()                 {}
+
+// UnsafeSaverTxServer may be embedded to opt out of forward compatibility for this service.
+// Use of this interface is not recommended, as added methods to SaverTxServer will
+// result in compilation errors.
+type UnsafeSaverTxServer interface {
+	mustEmbedUnimplementedSaverTxServer()
+}
+
+func RegisterSaverTxServer(s grpc.ServiceRegistrar, srv SaverTxServer) {
+	// If the following call panics, it indicates UnimplementedSaverTxServer was
+	// embedded by pointer and is nil.  This will cause panics if an
+	// unimplemented method is ever invoked, so we test this at initialization
+	// time to prevent it from happening at runtime later due to I/O.
+	if t, ok := srv.(interface{ testEmbeddedByValue() }); ok {
+		t.testEmbeddedByValue()
+	}
+	s.RegisterService(&SaverTx_ServiceDesc, srv)
+}
+
+func _SaverTx_PrepareTx_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(PrepareTxRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(SaverTxServer).PrepareTx(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: SaverTx_PrepareTx_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(SaverTxServer).PrepareTx(ctx, req.(*PrepareTxRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _SaverTx_DecideTx_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(DecideTxRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(SaverTxServer).DecideTx(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: SaverTx_DecideTx_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(SaverTxServer).DecideTx(ctx, req.(*DecideTxRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _SaverTx_GetTx_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GetTxRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(SaverTxServer).GetTx(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: SaverTx_GetTx_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(SaverTxServer).GetTx(ctx, req.(*GetTxRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _SaverTx_ClaimTxChecks_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ClaimTxChecksRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(SaverTxServer).ClaimTxChecks(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: SaverTx_ClaimTxChecks_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(SaverTxServer).ClaimTxChecks(ctx, req.(*ClaimTxChecksRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _SaverTx_ReportTxCheck_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ReportTxCheckRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(SaverTxServer).ReportTxCheck(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: SaverTx_ReportTxCheck_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(SaverTxServer).ReportTxCheck(ctx, req.(*ReportTxCheckRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+// SaverTx_ServiceDesc is the grpc.ServiceDesc for SaverTx service.
+// It's only intended for direct use with grpc.RegisterService,
+// and not to be introspected or modified (even as a copy)
+var SaverTx_ServiceDesc = grpc.ServiceDesc{
+	ServiceName: "pushgw.internal.v1.SaverTx",
+	HandlerType: (*SaverTxServer)(nil),
+	Methods: []grpc.MethodDesc{
+		{
+			MethodName: "PrepareTx",
+			Handler:    _SaverTx_PrepareTx_Handler,
+		},
+		{
+			MethodName: "DecideTx",
+			Handler:    _SaverTx_DecideTx_Handler,
+		},
+		{
+			MethodName: "GetTx",
+			Handler:    _SaverTx_GetTx_Handler,
+		},
+		{
+			MethodName: "ClaimTxChecks",
+			Handler:    _SaverTx_ClaimTxChecks_Handler,
+		},
+		{
+			MethodName: "ReportTxCheck",
+			Handler:    _SaverTx_ReportTxCheck_Handler,
+		},
+	},
+	Streams:  []grpc.StreamDesc{},
+	Metadata: "pushgw/internal/v1/saver.proto",
+}

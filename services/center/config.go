@@ -23,6 +23,8 @@ type Config struct {
 	DeliveryPool   int
 	// RedeliverInterval is the period of the redelivery sweep.
 	RedeliverInterval time.Duration
+	// Tx configures the transactional check-back worker (tx_config.go).
+	Tx txConfig
 }
 
 func parseConfig(args []string) (Config, error) {
@@ -33,7 +35,11 @@ func parseConfig(args []string) (Config, error) {
 	fs.DurationVar(&c.RequestTimeout, "request-timeout", defaultRequestTimeout, "deadline of one API request, downstream calls included")
 	fs.IntVar(&c.DeliveryPool, "delivery-workers", defaultDeliveryPool, "concurrent room calls while delivering batches of stored messages")
 	fs.DurationVar(&c.RedeliverInterval, "redeliver-interval", defaultRedeliverInterval, "period of the sweeps that redeliver stored messages no room reported delivered and resend broadcasts to rooms that did not confirm them")
+	c.Tx.bind(fs)
 	if err := fs.Parse(args); err != nil {
+		return c, err
+	}
+	if err := c.Tx.validate(); err != nil {
 		return c, err
 	}
 	if c.RequestTimeout <= 0 {

@@ -22,6 +22,9 @@ const (
 	CodeTagFull = "TAG_FULL"
 	// CodeTooManyTags: users of an add already carry limits.MaxTagsPerUser tags.
 	CodeTooManyTags = "TOO_MANY_TAGS"
+	// CodeTxAlreadyDecided: a commit of a rolled-back transaction or the
+	// reverse; the body's state says how it was decided.
+	CodeTxAlreadyDecided = "TX_ALREADY_DECIDED"
 )
 
 // codeOK labels successful requests in metrics.
@@ -42,6 +45,7 @@ var statusOf = map[string]int{
 	// succeeds once members or tags are removed.
 	CodeTagFull:     http.StatusConflict,
 	CodeTooManyTags: http.StatusConflict,
+	CodeTxAlreadyDecided:     http.StatusConflict,
 }
 
 // apiError is the body of every non-2xx answer.
@@ -50,6 +54,8 @@ type apiError struct {
 	Message string `json:"message"`
 	// Field names the request field at fault, when there is one.
 	Field string `json:"field,omitempty"`
+	// State is the decided state of a transaction (TX_ALREADY_DECIDED).
+	State string `json:"state,omitempty"`
 }
 
 func (e *apiError) Error() string { return e.Code + ": " + e.Message }

@@ -81,6 +81,9 @@ func run(cfg Config) error {
 	}
 	srv := newServer(apps, gen, saverConn, registerConn, rooms, pool, newMetrics(base.Registry), log, cfg.RequestTimeout)
 	redeliver := startRedeliverer(srv, cfg.RedeliverInterval)
+	srv.txm = newTxMetrics(base.Registry)
+	txChecks := startTxChecker(srv, apps, cfg.Tx)
+	defer txChecks.stop()
 	defer redeliver.stop() // idempotent with the stop below; covers early returns
 	srv.bcast.rooms = watchers[discovery.ServiceRoom]
 	bsweep := startBroadcastSweeper(srv.bcast, cfg.RedeliverInterval)
@@ -112,6 +115,7 @@ func run(cfg Config) error {
 	if err := srv.bcast.wait(shutCtx); err != nil {
 		log.Warn("center: shutdown deadline passed while broadcasting; the sweep of another center resends", "err", err)
 	}
+	txChecks.stop()
 	if err := srv.batch.close(shutCtx); err != nil {
 		log.Warn("center: shutdown deadline passed while delivering; the messages stay stored", "err", err)
 	}

@@ -20,6 +20,8 @@ type Server struct {
 	apps     *appconfig.Store
 	ids      *ids.Generator
 	saver    internalpb.SaverClient
+	saverTx  internalpb.SaverTxClient
+	txm      *txMetrics
 	register internalpb.RegisterClient
 	rooms    *roomSet
 	pool     *ants.Pool
@@ -37,6 +39,7 @@ func newServer(apps *appconfig.Store, gen *ids.Generator, saver, register grpc.C
 		apps: apps, ids: gen, saver: internalpb.NewSaverClient(saver), register: internalpb.NewRegisterClient(register),
 		rooms: rooms, pool: pool, m: m, log: log, timeout: timeout,
 	}
+	s.saverTx = internalpb.NewSaverTxClient(saver)
 	s.batch = newDeliveryBatcher(s.deliver, m, log)
 	s.retry = newRetrier(s.deliverOnce, m, log)
 	s.bcast = newBroadcastSender(s, nil)
@@ -61,6 +64,10 @@ func (s *Server) Handler() http.Handler {
 	mux.Handle("/v1/apps/{app}/tags/{tag}/users", s.tagUsersRoutes())
 	mux.Handle("/v1/apps/{app}/users/{user}/tags", s.route("user_tags", http.MethodGet, s.handleUserTags))
 	mux.Handle("/v1/broadcast", s.route("broadcast", http.MethodPost, s.handleBroadcast))
+	mux.Handle("/v1/tx", s.route("tx_prepare", http.MethodPost, s.handleTxPrepare))
+	mux.Handle("/v1/tx/{id}", s.route("tx_status", http.MethodGet, s.handleTxGet))
+	mux.Handle("/v1/tx/{id}/commit", s.route("tx_commit", http.MethodPost, s.handleTxCommit))
+	mux.Handle("/v1/tx/{id}/rollback", s.route("tx_rollback", http.MethodPost, s.handleTxRollback))
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		s.m.requests.WithLabelValues("unknown", CodeNotFound).Inc()
 		writeError(w, errorf(CodeNotFound, "no such route: "+r.Method+" "+r.URL.Path+"; see docs/openapi.yaml"))

@@ -128,9 +128,14 @@ func run(cfg *config) error {
 	go func() { sw.run(sweepCtx); close(sweepDone) }()
 	pruneDone := make(chan struct{})
 	go func() { pruneBroadcastsLoop(sweepCtx, mdb, base.Log, cfg.sweepInterval); close(pruneDone) }()
+	txm := newTxMetrics(base.Registry)
+	txSweepDone := make(chan struct{})
+	txw := &txSweeper{db: &txDB{db: db}, metrics: txm, log: base.Log, interval: cfg.sweepInterval, retention: cfg.outcomeRetention}
+	go func() { txw.run(sweepCtx); close(txSweepDone) }()
 
 	gs := grpc.NewServer(append(grpcconn.ServerOptions(), grpc.ChainUnaryInterceptor(m.interceptor))...)
 	internalpb.RegisterSaverServer(gs, srv)
+	internalpb.RegisterSaverTxServer(gs, newTxServer(srv, txm))
 	serving, err := base.ServeGRPC(ctx, gs, cfg.grpcAddr, discovery.Instance{Service: discovery.ServiceSaver})
 	if err != nil {
 		stopSweep()
@@ -150,6 +155,7 @@ func run(cfg *config) error {
 	stopSweep()
 	<-sweepDone
 	<-pruneDone
+	<-txSweepDone
 	base.Log.Info("stopped")
 	return nil
 }

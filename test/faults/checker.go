@@ -50,10 +50,26 @@ type checker struct {
 	attempts   map[string]*attempt // by key
 	deliveries []delivery
 	windows    []window
+	txs        map[string]*txAttempt // transactional pushes, by key (tx.go)
 }
 
 func newChecker() *checker {
-	return &checker{attempts: map[string]*attempt{}}
+	return &checker{attempts: map[string]*attempt{}, txs: map[string]*txAttempt{}}
+}
+
+func (c *checker) txAttempted(a *txAttempt) {
+	c.mu.Lock()
+	c.txs[a.key] = a
+	c.mu.Unlock()
+}
+
+// txFinished records the outcome of a transaction's API calls.
+func (c *checker) txFinished(key string, prepared bool, id, decided string) {
+	c.mu.Lock()
+	if a := c.txs[key]; a != nil {
+		a.prepared, a.id, a.decided = prepared, id, decided
+	}
+	c.mu.Unlock()
 }
 
 func (c *checker) attempted(a *attempt) {
@@ -112,6 +128,8 @@ type Result struct {
 	Slowest []Slow `json:"slowest,omitempty"`
 	// FailedBy counts the errors behind unacknowledged attempts.
 	FailedBy map[string]int `json:"failed_by,omitempty"`
+	// Tx counts the transactional pushes (tx.go), when the run made any.
+	Tx *TxResult `json:"tx,omitempty"`
 }
 
 // WindowCounts are the counts of one fault window (or "steady").
@@ -155,7 +173,9 @@ const (
 )
 
 // Passed reports the pass condition of the suite.
-func (r *Result) Passed() bool { return r.Lost == 0 && r.Unexpected == 0 && r.Duplicated == 0 }
+func (r *Result) Passed() bool {
+	return r.Lost == 0 && r.Unexpected == 0 && r.Duplicated == 0 && r.Tx.passed()
+}
 
 // windowOf names the fault window containing t, or "steady".
 func windowOf(ws []window, t time.Time) string { return findWindow(ws, t).Name }
@@ -193,10 +213,18 @@ func (c *checker) missing() []string {
 		if a := c.attempts[d.key]; a != nil && a.user == d.user && (!a.acked || a.id == d.id) {
 			got[d.key] = true
 		}
+		if a := c.txs[d.key]; a != nil && a.user == d.user {
+			got[d.key] = true
+		}
 	}
 	var out []string
 	for k, a := range c.attempts {
 		if a.acked && !got[k] {
+			out = append(out, k)
+		}
+	}
+	for k, a := range c.txs {
+		if a.commit && a.prepared && !got[k] {
 			out = append(out, k)
 		}
 	}
@@ -216,7 +244,11 @@ func (c *checker) result() *Result {
 	}
 	first := map[string]time.Time{}
 	count := map[string]int{}
+	r.Tx = c.txResult()
 	for _, d := range c.deliveries {
+		if c.txs[d.key] != nil {
+			continue // counted by txResult
+		}
 		count[d.key]++
 		a := c.attempts[d.key]
 		switch {

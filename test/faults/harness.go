@@ -11,11 +11,13 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/pushgw/pushgw/internal/mariadbtest"
 	"github.com/pushgw/pushgw/internal/redistest"
+	"github.com/pushgw/pushgw/pkg/appconfig"
 	"github.com/pushgw/pushgw/test"
 )
 
@@ -84,12 +86,14 @@ func runSchedule(t *testing.T, s schedule, out string, keepLogs bool) {
 	} else {
 		close(bcastDone)
 	}
+	txDone, badChecks := h.startTx(ctx, s)
 	writeStart := time.Now()
 	time.Sleep(warmup)
 	h.inject(s)
 	stopWriting()
 	<-writerDone
 	<-bcastDone
+	<-txDone
 	writing := time.Since(writeStart)
 
 	late := h.drain(s)
@@ -116,6 +120,9 @@ func runSchedule(t *testing.T, s schedule, out string, keepLogs bool) {
 			t.Errorf("no broadcast acknowledged in the whole run")
 		}
 	}
+	if n := badChecks.Load(); n > 0 {
+		t.Errorf("%d check-backs were badly signed", n)
+	}
 	for name, fp := range rep.Services {
 		if fp.Goroutines > maxGoroutines || fp.RSSMiB > maxRSSMiB {
 			t.Errorf("%s after the run: %d goroutines, %.0f MiB RSS; bounds %d and %d MiB", name, fp.Goroutines, fp.RSSMiB, maxGoroutines, maxRSSMiB)
@@ -129,8 +136,8 @@ func runSchedule(t *testing.T, s schedule, out string, keepLogs bool) {
 		}
 	}
 	if !rep.Passed {
-		t.Errorf("fault run failed: lost=%d unexpected=%d duplicated=%d delivered only after reconnecting=%d clients stopped=%v; problems: %+v",
-			res.Lost, res.Unexpected, res.Duplicated, len(late), rep.Stopped, res.Problems)
+		t.Errorf("fault run failed: lost=%d unexpected=%d duplicated=%d delivered only after reconnecting=%d clients stopped=%v; tx %+v; problems: %+v",
+			res.Lost, res.Unexpected, res.Duplicated, len(late), rep.Stopped, res.Tx, res.Problems)
 		if b := rep.Broadcasts; b != nil && !b.passed() {
 			t.Errorf("broadcasts: lost=%d duplicated=%d unexpected=%d; problems: %v", b.Lost, b.Duplicated, b.Unexpected, b.Problems)
 		}
@@ -163,6 +170,25 @@ func (h *harness) footprints() map[string]footprint {
 		out[name] = footprint{Goroutines: int(m["go_goroutines"]), RSSMiB: m["process_resident_memory_bytes"] / (1 << 20)}
 	}
 	return out
+}
+
+// startTx runs the transactional writer beside the steady one, with the
+// app's check-back pointed at a business server of the run. The returned
+// channel closes when the writer has stopped; the counter counts
+// check-backs whose signature did not verify.
+func (h *harness) startTx(ctx context.Context, s schedule) (<-chan struct{}, *atomic.Int64) {
+	bad := &atomic.Int64{}
+	biz := txBusiness(h.c.Secret, bad)
+	h.t.Cleanup(biz.Close)
+	app := appconfig.App{Name: h.c.App, Secret: h.c.Secret, APIKey: h.c.APIKey}
+	if err := setTxCheck(h.c.Etcd, h.c.Name, app, biz.URL+"/check"); err != nil {
+		h.t.Fatal(err)
+	}
+	tw := &txWriter{app: h.c.App, apiKey: h.c.APIKey, centers: h.c.CenterURLs, users: h.users, rate: max(1, s.Rate/txShare),
+		retries: s.Retries, chk: h.chk, hc: h.writer.hc}
+	done := make(chan struct{})
+	go func() { tw.run(ctx); close(done) }()
+	return done, bad
 }
 
 // startCluster starts the private servers the plan needs and the cluster.

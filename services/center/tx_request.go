@@ -1,0 +1,132 @@
+package main
+
+import (
+	"fmt"
+	"time"
+)
+
+// Target kinds of POST /v1/tx. Tag and broadcast are accepted by the
+// decoder so the answer can say they are not supported yet: the half-record
+// stores the kind as a word, and those kinds land with the tag and
+// broadcast pushes.
+const (
+	txKindUser      = "user"
+	txKindUsers     = "users"
+	txKindTag       = "tag"
+	txKindBroadcast = "broadcast"
+)
+
+// Limits of the transactional routes.
+const (
+	maxTxCheckTimeout = 24 * time.Hour
+	// txIDBase is the radix of ids in the API (decimal strings, as
+	// message ids).
+	txIDBase = 10
+)
+
+// txTarget names who a transactional push goes to.
+type txTarget struct {
+	Kind   string   `json:"kind"`
+	User   string   `json:"user"`
+	Device string   `json:"device"`
+	Users  []string `json:"users"`
+	Tag    string   `json:"tag"`
+}
+
+// txPrepareRequest is the body of POST /v1/tx.
+type txPrepareRequest struct {
+	App           string    `json:"app"`
+	Target        *txTarget `json:"target"`
+	Payload       *string   `json:"payload"`
+	PayloadBase64 *string   `json:"payload_base64"`
+	QoS           *int      `json:"qos"`
+	TTL           *int64    `json:"ttl"`
+	// CheckTimeout (seconds) overrides the app's delay before the first
+	// check-back of an undecided record.
+	CheckTimeout   *int64 `json:"check_timeout"`
+	IdempotencyKey string `json:"idempotency_key"`
+}
+
+// txPrepared is a validated prepare.
+type txPrepared struct {
+	delivery
+	kind       string
+	users      []string
+	device     string
+	checkAfter time.Duration // 0: the app's default
+}
+
+func (q *txPrepareRequest) validate(keyApp string) (txPrepared, *apiError) {
+	var p txPrepared
+	if e := checkApp(q.App, keyApp); e != nil {
+		return p, e
+	}
+	if q.Target == nil {
+		return p, fieldError("target", `target is required: {"kind":"user","user":"…"} or {"kind":"users","users":["…"]}`)
+	}
+	t := q.Target
+	p.kind = t.Kind
+	switch t.Kind {
+	case txKindUser:
+		if len(t.Users) > 0 || t.Tag != "" {
+			return p, fieldError("target", "target kind user takes user (and optionally device) only")
+		}
+		if e := checkUser("target.user", t.User); e != nil {
+			return p, e
+		}
+		if e := checkDevice(t.Device); e != nil {
+			e.Field = "target.device"
+			return p, e
+		}
+		p.users, p.device = []string{t.User}, t.Device
+	case txKindUsers:
+		if t.User != "" || t.Device != "" || t.Tag != "" {
+			return p, fieldError("target", "target kind users takes users only")
+		}
+		if e := checkTxUsers(t.Users); e != nil {
+			return p, e
+		}
+		p.users = t.Users
+	case txKindTag, txKindBroadcast:
+		return p, fieldError("target.kind", fmt.Sprintf("target kind %q is not supported by transactional push yet; use %q or %q", t.Kind, txKindUser, txKindUsers))
+	default:
+		return p, fieldError("target.kind", fmt.Sprintf("target kind must be %q or %q (tag and broadcast are not supported yet), not %q", txKindUser, txKindUsers, t.Kind))
+	}
+	d, e := checkDelivery(q.Payload, q.PayloadBase64, q.QoS, q.TTL)
+	if e != nil {
+		return p, e
+	}
+	if d.qos != 1 {
+		return p, fieldError("qos", "a transactional push is stored until it is decided, so qos must be 1 (the default)")
+	}
+	p.delivery = d
+	if q.CheckTimeout != nil {
+		if *q.CheckTimeout < 1 || *q.CheckTimeout > int64(maxTxCheckTimeout/time.Second) {
+			return p, fieldError("check_timeout", fmt.Sprintf("check_timeout must be 1..%d seconds, not %d", int64(maxTxCheckTimeout/time.Second), *q.CheckTimeout))
+		}
+		p.checkAfter = time.Duration(*q.CheckTimeout) * time.Second
+	}
+	if len(q.IdempotencyKey) > maxIdempotencyKeyBytes {
+		return p, fieldError("idempotency_key", fmt.Sprintf("idempotency_key is %d bytes; at most %d allowed", len(q.IdempotencyKey), maxIdempotencyKeyBytes))
+	}
+	return p, nil
+}
+
+// checkTxUsers applies the multicast rules to target.users.
+func checkTxUsers(users []string) *apiError {
+	if len(users) == 0 || len(users) > maxMultiUsers {
+		return fieldError("target.users", fmt.Sprintf("target.users must list 1..%d users, not %d", maxMultiUsers, len(users)))
+	}
+	seen := make(map[string]struct{}, len(users))
+	for i, u := range users {
+		field := fmt.Sprintf("target.users[%d]", i)
+		if e := checkUser(field, u); e != nil {
+			return e
+		}
+		if _, dup := seen[u]; dup {
+			return fieldError(field, fmt.Sprintf("user %q is listed twice; users must be distinct", u))
+		}
+		seen[u] = struct{}{}
+	}
+	return nil
+}
