@@ -589,6 +589,140 @@ func (x *ClaimUndeliveredReply) GetMessages() []*Message {
 	return nil
 }
 
+// StoreMultiRequest carries the payload once: message is the template
+// (app, payload, qos, times, collapse_key, priority, idempotency_key; its
+// id is the multicast id), users and ids are parallel lists, one message
+// per user.
+type StoreMultiRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Message       *Message               `protobuf:"bytes,1,opt,name=message,proto3" json:"message,omitempty"`
+	Users         []string               `protobuf:"bytes,2,rep,name=users,proto3" json:"users,omitempty"`
+	Ids           []uint64               `protobuf:"varint,3,rep,packed,name=ids,proto3" json:"ids,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *StoreMultiRequest) Reset() {
+	*x = StoreMultiRequest{}
+	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *StoreMultiRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*StoreMultiRequest) ProtoMessage() {}
+
+func (x *StoreMultiRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use StoreMultiRequest.ProtoReflect.Descriptor instead.
+func (*StoreMultiRequest) Descriptor() ([]byte, []int) {
+	return file_pushgw_internal_v1_saver_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *StoreMultiRequest) GetMessage() *Message {
+	if x != nil {
+		return x.Message
+	}
+	return nil
+}
+
+func (x *StoreMultiRequest) GetUsers() []string {
+	if x != nil {
+		return x.Users
+	}
+	return nil
+}
+
+func (x *StoreMultiRequest) GetIds() []uint64 {
+	if x != nil {
+		return x.Ids
+	}
+	return nil
+}
+
+type StoreMultiReply struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// replayed: the idempotency key named an earlier multicast; nothing was
+	// stored and users/ids are that multicast's (those still on record).
+	Replayed      bool     `protobuf:"varint,1,opt,name=replayed,proto3" json:"replayed,omitempty"`
+	MulticastId   uint64   `protobuf:"varint,2,opt,name=multicast_id,json=multicastId,proto3" json:"multicast_id,omitempty"`
+	Users         []string `protobuf:"bytes,3,rep,name=users,proto3" json:"users,omitempty"`
+	Ids           []uint64 `protobuf:"varint,4,rep,packed,name=ids,proto3" json:"ids,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *StoreMultiReply) Reset() {
+	*x = StoreMultiReply{}
+	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *StoreMultiReply) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*StoreMultiReply) ProtoMessage() {}
+
+func (x *StoreMultiReply) ProtoReflect() protoreflect.Message {
+	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use StoreMultiReply.ProtoReflect.Descriptor instead.
+func (*StoreMultiReply) Descriptor() ([]byte, []int) {
+	return file_pushgw_internal_v1_saver_proto_rawDescGZIP(), []int{12}
+}
+
+func (x *StoreMultiReply) GetReplayed() bool {
+	if x != nil {
+		return x.Replayed
+	}
+	return false
+}
+
+func (x *StoreMultiReply) GetMulticastId() uint64 {
+	if x != nil {
+		return x.MulticastId
+	}
+	return 0
+}
+
+func (x *StoreMultiReply) GetUsers() []string {
+	if x != nil {
+		return x.Users
+	}
+	return nil
+}
+
+func (x *StoreMultiReply) GetIds() []uint64 {
+	if x != nil {
+		return x.Ids
+	}
+	return nil
+}
+
 var File_pushgw_internal_v1_saver_proto protoreflect.FileDescriptor
 
 const file_pushgw_internal_v1_saver_proto_rawDesc = "" +
@@ -632,13 +766,24 @@ const file_pushgw_internal_v1_saver_proto_rawDesc = "" +
 	"\n" +
 	"min_age_ms\x18\x02 \x01(\x03R\bminAgeMs\"P\n" +
 	"\x15ClaimUndeliveredReply\x127\n" +
-	"\bmessages\x18\x01 \x03(\v2\x1b.pushgw.internal.v1.MessageR\bmessages2\xab\x03\n" +
+	"\bmessages\x18\x01 \x03(\v2\x1b.pushgw.internal.v1.MessageR\bmessages\"r\n" +
+	"\x11StoreMultiRequest\x125\n" +
+	"\amessage\x18\x01 \x01(\v2\x1b.pushgw.internal.v1.MessageR\amessage\x12\x14\n" +
+	"\x05users\x18\x02 \x03(\tR\x05users\x12\x10\n" +
+	"\x03ids\x18\x03 \x03(\x04R\x03ids\"x\n" +
+	"\x0fStoreMultiReply\x12\x1a\n" +
+	"\breplayed\x18\x01 \x01(\bR\breplayed\x12!\n" +
+	"\fmulticast_id\x18\x02 \x01(\x04R\vmulticastId\x12\x14\n" +
+	"\x05users\x18\x03 \x03(\tR\x05users\x12\x10\n" +
+	"\x03ids\x18\x04 \x03(\x04R\x03ids2\x85\x04\n" +
 	"\x05Saver\x12I\n" +
 	"\x05Store\x12 .pushgw.internal.v1.StoreRequest\x1a\x1e.pushgw.internal.v1.StoreReply\x12O\n" +
 	"\aPending\x12\".pushgw.internal.v1.PendingRequest\x1a .pushgw.internal.v1.PendingReply\x12L\n" +
 	"\x06Report\x12!.pushgw.internal.v1.ReportRequest\x1a\x1f.pushgw.internal.v1.ReportReply\x12L\n" +
 	"\x06Status\x12!.pushgw.internal.v1.StatusRequest\x1a\x1f.pushgw.internal.v1.StatusReply\x12j\n" +
-	"\x10ClaimUndelivered\x12+.pushgw.internal.v1.ClaimUndeliveredRequest\x1a).pushgw.internal.v1.ClaimUndeliveredReplyB+Z)github.com/pushgw/pushgw/proto/internalpbb\x06proto3"
+	"\x10ClaimUndelivered\x12+.pushgw.internal.v1.ClaimUndeliveredRequest\x1a).pushgw.internal.v1.ClaimUndeliveredReply\x12X\n" +
+	"\n" +
+	"StoreMulti\x12%.pushgw.internal.v1.StoreMultiRequest\x1a#.pushgw.internal.v1.StoreMultiReplyB+Z)github.com/pushgw/pushgw/proto/internalpbb\x06proto3"
 
 var (
 	file_pushgw_internal_v1_saver_proto_rawDescOnce sync.Once
@@ -652,7 +797,7 @@ func file_pushgw_internal_v1_saver_proto_rawDescGZIP() []byte {
 	return file_pushgw_internal_v1_saver_proto_rawDescData
 }
 
-var file_pushgw_internal_v1_saver_proto_msgTypes = make([]protoimpl.MessageInfo, 12)
+var file_pushgw_internal_v1_saver_proto_msgTypes = make([]protoimpl.MessageInfo, 14)
 var file_pushgw_internal_v1_saver_proto_goTypes = []any{
 	(*StoreRequest)(nil),            // 0: pushgw.internal.v1.StoreRequest
 	(*StoreReply)(nil),              // 1: pushgw.internal.v1.StoreReply
@@ -665,32 +810,37 @@ var file_pushgw_internal_v1_saver_proto_goTypes = []any{
 	(*StatusReply)(nil),             // 8: pushgw.internal.v1.StatusReply
 	(*ClaimUndeliveredRequest)(nil), // 9: pushgw.internal.v1.ClaimUndeliveredRequest
 	(*ClaimUndeliveredReply)(nil),   // 10: pushgw.internal.v1.ClaimUndeliveredReply
-	nil,                             // 11: pushgw.internal.v1.StoreReply.ReplacedEntry
-	(*Message)(nil),                 // 12: pushgw.internal.v1.Message
+	(*StoreMultiRequest)(nil),       // 11: pushgw.internal.v1.StoreMultiRequest
+	(*StoreMultiReply)(nil),         // 12: pushgw.internal.v1.StoreMultiReply
+	nil,                             // 13: pushgw.internal.v1.StoreReply.ReplacedEntry
+	(*Message)(nil),                 // 14: pushgw.internal.v1.Message
 }
 var file_pushgw_internal_v1_saver_proto_depIdxs = []int32{
-	12, // 0: pushgw.internal.v1.StoreRequest.messages:type_name -> pushgw.internal.v1.Message
-	11, // 1: pushgw.internal.v1.StoreReply.replaced:type_name -> pushgw.internal.v1.StoreReply.ReplacedEntry
-	12, // 2: pushgw.internal.v1.PendingReply.messages:type_name -> pushgw.internal.v1.Message
+	14, // 0: pushgw.internal.v1.StoreRequest.messages:type_name -> pushgw.internal.v1.Message
+	13, // 1: pushgw.internal.v1.StoreReply.replaced:type_name -> pushgw.internal.v1.StoreReply.ReplacedEntry
+	14, // 2: pushgw.internal.v1.PendingReply.messages:type_name -> pushgw.internal.v1.Message
 	4,  // 3: pushgw.internal.v1.ReportRequest.acked:type_name -> pushgw.internal.v1.MessageRef
 	4,  // 4: pushgw.internal.v1.ReportRequest.delivered:type_name -> pushgw.internal.v1.MessageRef
-	12, // 5: pushgw.internal.v1.StatusReply.message:type_name -> pushgw.internal.v1.Message
-	12, // 6: pushgw.internal.v1.ClaimUndeliveredReply.messages:type_name -> pushgw.internal.v1.Message
-	0,  // 7: pushgw.internal.v1.Saver.Store:input_type -> pushgw.internal.v1.StoreRequest
-	2,  // 8: pushgw.internal.v1.Saver.Pending:input_type -> pushgw.internal.v1.PendingRequest
-	5,  // 9: pushgw.internal.v1.Saver.Report:input_type -> pushgw.internal.v1.ReportRequest
-	7,  // 10: pushgw.internal.v1.Saver.Status:input_type -> pushgw.internal.v1.StatusRequest
-	9,  // 11: pushgw.internal.v1.Saver.ClaimUndelivered:input_type -> pushgw.internal.v1.ClaimUndeliveredRequest
-	1,  // 12: pushgw.internal.v1.Saver.Store:output_type -> pushgw.internal.v1.StoreReply
-	3,  // 13: pushgw.internal.v1.Saver.Pending:output_type -> pushgw.internal.v1.PendingReply
-	6,  // 14: pushgw.internal.v1.Saver.Report:output_type -> pushgw.internal.v1.ReportReply
-	8,  // 15: pushgw.internal.v1.Saver.Status:output_type -> pushgw.internal.v1.StatusReply
-	10, // 16: pushgw.internal.v1.Saver.ClaimUndelivered:output_type -> pushgw.internal.v1.ClaimUndeliveredReply
-	12, // [12:17] is the sub-list for method output_type
-	7,  // [7:12] is the sub-list for method input_type
-	7,  // [7:7] is the sub-list for extension type_name
-	7,  // [7:7] is the sub-list for extension extendee
-	0,  // [0:7] is the sub-list for field type_name
+	14, // 5: pushgw.internal.v1.StatusReply.message:type_name -> pushgw.internal.v1.Message
+	14, // 6: pushgw.internal.v1.ClaimUndeliveredReply.messages:type_name -> pushgw.internal.v1.Message
+	14, // 7: pushgw.internal.v1.StoreMultiRequest.message:type_name -> pushgw.internal.v1.Message
+	0,  // 8: pushgw.internal.v1.Saver.Store:input_type -> pushgw.internal.v1.StoreRequest
+	2,  // 9: pushgw.internal.v1.Saver.Pending:input_type -> pushgw.internal.v1.PendingRequest
+	5,  // 10: pushgw.internal.v1.Saver.Report:input_type -> pushgw.internal.v1.ReportRequest
+	7,  // 11: pushgw.internal.v1.Saver.Status:input_type -> pushgw.internal.v1.StatusRequest
+	9,  // 12: pushgw.internal.v1.Saver.ClaimUndelivered:input_type -> pushgw.internal.v1.ClaimUndeliveredRequest
+	11, // 13: pushgw.internal.v1.Saver.StoreMulti:input_type -> pushgw.internal.v1.StoreMultiRequest
+	1,  // 14: pushgw.internal.v1.Saver.Store:output_type -> pushgw.internal.v1.StoreReply
+	3,  // 15: pushgw.internal.v1.Saver.Pending:output_type -> pushgw.internal.v1.PendingReply
+	6,  // 16: pushgw.internal.v1.Saver.Report:output_type -> pushgw.internal.v1.ReportReply
+	8,  // 17: pushgw.internal.v1.Saver.Status:output_type -> pushgw.internal.v1.StatusReply
+	10, // 18: pushgw.internal.v1.Saver.ClaimUndelivered:output_type -> pushgw.internal.v1.ClaimUndeliveredReply
+	12, // 19: pushgw.internal.v1.Saver.StoreMulti:output_type -> pushgw.internal.v1.StoreMultiReply
+	14, // [14:20] is the sub-list for method output_type
+	8,  // [8:14] is the sub-list for method input_type
+	8,  // [8:8] is the sub-list for extension type_name
+	8,  // [8:8] is the sub-list for extension extendee
+	0,  // [0:8] is the sub-list for field type_name
 }
 
 func init() { file_pushgw_internal_v1_saver_proto_init() }
@@ -705,7 +855,7 @@ func file_pushgw_internal_v1_saver_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_pushgw_internal_v1_saver_proto_rawDesc), len(file_pushgw_internal_v1_saver_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   12,
+			NumMessages:   14,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -24,6 +24,7 @@ const (
 	Saver_Report_FullMethodName           = "/pushgw.internal.v1.Saver/Report"
 	Saver_Status_FullMethodName           = "/pushgw.internal.v1.Saver/Status"
 	Saver_ClaimUndelivered_FullMethodName = "/pushgw.internal.v1.Saver/ClaimUndelivered"
+	Saver_StoreMulti_FullMethodName       = "/pushgw.internal.v1.Saver/StoreMulti"
 )
 
 // SaverClient is the client API for Saver service.
@@ -48,6 +49,9 @@ type SaverClient interface {
 	// message is not returned again before its backoff passes, and at most a
 	// few times in all. It recovers live deliveries that never happened.
 	ClaimUndelivered(ctx context.Context, in *ClaimUndeliveredRequest, opts ...grpc.CallOption) (*ClaimUndeliveredReply, error)
+	// StoreMulti stores one multicast, all or nothing: one message per user,
+	// committed in one MySQL transaction, then added to the Redis inboxes.
+	StoreMulti(ctx context.Context, in *StoreMultiRequest, opts ...grpc.CallOption) (*StoreMultiReply, error)
 }
 
 type saverClient struct {
@@ -108,6 +112,16 @@ func (c *saverClient) ClaimUndelivered(ctx context.Context, in *ClaimUndelivered
 	return out, nil
 }
 
+func (c *saverClient) StoreMulti(ctx context.Context, in *StoreMultiRequest, opts ...grpc.CallOption) (*StoreMultiReply, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(StoreMultiReply)
+	err := c.cc.Invoke(ctx, Saver_StoreMulti_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // SaverServer is the server API for Saver service.
 // All implementations must embed UnimplementedSaverServer
 // for forward compatibility.
@@ -130,6 +144,9 @@ type SaverServer interface {
 	// message is not returned again before its backoff passes, and at most a
 	// few times in all. It recovers live deliveries that never happened.
 	ClaimUndelivered(context.Context, *ClaimUndeliveredRequest) (*ClaimUndeliveredReply, error)
+	// StoreMulti stores one multicast, all or nothing: one message per user,
+	// committed in one MySQL transaction, then added to the Redis inboxes.
+	StoreMulti(context.Context, *StoreMultiRequest) (*StoreMultiReply, error)
 	mustEmbedUnimplementedSaverServer()
 }
 
@@ -154,6 +171,9 @@ func (UnimplementedSaverServer) Status(context.Context, *StatusRequest) (*Status
 }
 func (UnimplementedSaverServer) ClaimUndelivered(context.Context, *ClaimUndeliveredRequest) (*ClaimUndeliveredReply, error) {
 	return nil, status.Error(codes.Unimplemented, "method ClaimUndelivered not implemented")
+}
+func (UnimplementedSaverServer) StoreMulti(context.Context, *StoreMultiRequest) (*StoreMultiReply, error) {
+	return nil, status.Error(codes.Unimplemented, "method StoreMulti not implemented")
 }
 func (UnimplementedSaverServer) mustEmbedUnimplementedSaverServer() {}
 func (UnimplementedSaverServer) testEmbeddedByValue()               {}
@@ -266,6 +286,24 @@ func _Saver_ClaimUndelivered_Handler(srv interface{}, ctx context.Context, dec f
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Saver_StoreMulti_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(StoreMultiRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(SaverServer).StoreMulti(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Saver_StoreMulti_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(SaverServer).StoreMulti(ctx, req.(*StoreMultiRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // Saver_ServiceDesc is the grpc.ServiceDesc for Saver service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -292,6 +330,10 @@ var Saver_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "ClaimUndelivered",
 			Handler:    _Saver_ClaimUndelivered_Handler,
+		},
+		{
+			MethodName: "StoreMulti",
+			Handler:    _Saver_StoreMulti_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

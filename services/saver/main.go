@@ -119,7 +119,7 @@ func run(cfg *config) error {
 	m := newMetrics(base.Registry)
 	mdb, in := &msgDB{db: db}, &inbox{rdb: rdb}
 	com := newCommitter(mdb, in, m, base.Log, groupCommitWriters, storeQueueLen)
-	srv := &server{db: mdb, inbox: in, committer: com, metrics: m, log: base.Log, maxDeliveries: uint32(cfg.maxDeliveries)}
+	srv := &server{db: mdb, inbox: in, committer: com, metrics: m, log: base.Log, maxDeliveries: uint32(cfg.maxDeliveries), multi: make(chan struct{}, multiSlots)}
 
 	sweepCtx, stopSweep := context.WithCancel(context.Background())
 	sweepDone := make(chan struct{})
