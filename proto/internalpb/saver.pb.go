@@ -594,12 +594,15 @@ func (x *ClaimUndeliveredReply) GetMessages() []*Message {
 // id is the multicast id), users and ids are parallel lists, one message
 // per user.
 type StoreMultiRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Message       *Message               `protobuf:"bytes,1,opt,name=message,proto3" json:"message,omitempty"`
-	Users         []string               `protobuf:"bytes,2,rep,name=users,proto3" json:"users,omitempty"`
-	Ids           []uint64               `protobuf:"varint,3,rep,packed,name=ids,proto3" json:"ids,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Message *Message               `protobuf:"bytes,1,opt,name=message,proto3" json:"message,omitempty"`
+	Users   []string               `protobuf:"bytes,2,rep,name=users,proto3" json:"users,omitempty"`
+	Ids     []uint64               `protobuf:"varint,3,rep,packed,name=ids,proto3" json:"ids,omitempty"`
+	// deliveries_per_second the multicast is paced at (0: unpaced); the
+	// redelivery sweep leaves each message alone until its turn.
+	PacedPerSecond uint32 `protobuf:"varint,4,opt,name=paced_per_second,json=pacedPerSecond,proto3" json:"paced_per_second,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *StoreMultiRequest) Reset() {
@@ -651,6 +654,13 @@ func (x *StoreMultiRequest) GetIds() []uint64 {
 		return x.Ids
 	}
 	return nil
+}
+
+func (x *StoreMultiRequest) GetPacedPerSecond() uint32 {
+	if x != nil {
+		return x.PacedPerSecond
+	}
+	return 0
 }
 
 type StoreMultiReply struct {
@@ -766,11 +776,12 @@ const file_pushgw_internal_v1_saver_proto_rawDesc = "" +
 	"\n" +
 	"min_age_ms\x18\x02 \x01(\x03R\bminAgeMs\"P\n" +
 	"\x15ClaimUndeliveredReply\x127\n" +
-	"\bmessages\x18\x01 \x03(\v2\x1b.pushgw.internal.v1.MessageR\bmessages\"r\n" +
+	"\bmessages\x18\x01 \x03(\v2\x1b.pushgw.internal.v1.MessageR\bmessages\"\x9c\x01\n" +
 	"\x11StoreMultiRequest\x125\n" +
 	"\amessage\x18\x01 \x01(\v2\x1b.pushgw.internal.v1.MessageR\amessage\x12\x14\n" +
 	"\x05users\x18\x02 \x03(\tR\x05users\x12\x10\n" +
-	"\x03ids\x18\x03 \x03(\x04R\x03ids\"x\n" +
+	"\x03ids\x18\x03 \x03(\x04R\x03ids\x12(\n" +
+	"\x10paced_per_second\x18\x04 \x01(\rR\x0epacedPerSecond\"x\n" +
 	"\x0fStoreMultiReply\x12\x1a\n" +
 	"\breplayed\x18\x01 \x01(\bR\breplayed\x12!\n" +
 	"\fmulticast_id\x18\x02 \x01(\x04R\vmulticastId\x12\x14\n" +

@@ -277,9 +277,12 @@ type Message struct {
 	// it waits for an ack. priority: 1 high, 0 normal; Pending hands high
 	// ones out first. multicast_id: the multicast this message is part of
 	// (the id of its first message), 0 for a unicast.
-	CollapseKey   string `protobuf:"bytes,20,opt,name=collapse_key,json=collapseKey,proto3" json:"collapse_key,omitempty"`
-	Priority      uint32 `protobuf:"varint,21,opt,name=priority,proto3" json:"priority,omitempty"`
-	MulticastId   uint64 `protobuf:"varint,22,opt,name=multicast_id,json=multicastId,proto3" json:"multicast_id,omitempty"`
+	CollapseKey string `protobuf:"bytes,20,opt,name=collapse_key,json=collapseKey,proto3" json:"collapse_key,omitempty"`
+	Priority    uint32 `protobuf:"varint,21,opt,name=priority,proto3" json:"priority,omitempty"`
+	MulticastId uint64 `protobuf:"varint,22,opt,name=multicast_id,json=multicastId,proto3" json:"multicast_id,omitempty"`
+	// Set by saver on a paced multicast's rows: the redelivery sweep leaves
+	// the message alone before this time (when its turn in the pacing comes).
+	RedeliverAtMs int64 `protobuf:"varint,23,opt,name=redeliver_at_ms,json=redeliverAtMs,proto3" json:"redeliver_at_ms,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -412,6 +415,13 @@ func (x *Message) GetMulticastId() uint64 {
 	return 0
 }
 
+func (x *Message) GetRedeliverAtMs() int64 {
+	if x != nil {
+		return x.RedeliverAtMs
+	}
+	return 0
+}
+
 var File_pushgw_internal_v1_types_proto protoreflect.FileDescriptor
 
 const file_pushgw_internal_v1_types_proto_rawDesc = "" +
@@ -426,7 +436,7 @@ const file_pushgw_internal_v1_types_proto_rawDesc = "" +
 	"\aconn_id\x18\x06 \x01(\x04R\x06connId\x12\x19\n" +
 	"\blogin_ms\x18\a \x01(\x03R\aloginMs\x12\x1b\n" +
 	"\tclient_ip\x18\b \x01(\tR\bclientIp\x12\x1a\n" +
-	"\bplatform\x18\t \x01(\tR\bplatform\"\xab\x03\n" +
+	"\bplatform\x18\t \x01(\tR\bplatform\"\xd3\x03\n" +
 	"\aMessage\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x04R\x02id\x12\x10\n" +
 	"\x03app\x18\x02 \x01(\tR\x03app\x12\x12\n" +
@@ -444,7 +454,8 @@ const file_pushgw_internal_v1_types_proto_rawDesc = "" +
 	"\x0fidempotency_key\x18\v \x01(\tR\x0eidempotencyKey\x12!\n" +
 	"\fcollapse_key\x18\x14 \x01(\tR\vcollapseKey\x12\x1a\n" +
 	"\bpriority\x18\x15 \x01(\rR\bpriority\x12!\n" +
-	"\fmulticast_id\x18\x16 \x01(\x04R\vmulticastId*\xcd\x01\n" +
+	"\fmulticast_id\x18\x16 \x01(\x04R\vmulticastId\x12&\n" +
+	"\x0fredeliver_at_ms\x18\x17 \x01(\x03R\rredeliverAtMs*\xcd\x01\n" +
 	"\fMessageState\x12\x1d\n" +
 	"\x19MESSAGE_STATE_UNSPECIFIED\x10\x00\x12\x18\n" +
 	"\x14MESSAGE_STATE_STORED\x10\x01\x12\x1b\n" +

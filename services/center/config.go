@@ -23,6 +23,10 @@ type Config struct {
 	DeliveryPool   int
 	// RedeliverInterval is the period of the redelivery sweep.
 	RedeliverInterval time.Duration
+	// RedisAddr and RedisDB hold the per-app rate limits, the pacing
+	// state and multicast progress, shared by every center.
+	RedisAddr string
+	RedisDB   int
 }
 
 func parseConfig(args []string) (Config, error) {
@@ -33,6 +37,8 @@ func parseConfig(args []string) (Config, error) {
 	fs.DurationVar(&c.RequestTimeout, "request-timeout", defaultRequestTimeout, "deadline of one API request, downstream calls included")
 	fs.IntVar(&c.DeliveryPool, "delivery-workers", defaultDeliveryPool, "concurrent room calls while delivering batches of stored messages")
 	fs.DurationVar(&c.RedeliverInterval, "redeliver-interval", defaultRedeliverInterval, "period of the sweep that redelivers stored messages no room reported delivered")
+	fs.StringVar(&c.RedisAddr, "redis", service.Env("REDIS", service.DefaultRedis), "Redis address of the per-app rate limits, pacing and multicast progress, shared by all centers (PUSHGW_REDIS)")
+	fs.IntVar(&c.RedisDB, "redis-db", service.EnvInt("REDIS_DB", 0), "Redis database number (PUSHGW_REDIS_DB)")
 	if err := fs.Parse(args); err != nil {
 		return c, err
 	}

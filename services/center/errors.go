@@ -3,6 +3,7 @@ package main
 import (
 	"encoding/json"
 	"net/http"
+	"strconv"
 )
 
 // Error codes of the center API. They are part of the public contract
@@ -18,6 +19,12 @@ const (
 	CodeUnsupportedMediaType = "UNSUPPORTED_MEDIA_TYPE"
 	CodeInternal             = "INTERNAL"
 	CodeUnavailable          = "UNAVAILABLE"
+	// CodeRateLimited: the app is over a per-app limit; Retry-After says
+	// when to try again.
+	CodeRateLimited = "RATE_LIMITED"
+	// CodeTooManyInFlight: this center runs as many multicast deliveries
+	// as it may; retry shortly (another center may take it).
+	CodeTooManyInFlight = "TOO_MANY_IN_FLIGHT"
 )
 
 // codeOK labels successful requests in metrics.
@@ -34,6 +41,8 @@ var statusOf = map[string]int{
 	CodeUnsupportedMediaType: http.StatusUnsupportedMediaType,
 	CodeInternal:             http.StatusInternalServerError,
 	CodeUnavailable:          http.StatusServiceUnavailable,
+	CodeRateLimited:          http.StatusTooManyRequests,
+	CodeTooManyInFlight:      http.StatusServiceUnavailable,
 }
 
 // apiError is the body of every non-2xx answer.
@@ -42,6 +51,8 @@ type apiError struct {
 	Message string `json:"message"`
 	// Field names the request field at fault, when there is one.
 	Field string `json:"field,omitempty"`
+	// retryAfter, in seconds, becomes the Retry-After header when > 0.
+	retryAfter int
 }
 
 func (e *apiError) Error() string { return e.Code + ": " + e.Message }
@@ -71,6 +82,9 @@ func writeError(w http.ResponseWriter, e *apiError) {
 	}
 	if e.Code == CodeUnauthenticated {
 		w.Header().Set("WWW-Authenticate", `Bearer realm="pushgw"`)
+	}
+	if e.retryAfter > 0 {
+		w.Header().Set("Retry-After", strconv.Itoa(e.retryAfter))
 	}
 	writeJSON(w, status, e)
 }

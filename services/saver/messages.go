@@ -165,19 +165,19 @@ func claimKeys(ctx context.Context, tx *sql.Tx, msgs []*internalpb.Message, now 
 func insertRows(ctx context.Context, tx *sql.Tx, msgs []*internalpb.Message, now time.Time) error {
 	var b strings.Builder
 	b.WriteString("INSERT IGNORE INTO messages (id, app, `user`, device, payload, qos, created_ms, expires_ms, delivery_count, state, updated_ms, " +
-		"multicast_id, collapse_key, priority) VALUES ")
-	args := make([]any, 0, len(msgs)*13)
+		"multicast_id, collapse_key, priority, redeliver_at_ms) VALUES ")
+	args := make([]any, 0, len(msgs)*14)
 	for i, m := range msgs {
 		if i > 0 {
 			b.WriteByte(',')
 		}
-		b.WriteString("(?,?,?,?,?,?,?,?,0,?,?,?,?,?)")
+		b.WriteString("(?,?,?,?,?,?,?,?,0,?,?,?,?,?,?)")
 		payload := m.GetPayload()
 		if payload == nil {
 			payload = []byte{}
 		}
 		args = append(args, m.GetId(), m.GetApp(), m.GetUser(), m.GetDevice(), payload, m.GetQos(),
-			m.GetCreatedMs(), m.GetExpiresMs(), stateStored, now.UnixMilli(), m.GetMulticastId(), m.GetCollapseKey(), m.GetPriority())
+			m.GetCreatedMs(), m.GetExpiresMs(), stateStored, now.UnixMilli(), m.GetMulticastId(), m.GetCollapseKey(), m.GetPriority(), m.GetRedeliverAtMs())
 	}
 	if _, err := tx.ExecContext(ctx, b.String(), args...); err != nil {
 		return fmt.Errorf("insert %d messages: %w", len(msgs), err)

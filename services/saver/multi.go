@@ -38,6 +38,10 @@ const (
 	// multiPostCommitRedis bounds the inbox writes after a multicast's
 	// commit, as postCommitRedis does for Store, scaled for 100,000 rows.
 	multiPostCommitRedis = 2 * time.Second
+	// pacedSweepMargin is center's live delivery deadline (10 s, the
+	// sweep's minimum age): how long after its turn a paced message may
+	// still be on its way.
+	pacedSweepMargin = 10 * time.Second
 )
 
 func checkMulti(req *internalpb.StoreMultiRequest) error {
@@ -94,11 +98,18 @@ func (s *server) StoreMulti(ctx context.Context, req *internalpb.StoreMultiReque
 	}
 	mcast := req.GetIds()[0]
 	msgs := make([]*internalpb.Message, len(req.GetUsers()))
+	pace := float64(req.GetPacedPerSecond())
 	for i, u := range req.GetUsers() {
 		msgs[i] = &internalpb.Message{
 			Id: req.GetIds()[i], App: t.GetApp(), User: u, Payload: t.GetPayload(), Qos: t.GetQos(),
 			CreatedMs: t.GetCreatedMs(), ExpiresMs: t.GetExpiresMs(), CollapseKey: t.GetCollapseKey(),
 			Priority: t.GetPriority(), MulticastId: mcast,
+		}
+		if pace > 0 {
+			// The sweep waits for this message's turn in the pacing plus
+			// the time live delivery gets, so a paced message still
+			// waiting for its turn is never swept ahead of the pace.
+			msgs[i].RedeliverAtMs = now.Add(pacedSweepMargin).UnixMilli() + int64(float64(i)/pace*1000)
 		}
 	}
 	start := time.Now()
