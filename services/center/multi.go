@@ -42,6 +42,10 @@ const (
 	// beyond it a request is refused with TOO_MANY_IN_FLIGHT before
 	// anything is stored.
 	maxFanouts = 64
+	// maxFanoutUsers bounds the messages those deliveries hold in memory
+	// (≈300 B each: about 300 MiB at most), so 64 multicasts of 100,000
+	// users cannot take gigabytes; beyond it TOO_MANY_IN_FLIGHT too.
+	maxFanoutUsers = 1_000_000
 	// multiStoreTimeout is the budget of one StoreMulti: 100,000 rows in
 	// one transaction take seconds on this box.
 	multiStoreTimeout = 30 * time.Second
@@ -178,9 +182,16 @@ func (s *Server) multicast(ctx context.Context, app appconfig.App, users []strin
 		return nil, &apiError{Code: CodeTooManyInFlight, retryAfter: 1,
 			Message: fmt.Sprintf("this center is delivering %d multicasts already; nothing was stored, retry shortly", maxFanouts)}
 	}
+	if s.fanoutUsers.Add(int64(len(users))) > maxFanoutUsers {
+		s.fanoutUsers.Add(-int64(len(users)))
+		<-s.fanoutSlots
+		return nil, &apiError{Code: CodeTooManyInFlight, retryAfter: 1,
+			Message: fmt.Sprintf("this center is delivering multicasts to %d users already; nothing was stored, retry shortly", maxFanoutUsers)}
+	}
 	started := false
 	defer func() {
 		if !started {
+			s.fanoutUsers.Add(-int64(len(users)))
 			<-s.fanoutSlots
 		}
 	}()
@@ -242,7 +253,10 @@ func idsOf(msgs []*internalpb.Message) map[string]string {
 // fanout delivers a stored multicast chunk by chunk at the app's pace and
 // records its progress. It holds a fanout slot until it ends.
 func (s *Server) fanout(app string, mcast uint64, msgs []*internalpb.Message, pace int) {
-	defer func() { <-s.fanoutSlots }()
+	defer func() {
+		s.fanoutUsers.Add(-int64(len(msgs)))
+		<-s.fanoutSlots
+	}()
 	s.m.fanouts.Inc()
 	defer s.m.fanouts.Dec()
 	budget := asyncDeliveryTimeout + fanoutSlack

@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"net/http"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/panjf2000/ants/v2"
@@ -38,6 +39,7 @@ type Server struct {
 	// fanoutSlots holds one token per multicast delivery running here;
 	// stop ends them at shutdown (their messages stay stored).
 	fanoutSlots chan struct{}
+	fanoutUsers atomic.Int64 // messages held by running fan-outs
 	stop        context.Context
 	stopFanouts context.CancelFunc
 }
