@@ -72,7 +72,7 @@ func (d *msgDB) insert(ctx context.Context, msgs []*internalpb.Message, now time
 		if kept, collapsed, err = collapse(ctx, tx, kept, now); err != nil {
 			return err
 		}
-		return insertAll(ctx, tx, kept, now)
+		return insertAll(ctx, tx, kept, now, insertMaxRows)
 	})
 	if err != nil {
 		return nil, nil, nil, err
@@ -80,11 +80,12 @@ func (d *msgDB) insert(ctx context.Context, msgs []*internalpb.Message, now time
 	return kept, replaced, collapsed, nil
 }
 
-// insertAll inserts msgs in multi-row statements bounded in rows and bytes.
-func insertAll(ctx context.Context, tx *sql.Tx, msgs []*internalpb.Message, now time.Time) error {
+// insertAll inserts msgs in multi-row statements of at most maxRows rows
+// and insertMaxBytes of payload.
+func insertAll(ctx context.Context, tx *sql.Tx, msgs []*internalpb.Message, now time.Time, maxRows int) error {
 	for start := 0; start < len(msgs); {
 		end, size := start, 0
-		for end < len(msgs) && end-start < insertMaxRows && (end == start || size+len(msgs[end].GetPayload()) <= insertMaxBytes) {
+		for end < len(msgs) && end-start < maxRows && (end == start || size+len(msgs[end].GetPayload()) <= insertMaxBytes) {
 			size += len(msgs[end].GetPayload())
 			end++
 		}
