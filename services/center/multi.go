@@ -161,6 +161,9 @@ func (s *Server) multicastQoS0(ctx context.Context, app appconfig.App, users []s
 		if err := s.pacer.Wait(ctx, app.Name, pace, len(chunk)); err != nil {
 			break // deadline: the rest is not sent, and delivered says so
 		}
+		if ctx.Err() != nil {
+			break // the request deadline passed: delivered says how far it got
+		}
 		k, err := s.deliver(ctx, chunk)
 		if err != nil {
 			s.log.Warn("center: qos 0 multicast lookup failed", "err", err)
