@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -224,6 +225,10 @@ func (s *Server) multicast(ctx context.Context, app appconfig.App, users []strin
 			return nil, errorf(CodeUnavailable, "message store did not confirm in time; the multicast may or may not have been stored (all of it or none), so retry with the same idempotency_key")
 		case status.Code(err) == codes.ResourceExhausted:
 			return nil, &apiError{Code: CodeUnavailable, retryAfter: 1, Message: "message store is busy with other multicasts; nothing was stored, retry shortly"}
+		case !strings.HasPrefix(status.Convert(err).Message(), "saver: "):
+			// Not saver's own answer: the connection broke, possibly
+			// after the commit.
+			return nil, errorf(CodeUnavailable, "lost the connection to the message store; the multicast may or may not have been stored (all of it or none), so retry with the same idempotency_key")
 		}
 		return nil, errorf(CodeUnavailable, "message store failed; nothing of this multicast was stored, retry the request")
 	}
