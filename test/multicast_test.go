@@ -185,8 +185,10 @@ func TestMulticastPacing(t *testing.T) {
 	if span < 3500*time.Millisecond || span > 15*time.Second {
 		t.Fatalf("deliveries spread over %v, want about 5 s (3.5..15 s)", span)
 	}
-	if answered > span {
-		t.Fatalf("the API answered after %v, slower than the paced delivery (%v): it waited for delivery", answered, span)
+	// The answer does not wait for the paced delivery: it comes before the
+	// last delivery, however slow the store (race builds on a busy box).
+	if last := times[len(times)-1].Sub(start); answered >= last {
+		t.Fatalf("the API answered after %v, after the last delivery (%v): it waited for delivery", answered, last)
 	}
 	id, _ := out["multicast_id"].(string)
 	Eventually(t, 10*time.Second, "progress to report done", func() bool {
