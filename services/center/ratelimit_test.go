@@ -130,3 +130,24 @@ func BenchmarkRedisPingBaseline(b *testing.B) {
 	b.ReportMetric(float64(lat[len(lat)*99/100].Microseconds()), "p99-µs")
 	b.ReportMetric(float64(lat[len(lat)/2].Microseconds()), "p50-µs")
 }
+
+// Without Redis the pacer still paces, this center alone: 500 permits at
+// 1,000/s take about half a second, and the failure is counted.
+func TestPacerWithoutRedisPacesLocally(t *testing.T) {
+	srv := redistest.Start(t)
+	rdb := redis.NewClient(&redis.Options{Addr: srv.Addr(), MaxRetries: -1})
+	defer rdb.Close()
+	m := newMetrics(prometheus.NewRegistry())
+	p := NewPacer(rdb, m, quietLog())
+	srv.Kill()
+	start := time.Now()
+	if err := p.Wait(context.Background(), "a", 1000, 500); err != nil {
+		t.Fatal(err)
+	}
+	if d := time.Since(start); d < 450*time.Millisecond || d > 5*time.Second {
+		t.Fatalf("500 permits at 1,000/s without Redis took %v, want about 500 ms", d)
+	}
+	if n := value(t, m.pacerErrors); n != 1 {
+		t.Fatalf("pacer errors %v, want 1", n)
+	}
+}
