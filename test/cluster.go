@@ -267,7 +267,7 @@ func StartCluster(t testing.TB, o Options) *Cluster {
 	for i := 0; i < o.Centers; i++ {
 		center := FreePort(t)
 		c.CenterURLs = append(c.CenterURLs, "http://"+center)
-		add(CenterName(i), "center", FreePort(t), append([]string{"-http", center}, o.ExtraCenterArg...)...)
+		add(CenterName(i), "center", FreePort(t), append(append([]string{"-http", center}, redisArgs...), o.ExtraCenterArg...)...)
 	}
 	c.CenterURL = c.CenterURLs[0]
 	disp := FreePort(t)

@@ -29,6 +29,8 @@ type pushRequest struct {
 	PayloadBase64 string  `json:"payload_base64,omitempty"`
 	QoS           int     `json:"qos"`
 	TTL           int64   `json:"ttl"`
+	CollapseKey   string  `json:"collapse_key,omitempty"`
+	Priority      string  `json:"priority,omitempty"`
 }
 
 func (c cli) push(ctx context.Context, args []string) error {
@@ -41,6 +43,8 @@ func (c cli) push(ctx context.Context, args []string) error {
 	center := fs.String("center", defaultCenter, "center base URL")
 	apiKey := fs.String("api-key", "", "the app's API key")
 	b64 := fs.Bool("base64", false, "PAYLOAD is base64 of binary data (sent as payload_base64)")
+	collapseKey := fs.String("collapse-key", "", "replace the user's pending message with the same key (qos 1)")
+	priority := fs.String("priority", "", "high or normal: order of the backlog a reconnecting client gets (qos 1)")
 	pos, err := c.parse(fs, args)
 	if err != nil {
 		return err
@@ -57,7 +61,11 @@ func (c cli) push(ctx context.Context, args []string) error {
 	if *ttl < 0 {
 		return usageError{fmt.Errorf("--ttl must not be negative")}
 	}
-	req := pushRequest{App: *app, User: *user, Device: *device, QoS: *qos, TTL: int64(math.Ceil(ttl.Seconds()))}
+	if *priority != "" && *priority != "high" && *priority != "normal" {
+		return usageError{fmt.Errorf("--priority must be high or normal")}
+	}
+	req := pushRequest{App: *app, User: *user, Device: *device, QoS: *qos, TTL: int64(math.Ceil(ttl.Seconds())),
+		CollapseKey: *collapseKey, Priority: *priority}
 	if *b64 {
 		if _, err := base64.StdEncoding.DecodeString(pos[0]); err != nil {
 			return usageError{fmt.Errorf("--base64: PAYLOAD: %w", err)}

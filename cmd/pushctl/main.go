@@ -21,13 +21,16 @@ const usage = `usage: pushctl <command> [flags]
 commands:
   token   --app A --user U [--device D] [--ttl 1h] [--secret S]
   listen  --app A --user U [--device D] [--count N] [--timeout T] [--token TOK] [--dispatcher URL]
-  push    --app A --user U [--device D] [--qos 1] [--ttl 60s] [--base64] PAYLOAD
+  push    --app A --user U [--device D] [--qos 1] [--ttl 60s] [--base64] [--collapse-key K] [--priority high] PAYLOAD
   status  ID
   broadcast [--app A] [--qos 1] [--ttl 0] [--online-only] [--base64] PAYLOAD
   app put --name N --secret S --api-key K [--webhook URL] [--etcd addr] [--cluster c]
   tag add|rm --app A --tag T USER...   (add or remove users, 1000 per request)
   tag ls  --app A (--user U | --tag T) (a user's tags, or every page of a tag's members)
   tx      prepare|commit|rollback|status|serve-check (run 'pushctl tx' for flags)
+  app set --name N [--push-rate N] [--push-burst N] [--multi-rate N] [--multi-burst N] [--broadcast-rate N]
+          [--broadcast-burst N] [--deliveries-per-second N] [--webhook URL] [--check-url URL]
+          [--check-first D] [--check-interval D] [--check-max N]   (changes only the settings given)
 
 Run 'pushctl <command> -h' for a command's flags and their environment variables.
 `
@@ -66,11 +69,16 @@ func (c cli) run(ctx context.Context, args []string) int {
 	case "broadcast":
 		err = c.broadcast(ctx, args[1:])
 	case "app":
-		if len(args) < 2 || args[1] != "put" {
-			fmt.Fprint(c.stderr, "usage: pushctl app put --name N --secret S --api-key K [--webhook URL] [--etcd addr] [--cluster c]\n")
+		switch {
+		case len(args) >= 2 && args[1] == "put":
+			err = c.appPut(ctx, args[2:])
+		case len(args) >= 2 && args[1] == "set":
+			err = c.appSet(ctx, args[2:])
+		default:
+			fmt.Fprint(c.stderr, "usage: pushctl app put --name N --secret S --api-key K [--webhook URL] [--etcd addr] [--cluster c]\n"+
+				"       pushctl app set --name N [--push-rate N] ... (see pushctl -h)\n")
 			return 2
 		}
-		err = c.appPut(ctx, args[2:])
 	case "tag":
 		err = c.tag(ctx, args[1:])
 	case "tx":

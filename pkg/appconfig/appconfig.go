@@ -29,6 +29,7 @@ type App struct {
 	WebhookURL string `json:"webhook_url,omitempty"`
 	Disabled   bool   `json:"disabled,omitempty"`
 	TxCheck
+	Limits // rate limits and pacing (limits.go), flattened into the JSON
 }
 
 // LogValue keeps secrets out of logs.
@@ -51,6 +52,12 @@ func (a App) Validate() error {
 	}
 	if len(a.APIKey) < 16 {
 		return fmt.Errorf("appconfig: app %s: api key must be at least 16 bytes", a.Name)
+	}
+	if err := a.Limits.Validate(); err != nil {
+		return fmt.Errorf("appconfig: app %s: %w", a.Name, err)
+	}
+	if err := a.ValidateTxCheck(); err != nil {
+		return fmt.Errorf("appconfig: app %s: %w", a.Name, err)
 	}
 	return nil
 }

@@ -2828,6 +2828,150 @@ func (x *ReportTxCheckReply) GetTx() *TxRecord {
 	return nil
 }
 
+// StoreMultiRequest carries the payload once: message is the template
+// (app, payload, qos, times, collapse_key, priority, idempotency_key; its
+// id is the multicast id), users and ids are parallel lists, one message
+// per user.
+type StoreMultiRequest struct {
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Message *Message               `protobuf:"bytes,1,opt,name=message,proto3" json:"message,omitempty"`
+	Users   []string               `protobuf:"bytes,2,rep,name=users,proto3" json:"users,omitempty"`
+	Ids     []uint64               `protobuf:"varint,3,rep,packed,name=ids,proto3" json:"ids,omitempty"`
+	// deliveries_per_second the multicast is paced at (0: unpaced); the
+	// redelivery sweep leaves each message alone until its turn.
+	PacedPerSecond uint32 `protobuf:"varint,4,opt,name=paced_per_second,json=pacedPerSecond,proto3" json:"paced_per_second,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
+func (x *StoreMultiRequest) Reset() {
+	*x = StoreMultiRequest{}
+	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[45]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *StoreMultiRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*StoreMultiRequest) ProtoMessage() {}
+
+func (x *StoreMultiRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[45]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use StoreMultiRequest.ProtoReflect.Descriptor instead.
+func (*StoreMultiRequest) Descriptor() ([]byte, []int) {
+	return file_pushgw_internal_v1_saver_proto_rawDescGZIP(), []int{45}
+}
+
+func (x *StoreMultiRequest) GetMessage() *Message {
+	if x != nil {
+		return x.Message
+	}
+	return nil
+}
+
+func (x *StoreMultiRequest) GetUsers() []string {
+	if x != nil {
+		return x.Users
+	}
+	return nil
+}
+
+func (x *StoreMultiRequest) GetIds() []uint64 {
+	if x != nil {
+		return x.Ids
+	}
+	return nil
+}
+
+func (x *StoreMultiRequest) GetPacedPerSecond() uint32 {
+	if x != nil {
+		return x.PacedPerSecond
+	}
+	return 0
+}
+
+type StoreMultiReply struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// replayed: the idempotency key named an earlier multicast; nothing was
+	// stored and users/ids are that multicast's (those still on record).
+	Replayed      bool     `protobuf:"varint,1,opt,name=replayed,proto3" json:"replayed,omitempty"`
+	MulticastId   uint64   `protobuf:"varint,2,opt,name=multicast_id,json=multicastId,proto3" json:"multicast_id,omitempty"`
+	Users         []string `protobuf:"bytes,3,rep,name=users,proto3" json:"users,omitempty"`
+	Ids           []uint64 `protobuf:"varint,4,rep,packed,name=ids,proto3" json:"ids,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *StoreMultiReply) Reset() {
+	*x = StoreMultiReply{}
+	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[46]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *StoreMultiReply) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*StoreMultiReply) ProtoMessage() {}
+
+func (x *StoreMultiReply) ProtoReflect() protoreflect.Message {
+	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[46]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use StoreMultiReply.ProtoReflect.Descriptor instead.
+func (*StoreMultiReply) Descriptor() ([]byte, []int) {
+	return file_pushgw_internal_v1_saver_proto_rawDescGZIP(), []int{46}
+}
+
+func (x *StoreMultiReply) GetReplayed() bool {
+	if x != nil {
+		return x.Replayed
+	}
+	return false
+}
+
+func (x *StoreMultiReply) GetMulticastId() uint64 {
+	if x != nil {
+		return x.MulticastId
+	}
+	return 0
+}
+
+func (x *StoreMultiReply) GetUsers() []string {
+	if x != nil {
+		return x.Users
+	}
+	return nil
+}
+
+func (x *StoreMultiReply) GetIds() []uint64 {
+	if x != nil {
+		return x.Ids
+	}
+	return nil
+}
+
 var File_pushgw_internal_v1_saver_proto protoreflect.FileDescriptor
 
 const file_pushgw_internal_v1_saver_proto_rawDesc = "" +
@@ -3019,7 +3163,17 @@ const file_pushgw_internal_v1_saver_proto_rawDesc = "" +
 	"max_checks\x18\x04 \x01(\rR\tmaxChecks\"\\\n" +
 	"\x12ReportTxCheckReply\x12\x18\n" +
 	"\aapplied\x18\x01 \x01(\bR\aapplied\x12,\n" +
-	"\x02tx\x18\x02 \x01(\v2\x1c.pushgw.internal.v1.TxRecordR\x02tx*O\n" +
+	"\x02tx\x18\x02 \x01(\v2\x1c.pushgw.internal.v1.TxRecordR\x02tx\"\x9c\x01\n" +
+	"\x11StoreMultiRequest\x125\n" +
+	"\amessage\x18\x01 \x01(\v2\x1b.pushgw.internal.v1.MessageR\amessage\x12\x14\n" +
+	"\x05users\x18\x02 \x03(\tR\x05users\x12\x10\n" +
+	"\x03ids\x18\x03 \x03(\x04R\x03ids\x12(\n" +
+	"\x10paced_per_second\x18\x04 \x01(\rR\x0epacedPerSecond\"x\n" +
+	"\x0fStoreMultiReply\x12\x1a\n" +
+	"\breplayed\x18\x01 \x01(\bR\breplayed\x12!\n" +
+	"\fmulticast_id\x18\x02 \x01(\x04R\vmulticastId\x12\x14\n" +
+	"\x05users\x18\x03 \x03(\tR\x05users\x12\x10\n" +
+	"\x03ids\x18\x04 \x03(\x04R\x03ids*O\n" +
 	"\bTagLimit\x12\x12\n" +
 	"\x0eTAG_LIMIT_NONE\x10\x00\x12\x16\n" +
 	"\x12TAG_LIMIT_TAG_FULL\x10\x01\x12\x17\n" +
@@ -3040,8 +3194,7 @@ const file_pushgw_internal_v1_saver_proto_rawDesc = "" +
 	"\x13TX_TARGET_KIND_USER\x10\x01\x12\x18\n" +
 	"\x14TX_TARGET_KIND_USERS\x10\x02\x12\x16\n" +
 	"\x12TX_TARGET_KIND_TAG\x10\x03\x12\x1c\n" +
-	"\x18TX_TARGET_KIND_BROADCAST\x10\x042\xf1\n" +
-	"\n" +
+	"\x18TX_TARGET_KIND_BROADCAST\x10\x042\xcb\v\n" +
 	"\x05Saver\x12I\n" +
 	"\x05Store\x12 .pushgw.internal.v1.StoreRequest\x1a\x1e.pushgw.internal.v1.StoreReply\x12O\n" +
 	"\aPending\x12\".pushgw.internal.v1.PendingRequest\x1a .pushgw.internal.v1.PendingReply\x12L\n" +
@@ -3058,7 +3211,9 @@ const file_pushgw_internal_v1_saver_proto_rawDesc = "" +
 	"\x11BroadcastProgress\x12,.pushgw.internal.v1.BroadcastProgressRequest\x1a*.pushgw.internal.v1.BroadcastProgressReply\x12s\n" +
 	"\x13ClaimBroadcastRooms\x12..pushgw.internal.v1.ClaimBroadcastRoomsRequest\x1a,.pushgw.internal.v1.ClaimBroadcastRoomsReply\x12g\n" +
 	"\x0fBroadcastStatus\x12*.pushgw.internal.v1.BroadcastStatusRequest\x1a(.pushgw.internal.v1.BroadcastStatusReply\x12O\n" +
-	"\aCatchUp\x12\".pushgw.internal.v1.CatchUpRequest\x1a .pushgw.internal.v1.CatchUpReply2\xc5\x03\n" +
+	"\aCatchUp\x12\".pushgw.internal.v1.CatchUpRequest\x1a .pushgw.internal.v1.CatchUpReply\x12X\n" +
+	"\n" +
+	"StoreMulti\x12%.pushgw.internal.v1.StoreMultiRequest\x1a#.pushgw.internal.v1.StoreMultiReply2\xc5\x03\n" +
 	"\aSaverTx\x12U\n" +
 	"\tPrepareTx\x12$.pushgw.internal.v1.PrepareTxRequest\x1a\".pushgw.internal.v1.PrepareTxReply\x12R\n" +
 	"\bDecideTx\x12#.pushgw.internal.v1.DecideTxRequest\x1a!.pushgw.internal.v1.DecideTxReply\x12I\n" +
@@ -3079,7 +3234,7 @@ func file_pushgw_internal_v1_saver_proto_rawDescGZIP() []byte {
 }
 
 var file_pushgw_internal_v1_saver_proto_enumTypes = make([]protoimpl.EnumInfo, 4)
-var file_pushgw_internal_v1_saver_proto_msgTypes = make([]protoimpl.MessageInfo, 46)
+var file_pushgw_internal_v1_saver_proto_msgTypes = make([]protoimpl.MessageInfo, 48)
 var file_pushgw_internal_v1_saver_proto_goTypes = []any{
 	(TagLimit)(0),                      // 0: pushgw.internal.v1.TagLimit
 	(TxState)(0),                       // 1: pushgw.internal.v1.TxState
@@ -3130,26 +3285,28 @@ var file_pushgw_internal_v1_saver_proto_goTypes = []any{
 	(*ClaimTxChecksReply)(nil),         // 46: pushgw.internal.v1.ClaimTxChecksReply
 	(*ReportTxCheckRequest)(nil),       // 47: pushgw.internal.v1.ReportTxCheckRequest
 	(*ReportTxCheckReply)(nil),         // 48: pushgw.internal.v1.ReportTxCheckReply
-	nil,                                // 49: pushgw.internal.v1.StoreReply.ReplacedEntry
-	(*Message)(nil),                    // 50: pushgw.internal.v1.Message
-	(*Broadcast)(nil),                  // 51: pushgw.internal.v1.Broadcast
+	(*StoreMultiRequest)(nil),          // 49: pushgw.internal.v1.StoreMultiRequest
+	(*StoreMultiReply)(nil),            // 50: pushgw.internal.v1.StoreMultiReply
+	nil,                                // 51: pushgw.internal.v1.StoreReply.ReplacedEntry
+	(*Message)(nil),                    // 52: pushgw.internal.v1.Message
+	(*Broadcast)(nil),                  // 53: pushgw.internal.v1.Broadcast
 }
 var file_pushgw_internal_v1_saver_proto_depIdxs = []int32{
-	50, // 0: pushgw.internal.v1.StoreRequest.messages:type_name -> pushgw.internal.v1.Message
-	49, // 1: pushgw.internal.v1.StoreReply.replaced:type_name -> pushgw.internal.v1.StoreReply.ReplacedEntry
-	50, // 2: pushgw.internal.v1.PendingReply.messages:type_name -> pushgw.internal.v1.Message
+	52, // 0: pushgw.internal.v1.StoreRequest.messages:type_name -> pushgw.internal.v1.Message
+	51, // 1: pushgw.internal.v1.StoreReply.replaced:type_name -> pushgw.internal.v1.StoreReply.ReplacedEntry
+	52, // 2: pushgw.internal.v1.PendingReply.messages:type_name -> pushgw.internal.v1.Message
 	8,  // 3: pushgw.internal.v1.ReportRequest.acked:type_name -> pushgw.internal.v1.MessageRef
 	8,  // 4: pushgw.internal.v1.ReportRequest.delivered:type_name -> pushgw.internal.v1.MessageRef
-	50, // 5: pushgw.internal.v1.StatusReply.message:type_name -> pushgw.internal.v1.Message
-	50, // 6: pushgw.internal.v1.ClaimUndeliveredReply.messages:type_name -> pushgw.internal.v1.Message
+	52, // 5: pushgw.internal.v1.StatusReply.message:type_name -> pushgw.internal.v1.Message
+	52, // 6: pushgw.internal.v1.ClaimUndeliveredReply.messages:type_name -> pushgw.internal.v1.Message
 	0,  // 7: pushgw.internal.v1.TagUsersReply.limit:type_name -> pushgw.internal.v1.TagLimit
-	51, // 8: pushgw.internal.v1.StoreBroadcastRequest.broadcast:type_name -> pushgw.internal.v1.Broadcast
+	53, // 8: pushgw.internal.v1.StoreBroadcastRequest.broadcast:type_name -> pushgw.internal.v1.Broadcast
 	25, // 9: pushgw.internal.v1.BroadcastProgressRequest.items:type_name -> pushgw.internal.v1.BroadcastRoomProgress
-	51, // 10: pushgw.internal.v1.BroadcastRoomClaim.broadcast:type_name -> pushgw.internal.v1.Broadcast
+	53, // 10: pushgw.internal.v1.BroadcastRoomClaim.broadcast:type_name -> pushgw.internal.v1.Broadcast
 	29, // 11: pushgw.internal.v1.ClaimBroadcastRoomsReply.claims:type_name -> pushgw.internal.v1.BroadcastRoomClaim
-	51, // 12: pushgw.internal.v1.BroadcastStatusReply.broadcast:type_name -> pushgw.internal.v1.Broadcast
+	53, // 12: pushgw.internal.v1.BroadcastStatusReply.broadcast:type_name -> pushgw.internal.v1.Broadcast
 	32, // 13: pushgw.internal.v1.BroadcastStatusReply.rooms:type_name -> pushgw.internal.v1.BroadcastRoomState
-	51, // 14: pushgw.internal.v1.CatchUpReply.broadcasts:type_name -> pushgw.internal.v1.Broadcast
+	53, // 14: pushgw.internal.v1.CatchUpReply.broadcasts:type_name -> pushgw.internal.v1.Broadcast
 	3,  // 15: pushgw.internal.v1.TxRecord.target_kind:type_name -> pushgw.internal.v1.TxTargetKind
 	36, // 16: pushgw.internal.v1.TxRecord.recipients:type_name -> pushgw.internal.v1.TxRecipient
 	1,  // 17: pushgw.internal.v1.TxRecord.state:type_name -> pushgw.internal.v1.TxState
@@ -3159,56 +3316,59 @@ var file_pushgw_internal_v1_saver_proto_depIdxs = []int32{
 	1,  // 21: pushgw.internal.v1.DecideTxRequest.to:type_name -> pushgw.internal.v1.TxState
 	2,  // 22: pushgw.internal.v1.DecideTxRequest.by:type_name -> pushgw.internal.v1.TxDecider
 	37, // 23: pushgw.internal.v1.DecideTxReply.tx:type_name -> pushgw.internal.v1.TxRecord
-	50, // 24: pushgw.internal.v1.DecideTxReply.messages:type_name -> pushgw.internal.v1.Message
+	52, // 24: pushgw.internal.v1.DecideTxReply.messages:type_name -> pushgw.internal.v1.Message
 	37, // 25: pushgw.internal.v1.GetTxReply.tx:type_name -> pushgw.internal.v1.TxRecord
 	37, // 26: pushgw.internal.v1.TxClaim.tx:type_name -> pushgw.internal.v1.TxRecord
 	45, // 27: pushgw.internal.v1.ClaimTxChecksReply.claims:type_name -> pushgw.internal.v1.TxClaim
 	37, // 28: pushgw.internal.v1.ReportTxCheckReply.tx:type_name -> pushgw.internal.v1.TxRecord
-	4,  // 29: pushgw.internal.v1.Saver.Store:input_type -> pushgw.internal.v1.StoreRequest
-	6,  // 30: pushgw.internal.v1.Saver.Pending:input_type -> pushgw.internal.v1.PendingRequest
-	9,  // 31: pushgw.internal.v1.Saver.Report:input_type -> pushgw.internal.v1.ReportRequest
-	11, // 32: pushgw.internal.v1.Saver.Status:input_type -> pushgw.internal.v1.StatusRequest
-	13, // 33: pushgw.internal.v1.Saver.ClaimUndelivered:input_type -> pushgw.internal.v1.ClaimUndeliveredRequest
-	15, // 34: pushgw.internal.v1.Saver.AddTagUsers:input_type -> pushgw.internal.v1.TagUsersRequest
-	15, // 35: pushgw.internal.v1.Saver.RemoveTagUsers:input_type -> pushgw.internal.v1.TagUsersRequest
-	17, // 36: pushgw.internal.v1.Saver.UserTags:input_type -> pushgw.internal.v1.UserTagsRequest
-	19, // 37: pushgw.internal.v1.Saver.TagMembers:input_type -> pushgw.internal.v1.TagMembersRequest
-	21, // 38: pushgw.internal.v1.Saver.TagMembership:input_type -> pushgw.internal.v1.TagMembershipRequest
-	23, // 39: pushgw.internal.v1.Saver.StoreBroadcast:input_type -> pushgw.internal.v1.StoreBroadcastRequest
-	26, // 40: pushgw.internal.v1.Saver.BroadcastProgress:input_type -> pushgw.internal.v1.BroadcastProgressRequest
-	28, // 41: pushgw.internal.v1.Saver.ClaimBroadcastRooms:input_type -> pushgw.internal.v1.ClaimBroadcastRoomsRequest
-	31, // 42: pushgw.internal.v1.Saver.BroadcastStatus:input_type -> pushgw.internal.v1.BroadcastStatusRequest
-	34, // 43: pushgw.internal.v1.Saver.CatchUp:input_type -> pushgw.internal.v1.CatchUpRequest
-	38, // 44: pushgw.internal.v1.SaverTx.PrepareTx:input_type -> pushgw.internal.v1.PrepareTxRequest
-	40, // 45: pushgw.internal.v1.SaverTx.DecideTx:input_type -> pushgw.internal.v1.DecideTxRequest
-	42, // 46: pushgw.internal.v1.SaverTx.GetTx:input_type -> pushgw.internal.v1.GetTxRequest
-	44, // 47: pushgw.internal.v1.SaverTx.ClaimTxChecks:input_type -> pushgw.internal.v1.ClaimTxChecksRequest
-	47, // 48: pushgw.internal.v1.SaverTx.ReportTxCheck:input_type -> pushgw.internal.v1.ReportTxCheckRequest
-	5,  // 49: pushgw.internal.v1.Saver.Store:output_type -> pushgw.internal.v1.StoreReply
-	7,  // 50: pushgw.internal.v1.Saver.Pending:output_type -> pushgw.internal.v1.PendingReply
-	10, // 51: pushgw.internal.v1.Saver.Report:output_type -> pushgw.internal.v1.ReportReply
-	12, // 52: pushgw.internal.v1.Saver.Status:output_type -> pushgw.internal.v1.StatusReply
-	14, // 53: pushgw.internal.v1.Saver.ClaimUndelivered:output_type -> pushgw.internal.v1.ClaimUndeliveredReply
-	16, // 54: pushgw.internal.v1.Saver.AddTagUsers:output_type -> pushgw.internal.v1.TagUsersReply
-	16, // 55: pushgw.internal.v1.Saver.RemoveTagUsers:output_type -> pushgw.internal.v1.TagUsersReply
-	18, // 56: pushgw.internal.v1.Saver.UserTags:output_type -> pushgw.internal.v1.UserTagsReply
-	20, // 57: pushgw.internal.v1.Saver.TagMembers:output_type -> pushgw.internal.v1.TagMembersReply
-	22, // 58: pushgw.internal.v1.Saver.TagMembership:output_type -> pushgw.internal.v1.TagMembershipReply
-	24, // 59: pushgw.internal.v1.Saver.StoreBroadcast:output_type -> pushgw.internal.v1.StoreBroadcastReply
-	27, // 60: pushgw.internal.v1.Saver.BroadcastProgress:output_type -> pushgw.internal.v1.BroadcastProgressReply
-	30, // 61: pushgw.internal.v1.Saver.ClaimBroadcastRooms:output_type -> pushgw.internal.v1.ClaimBroadcastRoomsReply
-	33, // 62: pushgw.internal.v1.Saver.BroadcastStatus:output_type -> pushgw.internal.v1.BroadcastStatusReply
-	35, // 63: pushgw.internal.v1.Saver.CatchUp:output_type -> pushgw.internal.v1.CatchUpReply
-	39, // 64: pushgw.internal.v1.SaverTx.PrepareTx:output_type -> pushgw.internal.v1.PrepareTxReply
-	41, // 65: pushgw.internal.v1.SaverTx.DecideTx:output_type -> pushgw.internal.v1.DecideTxReply
-	43, // 66: pushgw.internal.v1.SaverTx.GetTx:output_type -> pushgw.internal.v1.GetTxReply
-	46, // 67: pushgw.internal.v1.SaverTx.ClaimTxChecks:output_type -> pushgw.internal.v1.ClaimTxChecksReply
-	48, // 68: pushgw.internal.v1.SaverTx.ReportTxCheck:output_type -> pushgw.internal.v1.ReportTxCheckReply
-	49, // [49:69] is the sub-list for method output_type
-	29, // [29:49] is the sub-list for method input_type
-	29, // [29:29] is the sub-list for extension type_name
-	29, // [29:29] is the sub-list for extension extendee
-	0,  // [0:29] is the sub-list for field type_name
+	52, // 29: pushgw.internal.v1.StoreMultiRequest.message:type_name -> pushgw.internal.v1.Message
+	4,  // 30: pushgw.internal.v1.Saver.Store:input_type -> pushgw.internal.v1.StoreRequest
+	6,  // 31: pushgw.internal.v1.Saver.Pending:input_type -> pushgw.internal.v1.PendingRequest
+	9,  // 32: pushgw.internal.v1.Saver.Report:input_type -> pushgw.internal.v1.ReportRequest
+	11, // 33: pushgw.internal.v1.Saver.Status:input_type -> pushgw.internal.v1.StatusRequest
+	13, // 34: pushgw.internal.v1.Saver.ClaimUndelivered:input_type -> pushgw.internal.v1.ClaimUndeliveredRequest
+	15, // 35: pushgw.internal.v1.Saver.AddTagUsers:input_type -> pushgw.internal.v1.TagUsersRequest
+	15, // 36: pushgw.internal.v1.Saver.RemoveTagUsers:input_type -> pushgw.internal.v1.TagUsersRequest
+	17, // 37: pushgw.internal.v1.Saver.UserTags:input_type -> pushgw.internal.v1.UserTagsRequest
+	19, // 38: pushgw.internal.v1.Saver.TagMembers:input_type -> pushgw.internal.v1.TagMembersRequest
+	21, // 39: pushgw.internal.v1.Saver.TagMembership:input_type -> pushgw.internal.v1.TagMembershipRequest
+	23, // 40: pushgw.internal.v1.Saver.StoreBroadcast:input_type -> pushgw.internal.v1.StoreBroadcastRequest
+	26, // 41: pushgw.internal.v1.Saver.BroadcastProgress:input_type -> pushgw.internal.v1.BroadcastProgressRequest
+	28, // 42: pushgw.internal.v1.Saver.ClaimBroadcastRooms:input_type -> pushgw.internal.v1.ClaimBroadcastRoomsRequest
+	31, // 43: pushgw.internal.v1.Saver.BroadcastStatus:input_type -> pushgw.internal.v1.BroadcastStatusRequest
+	34, // 44: pushgw.internal.v1.Saver.CatchUp:input_type -> pushgw.internal.v1.CatchUpRequest
+	49, // 45: pushgw.internal.v1.Saver.StoreMulti:input_type -> pushgw.internal.v1.StoreMultiRequest
+	38, // 46: pushgw.internal.v1.SaverTx.PrepareTx:input_type -> pushgw.internal.v1.PrepareTxRequest
+	40, // 47: pushgw.internal.v1.SaverTx.DecideTx:input_type -> pushgw.internal.v1.DecideTxRequest
+	42, // 48: pushgw.internal.v1.SaverTx.GetTx:input_type -> pushgw.internal.v1.GetTxRequest
+	44, // 49: pushgw.internal.v1.SaverTx.ClaimTxChecks:input_type -> pushgw.internal.v1.ClaimTxChecksRequest
+	47, // 50: pushgw.internal.v1.SaverTx.ReportTxCheck:input_type -> pushgw.internal.v1.ReportTxCheckRequest
+	5,  // 51: pushgw.internal.v1.Saver.Store:output_type -> pushgw.internal.v1.StoreReply
+	7,  // 52: pushgw.internal.v1.Saver.Pending:output_type -> pushgw.internal.v1.PendingReply
+	10, // 53: pushgw.internal.v1.Saver.Report:output_type -> pushgw.internal.v1.ReportReply
+	12, // 54: pushgw.internal.v1.Saver.Status:output_type -> pushgw.internal.v1.StatusReply
+	14, // 55: pushgw.internal.v1.Saver.ClaimUndelivered:output_type -> pushgw.internal.v1.ClaimUndeliveredReply
+	16, // 56: pushgw.internal.v1.Saver.AddTagUsers:output_type -> pushgw.internal.v1.TagUsersReply
+	16, // 57: pushgw.internal.v1.Saver.RemoveTagUsers:output_type -> pushgw.internal.v1.TagUsersReply
+	18, // 58: pushgw.internal.v1.Saver.UserTags:output_type -> pushgw.internal.v1.UserTagsReply
+	20, // 59: pushgw.internal.v1.Saver.TagMembers:output_type -> pushgw.internal.v1.TagMembersReply
+	22, // 60: pushgw.internal.v1.Saver.TagMembership:output_type -> pushgw.internal.v1.TagMembershipReply
+	24, // 61: pushgw.internal.v1.Saver.StoreBroadcast:output_type -> pushgw.internal.v1.StoreBroadcastReply
+	27, // 62: pushgw.internal.v1.Saver.BroadcastProgress:output_type -> pushgw.internal.v1.BroadcastProgressReply
+	30, // 63: pushgw.internal.v1.Saver.ClaimBroadcastRooms:output_type -> pushgw.internal.v1.ClaimBroadcastRoomsReply
+	33, // 64: pushgw.internal.v1.Saver.BroadcastStatus:output_type -> pushgw.internal.v1.BroadcastStatusReply
+	35, // 65: pushgw.internal.v1.Saver.CatchUp:output_type -> pushgw.internal.v1.CatchUpReply
+	50, // 66: pushgw.internal.v1.Saver.StoreMulti:output_type -> pushgw.internal.v1.StoreMultiReply
+	39, // 67: pushgw.internal.v1.SaverTx.PrepareTx:output_type -> pushgw.internal.v1.PrepareTxReply
+	41, // 68: pushgw.internal.v1.SaverTx.DecideTx:output_type -> pushgw.internal.v1.DecideTxReply
+	43, // 69: pushgw.internal.v1.SaverTx.GetTx:output_type -> pushgw.internal.v1.GetTxReply
+	46, // 70: pushgw.internal.v1.SaverTx.ClaimTxChecks:output_type -> pushgw.internal.v1.ClaimTxChecksReply
+	48, // 71: pushgw.internal.v1.SaverTx.ReportTxCheck:output_type -> pushgw.internal.v1.ReportTxCheckReply
+	51, // [51:72] is the sub-list for method output_type
+	30, // [30:51] is the sub-list for method input_type
+	30, // [30:30] is the sub-list for extension type_name
+	30, // [30:30] is the sub-list for extension extendee
+	0,  // [0:30] is the sub-list for field type_name
 }
 
 func init() { file_pushgw_internal_v1_saver_proto_init() }
@@ -3223,7 +3383,7 @@ func file_pushgw_internal_v1_saver_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_pushgw_internal_v1_saver_proto_rawDesc), len(file_pushgw_internal_v1_saver_proto_rawDesc)),
 			NumEnums:      4,
-			NumMessages:   46,
+			NumMessages:   48,
 			NumExtensions: 0,
 			NumServices:   2,
 		},

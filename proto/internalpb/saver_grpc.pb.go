@@ -34,6 +34,7 @@ const (
 	Saver_ClaimBroadcastRooms_FullMethodName = "/pushgw.internal.v1.Saver/ClaimBroadcastRooms"
 	Saver_BroadcastStatus_FullMethodName     = "/pushgw.internal.v1.Saver/BroadcastStatus"
 	Saver_CatchUp_FullMethodName             = "/pushgw.internal.v1.Saver/CatchUp"
+	Saver_StoreMulti_FullMethodName          = "/pushgw.internal.v1.Saver/StoreMulti"
 )
 
 // SaverClient is the client API for Saver service.
@@ -89,6 +90,9 @@ type SaverClient interface {
 	// CatchUp returns the unexpired broadcasts of an app after a seq, oldest
 	// first, for a client that logs in.
 	CatchUp(ctx context.Context, in *CatchUpRequest, opts ...grpc.CallOption) (*CatchUpReply, error)
+	// StoreMulti stores one multicast, all or nothing: one message per user,
+	// committed in one MySQL transaction, then added to the Redis inboxes.
+	StoreMulti(ctx context.Context, in *StoreMultiRequest, opts ...grpc.CallOption) (*StoreMultiReply, error)
 }
 
 type saverClient struct {
@@ -249,6 +253,16 @@ func (c *saverClient) CatchUp(ctx context.Context, in *CatchUpRequest, opts ...g
 	return out, nil
 }
 
+func (c *saverClient) StoreMulti(ctx context.Context, in *StoreMultiRequest, opts ...grpc.CallOption) (*StoreMultiReply, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(StoreMultiReply)
+	err := c.cc.Invoke(ctx, Saver_StoreMulti_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // SaverServer is the server API for Saver service.
 // All implementations must embed UnimplementedSaverServer
 // for forward compatibility.
@@ -302,6 +316,9 @@ type SaverServer interface {
 	// CatchUp returns the unexpired broadcasts of an app after a seq, oldest
 	// first, for a client that logs in.
 	CatchUp(context.Context, *CatchUpRequest) (*CatchUpReply, error)
+	// StoreMulti stores one multicast, all or nothing: one message per user,
+	// committed in one MySQL transaction, then added to the Redis inboxes.
+	StoreMulti(context.Context, *StoreMultiRequest) (*StoreMultiReply, error)
 	mustEmbedUnimplementedSaverServer()
 }
 
@@ -356,6 +373,9 @@ func (UnimplementedSaverServer) BroadcastStatus(context.Context, *BroadcastStatu
 }
 func (UnimplementedSaverServer) CatchUp(context.Context, *CatchUpRequest) (*CatchUpReply, error) {
 	return nil, status.Error(codes.Unimplemented, "method CatchUp not implemented")
+}
+func (UnimplementedSaverServer) StoreMulti(context.Context, *StoreMultiRequest) (*StoreMultiReply, error) {
+	return nil, status.Error(codes.Unimplemented, "method StoreMulti not implemented")
 }
 func (UnimplementedSaverServer) mustEmbedUnimplementedSaverServer() {}
 func (UnimplementedSaverServer) testEmbeddedByValue()               {}
@@ -648,6 +668,24 @@ func _Saver_CatchUp_Handler(srv interface{}, ctx context.Context, dec func(inter
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Saver_StoreMulti_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(StoreMultiRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(SaverServer).StoreMulti(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Saver_StoreMulti_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(SaverServer).StoreMulti(ctx, req.(*StoreMultiRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // Saver_ServiceDesc is the grpc.ServiceDesc for Saver service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -714,6 +752,10 @@ var Saver_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "CatchUp",
 			Handler:    _Saver_CatchUp_Handler,
+		},
+		{
+			MethodName: "StoreMulti",
+			Handler:    _Saver_StoreMulti_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

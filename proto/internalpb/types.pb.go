@@ -31,6 +31,9 @@ const (
 	MessageState_MESSAGE_STATE_EXPIRED     MessageState = 4
 	// Delivered the maximum number of times without an ack.
 	MessageState_MESSAGE_STATE_DEAD MessageState = 5
+	// Replaced, before any ack, by a newer message of the same app, user and
+	// collapse_key.
+	MessageState_MESSAGE_STATE_COLLAPSED MessageState = 6
 )
 
 // Enum value maps for MessageState.
@@ -42,6 +45,7 @@ var (
 		3: "MESSAGE_STATE_ACKED",
 		4: "MESSAGE_STATE_EXPIRED",
 		5: "MESSAGE_STATE_DEAD",
+		6: "MESSAGE_STATE_COLLAPSED",
 	}
 	MessageState_value = map[string]int32{
 		"MESSAGE_STATE_UNSPECIFIED": 0,
@@ -50,6 +54,7 @@ var (
 		"MESSAGE_STATE_ACKED":       3,
 		"MESSAGE_STATE_EXPIRED":     4,
 		"MESSAGE_STATE_DEAD":        5,
+		"MESSAGE_STATE_COLLAPSED":   6,
 	}
 )
 
@@ -267,8 +272,19 @@ type Message struct {
 	// Store with the same key stores nothing and answers the first id.
 	// Only Store reads it.
 	IdempotencyKey string `protobuf:"bytes,11,opt,name=idempotency_key,json=idempotencyKey,proto3" json:"idempotency_key,omitempty"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	// Numbers 20+ leave 12-19 to other additions. collapse_key: a newer
+	// message with the same (app, user, collapse_key) replaces this one while
+	// it waits for an ack. priority: 1 high, 0 normal; Pending hands high
+	// ones out first. multicast_id: the multicast this message is part of
+	// (the id of its first message), 0 for a unicast.
+	CollapseKey string `protobuf:"bytes,20,opt,name=collapse_key,json=collapseKey,proto3" json:"collapse_key,omitempty"`
+	Priority    uint32 `protobuf:"varint,21,opt,name=priority,proto3" json:"priority,omitempty"`
+	MulticastId uint64 `protobuf:"varint,22,opt,name=multicast_id,json=multicastId,proto3" json:"multicast_id,omitempty"`
+	// Set by saver on a paced multicast's rows: the redelivery sweep leaves
+	// the message alone before this time (when its turn in the pacing comes).
+	RedeliverAtMs int64 `protobuf:"varint,23,opt,name=redeliver_at_ms,json=redeliverAtMs,proto3" json:"redeliver_at_ms,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Message) Reset() {
@@ -376,6 +392,34 @@ func (x *Message) GetIdempotencyKey() string {
 		return x.IdempotencyKey
 	}
 	return ""
+}
+
+func (x *Message) GetCollapseKey() string {
+	if x != nil {
+		return x.CollapseKey
+	}
+	return ""
+}
+
+func (x *Message) GetPriority() uint32 {
+	if x != nil {
+		return x.Priority
+	}
+	return 0
+}
+
+func (x *Message) GetMulticastId() uint64 {
+	if x != nil {
+		return x.MulticastId
+	}
+	return 0
+}
+
+func (x *Message) GetRedeliverAtMs() int64 {
+	if x != nil {
+		return x.RedeliverAtMs
+	}
+	return 0
 }
 
 // One message to every connection of an app (or of a tag of it), stored
@@ -505,7 +549,7 @@ const file_pushgw_internal_v1_types_proto_rawDesc = "" +
 	"\aconn_id\x18\x06 \x01(\x04R\x06connId\x12\x19\n" +
 	"\blogin_ms\x18\a \x01(\x03R\aloginMs\x12\x1b\n" +
 	"\tclient_ip\x18\b \x01(\tR\bclientIp\x12\x1a\n" +
-	"\bplatform\x18\t \x01(\tR\bplatform\"\xc9\x02\n" +
+	"\bplatform\x18\t \x01(\tR\bplatform\"\xd3\x03\n" +
 	"\aMessage\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x04R\x02id\x12\x10\n" +
 	"\x03app\x18\x02 \x01(\tR\x03app\x12\x12\n" +
@@ -520,7 +564,11 @@ const file_pushgw_internal_v1_types_proto_rawDesc = "" +
 	"\x05state\x18\t \x01(\x0e2 .pushgw.internal.v1.MessageStateR\x05state\x12%\n" +
 	"\x0edelivery_count\x18\n" +
 	" \x01(\rR\rdeliveryCount\x12'\n" +
-	"\x0fidempotency_key\x18\v \x01(\tR\x0eidempotencyKey\"\xdc\x01\n" +
+	"\x0fidempotency_key\x18\v \x01(\tR\x0eidempotencyKey\x12!\n" +
+	"\fcollapse_key\x18\x14 \x01(\tR\vcollapseKey\x12\x1a\n" +
+	"\bpriority\x18\x15 \x01(\rR\bpriority\x12!\n" +
+	"\fmulticast_id\x18\x16 \x01(\x04R\vmulticastId\x12&\n" +
+	"\x0fredeliver_at_ms\x18\x17 \x01(\x03R\rredeliverAtMs\"\xdc\x01\n" +
 	"\tBroadcast\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x04R\x02id\x12\x10\n" +
 	"\x03app\x18\x02 \x01(\tR\x03app\x12\x10\n" +
@@ -533,14 +581,15 @@ const file_pushgw_internal_v1_types_proto_rawDesc = "" +
 	"\n" +
 	"expires_ms\x18\b \x01(\x03R\texpiresMs\x12\x1f\n" +
 	"\vonline_only\x18\t \x01(\bR\n" +
-	"onlineOnly*\xb0\x01\n" +
+	"onlineOnly*\xcd\x01\n" +
 	"\fMessageState\x12\x1d\n" +
 	"\x19MESSAGE_STATE_UNSPECIFIED\x10\x00\x12\x18\n" +
 	"\x14MESSAGE_STATE_STORED\x10\x01\x12\x1b\n" +
 	"\x17MESSAGE_STATE_DELIVERED\x10\x02\x12\x17\n" +
 	"\x13MESSAGE_STATE_ACKED\x10\x03\x12\x19\n" +
 	"\x15MESSAGE_STATE_EXPIRED\x10\x04\x12\x16\n" +
-	"\x12MESSAGE_STATE_DEAD\x10\x05*\xa2\x01\n" +
+	"\x12MESSAGE_STATE_DEAD\x10\x05\x12\x1b\n" +
+	"\x17MESSAGE_STATE_COLLAPSED\x10\x06*\xa2\x01\n" +
 	"\n" +
 	"ResultCode\x12\x12\n" +
 	"\x0eRESULT_CODE_OK\x10\x00\x12\x19\n" +

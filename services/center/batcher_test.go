@@ -327,7 +327,7 @@ func TestBatcherWaitsForCompany(t *testing.T) {
 }
 
 // value reads a counter.
-func value(t *testing.T, c prometheus.Metric) float64 {
+func value(t testing.TB, c prometheus.Metric) float64 {
 	t.Helper()
 	var m dto.Metric
 	if err := c.Write(&m); err != nil {

@@ -25,6 +25,10 @@ type Config struct {
 	RedeliverInterval time.Duration
 	// Tx configures the transactional check-back worker (tx_config.go).
 	Tx txConfig
+	// RedisAddr and RedisDB hold the per-app rate limits, the pacing
+	// state and multicast progress, shared by every center.
+	RedisAddr string
+	RedisDB   int
 }
 
 func parseConfig(args []string) (Config, error) {
@@ -36,6 +40,8 @@ func parseConfig(args []string) (Config, error) {
 	fs.IntVar(&c.DeliveryPool, "delivery-workers", defaultDeliveryPool, "concurrent room calls while delivering batches of stored messages")
 	fs.DurationVar(&c.RedeliverInterval, "redeliver-interval", defaultRedeliverInterval, "period of the sweeps that redeliver stored messages no room reported delivered and resend broadcasts to rooms that did not confirm them")
 	c.Tx.bind(fs)
+	fs.StringVar(&c.RedisAddr, "redis", service.Env("REDIS", service.DefaultRedis), "Redis address of the per-app rate limits, pacing and multicast progress, shared by all centers (PUSHGW_REDIS)")
+	fs.IntVar(&c.RedisDB, "redis-db", service.EnvInt("REDIS_DB", 0), "Redis database number (PUSHGW_REDIS_DB)")
 	if err := fs.Parse(args); err != nil {
 		return c, err
 	}

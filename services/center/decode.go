@@ -18,15 +18,20 @@ import (
 // store something the business never sent), no unknown fields, and exactly
 // one JSON value.
 func decodeBody(w http.ResponseWriter, r *http.Request, dst any) *apiError {
+	return decodeBodyLimit(w, r, dst, maxBodyBytes)
+}
+
+// decodeBodyLimit is decodeBody with another size bound (a multicast's).
+func decodeBodyLimit(w http.ResponseWriter, r *http.Request, dst any, limit int64) *apiError {
 	mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
 	if err != nil || mt != "application/json" {
 		return errorf(CodeUnsupportedMediaType, "Content-Type must be application/json")
 	}
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxBodyBytes))
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, limit))
 	if err != nil {
 		var tooBig *http.MaxBytesError
 		if errors.As(err, &tooBig) {
-			return errorf(CodePayloadTooLarge, fmt.Sprintf("request body exceeds %d bytes", maxBodyBytes))
+			return errorf(CodePayloadTooLarge, fmt.Sprintf("request body exceeds %d bytes", limit))
 		}
 		return errorf(CodeInvalidArgument, "could not read request body: "+err.Error())
 	}

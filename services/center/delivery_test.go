@@ -69,6 +69,19 @@ func (p *peers) Store(_ context.Context, req *internalpb.StoreRequest) (*interna
 	return &internalpb.StoreReply{}, nil
 }
 
+func (p *peers) StoreMulti(_ context.Context, req *internalpb.StoreMultiRequest) (*internalpb.StoreMultiReply, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.stores++
+	t := req.GetMessage()
+	for i, u := range req.GetUsers() {
+		m := proto.Clone(t).(*internalpb.Message)
+		m.Id, m.User, m.MulticastId, m.IdempotencyKey = req.GetIds()[i], u, req.GetIds()[0], ""
+		p.stored = append(p.stored, m)
+	}
+	return &internalpb.StoreMultiReply{MulticastId: req.GetIds()[0], Users: req.GetUsers(), Ids: req.GetIds()}, nil
+}
+
 func (p *peers) Status(_ context.Context, req *internalpb.StatusRequest) (*internalpb.StatusReply, error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()

@@ -3,6 +3,7 @@ package main
 import (
 	"encoding/json"
 	"net/http"
+	"strconv"
 )
 
 // Error codes of the center API. They are part of the public contract
@@ -25,6 +26,12 @@ const (
 	// CodeTxAlreadyDecided: a commit of a rolled-back transaction or the
 	// reverse; the body's state says how it was decided.
 	CodeTxAlreadyDecided = "TX_ALREADY_DECIDED"
+	// CodeRateLimited: the app is over a per-app limit; Retry-After says
+	// when to try again.
+	CodeRateLimited = "RATE_LIMITED"
+	// CodeTooManyInFlight: this center runs as many multicast deliveries
+	// as it may; retry shortly (another center may take it).
+	CodeTooManyInFlight = "TOO_MANY_IN_FLIGHT"
 )
 
 // codeOK labels successful requests in metrics.
@@ -46,6 +53,8 @@ var statusOf = map[string]int{
 	CodeTagFull:     http.StatusConflict,
 	CodeTooManyTags: http.StatusConflict,
 	CodeTxAlreadyDecided:     http.StatusConflict,
+	CodeRateLimited:          http.StatusTooManyRequests,
+	CodeTooManyInFlight:      http.StatusServiceUnavailable,
 }
 
 // apiError is the body of every non-2xx answer.
@@ -56,6 +65,8 @@ type apiError struct {
 	Field string `json:"field,omitempty"`
 	// State is the decided state of a transaction (TX_ALREADY_DECIDED).
 	State string `json:"state,omitempty"`
+	// retryAfter, in seconds, becomes the Retry-After header when > 0.
+	retryAfter int
 }
 
 func (e *apiError) Error() string { return e.Code + ": " + e.Message }
@@ -85,6 +96,9 @@ func writeError(w http.ResponseWriter, e *apiError) {
 	}
 	if e.Code == CodeUnauthenticated {
 		w.Header().Set("WWW-Authenticate", `Bearer realm="pushgw"`)
+	}
+	if e.retryAfter > 0 {
+		w.Header().Set("Retry-After", strconv.Itoa(e.retryAfter))
 	}
 	writeJSON(w, status, e)
 }

@@ -16,7 +16,7 @@ const (
 	maxReasonBytes  = 256
 	// maxIdempotencyKeyBytes matches saver's idempotency_keys.ikey column.
 	maxIdempotencyKeyBytes = 128
-	maxMultiUsers          = 1000
+	maxMultiUsers          = 100_000 // POST /v1/push/multi; see multi.go
 	defaultTTL             = 24 * time.Hour
 	maxTTL                 = 7 * 24 * time.Hour
 	saverStoreChunk        = 500 // messages per Saver.Store call
@@ -34,4 +34,6 @@ const (
 	storeTimeout         = 4 * time.Second
 	asyncDeliveryTimeout = 10 * time.Second
 	shutdownTimeout      = 10 * time.Second
+	redisDialTimeout     = time.Second
+	redisIOTimeout       = time.Second
 )

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/panjf2000/ants/v2"
+	"github.com/redis/go-redis/v9"
 
 	"github.com/pushgw/pushgw/pkg/appconfig"
 	"github.com/pushgw/pushgw/pkg/discovery"
@@ -80,6 +81,15 @@ func run(cfg Config) error {
 		return fmt.Errorf("center: delivery pool: %w", err)
 	}
 	srv := newServer(apps, gen, saverConn, registerConn, rooms, pool, newMetrics(base.Registry), log, cfg.RequestTimeout)
+	// Redis holds the per-app limits; center starts without it and
+	// fails open (ratelimit.go), so it is not in /healthz either.
+	rdb := redis.NewClient(&redis.Options{Addr: cfg.RedisAddr, DB: cfg.RedisDB, DialTimeout: redisDialTimeout,
+		ReadTimeout: redisIOTimeout, WriteTimeout: redisIOTimeout, ContextTimeoutEnabled: true})
+	defer rdb.Close()
+	if err := rdb.Ping(startCtx).Err(); err != nil {
+		log.Warn("center: Redis not reachable at start; rate limits fail open and pacing is per center until it is", "redis", cfg.RedisAddr, "err", err)
+	}
+	srv.useRedis(rdb)
 	redeliver := startRedeliverer(srv, cfg.RedeliverInterval)
 	srv.txm = newTxMetrics(base.Registry)
 	txChecks := startTxChecker(srv, apps, cfg.Tx)
@@ -93,7 +103,7 @@ func run(cfg Config) error {
 		Handler:           srv.Handler(),
 		ReadHeaderTimeout: 5 * time.Second,
 		ReadTimeout:       10 * time.Second,
-		WriteTimeout:      cfg.RequestTimeout + 5*time.Second,
+		WriteTimeout:      max(cfg.RequestTimeout, multiRequestTimeout) + 5*time.Second,
 		IdleTimeout:       2 * time.Minute,
 		MaxHeaderBytes:    16 << 10,
 	}
@@ -110,6 +120,7 @@ func run(cfg Config) error {
 	shutCtx, shutCancel := context.WithTimeout(context.Background(), shutdownTimeout)
 	defer shutCancel()
 	serving.Shutdown(shutCtx)
+	srv.stopFanouts()
 	redeliver.stop()
 	bsweep.stop()
 	if err := srv.bcast.wait(shutCtx); err != nil {

@@ -14,6 +14,12 @@ type metrics struct {
 	redelivered   prometheus.Counter
 	retries       prometheus.Counter
 	retryDropped  *prometheus.CounterVec
+
+	rateLimitSeconds prometheus.Histogram
+	rateLimitErrors  *prometheus.CounterVec
+	rateLimited      *prometheus.CounterVec
+	pacerErrors      prometheus.Counter
+	fanouts          prometheus.Gauge
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -66,6 +72,28 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Help: "Messages left to the redelivery sweep by the retrier, by reason (gave_up, queue_full).",
 		}, []string{"reason"}),
 	}
+	m.rateLimitSeconds = prometheus.NewHistogram(prometheus.HistogramOpts{
+		Name:    "pushgw_center_ratelimit_check_seconds",
+		Help:    "Time of one per-app rate limit check in Redis.",
+		Buckets: prometheus.ExponentialBuckets(0.0001, 2, 12),
+	})
+	m.rateLimitErrors = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "pushgw_center_ratelimit_errors_total",
+		Help: "Rate limit checks Redis did not answer, by API; those requests were admitted (fail-open).",
+	}, []string{"api"})
+	m.rateLimited = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "pushgw_center_rate_limited_total",
+		Help: "Requests answered 429 RATE_LIMITED, by API.",
+	}, []string{"api"})
+	m.pacerErrors = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "pushgw_center_pacer_errors_total",
+		Help: "Pacer steps Redis did not answer; the sender paced itself alone.",
+	})
+	m.fanouts = prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "pushgw_center_multicast_fanouts",
+		Help: "Multicast deliveries running on this center.",
+	})
+	reg.MustRegister(m.rateLimitSeconds, m.rateLimitErrors, m.rateLimited, m.pacerErrors, m.fanouts)
 	reg.MustRegister(m.requests, m.pushLatency, m.stored, m.delivered, m.inline, m.deliveryFails, m.deliveryBatch, m.roomBatch, m.redelivered,
 		m.retries, m.retryDropped)
 	return m

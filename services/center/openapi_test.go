@@ -21,7 +21,7 @@ func TestOpenAPIListsEveryCode(t *testing.T) {
 			t.Errorf("docs/openapi.yaml lacks the row %q", row)
 		}
 	}
-	for _, route := range []string{"/v1/push:", "/v1/push/multi:", "/v1/messages/{id}:", "/v1/apps/{app}/users/{user}/sessions:", "/v1/kick:", "/v1/broadcast:"} {
+	for _, route := range []string{"/v1/push:", "/v1/push/multi:", "/v1/messages/{id}:", "/v1/apps/{app}/users/{user}/sessions:", "/v1/kick:", "/v1/broadcast:", "/v1/multicasts/{id}:"} {
 		if !strings.Contains(doc, "  "+route) {
 			t.Errorf("docs/openapi.yaml lacks route %s", route)
 		}

@@ -25,14 +25,12 @@ type pushResponse struct {
 	Delivered *int `json:"delivered,omitempty"`
 }
 
-type multiPushResponse struct {
-	IDs       map[string]string `json:"ids"`
-	QoS       uint32            `json:"qos"`
-	Delivered *int              `json:"delivered,omitempty"`
-}
-
 func (s *Server) handlePush(w http.ResponseWriter, r *http.Request, app appconfig.App) (any, *apiError) {
 	start := time.Now()
+	// Before decoding: a flood past the limit costs one Redis call each.
+	if e := s.limits.allow(r.Context(), app.Name, apiPush, app.Push(), 1); e != nil {
+		return nil, e
+	}
 	var req pushRequest
 	if e := decodeBody(w, r, &req); e != nil {
 		return nil, e
@@ -58,32 +56,6 @@ func (s *Server) handlePush(w http.ResponseWriter, r *http.Request, app appconfi
 	return out, nil
 }
 
-func (s *Server) handleMultiPush(w http.ResponseWriter, r *http.Request, app appconfig.App) (any, *apiError) {
-	start := time.Now()
-	var req multiPushRequest
-	if e := decodeBody(w, r, &req); e != nil {
-		return nil, e
-	}
-	d, e := req.validate(app.Name)
-	if e != nil {
-		return nil, e
-	}
-	msgs, e := s.newMessages(app.Name, req.Users, "", d)
-	if e != nil {
-		return nil, e
-	}
-	delivered, _, e := s.send(r.Context(), msgs)
-	if e != nil {
-		return nil, e
-	}
-	s.m.pushLatency.WithLabelValues("push_multi", strconv.Itoa(int(d.qos))).Observe(time.Since(start).Seconds())
-	out := multiPushResponse{IDs: make(map[string]string, len(msgs)), QoS: d.qos, Delivered: delivered}
-	for _, m := range msgs {
-		out.IDs[m.GetUser()] = strconv.FormatUint(m.GetId(), 10)
-	}
-	return out, nil
-}
-
 // newMessages builds one message per user, each with its own id, so acks
 // and status are per user.
 func (s *Server) newMessages(app string, users []string, device string, d delivery) ([]*internalpb.Message, *apiError) {
@@ -102,6 +74,7 @@ func (s *Server) newMessages(app string, users []string, device string, d delive
 		msgs[i] = &internalpb.Message{
 			Id: id, App: app, User: u, Device: device, Payload: d.payload, Qos: d.qos,
 			CreatedMs: now.UnixMilli(), ExpiresMs: expires, State: internalpb.MessageState_MESSAGE_STATE_STORED,
+			CollapseKey: d.opts.collapseKey, Priority: d.opts.priority,
 		}
 	}
 	return msgs, nil

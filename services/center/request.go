@@ -20,6 +20,9 @@ type pushRequest struct {
 	// same key within the outcome retention stores and sends nothing and
 	// answers the first message's id.
 	IdempotencyKey string `json:"idempotency_key"`
+	// CollapseKey and Priority: see collapse.go.
+	CollapseKey string  `json:"collapse_key"`
+	Priority    *string `json:"priority"`
 }
 
 // multiPushRequest is the body of POST /v1/push/multi.
@@ -30,6 +33,11 @@ type multiPushRequest struct {
 	PayloadBase64 *string  `json:"payload_base64"`
 	QoS           *int     `json:"qos"`
 	TTL           *int64   `json:"ttl"`
+	// IdempotencyKey: a retry with the same key answers the first
+	// multicast's ids and stores nothing.
+	IdempotencyKey string  `json:"idempotency_key"`
+	CollapseKey    string  `json:"collapse_key"`
+	Priority       *string `json:"priority"`
 }
 
 // kickRequest is the body of POST /v1/kick.
@@ -45,6 +53,7 @@ type delivery struct {
 	payload []byte
 	qos     uint32
 	ttl     time.Duration // 0 for QoS 0: never stored, so never expires
+	opts    storeOptions
 }
 
 // checkApp enforces that a body names the key's own app; an omitted app
@@ -145,7 +154,8 @@ func (q *pushRequest) validate(keyApp string) (delivery, *apiError) {
 	if q.IdempotencyKey != "" && d.qos == 0 {
 		return d, fieldError("idempotency_key", "idempotency_key needs qos 1: a qos 0 push is not stored, so there is nothing to find on a retry")
 	}
-	return d, nil
+	d.opts, e = checkStoreOptions(q.CollapseKey, q.Priority, d.qos)
+	return d, e
 }
 
 func (q *multiPushRequest) validate(keyApp string) (delivery, *apiError) {

@@ -5,9 +5,11 @@ import (
 	"log/slog"
 	"net/http"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/panjf2000/ants/v2"
+	"github.com/redis/go-redis/v9"
 	"google.golang.org/grpc"
 
 	"github.com/pushgw/pushgw/pkg/appconfig"
@@ -31,6 +33,18 @@ type Server struct {
 	m        *metrics
 	log      *slog.Logger
 	timeout  time.Duration
+
+	// Per-app limits, pacing and multicast progress (useRedis); nil
+	// without Redis: unlimited, unpaced, no progress.
+	limits *rateLimiter
+	pacer  *Pacer
+	rdb    *redis.Client
+	// fanoutSlots holds one token per multicast delivery running here;
+	// stop ends them at shutdown (their messages stay stored).
+	fanoutSlots chan struct{}
+	fanoutUsers atomic.Int64 // messages held by running fan-outs
+	stop        context.Context
+	stopFanouts context.CancelFunc
 }
 
 func newServer(apps *appconfig.Store, gen *ids.Generator, saver, register grpc.ClientConnInterface, rooms *roomSet,
@@ -40,10 +54,20 @@ func newServer(apps *appconfig.Store, gen *ids.Generator, saver, register grpc.C
 		rooms: rooms, pool: pool, m: m, log: log, timeout: timeout,
 	}
 	s.saverTx = internalpb.NewSaverTxClient(saver)
+	s.fanoutSlots = make(chan struct{}, maxFanouts)
+	s.stop, s.stopFanouts = context.WithCancel(context.Background())
 	s.batch = newDeliveryBatcher(s.deliver, m, log)
 	s.retry = newRetrier(s.deliverOnce, m, log)
 	s.bcast = newBroadcastSender(s, nil)
 	return s
+}
+
+// useRedis turns on the per-app rate limits, pacing and multicast
+// progress, kept in rdb and shared by every center.
+func (s *Server) useRedis(rdb *redis.Client) {
+	s.rdb = rdb
+	s.limits = newRateLimiter(rdb, s.m, s.log)
+	s.pacer = NewPacer(rdb, s.m, s.log)
 }
 
 // handler serves one authenticated route. It returns the 200 body or an
@@ -57,7 +81,8 @@ func (s *Server) Handler() http.Handler {
 	// Methods are checked in route, not in the patterns, so a wrong method
 	// gets a JSON error like every other failure.
 	mux.Handle("/v1/push", s.route("push", http.MethodPost, s.handlePush))
-	mux.Handle("/v1/push/multi", s.route("push_multi", http.MethodPost, s.handleMultiPush))
+	mux.Handle("/v1/push/multi", s.routeTimeout("push_multi", http.MethodPost, s.handleMultiPush, max(s.timeout, multiRequestTimeout)))
+	mux.Handle("/v1/multicasts/{id}", s.route("multicast_status", http.MethodGet, s.handleMulticast))
 	mux.Handle("/v1/messages/{id}", s.route("message_status", http.MethodGet, s.handleStatus))
 	mux.Handle("/v1/apps/{app}/users/{user}/sessions", s.route("sessions", http.MethodGet, s.handleSessions))
 	mux.Handle("/v1/kick", s.route("kick", http.MethodPost, s.handleKick))
@@ -76,6 +101,11 @@ func (s *Server) Handler() http.Handler {
 }
 
 func (s *Server) route(name, method string, h handler) http.Handler {
+	return s.routeTimeout(name, method, h, s.timeout)
+}
+
+// routeTimeout is route with its own request deadline.
+func (s *Server) routeTimeout(name, method string, h handler, timeout time.Duration) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		// A bug in one handler answers 500 INTERNAL in JSON instead of
 		// dropping the connection, and is logged with its route.
@@ -86,7 +116,7 @@ func (s *Server) route(name, method string, h handler) http.Handler {
 				writeError(w, errorf(CodeInternal, "internal error; the request may not have been processed"))
 			}
 		}()
-		body, e := s.serve(r, method, h, w)
+		body, e := s.serve(r, method, h, w, timeout)
 		code := codeOK
 		if e != nil {
 			code = e.Code
@@ -98,7 +128,7 @@ func (s *Server) route(name, method string, h handler) http.Handler {
 	})
 }
 
-func (s *Server) serve(r *http.Request, method string, h handler, w http.ResponseWriter) (any, *apiError) {
+func (s *Server) serve(r *http.Request, method string, h handler, w http.ResponseWriter, timeout time.Duration) (any, *apiError) {
 	if r.Method != method {
 		w.Header().Set("Allow", method)
 		return nil, errorf(CodeMethodNotAllowed, "use "+method+" for "+r.URL.Path)
@@ -107,7 +137,7 @@ func (s *Server) serve(r *http.Request, method string, h handler, w http.Respons
 	if e != nil {
 		return nil, e
 	}
-	ctx, cancel := context.WithTimeout(r.Context(), s.timeout)
+	ctx, cancel := context.WithTimeout(r.Context(), timeout)
 	defer cancel()
 	return h(w, r.WithContext(ctx), app)
 }

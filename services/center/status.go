@@ -29,6 +29,8 @@ func stateName(st internalpb.MessageState) string {
 		return "expired"
 	case internalpb.MessageState_MESSAGE_STATE_DEAD:
 		return "dead"
+	case internalpb.MessageState_MESSAGE_STATE_COLLAPSED:
+		return "collapsed"
 	}
 	return "unknown"
 }

@@ -161,7 +161,7 @@ func (c *committer) commit(batch []*storeReq, rows int) (map[uint64]uint64, erro
 		}
 	}
 	start := time.Now()
-	kept, replaced, err := c.db.insert(ctx, msgs, start)
+	kept, replaced, collapsed, err := c.db.insert(ctx, msgs, start)
 	c.metrics.commitSeconds.Observe(time.Since(start).Seconds())
 	if err != nil {
 		c.log.Error("store commit failed", "rows", len(msgs), "requests", len(batch), "err", err)
@@ -176,6 +176,15 @@ func (c *committer) commit(batch []*storeReq, rows int) (map[uint64]uint64, erro
 	if err := c.inbox.add(rctx, kept); err != nil {
 		c.metrics.redisErrors.WithLabelValues("store").Inc()
 		c.log.Warn("inbox add after commit failed; Pending will read MySQL", "rows", len(kept), "err", err)
+	}
+	if len(collapsed) > 0 {
+		c.metrics.outcomes.WithLabelValues("collapsed").Add(float64(len(collapsed)))
+		// A collapsed id left in an inbox is harmless: Pending checks every
+		// candidate against MySQL and drops the ones gone from it.
+		if err := c.inbox.remove(rctx, collapsed); err != nil {
+			c.metrics.redisErrors.WithLabelValues("store").Inc()
+			c.log.Warn("inbox remove of collapsed messages failed; Pending drops them", "rows", len(collapsed), "err", err)
+		}
 	}
 	return replaced, nil
 }

@@ -101,7 +101,7 @@ func newFixtureOn(t testing.TB, maxDeliveries uint32, redisAddrs string) *fixtur
 	m := newMetrics(prometheus.NewRegistry())
 	mdb, in := &msgDB{db: sqldb}, &inbox{rdb: rdb}
 	com := newCommitter(mdb, in, m, testLog(), groupCommitWriters, storeQueueLen)
-	srv := &server{db: mdb, inbox: in, committer: com, metrics: m, log: testLog(), maxDeliveries: maxDeliveries}
+	srv := &server{db: mdb, inbox: in, committer: com, metrics: m, log: testLog(), maxDeliveries: maxDeliveries, multi: make(chan struct{}, multiSlots)}
 	sw := &sweeper{db: mdb, inbox: in, metrics: m, log: testLog(), interval: time.Hour, retention: time.Hour}
 
 	ln, err := net.Listen("tcp", "127.0.0.1:0")

@@ -86,6 +86,7 @@ func addToPipe(ctx context.Context, p redis.Pipeliner, msgs []*internalpb.Messag
 		body, err := proto.Marshal(&internalpb.Message{
 			Id: m.GetId(), App: m.GetApp(), User: m.GetUser(), Device: m.GetDevice(), Payload: m.GetPayload(),
 			Qos: m.GetQos(), CreatedMs: m.GetCreatedMs(), ExpiresMs: m.GetExpiresMs(),
+			CollapseKey: m.GetCollapseKey(), Priority: m.GetPriority(), MulticastId: m.GetMulticastId(),
 		})
 		if err != nil {
 			return fmt.Errorf("marshal %d: %w", m.GetId(), err)

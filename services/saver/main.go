@@ -117,7 +117,7 @@ func run(cfg *config) error {
 	m := newMetrics(base.Registry)
 	mdb, in := &msgDB{db: db, replica: rep, retry: cfg.db.retry}, &inbox{rdb: rdb}
 	com := newCommitter(mdb, in, m, base.Log, groupCommitWriters, storeQueueLen)
-	srv := &server{db: mdb, inbox: in, committer: com, metrics: m, log: base.Log, maxDeliveries: uint32(cfg.maxDeliveries)}
+	srv := &server{db: mdb, inbox: in, committer: com, metrics: m, log: base.Log, maxDeliveries: uint32(cfg.maxDeliveries), multi: make(chan struct{}, multiSlots)}
 	tags := newTagStore(mdb, rdb, newTagMetrics(base.Registry), base.Log)
 	defer tags.close()
 	srv.tags = tags

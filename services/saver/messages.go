@@ -50,14 +50,16 @@ func sortedIDs(ids []uint64) []uint64 {
 // found already stored. A message whose id already has an outcome (acked,
 // expired or dead) is dropped, so a Store retried after the ack does not
 // deliver it again.
-func (d *msgDB) insert(ctx context.Context, msgs []*internalpb.Message, now time.Time) ([]*internalpb.Message, map[uint64]uint64, error) {
+//
+// collapsed lists the messages this Store finished as collapsed (older
+// unacked ones with a collapse key of a stored message), to leave the
+// Redis inboxes after the commit.
+func (d *msgDB) insert(ctx context.Context, msgs []*internalpb.Message, now time.Time) (kept []*internalpb.Message, replaced map[uint64]uint64, collapsed []msgRef, err error) {
 	ids := make([]uint64, len(msgs))
 	for i, m := range msgs {
 		ids[i] = m.GetId()
 	}
-	var kept []*internalpb.Message
-	var replaced map[uint64]uint64
-	err := d.retry.inTx(ctx, d.db, nil, func(tx *sql.Tx) error {
+	err = d.retry.inTx(ctx, d.db, nil, func(tx *sql.Tx) error {
 		done, err := queryIDs(ctx, tx, "SELECT id FROM message_outcomes WHERE id IN ("+placeholders(len(ids))+")", idArgs(ids)...)
 		if err != nil {
 			return fmt.Errorf("check outcomes: %w", err)
@@ -71,23 +73,32 @@ func (d *msgDB) insert(ctx context.Context, msgs []*internalpb.Message, now time
 				kept = append(kept, m)
 			}
 		}
-		for start := 0; start < len(kept); {
-			end, size := start, 0
-			for end < len(kept) && end-start < insertMaxRows && (end == start || size+len(kept[end].GetPayload()) <= insertMaxBytes) {
-				size += len(kept[end].GetPayload())
-				end++
-			}
-			if err := insertRows(ctx, tx, kept[start:end], now); err != nil {
-				return err
-			}
-			start = end
+		if kept, collapsed, err = collapse(ctx, tx, kept, now); err != nil {
+			return err
 		}
-		return nil
+		return insertAll(ctx, tx, kept, now, insertMaxRows)
 	})
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
-	return kept, replaced, nil
+	return kept, replaced, collapsed, nil
+}
+
+// insertAll inserts msgs in multi-row statements of at most maxRows rows
+// and insertMaxBytes of payload.
+func insertAll(ctx context.Context, tx *sql.Tx, msgs []*internalpb.Message, now time.Time, maxRows int) error {
+	for start := 0; start < len(msgs); {
+		end, size := start, 0
+		for end < len(msgs) && end-start < maxRows && (end == start || size+len(msgs[end].GetPayload()) <= insertMaxBytes) {
+			size += len(msgs[end].GetPayload())
+			end++
+		}
+		if err := insertRows(ctx, tx, msgs[start:end], now); err != nil {
+			return err
+		}
+		start = end
+	}
+	return nil
 }
 
 // claimKeys records the idempotency keys of msgs in tx and returns the
@@ -158,19 +169,20 @@ func claimKeys(ctx context.Context, tx *sql.Tx, msgs []*internalpb.Message, now 
 
 func insertRows(ctx context.Context, tx *sql.Tx, msgs []*internalpb.Message, now time.Time) error {
 	var b strings.Builder
-	b.WriteString("INSERT IGNORE INTO messages (id, app, `user`, device, payload, qos, created_ms, expires_ms, delivery_count, state, updated_ms) VALUES ")
-	args := make([]any, 0, len(msgs)*10)
+	b.WriteString("INSERT IGNORE INTO messages (id, app, `user`, device, payload, qos, created_ms, expires_ms, delivery_count, state, updated_ms, " +
+		"multicast_id, collapse_key, priority, redeliver_at_ms) VALUES ")
+	args := make([]any, 0, len(msgs)*14)
 	for i, m := range msgs {
 		if i > 0 {
 			b.WriteByte(',')
 		}
-		b.WriteString("(?,?,?,?,?,?,?,?,0,?,?)")
+		b.WriteString("(?,?,?,?,?,?,?,?,0,?,?,?,?,?,?)")
 		payload := m.GetPayload()
 		if payload == nil {
 			payload = []byte{}
 		}
 		args = append(args, m.GetId(), m.GetApp(), m.GetUser(), m.GetDevice(), payload, m.GetQos(),
-			m.GetCreatedMs(), m.GetExpiresMs(), stateStored, now.UnixMilli())
+			m.GetCreatedMs(), m.GetExpiresMs(), stateStored, now.UnixMilli(), m.GetMulticastId(), m.GetCollapseKey(), m.GetPriority(), m.GetRedeliverAtMs())
 	}
 	if _, err := tx.ExecContext(ctx, b.String(), args...); err != nil {
 		return fmt.Errorf("insert %d messages: %w", len(msgs), err)
@@ -202,7 +214,7 @@ func queryIDs(ctx context.Context, q querier, query string, args ...any) (map[ui
 // loadUser reads a user's unexpired messages, oldest first, with their
 // delivery counts; complete is false when more than userLoadMax exist.
 func (d *msgDB) loadUser(ctx context.Context, u userRef, now time.Time) (msgs []*internalpb.Message, complete bool, err error) {
-	rows, err := d.db.QueryContext(ctx, "SELECT id, device, payload, qos, created_ms, expires_ms, delivery_count FROM messages "+
+	rows, err := d.db.QueryContext(ctx, "SELECT id, device, payload, qos, created_ms, expires_ms, delivery_count, collapse_key, priority, multicast_id FROM messages "+
 		"WHERE app = ? AND `user` = ? AND (expires_ms = 0 OR expires_ms > ?) ORDER BY id LIMIT ?",
 		u.app, u.user, now.UnixMilli(), userLoadMax+1)
 	if err != nil {
@@ -211,7 +223,7 @@ func (d *msgDB) loadUser(ctx context.Context, u userRef, now time.Time) (msgs []
 	defer rows.Close()
 	for rows.Next() {
 		m := &internalpb.Message{App: u.app, User: u.user}
-		if err := rows.Scan(&m.Id, &m.Device, &m.Payload, &m.Qos, &m.CreatedMs, &m.ExpiresMs, &m.DeliveryCount); err != nil {
+		if err := rows.Scan(&m.Id, &m.Device, &m.Payload, &m.Qos, &m.CreatedMs, &m.ExpiresMs, &m.DeliveryCount, &m.CollapseKey, &m.Priority, &m.MulticastId); err != nil {
 			return nil, false, fmt.Errorf("saver: load %s/%s: %w", u.app, u.user, err)
 		}
 		msgs = append(msgs, m)
@@ -298,6 +310,7 @@ type finishedRow struct {
 	deliveryCount uint32
 	createdMs     int64
 	expiresMs     int64
+	multicastID   uint64
 }
 
 // finish moves the rows among ids that keep accepts from messages to
@@ -313,7 +326,7 @@ func (d *msgDB) finish(ctx context.Context, outcome internalpb.MessageState, ids
 	var done []msgRef
 	err := d.retry.inTx(ctx, d.db, nil, func(tx *sql.Tx) error {
 		done = done[:0]
-		rows, err := tx.QueryContext(ctx, "SELECT id, app, `user`, delivery_count, created_ms, expires_ms FROM messages WHERE id IN ("+
+		rows, err := tx.QueryContext(ctx, "SELECT id, app, `user`, delivery_count, created_ms, expires_ms, multicast_id FROM messages WHERE id IN ("+
 			placeholders(len(ids))+") FOR UPDATE", idArgs(ids)...)
 		if err != nil {
 			return err
@@ -321,7 +334,7 @@ func (d *msgDB) finish(ctx context.Context, outcome internalpb.MessageState, ids
 		var take []finishedRow
 		for rows.Next() {
 			var r finishedRow
-			if err := rows.Scan(&r.id, &r.app, &r.user, &r.deliveryCount, &r.createdMs, &r.expiresMs); err != nil {
+			if err := rows.Scan(&r.id, &r.app, &r.user, &r.deliveryCount, &r.createdMs, &r.expiresMs, &r.multicastID); err != nil {
 				rows.Close()
 				return err
 			}
@@ -333,35 +346,47 @@ func (d *msgDB) finish(ctx context.Context, outcome internalpb.MessageState, ids
 		if err := rows.Err(); err != nil {
 			return err
 		}
-		if len(take) == 0 {
-			return nil
-		}
-		var b strings.Builder
-		b.WriteString("INSERT INTO message_outcomes (id, app, `user`, outcome, delivery_count, at_ms, created_ms, expires_ms) VALUES ")
-		args := make([]any, 0, len(take)*8)
-		del := make([]uint64, len(take))
-		for i, r := range take {
-			if i > 0 {
-				b.WriteByte(',')
-			}
-			b.WriteString("(?,?,?,?,?,?,?,?)")
-			args = append(args, r.id, r.app, r.user, uint8(outcome), r.deliveryCount, now.UnixMilli(), r.createdMs, r.expiresMs)
-			del[i] = r.id
+		for _, r := range take {
 			done = append(done, r.msgRef)
 		}
-		// A leftover outcome row can only be an older fate of the same id;
-		// the newest one wins.
-		b.WriteString(" ON DUPLICATE KEY UPDATE outcome = VALUES(outcome), delivery_count = VALUES(delivery_count), at_ms = VALUES(at_ms)")
-		if _, err := tx.ExecContext(ctx, b.String(), args...); err != nil {
-			return err
-		}
-		_, err = tx.ExecContext(ctx, "DELETE FROM messages WHERE id IN ("+placeholders(len(del))+")", idArgs(del)...)
-		return err
+		return moveToOutcomes(ctx, tx, take, outcome, now)
 	})
 	if err != nil {
 		return nil, fmt.Errorf("saver: finish %d messages as %s: %w", len(ids), outcome, err)
 	}
 	return done, nil
+}
+
+// moveToOutcomes records outcome for rows in message_outcomes and deletes
+// them from messages, inside tx; the rows are locked by the caller. A row
+// whose id is not in messages (a message collapsed before it was
+// inserted) only gets its outcome.
+func moveToOutcomes(ctx context.Context, tx *sql.Tx, rows []finishedRow, outcome internalpb.MessageState, now time.Time) error {
+	if len(rows) == 0 {
+		return nil
+	}
+	var b strings.Builder
+	b.WriteString("INSERT INTO message_outcomes (id, app, `user`, outcome, delivery_count, at_ms, created_ms, expires_ms, multicast_id) VALUES ")
+	args := make([]any, 0, len(rows)*9)
+	del := make([]uint64, len(rows))
+	for i, r := range rows {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		b.WriteString("(?,?,?,?,?,?,?,?,?)")
+		args = append(args, r.id, r.app, r.user, uint8(outcome), r.deliveryCount, now.UnixMilli(), r.createdMs, r.expiresMs, r.multicastID)
+		del[i] = r.id
+	}
+	// A leftover outcome row can only be an older fate of the same id;
+	// the newest one wins.
+	b.WriteString(" ON DUPLICATE KEY UPDATE outcome = VALUES(outcome), delivery_count = VALUES(delivery_count), at_ms = VALUES(at_ms)")
+	if _, err := tx.ExecContext(ctx, b.String(), args...); err != nil {
+		return fmt.Errorf("record %d outcomes: %w", len(rows), err)
+	}
+	if _, err := tx.ExecContext(ctx, "DELETE FROM messages WHERE id IN ("+placeholders(len(del))+")", idArgs(del)...); err != nil {
+		return fmt.Errorf("delete %d finished messages: %w", len(del), err)
+	}
+	return nil
 }
 
 // expiredIDs lists up to limit messages past their expiry.

@@ -23,6 +23,8 @@ type server struct {
 	maxDeliveries uint32
 	// tags serves the tag RPCs (tags.go); nil answers Unimplemented.
 	tags *tagStore
+	// multi holds a slot per StoreMulti committing (multiSlots).
+	multi chan struct{}
 }
 
 // fail maps an internal error to a status; details stay in the log.
@@ -114,7 +116,7 @@ func (s *server) Pending(ctx context.Context, req *internalpb.PendingRequest) (*
 		return nil, s.fail(ctx, "pending", err)
 	}
 	s.metrics.delivered.WithLabelValues("pending").Add(float64(len(live)))
-	return &internalpb.PendingReply{Messages: live}, nil
+	return &internalpb.PendingReply{Messages: byPriority(live)}, nil
 }
 
 // candidates reads the inbox, or MySQL when the inbox cannot be trusted,

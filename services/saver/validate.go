@@ -51,6 +51,10 @@ func checkMessages(msgs []*internalpb.Message) error {
 			err = fmt.Errorf("negative time")
 		case len(m.GetIdempotencyKey()) > maxIdemKeyLen:
 			err = fmt.Errorf("idempotency key longer than %d bytes", maxIdemKeyLen)
+		case len(m.GetCollapseKey()) > maxCollapseKeyLen:
+			err = fmt.Errorf("collapse key longer than %d bytes", maxCollapseKeyLen)
+		case m.GetPriority() > priorityHigh:
+			err = fmt.Errorf("priority %d: want 0 (normal) or 1 (high)", m.GetPriority())
 		}
 		if err != nil {
 			return invalid("message %d: %v", m.GetId(), err)
