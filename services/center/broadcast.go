@@ -80,6 +80,10 @@ func (s *Server) handleBroadcast(w http.ResponseWriter, r *http.Request, app app
 	if e != nil {
 		return nil, e
 	}
+	// Checked after validation, so a malformed body costs no token.
+	if e := s.limits.allow(r.Context(), app.Name, apiBroadcast, app.Broadcast(), 1); e != nil {
+		return nil, e
+	}
 	id, err := s.ids.Next()
 	if err != nil {
 		s.log.Error("center: id generation failed", "err", err)

@@ -50,11 +50,11 @@ var statusOf = map[string]int{
 	CodeUnavailable:          http.StatusServiceUnavailable,
 	// Conflicts with what is stored, not malformed requests: the same body
 	// succeeds once members or tags are removed.
-	CodeTagFull:     http.StatusConflict,
-	CodeTooManyTags: http.StatusConflict,
-	CodeTxAlreadyDecided:     http.StatusConflict,
-	CodeRateLimited:          http.StatusTooManyRequests,
-	CodeTooManyInFlight:      http.StatusServiceUnavailable,
+	CodeTagFull:          http.StatusConflict,
+	CodeTooManyTags:      http.StatusConflict,
+	CodeTxAlreadyDecided: http.StatusConflict,
+	CodeRateLimited:      http.StatusTooManyRequests,
+	CodeTooManyInFlight:  http.StatusServiceUnavailable,
 }
 
 // apiError is the body of every non-2xx answer.
