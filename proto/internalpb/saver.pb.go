@@ -22,8 +22,13 @@ const (
 )
 
 type StoreRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Messages      []*Message             `protobuf:"bytes,1,rep,name=messages,proto3" json:"messages,omitempty"`
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	Messages []*Message             `protobuf:"bytes,1,rep,name=messages,proto3" json:"messages,omitempty"`
+	// independent: the messages are unrelated (center's store batcher joins
+	// the pushes of many requests). A message saver rejects is answered in
+	// StoreReply.failed and the others are still stored, instead of the
+	// whole call failing.
+	Independent   bool `protobuf:"varint,2,opt,name=independent,proto3" json:"independent,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -65,11 +70,21 @@ func (x *StoreRequest) GetMessages() []*Message {
 	return nil
 }
 
+func (x *StoreRequest) GetIndependent() bool {
+	if x != nil {
+		return x.Independent
+	}
+	return false
+}
+
 type StoreReply struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Messages not stored because their idempotency key was already used:
 	// message id -> id of the message stored under that key.
-	Replaced      map[uint64]uint64 `protobuf:"bytes,1,rep,name=replaced,proto3" json:"replaced,omitempty" protobuf_key:"varint,1,opt,name=key" protobuf_val:"varint,2,opt,name=value"`
+	Replaced map[uint64]uint64 `protobuf:"bytes,1,rep,name=replaced,proto3" json:"replaced,omitempty" protobuf_key:"varint,1,opt,name=key" protobuf_val:"varint,2,opt,name=value"`
+	// Only for independent requests: messages not stored, by id, with why.
+	// Every message neither here nor in replaced is committed.
+	Failed        map[uint64]*StoreFailure `protobuf:"bytes,2,rep,name=failed,proto3" json:"failed,omitempty" protobuf_key:"varint,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -111,6 +126,68 @@ func (x *StoreReply) GetReplaced() map[uint64]uint64 {
 	return nil
 }
 
+func (x *StoreReply) GetFailed() map[uint64]*StoreFailure {
+	if x != nil {
+		return x.Failed
+	}
+	return nil
+}
+
+// StoreFailure is why one message of an independent Store was not stored.
+type StoreFailure struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// code is a google.rpc.Code (gRPC status code): INVALID_ARGUMENT for a
+	// message saver rejects, UNAVAILABLE when its commit failed.
+	Code          uint32 `protobuf:"varint,1,opt,name=code,proto3" json:"code,omitempty"`
+	Message       string `protobuf:"bytes,2,opt,name=message,proto3" json:"message,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *StoreFailure) Reset() {
+	*x = StoreFailure{}
+	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *StoreFailure) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*StoreFailure) ProtoMessage() {}
+
+func (x *StoreFailure) ProtoReflect() protoreflect.Message {
+	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use StoreFailure.ProtoReflect.Descriptor instead.
+func (*StoreFailure) Descriptor() ([]byte, []int) {
+	return file_pushgw_internal_v1_saver_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *StoreFailure) GetCode() uint32 {
+	if x != nil {
+		return x.Code
+	}
+	return 0
+}
+
+func (x *StoreFailure) GetMessage() string {
+	if x != nil {
+		return x.Message
+	}
+	return ""
+}
+
 type PendingRequest struct {
 	state  protoimpl.MessageState `protogen:"open.v1"`
 	App    string                 `protobuf:"bytes,1,opt,name=app,proto3" json:"app,omitempty"`
@@ -125,7 +202,7 @@ type PendingRequest struct {
 
 func (x *PendingRequest) Reset() {
 	*x = PendingRequest{}
-	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[2]
+	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -137,7 +214,7 @@ func (x *PendingRequest) String() string {
 func (*PendingRequest) ProtoMessage() {}
 
 func (x *PendingRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[2]
+	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -150,7 +227,7 @@ func (x *PendingRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PendingRequest.ProtoReflect.Descriptor instead.
 func (*PendingRequest) Descriptor() ([]byte, []int) {
-	return file_pushgw_internal_v1_saver_proto_rawDescGZIP(), []int{2}
+	return file_pushgw_internal_v1_saver_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *PendingRequest) GetApp() string {
@@ -197,7 +274,7 @@ type PendingReply struct {
 
 func (x *PendingReply) Reset() {
 	*x = PendingReply{}
-	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[3]
+	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -209,7 +286,7 @@ func (x *PendingReply) String() string {
 func (*PendingReply) ProtoMessage() {}
 
 func (x *PendingReply) ProtoReflect() protoreflect.Message {
-	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[3]
+	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -222,7 +299,7 @@ func (x *PendingReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PendingReply.ProtoReflect.Descriptor instead.
 func (*PendingReply) Descriptor() ([]byte, []int) {
-	return file_pushgw_internal_v1_saver_proto_rawDescGZIP(), []int{3}
+	return file_pushgw_internal_v1_saver_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *PendingReply) GetMessages() []*Message {
@@ -243,7 +320,7 @@ type MessageRef struct {
 
 func (x *MessageRef) Reset() {
 	*x = MessageRef{}
-	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[4]
+	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -255,7 +332,7 @@ func (x *MessageRef) String() string {
 func (*MessageRef) ProtoMessage() {}
 
 func (x *MessageRef) ProtoReflect() protoreflect.Message {
-	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[4]
+	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -268,7 +345,7 @@ func (x *MessageRef) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MessageRef.ProtoReflect.Descriptor instead.
 func (*MessageRef) Descriptor() ([]byte, []int) {
-	return file_pushgw_internal_v1_saver_proto_rawDescGZIP(), []int{4}
+	return file_pushgw_internal_v1_saver_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *MessageRef) GetApp() string {
@@ -302,7 +379,7 @@ type ReportRequest struct {
 
 func (x *ReportRequest) Reset() {
 	*x = ReportRequest{}
-	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[5]
+	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -314,7 +391,7 @@ func (x *ReportRequest) String() string {
 func (*ReportRequest) ProtoMessage() {}
 
 func (x *ReportRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[5]
+	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -327,7 +404,7 @@ func (x *ReportRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReportRequest.ProtoReflect.Descriptor instead.
 func (*ReportRequest) Descriptor() ([]byte, []int) {
-	return file_pushgw_internal_v1_saver_proto_rawDescGZIP(), []int{5}
+	return file_pushgw_internal_v1_saver_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *ReportRequest) GetAcked() []*MessageRef {
@@ -352,7 +429,7 @@ type ReportReply struct {
 
 func (x *ReportReply) Reset() {
 	*x = ReportReply{}
-	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[6]
+	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -364,7 +441,7 @@ func (x *ReportReply) String() string {
 func (*ReportReply) ProtoMessage() {}
 
 func (x *ReportReply) ProtoReflect() protoreflect.Message {
-	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[6]
+	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -377,7 +454,7 @@ func (x *ReportReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReportReply.ProtoReflect.Descriptor instead.
 func (*ReportReply) Descriptor() ([]byte, []int) {
-	return file_pushgw_internal_v1_saver_proto_rawDescGZIP(), []int{6}
+	return file_pushgw_internal_v1_saver_proto_rawDescGZIP(), []int{7}
 }
 
 type StatusRequest struct {
@@ -390,7 +467,7 @@ type StatusRequest struct {
 
 func (x *StatusRequest) Reset() {
 	*x = StatusRequest{}
-	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[7]
+	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -402,7 +479,7 @@ func (x *StatusRequest) String() string {
 func (*StatusRequest) ProtoMessage() {}
 
 func (x *StatusRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[7]
+	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -415,7 +492,7 @@ func (x *StatusRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatusRequest.ProtoReflect.Descriptor instead.
 func (*StatusRequest) Descriptor() ([]byte, []int) {
-	return file_pushgw_internal_v1_saver_proto_rawDescGZIP(), []int{7}
+	return file_pushgw_internal_v1_saver_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *StatusRequest) GetApp() string {
@@ -443,7 +520,7 @@ type StatusReply struct {
 
 func (x *StatusReply) Reset() {
 	*x = StatusReply{}
-	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[8]
+	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -455,7 +532,7 @@ func (x *StatusReply) String() string {
 func (*StatusReply) ProtoMessage() {}
 
 func (x *StatusReply) ProtoReflect() protoreflect.Message {
-	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[8]
+	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -468,7 +545,7 @@ func (x *StatusReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatusReply.ProtoReflect.Descriptor instead.
 func (*StatusReply) Descriptor() ([]byte, []int) {
-	return file_pushgw_internal_v1_saver_proto_rawDescGZIP(), []int{8}
+	return file_pushgw_internal_v1_saver_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *StatusReply) GetFound() bool {
@@ -503,7 +580,7 @@ type ClaimUndeliveredRequest struct {
 
 func (x *ClaimUndeliveredRequest) Reset() {
 	*x = ClaimUndeliveredRequest{}
-	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[9]
+	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -515,7 +592,7 @@ func (x *ClaimUndeliveredRequest) String() string {
 func (*ClaimUndeliveredRequest) ProtoMessage() {}
 
 func (x *ClaimUndeliveredRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[9]
+	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -528,7 +605,7 @@ func (x *ClaimUndeliveredRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClaimUndeliveredRequest.ProtoReflect.Descriptor instead.
 func (*ClaimUndeliveredRequest) Descriptor() ([]byte, []int) {
-	return file_pushgw_internal_v1_saver_proto_rawDescGZIP(), []int{9}
+	return file_pushgw_internal_v1_saver_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *ClaimUndeliveredRequest) GetLimit() uint32 {
@@ -554,7 +631,7 @@ type ClaimUndeliveredReply struct {
 
 func (x *ClaimUndeliveredReply) Reset() {
 	*x = ClaimUndeliveredReply{}
-	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[10]
+	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -566,7 +643,7 @@ func (x *ClaimUndeliveredReply) String() string {
 func (*ClaimUndeliveredReply) ProtoMessage() {}
 
 func (x *ClaimUndeliveredReply) ProtoReflect() protoreflect.Message {
-	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[10]
+	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -579,7 +656,7 @@ func (x *ClaimUndeliveredReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClaimUndeliveredReply.ProtoReflect.Descriptor instead.
 func (*ClaimUndeliveredReply) Descriptor() ([]byte, []int) {
-	return file_pushgw_internal_v1_saver_proto_rawDescGZIP(), []int{10}
+	return file_pushgw_internal_v1_saver_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *ClaimUndeliveredReply) GetMessages() []*Message {
@@ -593,15 +670,23 @@ var File_pushgw_internal_v1_saver_proto protoreflect.FileDescriptor
 
 const file_pushgw_internal_v1_saver_proto_rawDesc = "" +
 	"\n" +
-	"\x1epushgw/internal/v1/saver.proto\x12\x12pushgw.internal.v1\x1a\x1epushgw/internal/v1/types.proto\"G\n" +
+	"\x1epushgw/internal/v1/saver.proto\x12\x12pushgw.internal.v1\x1a\x1epushgw/internal/v1/types.proto\"i\n" +
 	"\fStoreRequest\x127\n" +
-	"\bmessages\x18\x01 \x03(\v2\x1b.pushgw.internal.v1.MessageR\bmessages\"\x93\x01\n" +
+	"\bmessages\x18\x01 \x03(\v2\x1b.pushgw.internal.v1.MessageR\bmessages\x12 \n" +
+	"\vindependent\x18\x02 \x01(\bR\vindependent\"\xb4\x02\n" +
 	"\n" +
 	"StoreReply\x12H\n" +
-	"\breplaced\x18\x01 \x03(\v2,.pushgw.internal.v1.StoreReply.ReplacedEntryR\breplaced\x1a;\n" +
+	"\breplaced\x18\x01 \x03(\v2,.pushgw.internal.v1.StoreReply.ReplacedEntryR\breplaced\x12B\n" +
+	"\x06failed\x18\x02 \x03(\v2*.pushgw.internal.v1.StoreReply.FailedEntryR\x06failed\x1a;\n" +
 	"\rReplacedEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\x04R\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\x04R\x05value:\x028\x01\"\x7f\n" +
+	"\x05value\x18\x02 \x01(\x04R\x05value:\x028\x01\x1a[\n" +
+	"\vFailedEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\x04R\x03key\x126\n" +
+	"\x05value\x18\x02 \x01(\v2 .pushgw.internal.v1.StoreFailureR\x05value:\x028\x01\"<\n" +
+	"\fStoreFailure\x12\x12\n" +
+	"\x04code\x18\x01 \x01(\rR\x04code\x12\x18\n" +
+	"\amessage\x18\x02 \x01(\tR\amessage\"\x7f\n" +
 	"\x0ePendingRequest\x12\x10\n" +
 	"\x03app\x18\x01 \x01(\tR\x03app\x12\x12\n" +
 	"\x04user\x18\x02 \x01(\tR\x04user\x12\x16\n" +
@@ -652,45 +737,49 @@ func file_pushgw_internal_v1_saver_proto_rawDescGZIP() []byte {
 	return file_pushgw_internal_v1_saver_proto_rawDescData
 }
 
-var file_pushgw_internal_v1_saver_proto_msgTypes = make([]protoimpl.MessageInfo, 12)
+var file_pushgw_internal_v1_saver_proto_msgTypes = make([]protoimpl.MessageInfo, 14)
 var file_pushgw_internal_v1_saver_proto_goTypes = []any{
 	(*StoreRequest)(nil),            // 0: pushgw.internal.v1.StoreRequest
 	(*StoreReply)(nil),              // 1: pushgw.internal.v1.StoreReply
-	(*PendingRequest)(nil),          // 2: pushgw.internal.v1.PendingRequest
-	(*PendingReply)(nil),            // 3: pushgw.internal.v1.PendingReply
-	(*MessageRef)(nil),              // 4: pushgw.internal.v1.MessageRef
-	(*ReportRequest)(nil),           // 5: pushgw.internal.v1.ReportRequest
-	(*ReportReply)(nil),             // 6: pushgw.internal.v1.ReportReply
-	(*StatusRequest)(nil),           // 7: pushgw.internal.v1.StatusRequest
-	(*StatusReply)(nil),             // 8: pushgw.internal.v1.StatusReply
-	(*ClaimUndeliveredRequest)(nil), // 9: pushgw.internal.v1.ClaimUndeliveredRequest
-	(*ClaimUndeliveredReply)(nil),   // 10: pushgw.internal.v1.ClaimUndeliveredReply
-	nil,                             // 11: pushgw.internal.v1.StoreReply.ReplacedEntry
-	(*Message)(nil),                 // 12: pushgw.internal.v1.Message
+	(*StoreFailure)(nil),            // 2: pushgw.internal.v1.StoreFailure
+	(*PendingRequest)(nil),          // 3: pushgw.internal.v1.PendingRequest
+	(*PendingReply)(nil),            // 4: pushgw.internal.v1.PendingReply
+	(*MessageRef)(nil),              // 5: pushgw.internal.v1.MessageRef
+	(*ReportRequest)(nil),           // 6: pushgw.internal.v1.ReportRequest
+	(*ReportReply)(nil),             // 7: pushgw.internal.v1.ReportReply
+	(*StatusRequest)(nil),           // 8: pushgw.internal.v1.StatusRequest
+	(*StatusReply)(nil),             // 9: pushgw.internal.v1.StatusReply
+	(*ClaimUndeliveredRequest)(nil), // 10: pushgw.internal.v1.ClaimUndeliveredRequest
+	(*ClaimUndeliveredReply)(nil),   // 11: pushgw.internal.v1.ClaimUndeliveredReply
+	nil,                             // 12: pushgw.internal.v1.StoreReply.ReplacedEntry
+	nil,                             // 13: pushgw.internal.v1.StoreReply.FailedEntry
+	(*Message)(nil),                 // 14: pushgw.internal.v1.Message
 }
 var file_pushgw_internal_v1_saver_proto_depIdxs = []int32{
-	12, // 0: pushgw.internal.v1.StoreRequest.messages:type_name -> pushgw.internal.v1.Message
-	11, // 1: pushgw.internal.v1.StoreReply.replaced:type_name -> pushgw.internal.v1.StoreReply.ReplacedEntry
-	12, // 2: pushgw.internal.v1.PendingReply.messages:type_name -> pushgw.internal.v1.Message
-	4,  // 3: pushgw.internal.v1.ReportRequest.acked:type_name -> pushgw.internal.v1.MessageRef
-	4,  // 4: pushgw.internal.v1.ReportRequest.delivered:type_name -> pushgw.internal.v1.MessageRef
-	12, // 5: pushgw.internal.v1.StatusReply.message:type_name -> pushgw.internal.v1.Message
-	12, // 6: pushgw.internal.v1.ClaimUndeliveredReply.messages:type_name -> pushgw.internal.v1.Message
-	0,  // 7: pushgw.internal.v1.Saver.Store:input_type -> pushgw.internal.v1.StoreRequest
-	2,  // 8: pushgw.internal.v1.Saver.Pending:input_type -> pushgw.internal.v1.PendingRequest
-	5,  // 9: pushgw.internal.v1.Saver.Report:input_type -> pushgw.internal.v1.ReportRequest
-	7,  // 10: pushgw.internal.v1.Saver.Status:input_type -> pushgw.internal.v1.StatusRequest
-	9,  // 11: pushgw.internal.v1.Saver.ClaimUndelivered:input_type -> pushgw.internal.v1.ClaimUndeliveredRequest
-	1,  // 12: pushgw.internal.v1.Saver.Store:output_type -> pushgw.internal.v1.StoreReply
-	3,  // 13: pushgw.internal.v1.Saver.Pending:output_type -> pushgw.internal.v1.PendingReply
-	6,  // 14: pushgw.internal.v1.Saver.Report:output_type -> pushgw.internal.v1.ReportReply
-	8,  // 15: pushgw.internal.v1.Saver.Status:output_type -> pushgw.internal.v1.StatusReply
-	10, // 16: pushgw.internal.v1.Saver.ClaimUndelivered:output_type -> pushgw.internal.v1.ClaimUndeliveredReply
-	12, // [12:17] is the sub-list for method output_type
-	7,  // [7:12] is the sub-list for method input_type
-	7,  // [7:7] is the sub-list for extension type_name
-	7,  // [7:7] is the sub-list for extension extendee
-	0,  // [0:7] is the sub-list for field type_name
+	14, // 0: pushgw.internal.v1.StoreRequest.messages:type_name -> pushgw.internal.v1.Message
+	12, // 1: pushgw.internal.v1.StoreReply.replaced:type_name -> pushgw.internal.v1.StoreReply.ReplacedEntry
+	13, // 2: pushgw.internal.v1.StoreReply.failed:type_name -> pushgw.internal.v1.StoreReply.FailedEntry
+	14, // 3: pushgw.internal.v1.PendingReply.messages:type_name -> pushgw.internal.v1.Message
+	5,  // 4: pushgw.internal.v1.ReportRequest.acked:type_name -> pushgw.internal.v1.MessageRef
+	5,  // 5: pushgw.internal.v1.ReportRequest.delivered:type_name -> pushgw.internal.v1.MessageRef
+	14, // 6: pushgw.internal.v1.StatusReply.message:type_name -> pushgw.internal.v1.Message
+	14, // 7: pushgw.internal.v1.ClaimUndeliveredReply.messages:type_name -> pushgw.internal.v1.Message
+	2,  // 8: pushgw.internal.v1.StoreReply.FailedEntry.value:type_name -> pushgw.internal.v1.StoreFailure
+	0,  // 9: pushgw.internal.v1.Saver.Store:input_type -> pushgw.internal.v1.StoreRequest
+	3,  // 10: pushgw.internal.v1.Saver.Pending:input_type -> pushgw.internal.v1.PendingRequest
+	6,  // 11: pushgw.internal.v1.Saver.Report:input_type -> pushgw.internal.v1.ReportRequest
+	8,  // 12: pushgw.internal.v1.Saver.Status:input_type -> pushgw.internal.v1.StatusRequest
+	10, // 13: pushgw.internal.v1.Saver.ClaimUndelivered:input_type -> pushgw.internal.v1.ClaimUndeliveredRequest
+	1,  // 14: pushgw.internal.v1.Saver.Store:output_type -> pushgw.internal.v1.StoreReply
+	4,  // 15: pushgw.internal.v1.Saver.Pending:output_type -> pushgw.internal.v1.PendingReply
+	7,  // 16: pushgw.internal.v1.Saver.Report:output_type -> pushgw.internal.v1.ReportReply
+	9,  // 17: pushgw.internal.v1.Saver.Status:output_type -> pushgw.internal.v1.StatusReply
+	11, // 18: pushgw.internal.v1.Saver.ClaimUndelivered:output_type -> pushgw.internal.v1.ClaimUndeliveredReply
+	14, // [14:19] is the sub-list for method output_type
+	9,  // [9:14] is the sub-list for method input_type
+	9,  // [9:9] is the sub-list for extension type_name
+	9,  // [9:9] is the sub-list for extension extendee
+	0,  // [0:9] is the sub-list for field type_name
 }
 
 func init() { file_pushgw_internal_v1_saver_proto_init() }
@@ -705,7 +794,7 @@ func file_pushgw_internal_v1_saver_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_pushgw_internal_v1_saver_proto_rawDesc), len(file_pushgw_internal_v1_saver_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   12,
+			NumMessages:   14,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
