@@ -105,6 +105,9 @@ func run(cfg Config) error {
 	defer shutCancel()
 	serving.Shutdown(shutCtx)
 	redeliver.stop()
+	if err := srv.stores.close(shutCtx); err != nil {
+		log.Warn("center: shutdown deadline passed while storing", "err", err)
+	}
 	if err := srv.batch.close(shutCtx); err != nil {
 		log.Warn("center: shutdown deadline passed while delivering; the messages stay stored", "err", err)
 	}

@@ -14,6 +14,7 @@ type metrics struct {
 	redelivered   prometheus.Counter
 	retries       prometheus.Counter
 	retryDropped  *prometheus.CounterVec
+	storeBatch    *storeBatchMetrics
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -68,5 +69,6 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	}
 	reg.MustRegister(m.requests, m.pushLatency, m.stored, m.delivered, m.inline, m.deliveryFails, m.deliveryBatch, m.roomBatch, m.redelivered,
 		m.retries, m.retryDropped)
+	m.storeBatch = newStoreBatchMetrics(reg)
 	return m
 }

@@ -24,6 +24,7 @@ type Server struct {
 	rooms    *roomSet
 	pool     *ants.Pool
 	batch    *deliveryBatcher
+	stores   *storeBatcher
 	retry    *retrier
 	m        *metrics
 	log      *slog.Logger
@@ -38,6 +39,7 @@ func newServer(apps *appconfig.Store, gen *ids.Generator, saver, register grpc.C
 	}
 	s.batch = newDeliveryBatcher(s.deliver, m, log)
 	s.retry = newRetrier(s.deliverOnce, m, log)
+	s.stores = newStoreBatcher(s.saver, m.storeBatch, log)
 	return s
 }
 
