@@ -23,6 +23,8 @@ type Config struct {
 	DeliveryPool   int
 	// RedeliverInterval is the period of the redelivery sweep.
 	RedeliverInterval time.Duration
+	// GRPCAPIAddr serves the business gRPC API (docs/GRPC.md).
+	GRPCAPIAddr string
 }
 
 func parseConfig(args []string) (Config, error) {
@@ -33,6 +35,7 @@ func parseConfig(args []string) (Config, error) {
 	fs.DurationVar(&c.RequestTimeout, "request-timeout", defaultRequestTimeout, "deadline of one API request, downstream calls included")
 	fs.IntVar(&c.DeliveryPool, "delivery-workers", defaultDeliveryPool, "concurrent room calls while delivering batches of stored messages")
 	fs.DurationVar(&c.RedeliverInterval, "redeliver-interval", defaultRedeliverInterval, "period of the sweep that redelivers stored messages no room reported delivered")
+	fs.StringVar(&c.GRPCAPIAddr, "grpc-api", service.Env("CENTER_GRPC_API", defaultGRPCAPIAddr), "business gRPC API listen address, beside -http (PUSHGW_CENTER_GRPC_API; docs/GRPC.md)")
 	if err := fs.Parse(args); err != nil {
 		return c, err
 	}

@@ -96,6 +96,12 @@ func run(cfg Config) error {
 		return err
 	}
 	log.Info("center: serving", "http", cfg.HTTPAddr)
+	grpcAPI, err := startGRPCAPI(srv, cfg.GRPCAPIAddr)
+	if err != nil {
+		serving.Shutdown(startCtx)
+		return err
+	}
+	log.Info("center: serving", "grpc_api", cfg.GRPCAPIAddr)
 
 	serving.Wait(ctx)
 
@@ -104,6 +110,7 @@ func run(cfg Config) error {
 	shutCtx, shutCancel := context.WithTimeout(context.Background(), shutdownTimeout)
 	defer shutCancel()
 	serving.Shutdown(shutCtx)
+	grpcAPI.stop(shutCtx)
 	redeliver.stop()
 	if err := srv.stores.close(shutCtx); err != nil {
 		log.Warn("center: shutdown deadline passed while storing", "err", err)
