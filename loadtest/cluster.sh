@@ -23,7 +23,7 @@ PROCS=(
   "register|register|-grpc 127.0.0.1:17400 -admin 127.0.0.1:17401 -redis-db $REDIS_DB"
   "saver|saver|-grpc 127.0.0.1:17500 -admin 127.0.0.1:17501 -redis-db $REDIS_DB -mysql root@tcp(127.0.0.1:3306)/$MYSQL_DB?parseTime=true"
   "coordinator|coordinator|-grpc 127.0.0.1:17600 -admin 127.0.0.1:17601"
-  "center|center|-http 127.0.0.1:17000 -admin 127.0.0.1:17001"
+  "center|center|-http 127.0.0.1:17000 -admin 127.0.0.1:17001 -grpc-api 127.0.0.1:17002"
   "room-1|room|-tcp 127.0.0.1:17300 -grpc 127.0.0.1:17301 -admin 127.0.0.1:17302 -heartbeat $HEARTBEAT"
 )
 

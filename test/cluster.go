@@ -110,6 +110,7 @@ type Cluster struct {
 
 	CenterURL     string   // the first center
 	CenterURLs    []string // every center, by index
+	CenterGRPC    []string // every center's -grpc-api address, by index
 	DispatcherURL string
 	RoomTCP       []string // client endpoints of the rooms, by index
 	Procs         map[string]*Proc
@@ -238,7 +239,9 @@ func StartCluster(t testing.TB, o Options) *Cluster {
 	for i := 0; i < o.Centers; i++ {
 		center := FreePort(t)
 		c.CenterURLs = append(c.CenterURLs, "http://"+center)
-		add(CenterName(i), "center", FreePort(t), append([]string{"-http", center}, o.ExtraCenterArg...)...)
+		grpcAPI := FreePort(t)
+		c.CenterGRPC = append(c.CenterGRPC, grpcAPI)
+		add(CenterName(i), "center", FreePort(t), append([]string{"-http", center, "-grpc-api", grpcAPI}, o.ExtraCenterArg...)...)
 	}
 	c.CenterURL = c.CenterURLs[0]
 	disp := FreePort(t)
