@@ -2,9 +2,14 @@ package test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -216,6 +221,33 @@ func TestGRPCAPI(t *testing.T) {
 		close(errs)
 		for err := range errs {
 			t.Error(err)
+		}
+	})
+
+	t.Run("pushctl push --grpc", func(t *testing.T) {
+		cmd := exec.Command(filepath.Join(c.binDir, "pushctl"), "push", "--app", c.App, "--user", "ctl-grpc",
+			"--grpc", c.CenterGRPC[0], "hello over grpc")
+		cmd.Env = append(os.Environ(), "PUSHGW_API_KEY="+c.APIKey)
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			t.Fatalf("pushctl push --grpc: %v\n%s", err, out)
+		}
+		var got struct {
+			ID  string `json:"id"`
+			QoS int    `json:"qos"`
+		}
+		if err := json.Unmarshal(out, &got); err != nil || got.QoS != 1 {
+			t.Fatalf("pushctl printed %q", out)
+		}
+		id, err := strconv.ParseUint(got.ID, 10, 64)
+		if err != nil || !c.inMySQL(t, id) {
+			t.Fatalf("pushctl's message %q not stored (%v)", got.ID, err)
+		}
+		cmd = exec.Command(filepath.Join(c.binDir, "pushctl"), "push", "--app", c.App, "--user", "ctl-grpc",
+			"--grpc", c.CenterGRPC[0], "--api-key", "wrong-key", "x")
+		out, err = cmd.CombinedOutput()
+		if err == nil || !strings.Contains(string(out), "UNAUTHENTICATED") {
+			t.Fatalf("pushctl with a wrong key: %v %s, want an UNAUTHENTICATED error", err, out)
 		}
 	})
 }

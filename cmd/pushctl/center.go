@@ -41,6 +41,7 @@ func (c cli) push(ctx context.Context, args []string) error {
 	center := fs.String("center", defaultCenter, "center base URL")
 	apiKey := fs.String("api-key", "", "the app's API key")
 	b64 := fs.Bool("base64", false, "PAYLOAD is base64 of binary data (sent as payload_base64)")
+	grpcAddr := fs.String("grpc", "", "push through center's gRPC API at this address (its -grpc-api, e.g. 127.0.0.1:7002) instead of --center's HTTP API")
 	pos, err := c.parse(fs, args)
 	if err != nil {
 		return err
@@ -65,6 +66,9 @@ func (c cli) push(ctx context.Context, args []string) error {
 		req.PayloadBase64 = pos[0]
 	} else {
 		req.Payload = &pos[0]
+	}
+	if *grpcAddr != "" {
+		return c.pushGRPC(ctx, *grpcAddr, *apiKey, req)
 	}
 	body, _ := json.Marshal(req)
 	return c.call(ctx, http.MethodPost, *center+"/v1/push", *apiKey, body)

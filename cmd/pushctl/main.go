@@ -21,7 +21,7 @@ const usage = `usage: pushctl <command> [flags]
 commands:
   token   --app A --user U [--device D] [--ttl 1h] [--secret S]
   listen  --app A --user U [--device D] [--count N] [--timeout T] [--token TOK] [--dispatcher URL]
-  push    --app A --user U [--device D] [--qos 1] [--ttl 60s] [--base64] PAYLOAD
+  push    --app A --user U [--device D] [--qos 1] [--ttl 60s] [--base64] [--grpc ADDR] PAYLOAD
   status  ID
   app put --name N --secret S --api-key K [--webhook URL] [--etcd addr] [--cluster c]
 
