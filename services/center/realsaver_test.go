@@ -22,11 +22,11 @@ import (
 // database there.
 const testMySQLRoot = "root@tcp(127.0.0.1:3306)/"
 
-// startRealSaver builds and runs the real saver binary in e's cluster,
+// startRealSaver builds and runs the real saver binary in cluster,
 // against a private redis-server and a database of the test's own, so the
 // store batcher is tested against saver's real validation, group commit
 // and idempotency keys.
-func startRealSaver(t *testing.T, e *testEnv) *proctest.Server {
+func startRealSaver(t testing.TB, cluster string) *proctest.Server {
 	t.Helper()
 	dir := t.TempDir()
 	bin := filepath.Join(dir, "saver")
@@ -51,7 +51,7 @@ func startRealSaver(t *testing.T, e *testEnv) *proctest.Server {
 		admin := freeport.Addr(t)
 		return proctest.Spec{
 			Name: "saver", Bin: bin, Dir: dir,
-			Args: []string{"-cluster", e.cluster, "-etcd", "127.0.0.1:2379", "-instance", "saver-" + dbName,
+			Args: []string{"-cluster", cluster, "-etcd", "127.0.0.1:2379", "-instance", "saver-" + dbName,
 				"-admin", admin, "-grpc", freeport.Addr(t), "-mysql", testMySQLRoot + dbName + "?parseTime=true",
 				"-redis", redisAddr},
 			Ready: func() error {

@@ -21,7 +21,7 @@ import (
 func realSaverEnv(t *testing.T) *testEnv {
 	t.Helper()
 	e := newTestEnv(t)
-	startRealSaver(t, e)
+	startRealSaver(t, e.cluster)
 	// Discovery reaches center a moment after saver registers.
 	deadline := time.Now().Add(30 * time.Second)
 	for {
