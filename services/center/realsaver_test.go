@@ -25,8 +25,8 @@ const testMySQLRoot = "root@tcp(127.0.0.1:3306)/"
 // startRealSaver builds and runs the real saver binary in cluster,
 // against a private redis-server and a database of the test's own, so the
 // store batcher is tested against saver's real validation, group commit
-// and idempotency keys.
-func startRealSaver(t testing.TB, cluster string) *proctest.Server {
+// and idempotency keys. It returns saver's DSN.
+func startRealSaver(t testing.TB, cluster string) (*proctest.Server, string) {
 	t.Helper()
 	dir := t.TempDir()
 	bin := filepath.Join(dir, "saver")
@@ -47,12 +47,13 @@ func startRealSaver(t testing.TB, cluster string) *proctest.Server {
 		}
 	})
 	redisAddr := redistest.Start(t).Addr()
+	dsn := testMySQLRoot + dbName + "?parseTime=true"
 	return proctest.Start(t, func() proctest.Spec {
 		admin := freeport.Addr(t)
 		return proctest.Spec{
 			Name: "saver", Bin: bin, Dir: dir,
 			Args: []string{"-cluster", cluster, "-etcd", "127.0.0.1:2379", "-instance", "saver-" + dbName,
-				"-admin", admin, "-grpc", freeport.Addr(t), "-mysql", testMySQLRoot + dbName + "?parseTime=true",
+				"-admin", admin, "-grpc", freeport.Addr(t), "-mysql", dsn,
 				"-redis", redisAddr},
 			Ready: func() error {
 				ctx, cancel := context.WithTimeout(context.Background(), time.Second)
@@ -69,5 +70,5 @@ func startRealSaver(t testing.TB, cluster string) *proctest.Server {
 				return nil
 			},
 		}
-	})
+	}), dsn
 }

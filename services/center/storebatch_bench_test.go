@@ -24,7 +24,7 @@ import (
 //	go test -run '^$' -bench UnicastStore -benchtime 3000x ./services/center
 func BenchmarkUnicastStore(b *testing.B) {
 	cluster := fmt.Sprintf("bench-center-%d", time.Now().UnixNano())
-	startRealSaver(b, cluster)
+	_, _ = startRealSaver(b, cluster)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	cli, err := discovery.Connect(ctx, []string{"127.0.0.1:2379"}, 3*time.Second)

@@ -3,12 +3,15 @@ package main
 import (
 	"bytes"
 	"context"
+	"database/sql"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
 	"strconv"
+	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -18,16 +21,16 @@ import (
 )
 
 // realSaverEnv is a center whose saver is the real one.
-func realSaverEnv(t *testing.T) *testEnv {
+func realSaverEnv(t *testing.T) (*testEnv, string) {
 	t.Helper()
 	e := newTestEnv(t)
-	startRealSaver(t, e.cluster)
+	_, dsn := startRealSaver(t, e.cluster)
 	// Discovery reaches center a moment after saver registers.
 	deadline := time.Now().Add(30 * time.Second)
 	for {
 		code, _, err := postPush(e, `{"user":"probe","payload":"probe"}`)
 		if err == nil && code == http.StatusOK {
-			return e
+			return e, dsn
 		}
 		if time.Now().After(deadline) {
 			t.Fatalf("center never stored through the real saver: %d %v", code, err)
@@ -83,7 +86,7 @@ func savedState(t *testing.T, e *testEnv, id uint64) internalpb.MessageState {
 // is answered with its own id, stored once; two pushes racing with one
 // idempotency key get one id between them.
 func TestStoreBatcherConcurrentPushes(t *testing.T) {
-	e := realSaverEnv(t)
+	e, _ := realSaverEnv(t)
 	calls0, msgs0 := histogram(t, e)
 	const n = 300
 	type answer struct {
@@ -145,7 +148,7 @@ func TestStoreBatcherConcurrentPushes(t *testing.T) {
 // A message saver rejects fails only its own request: its batch-mates are
 // stored and answered OK.
 func TestStoreBatcherBadMessageInBatch(t *testing.T) {
-	e := realSaverEnv(t)
+	e, _ := realSaverEnv(t)
 	d := delivery{payload: []byte("hello"), qos: 1, ttl: time.Hour}
 	const mates = 30
 	for try := 1; try <= 20; try++ {
@@ -192,4 +195,78 @@ func TestStoreBatcherBadMessageInBatch(t *testing.T) {
 		}
 	}
 	t.Fatal("the bad message never shared a Store call with others in 20 tries")
+}
+
+// When saver stalls (here: a row lock on an idempotency key, held by the
+// test's own MySQL transaction) every Store call of the batcher stays in
+// flight, its queue fills, and a push is refused at once with 503
+// UNAVAILABLE instead of queueing without bound. Once the lock goes,
+// pushes are stored again.
+func TestStoreBatcherQueueFull(t *testing.T) {
+	e, dsn := realSaverEnv(t)
+	db, err := sql.Open("mysql", dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	tx, err := db.BeginTx(ctx, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = tx.Rollback() }()
+	if _, err := tx.ExecContext(ctx, "INSERT INTO idempotency_keys (app, ikey, id, created_ms) VALUES ('app1', 'held', 1, 0)"); err != nil {
+		t.Fatal(err)
+	}
+	b := e.srv.stores
+	rejected0 := counterValue(e.srv.m.storeBatch.rejected)
+	d := delivery{payload: []byte("x"), qos: 1, ttl: time.Hour}
+	var wg sync.WaitGroup
+	var fillersRejected atomic.Int64
+	submit := func(user, key string) {
+		msgs, ae := e.srv.newMessages("app1", []string{user}, "", d)
+		if ae != nil {
+			t.Error(ae)
+			return
+		}
+		msgs[0].IdempotencyKey = key
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			sctx, scancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer scancel()
+			if out := b.submit(sctx, msgs[0]); errors.Is(out.err, errStoreQueueFull) {
+				fillersRejected.Add(1)
+			}
+		}()
+	}
+	// One push per Store call with the held key, until all calls hang.
+	for i := 0; b.inFlight.Load() < storeBatchFlights; i++ {
+		if i > 100*storeBatchFlights {
+			t.Fatalf("only %d of %d Store calls in flight", b.inFlight.Load(), storeBatchFlights)
+		}
+		submit(fmt.Sprint("held-", i), "held")
+		time.Sleep(10 * time.Millisecond) // paces submissions; the loop condition is the real wait
+	}
+	// Fill the queue (the collector holds one more batch, waiting for a call).
+	for i := 0; i < storeBatchQueue+storeBatchMax; i++ {
+		submit(fmt.Sprint("queued-", i), "")
+	}
+	waitFor(t, "the store queue to fill", func() bool { return len(b.queue) == cap(b.queue) })
+	code, body, err := postPush(e, `{"user":"one-too-many","payload":"x"}`)
+	if err != nil || code != http.StatusServiceUnavailable || body["code"] != CodeUnavailable ||
+		!strings.Contains(fmt.Sprint(body["message"]), "nothing was accepted") {
+		t.Fatalf("push with a full queue: %d %v %v, want 503 %s saying nothing was accepted", code, body, err, CodeUnavailable)
+	}
+	if err := tx.Rollback(); err != nil {
+		t.Fatal(err)
+	}
+	wg.Wait()
+	if got, want := counterValue(e.srv.m.storeBatch.rejected)-rejected0, float64(fillersRejected.Load()+1); got != want {
+		t.Fatalf("queue-full counter rose by %v, want %v", got, want)
+	}
+	if code, body, err := postPush(e, `{"user":"after","payload":"x"}`); err != nil || code != http.StatusOK {
+		t.Fatalf("push after saver resumed: %d %v %v", code, body, err)
+	}
 }
