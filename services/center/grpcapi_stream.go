@@ -58,6 +58,7 @@ recv:
 			break recv
 		}
 		workers.Add(1)
+		g.s.m.storeBatch.streamInFlight.Inc()
 		go func() {
 			defer workers.Done()
 			pctx, cancel := context.WithTimeout(ctx, g.s.timeout)
@@ -69,6 +70,7 @@ recv:
 			}
 			g.s.m.requests.WithLabelValues("grpc_pushstream", code).Inc()
 			replies <- rep
+			g.s.m.storeBatch.streamInFlight.Dec()
 			<-slots
 		}()
 	}

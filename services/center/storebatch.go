@@ -262,9 +262,13 @@ func (s *Server) storeQoS1(ctx context.Context, msgs []*internalpb.Message) (map
 	return nil, nil
 }
 
+// storeBatchMetrics are the store batcher's and the gRPC API's.
 type storeBatchMetrics struct {
 	batch    prometheus.Histogram
 	rejected prometheus.Counter
+	// streamInFlight counts PushStream pushes taken off their streams and
+	// not yet answered, over all streams.
+	streamInFlight prometheus.Gauge
 }
 
 func newStoreBatchMetrics(reg prometheus.Registerer) *storeBatchMetrics {
@@ -278,7 +282,11 @@ func newStoreBatchMetrics(reg prometheus.Registerer) *storeBatchMetrics {
 			Name: "pushgw_center_store_queue_full_total",
 			Help: "Unicast QoS 1 pushes refused with 503 because the store batcher's queue was full.",
 		}),
+		streamInFlight: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "pushgw_center_grpc_stream_inflight",
+			Help: "PushStream pushes read from their streams and not yet answered (at most 256 per stream).",
+		}),
 	}
-	reg.MustRegister(m.batch, m.rejected)
+	reg.MustRegister(m.batch, m.rejected, m.streamInFlight)
 	return m
 }
