@@ -3,7 +3,6 @@ package main
 import (
 	"bytes"
 	"context"
-	"database/sql"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -204,33 +203,24 @@ func TestStoreBatcherBadMessageInBatch(t *testing.T) {
 // pushes are stored again.
 func TestStoreBatcherQueueFull(t *testing.T) {
 	e, dsn := realSaverEnv(t)
-	db, err := sql.Open("mysql", dsn)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-	tx, err := db.BeginTx(ctx, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() { _ = tx.Rollback() }()
-	if _, err := tx.ExecContext(ctx, "INSERT INTO idempotency_keys (app, ikey, id, created_ms) VALUES ('app1', 'held', 1, 0)"); err != nil {
-		t.Fatal(err)
-	}
+	release := stallSaver(t, e, dsn)
+	released := false
+	defer func() {
+		if !released {
+			release()
+		}
+	}()
 	b := e.srv.stores
 	rejected0 := counterValue(e.srv.m.storeBatch.rejected)
 	d := delivery{payload: []byte("x"), qos: 1, ttl: time.Hour}
 	var wg sync.WaitGroup
 	var fillersRejected atomic.Int64
-	submit := func(user, key string) {
+	submit := func(user string) {
 		msgs, ae := e.srv.newMessages("app1", []string{user}, "", d)
 		if ae != nil {
 			t.Error(ae)
 			return
 		}
-		msgs[0].IdempotencyKey = key
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -241,17 +231,9 @@ func TestStoreBatcherQueueFull(t *testing.T) {
 			}
 		}()
 	}
-	// One push per Store call with the held key, until all calls hang.
-	for i := 0; b.inFlight.Load() < storeBatchFlights; i++ {
-		if i > 100*storeBatchFlights {
-			t.Fatalf("only %d of %d Store calls in flight", b.inFlight.Load(), storeBatchFlights)
-		}
-		submit(fmt.Sprint("held-", i), "held")
-		time.Sleep(10 * time.Millisecond) // paces submissions; the loop condition is the real wait
-	}
 	// Fill the queue (the collector holds one more batch, waiting for a call).
 	for i := 0; i < storeBatchQueue+storeBatchMax; i++ {
-		submit(fmt.Sprint("queued-", i), "")
+		submit(fmt.Sprint("queued-", i))
 	}
 	waitFor(t, "the store queue to fill", func() bool { return len(b.queue) == cap(b.queue) })
 	code, body, err := postPush(e, `{"user":"one-too-many","payload":"x"}`)
@@ -259,9 +241,8 @@ func TestStoreBatcherQueueFull(t *testing.T) {
 		!strings.Contains(fmt.Sprint(body["message"]), "nothing was accepted") {
 		t.Fatalf("push with a full queue: %d %v %v, want 503 %s saying nothing was accepted", code, body, err, CodeUnavailable)
 	}
-	if err := tx.Rollback(); err != nil {
-		t.Fatal(err)
-	}
+	release()
+	released = true
 	wg.Wait()
 	if got, want := counterValue(e.srv.m.storeBatch.rejected)-rejected0, float64(fillersRejected.Load()+1); got != want {
 		t.Fatalf("queue-full counter rose by %v, want %v", got, want)
