@@ -123,6 +123,7 @@ type Cluster struct {
 
 	CenterURL     string   // the first center
 	CenterURLs    []string // every center, by index
+	CenterGRPC    []string // every center's -grpc-api address, by index
 	DispatcherURL string
 	RoomTCP       []string // client endpoints of the rooms, by index
 	Procs         map[string]*Proc
@@ -267,7 +268,9 @@ func StartCluster(t testing.TB, o Options) *Cluster {
 	for i := 0; i < o.Centers; i++ {
 		center := FreePort(t)
 		c.CenterURLs = append(c.CenterURLs, "http://"+center)
-		add(CenterName(i), "center", FreePort(t), append(append([]string{"-http", center}, redisArgs...), o.ExtraCenterArg...)...)
+		grpcAPI := FreePort(t)
+		c.CenterGRPC = append(c.CenterGRPC, grpcAPI)
+		add(CenterName(i), "center", FreePort(t), append(append([]string{"-http", center, "-grpc-api", grpcAPI}, redisArgs...), o.ExtraCenterArg...)...)
 	}
 	c.CenterURL = c.CenterURLs[0]
 	disp := FreePort(t)

@@ -45,6 +45,7 @@ func (c cli) push(ctx context.Context, args []string) error {
 	b64 := fs.Bool("base64", false, "PAYLOAD is base64 of binary data (sent as payload_base64)")
 	collapseKey := fs.String("collapse-key", "", "replace the user's pending message with the same key (qos 1)")
 	priority := fs.String("priority", "", "high or normal: order of the backlog a reconnecting client gets (qos 1)")
+	grpcAddr := fs.String("grpc", "", "push through center's gRPC API at this address (its -grpc-api, e.g. 127.0.0.1:7002) instead of --center's HTTP API")
 	pos, err := c.parse(fs, args)
 	if err != nil {
 		return err
@@ -73,6 +74,9 @@ func (c cli) push(ctx context.Context, args []string) error {
 		req.PayloadBase64 = pos[0]
 	} else {
 		req.Payload = &pos[0]
+	}
+	if *grpcAddr != "" {
+		return c.pushGRPC(ctx, *grpcAddr, *apiKey, req)
 	}
 	body, _ := json.Marshal(req)
 	return c.call(ctx, http.MethodPost, *center+"/v1/push", *apiKey, body)

@@ -21,7 +21,7 @@ const usage = `usage: pushctl <command> [flags]
 commands:
   token   --app A --user U [--device D] [--ttl 1h] [--secret S]
   listen  --app A --user U [--device D] [--count N] [--timeout T] [--token TOK] [--dispatcher URL]
-  push    --app A --user U [--device D] [--qos 1] [--ttl 60s] [--base64] [--collapse-key K] [--priority high] PAYLOAD
+  push    --app A --user U [--device D] [--qos 1] [--ttl 60s] [--base64] [--collapse-key K] [--priority high] [--grpc ADDR] PAYLOAD
   status  ID
   broadcast [--app A] [--qos 1] [--ttl 0] [--online-only] [--base64] PAYLOAD
   app put --name N --secret S --api-key K [--webhook URL] [--etcd addr] [--cluster c]

@@ -240,8 +240,13 @@ func (TxTargetKind) EnumDescriptor() ([]byte, []int) {
 }
 
 type StoreRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Messages      []*Message             `protobuf:"bytes,1,rep,name=messages,proto3" json:"messages,omitempty"`
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	Messages []*Message             `protobuf:"bytes,1,rep,name=messages,proto3" json:"messages,omitempty"`
+	// independent: the messages are unrelated (center's store batcher joins
+	// the pushes of many requests). A message saver rejects is answered in
+	// StoreReply.failed and the others are still stored, instead of the
+	// whole call failing.
+	Independent   bool `protobuf:"varint,2,opt,name=independent,proto3" json:"independent,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -283,11 +288,21 @@ func (x *StoreRequest) GetMessages() []*Message {
 	return nil
 }
 
+func (x *StoreRequest) GetIndependent() bool {
+	if x != nil {
+		return x.Independent
+	}
+	return false
+}
+
 type StoreReply struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Messages not stored because their idempotency key was already used:
 	// message id -> id of the message stored under that key.
-	Replaced      map[uint64]uint64 `protobuf:"bytes,1,rep,name=replaced,proto3" json:"replaced,omitempty" protobuf_key:"varint,1,opt,name=key" protobuf_val:"varint,2,opt,name=value"`
+	Replaced map[uint64]uint64 `protobuf:"bytes,1,rep,name=replaced,proto3" json:"replaced,omitempty" protobuf_key:"varint,1,opt,name=key" protobuf_val:"varint,2,opt,name=value"`
+	// Only for independent requests: messages not stored, by id, with why.
+	// Every message neither here nor in replaced is committed.
+	Failed        map[uint64]*StoreFailure `protobuf:"bytes,2,rep,name=failed,proto3" json:"failed,omitempty" protobuf_key:"varint,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -329,6 +344,68 @@ func (x *StoreReply) GetReplaced() map[uint64]uint64 {
 	return nil
 }
 
+func (x *StoreReply) GetFailed() map[uint64]*StoreFailure {
+	if x != nil {
+		return x.Failed
+	}
+	return nil
+}
+
+// StoreFailure is why one message of an independent Store was not stored.
+type StoreFailure struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// code is a google.rpc.Code (gRPC status code): INVALID_ARGUMENT for a
+	// message saver rejects, UNAVAILABLE when its commit failed.
+	Code          uint32 `protobuf:"varint,1,opt,name=code,proto3" json:"code,omitempty"`
+	Message       string `protobuf:"bytes,2,opt,name=message,proto3" json:"message,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *StoreFailure) Reset() {
+	*x = StoreFailure{}
+	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *StoreFailure) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*StoreFailure) ProtoMessage() {}
+
+func (x *StoreFailure) ProtoReflect() protoreflect.Message {
+	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use StoreFailure.ProtoReflect.Descriptor instead.
+func (*StoreFailure) Descriptor() ([]byte, []int) {
+	return file_pushgw_internal_v1_saver_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *StoreFailure) GetCode() uint32 {
+	if x != nil {
+		return x.Code
+	}
+	return 0
+}
+
+func (x *StoreFailure) GetMessage() string {
+	if x != nil {
+		return x.Message
+	}
+	return ""
+}
+
 type PendingRequest struct {
 	state  protoimpl.MessageState `protogen:"open.v1"`
 	App    string                 `protobuf:"bytes,1,opt,name=app,proto3" json:"app,omitempty"`
@@ -343,7 +420,7 @@ type PendingRequest struct {
 
 func (x *PendingRequest) Reset() {
 	*x = PendingRequest{}
-	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[2]
+	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -355,7 +432,7 @@ func (x *PendingRequest) String() string {
 func (*PendingRequest) ProtoMessage() {}
 
 func (x *PendingRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[2]
+	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -368,7 +445,7 @@ func (x *PendingRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PendingRequest.ProtoReflect.Descriptor instead.
 func (*PendingRequest) Descriptor() ([]byte, []int) {
-	return file_pushgw_internal_v1_saver_proto_rawDescGZIP(), []int{2}
+	return file_pushgw_internal_v1_saver_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *PendingRequest) GetApp() string {
@@ -415,7 +492,7 @@ type PendingReply struct {
 
 func (x *PendingReply) Reset() {
 	*x = PendingReply{}
-	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[3]
+	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -427,7 +504,7 @@ func (x *PendingReply) String() string {
 func (*PendingReply) ProtoMessage() {}
 
 func (x *PendingReply) ProtoReflect() protoreflect.Message {
-	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[3]
+	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -440,7 +517,7 @@ func (x *PendingReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PendingReply.ProtoReflect.Descriptor instead.
 func (*PendingReply) Descriptor() ([]byte, []int) {
-	return file_pushgw_internal_v1_saver_proto_rawDescGZIP(), []int{3}
+	return file_pushgw_internal_v1_saver_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *PendingReply) GetMessages() []*Message {
@@ -461,7 +538,7 @@ type MessageRef struct {
 
 func (x *MessageRef) Reset() {
 	*x = MessageRef{}
-	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[4]
+	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -473,7 +550,7 @@ func (x *MessageRef) String() string {
 func (*MessageRef) ProtoMessage() {}
 
 func (x *MessageRef) ProtoReflect() protoreflect.Message {
-	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[4]
+	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -486,7 +563,7 @@ func (x *MessageRef) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MessageRef.ProtoReflect.Descriptor instead.
 func (*MessageRef) Descriptor() ([]byte, []int) {
-	return file_pushgw_internal_v1_saver_proto_rawDescGZIP(), []int{4}
+	return file_pushgw_internal_v1_saver_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *MessageRef) GetApp() string {
@@ -520,7 +597,7 @@ type ReportRequest struct {
 
 func (x *ReportRequest) Reset() {
 	*x = ReportRequest{}
-	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[5]
+	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -532,7 +609,7 @@ func (x *ReportRequest) String() string {
 func (*ReportRequest) ProtoMessage() {}
 
 func (x *ReportRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[5]
+	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -545,7 +622,7 @@ func (x *ReportRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReportRequest.ProtoReflect.Descriptor instead.
 func (*ReportRequest) Descriptor() ([]byte, []int) {
-	return file_pushgw_internal_v1_saver_proto_rawDescGZIP(), []int{5}
+	return file_pushgw_internal_v1_saver_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *ReportRequest) GetAcked() []*MessageRef {
@@ -570,7 +647,7 @@ type ReportReply struct {
 
 func (x *ReportReply) Reset() {
 	*x = ReportReply{}
-	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[6]
+	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -582,7 +659,7 @@ func (x *ReportReply) String() string {
 func (*ReportReply) ProtoMessage() {}
 
 func (x *ReportReply) ProtoReflect() protoreflect.Message {
-	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[6]
+	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -595,7 +672,7 @@ func (x *ReportReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReportReply.ProtoReflect.Descriptor instead.
 func (*ReportReply) Descriptor() ([]byte, []int) {
-	return file_pushgw_internal_v1_saver_proto_rawDescGZIP(), []int{6}
+	return file_pushgw_internal_v1_saver_proto_rawDescGZIP(), []int{7}
 }
 
 type StatusRequest struct {
@@ -608,7 +685,7 @@ type StatusRequest struct {
 
 func (x *StatusRequest) Reset() {
 	*x = StatusRequest{}
-	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[7]
+	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -620,7 +697,7 @@ func (x *StatusRequest) String() string {
 func (*StatusRequest) ProtoMessage() {}
 
 func (x *StatusRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[7]
+	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -633,7 +710,7 @@ func (x *StatusRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatusRequest.ProtoReflect.Descriptor instead.
 func (*StatusRequest) Descriptor() ([]byte, []int) {
-	return file_pushgw_internal_v1_saver_proto_rawDescGZIP(), []int{7}
+	return file_pushgw_internal_v1_saver_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *StatusRequest) GetApp() string {
@@ -661,7 +738,7 @@ type StatusReply struct {
 
 func (x *StatusReply) Reset() {
 	*x = StatusReply{}
-	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[8]
+	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -673,7 +750,7 @@ func (x *StatusReply) String() string {
 func (*StatusReply) ProtoMessage() {}
 
 func (x *StatusReply) ProtoReflect() protoreflect.Message {
-	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[8]
+	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -686,7 +763,7 @@ func (x *StatusReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatusReply.ProtoReflect.Descriptor instead.
 func (*StatusReply) Descriptor() ([]byte, []int) {
-	return file_pushgw_internal_v1_saver_proto_rawDescGZIP(), []int{8}
+	return file_pushgw_internal_v1_saver_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *StatusReply) GetFound() bool {
@@ -721,7 +798,7 @@ type ClaimUndeliveredRequest struct {
 
 func (x *ClaimUndeliveredRequest) Reset() {
 	*x = ClaimUndeliveredRequest{}
-	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[9]
+	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -733,7 +810,7 @@ func (x *ClaimUndeliveredRequest) String() string {
 func (*ClaimUndeliveredRequest) ProtoMessage() {}
 
 func (x *ClaimUndeliveredRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[9]
+	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -746,7 +823,7 @@ func (x *ClaimUndeliveredRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClaimUndeliveredRequest.ProtoReflect.Descriptor instead.
 func (*ClaimUndeliveredRequest) Descriptor() ([]byte, []int) {
-	return file_pushgw_internal_v1_saver_proto_rawDescGZIP(), []int{9}
+	return file_pushgw_internal_v1_saver_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *ClaimUndeliveredRequest) GetLimit() uint32 {
@@ -772,7 +849,7 @@ type ClaimUndeliveredReply struct {
 
 func (x *ClaimUndeliveredReply) Reset() {
 	*x = ClaimUndeliveredReply{}
-	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[10]
+	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -784,7 +861,7 @@ func (x *ClaimUndeliveredReply) String() string {
 func (*ClaimUndeliveredReply) ProtoMessage() {}
 
 func (x *ClaimUndeliveredReply) ProtoReflect() protoreflect.Message {
-	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[10]
+	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -797,7 +874,7 @@ func (x *ClaimUndeliveredReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClaimUndeliveredReply.ProtoReflect.Descriptor instead.
 func (*ClaimUndeliveredReply) Descriptor() ([]byte, []int) {
-	return file_pushgw_internal_v1_saver_proto_rawDescGZIP(), []int{10}
+	return file_pushgw_internal_v1_saver_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *ClaimUndeliveredReply) GetMessages() []*Message {
@@ -819,7 +896,7 @@ type TagUsersRequest struct {
 
 func (x *TagUsersRequest) Reset() {
 	*x = TagUsersRequest{}
-	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[11]
+	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -831,7 +908,7 @@ func (x *TagUsersRequest) String() string {
 func (*TagUsersRequest) ProtoMessage() {}
 
 func (x *TagUsersRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[11]
+	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -844,7 +921,7 @@ func (x *TagUsersRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TagUsersRequest.ProtoReflect.Descriptor instead.
 func (*TagUsersRequest) Descriptor() ([]byte, []int) {
-	return file_pushgw_internal_v1_saver_proto_rawDescGZIP(), []int{11}
+	return file_pushgw_internal_v1_saver_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *TagUsersRequest) GetApp() string {
@@ -885,7 +962,7 @@ type TagUsersReply struct {
 
 func (x *TagUsersReply) Reset() {
 	*x = TagUsersReply{}
-	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[12]
+	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -897,7 +974,7 @@ func (x *TagUsersReply) String() string {
 func (*TagUsersReply) ProtoMessage() {}
 
 func (x *TagUsersReply) ProtoReflect() protoreflect.Message {
-	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[12]
+	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -910,7 +987,7 @@ func (x *TagUsersReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TagUsersReply.ProtoReflect.Descriptor instead.
 func (*TagUsersReply) Descriptor() ([]byte, []int) {
-	return file_pushgw_internal_v1_saver_proto_rawDescGZIP(), []int{12}
+	return file_pushgw_internal_v1_saver_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *TagUsersReply) GetChanged() uint32 {
@@ -951,7 +1028,7 @@ type UserTagsRequest struct {
 
 func (x *UserTagsRequest) Reset() {
 	*x = UserTagsRequest{}
-	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[13]
+	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -963,7 +1040,7 @@ func (x *UserTagsRequest) String() string {
 func (*UserTagsRequest) ProtoMessage() {}
 
 func (x *UserTagsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[13]
+	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -976,7 +1053,7 @@ func (x *UserTagsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UserTagsRequest.ProtoReflect.Descriptor instead.
 func (*UserTagsRequest) Descriptor() ([]byte, []int) {
-	return file_pushgw_internal_v1_saver_proto_rawDescGZIP(), []int{13}
+	return file_pushgw_internal_v1_saver_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *UserTagsRequest) GetApp() string {
@@ -1002,7 +1079,7 @@ type UserTagsReply struct {
 
 func (x *UserTagsReply) Reset() {
 	*x = UserTagsReply{}
-	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[14]
+	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1014,7 +1091,7 @@ func (x *UserTagsReply) String() string {
 func (*UserTagsReply) ProtoMessage() {}
 
 func (x *UserTagsReply) ProtoReflect() protoreflect.Message {
-	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[14]
+	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1027,7 +1104,7 @@ func (x *UserTagsReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UserTagsReply.ProtoReflect.Descriptor instead.
 func (*UserTagsReply) Descriptor() ([]byte, []int) {
-	return file_pushgw_internal_v1_saver_proto_rawDescGZIP(), []int{14}
+	return file_pushgw_internal_v1_saver_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *UserTagsReply) GetTags() []string {
@@ -1051,7 +1128,7 @@ type TagMembersRequest struct {
 
 func (x *TagMembersRequest) Reset() {
 	*x = TagMembersRequest{}
-	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[15]
+	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1063,7 +1140,7 @@ func (x *TagMembersRequest) String() string {
 func (*TagMembersRequest) ProtoMessage() {}
 
 func (x *TagMembersRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[15]
+	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1076,7 +1153,7 @@ func (x *TagMembersRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TagMembersRequest.ProtoReflect.Descriptor instead.
 func (*TagMembersRequest) Descriptor() ([]byte, []int) {
-	return file_pushgw_internal_v1_saver_proto_rawDescGZIP(), []int{15}
+	return file_pushgw_internal_v1_saver_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *TagMembersRequest) GetApp() string {
@@ -1118,7 +1195,7 @@ type TagMembersReply struct {
 
 func (x *TagMembersReply) Reset() {
 	*x = TagMembersReply{}
-	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[16]
+	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1130,7 +1207,7 @@ func (x *TagMembersReply) String() string {
 func (*TagMembersReply) ProtoMessage() {}
 
 func (x *TagMembersReply) ProtoReflect() protoreflect.Message {
-	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[16]
+	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1143,7 +1220,7 @@ func (x *TagMembersReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TagMembersReply.ProtoReflect.Descriptor instead.
 func (*TagMembersReply) Descriptor() ([]byte, []int) {
-	return file_pushgw_internal_v1_saver_proto_rawDescGZIP(), []int{16}
+	return file_pushgw_internal_v1_saver_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *TagMembersReply) GetUsers() []string {
@@ -1172,7 +1249,7 @@ type TagMembershipRequest struct {
 
 func (x *TagMembershipRequest) Reset() {
 	*x = TagMembershipRequest{}
-	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[17]
+	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1184,7 +1261,7 @@ func (x *TagMembershipRequest) String() string {
 func (*TagMembershipRequest) ProtoMessage() {}
 
 func (x *TagMembershipRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[17]
+	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1197,7 +1274,7 @@ func (x *TagMembershipRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TagMembershipRequest.ProtoReflect.Descriptor instead.
 func (*TagMembershipRequest) Descriptor() ([]byte, []int) {
-	return file_pushgw_internal_v1_saver_proto_rawDescGZIP(), []int{17}
+	return file_pushgw_internal_v1_saver_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *TagMembershipRequest) GetApp() string {
@@ -1231,7 +1308,7 @@ type TagMembershipReply struct {
 
 func (x *TagMembershipReply) Reset() {
 	*x = TagMembershipReply{}
-	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[18]
+	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1243,7 +1320,7 @@ func (x *TagMembershipReply) String() string {
 func (*TagMembershipReply) ProtoMessage() {}
 
 func (x *TagMembershipReply) ProtoReflect() protoreflect.Message {
-	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[18]
+	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1256,7 +1333,7 @@ func (x *TagMembershipReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TagMembershipReply.ProtoReflect.Descriptor instead.
 func (*TagMembershipReply) Descriptor() ([]byte, []int) {
-	return file_pushgw_internal_v1_saver_proto_rawDescGZIP(), []int{18}
+	return file_pushgw_internal_v1_saver_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *TagMembershipReply) GetMembers() []string {
@@ -1277,7 +1354,7 @@ type StoreBroadcastRequest struct {
 
 func (x *StoreBroadcastRequest) Reset() {
 	*x = StoreBroadcastRequest{}
-	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[19]
+	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1289,7 +1366,7 @@ func (x *StoreBroadcastRequest) String() string {
 func (*StoreBroadcastRequest) ProtoMessage() {}
 
 func (x *StoreBroadcastRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[19]
+	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1302,7 +1379,7 @@ func (x *StoreBroadcastRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StoreBroadcastRequest.ProtoReflect.Descriptor instead.
 func (*StoreBroadcastRequest) Descriptor() ([]byte, []int) {
-	return file_pushgw_internal_v1_saver_proto_rawDescGZIP(), []int{19}
+	return file_pushgw_internal_v1_saver_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *StoreBroadcastRequest) GetBroadcast() *Broadcast {
@@ -1329,7 +1406,7 @@ type StoreBroadcastReply struct {
 
 func (x *StoreBroadcastReply) Reset() {
 	*x = StoreBroadcastReply{}
-	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[20]
+	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1341,7 +1418,7 @@ func (x *StoreBroadcastReply) String() string {
 func (*StoreBroadcastReply) ProtoMessage() {}
 
 func (x *StoreBroadcastReply) ProtoReflect() protoreflect.Message {
-	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[20]
+	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1354,7 +1431,7 @@ func (x *StoreBroadcastReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StoreBroadcastReply.ProtoReflect.Descriptor instead.
 func (*StoreBroadcastReply) Descriptor() ([]byte, []int) {
-	return file_pushgw_internal_v1_saver_proto_rawDescGZIP(), []int{20}
+	return file_pushgw_internal_v1_saver_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *StoreBroadcastReply) GetSeq() uint64 {
@@ -1386,7 +1463,7 @@ type BroadcastRoomProgress struct {
 
 func (x *BroadcastRoomProgress) Reset() {
 	*x = BroadcastRoomProgress{}
-	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[21]
+	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1398,7 +1475,7 @@ func (x *BroadcastRoomProgress) String() string {
 func (*BroadcastRoomProgress) ProtoMessage() {}
 
 func (x *BroadcastRoomProgress) ProtoReflect() protoreflect.Message {
-	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[21]
+	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1411,7 +1488,7 @@ func (x *BroadcastRoomProgress) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BroadcastRoomProgress.ProtoReflect.Descriptor instead.
 func (*BroadcastRoomProgress) Descriptor() ([]byte, []int) {
-	return file_pushgw_internal_v1_saver_proto_rawDescGZIP(), []int{21}
+	return file_pushgw_internal_v1_saver_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *BroadcastRoomProgress) GetBroadcastId() uint64 {
@@ -1458,7 +1535,7 @@ type BroadcastProgressRequest struct {
 
 func (x *BroadcastProgressRequest) Reset() {
 	*x = BroadcastProgressRequest{}
-	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[22]
+	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1470,7 +1547,7 @@ func (x *BroadcastProgressRequest) String() string {
 func (*BroadcastProgressRequest) ProtoMessage() {}
 
 func (x *BroadcastProgressRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[22]
+	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1483,7 +1560,7 @@ func (x *BroadcastProgressRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BroadcastProgressRequest.ProtoReflect.Descriptor instead.
 func (*BroadcastProgressRequest) Descriptor() ([]byte, []int) {
-	return file_pushgw_internal_v1_saver_proto_rawDescGZIP(), []int{22}
+	return file_pushgw_internal_v1_saver_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *BroadcastProgressRequest) GetItems() []*BroadcastRoomProgress {
@@ -1501,7 +1578,7 @@ type BroadcastProgressReply struct {
 
 func (x *BroadcastProgressReply) Reset() {
 	*x = BroadcastProgressReply{}
-	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[23]
+	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1513,7 +1590,7 @@ func (x *BroadcastProgressReply) String() string {
 func (*BroadcastProgressReply) ProtoMessage() {}
 
 func (x *BroadcastProgressReply) ProtoReflect() protoreflect.Message {
-	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[23]
+	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1526,7 +1603,7 @@ func (x *BroadcastProgressReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BroadcastProgressReply.ProtoReflect.Descriptor instead.
 func (*BroadcastProgressReply) Descriptor() ([]byte, []int) {
-	return file_pushgw_internal_v1_saver_proto_rawDescGZIP(), []int{23}
+	return file_pushgw_internal_v1_saver_proto_rawDescGZIP(), []int{24}
 }
 
 type ClaimBroadcastRoomsRequest struct {
@@ -1540,7 +1617,7 @@ type ClaimBroadcastRoomsRequest struct {
 
 func (x *ClaimBroadcastRoomsRequest) Reset() {
 	*x = ClaimBroadcastRoomsRequest{}
-	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[24]
+	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1552,7 +1629,7 @@ func (x *ClaimBroadcastRoomsRequest) String() string {
 func (*ClaimBroadcastRoomsRequest) ProtoMessage() {}
 
 func (x *ClaimBroadcastRoomsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[24]
+	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1565,7 +1642,7 @@ func (x *ClaimBroadcastRoomsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClaimBroadcastRoomsRequest.ProtoReflect.Descriptor instead.
 func (*ClaimBroadcastRoomsRequest) Descriptor() ([]byte, []int) {
-	return file_pushgw_internal_v1_saver_proto_rawDescGZIP(), []int{24}
+	return file_pushgw_internal_v1_saver_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *ClaimBroadcastRoomsRequest) GetLimit() uint32 {
@@ -1592,7 +1669,7 @@ type BroadcastRoomClaim struct {
 
 func (x *BroadcastRoomClaim) Reset() {
 	*x = BroadcastRoomClaim{}
-	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[25]
+	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1604,7 +1681,7 @@ func (x *BroadcastRoomClaim) String() string {
 func (*BroadcastRoomClaim) ProtoMessage() {}
 
 func (x *BroadcastRoomClaim) ProtoReflect() protoreflect.Message {
-	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[25]
+	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1617,7 +1694,7 @@ func (x *BroadcastRoomClaim) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BroadcastRoomClaim.ProtoReflect.Descriptor instead.
 func (*BroadcastRoomClaim) Descriptor() ([]byte, []int) {
-	return file_pushgw_internal_v1_saver_proto_rawDescGZIP(), []int{25}
+	return file_pushgw_internal_v1_saver_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *BroadcastRoomClaim) GetBroadcast() *Broadcast {
@@ -1643,7 +1720,7 @@ type ClaimBroadcastRoomsReply struct {
 
 func (x *ClaimBroadcastRoomsReply) Reset() {
 	*x = ClaimBroadcastRoomsReply{}
-	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[26]
+	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1655,7 +1732,7 @@ func (x *ClaimBroadcastRoomsReply) String() string {
 func (*ClaimBroadcastRoomsReply) ProtoMessage() {}
 
 func (x *ClaimBroadcastRoomsReply) ProtoReflect() protoreflect.Message {
-	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[26]
+	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1668,7 +1745,7 @@ func (x *ClaimBroadcastRoomsReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClaimBroadcastRoomsReply.ProtoReflect.Descriptor instead.
 func (*ClaimBroadcastRoomsReply) Descriptor() ([]byte, []int) {
-	return file_pushgw_internal_v1_saver_proto_rawDescGZIP(), []int{26}
+	return file_pushgw_internal_v1_saver_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *ClaimBroadcastRoomsReply) GetClaims() []*BroadcastRoomClaim {
@@ -1688,7 +1765,7 @@ type BroadcastStatusRequest struct {
 
 func (x *BroadcastStatusRequest) Reset() {
 	*x = BroadcastStatusRequest{}
-	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[27]
+	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1700,7 +1777,7 @@ func (x *BroadcastStatusRequest) String() string {
 func (*BroadcastStatusRequest) ProtoMessage() {}
 
 func (x *BroadcastStatusRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[27]
+	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1713,7 +1790,7 @@ func (x *BroadcastStatusRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BroadcastStatusRequest.ProtoReflect.Descriptor instead.
 func (*BroadcastStatusRequest) Descriptor() ([]byte, []int) {
-	return file_pushgw_internal_v1_saver_proto_rawDescGZIP(), []int{27}
+	return file_pushgw_internal_v1_saver_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *BroadcastStatusRequest) GetApp() string {
@@ -1745,7 +1822,7 @@ type BroadcastRoomState struct {
 
 func (x *BroadcastRoomState) Reset() {
 	*x = BroadcastRoomState{}
-	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[28]
+	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1757,7 +1834,7 @@ func (x *BroadcastRoomState) String() string {
 func (*BroadcastRoomState) ProtoMessage() {}
 
 func (x *BroadcastRoomState) ProtoReflect() protoreflect.Message {
-	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[28]
+	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1770,7 +1847,7 @@ func (x *BroadcastRoomState) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BroadcastRoomState.ProtoReflect.Descriptor instead.
 func (*BroadcastRoomState) Descriptor() ([]byte, []int) {
-	return file_pushgw_internal_v1_saver_proto_rawDescGZIP(), []int{28}
+	return file_pushgw_internal_v1_saver_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *BroadcastRoomState) GetRoom() string {
@@ -1826,7 +1903,7 @@ type BroadcastStatusReply struct {
 
 func (x *BroadcastStatusReply) Reset() {
 	*x = BroadcastStatusReply{}
-	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[29]
+	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1838,7 +1915,7 @@ func (x *BroadcastStatusReply) String() string {
 func (*BroadcastStatusReply) ProtoMessage() {}
 
 func (x *BroadcastStatusReply) ProtoReflect() protoreflect.Message {
-	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[29]
+	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1851,7 +1928,7 @@ func (x *BroadcastStatusReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BroadcastStatusReply.ProtoReflect.Descriptor instead.
 func (*BroadcastStatusReply) Descriptor() ([]byte, []int) {
-	return file_pushgw_internal_v1_saver_proto_rawDescGZIP(), []int{29}
+	return file_pushgw_internal_v1_saver_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *BroadcastStatusReply) GetFound() bool {
@@ -1890,7 +1967,7 @@ type CatchUpRequest struct {
 
 func (x *CatchUpRequest) Reset() {
 	*x = CatchUpRequest{}
-	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[30]
+	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1902,7 +1979,7 @@ func (x *CatchUpRequest) String() string {
 func (*CatchUpRequest) ProtoMessage() {}
 
 func (x *CatchUpRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[30]
+	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1915,7 +1992,7 @@ func (x *CatchUpRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CatchUpRequest.ProtoReflect.Descriptor instead.
 func (*CatchUpRequest) Descriptor() ([]byte, []int) {
-	return file_pushgw_internal_v1_saver_proto_rawDescGZIP(), []int{30}
+	return file_pushgw_internal_v1_saver_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *CatchUpRequest) GetApp() string {
@@ -1956,7 +2033,7 @@ type CatchUpReply struct {
 
 func (x *CatchUpReply) Reset() {
 	*x = CatchUpReply{}
-	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[31]
+	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1968,7 +2045,7 @@ func (x *CatchUpReply) String() string {
 func (*CatchUpReply) ProtoMessage() {}
 
 func (x *CatchUpReply) ProtoReflect() protoreflect.Message {
-	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[31]
+	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1981,7 +2058,7 @@ func (x *CatchUpReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CatchUpReply.ProtoReflect.Descriptor instead.
 func (*CatchUpReply) Descriptor() ([]byte, []int) {
-	return file_pushgw_internal_v1_saver_proto_rawDescGZIP(), []int{31}
+	return file_pushgw_internal_v1_saver_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *CatchUpReply) GetBroadcasts() []*Broadcast {
@@ -2004,7 +2081,7 @@ type TxRecipient struct {
 
 func (x *TxRecipient) Reset() {
 	*x = TxRecipient{}
-	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[32]
+	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2016,7 +2093,7 @@ func (x *TxRecipient) String() string {
 func (*TxRecipient) ProtoMessage() {}
 
 func (x *TxRecipient) ProtoReflect() protoreflect.Message {
-	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[32]
+	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2029,7 +2106,7 @@ func (x *TxRecipient) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TxRecipient.ProtoReflect.Descriptor instead.
 func (*TxRecipient) Descriptor() ([]byte, []int) {
-	return file_pushgw_internal_v1_saver_proto_rawDescGZIP(), []int{32}
+	return file_pushgw_internal_v1_saver_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *TxRecipient) GetUser() string {
@@ -2071,7 +2148,7 @@ type TxRecord struct {
 
 func (x *TxRecord) Reset() {
 	*x = TxRecord{}
-	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[33]
+	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2083,7 +2160,7 @@ func (x *TxRecord) String() string {
 func (*TxRecord) ProtoMessage() {}
 
 func (x *TxRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[33]
+	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2096,7 +2173,7 @@ func (x *TxRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TxRecord.ProtoReflect.Descriptor instead.
 func (*TxRecord) Descriptor() ([]byte, []int) {
-	return file_pushgw_internal_v1_saver_proto_rawDescGZIP(), []int{33}
+	return file_pushgw_internal_v1_saver_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *TxRecord) GetId() uint64 {
@@ -2214,7 +2291,7 @@ type PrepareTxRequest struct {
 
 func (x *PrepareTxRequest) Reset() {
 	*x = PrepareTxRequest{}
-	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[34]
+	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2226,7 +2303,7 @@ func (x *PrepareTxRequest) String() string {
 func (*PrepareTxRequest) ProtoMessage() {}
 
 func (x *PrepareTxRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[34]
+	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2239,7 +2316,7 @@ func (x *PrepareTxRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PrepareTxRequest.ProtoReflect.Descriptor instead.
 func (*PrepareTxRequest) Descriptor() ([]byte, []int) {
-	return file_pushgw_internal_v1_saver_proto_rawDescGZIP(), []int{34}
+	return file_pushgw_internal_v1_saver_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *PrepareTxRequest) GetTx() *TxRecord {
@@ -2260,7 +2337,7 @@ type PrepareTxReply struct {
 
 func (x *PrepareTxReply) Reset() {
 	*x = PrepareTxReply{}
-	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[35]
+	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2272,7 +2349,7 @@ func (x *PrepareTxReply) String() string {
 func (*PrepareTxReply) ProtoMessage() {}
 
 func (x *PrepareTxReply) ProtoReflect() protoreflect.Message {
-	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[35]
+	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2285,7 +2362,7 @@ func (x *PrepareTxReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PrepareTxReply.ProtoReflect.Descriptor instead.
 func (*PrepareTxReply) Descriptor() ([]byte, []int) {
-	return file_pushgw_internal_v1_saver_proto_rawDescGZIP(), []int{35}
+	return file_pushgw_internal_v1_saver_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *PrepareTxReply) GetTx() *TxRecord {
@@ -2318,7 +2395,7 @@ type DecideTxRequest struct {
 
 func (x *DecideTxRequest) Reset() {
 	*x = DecideTxRequest{}
-	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[36]
+	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2330,7 +2407,7 @@ func (x *DecideTxRequest) String() string {
 func (*DecideTxRequest) ProtoMessage() {}
 
 func (x *DecideTxRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[36]
+	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2343,7 +2420,7 @@ func (x *DecideTxRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DecideTxRequest.ProtoReflect.Descriptor instead.
 func (*DecideTxRequest) Descriptor() ([]byte, []int) {
-	return file_pushgw_internal_v1_saver_proto_rawDescGZIP(), []int{36}
+	return file_pushgw_internal_v1_saver_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *DecideTxRequest) GetApp() string {
@@ -2394,7 +2471,7 @@ type DecideTxReply struct {
 
 func (x *DecideTxReply) Reset() {
 	*x = DecideTxReply{}
-	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[37]
+	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2406,7 +2483,7 @@ func (x *DecideTxReply) String() string {
 func (*DecideTxReply) ProtoMessage() {}
 
 func (x *DecideTxReply) ProtoReflect() protoreflect.Message {
-	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[37]
+	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2419,7 +2496,7 @@ func (x *DecideTxReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DecideTxReply.ProtoReflect.Descriptor instead.
 func (*DecideTxReply) Descriptor() ([]byte, []int) {
-	return file_pushgw_internal_v1_saver_proto_rawDescGZIP(), []int{37}
+	return file_pushgw_internal_v1_saver_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *DecideTxReply) GetTx() *TxRecord {
@@ -2460,7 +2537,7 @@ type GetTxRequest struct {
 
 func (x *GetTxRequest) Reset() {
 	*x = GetTxRequest{}
-	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[38]
+	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2472,7 +2549,7 @@ func (x *GetTxRequest) String() string {
 func (*GetTxRequest) ProtoMessage() {}
 
 func (x *GetTxRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[38]
+	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2485,7 +2562,7 @@ func (x *GetTxRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetTxRequest.ProtoReflect.Descriptor instead.
 func (*GetTxRequest) Descriptor() ([]byte, []int) {
-	return file_pushgw_internal_v1_saver_proto_rawDescGZIP(), []int{38}
+	return file_pushgw_internal_v1_saver_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *GetTxRequest) GetApp() string {
@@ -2512,7 +2589,7 @@ type GetTxReply struct {
 
 func (x *GetTxReply) Reset() {
 	*x = GetTxReply{}
-	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[39]
+	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2524,7 +2601,7 @@ func (x *GetTxReply) String() string {
 func (*GetTxReply) ProtoMessage() {}
 
 func (x *GetTxReply) ProtoReflect() protoreflect.Message {
-	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[39]
+	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2537,7 +2614,7 @@ func (x *GetTxReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetTxReply.ProtoReflect.Descriptor instead.
 func (*GetTxReply) Descriptor() ([]byte, []int) {
-	return file_pushgw_internal_v1_saver_proto_rawDescGZIP(), []int{39}
+	return file_pushgw_internal_v1_saver_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *GetTxReply) GetFound() bool {
@@ -2567,7 +2644,7 @@ type ClaimTxChecksRequest struct {
 
 func (x *ClaimTxChecksRequest) Reset() {
 	*x = ClaimTxChecksRequest{}
-	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[40]
+	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2579,7 +2656,7 @@ func (x *ClaimTxChecksRequest) String() string {
 func (*ClaimTxChecksRequest) ProtoMessage() {}
 
 func (x *ClaimTxChecksRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[40]
+	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2592,7 +2669,7 @@ func (x *ClaimTxChecksRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClaimTxChecksRequest.ProtoReflect.Descriptor instead.
 func (*ClaimTxChecksRequest) Descriptor() ([]byte, []int) {
-	return file_pushgw_internal_v1_saver_proto_rawDescGZIP(), []int{40}
+	return file_pushgw_internal_v1_saver_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *ClaimTxChecksRequest) GetLimit() uint32 {
@@ -2619,7 +2696,7 @@ type TxClaim struct {
 
 func (x *TxClaim) Reset() {
 	*x = TxClaim{}
-	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[41]
+	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2631,7 +2708,7 @@ func (x *TxClaim) String() string {
 func (*TxClaim) ProtoMessage() {}
 
 func (x *TxClaim) ProtoReflect() protoreflect.Message {
-	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[41]
+	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2644,7 +2721,7 @@ func (x *TxClaim) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TxClaim.ProtoReflect.Descriptor instead.
 func (*TxClaim) Descriptor() ([]byte, []int) {
-	return file_pushgw_internal_v1_saver_proto_rawDescGZIP(), []int{41}
+	return file_pushgw_internal_v1_saver_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *TxClaim) GetTx() *TxRecord {
@@ -2670,7 +2747,7 @@ type ClaimTxChecksReply struct {
 
 func (x *ClaimTxChecksReply) Reset() {
 	*x = ClaimTxChecksReply{}
-	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[42]
+	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2682,7 +2759,7 @@ func (x *ClaimTxChecksReply) String() string {
 func (*ClaimTxChecksReply) ProtoMessage() {}
 
 func (x *ClaimTxChecksReply) ProtoReflect() protoreflect.Message {
-	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[42]
+	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2695,7 +2772,7 @@ func (x *ClaimTxChecksReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClaimTxChecksReply.ProtoReflect.Descriptor instead.
 func (*ClaimTxChecksReply) Descriptor() ([]byte, []int) {
-	return file_pushgw_internal_v1_saver_proto_rawDescGZIP(), []int{42}
+	return file_pushgw_internal_v1_saver_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *ClaimTxChecksReply) GetClaims() []*TxClaim {
@@ -2719,7 +2796,7 @@ type ReportTxCheckRequest struct {
 
 func (x *ReportTxCheckRequest) Reset() {
 	*x = ReportTxCheckRequest{}
-	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[43]
+	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2731,7 +2808,7 @@ func (x *ReportTxCheckRequest) String() string {
 func (*ReportTxCheckRequest) ProtoMessage() {}
 
 func (x *ReportTxCheckRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[43]
+	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2744,7 +2821,7 @@ func (x *ReportTxCheckRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReportTxCheckRequest.ProtoReflect.Descriptor instead.
 func (*ReportTxCheckRequest) Descriptor() ([]byte, []int) {
-	return file_pushgw_internal_v1_saver_proto_rawDescGZIP(), []int{43}
+	return file_pushgw_internal_v1_saver_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *ReportTxCheckRequest) GetId() uint64 {
@@ -2786,7 +2863,7 @@ type ReportTxCheckReply struct {
 
 func (x *ReportTxCheckReply) Reset() {
 	*x = ReportTxCheckReply{}
-	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[44]
+	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2798,7 +2875,7 @@ func (x *ReportTxCheckReply) String() string {
 func (*ReportTxCheckReply) ProtoMessage() {}
 
 func (x *ReportTxCheckReply) ProtoReflect() protoreflect.Message {
-	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[44]
+	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2811,7 +2888,7 @@ func (x *ReportTxCheckReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReportTxCheckReply.ProtoReflect.Descriptor instead.
 func (*ReportTxCheckReply) Descriptor() ([]byte, []int) {
-	return file_pushgw_internal_v1_saver_proto_rawDescGZIP(), []int{44}
+	return file_pushgw_internal_v1_saver_proto_rawDescGZIP(), []int{45}
 }
 
 func (x *ReportTxCheckReply) GetApplied() bool {
@@ -2846,7 +2923,7 @@ type StoreMultiRequest struct {
 
 func (x *StoreMultiRequest) Reset() {
 	*x = StoreMultiRequest{}
-	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[45]
+	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2858,7 +2935,7 @@ func (x *StoreMultiRequest) String() string {
 func (*StoreMultiRequest) ProtoMessage() {}
 
 func (x *StoreMultiRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[45]
+	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2871,7 +2948,7 @@ func (x *StoreMultiRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StoreMultiRequest.ProtoReflect.Descriptor instead.
 func (*StoreMultiRequest) Descriptor() ([]byte, []int) {
-	return file_pushgw_internal_v1_saver_proto_rawDescGZIP(), []int{45}
+	return file_pushgw_internal_v1_saver_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *StoreMultiRequest) GetMessage() *Message {
@@ -2916,7 +2993,7 @@ type StoreMultiReply struct {
 
 func (x *StoreMultiReply) Reset() {
 	*x = StoreMultiReply{}
-	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[46]
+	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2928,7 +3005,7 @@ func (x *StoreMultiReply) String() string {
 func (*StoreMultiReply) ProtoMessage() {}
 
 func (x *StoreMultiReply) ProtoReflect() protoreflect.Message {
-	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[46]
+	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2941,7 +3018,7 @@ func (x *StoreMultiReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StoreMultiReply.ProtoReflect.Descriptor instead.
 func (*StoreMultiReply) Descriptor() ([]byte, []int) {
-	return file_pushgw_internal_v1_saver_proto_rawDescGZIP(), []int{46}
+	return file_pushgw_internal_v1_saver_proto_rawDescGZIP(), []int{47}
 }
 
 func (x *StoreMultiReply) GetReplayed() bool {
@@ -2976,15 +3053,23 @@ var File_pushgw_internal_v1_saver_proto protoreflect.FileDescriptor
 
 const file_pushgw_internal_v1_saver_proto_rawDesc = "" +
 	"\n" +
-	"\x1epushgw/internal/v1/saver.proto\x12\x12pushgw.internal.v1\x1a\x1epushgw/internal/v1/types.proto\"G\n" +
+	"\x1epushgw/internal/v1/saver.proto\x12\x12pushgw.internal.v1\x1a\x1epushgw/internal/v1/types.proto\"i\n" +
 	"\fStoreRequest\x127\n" +
-	"\bmessages\x18\x01 \x03(\v2\x1b.pushgw.internal.v1.MessageR\bmessages\"\x93\x01\n" +
+	"\bmessages\x18\x01 \x03(\v2\x1b.pushgw.internal.v1.MessageR\bmessages\x12 \n" +
+	"\vindependent\x18\x02 \x01(\bR\vindependent\"\xb4\x02\n" +
 	"\n" +
 	"StoreReply\x12H\n" +
-	"\breplaced\x18\x01 \x03(\v2,.pushgw.internal.v1.StoreReply.ReplacedEntryR\breplaced\x1a;\n" +
+	"\breplaced\x18\x01 \x03(\v2,.pushgw.internal.v1.StoreReply.ReplacedEntryR\breplaced\x12B\n" +
+	"\x06failed\x18\x02 \x03(\v2*.pushgw.internal.v1.StoreReply.FailedEntryR\x06failed\x1a;\n" +
 	"\rReplacedEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\x04R\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\x04R\x05value:\x028\x01\"\x7f\n" +
+	"\x05value\x18\x02 \x01(\x04R\x05value:\x028\x01\x1a[\n" +
+	"\vFailedEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\x04R\x03key\x126\n" +
+	"\x05value\x18\x02 \x01(\v2 .pushgw.internal.v1.StoreFailureR\x05value:\x028\x01\"<\n" +
+	"\fStoreFailure\x12\x12\n" +
+	"\x04code\x18\x01 \x01(\rR\x04code\x12\x18\n" +
+	"\amessage\x18\x02 \x01(\tR\amessage\"\x7f\n" +
 	"\x0ePendingRequest\x12\x10\n" +
 	"\x03app\x18\x01 \x01(\tR\x03app\x12\x12\n" +
 	"\x04user\x18\x02 \x01(\tR\x04user\x12\x16\n" +
@@ -3234,7 +3319,7 @@ func file_pushgw_internal_v1_saver_proto_rawDescGZIP() []byte {
 }
 
 var file_pushgw_internal_v1_saver_proto_enumTypes = make([]protoimpl.EnumInfo, 4)
-var file_pushgw_internal_v1_saver_proto_msgTypes = make([]protoimpl.MessageInfo, 48)
+var file_pushgw_internal_v1_saver_proto_msgTypes = make([]protoimpl.MessageInfo, 50)
 var file_pushgw_internal_v1_saver_proto_goTypes = []any{
 	(TagLimit)(0),                      // 0: pushgw.internal.v1.TagLimit
 	(TxState)(0),                       // 1: pushgw.internal.v1.TxState
@@ -3242,133 +3327,137 @@ var file_pushgw_internal_v1_saver_proto_goTypes = []any{
 	(TxTargetKind)(0),                  // 3: pushgw.internal.v1.TxTargetKind
 	(*StoreRequest)(nil),               // 4: pushgw.internal.v1.StoreRequest
 	(*StoreReply)(nil),                 // 5: pushgw.internal.v1.StoreReply
-	(*PendingRequest)(nil),             // 6: pushgw.internal.v1.PendingRequest
-	(*PendingReply)(nil),               // 7: pushgw.internal.v1.PendingReply
-	(*MessageRef)(nil),                 // 8: pushgw.internal.v1.MessageRef
-	(*ReportRequest)(nil),              // 9: pushgw.internal.v1.ReportRequest
-	(*ReportReply)(nil),                // 10: pushgw.internal.v1.ReportReply
-	(*StatusRequest)(nil),              // 11: pushgw.internal.v1.StatusRequest
-	(*StatusReply)(nil),                // 12: pushgw.internal.v1.StatusReply
-	(*ClaimUndeliveredRequest)(nil),    // 13: pushgw.internal.v1.ClaimUndeliveredRequest
-	(*ClaimUndeliveredReply)(nil),      // 14: pushgw.internal.v1.ClaimUndeliveredReply
-	(*TagUsersRequest)(nil),            // 15: pushgw.internal.v1.TagUsersRequest
-	(*TagUsersReply)(nil),              // 16: pushgw.internal.v1.TagUsersReply
-	(*UserTagsRequest)(nil),            // 17: pushgw.internal.v1.UserTagsRequest
-	(*UserTagsReply)(nil),              // 18: pushgw.internal.v1.UserTagsReply
-	(*TagMembersRequest)(nil),          // 19: pushgw.internal.v1.TagMembersRequest
-	(*TagMembersReply)(nil),            // 20: pushgw.internal.v1.TagMembersReply
-	(*TagMembershipRequest)(nil),       // 21: pushgw.internal.v1.TagMembershipRequest
-	(*TagMembershipReply)(nil),         // 22: pushgw.internal.v1.TagMembershipReply
-	(*StoreBroadcastRequest)(nil),      // 23: pushgw.internal.v1.StoreBroadcastRequest
-	(*StoreBroadcastReply)(nil),        // 24: pushgw.internal.v1.StoreBroadcastReply
-	(*BroadcastRoomProgress)(nil),      // 25: pushgw.internal.v1.BroadcastRoomProgress
-	(*BroadcastProgressRequest)(nil),   // 26: pushgw.internal.v1.BroadcastProgressRequest
-	(*BroadcastProgressReply)(nil),     // 27: pushgw.internal.v1.BroadcastProgressReply
-	(*ClaimBroadcastRoomsRequest)(nil), // 28: pushgw.internal.v1.ClaimBroadcastRoomsRequest
-	(*BroadcastRoomClaim)(nil),         // 29: pushgw.internal.v1.BroadcastRoomClaim
-	(*ClaimBroadcastRoomsReply)(nil),   // 30: pushgw.internal.v1.ClaimBroadcastRoomsReply
-	(*BroadcastStatusRequest)(nil),     // 31: pushgw.internal.v1.BroadcastStatusRequest
-	(*BroadcastRoomState)(nil),         // 32: pushgw.internal.v1.BroadcastRoomState
-	(*BroadcastStatusReply)(nil),       // 33: pushgw.internal.v1.BroadcastStatusReply
-	(*CatchUpRequest)(nil),             // 34: pushgw.internal.v1.CatchUpRequest
-	(*CatchUpReply)(nil),               // 35: pushgw.internal.v1.CatchUpReply
-	(*TxRecipient)(nil),                // 36: pushgw.internal.v1.TxRecipient
-	(*TxRecord)(nil),                   // 37: pushgw.internal.v1.TxRecord
-	(*PrepareTxRequest)(nil),           // 38: pushgw.internal.v1.PrepareTxRequest
-	(*PrepareTxReply)(nil),             // 39: pushgw.internal.v1.PrepareTxReply
-	(*DecideTxRequest)(nil),            // 40: pushgw.internal.v1.DecideTxRequest
-	(*DecideTxReply)(nil),              // 41: pushgw.internal.v1.DecideTxReply
-	(*GetTxRequest)(nil),               // 42: pushgw.internal.v1.GetTxRequest
-	(*GetTxReply)(nil),                 // 43: pushgw.internal.v1.GetTxReply
-	(*ClaimTxChecksRequest)(nil),       // 44: pushgw.internal.v1.ClaimTxChecksRequest
-	(*TxClaim)(nil),                    // 45: pushgw.internal.v1.TxClaim
-	(*ClaimTxChecksReply)(nil),         // 46: pushgw.internal.v1.ClaimTxChecksReply
-	(*ReportTxCheckRequest)(nil),       // 47: pushgw.internal.v1.ReportTxCheckRequest
-	(*ReportTxCheckReply)(nil),         // 48: pushgw.internal.v1.ReportTxCheckReply
-	(*StoreMultiRequest)(nil),          // 49: pushgw.internal.v1.StoreMultiRequest
-	(*StoreMultiReply)(nil),            // 50: pushgw.internal.v1.StoreMultiReply
-	nil,                                // 51: pushgw.internal.v1.StoreReply.ReplacedEntry
-	(*Message)(nil),                    // 52: pushgw.internal.v1.Message
-	(*Broadcast)(nil),                  // 53: pushgw.internal.v1.Broadcast
+	(*StoreFailure)(nil),               // 6: pushgw.internal.v1.StoreFailure
+	(*PendingRequest)(nil),             // 7: pushgw.internal.v1.PendingRequest
+	(*PendingReply)(nil),               // 8: pushgw.internal.v1.PendingReply
+	(*MessageRef)(nil),                 // 9: pushgw.internal.v1.MessageRef
+	(*ReportRequest)(nil),              // 10: pushgw.internal.v1.ReportRequest
+	(*ReportReply)(nil),                // 11: pushgw.internal.v1.ReportReply
+	(*StatusRequest)(nil),              // 12: pushgw.internal.v1.StatusRequest
+	(*StatusReply)(nil),                // 13: pushgw.internal.v1.StatusReply
+	(*ClaimUndeliveredRequest)(nil),    // 14: pushgw.internal.v1.ClaimUndeliveredRequest
+	(*ClaimUndeliveredReply)(nil),      // 15: pushgw.internal.v1.ClaimUndeliveredReply
+	(*TagUsersRequest)(nil),            // 16: pushgw.internal.v1.TagUsersRequest
+	(*TagUsersReply)(nil),              // 17: pushgw.internal.v1.TagUsersReply
+	(*UserTagsRequest)(nil),            // 18: pushgw.internal.v1.UserTagsRequest
+	(*UserTagsReply)(nil),              // 19: pushgw.internal.v1.UserTagsReply
+	(*TagMembersRequest)(nil),          // 20: pushgw.internal.v1.TagMembersRequest
+	(*TagMembersReply)(nil),            // 21: pushgw.internal.v1.TagMembersReply
+	(*TagMembershipRequest)(nil),       // 22: pushgw.internal.v1.TagMembershipRequest
+	(*TagMembershipReply)(nil),         // 23: pushgw.internal.v1.TagMembershipReply
+	(*StoreBroadcastRequest)(nil),      // 24: pushgw.internal.v1.StoreBroadcastRequest
+	(*StoreBroadcastReply)(nil),        // 25: pushgw.internal.v1.StoreBroadcastReply
+	(*BroadcastRoomProgress)(nil),      // 26: pushgw.internal.v1.BroadcastRoomProgress
+	(*BroadcastProgressRequest)(nil),   // 27: pushgw.internal.v1.BroadcastProgressRequest
+	(*BroadcastProgressReply)(nil),     // 28: pushgw.internal.v1.BroadcastProgressReply
+	(*ClaimBroadcastRoomsRequest)(nil), // 29: pushgw.internal.v1.ClaimBroadcastRoomsRequest
+	(*BroadcastRoomClaim)(nil),         // 30: pushgw.internal.v1.BroadcastRoomClaim
+	(*ClaimBroadcastRoomsReply)(nil),   // 31: pushgw.internal.v1.ClaimBroadcastRoomsReply
+	(*BroadcastStatusRequest)(nil),     // 32: pushgw.internal.v1.BroadcastStatusRequest
+	(*BroadcastRoomState)(nil),         // 33: pushgw.internal.v1.BroadcastRoomState
+	(*BroadcastStatusReply)(nil),       // 34: pushgw.internal.v1.BroadcastStatusReply
+	(*CatchUpRequest)(nil),             // 35: pushgw.internal.v1.CatchUpRequest
+	(*CatchUpReply)(nil),               // 36: pushgw.internal.v1.CatchUpReply
+	(*TxRecipient)(nil),                // 37: pushgw.internal.v1.TxRecipient
+	(*TxRecord)(nil),                   // 38: pushgw.internal.v1.TxRecord
+	(*PrepareTxRequest)(nil),           // 39: pushgw.internal.v1.PrepareTxRequest
+	(*PrepareTxReply)(nil),             // 40: pushgw.internal.v1.PrepareTxReply
+	(*DecideTxRequest)(nil),            // 41: pushgw.internal.v1.DecideTxRequest
+	(*DecideTxReply)(nil),              // 42: pushgw.internal.v1.DecideTxReply
+	(*GetTxRequest)(nil),               // 43: pushgw.internal.v1.GetTxRequest
+	(*GetTxReply)(nil),                 // 44: pushgw.internal.v1.GetTxReply
+	(*ClaimTxChecksRequest)(nil),       // 45: pushgw.internal.v1.ClaimTxChecksRequest
+	(*TxClaim)(nil),                    // 46: pushgw.internal.v1.TxClaim
+	(*ClaimTxChecksReply)(nil),         // 47: pushgw.internal.v1.ClaimTxChecksReply
+	(*ReportTxCheckRequest)(nil),       // 48: pushgw.internal.v1.ReportTxCheckRequest
+	(*ReportTxCheckReply)(nil),         // 49: pushgw.internal.v1.ReportTxCheckReply
+	(*StoreMultiRequest)(nil),          // 50: pushgw.internal.v1.StoreMultiRequest
+	(*StoreMultiReply)(nil),            // 51: pushgw.internal.v1.StoreMultiReply
+	nil,                                // 52: pushgw.internal.v1.StoreReply.ReplacedEntry
+	nil,                                // 53: pushgw.internal.v1.StoreReply.FailedEntry
+	(*Message)(nil),                    // 54: pushgw.internal.v1.Message
+	(*Broadcast)(nil),                  // 55: pushgw.internal.v1.Broadcast
 }
 var file_pushgw_internal_v1_saver_proto_depIdxs = []int32{
-	52, // 0: pushgw.internal.v1.StoreRequest.messages:type_name -> pushgw.internal.v1.Message
-	51, // 1: pushgw.internal.v1.StoreReply.replaced:type_name -> pushgw.internal.v1.StoreReply.ReplacedEntry
-	52, // 2: pushgw.internal.v1.PendingReply.messages:type_name -> pushgw.internal.v1.Message
-	8,  // 3: pushgw.internal.v1.ReportRequest.acked:type_name -> pushgw.internal.v1.MessageRef
-	8,  // 4: pushgw.internal.v1.ReportRequest.delivered:type_name -> pushgw.internal.v1.MessageRef
-	52, // 5: pushgw.internal.v1.StatusReply.message:type_name -> pushgw.internal.v1.Message
-	52, // 6: pushgw.internal.v1.ClaimUndeliveredReply.messages:type_name -> pushgw.internal.v1.Message
-	0,  // 7: pushgw.internal.v1.TagUsersReply.limit:type_name -> pushgw.internal.v1.TagLimit
-	53, // 8: pushgw.internal.v1.StoreBroadcastRequest.broadcast:type_name -> pushgw.internal.v1.Broadcast
-	25, // 9: pushgw.internal.v1.BroadcastProgressRequest.items:type_name -> pushgw.internal.v1.BroadcastRoomProgress
-	53, // 10: pushgw.internal.v1.BroadcastRoomClaim.broadcast:type_name -> pushgw.internal.v1.Broadcast
-	29, // 11: pushgw.internal.v1.ClaimBroadcastRoomsReply.claims:type_name -> pushgw.internal.v1.BroadcastRoomClaim
-	53, // 12: pushgw.internal.v1.BroadcastStatusReply.broadcast:type_name -> pushgw.internal.v1.Broadcast
-	32, // 13: pushgw.internal.v1.BroadcastStatusReply.rooms:type_name -> pushgw.internal.v1.BroadcastRoomState
-	53, // 14: pushgw.internal.v1.CatchUpReply.broadcasts:type_name -> pushgw.internal.v1.Broadcast
-	3,  // 15: pushgw.internal.v1.TxRecord.target_kind:type_name -> pushgw.internal.v1.TxTargetKind
-	36, // 16: pushgw.internal.v1.TxRecord.recipients:type_name -> pushgw.internal.v1.TxRecipient
-	1,  // 17: pushgw.internal.v1.TxRecord.state:type_name -> pushgw.internal.v1.TxState
-	2,  // 18: pushgw.internal.v1.TxRecord.decided_by:type_name -> pushgw.internal.v1.TxDecider
-	37, // 19: pushgw.internal.v1.PrepareTxRequest.tx:type_name -> pushgw.internal.v1.TxRecord
-	37, // 20: pushgw.internal.v1.PrepareTxReply.tx:type_name -> pushgw.internal.v1.TxRecord
-	1,  // 21: pushgw.internal.v1.DecideTxRequest.to:type_name -> pushgw.internal.v1.TxState
-	2,  // 22: pushgw.internal.v1.DecideTxRequest.by:type_name -> pushgw.internal.v1.TxDecider
-	37, // 23: pushgw.internal.v1.DecideTxReply.tx:type_name -> pushgw.internal.v1.TxRecord
-	52, // 24: pushgw.internal.v1.DecideTxReply.messages:type_name -> pushgw.internal.v1.Message
-	37, // 25: pushgw.internal.v1.GetTxReply.tx:type_name -> pushgw.internal.v1.TxRecord
-	37, // 26: pushgw.internal.v1.TxClaim.tx:type_name -> pushgw.internal.v1.TxRecord
-	45, // 27: pushgw.internal.v1.ClaimTxChecksReply.claims:type_name -> pushgw.internal.v1.TxClaim
-	37, // 28: pushgw.internal.v1.ReportTxCheckReply.tx:type_name -> pushgw.internal.v1.TxRecord
-	52, // 29: pushgw.internal.v1.StoreMultiRequest.message:type_name -> pushgw.internal.v1.Message
-	4,  // 30: pushgw.internal.v1.Saver.Store:input_type -> pushgw.internal.v1.StoreRequest
-	6,  // 31: pushgw.internal.v1.Saver.Pending:input_type -> pushgw.internal.v1.PendingRequest
-	9,  // 32: pushgw.internal.v1.Saver.Report:input_type -> pushgw.internal.v1.ReportRequest
-	11, // 33: pushgw.internal.v1.Saver.Status:input_type -> pushgw.internal.v1.StatusRequest
-	13, // 34: pushgw.internal.v1.Saver.ClaimUndelivered:input_type -> pushgw.internal.v1.ClaimUndeliveredRequest
-	15, // 35: pushgw.internal.v1.Saver.AddTagUsers:input_type -> pushgw.internal.v1.TagUsersRequest
-	15, // 36: pushgw.internal.v1.Saver.RemoveTagUsers:input_type -> pushgw.internal.v1.TagUsersRequest
-	17, // 37: pushgw.internal.v1.Saver.UserTags:input_type -> pushgw.internal.v1.UserTagsRequest
-	19, // 38: pushgw.internal.v1.Saver.TagMembers:input_type -> pushgw.internal.v1.TagMembersRequest
-	21, // 39: pushgw.internal.v1.Saver.TagMembership:input_type -> pushgw.internal.v1.TagMembershipRequest
-	23, // 40: pushgw.internal.v1.Saver.StoreBroadcast:input_type -> pushgw.internal.v1.StoreBroadcastRequest
-	26, // 41: pushgw.internal.v1.Saver.BroadcastProgress:input_type -> pushgw.internal.v1.BroadcastProgressRequest
-	28, // 42: pushgw.internal.v1.Saver.ClaimBroadcastRooms:input_type -> pushgw.internal.v1.ClaimBroadcastRoomsRequest
-	31, // 43: pushgw.internal.v1.Saver.BroadcastStatus:input_type -> pushgw.internal.v1.BroadcastStatusRequest
-	34, // 44: pushgw.internal.v1.Saver.CatchUp:input_type -> pushgw.internal.v1.CatchUpRequest
-	49, // 45: pushgw.internal.v1.Saver.StoreMulti:input_type -> pushgw.internal.v1.StoreMultiRequest
-	38, // 46: pushgw.internal.v1.SaverTx.PrepareTx:input_type -> pushgw.internal.v1.PrepareTxRequest
-	40, // 47: pushgw.internal.v1.SaverTx.DecideTx:input_type -> pushgw.internal.v1.DecideTxRequest
-	42, // 48: pushgw.internal.v1.SaverTx.GetTx:input_type -> pushgw.internal.v1.GetTxRequest
-	44, // 49: pushgw.internal.v1.SaverTx.ClaimTxChecks:input_type -> pushgw.internal.v1.ClaimTxChecksRequest
-	47, // 50: pushgw.internal.v1.SaverTx.ReportTxCheck:input_type -> pushgw.internal.v1.ReportTxCheckRequest
-	5,  // 51: pushgw.internal.v1.Saver.Store:output_type -> pushgw.internal.v1.StoreReply
-	7,  // 52: pushgw.internal.v1.Saver.Pending:output_type -> pushgw.internal.v1.PendingReply
-	10, // 53: pushgw.internal.v1.Saver.Report:output_type -> pushgw.internal.v1.ReportReply
-	12, // 54: pushgw.internal.v1.Saver.Status:output_type -> pushgw.internal.v1.StatusReply
-	14, // 55: pushgw.internal.v1.Saver.ClaimUndelivered:output_type -> pushgw.internal.v1.ClaimUndeliveredReply
-	16, // 56: pushgw.internal.v1.Saver.AddTagUsers:output_type -> pushgw.internal.v1.TagUsersReply
-	16, // 57: pushgw.internal.v1.Saver.RemoveTagUsers:output_type -> pushgw.internal.v1.TagUsersReply
-	18, // 58: pushgw.internal.v1.Saver.UserTags:output_type -> pushgw.internal.v1.UserTagsReply
-	20, // 59: pushgw.internal.v1.Saver.TagMembers:output_type -> pushgw.internal.v1.TagMembersReply
-	22, // 60: pushgw.internal.v1.Saver.TagMembership:output_type -> pushgw.internal.v1.TagMembershipReply
-	24, // 61: pushgw.internal.v1.Saver.StoreBroadcast:output_type -> pushgw.internal.v1.StoreBroadcastReply
-	27, // 62: pushgw.internal.v1.Saver.BroadcastProgress:output_type -> pushgw.internal.v1.BroadcastProgressReply
-	30, // 63: pushgw.internal.v1.Saver.ClaimBroadcastRooms:output_type -> pushgw.internal.v1.ClaimBroadcastRoomsReply
-	33, // 64: pushgw.internal.v1.Saver.BroadcastStatus:output_type -> pushgw.internal.v1.BroadcastStatusReply
-	35, // 65: pushgw.internal.v1.Saver.CatchUp:output_type -> pushgw.internal.v1.CatchUpReply
-	50, // 66: pushgw.internal.v1.Saver.StoreMulti:output_type -> pushgw.internal.v1.StoreMultiReply
-	39, // 67: pushgw.internal.v1.SaverTx.PrepareTx:output_type -> pushgw.internal.v1.PrepareTxReply
-	41, // 68: pushgw.internal.v1.SaverTx.DecideTx:output_type -> pushgw.internal.v1.DecideTxReply
-	43, // 69: pushgw.internal.v1.SaverTx.GetTx:output_type -> pushgw.internal.v1.GetTxReply
-	46, // 70: pushgw.internal.v1.SaverTx.ClaimTxChecks:output_type -> pushgw.internal.v1.ClaimTxChecksReply
-	48, // 71: pushgw.internal.v1.SaverTx.ReportTxCheck:output_type -> pushgw.internal.v1.ReportTxCheckReply
-	51, // [51:72] is the sub-list for method output_type
-	30, // [30:51] is the sub-list for method input_type
-	30, // [30:30] is the sub-list for extension type_name
-	30, // [30:30] is the sub-list for extension extendee
-	0,  // [0:30] is the sub-list for field type_name
+	54, // 0: pushgw.internal.v1.StoreRequest.messages:type_name -> pushgw.internal.v1.Message
+	52, // 1: pushgw.internal.v1.StoreReply.replaced:type_name -> pushgw.internal.v1.StoreReply.ReplacedEntry
+	53, // 2: pushgw.internal.v1.StoreReply.failed:type_name -> pushgw.internal.v1.StoreReply.FailedEntry
+	54, // 3: pushgw.internal.v1.PendingReply.messages:type_name -> pushgw.internal.v1.Message
+	9,  // 4: pushgw.internal.v1.ReportRequest.acked:type_name -> pushgw.internal.v1.MessageRef
+	9,  // 5: pushgw.internal.v1.ReportRequest.delivered:type_name -> pushgw.internal.v1.MessageRef
+	54, // 6: pushgw.internal.v1.StatusReply.message:type_name -> pushgw.internal.v1.Message
+	54, // 7: pushgw.internal.v1.ClaimUndeliveredReply.messages:type_name -> pushgw.internal.v1.Message
+	0,  // 8: pushgw.internal.v1.TagUsersReply.limit:type_name -> pushgw.internal.v1.TagLimit
+	55, // 9: pushgw.internal.v1.StoreBroadcastRequest.broadcast:type_name -> pushgw.internal.v1.Broadcast
+	26, // 10: pushgw.internal.v1.BroadcastProgressRequest.items:type_name -> pushgw.internal.v1.BroadcastRoomProgress
+	55, // 11: pushgw.internal.v1.BroadcastRoomClaim.broadcast:type_name -> pushgw.internal.v1.Broadcast
+	30, // 12: pushgw.internal.v1.ClaimBroadcastRoomsReply.claims:type_name -> pushgw.internal.v1.BroadcastRoomClaim
+	55, // 13: pushgw.internal.v1.BroadcastStatusReply.broadcast:type_name -> pushgw.internal.v1.Broadcast
+	33, // 14: pushgw.internal.v1.BroadcastStatusReply.rooms:type_name -> pushgw.internal.v1.BroadcastRoomState
+	55, // 15: pushgw.internal.v1.CatchUpReply.broadcasts:type_name -> pushgw.internal.v1.Broadcast
+	3,  // 16: pushgw.internal.v1.TxRecord.target_kind:type_name -> pushgw.internal.v1.TxTargetKind
+	37, // 17: pushgw.internal.v1.TxRecord.recipients:type_name -> pushgw.internal.v1.TxRecipient
+	1,  // 18: pushgw.internal.v1.TxRecord.state:type_name -> pushgw.internal.v1.TxState
+	2,  // 19: pushgw.internal.v1.TxRecord.decided_by:type_name -> pushgw.internal.v1.TxDecider
+	38, // 20: pushgw.internal.v1.PrepareTxRequest.tx:type_name -> pushgw.internal.v1.TxRecord
+	38, // 21: pushgw.internal.v1.PrepareTxReply.tx:type_name -> pushgw.internal.v1.TxRecord
+	1,  // 22: pushgw.internal.v1.DecideTxRequest.to:type_name -> pushgw.internal.v1.TxState
+	2,  // 23: pushgw.internal.v1.DecideTxRequest.by:type_name -> pushgw.internal.v1.TxDecider
+	38, // 24: pushgw.internal.v1.DecideTxReply.tx:type_name -> pushgw.internal.v1.TxRecord
+	54, // 25: pushgw.internal.v1.DecideTxReply.messages:type_name -> pushgw.internal.v1.Message
+	38, // 26: pushgw.internal.v1.GetTxReply.tx:type_name -> pushgw.internal.v1.TxRecord
+	38, // 27: pushgw.internal.v1.TxClaim.tx:type_name -> pushgw.internal.v1.TxRecord
+	46, // 28: pushgw.internal.v1.ClaimTxChecksReply.claims:type_name -> pushgw.internal.v1.TxClaim
+	38, // 29: pushgw.internal.v1.ReportTxCheckReply.tx:type_name -> pushgw.internal.v1.TxRecord
+	54, // 30: pushgw.internal.v1.StoreMultiRequest.message:type_name -> pushgw.internal.v1.Message
+	6,  // 31: pushgw.internal.v1.StoreReply.FailedEntry.value:type_name -> pushgw.internal.v1.StoreFailure
+	4,  // 32: pushgw.internal.v1.Saver.Store:input_type -> pushgw.internal.v1.StoreRequest
+	7,  // 33: pushgw.internal.v1.Saver.Pending:input_type -> pushgw.internal.v1.PendingRequest
+	10, // 34: pushgw.internal.v1.Saver.Report:input_type -> pushgw.internal.v1.ReportRequest
+	12, // 35: pushgw.internal.v1.Saver.Status:input_type -> pushgw.internal.v1.StatusRequest
+	14, // 36: pushgw.internal.v1.Saver.ClaimUndelivered:input_type -> pushgw.internal.v1.ClaimUndeliveredRequest
+	16, // 37: pushgw.internal.v1.Saver.AddTagUsers:input_type -> pushgw.internal.v1.TagUsersRequest
+	16, // 38: pushgw.internal.v1.Saver.RemoveTagUsers:input_type -> pushgw.internal.v1.TagUsersRequest
+	18, // 39: pushgw.internal.v1.Saver.UserTags:input_type -> pushgw.internal.v1.UserTagsRequest
+	20, // 40: pushgw.internal.v1.Saver.TagMembers:input_type -> pushgw.internal.v1.TagMembersRequest
+	22, // 41: pushgw.internal.v1.Saver.TagMembership:input_type -> pushgw.internal.v1.TagMembershipRequest
+	24, // 42: pushgw.internal.v1.Saver.StoreBroadcast:input_type -> pushgw.internal.v1.StoreBroadcastRequest
+	27, // 43: pushgw.internal.v1.Saver.BroadcastProgress:input_type -> pushgw.internal.v1.BroadcastProgressRequest
+	29, // 44: pushgw.internal.v1.Saver.ClaimBroadcastRooms:input_type -> pushgw.internal.v1.ClaimBroadcastRoomsRequest
+	32, // 45: pushgw.internal.v1.Saver.BroadcastStatus:input_type -> pushgw.internal.v1.BroadcastStatusRequest
+	35, // 46: pushgw.internal.v1.Saver.CatchUp:input_type -> pushgw.internal.v1.CatchUpRequest
+	50, // 47: pushgw.internal.v1.Saver.StoreMulti:input_type -> pushgw.internal.v1.StoreMultiRequest
+	39, // 48: pushgw.internal.v1.SaverTx.PrepareTx:input_type -> pushgw.internal.v1.PrepareTxRequest
+	41, // 49: pushgw.internal.v1.SaverTx.DecideTx:input_type -> pushgw.internal.v1.DecideTxRequest
+	43, // 50: pushgw.internal.v1.SaverTx.GetTx:input_type -> pushgw.internal.v1.GetTxRequest
+	45, // 51: pushgw.internal.v1.SaverTx.ClaimTxChecks:input_type -> pushgw.internal.v1.ClaimTxChecksRequest
+	48, // 52: pushgw.internal.v1.SaverTx.ReportTxCheck:input_type -> pushgw.internal.v1.ReportTxCheckRequest
+	5,  // 53: pushgw.internal.v1.Saver.Store:output_type -> pushgw.internal.v1.StoreReply
+	8,  // 54: pushgw.internal.v1.Saver.Pending:output_type -> pushgw.internal.v1.PendingReply
+	11, // 55: pushgw.internal.v1.Saver.Report:output_type -> pushgw.internal.v1.ReportReply
+	13, // 56: pushgw.internal.v1.Saver.Status:output_type -> pushgw.internal.v1.StatusReply
+	15, // 57: pushgw.internal.v1.Saver.ClaimUndelivered:output_type -> pushgw.internal.v1.ClaimUndeliveredReply
+	17, // 58: pushgw.internal.v1.Saver.AddTagUsers:output_type -> pushgw.internal.v1.TagUsersReply
+	17, // 59: pushgw.internal.v1.Saver.RemoveTagUsers:output_type -> pushgw.internal.v1.TagUsersReply
+	19, // 60: pushgw.internal.v1.Saver.UserTags:output_type -> pushgw.internal.v1.UserTagsReply
+	21, // 61: pushgw.internal.v1.Saver.TagMembers:output_type -> pushgw.internal.v1.TagMembersReply
+	23, // 62: pushgw.internal.v1.Saver.TagMembership:output_type -> pushgw.internal.v1.TagMembershipReply
+	25, // 63: pushgw.internal.v1.Saver.StoreBroadcast:output_type -> pushgw.internal.v1.StoreBroadcastReply
+	28, // 64: pushgw.internal.v1.Saver.BroadcastProgress:output_type -> pushgw.internal.v1.BroadcastProgressReply
+	31, // 65: pushgw.internal.v1.Saver.ClaimBroadcastRooms:output_type -> pushgw.internal.v1.ClaimBroadcastRoomsReply
+	34, // 66: pushgw.internal.v1.Saver.BroadcastStatus:output_type -> pushgw.internal.v1.BroadcastStatusReply
+	36, // 67: pushgw.internal.v1.Saver.CatchUp:output_type -> pushgw.internal.v1.CatchUpReply
+	51, // 68: pushgw.internal.v1.Saver.StoreMulti:output_type -> pushgw.internal.v1.StoreMultiReply
+	40, // 69: pushgw.internal.v1.SaverTx.PrepareTx:output_type -> pushgw.internal.v1.PrepareTxReply
+	42, // 70: pushgw.internal.v1.SaverTx.DecideTx:output_type -> pushgw.internal.v1.DecideTxReply
+	44, // 71: pushgw.internal.v1.SaverTx.GetTx:output_type -> pushgw.internal.v1.GetTxReply
+	47, // 72: pushgw.internal.v1.SaverTx.ClaimTxChecks:output_type -> pushgw.internal.v1.ClaimTxChecksReply
+	49, // 73: pushgw.internal.v1.SaverTx.ReportTxCheck:output_type -> pushgw.internal.v1.ReportTxCheckReply
+	53, // [53:74] is the sub-list for method output_type
+	32, // [32:53] is the sub-list for method input_type
+	32, // [32:32] is the sub-list for extension type_name
+	32, // [32:32] is the sub-list for extension extendee
+	0,  // [0:32] is the sub-list for field type_name
 }
 
 func init() { file_pushgw_internal_v1_saver_proto_init() }
@@ -3383,7 +3472,7 @@ func file_pushgw_internal_v1_saver_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_pushgw_internal_v1_saver_proto_rawDesc), len(file_pushgw_internal_v1_saver_proto_rawDesc)),
 			NumEnums:      4,
-			NumMessages:   48,
+			NumMessages:   50,
 			NumExtensions: 0,
 			NumServices:   2,
 		},

@@ -29,6 +29,8 @@ type Config struct {
 	// state and multicast progress, shared by every center.
 	RedisAddr string
 	RedisDB   int
+	// GRPCAPIAddr serves the business gRPC API (docs/GRPC.md).
+	GRPCAPIAddr string
 }
 
 func parseConfig(args []string) (Config, error) {
@@ -42,6 +44,7 @@ func parseConfig(args []string) (Config, error) {
 	c.Tx.bind(fs)
 	fs.StringVar(&c.RedisAddr, "redis", service.Env("REDIS", service.DefaultRedis), "Redis address of the per-app rate limits, pacing and multicast progress, shared by all centers (PUSHGW_REDIS)")
 	fs.IntVar(&c.RedisDB, "redis-db", service.EnvInt("REDIS_DB", 0), "Redis database number (PUSHGW_REDIS_DB)")
+	fs.StringVar(&c.GRPCAPIAddr, "grpc-api", service.Env("CENTER_GRPC_API", defaultGRPCAPIAddr), "business gRPC API listen address, beside -http (PUSHGW_CENTER_GRPC_API; docs/GRPC.md)")
 	if err := fs.Parse(args); err != nil {
 		return c, err
 	}

@@ -33,19 +33,27 @@ type peers struct {
 	stored   []*internalpb.Message
 	stores   int
 	lookups  int
-	// gate, when set, holds lookups until it is closed: a slow register.
+	// gate, when set, holds lookups until it is closed (each at most
+	// gateHold): a slow register.
 	gate chan struct{}
 	// unclaimed is what ClaimUndelivered hands out, each message once.
 	unclaimed []*internalpb.Message
 	claims    []*internalpb.ClaimUndeliveredRequest
 }
 
+const gateHold = time.Second
+
 func (p *peers) Lookup(_ context.Context, req *internalpb.LookupSessionsRequest) (*internalpb.LookupSessionsReply, error) {
 	p.mu.Lock()
 	gate := p.gate
 	p.mu.Unlock()
 	if gate != nil {
-		<-gate
+		// Each lookup is held until the gate opens, at most gateHold: well
+		// inside center's lookup deadline however long the test runs.
+		select {
+		case <-gate:
+		case <-time.After(gateHold):
+		}
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()

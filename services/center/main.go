@@ -112,6 +112,12 @@ func run(cfg Config) error {
 		return err
 	}
 	log.Info("center: serving", "http", cfg.HTTPAddr)
+	grpcAPI, err := startGRPCAPI(srv, cfg.GRPCAPIAddr)
+	if err != nil {
+		serving.Shutdown(startCtx)
+		return err
+	}
+	log.Info("center: serving", "grpc_api", cfg.GRPCAPIAddr)
 
 	serving.Wait(ctx)
 
@@ -120,6 +126,7 @@ func run(cfg Config) error {
 	shutCtx, shutCancel := context.WithTimeout(context.Background(), shutdownTimeout)
 	defer shutCancel()
 	serving.Shutdown(shutCtx)
+	grpcAPI.stop(shutCtx)
 	srv.stopFanouts()
 	redeliver.stop()
 	bsweep.stop()
@@ -127,6 +134,9 @@ func run(cfg Config) error {
 		log.Warn("center: shutdown deadline passed while broadcasting; the sweep of another center resends", "err", err)
 	}
 	txChecks.stop()
+	if err := srv.stores.close(shutCtx); err != nil {
+		log.Warn("center: shutdown deadline passed while storing", "err", err)
+	}
 	if err := srv.batch.close(shutCtx); err != nil {
 		log.Warn("center: shutdown deadline passed while delivering; the messages stay stored", "err", err)
 	}

@@ -20,6 +20,7 @@ type metrics struct {
 	rateLimited      *prometheus.CounterVec
 	pacerErrors      prometheus.Counter
 	fanouts          prometheus.Gauge
+	storeBatch       *storeBatchMetrics
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -96,5 +97,6 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	reg.MustRegister(m.rateLimitSeconds, m.rateLimitErrors, m.rateLimited, m.pacerErrors, m.fanouts)
 	reg.MustRegister(m.requests, m.pushLatency, m.stored, m.delivered, m.inline, m.deliveryFails, m.deliveryBatch, m.roomBatch, m.redelivered,
 		m.retries, m.retryDropped)
+	m.storeBatch = newStoreBatchMetrics(reg)
 	return m
 }

@@ -94,9 +94,13 @@ func (s *Server) send(ctx context.Context, msgs []*internalpb.Message) (delivere
 		}
 		return &n, nil, nil
 	}
-	replaced, err := s.store(ctx, msgs)
+	replaced, err := s.storeQoS1(ctx, msgs)
 	if err != nil {
 		s.log.Warn("center: store failed", "count", len(msgs), "err", err)
+		var ae *apiError
+		if errors.As(err, &ae) {
+			return nil, nil, ae
+		}
 		if status.Code(err) == codes.DeadlineExceeded || errors.Is(err, context.DeadlineExceeded) {
 			// Saver may have committed just after we stopped waiting.
 			return nil, nil, errorf(CodeUnavailable, "message store did not confirm in time; the message may or may not have been stored, so a retry without an idempotency_key may deliver it twice")

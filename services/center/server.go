@@ -28,6 +28,7 @@ type Server struct {
 	rooms    *roomSet
 	pool     *ants.Pool
 	batch    *deliveryBatcher
+	stores   *storeBatcher
 	retry    *retrier
 	bcast    *broadcastSender
 	m        *metrics
@@ -59,6 +60,7 @@ func newServer(apps *appconfig.Store, gen *ids.Generator, saver, register grpc.C
 	s.batch = newDeliveryBatcher(s.deliver, m, log)
 	s.retry = newRetrier(s.deliverOnce, m, log)
 	s.bcast = newBroadcastSender(s, nil)
+	s.stores = newStoreBatcher(s.saver, m.storeBatch, log)
 	return s
 }
 

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"sync"
 	"time"
@@ -43,7 +44,11 @@ type storeReq struct {
 	// replaced is set by the writer before done: messages not stored
 	// because their idempotency key named an earlier one.
 	replaced map[uint64]uint64
-	done     chan error
+	// independent requests (Store with independent set) answer a message
+	// whose commit failed in failed, by id, and store the others.
+	independent bool
+	failed      map[uint64]error
+	done        chan error
 }
 
 type committer struct {
@@ -76,10 +81,28 @@ func newCommitter(db *msgDB, in *inbox, m *metrics, log *slog.Logger, writers, q
 // idempotency key.
 func (c *committer) store(ctx context.Context, msgs []*internalpb.Message) (map[uint64]uint64, error) {
 	req := &storeReq{msgs: msgs, done: make(chan error, 1)}
+	if err := c.submit(ctx, req); err != nil {
+		return nil, err
+	}
+	return req.replaced, nil
+}
+
+// storeEach is store for unrelated messages: one whose commit fails is
+// returned in failed and does not fail the others.
+func (c *committer) storeEach(ctx context.Context, msgs []*internalpb.Message) (replaced map[uint64]uint64, failed map[uint64]error, err error) {
+	req := &storeReq{msgs: msgs, independent: true, done: make(chan error, 1)}
+	if err := c.submit(ctx, req); err != nil {
+		return nil, nil, err
+	}
+	return req.replaced, req.failed, nil
+}
+
+// submit queues req and waits for its writer's answer.
+func (c *committer) submit(ctx context.Context, req *storeReq) error {
 	c.mu.RLock()
 	if c.closed {
 		c.mu.RUnlock()
-		return nil, errStopped
+		return errStopped
 	}
 	select {
 	case c.queue <- req:
@@ -87,14 +110,14 @@ func (c *committer) store(ctx context.Context, msgs []*internalpb.Message) (map[
 	default:
 		c.mu.RUnlock()
 		c.metrics.storeRejected.Inc()
-		return nil, errQueueFull
+		return errQueueFull
 	}
 	c.mu.RUnlock()
 	select {
 	case err := <-req.done:
-		return req.replaced, err
+		return err
 	case <-ctx.Done():
-		return nil, ctx.Err()
+		return ctx.Err()
 	}
 }
 
@@ -133,6 +156,12 @@ func (c *committer) writer() {
 		}
 		timer.Stop()
 		replaced, err := c.commit(batch, rows)
+		if err != nil && (len(batch) > 1 || first.independent) {
+			// One bad message must not fail its batch-mates: commit each
+			// request alone, and each message of an independent one alone.
+			c.fallback(batch)
+			continue
+		}
 		for _, r := range batch {
 			for _, m := range r.msgs {
 				if to, ok := replaced[m.GetId()]; ok {
@@ -160,11 +189,21 @@ func (c *committer) commit(batch []*storeReq, rows int) (map[uint64]uint64, erro
 			}
 		}
 	}
+	replaced, err := c.commitMsgs(ctx, msgs)
+	if err != nil {
+		c.log.Error("store commit failed", "rows", len(msgs), "requests", len(batch), "err", err)
+		return nil, err
+	}
+	return replaced, nil
+}
+
+// commitMsgs stores msgs in one transaction, then adds them to the Redis
+// inboxes.
+func (c *committer) commitMsgs(ctx context.Context, msgs []*internalpb.Message) (map[uint64]uint64, error) {
 	start := time.Now()
 	kept, replaced, collapsed, err := c.db.insert(ctx, msgs, start)
 	c.metrics.commitSeconds.Observe(time.Since(start).Seconds())
 	if err != nil {
-		c.log.Error("store commit failed", "rows", len(msgs), "requests", len(batch), "err", err)
 		return nil, err
 	}
 	c.metrics.batchRows.Observe(float64(len(msgs)))
@@ -187,4 +226,42 @@ func (c *committer) commit(batch []*storeReq, rows int) (map[uint64]uint64, erro
 		}
 	}
 	return replaced, nil
+}
+
+// fallback answers a batch whose group commit failed: each request is
+// committed in its own transaction, and each message of an independent
+// request in its own, so only what really fails is answered as failed.
+// It costs one commit per message, but only after a failure.
+func (c *committer) fallback(batch []*storeReq) {
+	ctx, cancel := context.WithTimeout(context.Background(), commitTimeout)
+	defer cancel()
+	for _, r := range batch {
+		if !r.independent {
+			replaced, err := c.commitMsgs(ctx, r.msgs)
+			if err != nil {
+				c.log.Error("store commit failed alone", "rows", len(r.msgs), "err", err)
+			}
+			r.replaced = replaced
+			r.done <- err
+			continue
+		}
+		for _, m := range r.msgs {
+			replaced, err := c.commitMsgs(ctx, []*internalpb.Message{m})
+			if err != nil {
+				c.log.Warn("store commit of one message failed", "id", m.GetId(), "err", err)
+				if r.failed == nil {
+					r.failed = map[uint64]error{}
+				}
+				r.failed[m.GetId()] = fmt.Errorf("saver: store %d: %w", m.GetId(), err)
+				continue
+			}
+			for from, to := range replaced {
+				if r.replaced == nil {
+					r.replaced = map[uint64]uint64{}
+				}
+				r.replaced[from] = to
+			}
+		}
+		r.done <- nil
+	}
 }

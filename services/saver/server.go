@@ -42,6 +42,9 @@ func (s *server) fail(ctx context.Context, method string, err error) error {
 }
 
 func (s *server) Store(ctx context.Context, req *internalpb.StoreRequest) (*internalpb.StoreReply, error) {
+	if req.GetIndependent() {
+		return s.storeIndependent(ctx, req.GetMessages())
+	}
 	msgs := req.GetMessages()
 	if err := checkMessages(msgs); err != nil {
 		return nil, err

@@ -35,30 +35,38 @@ func checkMessages(msgs []*internalpb.Message) error {
 		return invalid("batch of %d exceeds %d", len(msgs), maxBatch)
 	}
 	for _, m := range msgs {
-		err := checkUser(m.GetApp(), m.GetUser())
-		switch {
-		case err != nil:
-		case m.GetId() == 0:
-			err = fmt.Errorf("id 0")
-		case len(m.GetDevice()) > maxDeviceLen:
-			err = fmt.Errorf("device longer than %d bytes", maxDeviceLen)
-		case len(m.GetPayload()) > maxPayload:
-			err = fmt.Errorf("payload of %d bytes exceeds %d", len(m.GetPayload()), maxPayload)
-		case m.GetQos() != qosAtLeastOne:
-			// QoS 0 is fire-and-forget: storing it would turn it into QoS 1.
-			err = fmt.Errorf("qos %d: only qos 1 is stored", m.GetQos())
-		case m.GetExpiresMs() < 0 || m.GetCreatedMs() < 0:
-			err = fmt.Errorf("negative time")
-		case len(m.GetIdempotencyKey()) > maxIdemKeyLen:
-			err = fmt.Errorf("idempotency key longer than %d bytes", maxIdemKeyLen)
-		case len(m.GetCollapseKey()) > maxCollapseKeyLen:
-			err = fmt.Errorf("collapse key longer than %d bytes", maxCollapseKeyLen)
-		case m.GetPriority() > priorityHigh:
-			err = fmt.Errorf("priority %d: want 0 (normal) or 1 (high)", m.GetPriority())
+		if err := checkMessage(m); err != nil {
+			return err
 		}
-		if err != nil {
-			return invalid("message %d: %v", m.GetId(), err)
-		}
+	}
+	return nil
+}
+
+// checkMessage validates one message; the error is InvalidArgument.
+func checkMessage(m *internalpb.Message) error {
+	err := checkUser(m.GetApp(), m.GetUser())
+	switch {
+	case err != nil:
+	case m.GetId() == 0:
+		err = fmt.Errorf("id 0")
+	case len(m.GetDevice()) > maxDeviceLen:
+		err = fmt.Errorf("device longer than %d bytes", maxDeviceLen)
+	case len(m.GetPayload()) > maxPayload:
+		err = fmt.Errorf("payload of %d bytes exceeds %d", len(m.GetPayload()), maxPayload)
+	case m.GetQos() != qosAtLeastOne:
+		// QoS 0 is fire-and-forget: storing it would turn it into QoS 1.
+		err = fmt.Errorf("qos %d: only qos 1 is stored", m.GetQos())
+	case m.GetExpiresMs() < 0 || m.GetCreatedMs() < 0:
+		err = fmt.Errorf("negative time")
+	case len(m.GetIdempotencyKey()) > maxIdemKeyLen:
+		err = fmt.Errorf("idempotency key longer than %d bytes", maxIdemKeyLen)
+	case len(m.GetCollapseKey()) > maxCollapseKeyLen:
+		err = fmt.Errorf("collapse key longer than %d bytes", maxCollapseKeyLen)
+	case m.GetPriority() > priorityHigh:
+		err = fmt.Errorf("priority %d: want 0 (normal) or 1 (high)", m.GetPriority())
+	}
+	if err != nil {
+		return invalid("message %d: %v", m.GetId(), err)
 	}
 	return nil
 }
