@@ -69,6 +69,10 @@ func parseConfig(args []string) (Config, error) {
 		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 			return c, fmt.Errorf("-peers: %q is not an http(s) URL such as http://dispatcher.idc2:7080", p)
 		}
+		if u.User != nil {
+			// The URL is a metric label and appears in logs.
+			return c, fmt.Errorf("-peers: %q carries credentials; peers are polled without any", u.Redacted())
+		}
 		c.Peers = append(c.Peers, p)
 	}
 	switch {

@@ -57,7 +57,7 @@ func TestParseConfigPeers(t *testing.T) {
 		t.Fatalf("got %+v, %v", c, err)
 	}
 	for _, bad := range [][]string{
-		{"-peers", "10.0.0.2:7080"}, {"-peers", "ftp://x"}, {"-overload", "-1"},
+		{"-peers", "10.0.0.2:7080"}, {"-peers", "ftp://x"}, {"-peers", "http://u:p@x:7080"}, {"-overload", "-1"},
 		{"-peer-timeout", "0s"}, {"-ip-rate", "-1"}, {"-ip-burst", "0"},
 	} {
 		if _, err := parseConfig(bad); err == nil {

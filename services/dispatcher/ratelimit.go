@@ -59,7 +59,7 @@ func (l *ipLimiter) allow(ip string, now time.Time) (bool, time.Duration) {
 	if el, ok := sh.m[ip]; ok {
 		sh.lru.MoveToFront(el)
 		b = el.Value.(*ipBucket)
-		b.tokens = math.Min(l.burst, b.tokens+now.Sub(b.last).Seconds()*l.rate)
+		b.tokens = math.Min(l.burst, b.tokens+max(now.Sub(b.last).Seconds(), 0)*l.rate)
 		b.last = now
 	} else {
 		if sh.lru.Len() >= l.perShard {
