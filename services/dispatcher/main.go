@@ -61,7 +61,7 @@ func newServer(reg prometheus.Registerer, o serverOptions) *server {
 	}
 	if s.limiter != nil {
 		reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
-			Name: "pushgw_dispatcher_rate_limited_ips",
+			Name: "pushgw_dispatcher_ratelimit_tracked_ips",
 			Help: "Client IPs the per-IP rate limit tracks (bounded by -ip-max).",
 		}, func() float64 { return float64(s.limiter.size()) }))
 	}
