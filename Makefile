@@ -69,7 +69,8 @@ FUZZTIME ?= 20s
 FUZZ_TARGETS := ./pkg/protocol:FuzzDecode ./pkg/protocol:FuzzReadFrame ./pkg/protocol:FuzzDecodeBody ./pkg/token:FuzzVerify \
 	./services/center:FuzzPushBody ./services/center:FuzzMultiBody ./services/coordinator:FuzzReplyPayload ./pkg/sdk:FuzzParseEndpoints \
 	./services/center:FuzzTagBody \
-	./services/center:FuzzBroadcastBody
+	./services/center:FuzzBroadcastBody \
+	./services/dispatcher:FuzzPeerRooms
 # Transactional push (issue 9): the POST /v1/tx body and check-back answer, the check-back receiver.
 FUZZ_TARGETS += ./services/center:FuzzTxBody ./pkg/txcheck:FuzzReadVerified
 

@@ -19,6 +19,10 @@ type Watcher struct {
 	mu        sync.RWMutex
 	instances map[string]Instance
 	listeners []func([]Instance)
+	// rev is the etcd revision the set reflects and etcdID the etcd
+	// cluster it came from (revisions of two clusters do not compare).
+	rev    int64
+	etcdID uint64
 
 	ready  chan struct{}
 	cancel context.CancelFunc
@@ -68,6 +72,16 @@ func (w *Watcher) Get(id string) (Instance, bool) {
 	return in, ok
 }
 
+// Revision returns the etcd revision the current set reflects (0 before the
+// first listing) and the id of the etcd cluster it was read from. It only
+// grows while the cluster id stays the same, so readers can tell a newer set
+// from an older one.
+func (w *Watcher) Revision() (rev int64, etcdCluster uint64) {
+	w.mu.RLock()
+	defer w.mu.RUnlock()
+	return w.rev, w.etcdID
+}
+
 // OnChange registers f to be called with the full set after every change
 // (and once immediately with the current set).
 func (w *Watcher) OnChange(f func([]Instance)) {
@@ -112,6 +126,7 @@ func (w *Watcher) run(ctx context.Context) {
 			}
 			w.mu.Lock()
 			for _, ev := range resp.Events {
+				w.rev = max(w.rev, ev.Kv.ModRevision)
 				id := strings.TrimPrefix(string(ev.Kv.Key), w.prefix)
 				if ev.Type == clientv3.EventTypeDelete {
 					delete(w.instances, id)
@@ -146,6 +161,11 @@ func (w *Watcher) list(ctx context.Context) (int64, error) {
 	}
 	w.mu.Lock()
 	w.instances = m
+	if w.etcdID != resp.Header.ClusterId {
+		w.rev = 0 // another etcd cluster: its revisions start afresh
+	}
+	w.rev = max(w.rev, resp.Header.Revision)
+	w.etcdID = resp.Header.ClusterId
 	w.mu.Unlock()
 	return resp.Header.Revision, nil
 }

@@ -33,8 +33,11 @@ type Client struct {
 	// Used only by Run's goroutine.
 	dedup  *dedup
 	failed []string
-	// lastDispatched is the dispatcher's last answer, used while it is down.
-	lastDispatched []string
+	// lastAnswer is the dispatcher's last answer kept, used while it is
+	// down or answers with an older room list; staleAnswers counts older
+	// answers refused in a row.
+	lastAnswer   dispatchAnswer
+	staleAnswers int
 
 	stats stats
 	// lastBroadcast is the highest broadcast seq handled, kept across

@@ -5,7 +5,8 @@
 // A Client asks the dispatcher for an ordered list of room endpoints, tries
 // them in order (telling the dispatcher which ones failed on its next call,
 // and falling back to Config.Endpoints when the dispatcher cannot be
-// reached), authenticates with a token minted by the business backend, and
+// reached; of two answers it keeps the one with the newer room list, by
+// the answer's version), authenticates with a token minted by the business backend, and
 // then:
 //
 //   - sends PING every heartbeat/2 as negotiated in AUTH_REPLY and treats the

@@ -12,16 +12,22 @@ func FuzzParseEndpoints(f *testing.F) {
 		`{"endpoints":["127.0.0.1:7300","127.0.0.1:7310"]}`,
 		`{"endpoints":["tcp://127.0.0.1:7300"," "]}`,
 		`{"endpoints":[]}`, `{"endpoints":null}`, `{}`, `[]`, ``, `{"endpoints":[1]}`,
+		`{"endpoints":["127.0.0.1:7300"],"version":42,"etcd_cluster":"cdf818194e3a8c32"}`,
+		`{"endpoints":["127.0.0.1:7300"],"version":-1}`, `{"endpoints":["127.0.0.1:7300"],"version":1e30}`,
 	} {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, body []byte) {
-		eps, err := parseEndpoints(body)
+		ans, err := parseEndpoints(body)
+		eps := ans.endpoints
 		if err != nil {
-			if eps != nil {
-				t.Fatalf("endpoints %q with error %v", eps, err)
+			if eps != nil || ans.version != 0 {
+				t.Fatalf("answer %+v with error %v", ans, err)
 			}
 			return
+		}
+		if ans.version < 0 {
+			t.Fatalf("negative version %d", ans.version)
 		}
 		if len(eps) == 0 || len(eps) > maxEndpoints {
 			t.Fatalf("%d endpoints", len(eps))

@@ -11,6 +11,7 @@ const (
 	CodeNotFound         = "NOT_FOUND"
 	CodeMethodNotAllowed = "METHOD_NOT_ALLOWED"
 	CodeNoRooms          = "NO_ROOMS"
+	CodeRateLimited      = "RATE_LIMITED"
 	codeOK               = "OK"
 )
 
@@ -19,6 +20,7 @@ var statusOf = map[string]int{
 	CodeNotFound:         http.StatusNotFound,
 	CodeMethodNotAllowed: http.StatusMethodNotAllowed,
 	CodeNoRooms:          http.StatusServiceUnavailable,
+	CodeRateLimited:      http.StatusTooManyRequests,
 }
 
 type apiError struct {

@@ -35,7 +35,7 @@ func TestEndpointsFromEtcd(t *testing.T) {
 	if err := w.WaitReady(ctx); err != nil {
 		t.Fatal(err)
 	}
-	srv := newServer(prometheus.NewRegistry(), "dc1")
+	srv := newServer(prometheus.NewRegistry(), serverOptions{idc: "dc1"})
 	srv.rooms.follow(w)
 	hs := httptest.NewServer(srv.handler())
 	defer hs.Close()

@@ -5,6 +5,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"os"
 	"time"
@@ -27,7 +28,24 @@ func main() {
 	}
 }
 
-func newServer(reg prometheus.Registerer, idc string) *server {
+// serverOptions are the ranking and limiting knobs of Config.
+type serverOptions struct {
+	idc           string
+	overload      int64
+	ipRate        float64
+	ipBurst       int
+	ipMax         int
+	limitLoopback bool
+}
+
+func optionsOf(cfg Config) serverOptions {
+	return serverOptions{
+		idc: cfg.Common.IDC, overload: cfg.Overload, ipRate: cfg.IPRate, ipBurst: cfg.IPBurst,
+		ipMax: cfg.IPMax, limitLoopback: cfg.LimitLoopback,
+	}
+}
+
+func newServer(reg prometheus.Registerer, o serverOptions) *server {
 	requests := prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "pushgw_dispatcher_requests_total",
 		Help: "Endpoint requests by result code (OK or an error code).",
@@ -37,7 +55,29 @@ func newServer(reg prometheus.Registerer, idc string) *server {
 		Help: "Rooms currently offered to clients (registered, not draining, with a tcp endpoint).",
 	})
 	reg.MustRegister(requests, rooms)
-	return &server{rooms: &roomTable{gauge: rooms.Set}, idc: idc, requests: requests}
+	s := &server{
+		rooms: &roomTable{gauge: rooms.Set}, idc: o.idc, requests: requests, overload: o.overload,
+		limiter: newIPLimiter(o.ipRate, o.ipBurst, o.ipMax), limitLoopback: o.limitLoopback,
+	}
+	if s.limiter != nil {
+		reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "pushgw_dispatcher_ratelimit_tracked_ips",
+			Help: "Client IPs the per-IP rate limit tracks (bounded by -ip-max).",
+		}, func() float64 { return float64(s.limiter.size()) }))
+	}
+	return s
+}
+
+// withPeerSet makes s offer the rooms of the dispatchers at urls after its
+// own; the caller runs the returned set's refresh loop.
+func (s *server) withPeerSet(reg prometheus.Registerer, urls []string, timeout, every, maxStale time.Duration, log *slog.Logger) *peerSet {
+	fetches := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "pushgw_dispatcher_peer_fetches_total",
+		Help: "Fetches of peer IDC dispatchers' rooms by peer URL and result (ok, error).",
+	}, []string{"peer", "result"})
+	reg.MustRegister(fetches)
+	s.peers = newPeerSet(urls, timeout, every, maxStale, log, fetches)
+	return s.peers
 }
 
 func run(cfg Config) error {
@@ -57,8 +97,12 @@ func run(cfg Config) error {
 	if err := w.WaitReady(startCtx); err != nil {
 		return fmt.Errorf("dispatcher: list rooms: %w", err)
 	}
-	srv := newServer(base.Registry, cfg.Common.IDC)
+	srv := newServer(base.Registry, optionsOf(cfg))
 	srv.rooms.follow(w)
+	if len(cfg.Peers) > 0 {
+		peers := srv.withPeerSet(base.Registry, cfg.Peers, cfg.PeerTimeout, cfg.PeerRefresh, cfg.PeerStale, log)
+		go peers.run(ctx)
+	}
 
 	httpSrv := &http.Server{
 		Handler:           srv.handler(),

@@ -10,6 +10,20 @@ type roomEntry struct {
 	ID       string
 	Endpoint string // host:port of the client TCP listener
 	IDC      string
+	// Load is what the room publishes (live connections).
+	Load int64
+	// Peer marks a room learnt from a peer IDC's dispatcher: always after
+	// the local ones, whatever IDC name it carries.
+	Peer bool
+}
+
+// rankPolicy is what ordering depends on besides the key.
+type rankPolicy struct {
+	localIDC string
+	failed   map[string]bool
+	// overload is the load at or above which a room goes after the
+	// others of its group; 0 turns it off.
+	overload int64
 }
 
 // score is the rendezvous (highest random weight) weight of room for key.
@@ -36,19 +50,31 @@ func score(key, roomID string) uint64 {
 func userKey(app, user string) string { return app + "\x00" + user }
 
 // rank orders rooms for key: rooms of localIDC before the others (another
-// IDC is the fallback, not the first choice), each group by descending
-// rendezvous score, and endpoints the client already failed on last. Adding
-// or removing a room moves only the users whose first choice it is or was.
+// IDC is the fallback, not the first choice), within each group overloaded
+// rooms after the rest, then by descending rendezvous score; endpoints the
+// client already failed on go last of all. Adding or removing a room moves
+// only the users whose first choice it is or was, and an overloaded room
+// keeps its users' affinity: they come back once its load drops.
 func rank(rooms []roomEntry, key, localIDC string, failed map[string]bool) []string {
+	return rankWith(rooms, key, rankPolicy{localIDC: localIDC, failed: failed})
+}
+
+func rankWith(rooms []roomEntry, key string, p rankPolicy) []string {
 	type scored struct {
 		e      roomEntry
 		s      uint64
 		remote bool
+		over   bool
 		failed bool
 	}
 	list := make([]scored, len(rooms))
 	for i, r := range rooms {
-		list[i] = scored{e: r, s: score(key, r.ID), remote: localIDC != "" && r.IDC != localIDC, failed: failed[r.Endpoint]}
+		list[i] = scored{
+			e: r, s: score(key, r.ID),
+			remote: r.Peer || (p.localIDC != "" && r.IDC != p.localIDC),
+			over:   p.overload > 0 && r.Load >= p.overload,
+			failed: p.failed[r.Endpoint],
+		}
 	}
 	sort.Slice(list, func(i, j int) bool {
 		a, b := list[i], list[j]
@@ -57,6 +83,9 @@ func rank(rooms []roomEntry, key, localIDC string, failed map[string]bool) []str
 		}
 		if a.remote != b.remote {
 			return !a.remote
+		}
+		if a.over != b.over {
+			return !a.over
 		}
 		if a.s != b.s {
 			return a.s > b.s

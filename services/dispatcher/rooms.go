@@ -6,10 +6,20 @@ import (
 	"github.com/pushgw/pushgw/pkg/discovery"
 )
 
+// roomSet is one consistent view of the local rooms and the etcd revision
+// it reflects.
+type roomSet struct {
+	rooms []roomEntry
+	// version is the etcd revision of the room list; etcdID names the etcd
+	// cluster, since revisions of two clusters do not compare.
+	version int64
+	etcdID  uint64
+}
+
 // roomTable is the current set of rooms clients may be sent to, swapped
 // whole on every change so requests read it without locks.
 type roomTable struct {
-	rooms atomic.Pointer[[]roomEntry]
+	set   atomic.Pointer[roomSet]
 	gauge func(float64)
 }
 
@@ -23,18 +33,19 @@ func (t *roomTable) follow(w *discovery.Watcher) {
 			if ep == "" || in.Draining {
 				continue
 			}
-			list = append(list, roomEntry{ID: in.ID, Endpoint: ep, IDC: in.IDC})
+			list = append(list, roomEntry{ID: in.ID, Endpoint: ep, IDC: in.IDC, Load: in.Load})
 		}
-		t.rooms.Store(&list)
+		rev, etcdID := w.Revision()
+		t.set.Store(&roomSet{rooms: list, version: rev, etcdID: etcdID})
 		if t.gauge != nil {
 			t.gauge(float64(len(list)))
 		}
 	})
 }
 
-func (t *roomTable) snapshot() []roomEntry {
-	if p := t.rooms.Load(); p != nil {
+func (t *roomTable) snapshot() roomSet {
+	if p := t.set.Load(); p != nil {
 		return *p
 	}
-	return nil
+	return roomSet{}
 }
