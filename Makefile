@@ -69,7 +69,8 @@ FUZZTIME ?= 20s
 FUZZ_TARGETS := ./pkg/protocol:FuzzDecode ./pkg/protocol:FuzzReadFrame ./pkg/protocol:FuzzDecodeBody ./pkg/token:FuzzVerify \
 	./services/center:FuzzPushBody ./services/coordinator:FuzzReplyPayload ./pkg/sdk:FuzzParseEndpoints \
 	./services/center:FuzzTagBody \
-	./services/center:FuzzBroadcastBody
+	./services/center:FuzzBroadcastBody \
+	./pkg/webhooksig:FuzzVerify
 
 fuzz:
 	@set -e; for t in $(FUZZ_TARGETS); do \
