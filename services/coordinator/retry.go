@@ -18,7 +18,7 @@ const (
 	retryMaxDelay  = 800 * time.Millisecond
 	// replyMargin is kept free at the end of the caller's deadline so that
 	// the reply (or the failure) still reaches the room before it gives up.
-	replyMargin = 150 * time.Millisecond
+	replyMargin = 250 * time.Millisecond
 	// minAttemptTime: an attempt with less time than this left is not
 	// started; it could only time out.
 	minAttemptTime = 50 * time.Millisecond

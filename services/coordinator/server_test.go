@@ -32,6 +32,13 @@ const testSecret = "secret-of-the-hook-app"
 // cluster: "hooked" posts to hook, "nohook" has no webhook.
 func setup(t *testing.T, hook http.Handler, lim webhookLimits) internalpb.CoordinatorClient {
 	t.Helper()
+	c, _ := setupServer(t, hook, lim)
+	return c
+}
+
+// setupServer is setup that also returns the server, for its metrics.
+func setupServer(t *testing.T, hook http.Handler, lim webhookLimits) (internalpb.CoordinatorClient, *server) {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	cli, err := discovery.Connect(ctx, []string{testEtcd()}, 3*time.Second)
@@ -67,7 +74,8 @@ func setup(t *testing.T, hook http.Handler, lim webhookLimits) internalpb.Coordi
 		t.Fatal(err)
 	}
 	gs := grpc.NewServer()
-	internalpb.RegisterCoordinatorServer(gs, newServer(apps, lim, newMetrics(prometheus.NewRegistry()), log))
+	srv := newServer(apps, lim, newMetrics(prometheus.NewRegistry()), log)
+	internalpb.RegisterCoordinatorServer(gs, srv)
 	go func() { _ = gs.Serve(ln) }()
 	t.Cleanup(gs.Stop)
 	cc, err := grpc.NewClient("passthrough:///"+ln.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
@@ -75,7 +83,7 @@ func setup(t *testing.T, hook http.Handler, lim webhookLimits) internalpb.Coordi
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { cc.Close() })
-	return internalpb.NewCoordinatorClient(cc)
+	return internalpb.NewCoordinatorClient(cc), srv
 }
 
 // limits returns webhook limits for a test: one POST may take attempt, an
