@@ -42,6 +42,7 @@ func backoff(n int) time.Duration {
 
 // deliverResult is what one uplink's delivery came to.
 type deliverResult struct {
+	eventID  string
 	payload  []byte
 	err      error
 	attempts int
@@ -52,14 +53,13 @@ type deliverResult struct {
 // last failure. The event id is the same in every attempt. ctx carries the
 // uplink's budget (budgetContext).
 func (s *server) deliver(ctx context.Context, app appconfig.App, req *internalpb.UplinkRequest) deliverResult {
-	eventID := newEventID()
-	body := uplinkBody(eventID, req)
-	var res deliverResult
+	res := deliverResult{eventID: newEventID()}
+	body := uplinkBody(res.eventID, req)
 	for {
 		res.attempts++
 		start := time.Now()
 		s.m.inflight.Inc()
-		res.payload, res.err = s.hook.attempt(ctx, app, eventID, body)
+		res.payload, res.err = s.hook.attempt(ctx, app, res.eventID, body)
 		s.m.inflight.Dec()
 		s.m.duration.Observe(time.Since(start).Seconds())
 		s.m.attempts.WithLabelValues(attemptResult(res.err)).Inc()

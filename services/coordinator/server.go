@@ -129,7 +129,7 @@ func (s *server) Uplink(ctx context.Context, req *internalpb.UplinkRequest) (*in
 		if !errors.As(err, &we) {
 			we = &errWebhook{reason: "failed"}
 		}
-		s.log.Warn("coordinator: webhook failed", "app", app.Name, "route", req.GetRoute(), "attempts", res.attempts, "err", err)
+		s.log.Warn("coordinator: webhook failed", "app", app.Name, "route", req.GetRoute(), "event", res.eventID, "attempts", res.attempts, "err", err)
 		return s.reply(protocol.CodeUplinkFailed, fmt.Sprintf("%s (%d attempts)", we.Error(), res.attempts), nil), nil
 	}
 	if len(payload) > maxWebhookReply {
