@@ -41,7 +41,7 @@ func parseConfig(args []string) (Config, error) {
 	c.Common.Bind(fs, serviceName, defaultAdminAddr)
 	fs.StringVar(&c.GRPCAddr, "grpc", service.Env("COORDINATOR_GRPC", defaultGRPCAddr), "internal gRPC listen address, dialed by rooms (PUSHGW_COORDINATOR_GRPC)")
 	fs.DurationVar(&c.WebhookTimeout, "webhook-timeout", defaultWebhookTimeout, "deadline of one uplink's delivery to the webhook, retries and back-off included (also cut to the room's deadline)")
-	fs.IntVar(&c.WebhookConcurrency, "webhook-concurrency", defaultWebhookConcurrency, "webhook calls in flight at most; more uplinks are answered UNAVAILABLE")
+	fs.IntVar(&c.WebhookConcurrency, "webhook-concurrency", defaultWebhookConcurrency, "uplinks being delivered (POSTs and back-off waits) at most, all apps together; more are answered UNAVAILABLE")
 	fs.DurationVar(&c.WebhookAttemptTimeout, "webhook-attempt-timeout", defaultWebhookAttemptTimeout, "deadline of one webhook POST, reading the reply included")
 	fs.IntVar(&c.WebhookAttempts, "webhook-attempts", defaultWebhookAttempts, "POSTs of one uplink at most (5xx, timeouts and refused connections are retried)")
 	fs.IntVar(&c.WebhookAppConcurrency, "webhook-app-concurrency", defaultWebhookAppConcurrency, "one app's webhook calls in flight at most")
