@@ -53,8 +53,8 @@ type webhookClient struct {
 	now     func() time.Time
 }
 
-func newWebhookClient(attemptTimeout time.Duration, maxConns int) *webhookClient {
-	timeout := attemptTimeout
+// newWebhookClient: timeout bounds one POST (an attempt), not an uplink.
+func newWebhookClient(timeout time.Duration, maxConns int) *webhookClient {
 	tr := http.DefaultTransport.(*http.Transport).Clone()
 	tr.MaxIdleConnsPerHost = maxConns
 	tr.MaxConnsPerHost = maxConns
