@@ -70,7 +70,8 @@ FUZZ_TARGETS := ./pkg/protocol:FuzzDecode ./pkg/protocol:FuzzReadFrame ./pkg/pro
 	./services/center:FuzzPushBody ./services/center:FuzzMultiBody ./services/coordinator:FuzzReplyPayload ./pkg/sdk:FuzzParseEndpoints \
 	./services/center:FuzzTagBody \
 	./services/center:FuzzBroadcastBody \
-	./services/dispatcher:FuzzPeerRooms
+	./services/dispatcher:FuzzPeerRooms \
+	./pkg/webhooksig:FuzzVerify
 # Transactional push (issue 9): the POST /v1/tx body and check-back answer, the check-back receiver.
 FUZZ_TARGETS += ./services/center:FuzzTxBody ./pkg/txcheck:FuzzReadVerified
 

@@ -28,7 +28,7 @@ func TestUplinkThroughCoordinator(t *testing.T) {
 	type call struct {
 		App, User, Device, Route, PayloadBase64 string
 	}
-	calls := make(chan call, 4)
+	calls := make(chan call, 16) // the "fail" uplink is POSTed up to -webhook-attempts times
 	hook := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		body, _ := io.ReadAll(r.Body)
 		mac := hmac.New(sha256.New, []byte(c.Secret))

@@ -36,6 +36,7 @@ const (
 	CodeUplinkFailed    Code = 4001
 	CodeUplinkNoWebhook Code = 4002
 	CodeUplinkTooLarge  Code = 4003
+	CodeUplinkQueueFull Code = 4004 // the app's webhook queue is full (webhook slow or down)
 	// Server side.
 	CodeInternal    Code = 5001
 	CodeUnavailable Code = 5002
@@ -50,7 +51,7 @@ var codeNames = map[Code]string{
 	CodeTooManyConnections: "TOO_MANY_CONNECTIONS", CodeRateLimited: "RATE_LIMITED",
 	CodeKicked: "KICKED", CodeServerShutdown: "SERVER_SHUTDOWN", CodeReplaced: "REPLACED",
 	CodeUplinkFailed: "UPLINK_FAILED", CodeUplinkNoWebhook: "UPLINK_NO_WEBHOOK", CodeUplinkTooLarge: "UPLINK_TOO_LARGE",
-	CodeInternal: "INTERNAL", CodeUnavailable: "UNAVAILABLE",
+	CodeUplinkQueueFull: "UPLINK_QUEUE_FULL", CodeInternal: "INTERNAL", CodeUnavailable: "UNAVAILABLE",
 }
 
 func (c Code) String() string {
@@ -65,7 +66,7 @@ func Codes() []Code {
 	return []Code{CodeOK, CodeBadFrame, CodeBadVersion, CodeFrameTooLarge, CodeUnknownOp, CodeBadBody,
 		CodeAuthRequired, CodeAuthTimeout, CodeTokenInvalid, CodeTokenExpired, CodeAppUnknown, CodeAlreadyAuthed,
 		CodeHeartbeatTimeout, CodeSlowConsumer, CodeTooManyConnections, CodeRateLimited, CodeKicked,
-		CodeServerShutdown, CodeReplaced, CodeUplinkFailed, CodeUplinkNoWebhook, CodeUplinkTooLarge,
+		CodeServerShutdown, CodeReplaced, CodeUplinkFailed, CodeUplinkNoWebhook, CodeUplinkTooLarge, CodeUplinkQueueFull,
 		CodeInternal, CodeUnavailable}
 }
 

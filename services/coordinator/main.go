@@ -48,7 +48,7 @@ func run(cfg Config) error {
 	defer apps.Close()
 
 	gs := grpc.NewServer(grpcconn.ServerOptions()...)
-	internalpb.RegisterCoordinatorServer(gs, newServer(apps, cfg.WebhookTimeout, cfg.WebhookConcurrency, newMetrics(base.Registry), log))
+	internalpb.RegisterCoordinatorServer(gs, newServer(apps, cfg.webhookLimits(), newMetrics(base.Registry), log))
 	serving, err := base.ServeGRPC(ctx, gs, cfg.GRPCAddr, discovery.Instance{Service: discovery.ServiceCoordinator})
 	if err != nil {
 		return err
@@ -56,7 +56,7 @@ func run(cfg Config) error {
 	log.Info("coordinator: serving", "grpc", cfg.GRPCAddr)
 
 	serving.Wait(ctx)
-	// In-flight webhook calls are bounded by -webhook-timeout; Shutdown
+	// In-flight uplinks are bounded by -webhook-timeout; Shutdown
 	// waits for them, but not past the deadline.
 	shutCtx, shutCancel := context.WithTimeout(context.Background(), shutdownTimeout)
 	defer shutCancel()

@@ -22,6 +22,8 @@ type metrics struct {
 	uplinks  *prometheus.CounterVec
 	duration prometheus.Histogram
 	inflight prometheus.Gauge
+	attempts *prometheus.CounterVec
+	queued   prometheus.Gauge
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -40,25 +42,49 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Help: "Webhook calls in progress.",
 		}),
 	}
-	reg.MustRegister(m.uplinks, m.duration, m.inflight)
+	m.attempts = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "pushgw_coordinator_webhook_attempts_total",
+		Help: "Webhook POSTs by result: ok, retryable (5xx, timeout, unreachable), failed (other).",
+	}, []string{"result"})
+	m.queued = prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "pushgw_coordinator_webhook_queued",
+		Help: "Uplinks waiting for one of their app's webhook slots.",
+	})
+	reg.MustRegister(m.uplinks, m.duration, m.inflight, m.attempts, m.queued)
 	return m
 }
 
 type server struct {
 	internalpb.UnimplementedCoordinatorServer
-	apps *appconfig.Store
-	hook *webhookClient
-	// sem bounds concurrent webhook calls; a full semaphore answers
-	// UNAVAILABLE at once instead of queueing uplinks without limit.
+	apps  *appconfig.Store
+	hook  *webhookClient
+	retry retryPolicy
+	// perApp bounds each app's uplinks (in flight and waiting); overflow is
+	// answered UPLINK_QUEUE_FULL.
+	perApp *appLimiters
+	// sem bounds webhook calls of all apps together; a full semaphore
+	// answers UNAVAILABLE at once instead of queueing uplinks without limit.
 	sem chan struct{}
 	m   *metrics
 	log *slog.Logger
 }
 
-func newServer(apps *appconfig.Store, timeout time.Duration, concurrency int, m *metrics, log *slog.Logger) *server {
+// webhookLimits are the coordinator's webhook knobs (config.go).
+type webhookLimits struct {
+	budget         time.Duration // one uplink, retries included
+	attemptTimeout time.Duration
+	attempts       int
+	concurrency    int // all apps
+	appConcurrency int
+	appQueue       int
+}
+
+func newServer(apps *appconfig.Store, lim webhookLimits, m *metrics, log *slog.Logger) *server {
 	return &server{
-		apps: apps, hook: newWebhookClient(timeout, concurrency),
-		sem: make(chan struct{}, concurrency), m: m, log: log,
+		apps: apps, hook: newWebhookClient(lim.attemptTimeout, lim.concurrency),
+		retry:  retryPolicy{attempts: lim.attempts, budget: lim.budget},
+		perApp: newAppLimiters(lim.appConcurrency, lim.appQueue, m.queued),
+		sem:    make(chan struct{}, lim.concurrency), m: m, log: log,
 	}
 }
 
@@ -78,24 +104,33 @@ func (s *server) Uplink(ctx context.Context, req *internalpb.UplinkRequest) (*in
 	if len(req.GetPayload()) > maxUplinkPayload {
 		return s.reply(protocol.CodeUplinkTooLarge, fmt.Sprintf("uplink payload is over %d bytes", maxUplinkPayload), nil), nil
 	}
+	// The budget counts from the uplink's arrival: time spent waiting for a
+	// slot is time the retries do not get.
+	ctx, cancel := s.budgetContext(ctx)
+	defer cancel()
+	lim := s.perApp.get(app.Name)
+	if err := lim.acquire(ctx); err != nil {
+		if errors.Is(err, errQueueFull) {
+			return s.reply(protocol.CodeUplinkQueueFull, fmt.Sprintf("app %s's webhook is slow or down and its uplink queue is full; retry later", app.Name), nil), nil
+		}
+		return s.reply(protocol.CodeUplinkFailed, "webhook: no slot free before the uplink's deadline", nil), nil
+	}
+	defer lim.release()
 	select {
 	case s.sem <- struct{}{}:
 	default:
 		return s.reply(protocol.CodeUnavailable, "coordinator is busy; retry later", nil), nil
 	}
-	s.m.inflight.Inc()
-	start := time.Now()
-	payload, err := s.hook.call(ctx, app, req)
-	s.m.duration.Observe(time.Since(start).Seconds())
-	s.m.inflight.Dec()
+	res := s.deliver(ctx, app, req)
 	<-s.sem
+	payload, err := res.payload, res.err
 	if err != nil {
 		var we *errWebhook
 		if !errors.As(err, &we) {
 			we = &errWebhook{reason: "failed"}
 		}
-		s.log.Warn("coordinator: webhook failed", "app", app.Name, "route", req.GetRoute(), "err", err)
-		return s.reply(protocol.CodeUplinkFailed, we.Error(), nil), nil
+		s.log.Warn("coordinator: webhook failed", "app", app.Name, "route", req.GetRoute(), "event", res.eventID, "attempts", res.attempts, "err", err)
+		return s.reply(protocol.CodeUplinkFailed, fmt.Sprintf("%s (%d attempts)", we.Error(), res.attempts), nil), nil
 	}
 	if len(payload) > maxWebhookReply {
 		return s.reply(protocol.CodeUplinkFailed, "webhook reply payload is too large", nil), nil

@@ -22,6 +22,7 @@ import (
 	"github.com/pushgw/pushgw/pkg/appconfig"
 	"github.com/pushgw/pushgw/pkg/discovery"
 	"github.com/pushgw/pushgw/pkg/protocol"
+	"github.com/pushgw/pushgw/pkg/webhooksig"
 	"github.com/pushgw/pushgw/proto/internalpb"
 )
 
@@ -29,7 +30,14 @@ const testSecret = "secret-of-the-hook-app"
 
 // setup starts a coordinator over real gRPC, with apps in a fresh etcd
 // cluster: "hooked" posts to hook, "nohook" has no webhook.
-func setup(t *testing.T, hook http.Handler, timeout time.Duration, concurrency int) internalpb.CoordinatorClient {
+func setup(t *testing.T, hook http.Handler, lim webhookLimits) internalpb.CoordinatorClient {
+	t.Helper()
+	c, _ := setupServer(t, hook, lim)
+	return c
+}
+
+// setupServer is setup that also returns the server, for its metrics.
+func setupServer(t *testing.T, hook http.Handler, lim webhookLimits) (internalpb.CoordinatorClient, *server) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
@@ -66,7 +74,8 @@ func setup(t *testing.T, hook http.Handler, timeout time.Duration, concurrency i
 		t.Fatal(err)
 	}
 	gs := grpc.NewServer()
-	internalpb.RegisterCoordinatorServer(gs, newServer(apps, timeout, concurrency, newMetrics(prometheus.NewRegistry()), log))
+	srv := newServer(apps, lim, newMetrics(prometheus.NewRegistry()), log)
+	internalpb.RegisterCoordinatorServer(gs, srv)
 	go func() { _ = gs.Serve(ln) }()
 	t.Cleanup(gs.Stop)
 	cc, err := grpc.NewClient("passthrough:///"+ln.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
@@ -74,7 +83,14 @@ func setup(t *testing.T, hook http.Handler, timeout time.Duration, concurrency i
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { cc.Close() })
-	return internalpb.NewCoordinatorClient(cc)
+	return internalpb.NewCoordinatorClient(cc), srv
+}
+
+// limits returns webhook limits for a test: one POST may take attempt, an
+// uplink gets attempts POSTs within 2.5 s, and the given concurrency bounds.
+func limits(attempt time.Duration, attempts, concurrency, appConcurrency, appQueue int) webhookLimits {
+	return webhookLimits{budget: defaultWebhookTimeout, attemptTimeout: attempt, attempts: attempts,
+		concurrency: concurrency, appConcurrency: appConcurrency, appQueue: appQueue}
 }
 
 func uplink(t *testing.T, c internalpb.CoordinatorClient, app string, payload []byte) *internalpb.UplinkReply {
@@ -92,9 +108,10 @@ func TestUplinkForwardsSignedJSON(t *testing.T) {
 	got := make(chan webhookRequest, 1)
 	c := setup(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		body, _ := io.ReadAll(r.Body)
-		ts := r.Header.Get(headerTimestamp)
+		ts := r.Header.Get(webhooksig.HeaderTimestamp)
 		if r.Method != http.MethodPost || r.Header.Get("Content-Type") != "application/json" ||
-			r.Header.Get(headerSignature) != sign(testSecret, ts, body) || r.Header.Get(headerApp) != "hooked" {
+			webhooksig.Verify(testSecret, ts, r.Header.Get(webhooksig.HeaderSignature), body, time.Now(), webhooksig.DefaultReplayWindow) != nil ||
+			r.Header.Get(webhooksig.HeaderApp) != "hooked" {
 			http.Error(w, "bad request", 400)
 			return
 		}
@@ -103,7 +120,7 @@ func TestUplinkForwardsSignedJSON(t *testing.T) {
 		got <- req
 		w.Header().Set("Content-Type", "application/json")
 		fmt.Fprintf(w, `{"payload_base64":%q}`, base64.StdEncoding.EncodeToString([]byte("pong")))
-	}), 2*time.Second, 4)
+	}), limits(2*time.Second, 1, 4, 4, 4))
 
 	r := uplink(t, c, "hooked", []byte("ping\x00\xff"))
 	if r.GetCode() != 0 || string(r.GetPayload()) != "pong" {
@@ -111,7 +128,7 @@ func TestUplinkForwardsSignedJSON(t *testing.T) {
 	}
 	req := <-got
 	p, _ := base64.StdEncoding.DecodeString(req.PayloadBase64)
-	if req.App != "hooked" || req.User != "alice" || req.Device != "phone" || req.Route != "chat" || req.SessionID != "s-1" || string(p) != "ping\x00\xff" {
+	if len(req.EventID) != 32 || req.App != "hooked" || req.User != "alice" || req.Device != "phone" || req.Route != "chat" || req.SessionID != "s-1" || string(p) != "ping\x00\xff" {
 		t.Fatalf("webhook got %+v", req)
 	}
 }
@@ -135,7 +152,7 @@ func TestUplinkReplies(t *testing.T) {
 		case "redirect":
 			http.Redirect(w, r, "http://127.0.0.1:1/elsewhere", http.StatusFound)
 		}
-	}), 300*time.Millisecond, 4)
+	}), limits(300*time.Millisecond, 1, 4, 4, 4))
 
 	cases := []struct {
 		mode    string
@@ -161,7 +178,7 @@ func TestUplinkReplies(t *testing.T) {
 }
 
 func TestUplinkNoWebhookAndLimits(t *testing.T) {
-	c := setup(t, http.NotFoundHandler(), time.Second, 4)
+	c := setup(t, http.NotFoundHandler(), limits(time.Second, 1, 4, 4, 4))
 	for _, app := range []string{"nohook", "unknown"} {
 		if r := uplink(t, c, app, []byte("x")); protocol.Code(r.GetCode()) != protocol.CodeUplinkNoWebhook {
 			t.Fatalf("%s: code %d", app, r.GetCode())
@@ -172,6 +189,7 @@ func TestUplinkNoWebhookAndLimits(t *testing.T) {
 	}
 }
 
+// TestUplinkSaturated: the limit over all apps answers UNAVAILABLE at once.
 func TestUplinkSaturated(t *testing.T) {
 	entered := make(chan struct{})
 	release := make(chan struct{})
@@ -179,7 +197,7 @@ func TestUplinkSaturated(t *testing.T) {
 		entered <- struct{}{}
 		<-release
 		_, _ = w.Write([]byte("late"))
-	}), 5*time.Second, 1)
+	}), limits(2*time.Second, 1, 1, 2, 2))
 
 	first := make(chan *internalpb.UplinkReply, 1)
 	go func() {

@@ -3,8 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
-	"crypto/hmac"
-	"crypto/sha256"
+	"crypto/rand"
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
@@ -17,6 +16,7 @@ import (
 	"time"
 
 	"github.com/pushgw/pushgw/pkg/appconfig"
+	"github.com/pushgw/pushgw/pkg/webhooksig"
 	"github.com/pushgw/pushgw/proto/internalpb"
 )
 
@@ -24,18 +24,11 @@ import (
 // payload must also fit one client frame.
 const maxWebhookReply = 64 << 10
 
-// Headers of the webhook request. The signature lets the business check the
-// call came from pushgw: hex HMAC-SHA256, keyed with the app's secret, of
-// "<timestamp>.<body>".
-const (
-	headerApp       = "X-Pushgw-App"
-	headerTimestamp = "X-Pushgw-Timestamp"
-	headerSignature = "X-Pushgw-Signature"
-	signaturePrefix = "v1="
-)
-
-// webhookRequest is the JSON body POSTed to the app's webhook.
+// webhookRequest is the JSON body POSTed to the app's webhook. EventID is
+// the same in every attempt of one uplink, so the business can tell a retry
+// from a new uplink (docs/OPERATIONS.md, "Webhooks").
 type webhookRequest struct {
+	EventID       string `json:"event_id"`
 	App           string `json:"app"`
 	User          string `json:"user"`
 	Device        string `json:"device"`
@@ -45,7 +38,12 @@ type webhookRequest struct {
 }
 
 // errWebhook is a failure of the business's webhook (not of pushgw).
-type errWebhook struct{ reason string }
+// retry marks failures another attempt may cure: 5xx, timeouts, refused
+// connections. A 4xx or a malformed reply would fail the same way again.
+type errWebhook struct {
+	reason string
+	retry  bool
+}
 
 func (e *errWebhook) Error() string { return "webhook: " + e.reason }
 
@@ -55,6 +53,7 @@ type webhookClient struct {
 	now     func() time.Time
 }
 
+// newWebhookClient: timeout bounds one POST (an attempt), not an uplink.
 func newWebhookClient(timeout time.Duration, maxConns int) *webhookClient {
 	tr := http.DefaultTransport.(*http.Transport).Clone()
 	tr.MaxIdleConnsPerHost = maxConns
@@ -73,50 +72,58 @@ func newWebhookClient(timeout time.Duration, maxConns int) *webhookClient {
 	}
 }
 
-func sign(secret string, ts string, body []byte) string {
-	m := hmac.New(sha256.New, []byte(secret))
-	m.Write([]byte(ts))
-	m.Write([]byte{'.'})
-	m.Write(body)
-	return signaturePrefix + hex.EncodeToString(m.Sum(nil))
+// newEventID returns a random id for one uplink (128 bits: collisions
+// between events are not a concern for the business's de-duplication).
+func newEventID() string {
+	var b [16]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
 }
 
-// call POSTs the uplink to app's webhook and returns the reply payload.
-func (c *webhookClient) call(ctx context.Context, app appconfig.App, req *internalpb.UplinkRequest) ([]byte, error) {
+// uplinkBody is the signed JSON body of an uplink's webhook call.
+func uplinkBody(eventID string, req *internalpb.UplinkRequest) []byte {
+	body, _ := json.Marshal(webhookRequest{
+		EventID: eventID, App: req.GetApp(), User: req.GetUser(), Device: req.GetDevice(), Route: req.GetRoute(),
+		PayloadBase64: base64.StdEncoding.EncodeToString(req.GetPayload()), SessionID: req.GetSessionId(),
+	})
+	return body
+}
+
+// attempt POSTs body once to app's webhook and returns the reply payload.
+// Each attempt is signed with its own timestamp so that a retry late in the
+// budget is not refused by the receiver's replay window.
+func (c *webhookClient) attempt(ctx context.Context, app appconfig.App, eventID string, body []byte) ([]byte, error) {
 	u, err := url.Parse(app.WebhookURL)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 		return nil, &errWebhook{reason: "app's webhook_url is not an http(s) URL"}
 	}
-	body, _ := json.Marshal(webhookRequest{
-		App: req.GetApp(), User: req.GetUser(), Device: req.GetDevice(), Route: req.GetRoute(),
-		PayloadBase64: base64.StdEncoding.EncodeToString(req.GetPayload()), SessionID: req.GetSessionId(),
-	})
 	ctx, cancel := context.WithTimeout(ctx, c.timeout)
 	defer cancel()
 	hreq, err := http.NewRequestWithContext(ctx, http.MethodPost, u.String(), bytes.NewReader(body))
 	if err != nil {
 		return nil, &errWebhook{reason: "cannot build request"}
 	}
-	ts := strconv.FormatInt(c.now().Unix(), 10)
+	ts := c.now().Unix()
 	hreq.Header.Set("Content-Type", "application/json")
 	hreq.Header.Set("User-Agent", "pushgw-coordinator")
-	hreq.Header.Set(headerApp, app.Name)
-	hreq.Header.Set(headerTimestamp, ts)
-	hreq.Header.Set(headerSignature, sign(app.Secret, ts, body))
+	hreq.Header.Set(webhooksig.HeaderApp, app.Name)
+	hreq.Header.Set(webhooksig.HeaderEventID, eventID)
+	hreq.Header.Set(webhooksig.HeaderTimestamp, strconv.FormatInt(ts, 10))
+	hreq.Header.Set(webhooksig.HeaderSignature, webhooksig.Sign(app.Secret, ts, body))
 	resp, err := c.http.Do(hreq)
 	if err != nil {
 		if errors.Is(err, context.DeadlineExceeded) || ctx.Err() != nil {
-			return nil, &errWebhook{reason: "timed out"}
+			return nil, &errWebhook{reason: "timed out", retry: true}
 		}
-		return nil, &errWebhook{reason: "unreachable"}
+		return nil, &errWebhook{reason: "unreachable", retry: true}
 	}
 	defer resp.Body.Close()
 	raw, err := io.ReadAll(io.LimitReader(resp.Body, maxWebhookReply+1))
 	if err != nil {
-		return nil, &errWebhook{reason: "reply could not be read"}
+		return nil, &errWebhook{reason: "reply could not be read", retry: true}
 	}
 	if resp.StatusCode < 200 || resp.StatusCode > 299 {
-		return nil, &errWebhook{reason: fmt.Sprintf("answered HTTP %d", resp.StatusCode)}
+		return nil, &errWebhook{reason: fmt.Sprintf("answered HTTP %d", resp.StatusCode), retry: resp.StatusCode >= 500}
 	}
 	if len(raw) > maxWebhookReply {
 		return nil, &errWebhook{reason: fmt.Sprintf("reply is over %d bytes", maxWebhookReply)}
