@@ -20,6 +20,9 @@ const (
 	drainFlushWait = 2 * time.Second
 	drainDeregWait = time.Second
 	drainPoll      = 20 * time.Millisecond
+	// drainEngineWait bounds stopping the engine's loops (gnet polls for
+	// its shutdown every 500 ms).
+	drainEngineWait = 2 * time.Second
 	// Redirected clients reconnect after a random back-off in this range,
 	// so a drained room's clients do not hit the dispatcher all at once.
 	redirectBackoffMin = 100
@@ -54,6 +57,8 @@ func (s *server) shutdown() {
 		s.r.hub.Range(func(ss *session) { ss.c.Abort() })
 		s.waitConns(drainAbortWait)
 	}
+
+	s.stopEngine()
 
 	stopped := make(chan struct{})
 	go func() { s.gs.GracefulStop(); close(stopped) }()

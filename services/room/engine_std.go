@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"io"
 	"log/slog"
@@ -55,6 +56,25 @@ func newNetEngine(h handler, lim engineLimits, log *slog.Logger) *netEngine {
 	return &netEngine{h: h, lim: lim, log: log}
 }
 
+// Listen binds addr and accepts on it in the background.
+func (e *netEngine) Listen(addr string) error {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return err
+	}
+	go func() {
+		if err := e.Serve(ln); err != nil {
+			e.log.Error("room: tcp engine stopped", "err", err)
+		}
+	}()
+	return nil
+}
+
+// Stop has nothing left to release: every connection's goroutine ends with
+// its socket, which the drain has closed.
+func (e *netEngine) Stop(context.Context) error { return e.Close() }
+
+// Serve accepts on ln until Close; it returns nil after Close.
 func (e *netEngine) Serve(ln net.Listener) error {
 	e.mu.Lock()
 	if e.closed {
@@ -119,7 +139,7 @@ func (e *netEngine) serveConn(nc net.Conn) {
 		}
 		if err != nil {
 			if isFramingError(err) && !c.isClosing() {
-				e.h.OnFrameError(s, err)
+				e.h.OnFrameError(s, f.Seq, err)
 			}
 			break
 		}

@@ -88,7 +88,7 @@ func newRoom(cfg config, d roomDeps) (*room, error) {
 	return r, nil
 }
 
-func (r *room) OnOpen(c conn) *session {
+func (r *room) OnOpen(c conn) handle {
 	if n := r.conns.Add(1); n > int64(r.cfg.maxConns) {
 		r.conns.Add(-1)
 		c.CloseWith(r.tooMany)
@@ -108,7 +108,8 @@ func (r *room) OnOpen(c conn) *session {
 	return s
 }
 
-func (r *room) OnFrame(s *session, f protocol.Frame) {
+func (r *room) OnFrame(h handle, f protocol.Frame) {
+	s := h.(*session)
 	r.m.frameIn(f.Op)
 	// Checked first, so a flood costs one clock read per frame and nothing
 	// else: no decode, no reply, no call to a peer.
@@ -144,11 +145,12 @@ func (r *room) OnFrame(s *session, f protocol.Frame) {
 	}
 }
 
-func (r *room) OnFrameError(s *session, err error) {
-	s.fail(0, protocol.CodeOf(err), err.Error())
+func (r *room) OnFrameError(h handle, seq uint32, err error) {
+	h.(*session).fail(seq, protocol.CodeOf(err), err.Error())
 }
 
-func (r *room) OnClose(s *session) {
+func (r *room) OnClose(h handle) {
+	s := h.(*session)
 	s.closed.Store(true)
 	r.wheel.Remove(&s.timer)
 	r.hub.Remove(s)

@@ -59,8 +59,18 @@ func freeAddr(t *testing.T) string {
 	return ln.Addr().String()
 }
 
+// testEngines are the engines every engine-level test runs on.
+var testEngines = []string{engineGnet, engineStd}
+
+// forEachEngine runs f as a subtest per engine.
+func forEachEngine(t *testing.T, f func(t *testing.T, engine string)) {
+	for _, eng := range testEngines {
+		t.Run(eng, func(t *testing.T) { f(t, eng) })
+	}
+}
+
 // startEnv starts one room on fresh ports in a fresh cluster.
-func startEnv(t *testing.T, tweak func(*config)) *testEnv {
+func startEnv(t *testing.T, engine string, tweak func(*config)) *testEnv {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
@@ -109,6 +119,7 @@ func startEnv(t *testing.T, tweak func(*config)) *testEnv {
 		sendQueue:      16,
 		maxFrame:       testMaxBody,
 		sessionRefresh: time.Second,
+		engine:         engine,
 	}
 	if tweak != nil {
 		tweak(&cfg)
@@ -248,8 +259,10 @@ func connID(t *testing.T, sid string) uint64 {
 	return id
 }
 
-func TestAuthAndBadInput(t *testing.T) {
-	e := startEnv(t, nil)
+func TestAuthAndBadInput(t *testing.T) { forEachEngine(t, testAuthAndBadInput) }
+
+func testAuthAndBadInput(t *testing.T, engine string) {
+	e := startEnv(t, engine, nil)
 	good := e.dial()
 	rep := good.auth(e.token("appA", testSecretA, "alice", "", time.Hour), "phone")
 	if !strings.HasPrefix(rep.GetSessionId(), "room-test-1:") || rep.GetHeartbeatSeconds() != 1 || rep.GetMaxInflight() != 8 {
@@ -309,8 +322,10 @@ func TestAuthAndBadInput(t *testing.T) {
 	}
 }
 
-func TestAuthenticatedErrors(t *testing.T) {
-	e := startEnv(t, nil)
+func TestAuthenticatedErrors(t *testing.T) { forEachEngine(t, testAuthenticatedErrors) }
+
+func testAuthenticatedErrors(t *testing.T, engine string) {
+	e := startEnv(t, engine, nil)
 	tok := e.token("appA", testSecretA, "carol", "", time.Hour)
 
 	c := e.dial()
@@ -343,8 +358,10 @@ func TestAuthenticatedErrors(t *testing.T) {
 	c.ping(7)
 }
 
-func TestReplaceAndHeartbeat(t *testing.T) {
-	e := startEnv(t, nil)
+func TestReplaceAndHeartbeat(t *testing.T) { forEachEngine(t, testReplaceAndHeartbeat) }
+
+func testReplaceAndHeartbeat(t *testing.T, engine string) {
+	e := startEnv(t, engine, nil)
 	tok := e.token("appA", testSecretA, "dave", "tablet", time.Hour)
 	first := e.dial()
 	first.auth(tok, "")
@@ -382,8 +399,10 @@ func TestReplaceAndHeartbeat(t *testing.T) {
 	}
 }
 
-func TestRoomServicePushKick(t *testing.T) {
-	e := startEnv(t, nil)
+func TestRoomServicePushKick(t *testing.T) { forEachEngine(t, testRoomServicePushKick) }
+
+func testRoomServicePushKick(t *testing.T, engine string) {
+	e := startEnv(t, engine, nil)
 	cc, err := grpc.NewClient("passthrough:///"+e.cfg.grpc, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
 		t.Fatal(err)
@@ -472,8 +491,10 @@ func TestRoomServicePushKick(t *testing.T) {
 	other.expectClosed()
 }
 
-func TestMaxConns(t *testing.T) {
-	e := startEnv(t, func(c *config) { c.maxConns = 1 })
+func TestMaxConns(t *testing.T) { forEachEngine(t, testMaxConns) }
+
+func testMaxConns(t *testing.T, engine string) {
+	e := startEnv(t, engine, func(c *config) { c.maxConns = 1 })
 	first := e.dial()
 	first.auth(e.token("appA", testSecretA, "hank", "", time.Hour), "")
 	second := e.dial()
@@ -481,8 +502,10 @@ func TestMaxConns(t *testing.T) {
 	first.ping(1)
 }
 
-func TestDrain(t *testing.T) {
-	e := startEnv(t, nil)
+func TestDrain(t *testing.T) { forEachEngine(t, testDrain) }
+
+func testDrain(t *testing.T, engine string) {
+	e := startEnv(t, engine, nil)
 	key := discovery.Key(e.cluster, discovery.ServiceRoom, e.cfg.common.Instance)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()

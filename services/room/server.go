@@ -52,14 +52,8 @@ func startServer(ctx context.Context, cfg config, d serverDeps) (*server, error)
 		return nil, err
 	}
 	s := &server{cfg: cfg, log: d.log, r: r, stop: make(chan struct{}), done: make(chan struct{})}
-	tcpLn, err := net.Listen("tcp", cfg.tcp)
-	if err != nil {
-		s.abortStart()
-		return nil, fmt.Errorf("room: listen -tcp %s: %w", cfg.tcp, err)
-	}
 	grpcLn, err := net.Listen("tcp", cfg.grpc)
 	if err != nil {
-		tcpLn.Close()
 		s.abortStart()
 		return nil, fmt.Errorf("room: listen -grpc %s: %w", cfg.grpc, err)
 	}
@@ -70,25 +64,28 @@ func startServer(ctx context.Context, cfg config, d serverDeps) (*server, error)
 			d.log.Error("room: grpc server stopped", "err", err)
 		}
 	}()
-	s.eng = newNetEngine(r, engineLimits{maxBody: cfg.maxFrame, preAuthBody: min(cfg.maxFrame, maxAuthBody), sendQueue: cfg.sendQueue}, d.log)
-	go func() {
-		if err := s.eng.Serve(tcpLn); err != nil {
-			d.log.Error("room: tcp engine stopped", "err", err)
-		}
-	}()
+	lim := engineLimits{maxBody: cfg.maxFrame, preAuthBody: min(cfg.maxFrame, maxAuthBody), sendQueue: cfg.sendQueue}
+	if s.eng, err = newEngine(cfg.engine, r, lim, d.log); err == nil {
+		err = s.eng.Listen(cfg.tcp)
+	}
+	if err != nil {
+		s.gs.Stop()
+		s.abortStart()
+		return nil, fmt.Errorf("room: listen -tcp %s: %w", cfg.tcp, err)
+	}
 	s.reg, err = discovery.Register(ctx, d.etcd, cfg.common.Cluster, discovery.Instance{
 		Service: discovery.ServiceRoom, ID: cfg.common.Instance, Addr: cfg.grpc,
 		Endpoints: map[string]string{"tcp": cfg.advertiseTCP}, IDC: cfg.common.IDC,
 	}, 0, d.log)
 	if err != nil {
-		s.eng.Close()
+		s.stopEngine()
 		s.gs.Stop()
 		s.abortStart()
 		return nil, fmt.Errorf("room: %w", err)
 	}
 	go s.loadLoop()
 	d.log.Info("room serving", "tcp", cfg.tcp, "advertise_tcp", cfg.advertiseTCP, "grpc", cfg.grpc,
-		"heartbeat", cfg.heartbeat, "max_conns", cfg.maxConns)
+		"heartbeat", cfg.heartbeat, "max_conns", cfg.maxConns, "engine", cfg.engine)
 	return s, nil
 }
 
@@ -116,5 +113,14 @@ func (s *server) loadLoop() {
 				s.reg.Update(func(in *discovery.Instance) { in.Load = n })
 			}
 		}
+	}
+}
+
+// stopEngine releases the engine's listeners and loops.
+func (s *server) stopEngine() {
+	ctx, cancel := context.WithTimeout(context.Background(), drainEngineWait)
+	defer cancel()
+	if err := s.eng.Stop(ctx); err != nil {
+		s.log.Warn("room: engine stop", "err", err)
 	}
 }
