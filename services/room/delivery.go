@@ -56,7 +56,7 @@ func (r *room) handleUplink(s *session, f protocol.Frame) {
 		Route: u.GetRoute(), Payload: u.GetPayload(), SessionId: s.sid,
 	}
 	err := r.uplinks.Submit(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), grpcconn.DefaultCallTimeout)
+		ctx, cancel := context.WithTimeout(r.connCtx, grpcconn.DefaultCallTimeout)
 		rep, err := r.coordinator.Uplink(ctx, req)
 		cancel()
 		if err != nil {

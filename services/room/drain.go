@@ -44,6 +44,9 @@ func (s *server) shutdown() {
 	start := time.Now()
 	s.reg.Update(func(in *discovery.Instance) { in.Draining = true })
 	s.r.draining.Store(true)
+	// Pending pulls and uplinks for connections about to be redirected
+	// would only hold the drain up.
+	s.r.endConnCtx()
 	_ = s.eng.Close()
 
 	redirected := 0

@@ -24,6 +24,9 @@ type metrics struct {
 	batchFailed  *prometheus.CounterVec
 	peerErrors   *prometheus.CounterVec
 	poolRejected *prometheus.CounterVec
+	// authReplyWait is how long AUTH_REPLY waited for register's put.
+	authReplyWait prometheus.Histogram
+	inflightHeld  prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -53,6 +56,13 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		poolRejected: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "pushgw_room_pool_rejected_total", Help: "Tasks refused by a full worker pool."}, []string{"pool"}),
 	}
+	m.authReplyWait = prometheus.NewHistogram(prometheus.HistogramOpts{
+		Name:    "pushgw_room_auth_reply_wait_seconds",
+		Help:    "Time from AUTH to AUTH_REPLY: the wait for register to hold the session, bounded by 250 ms.",
+		Buckets: []float64{.001, .002, .005, .01, .02, .05, .1, .2, .3},
+	})
+	m.inflightHeld = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "pushgw_room_inflight_held_total", Help: "Live QoS 1 pushes held back because the connection had max_inflight unacked."})
 	in := prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "pushgw_room_frames_in_total", Help: "Client frames received, by op."}, []string{"op"})
 	out := prometheus.NewCounterVec(prometheus.CounterOpts{
@@ -62,7 +72,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		m.framesOut[op] = out.WithLabelValues(op.String())
 	}
 	reg.MustRegister(m.conns, m.auths, in, out, m.pushes, m.slowConsumer, m.hbTimeouts, m.authTimeouts, m.rateLimited,
-		m.closes, m.batchDropped, m.batchFailed, m.peerErrors, m.poolRejected)
+		m.closes, m.batchDropped, m.batchFailed, m.peerErrors, m.poolRejected, m.authReplyWait, m.inflightHeld)
 	return m
 }
 

@@ -51,8 +51,8 @@ func (rp *reporter) Delivered(app, user string, id uint64) {
 
 func (rp *reporter) flush(items []reportItem) {
 	req := buildReport(items)
-	err := retry(reportAttempts, reportBackoff, nil, func() error {
-		ctx, cancel := context.WithTimeout(context.Background(), grpcconn.DefaultCallTimeout)
+	err := retry(reportAttempts, reportBackoff, rp.r.life.Done(), func() error {
+		ctx, cancel := context.WithTimeout(rp.r.life, grpcconn.DefaultCallTimeout)
 		defer cancel()
 		_, err := rp.r.saver.Report(ctx, req)
 		if err != nil {

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"log/slog"
 	"sync/atomic"
@@ -16,10 +17,11 @@ import (
 // connection run here, never in a goroutine of their own.
 const (
 	pendingWorkers = 1024
-	// pendingWaiters bounds logins waiting for a pending-pull worker; a
-	// waiting login only stalls its own connection's reader.
-	pendingWaiters = 8192
 	uplinkWorkers  = 1024
+	// authReplyWait bounds how long AUTH_REPLY waits for register to hold
+	// the session (docs/protocol.md §4.1): past it the login succeeds
+	// anyway and the session is registered when register answers.
+	authReplyWait = 250 * time.Millisecond
 )
 
 // room is the session logic: it implements handler for an engine and the
@@ -41,6 +43,14 @@ type room struct {
 	reports  *reporter
 	pending  *ants.Pool
 	uplinks  *ants.Pool
+
+	// life is cancelled when the room closes, connCtx when it starts
+	// draining: background calls for connections use connCtx, batches to
+	// peers life (the drain still flushes their deletes).
+	life       context.Context
+	endLife    context.CancelFunc
+	connCtx    context.Context
+	endConnCtx context.CancelFunc
 
 	nextID   atomic.Uint64
 	conns    atomic.Int64
@@ -72,12 +82,18 @@ func newRoom(cfg config, d roomDeps) (*room, error) {
 	// (same -instance) above the old ones, so a late Delete of an old
 	// session can never match a new one at register.
 	r.nextID.Store(uint64(time.Now().UnixNano()))
+	r.life, r.endLife = context.WithCancel(context.Background())
+	r.connCtx, r.endConnCtx = context.WithCancel(r.life)
 	var err error
-	if r.pending, err = ants.NewPool(pendingWorkers, ants.WithMaxBlockingTasks(pendingWaiters)); err != nil {
+	// Both pools refuse at once when full: their tasks are submitted from
+	// event loops and from register's single flusher, which must not wait.
+	if r.pending, err = ants.NewPool(pendingWorkers, ants.WithNonblocking(true)); err != nil {
+		r.endLife()
 		return nil, fmt.Errorf("room: pending pool: %w", err)
 	}
 	if r.uplinks, err = ants.NewPool(uplinkWorkers, ants.WithNonblocking(true)); err != nil {
 		r.pending.Release()
+		r.endLife()
 		return nil, fmt.Errorf("room: uplink pool: %w", err)
 	}
 	span := max(cfg.authTimeout, cfg.liveTimeout())
@@ -130,10 +146,15 @@ func (r *room) OnFrame(h handle, f protocol.Frame) {
 	// Any frame proves the client alive.
 	s.timer.TouchAt(now, r.cfg.liveTimeout())
 	switch f.Op {
-	case protocol.OpPing:
+	case protocol.OpPing, protocol.OpPong:
+		if len(f.Body) > 0 {
+			s.fail(f.Seq, protocol.CodeBadBody, fmt.Sprintf("%s carries no body", f.Op))
+			return
+		}
+		if f.Op == protocol.OpPong {
+			return // liveness only
+		}
 		s.send(protocol.OpPong, protocol.AppendFrame(make([]byte, 0, protocol.HeaderSize), protocol.OpPong, 0, f.Seq, nil))
-	case protocol.OpPong:
-		// Liveness only.
 	case protocol.OpAck:
 		r.handleAck(s, f)
 	case protocol.OpUplink:
@@ -175,6 +196,7 @@ func (r *room) expired(s *session) {
 
 // close stops the room's own machinery (after the connections are gone).
 func (r *room) close() {
+	r.endLife()
 	r.wheel.Stop()
 	r.pending.Release()
 	r.uplinks.Release()

@@ -2,6 +2,7 @@ package main
 
 import (
 	"sync/atomic"
+	"time"
 
 	"google.golang.org/protobuf/proto"
 
@@ -30,12 +31,21 @@ type session struct {
 	pending pendingState
 	// closed is set when the connection is gone, for timers still holding s.
 	closed atomic.Bool
+	// replied is set once AUTH_REPLY is queued; authSeq is the AUTH's seq
+	// it echoes.
+	replied atomic.Bool
+	authSeq uint32
 }
 
 func (s *session) isAuthed() bool { return s.authed.Load() }
 
-// send queues an encoded frame and keeps the books.
+// send queues an encoded frame and keeps the books. Any frame for an
+// authenticated session goes after its AUTH_REPLY: a push can only reach
+// it once register holds it, and that is when AUTH_REPLY is due anyway.
 func (s *session) send(op protocol.Op, frame []byte) error {
+	if op != protocol.OpAuthReply && !s.replied.Load() && s.isAuthed() {
+		s.reply(time.Time{})
+	}
 	err := s.c.Send(frame)
 	switch err {
 	case nil:

@@ -1,0 +1,172 @@
+package main
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+
+	"github.com/pushgw/pushgw/pkg/protocol"
+	"github.com/pushgw/pushgw/proto/clientpb"
+	"github.com/pushgw/pushgw/proto/internalpb"
+)
+
+// Login and delivery semantics of docs/protocol.md that an outside client
+// relies on; each runs on both engines.
+
+func (e *testEnv) roomClient() internalpb.RoomClient {
+	e.t.Helper()
+	cc, err := grpc.NewClient("passthrough:///"+e.cfg.grpc, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	e.t.Cleanup(func() { cc.Close() })
+	return internalpb.NewRoomClient(cc)
+}
+
+func TestPingPongWithBody(t *testing.T) { forEachEngine(t, testPingPongWithBody) }
+
+func testPingPongWithBody(t *testing.T, engine string) {
+	e := startEnv(t, engine, nil)
+	for _, op := range []protocol.Op{protocol.OpPing, protocol.OpPong} {
+		c := e.dial()
+		c.auth(e.token("appA", testSecretA, "pat", op.String(), time.Hour), "")
+		c.writeRaw(protocol.AppendFrame(nil, op, 0, 9, []byte{0x08, 0x01}))
+		f, m := c.read()
+		if f.Op != protocol.OpError || protocol.Code(m.(*clientpb.Error).GetCode()) != protocol.CodeBadBody || f.Seq != 9 {
+			t.Fatalf("%s with a body: got %s seq %d %v, want ERROR BAD_BODY seq 9", op, f.Op, f.Seq, m)
+		}
+		c.expectClosed()
+	}
+}
+
+func TestHeaderErrorEchoesSeq(t *testing.T) { forEachEngine(t, testHeaderErrorEchoesSeq) }
+
+func testHeaderErrorEchoesSeq(t *testing.T, engine string) {
+	e := startEnv(t, engine, nil)
+	cases := []struct {
+		name  string
+		frame func() []byte
+		code  protocol.Code
+		seq   uint32
+	}{
+		{"bad version", func() []byte {
+			b := protocol.AppendFrame(nil, protocol.OpPing, 0, 77, nil)
+			b[2] = 9
+			return b
+		}, protocol.CodeBadVersion, 77},
+		{"unknown op", func() []byte {
+			b := protocol.AppendFrame(nil, protocol.OpPing, 0, 78, nil)
+			b[3] = 200
+			return b
+		}, protocol.CodeUnknownOp, 78},
+		{"too large", func() []byte {
+			return protocol.AppendFrame(nil, protocol.OpAuth, 0, 79, make([]byte, maxAuthBody+1))
+		}, protocol.CodeFrameTooLarge, 79},
+		// Without the magic nothing else in the header can be trusted.
+		{"bad magic", func() []byte { return []byte("GET / HTTP/1.1\r\nHost: x\r\n\r\n") }, protocol.CodeBadFrame, 0},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			c := e.dial()
+			c.writeRaw(tc.frame())
+			f, m := c.read()
+			if f.Op != protocol.OpError || protocol.Code(m.(*clientpb.Error).GetCode()) != tc.code || f.Seq != tc.seq {
+				t.Fatalf("got %s seq %d %v, want ERROR %s seq %d", f.Op, f.Seq, m, tc.code, tc.seq)
+			}
+			c.expectClosed()
+		})
+	}
+}
+
+// A QoS 1 message handed to the room twice for one connection (the live
+// push and the pending pull racing at login, or a redelivery) is written
+// once while it is in flight.
+func TestNoDuplicateWrite(t *testing.T) { forEachEngine(t, testNoDuplicateWrite) }
+
+func testNoDuplicateWrite(t *testing.T, engine string) {
+	e := startEnv(t, engine, nil)
+	rc := e.roomClient()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	c := e.dial()
+	id := connID(t, c.auth(e.token("appA", testSecretA, "quinn", "", time.Hour), "").GetSessionId())
+	target := []*internalpb.Target{{ConnId: id, App: "appA", User: "quinn"}}
+	msg := &internalpb.Message{Id: 501, App: "appA", User: "quinn", Payload: []byte("once"), Qos: 1}
+	for i := 0; i < 2; i++ {
+		rep, err := rc.Push(ctx, &internalpb.RoomPushRequest{Message: msg, Targets: target})
+		if err != nil || rep.GetResults()[0].GetCode() != internalpb.ResultCode_RESULT_CODE_OK {
+			t.Fatalf("push %d: %v %v", i, rep, err)
+		}
+	}
+	if f, m := c.read(); f.Op != protocol.OpPush || m.(*clientpb.Push).GetId() != 501 {
+		t.Fatalf("got %s %v, want PUSH 501", f.Op, m)
+	}
+	// The PONG comes right after the one PUSH: no second copy in between.
+	c.ping(3)
+	// Once acked it is no longer in flight: a later delivery is written.
+	c.write(protocol.OpAck, 4, &clientpb.Ack{Ids: []uint64{501}})
+	c.ping(5)
+	if rep, err := rc.Push(ctx, &internalpb.RoomPushRequest{Message: msg, Targets: target}); err != nil || rep.GetResults()[0].GetCode() != internalpb.ResultCode_RESULT_CODE_OK {
+		t.Fatalf("push after ack: %v %v", rep, err)
+	}
+	if f, m := c.read(); f.Op != protocol.OpPush || m.(*clientpb.Push).GetId() != 501 {
+		t.Fatalf("got %s %v, want PUSH 501 again after the ack", f.Op, m)
+	}
+}
+
+// max_inflight bounds live QoS 1 pushes as well: beyond it the room holds
+// the message back (center keeps the stored copy) until acks make room.
+func TestMaxInflightLive(t *testing.T) { forEachEngine(t, testMaxInflightLive) }
+
+func testMaxInflightLive(t *testing.T, engine string) {
+	e := startEnv(t, engine, nil)
+	rc := e.roomClient()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	c := e.dial()
+	rep := c.auth(e.token("appA", testSecretA, "rita", "", time.Hour), "")
+	limit := int(rep.GetMaxInflight())
+	target := []*internalpb.Target{{ConnId: connID(t, rep.GetSessionId()), App: "appA", User: "rita"}}
+	push := func(id uint64, qos uint32) internalpb.ResultCode {
+		t.Helper()
+		r, err := rc.Push(ctx, &internalpb.RoomPushRequest{
+			Message: &internalpb.Message{Id: id, App: "appA", User: "rita", Payload: []byte("x"), Qos: qos},
+			Targets: target,
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return r.GetResults()[0].GetCode()
+	}
+	for i := 1; i <= limit; i++ {
+		if code := push(uint64(i), 1); code != internalpb.ResultCode_RESULT_CODE_OK {
+			t.Fatalf("push %d of %d: %v", i, limit, code)
+		}
+	}
+	if code := push(uint64(limit+1), 1); code == internalpb.ResultCode_RESULT_CODE_OK {
+		t.Fatalf("QoS 1 push beyond max_inflight %d was written", limit)
+	}
+	// QoS 0 is never acked, so it is not in flight and not held back.
+	if code := push(1000, 0); code != internalpb.ResultCode_RESULT_CODE_OK {
+		t.Fatalf("QoS 0 push with a full window: %v", code)
+	}
+	for i := 1; i <= limit; i++ {
+		if f, m := c.read(); f.Op != protocol.OpPush || m.(*clientpb.Push).GetId() != uint64(i) {
+			t.Fatalf("got %s %v, want PUSH %d", f.Op, m, i)
+		}
+	}
+	if f, m := c.read(); f.Op != protocol.OpPush || m.(*clientpb.Push).GetId() != 1000 {
+		t.Fatalf("got %s %v, want the QoS 0 PUSH 1000", f.Op, m)
+	}
+	c.write(protocol.OpAck, 2, &clientpb.Ack{Ids: []uint64{1}})
+	c.ping(3)
+	if code := push(uint64(limit+1), 1); code != internalpb.ResultCode_RESULT_CODE_OK {
+		t.Fatalf("push after an ack freed a slot: %v", code)
+	}
+	if f, m := c.read(); f.Op != protocol.OpPush || m.(*clientpb.Push).GetId() != uint64(limit+1) {
+		t.Fatalf("got %s %v, want PUSH %d", f.Op, m, limit+1)
+	}
+}
