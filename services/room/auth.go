@@ -91,12 +91,12 @@ func (r *room) handleAuth(s *session, f protocol.Frame) {
 	r.m.auths.WithLabelValues("ok").Inc()
 	// AUTH_REPLY waits until register holds the session, so a push sent
 	// right after it finds the session; a register that does not answer in
-	// authReplyWait delays nobody (the put lands when it comes back).
+	// -auth-reply-wait delays nobody (the put lands when it comes back).
 	r.sessions.PutThen(s.reg, func() {
 		s.reply(now)
 		r.pullPending(s)
 	})
-	time.AfterFunc(authReplyWait, func() { s.reply(now) })
+	time.AfterFunc(r.cfg.authReplyWait, func() { s.reply(now) })
 }
 
 // reply queues AUTH_REPLY once, whoever comes first: the put landing, the

@@ -37,7 +37,7 @@ func (r *room) handleAck(s *session, f protocol.Frame) {
 	for _, id := range a.GetIds() {
 		r.reports.Acked(s.key.app, s.key.user, id)
 	}
-	if s.pending.acked(a.GetIds(), r.cfg.maxInflight()) {
+	if s.pending.ack(a.GetIds(), r.cfg.maxInflight(), r.reports.flushes.Load()) {
 		r.pullPending(s)
 	}
 }

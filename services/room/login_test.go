@@ -106,15 +106,14 @@ func testNoDuplicateWrite(t *testing.T, engine string) {
 	}
 	// The PONG comes right after the one PUSH: no second copy in between.
 	c.ping(3)
-	// Once acked it is no longer in flight: a later delivery is written.
+	// Acked, but saver may not know yet (here it is down): a pull could
+	// return it, and it is still not written again.
 	c.write(protocol.OpAck, 4, &clientpb.Ack{Ids: []uint64{501}})
 	c.ping(5)
 	if rep, err := rc.Push(ctx, &internalpb.RoomPushRequest{Message: msg, Targets: target}); err != nil || rep.GetResults()[0].GetCode() != internalpb.ResultCode_RESULT_CODE_OK {
 		t.Fatalf("push after ack: %v %v", rep, err)
 	}
-	if f, m := c.read(); f.Op != protocol.OpPush || m.(*clientpb.Push).GetId() != 501 {
-		t.Fatalf("got %s %v, want PUSH 501 again after the ack", f.Op, m)
-	}
+	c.ping(6)
 }
 
 // max_inflight bounds live QoS 1 pushes as well: beyond it the room holds

@@ -58,7 +58,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	}
 	m.authReplyWait = prometheus.NewHistogram(prometheus.HistogramOpts{
 		Name:    "pushgw_room_auth_reply_wait_seconds",
-		Help:    "Time from AUTH to AUTH_REPLY: the wait for register to hold the session, bounded by 250 ms.",
+		Help:    "Time from AUTH to AUTH_REPLY: the wait for register to hold the session, bounded by -auth-reply-wait.",
 		Buckets: []float64{.001, .002, .005, .01, .02, .05, .1, .2, .3},
 	})
 	m.inflightHeld = prometheus.NewCounter(prometheus.CounterOpts{

@@ -36,6 +36,13 @@ type pendingState struct {
 	// inflight are the QoS 1 ids written and not yet acked (at most the
 	// window); nil while none are, so an idle session holds no slice.
 	inflight []uint64
+	// acked are ids acked whose report may not have reached saver yet, so
+	// a pull may still return them; ackGen is the reporter's flush count
+	// at the latest ack. They are dropped once two flushes have completed
+	// since (the batch being collected at the ack, and at most the one
+	// being sent).
+	acked  []uint64
+	ackGen uint64
 	// cursor is the last id of a page that may have more after it; 0 when
 	// no page is open.
 	cursor uint64
@@ -60,7 +67,7 @@ const (
 func (p *pendingState) admit(id uint64, limit int) admitResult {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if slices.Contains(p.inflight, id) {
+	if slices.Contains(p.inflight, id) || slices.Contains(p.acked, id) {
 		return admitDuplicate
 	}
 	if len(p.inflight) >= limit {
@@ -87,6 +94,20 @@ func (p *pendingState) removeLocked(id uint64) {
 		if len(p.inflight) == 0 {
 			p.inflight = nil
 		}
+	}
+}
+
+// expireAcked forgets acked ids saver has certainly been told of, given
+// the reporter's flush count now.
+func (p *pendingState) expireAcked(gen uint64) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.expireAckedLocked(gen)
+}
+
+func (p *pendingState) expireAckedLocked(gen uint64) {
+	if p.acked != nil && gen >= p.ackGen+2 {
+		p.acked = nil
 	}
 }
 
@@ -126,11 +147,20 @@ func (p *pendingState) done(last uint64, more bool, err error) int {
 // acked takes ids out of the window and reports whether a pull is due: a
 // page is open or a message was held back, and at most half of a window of
 // size limit is in flight.
-func (p *pendingState) acked(ids []uint64, limit int) bool {
+// gen is the reporter's flush count now.
+func (p *pendingState) ack(ids []uint64, limit int, gen uint64) bool {
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	p.expireAckedLocked(gen)
 	for _, id := range ids {
-		p.removeLocked(id)
+		if i := slices.Index(p.inflight, id); i >= 0 {
+			p.removeLocked(id)
+			if len(p.acked) >= limit {
+				p.acked = slices.Delete(p.acked, 0, 1)
+			}
+			p.acked = append(p.acked, id)
+			p.ackGen = gen
+		}
 	}
 	return (p.cursor != 0 || p.behind) && len(p.inflight) <= limit/2 && !p.pulling
 }

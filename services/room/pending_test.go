@@ -24,26 +24,26 @@ func TestPendingStatePages(t *testing.T) {
 	if n := p.done(13, true, nil); n != 0 {
 		t.Fatalf("done = %d", n)
 	}
-	if p.acked([]uint64{10}, window) {
+	if p.ack([]uint64{10}, window, 0) {
 		t.Fatal("next page due with 3 of 4 in flight")
 	}
 	// An id not in flight does not count.
-	if p.acked([]uint64{99}, window) {
+	if p.ack([]uint64{99}, window, 0) {
 		t.Fatal("an unknown ack made room")
 	}
-	if !p.acked([]uint64{11}, window) {
+	if !p.ack([]uint64{11}, window, 0) {
 		t.Fatal("next page not due with half the window free")
 	}
 	after, ok = p.start()
 	if !ok || after != 13 {
 		t.Fatalf("next pull: after %d ok %v, want after 13", after, ok)
 	}
-	if p.acked([]uint64{12, 13}, window) {
+	if p.ack([]uint64{12, 13}, window, 0) {
 		t.Fatal("a pull was due while one runs")
 	}
 	// A short page ends the backlog: later pulls start from the beginning.
 	p.done(14, false, nil)
-	if p.acked([]uint64{14}, window) {
+	if p.ack([]uint64{14}, window, 0) {
 		t.Fatal("a page was due with the backlog done")
 	}
 	if p.inflight != nil {
@@ -82,14 +82,24 @@ func TestPendingWindow(t *testing.T) {
 	if p.admit(3, window) != admitFull {
 		t.Fatal("third id admitted into a window of 2")
 	}
-	if !p.acked([]uint64{1, 2}, window) {
+	if !p.ack([]uint64{1, 2}, window, 0) {
 		t.Fatal("no pull due after a held-back push and a free window")
 	}
 	if _, ok := p.start(); !ok || p.behind {
 		t.Fatal("starting the pull did not clear behind")
 	}
 	p.forget(3)
-	if p.admit(1, window) != admitOK {
-		t.Fatal("an acked id is still in flight")
+	// Until saver has surely been told of the ack, a pull may return the
+	// id again: it is still not written twice.
+	if p.admit(1, window) != admitDuplicate {
+		t.Fatal("an id acked moments ago was admitted again")
+	}
+	p.expireAcked(1)
+	if p.admit(1, window) != admitDuplicate {
+		t.Fatal("acked ids forgotten after one report flush")
+	}
+	p.expireAcked(2)
+	if p.admit(1, window) != admitOK || p.acked != nil {
+		t.Fatal("acked ids kept after two report flushes")
 	}
 }

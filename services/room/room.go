@@ -18,10 +18,6 @@ import (
 const (
 	pendingWorkers = 1024
 	uplinkWorkers  = 1024
-	// authReplyWait bounds how long AUTH_REPLY waits for register to hold
-	// the session (docs/protocol.md §4.1): past it the login succeeds
-	// anyway and the session is registered when register answers.
-	authReplyWait = 250 * time.Millisecond
 )
 
 // room is the session logic: it implements handler for an engine and the
@@ -151,6 +147,8 @@ func (r *room) OnFrame(h handle, f protocol.Frame) {
 			s.fail(f.Seq, protocol.CodeBadBody, fmt.Sprintf("%s carries no body", f.Op))
 			return
 		}
+		// An idle session sheds what it kept of its last acks.
+		s.pending.expireAcked(r.reports.flushes.Load())
 		if f.Op == protocol.OpPong {
 			return // liveness only
 		}

@@ -120,6 +120,7 @@ func startEnv(t *testing.T, engine string, tweak func(*config)) *testEnv {
 		maxFrame:       testMaxBody,
 		sessionRefresh: time.Second,
 		engine:         engine,
+		authReplyWait:  defaultAuthReplyWait,
 	}
 	if tweak != nil {
 		tweak(&cfg)
