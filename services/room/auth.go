@@ -83,6 +83,7 @@ func (r *room) handleAuth(s *session, f protocol.Frame) {
 	}
 	s.authSeq = f.Seq
 	s.authed.Store(true)
+	r.preAuth.Add(-1)
 	s.timer.Touch(r.cfg.liveTimeout())
 
 	if old := r.hub.Bind(s); old != nil && old != s {

@@ -86,6 +86,7 @@ func (s *server) shutdown() {
 		s.log.Warn("room: deregister failed", "err", err)
 	}
 	cancel()
+	s.adm.Close()
 	s.r.close()
 	s.log.Info("room drained", "redirected", redirected, "left", s.r.conns.Load(), "took", time.Since(start))
 }

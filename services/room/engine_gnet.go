@@ -41,8 +41,9 @@ type gnetEngine struct {
 
 	booted chan struct{}
 	eng    gnet.Engine
-	// closed: stop accepting; connections arriving now are closed at once.
-	closed atomic.Bool
+	// stopped: the loops are shutting down; connections arriving now are
+	// closed at once.
+	stopped atomic.Bool
 }
 
 func newGnetEngine(h handler, lim engineLimits, log *slog.Logger) *gnetEngine {
@@ -58,6 +59,9 @@ func (e *gnetEngine) Listen(addr string) error {
 			gnet.WithReadBufferCap(gnetReadBufferCap),
 			gnet.WithWriteBufferCap(gnetWriteBufferCap),
 			gnet.WithTCPNoDelay(gnet.TCPNoDelay),
+			// As net.Listen does: a room restarted on its port must not
+			// wait for the old connections' TIME_WAIT to end.
+			gnet.WithReuseAddr(true),
 			gnet.WithLogger(gnetLogger{e.log}),
 		)
 	}()
@@ -77,16 +81,14 @@ func (e *gnetEngine) Listen(addr string) error {
 	}
 }
 
-// Close stops accepting: gnet keeps its listener until Stop, so new
-// connections are refused in OnOpen.
-func (e *gnetEngine) Close() error {
-	e.closed.Store(true)
-	return nil
-}
+// Close has nothing to do: gnet keeps its listener until Stop, and the
+// connections it still accepts meanwhile go to the handler, which is
+// draining by then and redirects them (better than a bare close).
+func (e *gnetEngine) Close() error { return nil }
 
 // Stop closes the listeners and every connection left.
 func (e *gnetEngine) Stop(ctx context.Context) error {
-	e.closed.Store(true)
+	e.stopped.Store(true)
 	select {
 	case <-e.booted:
 	default:
@@ -102,7 +104,7 @@ func (e *gnetEngine) OnBoot(eng gnet.Engine) gnet.Action {
 }
 
 func (e *gnetEngine) OnOpen(gc gnet.Conn) ([]byte, gnet.Action) {
-	if e.closed.Load() {
+	if e.stopped.Load() {
 		return nil, gnet.Close
 	}
 	c := &gnetConn{gc: gc, e: e, addr: gc.RemoteAddr()}

@@ -27,6 +27,10 @@ type metrics struct {
 	// authReplyWait is how long AUTH_REPLY waited for register's put.
 	authReplyWait prometheus.Histogram
 	inflightHeld  prometheus.Counter
+	// admissionRefused counts connections refused at the door, by reason
+	// (denied, rate, preauth); admissionBad counts rejected configs.
+	admissionRefused *prometheus.CounterVec
+	admissionBad     prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -63,6 +67,10 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	})
 	m.inflightHeld = prometheus.NewCounter(prometheus.CounterOpts{
 		Name: "pushgw_room_inflight_held_total", Help: "Live QoS 1 pushes held back because the connection had max_inflight unacked."})
+	m.admissionRefused = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "pushgw_room_admission_refused_total", Help: "Connections refused before their first frame, by reason (denied: IP lists; rate: per-IP connect rate; preauth: -max-preauth)."}, []string{"reason"})
+	m.admissionBad = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "pushgw_room_admission_config_rejected_total", Help: "Admission configs from etcd rejected as invalid (the previous rules stay)."})
 	in := prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "pushgw_room_frames_in_total", Help: "Client frames received, by op."}, []string{"op"})
 	out := prometheus.NewCounterVec(prometheus.CounterOpts{
@@ -72,7 +80,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		m.framesOut[op] = out.WithLabelValues(op.String())
 	}
 	reg.MustRegister(m.conns, m.auths, in, out, m.pushes, m.slowConsumer, m.hbTimeouts, m.authTimeouts, m.rateLimited,
-		m.closes, m.batchDropped, m.batchFailed, m.peerErrors, m.poolRejected, m.authReplyWait, m.inflightHeld)
+		m.closes, m.batchDropped, m.batchFailed, m.peerErrors, m.poolRejected, m.authReplyWait, m.inflightHeld, m.admissionRefused, m.admissionBad)
 	return m
 }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"net/netip"
 	"sync/atomic"
 	"time"
 
@@ -48,11 +49,16 @@ type room struct {
 	connCtx    context.Context
 	endConnCtx context.CancelFunc
 
-	nextID   atomic.Uint64
-	conns    atomic.Int64
+	nextID atomic.Uint64
+	conns  atomic.Int64
+	// preAuth counts open connections that have not authenticated.
+	preAuth  atomic.Int64
+	adm      *admission
 	draining atomic.Bool
 
-	tooMany []byte
+	tooMany        []byte
+	tooManyPreAuth []byte
+	connectLimited []byte
 	// frameRate is the per-connection inbound frame limit (immutable).
 	frameRate frameRate
 }
@@ -70,8 +76,13 @@ func newRoom(cfg config, d roomDeps) (*room, error) {
 	r := &room{
 		cfg: cfg, instance: cfg.common.Instance, log: d.log, m: d.metrics, secretOf: d.secretOf,
 		register: d.register, saver: d.saver, coordinator: d.coordinator,
-		hub:       newHub(),
-		tooMany:   protocol.ErrorFrame(nil, 0, protocol.CodeTooManyConnections, "room is full"),
+		hub:     newHub(),
+		tooMany: protocol.ErrorFrame(nil, 0, protocol.CodeTooManyConnections, "room is full"),
+		tooManyPreAuth: protocol.ErrorFrame(nil, 0, protocol.CodeTooManyConnections,
+			"too many connections waiting to authenticate; try the next endpoint"),
+		connectLimited: protocol.ErrorFrame(nil, 0, protocol.CodeRateLimited,
+			"too many new connections from your address; back off, then retry"),
+		adm:       newAdmission(),
 		frameRate: cfg.frameRate(),
 	}
 	// Seeding from the clock keeps connection ids of a restarted instance
@@ -101,11 +112,29 @@ func newRoom(cfg config, d roomDeps) (*room, error) {
 }
 
 func (r *room) OnOpen(c conn) handle {
+	if ap, err := netip.ParseAddrPort(c.RemoteAddr()); err == nil {
+		switch r.adm.check(ap.Addr(), monoNanos(time.Now())) {
+		case deniedIP:
+			// Nothing is said to a denied address.
+			r.m.admissionRefused.WithLabelValues("denied").Inc()
+			c.CloseWith(nil)
+			return nil
+		case rateLimitedIP:
+			r.m.admissionRefused.WithLabelValues("rate").Inc()
+			r.refuse(c, r.connectLimited, protocol.CodeRateLimited)
+			return nil
+		}
+	}
 	if n := r.conns.Add(1); n > int64(r.cfg.maxConns) {
 		r.conns.Add(-1)
-		c.CloseWith(r.tooMany)
-		r.m.frameOut(protocol.OpError)
-		r.m.closes.WithLabelValues(protocol.CodeTooManyConnections.String()).Inc()
+		r.refuse(c, r.tooMany, protocol.CodeTooManyConnections)
+		return nil
+	}
+	if n := r.preAuth.Add(1); n > int64(r.cfg.maxPreAuth) {
+		r.preAuth.Add(-1)
+		r.conns.Add(-1)
+		r.m.admissionRefused.WithLabelValues("preauth").Inc()
+		r.refuse(c, r.tooManyPreAuth, protocol.CodeTooManyConnections)
 		return nil
 	}
 	r.m.conns.Inc()
@@ -118,6 +147,13 @@ func (r *room) OnOpen(c conn) handle {
 		c.CloseWith(redirectFrame())
 	}
 	return s
+}
+
+// refuse closes a new connection with an ERROR.
+func (r *room) refuse(c conn, frame []byte, code protocol.Code) {
+	c.CloseWith(frame)
+	r.m.frameOut(protocol.OpError)
+	r.m.closes.WithLabelValues(code.String()).Inc()
 }
 
 func (r *room) OnFrame(h handle, f protocol.Frame) {
@@ -177,6 +213,8 @@ func (r *room) OnClose(h handle) {
 	r.m.conns.Dec()
 	if s.isAuthed() {
 		r.sessions.Delete(s.reg)
+	} else {
+		r.preAuth.Add(-1)
 	}
 }
 

@@ -37,6 +37,7 @@ type server struct {
 	eng  engine
 	gs   *grpc.Server
 	reg  *discovery.Registration
+	adm  *admissionWatch
 	stop chan struct{}
 	done chan struct{}
 }
@@ -52,6 +53,7 @@ func startServer(ctx context.Context, cfg config, d serverDeps) (*server, error)
 		return nil, err
 	}
 	s := &server{cfg: cfg, log: d.log, r: r, stop: make(chan struct{}), done: make(chan struct{})}
+	s.adm = watchAdmission(d.etcd, cfg.common.Cluster, r.adm, d.log, r.m.admissionBad.Inc)
 	grpcLn, err := net.Listen("tcp", cfg.grpc)
 	if err != nil {
 		s.abortStart()
@@ -90,6 +92,7 @@ func startServer(ctx context.Context, cfg config, d serverDeps) (*server, error)
 }
 
 func (s *server) abortStart() {
+	s.adm.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 	defer cancel()
 	_ = s.r.sessions.Close(ctx)
