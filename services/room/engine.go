@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"errors"
+	"sync/atomic"
 	"log/slog"
 
 	"github.com/pushgw/pushgw/pkg/protocol"
@@ -110,6 +111,15 @@ type engineLimits struct {
 	preAuthBody int
 	// sendQueue is the most frames queued for one connection (-send-queue).
 	sendQueue int
+	// stats counts what engines do, for metrics and tests.
+	stats *engineStats
+}
+
+// engineStats are engine counters shared by all connections.
+type engineStats struct {
+	// writes counts socket writes: with frames queued faster than they are
+	// written, one write carries many (frames out / writes).
+	writes atomic.Uint64
 }
 
 // isFramingError reports whether err came from the frame codec (as opposed

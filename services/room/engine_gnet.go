@@ -288,6 +288,7 @@ func (c *gnetConn) Run(context.Context) error {
 		}
 		// gnet copies what the socket does not take into its outbound
 		// buffer, so buf goes straight back to the pool.
+		c.e.lim.stats.writes.Add(1)
 		_, err := c.gc.Write(buf)
 		*bp = buf
 		if cap(buf) <= maxPooledWriteBuf {

@@ -122,7 +122,7 @@ func (e *netEngine) Close() error {
 }
 
 func (e *netEngine) serveConn(nc net.Conn) {
-	c := &stdConn{nc: nc, limit: e.lim.sendQueue}
+	c := &stdConn{nc: nc, limit: e.lim.sendQueue, stats: e.lim.stats}
 	s := e.h.OnOpen(c)
 	if s == nil {
 		c.linger()
@@ -166,6 +166,7 @@ func (e *netEngine) serveConn(nc net.Conn) {
 type stdConn struct {
 	nc    net.Conn
 	limit int
+	stats *engineStats
 
 	mu        sync.Mutex
 	queue     [][]byte
@@ -274,6 +275,7 @@ func (c *stdConn) writeLoop() {
 			timeout = closeFlushTimeout
 		}
 		_ = c.nc.SetWriteDeadline(time.Now().Add(timeout))
+		c.stats.writes.Add(1)
 		if _, err := c.nc.Write(buf); err != nil {
 			c.Abort()
 			continue

@@ -54,6 +54,7 @@ type room struct {
 	// preAuth counts open connections that have not authenticated.
 	preAuth  atomic.Int64
 	adm      *admission
+	engStats engineStats
 	draining atomic.Bool
 
 	tooMany        []byte

@@ -52,6 +52,10 @@ func startServer(ctx context.Context, cfg config, d serverDeps) (*server, error)
 	if err != nil {
 		return nil, err
 	}
+	d.registry.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
+		Name: "pushgw_room_socket_writes_total",
+		Help: "Writes to client sockets; frames out / writes is the coalescing factor.",
+	}, func() float64 { return float64(r.engStats.writes.Load()) }))
 	s := &server{cfg: cfg, log: d.log, r: r, stop: make(chan struct{}), done: make(chan struct{})}
 	s.adm = watchAdmission(d.etcd, cfg.common.Cluster, r.adm, d.log, r.m.admissionBad.Inc)
 	grpcLn, err := net.Listen("tcp", cfg.grpc)
@@ -66,7 +70,7 @@ func startServer(ctx context.Context, cfg config, d serverDeps) (*server, error)
 			d.log.Error("room: grpc server stopped", "err", err)
 		}
 	}()
-	lim := engineLimits{maxBody: cfg.maxFrame, preAuthBody: min(cfg.maxFrame, maxAuthBody), sendQueue: cfg.sendQueue}
+	lim := engineLimits{maxBody: cfg.maxFrame, preAuthBody: min(cfg.maxFrame, maxAuthBody), sendQueue: cfg.sendQueue, stats: &r.engStats}
 	if s.eng, err = newEngine(cfg.engine, r, lim, d.log); err == nil {
 		err = s.eng.Listen(cfg.tcp)
 	}
