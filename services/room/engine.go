@@ -3,8 +3,8 @@ package main
 import (
 	"context"
 	"errors"
-	"sync/atomic"
 	"log/slog"
+	"sync/atomic"
 
 	"github.com/pushgw/pushgw/pkg/protocol"
 )
