@@ -18,10 +18,6 @@ import (
 // thousands of logins a second. Only what pushgw mints is accepted: three
 // base64url parts, alg HS256, an expiry.
 
-// maxSegment bounds a decoded header or claims segment (a whole token is
-// at most MaxTokenLen bytes).
-const maxSegment = MaxTokenLen
-
 var b64 = base64.RawURLEncoding
 
 // jwtHeader is the only part of the header that matters.
@@ -52,9 +48,10 @@ func Verify(tok string, secretOf func(app string) ([]byte, bool), now time.Time)
 	if !ok || !ok2 || strings.IndexByte(sig, '.') >= 0 {
 		return Claims{}, fmt.Errorf("%w: not three dot-separated parts", ErrInvalid)
 	}
-	var buf [2 * maxSegment]byte
+	// One buffer for both decoded segments, sized to them.
+	buf := make([]byte, b64.DecodedLen(len(h))+b64.DecodedLen(len(p)))
 	var hdr jwtHeader
-	if err := decodeSegment(buf[:maxSegment], h, &hdr); err != nil {
+	if err := decodeSegment(buf[:b64.DecodedLen(len(h))], h, &hdr); err != nil {
 		return Claims{}, fmt.Errorf("%w: header: %v", ErrInvalid, err)
 	}
 	if hdr.Alg != "HS256" {
@@ -64,7 +61,7 @@ func Verify(tok string, secretOf func(app string) ([]byte, bool), now time.Time)
 		return Claims{}, fmt.Errorf("%w: unsupported critical header parameters", ErrInvalid)
 	}
 	var wc wireClaims
-	if err := decodeSegment(buf[maxSegment:], p, &wc); err != nil {
+	if err := decodeSegment(buf[b64.DecodedLen(len(h)):], p, &wc); err != nil {
 		return Claims{}, fmt.Errorf("%w: claims: %v", ErrInvalid, err)
 	}
 	secret, ok := secretOf(wc.App)
