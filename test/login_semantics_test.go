@@ -80,6 +80,14 @@ func testPushAfterAuthReply(t *testing.T, c *Cluster) {
 	if n > 0 {
 		t.Fatalf("%d of %d clients missed the push sent right after AUTH_REPLY", n, loginUsers)
 	}
+	// What waiting for register costs a login (docs/BENCHMARKS.md).
+	m := ScrapeAdmin(t, c.Procs[RoomName(0)].Admin)
+	const h = "pushgw_room_auth_reply_wait_seconds"
+	if cnt := m[h+"_count"]; cnt > 0 {
+		t.Logf("AUTH_REPLY wait over %v logins: mean %.1f ms, <=5 ms %.0f%%, <=10 ms %.0f%%, <=20 ms %.0f%%, <=50 ms %.0f%%",
+			cnt, 1000*m[h+"_sum"]/cnt, 100*m[h+`_bucket{le="0.005"}`]/cnt, 100*m[h+`_bucket{le="0.01"}`]/cnt,
+			100*m[h+`_bucket{le="0.02"}`]/cnt, 100*m[h+`_bucket{le="0.05"}`]/cnt)
+	}
 }
 
 // testPushDuringLogin: a QoS 1 push stored while the client logs in is
