@@ -208,3 +208,60 @@ func testWriteCoalescing(t *testing.T, engine string) {
 	}
 	t.Logf("%d frames in %d writes", burst, w)
 }
+
+// A client that stops reading is cut off once its socket and then its send
+// queue are full: SLOW_CONSUMER, and the room holds a bounded amount for it.
+func TestSlowReaderCutOff(t *testing.T) { forEachEngine(t, testSlowReaderCutOff) }
+
+func testSlowReaderCutOff(t *testing.T, engine string) {
+	// Calls of half a send queue, paced, so the queue only fills once the
+	// socket stops taking frames: the path of a reader that stopped, not
+	// of a burst.
+	const perCall, maxCalls = 8, 20000
+	e := startEnv(t, engine, nil)
+	rc := e.roomClient()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	c := e.dial()
+	id := connID(t, c.auth(e.token("appA", testSecretA, "xena", "", time.Hour), "").GetSessionId())
+	target := []*internalpb.Target{{ConnId: id, App: "appA", User: "xena"}}
+	payload := make([]byte, testMaxBody-200)
+	for call := 0; call < maxCalls; call++ {
+		req := &internalpb.RoomPushBatchRequest{}
+		for i := 0; i < perCall; i++ {
+			req.Pushes = append(req.Pushes, &internalpb.RoomPushRequest{
+				Message: &internalpb.Message{Id: uint64(call*perCall + i + 1), App: "appA", User: "xena", Payload: payload},
+				Targets: target,
+			})
+		}
+		rep, err := rc.PushBatch(ctx, req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, r := range rep.GetReplies() {
+			switch r.GetResults()[0].GetCode() {
+			case internalpb.ResultCode_RESULT_CODE_QUEUE_FULL, internalpb.ResultCode_RESULT_CODE_CLOSED, internalpb.ResultCode_RESULT_CODE_NOT_FOUND:
+				// Cut off: reading now drains what the kernel holds, then
+				// SLOW_CONSUMER and the close.
+				for {
+					f, m := c.read()
+					if f.Op == protocol.OpPush {
+						continue
+					}
+					if f.Op != protocol.OpError || protocol.Code(m.(*clientpb.Error).GetCode()) != protocol.CodeSlowConsumer {
+						t.Fatalf("got %s %v, want ERROR SLOW_CONSUMER", f.Op, m)
+					}
+					c.expectClosed()
+					if call < 10 {
+						t.Fatalf("cut off after %d pushes: before the socket was full", call*perCall)
+					}
+					t.Logf("cut off after %d pushes of %d B", call*perCall, len(payload))
+					return
+				}
+			}
+		}
+		// Pace the calls so the room's writer keeps up while it can.
+		time.Sleep(time.Millisecond)
+	}
+	t.Fatalf("a client that never reads was not cut off after %d pushes", maxCalls*perCall)
+}
