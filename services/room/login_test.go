@@ -218,7 +218,8 @@ func testSlowReaderCutOff(t *testing.T, engine string) {
 	// socket stops taking frames: the path of a reader that stopped, not
 	// of a burst.
 	const perCall, maxCalls = 8, 20000
-	e := startEnv(t, engine, nil)
+	// The client never reads nor pings: keep it clear of the heartbeat.
+	e := startEnv(t, engine, func(c *config) { c.heartbeat = time.Minute })
 	rc := e.roomClient()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
