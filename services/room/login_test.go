@@ -170,41 +170,61 @@ func testMaxInflightLive(t *testing.T, engine string) {
 	}
 }
 
-// Frames queued while a write is pending leave in one write: a burst of
-// pushes to one connection costs far fewer syscalls than frames.
+// Frames queued while a write is pending leave in one write. Each engine
+// is driven where its design guarantees it: gnet flushes on the loop that
+// runs OnFrame, so every reply to frames that arrived in one read goes out
+// in one write; the std engine's writer is a goroutine woken by the first
+// Send, so a burst queued from another goroutine (one PushBatch) shares
+// writes.
 func TestWriteCoalescing(t *testing.T) { forEachEngine(t, testWriteCoalescing) }
 
 func testWriteCoalescing(t *testing.T, engine string) {
-	const burst = 200
-	e := startEnv(t, engine, func(c *config) { c.sendQueue = 2 * burst })
-	rc := e.roomClient()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
+	const burst = 100
+	e := startEnv(t, engine, func(c *config) { c.sendQueue, c.frameBurst, c.maxFrameRate = 4*burst, 2*burst, 2*burst })
 	c := e.dial()
 	id := connID(t, c.auth(e.token("appA", testSecretA, "walt", "", time.Hour), "").GetSessionId())
-	c.ping(2)
+	c.ping(1)
 	before := e.srv.r.engStats.writes.Load()
-	// One PushBatch call queues the burst back to back.
-	req := &internalpb.RoomPushBatchRequest{}
-	for i := 0; i < burst; i++ {
-		req.Pushes = append(req.Pushes, &internalpb.RoomPushRequest{
-			Message: &internalpb.Message{Id: uint64(i + 1), App: "appA", User: "walt", Payload: []byte("p")},
-			Targets: []*internalpb.Target{{ConnId: id, App: "appA", User: "walt"}},
-		})
-	}
-	if _, err := rc.PushBatch(ctx, req); err != nil {
-		t.Fatal(err)
-	}
-	for i := 0; i < burst; i++ {
-		if f, m := c.read(); f.Op != protocol.OpPush || m.(*clientpb.Push).GetId() != uint64(i+1) {
-			t.Fatalf("frame %d: got %s %v", i, f.Op, m)
+	// The std writer coalesces what queued while it was waking or
+	// writing: on an idle box 5 writes per 200 frames, under -race on a
+	// loaded one up to 20 per 100; half is the bound that still proves it.
+	maxWrites := uint64(burst / 2)
+	if engine == engineGnet {
+		// burst PINGs in one TCP write: one read, one OnTraffic.
+		var b []byte
+		for i := 0; i < burst; i++ {
+			b = protocol.AppendFrame(b, protocol.OpPing, 0, uint32(i+2), nil)
+		}
+		c.writeRaw(b)
+		for i := 0; i < burst; i++ {
+			if f, _ := c.read(); f.Op != protocol.OpPong || f.Seq != uint32(i+2) {
+				t.Fatalf("frame %d: got %s seq %d", i, f.Op, f.Seq)
+			}
+		}
+		maxWrites = 3 // a segment split across reads costs one more
+	} else {
+		rc := e.roomClient()
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		req := &internalpb.RoomPushBatchRequest{}
+		for i := 0; i < burst; i++ {
+			req.Pushes = append(req.Pushes, &internalpb.RoomPushRequest{
+				Message: &internalpb.Message{Id: uint64(i + 1), App: "appA", User: "walt", Payload: []byte("p")},
+				Targets: []*internalpb.Target{{ConnId: id, App: "appA", User: "walt"}},
+			})
+		}
+		if _, err := rc.PushBatch(ctx, req); err != nil {
+			t.Fatal(err)
+		}
+		for i := 0; i < burst; i++ {
+			if f, m := c.read(); f.Op != protocol.OpPush || m.(*clientpb.Push).GetId() != uint64(i+1) {
+				t.Fatalf("frame %d: got %s %v", i, f.Op, m)
+			}
 		}
 	}
-	// A write syscall costs microseconds, queueing a frame a fraction of
-	// one, so even on a loaded box the writes are a small share.
 	w := e.srv.r.engStats.writes.Load() - before
-	if w > burst/4 {
-		t.Fatalf("%d frames took %d writes, want at most %d", burst, w, burst/4)
+	if w > maxWrites {
+		t.Fatalf("%d frames took %d writes, want at most %d", burst, w, maxWrites)
 	}
 	t.Logf("%d frames in %d writes", burst, w)
 }
