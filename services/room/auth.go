@@ -83,24 +83,54 @@ func (r *room) handleAuth(s *session, f protocol.Frame) {
 	}
 	// Before authed: a live broadcast must see the catch-up pending.
 	r.bc.seen.login(s, a.GetLastBroadcastSeq())
+	s.authSeq = f.Seq
 	s.authed.Store(true)
+	r.preAuth.Add(-1)
 	s.timer.Touch(r.cfg.liveTimeout())
 
 	if old := r.hub.Bind(s); old != nil && old != s {
 		old.kick(protocol.CodeReplaced, "the same device logged in again")
 	}
-	err = s.sendMsg(protocol.OpAuthReply, f.Seq, &clientpb.AuthReply{
+	r.m.auths.WithLabelValues("ok").Inc()
+	// AUTH_REPLY waits until register holds the session, so a push sent
+	// right after it finds the session; a register that does not answer in
+	// -auth-reply-wait delays nobody (the put lands when it comes back).
+	r.sessions.PutThen(s.reg, func() {
+		s.reply(now)
+		r.pullPending(s)
+	})
+	time.AfterFunc(r.cfg.authReplyWait, func() { s.reply(now) })
+	// Catch-up frames go through s.send, which queues AUTH_REPLY first.
+	r.bc.startCatchUp(s, a.GetLastBroadcastSeq(), now.UnixMilli())
+}
+
+// reply queues AUTH_REPLY once, whoever comes first: the put landing, the
+// wait running out, or a frame for the session. since is when AUTH
+// arrived (zero: not measured).
+func (s *session) reply(since time.Time) {
+	if s.replied.Load() {
+		return
+	}
+	s.pending.mu.Lock()
+	defer s.pending.mu.Unlock()
+	if s.replied.Load() {
+		return
+	}
+	r := s.r
+	now := time.Now()
+	frame, err := protocol.AppendMessage(nil, protocol.OpAuthReply, s.authSeq, &clientpb.AuthReply{
 		SessionId:        s.sid,
 		HeartbeatSeconds: uint32(r.cfg.heartbeat / time.Second),
 		ServerTimeMs:     now.UnixMilli(),
 		MaxInflight:      uint32(r.cfg.maxInflight()),
 	})
-	r.m.auths.WithLabelValues("ok").Inc()
-	if err != nil {
-		return
+	if err == nil {
+		_ = s.send(protocol.OpAuthReply, frame)
 	}
-	r.bc.startCatchUp(s, a.GetLastBroadcastSeq(), now.UnixMilli())
-	r.sessions.PutThen(s.reg, func() { r.pullPending(s) })
+	s.replied.Store(true)
+	if !since.IsZero() {
+		r.m.authReplyWait.Observe(now.Sub(since).Seconds())
+	}
 }
 
 // clientIP strips the port from a remote address.

@@ -80,7 +80,12 @@ func TestClaimConcurrentOnce(t *testing.T) {
 }
 
 func TestRoomServiceBroadcast(t *testing.T) {
-	e := startEnv(t, nil)
+	forEachEngine(t, testRoomServiceBroadcast)
+}
+
+// testRoomServiceBroadcast fans out through one engine.
+func testRoomServiceBroadcast(t *testing.T, engine string) {
+	e := startEnv(t, engine, nil)
 	// No saver here: the catch-up read fails and gives up at once.
 	e.srv.r.bc.retryDelays = nil
 	cc, err := grpc.NewClient("passthrough:///"+e.cfg.grpc, grpc.WithTransportCredentials(insecure.NewCredentials()))

@@ -23,6 +23,15 @@ const (
 	defaultSendQueue      = 128
 	defaultMaxFrame       = protocol.DefaultMaxBodySize
 	defaultSessionRefresh = 60 * time.Second
+	defaultEngine         = engineGnet
+	// defaultMaxPreAuth bounds connections that have not authenticated
+	// yet: a flood of idle sockets fills this, not -max-conns.
+	defaultMaxPreAuth = 10000
+	// defaultAuthReplyWait bounds how long AUTH_REPLY waits for register
+	// to hold the session: a register batch takes a few ms, and past the
+	// bound the login succeeds anyway (registered when register answers).
+	defaultAuthReplyWait = 250 * time.Millisecond
+	maxAuthReplyWait     = 10 * time.Second
 	// Inbound frames per connection: the Go SDK sends at most one ACK frame
 	// per 20 ms plus its PINGs, so 100/s leaves room for uplinks; a burst of
 	// 100 stays below the default send queue, so a client flooding requests
@@ -54,6 +63,9 @@ type config struct {
 	sessionRefresh time.Duration
 	maxFrameRate   int
 	frameBurst     int
+	engine         string
+	authReplyWait  time.Duration
+	maxPreAuth     int
 }
 
 func (c *config) bind(fs *flag.FlagSet) {
@@ -69,6 +81,9 @@ func (c *config) bind(fs *flag.FlagSet) {
 	fs.IntVar(&c.maxFrame, "max-frame", defaultMaxFrame, "largest client frame body in bytes")
 	fs.IntVar(&c.maxFrameRate, "max-frame-rate", defaultMaxFrameRate, "frames per second one client connection may send on average (0: unlimited); beyond it and its burst the client gets RATE_LIMITED and is closed")
 	fs.IntVar(&c.frameBurst, "frame-burst", defaultFrameBurst, "frames one client connection may send back to back before -max-frame-rate applies")
+	fs.StringVar(&c.engine, "engine", defaultEngine, "client connection engine: gnet (event loops) or std (a goroutine per connection)")
+	fs.DurationVar(&c.authReplyWait, "auth-reply-wait", defaultAuthReplyWait, "longest AUTH_REPLY waits for register to hold a new session; past it the login succeeds anyway")
+	fs.IntVar(&c.maxPreAuth, "max-preauth", defaultMaxPreAuth, "most open connections that have not authenticated yet; beyond it new ones get TOO_MANY_CONNECTIONS")
 	fs.DurationVar(&c.sessionRefresh, "session-refresh", defaultSessionRefresh, "interval of session TTL refreshes at register (keep below register's -session-ttl / 2)")
 }
 
@@ -108,6 +123,15 @@ func (c *config) validate() error {
 	}
 	if c.maxFrameRate > 0 && c.frameBurst < 1 {
 		errs = append(errs, fmt.Errorf("-frame-burst %d: want >= 1", c.frameBurst))
+	}
+	if c.authReplyWait < 0 || c.authReplyWait > maxAuthReplyWait {
+		errs = append(errs, fmt.Errorf("-auth-reply-wait %v: want 0..%v", c.authReplyWait, maxAuthReplyWait))
+	}
+	if c.maxPreAuth < 1 {
+		errs = append(errs, fmt.Errorf("-max-preauth %d: want >= 1", c.maxPreAuth))
+	}
+	if c.engine != engineGnet && c.engine != engineStd {
+		errs = append(errs, fmt.Errorf("-engine %q: want %s or %s", c.engine, engineGnet, engineStd))
 	}
 	return errors.Join(errs...)
 }

@@ -38,7 +38,7 @@ func (r *room) handleAck(s *session, f protocol.Frame) {
 	for _, id := range r.bc.countAcks(a.GetIds()) {
 		r.reports.Acked(s.key.app, s.key.user, id)
 	}
-	if s.pending.acked(a.GetIds(), r.cfg.maxInflight()) {
+	if s.pending.ack(a.GetIds(), r.cfg.maxInflight(), r.reports.flushes.Load()) {
 		r.pullPending(s)
 	}
 }
@@ -57,7 +57,7 @@ func (r *room) handleUplink(s *session, f protocol.Frame) {
 		Route: u.GetRoute(), Payload: u.GetPayload(), SessionId: s.sid,
 	}
 	err := r.uplinks.Submit(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), grpcconn.DefaultCallTimeout)
+		ctx, cancel := context.WithTimeout(r.connCtx, grpcconn.DefaultCallTimeout)
 		rep, err := r.coordinator.Uplink(ctx, req)
 		cancel()
 		if err != nil {

@@ -20,6 +20,9 @@ const (
 	drainFlushWait = 2 * time.Second
 	drainDeregWait = time.Second
 	drainPoll      = 20 * time.Millisecond
+	// drainEngineWait bounds stopping the engine's loops (gnet polls for
+	// its shutdown every 500 ms).
+	drainEngineWait = 2 * time.Second
 	// Redirected clients reconnect after a random back-off in this range,
 	// so a drained room's clients do not hit the dispatcher all at once.
 	redirectBackoffMin = 100
@@ -41,6 +44,9 @@ func (s *server) shutdown() {
 	start := time.Now()
 	s.reg.Update(func(in *discovery.Instance) { in.Draining = true })
 	s.r.draining.Store(true)
+	// Pending pulls and uplinks for connections about to be redirected
+	// would only hold the drain up.
+	s.r.endConnCtx()
 	_ = s.eng.Close()
 
 	redirected := 0
@@ -54,6 +60,8 @@ func (s *server) shutdown() {
 		s.r.hub.Range(func(ss *session) { ss.c.Abort() })
 		s.waitConns(drainAbortWait)
 	}
+
+	s.stopEngine()
 
 	stopped := make(chan struct{})
 	go func() { s.gs.GracefulStop(); close(stopped) }()
@@ -78,6 +86,7 @@ func (s *server) shutdown() {
 		s.log.Warn("room: deregister failed", "err", err)
 	}
 	cancel()
+	s.adm.Close()
 	s.r.close()
 	s.log.Info("room drained", "redirected", redirected, "left", s.r.conns.Load(), "took", time.Since(start))
 }

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"io"
 	"log/slog"
@@ -55,6 +56,25 @@ func newNetEngine(h handler, lim engineLimits, log *slog.Logger) *netEngine {
 	return &netEngine{h: h, lim: lim, log: log}
 }
 
+// Listen binds addr and accepts on it in the background.
+func (e *netEngine) Listen(addr string) error {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return err
+	}
+	go func() {
+		if err := e.Serve(ln); err != nil {
+			e.log.Error("room: tcp engine stopped", "err", err)
+		}
+	}()
+	return nil
+}
+
+// Stop has nothing left to release: every connection's goroutine ends with
+// its socket, which the drain has closed.
+func (e *netEngine) Stop(context.Context) error { return e.Close() }
+
+// Serve accepts on ln until Close; it returns nil after Close.
 func (e *netEngine) Serve(ln net.Listener) error {
 	e.mu.Lock()
 	if e.closed {
@@ -102,7 +122,7 @@ func (e *netEngine) Close() error {
 }
 
 func (e *netEngine) serveConn(nc net.Conn) {
-	c := &stdConn{nc: nc, limit: e.lim.sendQueue}
+	c := &stdConn{nc: nc, limit: e.lim.sendQueue, stats: e.lim.stats}
 	s := e.h.OnOpen(c)
 	if s == nil {
 		c.linger()
@@ -119,7 +139,7 @@ func (e *netEngine) serveConn(nc net.Conn) {
 		}
 		if err != nil {
 			if isFramingError(err) && !c.isClosing() {
-				e.h.OnFrameError(s, err)
+				e.h.OnFrameError(s, f.Seq, err)
 			}
 			break
 		}
@@ -146,6 +166,7 @@ func (e *netEngine) serveConn(nc net.Conn) {
 type stdConn struct {
 	nc    net.Conn
 	limit int
+	stats *engineStats
 
 	mu        sync.Mutex
 	queue     [][]byte
@@ -254,6 +275,7 @@ func (c *stdConn) writeLoop() {
 			timeout = closeFlushTimeout
 		}
 		_ = c.nc.SetWriteDeadline(time.Now().Add(timeout))
+		c.stats.writes.Add(1)
 		if _, err := c.nc.Write(buf); err != nil {
 			c.Abort()
 			continue

@@ -25,6 +25,13 @@ type metrics struct {
 	peerErrors   *prometheus.CounterVec
 	poolRejected *prometheus.CounterVec
 	catchUps     *prometheus.CounterVec
+	// authReplyWait is how long AUTH_REPLY waited for register's put.
+	authReplyWait prometheus.Histogram
+	inflightHeld  prometheus.Counter
+	// admissionRefused counts connections refused at the door, by reason
+	// (denied, rate, preauth); admissionBad counts rejected configs.
+	admissionRefused *prometheus.CounterVec
+	admissionBad     prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -57,6 +64,17 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	m.catchUps = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "pushgw_room_broadcast_catchups_total", Help: "Login broadcast catch-ups finished, by result (ok, given_up)."}, []string{"result"})
 	reg.MustRegister(m.catchUps)
+	m.authReplyWait = prometheus.NewHistogram(prometheus.HistogramOpts{
+		Name:    "pushgw_room_auth_reply_wait_seconds",
+		Help:    "Time from AUTH to AUTH_REPLY: the wait for register to hold the session, bounded by -auth-reply-wait.",
+		Buckets: []float64{.001, .002, .005, .01, .02, .05, .1, .2, .3},
+	})
+	m.inflightHeld = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "pushgw_room_inflight_held_total", Help: "Live QoS 1 pushes held back because the connection had max_inflight unacked."})
+	m.admissionRefused = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "pushgw_room_admission_refused_total", Help: "Connections refused before their first frame, by reason (denied: IP lists; rate: per-IP connect rate; preauth: -max-preauth)."}, []string{"reason"})
+	m.admissionBad = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "pushgw_room_admission_config_rejected_total", Help: "Admission configs from etcd rejected as invalid (the previous rules stay)."})
 	in := prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "pushgw_room_frames_in_total", Help: "Client frames received, by op."}, []string{"op"})
 	out := prometheus.NewCounterVec(prometheus.CounterOpts{
@@ -66,7 +84,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		m.framesOut[op] = out.WithLabelValues(op.String())
 	}
 	reg.MustRegister(m.conns, m.auths, in, out, m.pushes, m.slowConsumer, m.hbTimeouts, m.authTimeouts, m.rateLimited,
-		m.closes, m.batchDropped, m.batchFailed, m.peerErrors, m.poolRejected)
+		m.closes, m.batchDropped, m.batchFailed, m.peerErrors, m.poolRejected, m.authReplyWait, m.inflightHeld, m.admissionRefused, m.admissionBad)
 	return m
 }
 

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"slices"
 	"sync"
 	"time"
 
@@ -12,26 +13,102 @@ import (
 
 // What was stored for a user while they were away is pulled from saver
 // when they log in, one page of maxInflight messages at a time: the next
-// page follows once the client has acked half of the last one, so a long
+// page follows once the client has acked half of its window, so a long
 // backlog arrives in full on one connection without ever filling its send
 // queue. A pull that fails (saver restarting, MySQL down) is tried again
 // while the connection lives: messages a dead connection took but never
 // acked are not in the redelivery sweep's reach, only in this pull's.
+//
+// Every QoS 1 message written to a connection, live or pulled, is in its
+// in-flight window until acked: a message offered twice (the live push and
+// the login's pull racing, or a redelivery) is written once, and live
+// pushes beyond the window are held back (center keeps the stored copy; the
+// next pull brings it once acks make room).
 
 // pendingRetryDelays are the waits before each retry of a failed pull;
 // after the last the messages wait for the next login.
 var pendingRetryDelays = [...]time.Duration{time.Second, 2 * time.Second, 5 * time.Second, 10 * time.Second, 30 * time.Second}
 
-// pendingState is one session's paging through its backlog.
+// pendingState is one session's in-flight window and paging through its
+// backlog.
 type pendingState struct {
 	mu sync.Mutex
-	// cursor is the last id of a full page sent; 0 when no page is open.
+	// inflight are the QoS 1 ids written and not yet acked (at most the
+	// window); nil while none are, so an idle session holds no slice.
+	inflight []uint64
+	// acked are ids acked whose report may not have reached saver yet, so
+	// a pull may still return them; ackGen is the reporter's flush count
+	// at the latest ack. They are dropped once two flushes have completed
+	// since (the batch being collected at the ack, and at most the one
+	// being sent).
+	acked  []uint64
+	ackGen uint64
+	// cursor is the last id of a page that may have more after it; 0 when
+	// no page is open.
 	cursor uint64
-	// left counts that page's messages not yet acked.
-	left int
+	// behind is set when a message was held back for a full window: pull
+	// once there is room.
+	behind bool
 	// pulling is set while a pull is queued or running.
 	pulling bool
 	fails   int
+}
+
+// admitResult is what admit decided for one QoS 1 message.
+type admitResult uint8
+
+const (
+	admitOK        admitResult = iota // write it
+	admitDuplicate                    // already in flight: do not write it again
+	admitFull                         // window full: hold it back
+)
+
+// admit enters id into the window of size limit.
+func (p *pendingState) admit(id uint64, limit int) admitResult {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if slices.Contains(p.inflight, id) || slices.Contains(p.acked, id) {
+		return admitDuplicate
+	}
+	if len(p.inflight) >= limit {
+		p.behind = true
+		return admitFull
+	}
+	if p.inflight == nil {
+		p.inflight = make([]uint64, 0, min(limit, 8))
+	}
+	p.inflight = append(p.inflight, id)
+	return admitOK
+}
+
+// forget removes id whose write failed.
+func (p *pendingState) forget(id uint64) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.removeLocked(id)
+}
+
+func (p *pendingState) removeLocked(id uint64) {
+	if i := slices.Index(p.inflight, id); i >= 0 {
+		p.inflight = slices.Delete(p.inflight, i, i+1)
+		if len(p.inflight) == 0 {
+			p.inflight = nil
+		}
+	}
+}
+
+// expireAcked forgets acked ids saver has certainly been told of, given
+// the reporter's flush count now.
+func (p *pendingState) expireAcked(gen uint64) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.expireAckedLocked(gen)
+}
+
+func (p *pendingState) expireAckedLocked(gen uint64) {
+	if p.acked != nil && gen >= p.ackGen+2 {
+		p.acked = nil
+	}
 }
 
 // start marks a pull as begun and returns where it starts; false if one
@@ -42,14 +119,14 @@ func (p *pendingState) start() (after uint64, ok bool) {
 	if p.pulling {
 		return 0, false
 	}
-	p.pulling = true
+	p.pulling, p.behind = true, false
 	return p.cursor, true
 }
 
-// done records a pull's outcome: a full page leaves the cursor at its last
-// id, a short one ends the backlog. It returns the retry number of a
-// failure (1-based), 0 on success.
-func (p *pendingState) done(page []uint64, full bool, err error) int {
+// done records a pull's outcome: more says a page may follow last (a full
+// page, or one cut short by the window), otherwise the backlog is done. It
+// returns the retry number of a failure (1-based), 0 on success.
+func (p *pendingState) done(last uint64, more bool, err error) int {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.pulling = false
@@ -58,31 +135,39 @@ func (p *pendingState) done(page []uint64, full bool, err error) int {
 		return p.fails
 	}
 	p.fails = 0
-	if full && len(page) > 0 {
-		p.cursor, p.left = page[len(page)-1], len(page)
-	} else {
-		p.cursor, p.left = 0, 0
+	switch {
+	case more && last > 0:
+		p.cursor = last
+	case !more:
+		p.cursor = 0
 	}
 	return 0
 }
 
-// acked counts acks against the open page and reports whether the next
-// page is due (half of a page of size limit acked).
-func (p *pendingState) acked(ids []uint64, limit int) bool {
+// acked takes ids out of the window and reports whether a pull is due: a
+// page is open or a message was held back, and at most half of a window of
+// size limit is in flight.
+// gen is the reporter's flush count now.
+func (p *pendingState) ack(ids []uint64, limit int, gen uint64) bool {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if p.cursor == 0 {
-		return false
-	}
+	p.expireAckedLocked(gen)
 	for _, id := range ids {
-		if id <= p.cursor && p.left > 0 {
-			p.left--
+		if i := slices.Index(p.inflight, id); i >= 0 {
+			p.removeLocked(id)
+			if len(p.acked) >= limit {
+				p.acked = slices.Delete(p.acked, 0, 1)
+			}
+			p.acked = append(p.acked, id)
+			p.ackGen = gen
 		}
 	}
-	return p.left <= limit/2 && !p.pulling
+	return (p.cursor != 0 || p.behind) && len(p.inflight) <= limit/2 && !p.pulling
 }
 
-// pullPending queues a pull of s's next page on the pending pool.
+// pullPending queues a pull of s's next page on the pending pool. It never
+// blocks (it runs on register's flusher and on event loops): with the pool
+// full, the pull is retried later like a failed one.
 func (r *room) pullPending(s *session) {
 	after, ok := s.pending.start()
 	if !ok {
@@ -90,14 +175,14 @@ func (r *room) pullPending(s *session) {
 	}
 	if err := r.pending.Submit(func() { r.deliverPending(s, after) }); err != nil {
 		r.m.poolRejected.WithLabelValues("pending").Inc()
-		r.log.Warn("room: pending pull skipped; pool full", "conn", s.id)
-		r.retryPending(s, s.pending.done(nil, false, err))
+		r.log.Debug("room: pending pull deferred; pool full", "conn", s.id)
+		r.retryPending(s, s.pending.done(0, false, err))
 	}
 }
 
 func (r *room) deliverPending(s *session, after uint64) {
 	limit := r.cfg.maxInflight()
-	ctx, cancel := context.WithTimeout(context.Background(), grpcconn.DefaultCallTimeout)
+	ctx, cancel := context.WithTimeout(r.connCtx, grpcconn.DefaultCallTimeout)
 	rep, err := r.saver.Pending(ctx, &internalpb.PendingRequest{
 		App: s.key.app, User: s.key.user, Device: s.key.device, Limit: uint32(limit), AfterId: after,
 	})
@@ -105,28 +190,47 @@ func (r *room) deliverPending(s *session, after uint64) {
 	if err != nil {
 		r.m.peerErrors.WithLabelValues("Saver.Pending").Inc()
 		r.log.Debug("room: pending pull failed", "conn", s.id, "err", err)
-		r.retryPending(s, s.pending.done(nil, false, err))
+		r.retryPending(s, s.pending.done(0, false, err))
 		return
 	}
 	msgs := rep.GetMessages()
-	sent := make([]uint64, 0, len(msgs))
+	more := len(msgs) == limit
+	var last uint64
 	now := time.Now()
+loop:
 	for _, m := range msgs {
+		id, qos1 := m.GetId(), m.GetQos() == 1
 		if expired(m, now) {
+			last = id
 			continue
+		}
+		if qos1 {
+			switch s.pending.admit(id, limit) {
+			case admitDuplicate:
+				last = id
+				continue
+			case admitFull:
+				more = true
+				break loop
+			}
 		}
 		frame, err := pushFrame(m)
-		if err != nil {
-			continue
+		if err == nil {
+			// Saver counted these as delivered when it returned them.
+			err = s.send(protocol.OpPush, frame)
+			if err != nil {
+				if qos1 {
+					s.pending.forget(id)
+				}
+				break // the connection is closing
+			}
+			r.m.pushes.Inc()
+		} else if qos1 {
+			s.pending.forget(id)
 		}
-		// Saver counted these as delivered when it returned them.
-		if s.send(protocol.OpPush, frame) != nil {
-			break
-		}
-		sent = append(sent, m.GetId())
-		r.m.pushes.Inc()
+		last = id
 	}
-	s.pending.done(sent, len(msgs) == limit, nil)
+	s.pending.done(last, more, nil)
 }
 
 // retryPending schedules retry number n of a failed pull while s lives.
@@ -135,7 +239,7 @@ func (r *room) retryPending(s *session, n int) {
 		return
 	}
 	time.AfterFunc(pendingRetryDelays[n-1], func() {
-		if !s.closed.Load() {
+		if !s.closed.Load() && r.connCtx.Err() == nil {
 			r.pullPending(s)
 		}
 	})

@@ -7,6 +7,7 @@ import (
 
 func TestPendingStatePages(t *testing.T) {
 	var p pendingState
+	const window = 4
 	after, ok := p.start()
 	if !ok || after != 0 {
 		t.Fatalf("first pull: after %d ok %v", after, ok)
@@ -15,46 +16,90 @@ func TestPendingStatePages(t *testing.T) {
 		t.Fatal("second pull started while the first runs")
 	}
 	// A full page of 4 opens a cursor at its last id.
-	if n := p.done([]uint64{10, 11, 12, 13}, true, nil); n != 0 {
+	for _, id := range []uint64{10, 11, 12, 13} {
+		if p.admit(id, window) != admitOK {
+			t.Fatalf("admit %d refused", id)
+		}
+	}
+	if n := p.done(13, true, nil); n != 0 {
 		t.Fatalf("done = %d", n)
 	}
-	if p.acked([]uint64{10}, 4) {
-		t.Fatal("next page due after 1 of 4 acked")
+	if p.ack([]uint64{10}, window, 0) {
+		t.Fatal("next page due with 3 of 4 in flight")
 	}
-	// An id past the page (a live push) does not count.
-	if p.acked([]uint64{99}, 4) {
-		t.Fatal("a live push's ack counted against the page")
+	// An id not in flight does not count.
+	if p.ack([]uint64{99}, window, 0) {
+		t.Fatal("an unknown ack made room")
 	}
-	if !p.acked([]uint64{11}, 4) {
-		t.Fatal("next page not due after half the page acked")
+	if !p.ack([]uint64{11}, window, 0) {
+		t.Fatal("next page not due with half the window free")
 	}
 	after, ok = p.start()
 	if !ok || after != 13 {
 		t.Fatalf("next pull: after %d ok %v, want after 13", after, ok)
 	}
-	if p.acked([]uint64{12, 13}, 4) {
+	if p.ack([]uint64{12, 13}, window, 0) {
 		t.Fatal("a pull was due while one runs")
 	}
 	// A short page ends the backlog: later pulls start from the beginning.
-	p.done([]uint64{14}, false, nil)
-	if p.acked([]uint64{14}, 4) {
+	p.done(14, false, nil)
+	if p.ack([]uint64{14}, window, 0) {
 		t.Fatal("a page was due with the backlog done")
+	}
+	if p.inflight != nil {
+		t.Fatalf("empty window still holds %v", p.inflight)
 	}
 	if after, _ := p.start(); after != 0 {
 		t.Fatalf("pull after the backlog: after %d", after)
 	}
 	// Failures count up, and reset on success.
-	if n := p.done(nil, false, errors.New("saver down")); n != 1 {
+	if n := p.done(0, false, errors.New("saver down")); n != 1 {
 		t.Fatalf("first failure = %d", n)
 	}
 	p.start()
-	if n := p.done(nil, false, errors.New("saver down")); n != 2 {
+	if n := p.done(0, false, errors.New("saver down")); n != 2 {
 		t.Fatalf("second failure = %d", n)
 	}
 	p.start()
-	p.done(nil, false, nil)
+	p.done(0, false, nil)
 	p.start()
-	if n := p.done(nil, false, errors.New("again")); n != 1 {
+	if n := p.done(0, false, errors.New("again")); n != 1 {
 		t.Fatalf("failure after a success = %d", n)
+	}
+}
+
+func TestPendingWindow(t *testing.T) {
+	var p pendingState
+	const window = 2
+	if p.admit(1, window) != admitOK || p.admit(1, window) != admitDuplicate {
+		t.Fatal("a second offer of an id in flight was not a duplicate")
+	}
+	if p.admit(2, window) != admitOK {
+		t.Fatal("second id refused")
+	}
+	// A live push beyond the window is held back and asks for a pull once
+	// the window has room.
+	if p.admit(3, window) != admitFull {
+		t.Fatal("third id admitted into a window of 2")
+	}
+	if !p.ack([]uint64{1, 2}, window, 0) {
+		t.Fatal("no pull due after a held-back push and a free window")
+	}
+	if _, ok := p.start(); !ok || p.behind {
+		t.Fatal("starting the pull did not clear behind")
+	}
+	p.forget(3)
+	// Until saver has surely been told of the ack, a pull may return the
+	// id again: it is still not written twice.
+	if p.admit(1, window) != admitDuplicate {
+		t.Fatal("an id acked moments ago was admitted again")
+	}
+	p.expireAcked(1)
+	if p.admit(1, window) != admitDuplicate {
+		t.Fatal("acked ids forgotten after one report flush")
+	}
+	p.expireAcked(2)
+	if p.admit(1, window) != admitOK || p.acked != nil {
+		t.Fatal("acked ids kept after two report flushes")
 	}
 }

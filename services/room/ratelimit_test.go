@@ -119,9 +119,11 @@ func TestFrameRateFlags(t *testing.T) {
 // A client that floods PINGs without reading is closed with RATE_LIMITED
 // after its burst; every PING within the burst was answered; a neighbour
 // on the same room is unaffected.
-func TestFrameFloodIsRateLimited(t *testing.T) {
+func TestFrameFloodIsRateLimited(t *testing.T) { forEachEngine(t, testFrameFloodIsRateLimited) }
+
+func testFrameFloodIsRateLimited(t *testing.T, engine string) {
 	const burst = 20
-	e := startEnv(t, func(c *config) { c.maxFrameRate, c.frameBurst, c.sendQueue = 50, burst, 64 })
+	e := startEnv(t, engine, func(c *config) { c.maxFrameRate, c.frameBurst, c.sendQueue = 50, burst, 64 })
 	good := e.dial()
 	good.auth(e.token("appA", testSecretA, "polite", "", time.Hour), "")
 
@@ -160,8 +162,10 @@ func TestFrameFloodIsRateLimited(t *testing.T) {
 
 // Before AUTH a body above maxAuthBody is refused from its header; after
 // AUTH the full -max-frame applies again.
-func TestPreAuthBodyLimit(t *testing.T) {
-	e := startEnv(t, func(c *config) { c.maxFrame = protocol.DefaultMaxBodySize })
+func TestPreAuthBodyLimit(t *testing.T) { forEachEngine(t, testPreAuthBodyLimit) }
+
+func testPreAuthBodyLimit(t *testing.T, engine string) {
+	e := startEnv(t, engine, func(c *config) { c.maxFrame = protocol.DefaultMaxBodySize })
 	big := e.dial()
 	big.writeRaw(protocol.AppendFrame(nil, protocol.OpAuth, 0, 1, make([]byte, maxAuthBody+1)))
 	big.expectError(protocol.CodeFrameTooLarge)

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"sync/atomic"
 	"time"
 
 	"github.com/pushgw/pushgw/pkg/grpcconn"
@@ -30,6 +31,9 @@ type reportItem struct {
 type reporter struct {
 	r *room
 	b *batcher[reportItem]
+	// flushes counts finished flushes (sent or given up): sessions use it
+	// to know when saver has been told of an ack.
+	flushes atomic.Uint64
 }
 
 func newReporter(r *room) *reporter {
@@ -50,9 +54,10 @@ func (rp *reporter) Delivered(app, user string, id uint64) {
 }
 
 func (rp *reporter) flush(items []reportItem) {
+	defer rp.flushes.Add(1)
 	req := buildReport(items)
-	err := retry(reportAttempts, reportBackoff, nil, func() error {
-		ctx, cancel := context.WithTimeout(context.Background(), grpcconn.DefaultCallTimeout)
+	err := retry(reportAttempts, reportBackoff, rp.r.life.Done(), func() error {
+		ctx, cancel := context.WithTimeout(rp.r.life, grpcconn.DefaultCallTimeout)
 		defer cancel()
 		_, err := rp.r.saver.Report(ctx, req)
 		if err != nil {

@@ -1,8 +1,10 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"log/slog"
+	"net/netip"
 	"sync/atomic"
 	"time"
 
@@ -16,9 +18,6 @@ import (
 // connection run here, never in a goroutine of their own.
 const (
 	pendingWorkers = 1024
-	// pendingWaiters bounds logins waiting for a pending-pull worker; a
-	// waiting login only stalls its own connection's reader.
-	pendingWaiters = 8192
 	uplinkWorkers  = 1024
 )
 
@@ -43,11 +42,25 @@ type room struct {
 	pending  *ants.Pool
 	uplinks  *ants.Pool
 
-	nextID   atomic.Uint64
-	conns    atomic.Int64
+	// life is cancelled when the room closes, connCtx when it starts
+	// draining: background calls for connections use connCtx, batches to
+	// peers life (the drain still flushes their deletes).
+	life       context.Context
+	endLife    context.CancelFunc
+	connCtx    context.Context
+	endConnCtx context.CancelFunc
+
+	nextID atomic.Uint64
+	conns  atomic.Int64
+	// preAuth counts open connections that have not authenticated.
+	preAuth  atomic.Int64
+	adm      *admission
+	engStats engineStats
 	draining atomic.Bool
 
-	tooMany []byte
+	tooMany        []byte
+	tooManyPreAuth []byte
+	connectLimited []byte
 	// frameRate is the per-connection inbound frame limit (immutable).
 	frameRate frameRate
 }
@@ -65,20 +78,31 @@ func newRoom(cfg config, d roomDeps) (*room, error) {
 	r := &room{
 		cfg: cfg, instance: cfg.common.Instance, log: d.log, m: d.metrics, secretOf: d.secretOf,
 		register: d.register, saver: d.saver, coordinator: d.coordinator,
-		hub:       newHub(),
-		tooMany:   protocol.ErrorFrame(nil, 0, protocol.CodeTooManyConnections, "room is full"),
+		hub:     newHub(),
+		tooMany: protocol.ErrorFrame(nil, 0, protocol.CodeTooManyConnections, "room is full"),
+		tooManyPreAuth: protocol.ErrorFrame(nil, 0, protocol.CodeTooManyConnections,
+			"too many connections waiting to authenticate; try the next endpoint"),
+		connectLimited: protocol.ErrorFrame(nil, 0, protocol.CodeRateLimited,
+			"too many new connections from your address; back off, then retry"),
+		adm:       newAdmission(),
 		frameRate: cfg.frameRate(),
 	}
 	// Seeding from the clock keeps connection ids of a restarted instance
 	// (same -instance) above the old ones, so a late Delete of an old
 	// session can never match a new one at register.
 	r.nextID.Store(uint64(time.Now().UnixNano()))
+	r.life, r.endLife = context.WithCancel(context.Background())
+	r.connCtx, r.endConnCtx = context.WithCancel(r.life)
 	var err error
-	if r.pending, err = ants.NewPool(pendingWorkers, ants.WithMaxBlockingTasks(pendingWaiters)); err != nil {
+	// Both pools refuse at once when full: their tasks are submitted from
+	// event loops and from register's single flusher, which must not wait.
+	if r.pending, err = ants.NewPool(pendingWorkers, ants.WithNonblocking(true)); err != nil {
+		r.endLife()
 		return nil, fmt.Errorf("room: pending pool: %w", err)
 	}
 	if r.uplinks, err = ants.NewPool(uplinkWorkers, ants.WithNonblocking(true)); err != nil {
 		r.pending.Release()
+		r.endLife()
 		return nil, fmt.Errorf("room: uplink pool: %w", err)
 	}
 	span := max(cfg.authTimeout, cfg.liveTimeout())
@@ -94,12 +118,30 @@ func newRoom(cfg config, d roomDeps) (*room, error) {
 	return r, nil
 }
 
-func (r *room) OnOpen(c conn) *session {
+func (r *room) OnOpen(c conn) handle {
+	if ap, err := netip.ParseAddrPort(c.RemoteAddr()); err == nil {
+		switch r.adm.check(ap.Addr(), monoNanos(time.Now())) {
+		case deniedIP:
+			// Nothing is said to a denied address.
+			r.m.admissionRefused.WithLabelValues("denied").Inc()
+			c.CloseWith(nil)
+			return nil
+		case rateLimitedIP:
+			r.m.admissionRefused.WithLabelValues("rate").Inc()
+			r.refuse(c, r.connectLimited, protocol.CodeRateLimited)
+			return nil
+		}
+	}
 	if n := r.conns.Add(1); n > int64(r.cfg.maxConns) {
 		r.conns.Add(-1)
-		c.CloseWith(r.tooMany)
-		r.m.frameOut(protocol.OpError)
-		r.m.closes.WithLabelValues(protocol.CodeTooManyConnections.String()).Inc()
+		r.refuse(c, r.tooMany, protocol.CodeTooManyConnections)
+		return nil
+	}
+	if n := r.preAuth.Add(1); n > int64(r.cfg.maxPreAuth) {
+		r.preAuth.Add(-1)
+		r.conns.Add(-1)
+		r.m.admissionRefused.WithLabelValues("preauth").Inc()
+		r.refuse(c, r.tooManyPreAuth, protocol.CodeTooManyConnections)
 		return nil
 	}
 	r.m.conns.Inc()
@@ -114,7 +156,15 @@ func (r *room) OnOpen(c conn) *session {
 	return s
 }
 
-func (r *room) OnFrame(s *session, f protocol.Frame) {
+// refuse closes a new connection with an ERROR.
+func (r *room) refuse(c conn, frame []byte, code protocol.Code) {
+	c.CloseWith(frame)
+	r.m.frameOut(protocol.OpError)
+	r.m.closes.WithLabelValues(code.String()).Inc()
+}
+
+func (r *room) OnFrame(h handle, f protocol.Frame) {
+	s := h.(*session)
 	r.m.frameIn(f.Op)
 	// Checked first, so a flood costs one clock read per frame and nothing
 	// else: no decode, no reply, no call to a peer.
@@ -135,10 +185,17 @@ func (r *room) OnFrame(s *session, f protocol.Frame) {
 	// Any frame proves the client alive.
 	s.timer.TouchAt(now, r.cfg.liveTimeout())
 	switch f.Op {
-	case protocol.OpPing:
+	case protocol.OpPing, protocol.OpPong:
+		if len(f.Body) > 0 {
+			s.fail(f.Seq, protocol.CodeBadBody, fmt.Sprintf("%s carries no body", f.Op))
+			return
+		}
+		// An idle session sheds what it kept of its last acks.
+		s.pending.expireAcked(r.reports.flushes.Load())
+		if f.Op == protocol.OpPong {
+			return // liveness only
+		}
 		s.send(protocol.OpPong, protocol.AppendFrame(make([]byte, 0, protocol.HeaderSize), protocol.OpPong, 0, f.Seq, nil))
-	case protocol.OpPong:
-		// Liveness only.
 	case protocol.OpAck:
 		r.handleAck(s, f)
 	case protocol.OpUplink:
@@ -150,11 +207,12 @@ func (r *room) OnFrame(s *session, f protocol.Frame) {
 	}
 }
 
-func (r *room) OnFrameError(s *session, err error) {
-	s.fail(0, protocol.CodeOf(err), err.Error())
+func (r *room) OnFrameError(h handle, seq uint32, err error) {
+	h.(*session).fail(seq, protocol.CodeOf(err), err.Error())
 }
 
-func (r *room) OnClose(s *session) {
+func (r *room) OnClose(h handle) {
+	s := h.(*session)
 	s.closed.Store(true)
 	r.wheel.Remove(&s.timer)
 	r.hub.Remove(s)
@@ -162,6 +220,8 @@ func (r *room) OnClose(s *session) {
 	r.m.conns.Dec()
 	if s.isAuthed() {
 		r.sessions.Delete(s.reg)
+	} else {
+		r.preAuth.Add(-1)
 	}
 }
 
@@ -179,6 +239,7 @@ func (r *room) expired(s *session) {
 
 // close stops the room's own machinery (after the connections are gone).
 func (r *room) close() {
+	r.endLife()
 	r.wheel.Stop()
 	r.bc.close()
 	r.pending.Release()

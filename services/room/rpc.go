@@ -61,7 +61,24 @@ func (r *room) pushTo(t *internalpb.Target, frame []byte, m *internalpb.Message)
 	if !ok || !s.matches(t) {
 		return internalpb.ResultCode_RESULT_CODE_NOT_FOUND
 	}
-	switch s.send(protocol.OpPush, frame) {
+	qos1 := m.GetQos() == 1
+	if qos1 {
+		switch s.pending.admit(m.GetId(), r.cfg.maxInflight()) {
+		case admitDuplicate:
+			// Already written and not yet acked: the client has it.
+			return internalpb.ResultCode_RESULT_CODE_OK
+		case admitFull:
+			// Held back: center keeps the stored copy, and the session
+			// pulls it once acks make room in its window.
+			r.m.inflightHeld.Inc()
+			return internalpb.ResultCode_RESULT_CODE_QUEUE_FULL
+		}
+	}
+	err := s.send(protocol.OpPush, frame)
+	if err != nil && qos1 {
+		s.pending.forget(m.GetId())
+	}
+	switch err {
 	case nil:
 	case errQueueFull:
 		return internalpb.ResultCode_RESULT_CODE_QUEUE_FULL

@@ -15,8 +15,10 @@ import (
 	"github.com/pushgw/pushgw/proto/internalpb"
 )
 
-func TestRoomServicePushBatch(t *testing.T) {
-	e := startEnv(t, nil)
+func TestRoomServicePushBatch(t *testing.T) { forEachEngine(t, testRoomServicePushBatch) }
+
+func testRoomServicePushBatch(t *testing.T, engine string) {
+	e := startEnv(t, engine, nil)
 	cc, err := grpc.NewClient("passthrough:///"+e.cfg.grpc, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
 		t.Fatal(err)

@@ -37,6 +37,7 @@ type server struct {
 	eng  engine
 	gs   *grpc.Server
 	reg  *discovery.Registration
+	adm  *admissionWatch
 	stop chan struct{}
 	done chan struct{}
 }
@@ -51,15 +52,14 @@ func startServer(ctx context.Context, cfg config, d serverDeps) (*server, error)
 	if err != nil {
 		return nil, err
 	}
+	d.registry.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
+		Name: "pushgw_room_socket_writes_total",
+		Help: "Writes to client sockets; frames out / writes is the coalescing factor.",
+	}, func() float64 { return float64(r.engStats.writes.Load()) }))
 	s := &server{cfg: cfg, log: d.log, r: r, stop: make(chan struct{}), done: make(chan struct{})}
-	tcpLn, err := net.Listen("tcp", cfg.tcp)
-	if err != nil {
-		s.abortStart()
-		return nil, fmt.Errorf("room: listen -tcp %s: %w", cfg.tcp, err)
-	}
+	s.adm = watchAdmission(d.etcd, cfg.common.Cluster, r.adm, d.log, r.m.admissionBad.Inc)
 	grpcLn, err := net.Listen("tcp", cfg.grpc)
 	if err != nil {
-		tcpLn.Close()
 		s.abortStart()
 		return nil, fmt.Errorf("room: listen -grpc %s: %w", cfg.grpc, err)
 	}
@@ -70,29 +70,33 @@ func startServer(ctx context.Context, cfg config, d serverDeps) (*server, error)
 			d.log.Error("room: grpc server stopped", "err", err)
 		}
 	}()
-	s.eng = newNetEngine(r, engineLimits{maxBody: cfg.maxFrame, preAuthBody: min(cfg.maxFrame, maxAuthBody), sendQueue: cfg.sendQueue}, d.log)
-	go func() {
-		if err := s.eng.Serve(tcpLn); err != nil {
-			d.log.Error("room: tcp engine stopped", "err", err)
-		}
-	}()
+	lim := engineLimits{maxBody: cfg.maxFrame, preAuthBody: min(cfg.maxFrame, maxAuthBody), sendQueue: cfg.sendQueue, stats: &r.engStats}
+	if s.eng, err = newEngine(cfg.engine, r, lim, d.log); err == nil {
+		err = s.eng.Listen(cfg.tcp)
+	}
+	if err != nil {
+		s.gs.Stop()
+		s.abortStart()
+		return nil, fmt.Errorf("room: listen -tcp %s: %w", cfg.tcp, err)
+	}
 	s.reg, err = discovery.Register(ctx, d.etcd, cfg.common.Cluster, discovery.Instance{
 		Service: discovery.ServiceRoom, ID: cfg.common.Instance, Addr: cfg.grpc,
 		Endpoints: map[string]string{"tcp": cfg.advertiseTCP}, IDC: cfg.common.IDC,
 	}, 0, d.log)
 	if err != nil {
-		s.eng.Close()
+		s.stopEngine()
 		s.gs.Stop()
 		s.abortStart()
 		return nil, fmt.Errorf("room: %w", err)
 	}
 	go s.loadLoop()
 	d.log.Info("room serving", "tcp", cfg.tcp, "advertise_tcp", cfg.advertiseTCP, "grpc", cfg.grpc,
-		"heartbeat", cfg.heartbeat, "max_conns", cfg.maxConns)
+		"heartbeat", cfg.heartbeat, "max_conns", cfg.maxConns, "engine", cfg.engine)
 	return s, nil
 }
 
 func (s *server) abortStart() {
+	s.adm.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 	defer cancel()
 	_ = s.r.sessions.Close(ctx)
@@ -116,5 +120,14 @@ func (s *server) loadLoop() {
 				s.reg.Update(func(in *discovery.Instance) { in.Load = n })
 			}
 		}
+	}
+}
+
+// stopEngine releases the engine's listeners and loops.
+func (s *server) stopEngine() {
+	ctx, cancel := context.WithTimeout(context.Background(), drainEngineWait)
+	defer cancel()
+	if err := s.eng.Stop(ctx); err != nil {
+		s.log.Warn("room: engine stop", "err", err)
 	}
 }

@@ -2,6 +2,7 @@ package main
 
 import (
 	"sync/atomic"
+	"time"
 
 	"google.golang.org/protobuf/proto"
 
@@ -33,12 +34,21 @@ type session struct {
 	// bseq and bmask record the broadcasts given to this connection
 	// (broadcast_seen.go); guarded by room.bc.seen.
 	bseq, bmask uint64
+	// replied is set once AUTH_REPLY is queued; authSeq is the AUTH's seq
+	// it echoes.
+	replied atomic.Bool
+	authSeq uint32
 }
 
 func (s *session) isAuthed() bool { return s.authed.Load() }
 
-// send queues an encoded frame and keeps the books.
+// send queues an encoded frame and keeps the books. Any frame for an
+// authenticated session goes after its AUTH_REPLY: a push can only reach
+// it once register holds it, and that is when AUTH_REPLY is due anyway.
 func (s *session) send(op protocol.Op, frame []byte) error {
+	if op != protocol.OpAuthReply && !s.replied.Load() && s.isAuthed() {
+		s.reply(time.Time{})
+	}
 	err := s.c.Send(frame)
 	switch err {
 	case nil:

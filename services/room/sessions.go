@@ -101,8 +101,8 @@ func (ss *sessionSync) flush(ops []regOp) {
 }
 
 func (ss *sessionSync) call(method string, f func(context.Context) error, n int) error {
-	err := retry(registerAttempts, registerBackoff, nil, func() error {
-		ctx, cancel := context.WithTimeout(context.Background(), grpcconn.DefaultCallTimeout)
+	err := retry(registerAttempts, registerBackoff, ss.r.life.Done(), func() error {
+		ctx, cancel := context.WithTimeout(ss.r.life, grpcconn.DefaultCallTimeout)
 		defer cancel()
 		err := f(ctx)
 		if err != nil {
@@ -170,7 +170,7 @@ func (ss *sessionSync) refreshAll() {
 // refresh extends the TTL of sessions at register and puts back those it
 // does not know, if their connection is still open here.
 func (ss *sessionSync) refresh(sessions []*internalpb.Session) error {
-	ctx, cancel := context.WithTimeout(context.Background(), grpcconn.DefaultCallTimeout)
+	ctx, cancel := context.WithTimeout(ss.r.life, grpcconn.DefaultCallTimeout)
 	rep, err := ss.r.register.Refresh(ctx, &internalpb.RefreshSessionsRequest{Sessions: sessions})
 	cancel()
 	if err != nil {

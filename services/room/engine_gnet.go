@@ -1,0 +1,373 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/panjf2000/gnet/v2"
+	"golang.org/x/sys/unix"
+
+	"github.com/pushgw/pushgw/pkg/protocol"
+)
+
+// Buffer and timing limits of the gnet engine.
+const (
+	// gnetReadBufferCap is each event loop's read buffer, shared by all of
+	// its connections: only bytes of an incomplete frame stay with a
+	// connection (in gnet's inbound ring buffer, released once consumed).
+	gnetReadBufferCap = 64 << 10
+	// gnetWriteBufferCap bounds what gnet keeps in its fixed outbound ring
+	// before spilling to a list; the ring is only allocated while a write
+	// is incomplete.
+	gnetWriteBufferCap = 4 << 10
+	// stuckRetry is how often a connection whose socket does not drain is
+	// looked at again (the loop has no "writable" callback for us).
+	stuckRetry = 50 * time.Millisecond
+)
+
+// gnetEngine serves clients on gnet's event loops: no goroutine per
+// connection, and an idle connection holds no buffer of its own.
+type gnetEngine struct {
+	gnet.BuiltinEventEngine
+	h   handler
+	lim engineLimits
+	log *slog.Logger
+
+	booted chan struct{}
+	eng    gnet.Engine
+	// stopped: the loops are shutting down; connections arriving now are
+	// closed at once.
+	stopped atomic.Bool
+}
+
+func newGnetEngine(h handler, lim engineLimits, log *slog.Logger) *gnetEngine {
+	return &gnetEngine{h: h, lim: lim, log: log, booted: make(chan struct{})}
+}
+
+// Listen runs gnet on addr and returns once its loops accept.
+func (e *gnetEngine) Listen(addr string) error {
+	runErr := make(chan error, 1)
+	go func() {
+		runErr <- gnet.Run(e, "tcp://"+addr,
+			gnet.WithMulticore(true),
+			gnet.WithReadBufferCap(gnetReadBufferCap),
+			gnet.WithWriteBufferCap(gnetWriteBufferCap),
+			gnet.WithTCPNoDelay(gnet.TCPNoDelay),
+			// As net.Listen does: a room restarted on its port must not
+			// wait for the old connections' TIME_WAIT to end.
+			gnet.WithReuseAddr(true),
+			gnet.WithLogger(gnetLogger{e.log}),
+		)
+	}()
+	select {
+	case <-e.booted:
+		go func() {
+			if err := <-runErr; err != nil {
+				e.log.Error("room: gnet engine stopped", "err", err)
+			}
+		}()
+		return nil
+	case err := <-runErr:
+		if err == nil {
+			err = errors.New("stopped before it started")
+		}
+		return fmt.Errorf("gnet: %w", err)
+	}
+}
+
+// Close has nothing to do: gnet keeps its listener until Stop, and the
+// connections it still accepts meanwhile go to the handler, which is
+// draining by then and redirects them (better than a bare close).
+func (e *gnetEngine) Close() error { return nil }
+
+// Stop closes the listeners and every connection left.
+func (e *gnetEngine) Stop(ctx context.Context) error {
+	e.stopped.Store(true)
+	select {
+	case <-e.booted:
+	default:
+		return nil
+	}
+	return e.eng.Stop(ctx)
+}
+
+func (e *gnetEngine) OnBoot(eng gnet.Engine) gnet.Action {
+	e.eng = eng
+	close(e.booted)
+	return gnet.None
+}
+
+func (e *gnetEngine) OnOpen(gc gnet.Conn) ([]byte, gnet.Action) {
+	if e.stopped.Load() {
+		return nil, gnet.Close
+	}
+	c := &gnetConn{gc: gc, e: e, addr: gc.RemoteAddr()}
+	gc.SetContext(c)
+	if h := e.h.OnOpen(c); h != nil {
+		c.h = h
+	}
+	return nil, gnet.None
+}
+
+func (e *gnetEngine) OnTraffic(gc gnet.Conn) gnet.Action {
+	c, _ := gc.Context().(*gnetConn)
+	if c == nil {
+		return gnet.Close
+	}
+	buf, _ := gc.Peek(-1)
+	if c.h == nil || c.dead || c.isClosing() {
+		// Closing: discard what the peer still sends, within a bound, so
+		// the kernel has no unread input to answer our close with a RST.
+		c.discarded += len(buf)
+		_, _ = gc.Discard(len(buf))
+		if c.discarded > maxLingerDiscard {
+			return gnet.Close
+		}
+		return gnet.None
+	}
+	used := 0
+	for used < len(buf) {
+		limit := e.lim.preAuthBody
+		if c.h.isAuthed() {
+			limit = e.lim.maxBody
+		}
+		f, n, err := protocol.Decode(buf[used:], limit)
+		if errors.Is(err, protocol.ErrShortFrame) {
+			break
+		}
+		if err != nil {
+			hdr, _ := protocol.ParseHeader(buf[used:], limit)
+			c.dead = true
+			e.h.OnFrameError(c.h, hdr.Seq, err)
+			used = len(buf)
+			break
+		}
+		used += n
+		e.h.OnFrame(c.h, f)
+		if c.isClosing() {
+			used = len(buf)
+			break
+		}
+	}
+	_, _ = gc.Discard(used)
+	return gnet.None
+}
+
+func (e *gnetEngine) OnClose(gc gnet.Conn, _ error) gnet.Action {
+	if c, _ := gc.Context().(*gnetConn); c != nil {
+		c.mu.Lock()
+		c.gone, c.closing = true, true
+		c.queue = nil
+		c.mu.Unlock()
+		c.closeHandler()
+	}
+	return gnet.None
+}
+
+// gnetConn is a conn on a gnet connection. Frames are queued under mu by
+// any goroutine and written by a flush task on the connection's loop, so
+// frames queued while one flush is pending go out in one write.
+type gnetConn struct {
+	gc   gnet.Conn
+	e    *gnetEngine
+	addr net.Addr
+
+	// Touched only on the loop.
+	h          handle // nil once the handler has been told of the close
+	dead       bool   // the stream could not be framed; input is discarded
+	discarded  int
+	stuckSince time.Time
+
+	mu       sync.Mutex
+	queue    [][]byte
+	flushing bool // a flush task is queued or waiting for the socket
+	closing  bool // no more Sends; flush, then close
+	gone     bool // gnet closed the connection
+}
+
+func (c *gnetConn) RemoteAddr() string {
+	if c.addr == nil {
+		return ""
+	}
+	return c.addr.String()
+}
+
+func (c *gnetConn) isClosing() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.closing
+}
+
+func (c *gnetConn) Send(frame []byte) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closing {
+		return errClosed
+	}
+	if len(c.queue) >= c.e.lim.sendQueue {
+		c.beginCloseLocked(slowConsumerFrame)
+		return errQueueFull
+	}
+	c.queue = append(c.queue, frame)
+	c.scheduleLocked()
+	return nil
+}
+
+func (c *gnetConn) CloseWith(frame []byte) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closing {
+		return false
+	}
+	c.beginCloseLocked(frame)
+	return true
+}
+
+func (c *gnetConn) beginCloseLocked(frame []byte) {
+	c.closing = true
+	if frame != nil {
+		c.queue = append(c.queue, frame)
+	}
+	c.scheduleLocked()
+}
+
+func (c *gnetConn) Abort() {
+	c.mu.Lock()
+	c.closing = true
+	c.queue = nil
+	c.mu.Unlock()
+	_ = c.gc.Close()
+}
+
+// scheduleLocked queues one flush task on the loop unless one is pending.
+func (c *gnetConn) scheduleLocked() {
+	if c.flushing || c.gone {
+		return
+	}
+	c.flushing = true
+	if err := c.gc.EventLoop().Execute(context.Background(), c); err != nil {
+		// The engine is shutting down and closes the connection itself.
+		c.flushing = false
+	}
+}
+
+// Run is the flush task; it runs on the connection's loop.
+func (c *gnetConn) Run(context.Context) error {
+	c.mu.Lock()
+	if c.gone {
+		c.flushing = false
+		c.mu.Unlock()
+		return nil
+	}
+	closing := c.closing
+	if c.gc.OutboundBuffered() > 0 {
+		// The socket did not take the last write: keep frames queued (so a
+		// reader that stopped fills the queue and becomes SLOW_CONSUMER)
+		// and look again shortly.
+		c.mu.Unlock()
+		c.waitForSocket(closing)
+		return nil
+	}
+	c.stuckSince = time.Time{}
+	q := c.queue
+	c.queue = nil
+	c.flushing = false
+	c.mu.Unlock()
+
+	if len(q) > 0 {
+		bp := writeBufPool.Get().(*[]byte)
+		buf := (*bp)[:0]
+		for _, f := range q {
+			buf = append(buf, f...)
+		}
+		// gnet copies what the socket does not take into its outbound
+		// buffer, so buf goes straight back to the pool.
+		c.e.lim.stats.writes.Add(1)
+		_, err := c.gc.Write(buf)
+		*bp = buf
+		if cap(buf) <= maxPooledWriteBuf {
+			writeBufPool.Put(bp)
+		}
+		if err != nil {
+			return nil // gnet closed the connection; OnClose follows
+		}
+	}
+	if !closing {
+		return nil
+	}
+	c.mu.Lock()
+	more := len(c.queue) > 0 || c.flushing
+	c.mu.Unlock()
+	if more {
+		return nil
+	}
+	if c.gc.OutboundBuffered() > 0 {
+		c.mu.Lock()
+		c.flushing = true
+		c.mu.Unlock()
+		c.waitForSocket(true)
+		return nil
+	}
+	c.finish()
+	return nil
+}
+
+// waitForSocket re-runs the flush after stuckRetry, or drops the
+// connection once its socket has not drained for the write timeout.
+func (c *gnetConn) waitForSocket(closing bool) {
+	now := time.Now()
+	if c.stuckSince.IsZero() {
+		c.stuckSince = now
+	}
+	timeout := writeTimeout
+	if closing {
+		timeout = closeFlushTimeout
+	}
+	if now.Sub(c.stuckSince) > timeout {
+		c.Abort()
+		return
+	}
+	c.mu.Lock()
+	c.flushing = true
+	c.mu.Unlock()
+	loop := c.gc.EventLoop()
+	time.AfterFunc(stuckRetry, func() {
+		if loop.Execute(context.Background(), c) != nil {
+			c.Abort()
+		}
+	})
+}
+
+// finish runs once the last frame is on the socket: our FIN goes out, the
+// handler learns of the close at once (as on the std engine), and the
+// socket lingers, discarding input, until the peer closes or closeLinger.
+func (c *gnetConn) finish() {
+	_ = unix.Shutdown(c.gc.Fd(), unix.SHUT_WR)
+	c.closeHandler()
+	gc := c.gc
+	time.AfterFunc(closeLinger, func() { _ = gc.Close() })
+}
+
+// closeHandler tells the handler of the close once (on the loop).
+func (c *gnetConn) closeHandler() {
+	if c.h != nil {
+		h := c.h
+		c.h = nil
+		c.e.h.OnClose(h)
+	}
+}
+
+// gnetLogger routes gnet's own logs into the room's logger.
+type gnetLogger struct{ l *slog.Logger }
+
+func (g gnetLogger) Debugf(format string, args ...any) { g.l.Debug(fmt.Sprintf(format, args...)) }
+func (g gnetLogger) Infof(format string, args ...any)  { g.l.Info(fmt.Sprintf(format, args...)) }
+func (g gnetLogger) Warnf(format string, args ...any)  { g.l.Warn(fmt.Sprintf(format, args...)) }
+func (g gnetLogger) Errorf(format string, args ...any) { g.l.Error(fmt.Sprintf(format, args...)) }
+func (g gnetLogger) Fatalf(format string, args ...any) { g.l.Error(fmt.Sprintf(format, args...)) }
