@@ -67,6 +67,9 @@ func newBroadcaster(r *room) (*broadcaster, error) {
 	}
 	bc := &broadcaster{r: r, slots: make(chan struct{}, broadcastFanOuts), catchUps: p, retryDelays: defaultCatchUpRetries(),
 		byID: map[uint64]*bcEntry{}, stop: make(chan struct{}), stopped: make(chan struct{})}
+	if r.cfg.noCatchUpRetry {
+		bc.retryDelays = nil
+	}
 	go bc.progressLoop()
 	return bc, nil
 }

@@ -50,6 +50,10 @@ const (
 )
 
 type config struct {
+	// noCatchUpRetry makes a failed broadcast catch-up read give up at
+	// once instead of retrying; not a flag: for unit tests run without a
+	// saver.
+	noCatchUpRetry bool
 	common         service.Common
 	tcp            string
 	advertiseTCP   string
