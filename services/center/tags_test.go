@@ -284,7 +284,7 @@ func TestOpenAPIListsTagRoutes(t *testing.T) {
 	}
 	doc := string(raw)
 	for _, want := range []string{"  /v1/apps/{app}/tags/{tag}/users:", "  /v1/apps/{app}/users/{user}/tags:",
-		"    put:", "    delete:", "TAG_FULL, TOO_MANY_TAGS]", "    TagConflict:"} {
+		"    put:", "    delete:", "TAG_FULL, TOO_MANY_TAGS", "    TagConflict:"} {
 		if !strings.Contains(doc, want) {
 			t.Errorf("docs/openapi.yaml lacks %q", want)
 		}
