@@ -131,7 +131,11 @@ func (s *server) CatchUp(ctx context.Context, req *internalpb.CatchUpRequest) (*
 	if limit == 0 || limit > catchUpMaxLimit {
 		limit = catchUpMaxLimit
 	}
-	out, err := s.db.catchUp(ctx, req.GetApp(), req.GetAfterSeq(), limit, req.GetOnlineSinceMs(), time.Now())
+	tags, err := s.catchUpTags(ctx, req.GetApp(), req.GetUser())
+	if err != nil {
+		return nil, err
+	}
+	out, err := s.db.catchUp(ctx, req.GetApp(), req.GetAfterSeq(), limit, req.GetOnlineSinceMs(), tags, time.Now())
 	if err != nil {
 		return nil, s.fail(ctx, "catch_up", err)
 	}
@@ -158,4 +162,20 @@ func pruneBroadcastsLoop(ctx context.Context, db *msgDB, log *slog.Logger, inter
 			log.Info("broadcasts pruned", "count", n)
 		}
 	}
+}
+
+// catchUpTags returns the tags whose broadcasts user may catch up on: its
+// tags now (Redis when it holds the user's set, else MySQL). No user, or a
+// saver without tags, catches up on app-wide broadcasts only. A failed
+// read fails the catch-up (the room retries it) rather than silently
+// leaving the member's tag broadcasts out.
+func (s *server) catchUpTags(ctx context.Context, app, user string) ([]string, error) {
+	if user == "" || s.tags == nil {
+		return nil, nil
+	}
+	rep, err := s.UserTags(ctx, &internalpb.UserTagsRequest{App: app, User: user})
+	if err != nil {
+		return nil, err
+	}
+	return rep.GetTags(), nil
 }
