@@ -1,0 +1,89 @@
+package test
+
+import (
+	"testing"
+	"time"
+
+	"github.com/pushgw/pushgw/pkg/protocol"
+	"github.com/pushgw/pushgw/proto/clientpb"
+)
+
+// nextIs reads cl's next push and fails unless it is broadcast id: a
+// marker sent after the one it must not have got.
+func nextIs(t *testing.T, cl *bcClient, id uint64, why string) {
+	t.Helper()
+	p, err := cl.NextPush(15 * time.Second)
+	if err != nil || p.GetId() != id {
+		t.Fatalf("%s: next push %v (%v), want broadcast %d: %s", cl.name, p, err, id, why)
+	}
+}
+
+// A tag broadcast reaches exactly the tag's online members on both rooms,
+// once, and no non-member (nor the same user name in another app); an
+// offline member catches up on it at login, in seq order with app-wide
+// broadcasts, and an offline non-member does not.
+func TestTagBroadcastReachesOnlyMembers(t *testing.T) {
+	c := StartCluster(t, Options{Rooms: 2, Heartbeat: 10 * time.Second, MissedBeats: 3})
+	if code, body := c.API("PUT", tagPath(c.App, "vip"), map[string]any{"users": []string{"m-0", "m-1", "m-off"}}); code != 200 {
+		t.Fatalf("add members: %d %v", code, body)
+	}
+	members := []*bcClient{
+		dialBC(t, c.RoomTCP[0], c.App, c.Secret, "m-0", 0),
+		dialBC(t, c.RoomTCP[1], c.App, c.Secret, "m-1", 0),
+	}
+	others := []*bcClient{
+		dialBC(t, c.RoomTCP[0], c.App, c.Secret, "n-0", 0),
+		dialBC(t, c.RoomTCP[1], c.App, c.Secret, "n-1", 0),
+		dialBC(t, c.RoomTCP[0], c.OtherApp.Name, c.OtherApp.Secret, "m-0", 0),
+	}
+
+	id, seq, _ := c.broadcast(t, c.CenterURL, map[string]any{"payload": "vip only", "tag": "vip", "ttl": 600})
+	for _, cl := range members {
+		p := cl.pushesUntil(t, 15*time.Second, id)[id]
+		if string(p.GetPayload()) != "vip only" || p.GetBroadcastSeq() != seq {
+			t.Fatalf("%s: tag broadcast = %v", cl.name, p)
+		}
+		cl.Send(protocol.OpAck, &clientpb.Ack{Ids: []uint64{id}})
+	}
+	// Done on both rooms: every room finished its fan-out, so a push
+	// queued for a non-member would precede the marker below.
+	Eventually(t, 20*time.Second, "tag broadcast done on both rooms, 2 reached and 2 acked", func() bool {
+		st := c.broadcastStatus(t, id)
+		return st["state"] == "done" && st["rooms_total"] == float64(2) && st["reached"] == float64(2) && st["acked"] == float64(2)
+	})
+	marker, markerSeq, _ := c.broadcast(t, c.CenterURL, map[string]any{"payload": "everyone", "ttl": 600})
+	if markerSeq != seq+1 {
+		t.Fatalf("app-wide seq %d after tag seq %d: tag and app broadcasts share the app's sequence", markerSeq, seq)
+	}
+	for _, cl := range append(members, others[:2]...) {
+		nextIs(t, cl, marker, "the app-wide marker; a non-member must not get the tag broadcast first")
+	}
+	for _, cl := range append(members, others...) {
+		if extra := cl.drain(t); len(extra) > 0 {
+			t.Fatalf("%s got %d more pushes, first %v", cl.name, len(extra), extra[0])
+		}
+	}
+
+	// Offline ones log in now, on either room, from seq 0.
+	off := dialBC(t, c.RoomTCP[1], c.App, c.Secret, "m-off", 0)
+	nextIs(t, off, id, "an offline member catches up on the tag broadcast first")
+	nextIs(t, off, marker, "then the app-wide one, in seq order")
+	stranger := dialBC(t, c.RoomTCP[0], c.App, c.Secret, "n-off", 0)
+	nextIs(t, stranger, marker, "an offline non-member catches up on the app-wide one only")
+	for _, cl := range []*bcClient{off, stranger} {
+		if extra := cl.drain(t); len(extra) > 0 {
+			t.Fatalf("%s caught up on %v too", cl.name, extra)
+		}
+	}
+	Eventually(t, 10*time.Second, "the member's catch-up counted", func() bool {
+		return c.broadcastStatus(t, id)["reached"] == float64(3)
+	})
+
+	// Bad tags are refused with the field named.
+	for _, tag := range []any{"", "a\u0001b", 7} {
+		code, body := c.API("POST", "/v1/broadcast", map[string]any{"payload": "x", "tag": tag})
+		if code != 400 || body["code"] != "INVALID_ARGUMENT" || body["field"] != "tag" {
+			t.Fatalf("tag %q: %d %v", tag, code, body)
+		}
+	}
+}
