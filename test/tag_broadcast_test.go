@@ -1,6 +1,9 @@
 package test
 
 import (
+	"strconv"
+	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -85,5 +88,61 @@ func TestTagBroadcastReachesOnlyMembers(t *testing.T) {
 		if code != 400 || body["code"] != "INVALID_ARGUMENT" || body["field"] != "tag" {
 			t.Fatalf("tag %q: %d %v", tag, code, body)
 		}
+	}
+}
+
+// A room stopped while a tag broadcast goes out gets it from the resend
+// sweep after it resumes, and then too gives it only to the tag's members.
+func TestTagBroadcastSweepAfterCont(t *testing.T) {
+	c := StartCluster(t, Options{Rooms: 2, Heartbeat: 30 * time.Second, MissedBeats: 3,
+		ExtraCenterArg: []string{"-redeliver-interval", "1s"}})
+	if code, body := c.API("PUT", tagPath(c.App, "vip"), map[string]any{"users": []string{"m-stopped", "m-live"}}); code != 200 {
+		t.Fatalf("add members: %d %v", code, body)
+	}
+	member := dialBC(t, c.RoomTCP[0], c.App, c.Secret, "m-stopped", 0)
+	outsider := dialBC(t, c.RoomTCP[0], c.App, c.Secret, "n-stopped", 0)
+	live := dialBC(t, c.RoomTCP[1], c.App, c.Secret, "m-live", 0)
+	// Login catch-ups over: only a live send or the sweep can bring it.
+	for i, n := range []float64{2, 1} {
+		admin := c.Procs[RoomName(i)].Admin
+		Eventually(t, 10*time.Second, RoomName(i)+"'s catch-ups to finish", func() bool {
+			return ScrapeAdmin(t, admin)[`pushgw_room_broadcast_catchups_total{result="ok"}`] == n
+		})
+	}
+	room := RoomName(0)
+	c.Signal(room, syscall.SIGSTOP)
+	stopped := true
+	defer func() {
+		if stopped {
+			c.Signal(room, syscall.SIGCONT)
+		}
+	}()
+	id, _, _ := c.broadcast(t, c.CenterURL, map[string]any{"payload": "vip while stopped", "tag": "vip"})
+	live.pushesUntil(t, 10*time.Second, id)
+	Eventually(t, 30*time.Second, "center to give room-1's live call up", func() bool {
+		for _, line := range strings.Split(c.Tail(CenterName(0), 200), "\n") {
+			if strings.Contains(line, "room broadcast failed") && strings.Contains(line, strconv.FormatUint(id, 10)) {
+				return true
+			}
+		}
+		return false
+	})
+	c.Signal(room, syscall.SIGCONT)
+	stopped = false
+	member.pushesUntil(t, 40*time.Second, id)
+	Eventually(t, 30*time.Second, "tag broadcast done on both rooms, 2 reached", func() bool {
+		st := c.broadcastStatus(t, id)
+		return st["state"] == "done" && st["reached"] == float64(2)
+	})
+	for _, r := range c.broadcastStatus(t, id)["rooms"].([]any) {
+		r := r.(map[string]any)
+		if r["room"] == room && r["attempts"].(float64) < 1 {
+			t.Fatalf("room-1 delivered without a resend: %v", r)
+		}
+	}
+	marker, _, _ := c.broadcast(t, c.CenterURL, map[string]any{"payload": "everyone"})
+	nextIs(t, outsider, marker, "the non-member on the resumed room must not get the resent tag broadcast")
+	for _, cl := range []*bcClient{member, live} {
+		nextIs(t, cl, marker, "no second copy of the tag broadcast")
 	}
 }
