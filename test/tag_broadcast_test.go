@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/pushgw/pushgw/pkg/protocol"
+	"github.com/pushgw/pushgw/pkg/token"
 	"github.com/pushgw/pushgw/proto/clientpb"
 )
 
@@ -24,21 +25,28 @@ func nextIs(t *testing.T, cl *bcClient, id uint64, why string) {
 // A tag broadcast reaches exactly the tag's online members on both rooms,
 // once, and no non-member (nor the same user name in another app); an
 // offline member catches up on it at login, in seq order with app-wide
-// broadcasts, and an offline non-member does not.
+// broadcasts, and an offline non-member does not. Rooms ask saver about 2
+// users per call, so each room's fan-out takes several membership batches
+// (room-1: 7 users, two devices of one member).
 func TestTagBroadcastReachesOnlyMembers(t *testing.T) {
-	c := StartCluster(t, Options{Rooms: 2, Heartbeat: 10 * time.Second, MissedBeats: 3})
-	if code, body := c.API("PUT", tagPath(c.App, "vip"), map[string]any{"users": []string{"m-0", "m-1", "m-off"}}); code != 200 {
+	c := StartCluster(t, Options{Rooms: 2, Heartbeat: 10 * time.Second, MissedBeats: 3,
+		ExtraRoomArg: []string{"-tag-check-batch", "2"}})
+	if code, body := c.API("PUT", tagPath(c.App, "vip"), map[string]any{"users": []string{"m-0", "m-1", "m-2", "m-3", "m-off"}}); code != 200 {
 		t.Fatalf("add members: %d %v", code, body)
 	}
-	members := []*bcClient{
-		dialBC(t, c.RoomTCP[0], c.App, c.Secret, "m-0", 0),
-		dialBC(t, c.RoomTCP[1], c.App, c.Secret, "m-1", 0),
+	var members, others []*bcClient
+	for _, u := range []string{"m-0", "m-2", "m-3"} {
+		members = append(members, dialBC(t, c.RoomTCP[0], c.App, c.Secret, u, 0))
 	}
-	others := []*bcClient{
-		dialBC(t, c.RoomTCP[0], c.App, c.Secret, "n-0", 0),
-		dialBC(t, c.RoomTCP[1], c.App, c.Secret, "n-1", 0),
-		dialBC(t, c.RoomTCP[0], c.OtherApp.Name, c.OtherApp.Secret, "m-0", 0),
+	members = append(members, dialBC(t, c.RoomTCP[1], c.App, c.Secret, "m-1", 0))
+	second := dialDevice(t, c.RoomTCP[0], c.App, c.Secret, "m-2", "second-device")
+	members = append(members, second)
+	for _, u := range []string{"n-0", "n-2", "n-3", "n-4"} {
+		others = append(others, dialBC(t, c.RoomTCP[0], c.App, c.Secret, u, 0))
 	}
+	others = append(others, dialBC(t, c.RoomTCP[1], c.App, c.Secret, "n-1", 0))
+	nonMembersSameApp := len(others)
+	others = append(others, dialBC(t, c.RoomTCP[0], c.OtherApp.Name, c.OtherApp.Secret, "m-0", 0))
 
 	id, seq, _ := c.broadcast(t, c.CenterURL, map[string]any{"payload": "vip only", "tag": "vip", "ttl": 600})
 	for _, cl := range members {
@@ -50,15 +58,15 @@ func TestTagBroadcastReachesOnlyMembers(t *testing.T) {
 	}
 	// Done on both rooms: every room finished its fan-out, so a push
 	// queued for a non-member would precede the marker below.
-	Eventually(t, 20*time.Second, "tag broadcast done on both rooms, 2 reached and 2 acked", func() bool {
+	Eventually(t, 20*time.Second, "tag broadcast done on both rooms, 5 reached and 5 acked", func() bool {
 		st := c.broadcastStatus(t, id)
-		return st["state"] == "done" && st["rooms_total"] == float64(2) && st["reached"] == float64(2) && st["acked"] == float64(2)
+		return st["state"] == "done" && st["rooms_total"] == float64(2) && st["reached"] == float64(5) && st["acked"] == float64(5)
 	})
 	marker, markerSeq, _ := c.broadcast(t, c.CenterURL, map[string]any{"payload": "everyone", "ttl": 600})
 	if markerSeq != seq+1 {
 		t.Fatalf("app-wide seq %d after tag seq %d: tag and app broadcasts share the app's sequence", markerSeq, seq)
 	}
-	for _, cl := range append(members, others[:2]...) {
+	for _, cl := range append(members, others[:nonMembersSameApp]...) {
 		nextIs(t, cl, marker, "the app-wide marker; a non-member must not get the tag broadcast first")
 	}
 	for _, cl := range append(members, others...) {
@@ -79,7 +87,7 @@ func TestTagBroadcastReachesOnlyMembers(t *testing.T) {
 		}
 	}
 	Eventually(t, 10*time.Second, "the member's catch-up counted", func() bool {
-		return c.broadcastStatus(t, id)["reached"] == float64(3)
+		return c.broadcastStatus(t, id)["reached"] == float64(6)
 	})
 
 	// Bad tags are refused with the field named.
@@ -145,4 +153,20 @@ func TestTagBroadcastSweepAfterCont(t *testing.T) {
 	for _, cl := range []*bcClient{member, live} {
 		nextIs(t, cl, marker, "no second copy of the tag broadcast")
 	}
+}
+
+// dialDevice is dialBC for a named device of user, from seq 0.
+func dialDevice(t *testing.T, addr, app, secret, user, device string) *bcClient {
+	t.Helper()
+	tok, err := token.Mint([]byte(secret), token.Claims{App: app, User: user, Expiry: time.Now().Add(time.Hour)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rc := Dial(t, addr)
+	rc.Send(protocol.OpAuth, &clientpb.Auth{Token: tok, Device: device})
+	f, m, err := rc.Read(5 * time.Second)
+	if err != nil || f.Op != protocol.OpAuthReply {
+		t.Fatalf("auth of %s/%s: %s %v %v", user, device, f.Op, m, err)
+	}
+	return &bcClient{RawClient: rc, name: user + "/" + device}
 }

@@ -20,12 +20,12 @@ import (
 // memory by one batch. docs/BROADCAST.md weighs this against center paging
 // the tag's members.
 const (
-	// tagCheckUsers is the distinct users per membership call: saver's
-	// limit per call.
+	// tagCheckUsers is the most distinct users per membership call:
+	// saver's limit per call (-tag-check-batch may lower it).
 	tagCheckUsers = limits.MaxTagUsersPerCall
-	// tagCheckSessions bounds the connections held in one batch (a user
-	// has several devices).
-	tagCheckSessions = 4 * tagCheckUsers
+	// tagSessionsPerUser bounds the connections held in one batch, per
+	// user of the batch (a user has several devices).
+	tagSessionsPerUser = 4
 	// tagFanOutTimeout bounds one tag fan-out's membership calls in all;
 	// past it the fan-out fails and center's sweep sends it again (the
 	// connections already given it are skipped then).
@@ -45,7 +45,11 @@ func (bc *broadcaster) fanOutTag(e *bcEntry) (reached, deferred uint64, err erro
 	ctx, cancel := context.WithTimeout(context.Background(), tagFanOutTimeout)
 	defer cancel()
 	app := e.b.GetApp()
-	batch := tagBatch{users: make(map[string]struct{}, tagCheckUsers)}
+	perCall := bc.r.cfg.tagCheckBatch
+	if perCall <= 0 {
+		perCall = defaultTagCheckBatch
+	}
+	batch := tagBatch{users: make(map[string]struct{}, perCall)}
 	flush := func() error {
 		if len(batch.sessions) == 0 {
 			return nil
@@ -75,7 +79,7 @@ func (bc *broadcaster) fanOutTag(e *bcEntry) (reached, deferred uint64, err erro
 			}
 			batch.sessions = append(batch.sessions, s)
 			batch.users[s.key.user] = struct{}{}
-			if len(batch.users) >= tagCheckUsers || len(batch.sessions) >= tagCheckSessions {
+			if len(batch.users) >= perCall || len(batch.sessions) >= tagSessionsPerUser*perCall {
 				if err := flush(); err != nil {
 					return reached, deferred, err
 				}

@@ -38,6 +38,9 @@ const (
 	minMaxFrame    = 1 << 10
 	minSessionTick = time.Second
 	maxFrameRate   = 1_000_000
+	// defaultTagCheckBatch is saver's limit of users per TagMembership
+	// call (broadcast_tag.go).
+	defaultTagCheckBatch = tagCheckUsers
 )
 
 type config struct {
@@ -54,6 +57,10 @@ type config struct {
 	sessionRefresh time.Duration
 	maxFrameRate   int
 	frameBurst     int
+	// tagCheckBatch is the distinct users per membership call of a tag
+	// broadcast's fan-out; 0 (a config built without flags) means
+	// defaultTagCheckBatch.
+	tagCheckBatch int
 }
 
 func (c *config) bind(fs *flag.FlagSet) {
@@ -70,6 +77,7 @@ func (c *config) bind(fs *flag.FlagSet) {
 	fs.IntVar(&c.maxFrameRate, "max-frame-rate", defaultMaxFrameRate, "frames per second one client connection may send on average (0: unlimited); beyond it and its burst the client gets RATE_LIMITED and is closed")
 	fs.IntVar(&c.frameBurst, "frame-burst", defaultFrameBurst, "frames one client connection may send back to back before -max-frame-rate applies")
 	fs.DurationVar(&c.sessionRefresh, "session-refresh", defaultSessionRefresh, "interval of session TTL refreshes at register (keep below register's -session-ttl / 2)")
+	fs.IntVar(&c.tagCheckBatch, "tag-check-batch", defaultTagCheckBatch, "users per saver TagMembership call while a tag broadcast fans out (1..1000)")
 }
 
 func (c *config) validate() error {
@@ -105,6 +113,12 @@ func (c *config) validate() error {
 	}
 	if c.maxFrameRate < 0 || c.maxFrameRate > maxFrameRate {
 		errs = append(errs, fmt.Errorf("-max-frame-rate %d: want 0 (unlimited)..%d", c.maxFrameRate, maxFrameRate))
+	}
+	if c.tagCheckBatch == 0 {
+		c.tagCheckBatch = defaultTagCheckBatch
+	}
+	if c.tagCheckBatch < 1 || c.tagCheckBatch > tagCheckUsers {
+		errs = append(errs, fmt.Errorf("-tag-check-batch %d: want 1..%d", c.tagCheckBatch, tagCheckUsers))
 	}
 	if c.maxFrameRate > 0 && c.frameBurst < 1 {
 		errs = append(errs, fmt.Errorf("-frame-burst %d: want >= 1", c.frameBurst))
