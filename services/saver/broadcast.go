@@ -7,6 +7,7 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/pushgw/pushgw/pkg/limits"
 	"github.com/pushgw/pushgw/proto/internalpb"
 )
 
@@ -35,6 +36,8 @@ func checkBroadcast(b *internalpb.Broadcast) error {
 		return invalid("broadcast %d: app must be 1..%d bytes", b.GetId(), maxAppLen)
 	case len(b.GetTag()) > maxTagLen:
 		return invalid("broadcast %d: tag longer than %d bytes", b.GetId(), maxTagLen)
+	case b.GetTag() != "" && limits.CheckTag(b.GetTag()) != nil:
+		return invalid("broadcast %d: %v", b.GetId(), limits.CheckTag(b.GetTag()))
 	case len(b.GetPayload()) > maxPayload:
 		return invalid("broadcast %d: payload of %d bytes exceeds %d", b.GetId(), len(b.GetPayload()), maxPayload)
 	case b.GetQos() > qosAtLeastOne:

@@ -4,6 +4,9 @@ import (
 	"testing"
 	"time"
 
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
 	"github.com/pushgw/pushgw/proto/internalpb"
 )
 
@@ -81,6 +84,11 @@ func TestBroadcastCatchUpTags(t *testing.T) {
 	}
 	if n := len(rep.GetBroadcasts()); n != 2 || rep.GetBroadcasts()[0].GetSeq() != 4 || rep.GetBroadcasts()[1].GetSeq() != 6 {
 		t.Fatalf("limited catch-up of bob = %v, want seqs [4 6]", rep.GetBroadcasts())
+	}
+
+	// A tag that is not a tag name is not stored.
+	if _, err := f.cli.StoreBroadcast(callCtx(t), &internalpb.StoreBroadcastRequest{Broadcast: tagBcast("a", "a\x01b")}); status.Code(err) != codes.InvalidArgument {
+		t.Fatalf("store with a control character in the tag: %v", err)
 	}
 
 	// A bad user is refused, not treated as a user without tags.
