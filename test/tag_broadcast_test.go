@@ -49,6 +49,9 @@ func TestTagBroadcastReachesOnlyMembers(t *testing.T) {
 	others = append(others, dialBC(t, c.RoomTCP[0], c.OtherApp.Name, c.OtherApp.Secret, "m-0", 0))
 
 	id, seq, _ := c.broadcast(t, c.CenterURL, map[string]any{"payload": "vip only", "tag": "vip", "ttl": 600})
+	if st := c.broadcastStatus(t, id); st["tag"] != "vip" {
+		t.Fatalf("status of a tag broadcast without its tag: %v", st)
+	}
 	for _, cl := range members {
 		p := cl.pushesUntil(t, 15*time.Second, id)[id]
 		if string(p.GetPayload()) != "vip only" || p.GetBroadcastSeq() != seq {
