@@ -290,7 +290,7 @@ func TestBroadcastBadBodies(t *testing.T) {
 		status      int
 		code, field string
 	}{
-		{`{"payload":"x","tag":"vip"}`, 400, "INVALID_ARGUMENT", "tag"},
+		{`{"payload":"x","tag":""}`, 400, "INVALID_ARGUMENT", "tag"},
 		{`{"payload":"x","qos":2}`, 400, "INVALID_ARGUMENT", "qos"},
 		{`{"payload":"x","ttl":604801}`, 400, "INVALID_ARGUMENT", "ttl"},
 		{`{"qos":1}`, 400, "INVALID_ARGUMENT", "payload"},

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/json"
+	"flag"
 	"fmt"
 	"math"
 	"net/http"
@@ -17,6 +18,7 @@ type broadcastRequest struct {
 	QoS           int     `json:"qos"`
 	TTL           int64   `json:"ttl"`
 	OnlineOnly    *bool   `json:"online_only,omitempty"`
+	Tag           *string `json:"tag,omitempty"`
 }
 
 func (c cli) broadcast(ctx context.Context, args []string) error {
@@ -27,6 +29,7 @@ func (c cli) broadcast(ctx context.Context, args []string) error {
 	onlineOnly := fs.Bool("online-only", false, "only devices online now get it (implied by --qos 0)")
 	center := fs.String("center", defaultCenter, "center base URL")
 	apiKey := fs.String("api-key", "", "the app's API key")
+	tag := fs.String("tag", "", "only the tag's members get it (default: every device of the app)")
 	b64 := fs.Bool("base64", false, "PAYLOAD is base64 of binary data (sent as payload_base64)")
 	pos, err := c.parse(fs, args)
 	if err != nil {
@@ -47,6 +50,14 @@ func (c cli) broadcast(ctx context.Context, args []string) error {
 	req := broadcastRequest{App: *app, QoS: *qos, TTL: int64(math.Ceil(ttl.Seconds()))}
 	if *onlineOnly {
 		req.OnlineOnly = onlineOnly
+	}
+	tagSet := false
+	fs.Visit(func(f *flag.Flag) { tagSet = tagSet || f.Name == "tag" })
+	if tagSet {
+		if *tag == "" {
+			return usageError{fmt.Errorf("--tag must not be empty (omit it to broadcast to the whole app)")}
+		}
+		req.Tag = tag
 	}
 	if *b64 {
 		if _, err := base64.StdEncoding.DecodeString(pos[0]); err != nil {

@@ -33,7 +33,13 @@ func TestBroadcastCommand(t *testing.T) {
 	if code, _, stderr := runCLI(t, env, "broadcast", "--online-only", "--qos", "0", "--base64", "/wA="); code != 0 || gotBody["online_only"] != true || gotBody["payload_base64"] != "/wA=" || gotBody["qos"] != float64(0) {
 		t.Fatalf("exit %d err %q body %v", code, stderr, gotBody)
 	}
-	for _, args := range [][]string{{"broadcast"}, {"broadcast", "--qos", "2", "x"}, {"broadcast", "a", "b"}} {
+	if gotBody["tag"] != nil {
+		t.Fatalf("tag sent without --tag: %v", gotBody)
+	}
+	if code, _, stderr := runCLI(t, env, "broadcast", "--tag", "vip", "hi vips"); code != 0 || gotBody["tag"] != "vip" || gotBody["payload"] != "hi vips" {
+		t.Fatalf("--tag: exit %d err %q body %v", code, stderr, gotBody)
+	}
+	for _, args := range [][]string{{"broadcast"}, {"broadcast", "--qos", "2", "x"}, {"broadcast", "a", "b"}, {"broadcast", "--tag", "", "x"}} {
 		if code, _, _ := runCLI(t, env, args...); code != 2 {
 			t.Errorf("%v: exit %d, want usage error 2", args, code)
 		}

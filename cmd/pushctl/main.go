@@ -23,7 +23,7 @@ commands:
   listen  --app A --user U [--device D] [--count N] [--timeout T] [--token TOK] [--dispatcher URL]
   push    --app A --user U [--device D] [--qos 1] [--ttl 60s] [--base64] [--collapse-key K] [--priority high] [--grpc ADDR] PAYLOAD
   status  ID
-  broadcast [--app A] [--qos 1] [--ttl 0] [--online-only] [--base64] PAYLOAD
+  broadcast [--app A] [--qos 1] [--ttl 0] [--online-only] [--tag T] [--base64] PAYLOAD
   app put --name N --secret S --api-key K [--webhook URL] [--etcd addr] [--cluster c]
   tag add|rm --app A --tag T USER...   (add or remove users, 1000 per request)
   tag ls  --app A (--user U | --tag T) (a user's tags, or every page of a tag's members)

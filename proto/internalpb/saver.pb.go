@@ -1961,6 +1961,10 @@ type CatchUpRequest struct {
 	// online_only broadcasts created at or after this time are included:
 	// the client was online when they were sent.
 	OnlineSinceMs int64 `protobuf:"varint,4,opt,name=online_since_ms,json=onlineSinceMs,proto3" json:"online_since_ms,omitempty"`
+	// The connection's user: tag broadcasts of the tags it is a member of
+	// are included (in seq order with the app-wide ones). Empty: app-wide
+	// broadcasts only.
+	User          string `protobuf:"bytes,5,opt,name=user,proto3" json:"user,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2021,6 +2025,13 @@ func (x *CatchUpRequest) GetOnlineSinceMs() int64 {
 		return x.OnlineSinceMs
 	}
 	return 0
+}
+
+func (x *CatchUpRequest) GetUser() string {
+	if x != nil {
+		return x.User
+	}
+	return ""
 }
 
 type CatchUpReply struct {
@@ -3168,12 +3179,13 @@ const file_pushgw_internal_v1_saver_proto_rawDesc = "" +
 	"\x14BroadcastStatusReply\x12\x14\n" +
 	"\x05found\x18\x01 \x01(\bR\x05found\x12;\n" +
 	"\tbroadcast\x18\x02 \x01(\v2\x1d.pushgw.internal.v1.BroadcastR\tbroadcast\x12<\n" +
-	"\x05rooms\x18\x03 \x03(\v2&.pushgw.internal.v1.BroadcastRoomStateR\x05rooms\"}\n" +
+	"\x05rooms\x18\x03 \x03(\v2&.pushgw.internal.v1.BroadcastRoomStateR\x05rooms\"\x91\x01\n" +
 	"\x0eCatchUpRequest\x12\x10\n" +
 	"\x03app\x18\x01 \x01(\tR\x03app\x12\x1b\n" +
 	"\tafter_seq\x18\x02 \x01(\x04R\bafterSeq\x12\x14\n" +
 	"\x05limit\x18\x03 \x01(\rR\x05limit\x12&\n" +
-	"\x0fonline_since_ms\x18\x04 \x01(\x03R\ronlineSinceMs\"M\n" +
+	"\x0fonline_since_ms\x18\x04 \x01(\x03R\ronlineSinceMs\x12\x12\n" +
+	"\x04user\x18\x05 \x01(\tR\x04user\"M\n" +
 	"\fCatchUpReply\x12=\n" +
 	"\n" +
 	"broadcasts\x18\x01 \x03(\v2\x1d.pushgw.internal.v1.BroadcastR\n" +

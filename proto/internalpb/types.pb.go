@@ -429,7 +429,7 @@ type Broadcast struct {
 	Id    uint64                 `protobuf:"varint,1,opt,name=id,proto3" json:"id,omitempty"`
 	App   string                 `protobuf:"bytes,2,opt,name=app,proto3" json:"app,omitempty"`
 	Seq   uint64                 `protobuf:"varint,3,opt,name=seq,proto3" json:"seq,omitempty"`
-	// Reserved for tag-targeted broadcast; empty: the whole app.
+	// Empty: the whole app; else only the tag's members (docs/BROADCAST.md).
 	Tag       string `protobuf:"bytes,4,opt,name=tag,proto3" json:"tag,omitempty"`
 	Payload   []byte `protobuf:"bytes,5,opt,name=payload,proto3" json:"payload,omitempty"`
 	Qos       uint32 `protobuf:"varint,6,opt,name=qos,proto3" json:"qos,omitempty"`

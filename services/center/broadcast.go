@@ -14,8 +14,8 @@ import (
 	"github.com/pushgw/pushgw/proto/internalpb"
 )
 
-// broadcastRequest is the body of POST /v1/broadcast. A tag field is not
-// accepted yet: a broadcast goes to the whole app.
+// broadcastRequest is the body of POST /v1/broadcast. Without a tag a
+// broadcast goes to the whole app; with one, to the tag's members.
 type broadcastRequest struct {
 	App           string  `json:"app"`
 	Payload       *string `json:"payload"`
@@ -25,6 +25,10 @@ type broadcastRequest struct {
 	// OnlineOnly: only connections online when it is sent get it; nobody
 	// catches up on it later. Implied by qos 0.
 	OnlineOnly *bool `json:"online_only"`
+	// Tag limits it to the tag's members. An empty string is refused, not
+	// read as "the whole app": a template whose tag came out empty must
+	// not reach everyone.
+	Tag *string `json:"tag"`
 }
 
 type broadcastResponse struct {
@@ -35,6 +39,8 @@ type broadcastResponse struct {
 	// Rooms is how many rooms it is being sent to.
 	Rooms     int   `json:"rooms"`
 	ExpiresMS int64 `json:"expires_ms"`
+	// Tag is the request's tag; absent for an app-wide broadcast.
+	Tag string `json:"tag,omitempty"`
 }
 
 // broadcastPlan is what a validated broadcast body boils down to.
@@ -43,6 +49,7 @@ type broadcastPlan struct {
 	qos        uint32
 	ttl        time.Duration
 	onlineOnly bool
+	tag        string
 }
 
 func (q *broadcastRequest) validate(keyApp string) (broadcastPlan, *apiError) {
@@ -54,6 +61,12 @@ func (q *broadcastRequest) validate(keyApp string) (broadcastPlan, *apiError) {
 		return broadcastPlan{}, e
 	}
 	p := broadcastPlan{payload: d.payload, qos: d.qos, ttl: defaultTTL}
+	if q.Tag != nil {
+		if e := checkTag(*q.Tag); e != nil {
+			return p, e
+		}
+		p.tag = *q.Tag
+	}
 	// A broadcast is stored whatever its qos (one row gives it its seq
 	// and its progress), so qos 0 gets a ttl too; it bounds resends.
 	if q.TTL != nil && *q.TTL > 0 {
@@ -91,7 +104,7 @@ func (s *Server) handleBroadcast(w http.ResponseWriter, r *http.Request, app app
 	}
 	now := time.Now()
 	b := &internalpb.Broadcast{
-		Id: id, App: app.Name, Payload: p.payload, Qos: p.qos, OnlineOnly: p.onlineOnly,
+		Id: id, App: app.Name, Tag: p.tag, Payload: p.payload, Qos: p.qos, OnlineOnly: p.onlineOnly,
 		CreatedMs: now.UnixMilli(), ExpiresMs: now.Add(p.ttl).UnixMilli(),
 	}
 	rooms := s.bcast.liveRooms()
@@ -113,6 +126,6 @@ func (s *Server) handleBroadcast(w http.ResponseWriter, r *http.Request, app app
 	s.bcast.sendAll(b, rooms)
 	return broadcastResponse{
 		ID: strconv.FormatUint(id, 10), Seq: b.Seq, QoS: b.Qos, OnlineOnly: b.OnlineOnly,
-		Rooms: len(rooms), ExpiresMS: b.ExpiresMs,
+		Rooms: len(rooms), ExpiresMS: b.ExpiresMs, Tag: p.tag,
 	}, nil
 }

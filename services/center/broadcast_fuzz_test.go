@@ -4,6 +4,8 @@ import (
 	"net/http/httptest"
 	"strings"
 	"testing"
+
+	"github.com/pushgw/pushgw/pkg/limits"
 )
 
 // FuzzBroadcastBody feeds arbitrary bodies through the body rules and
@@ -16,7 +18,7 @@ func FuzzBroadcastBody(f *testing.F) {
 		`{"payload_base64":"aGk=","qos":0}`,
 		`{"payload":"x","online_only":true}`,
 		`{"payload":"x","qos":0,"online_only":false}`,
-		`{"payload":"x","tag":"vip"}`,
+		`{"payload":"x","tag":"vip"}`, `{"payload":"x","tag":""}`, "{\"payload\":\"x\",\"tag\":\"a\\u0000b\"}",
 		`{"payload":"x","ttl":-1}`, `{"payload":"x"} {}`, `[1]`, "{\"payload\":\"\xff\"}", ``, `null`,
 	} {
 		f.Add(s)
@@ -30,7 +32,8 @@ func FuzzBroadcastBody(f *testing.F) {
 			var p broadcastPlan
 			p, e = b.validate("demo")
 			if e == nil {
-				if p.qos > 1 || len(p.payload) > maxPayloadBytes || p.ttl <= 0 || p.ttl > maxTTL || (p.qos == 0 && !p.onlineOnly) {
+				if p.qos > 1 || len(p.payload) > maxPayloadBytes || p.ttl <= 0 || p.ttl > maxTTL || (p.qos == 0 && !p.onlineOnly) ||
+					(b.Tag != nil && limits.CheckTag(p.tag) != nil) {
 					t.Fatalf("accepted an unsendable plan %+v from %q", p, body)
 				}
 				return

@@ -29,6 +29,9 @@ type broadcastStatusResponse struct {
 	Reached        uint64               `json:"reached"`
 	Acked          uint64               `json:"acked"`
 	Rooms          []broadcastRoomState `json:"rooms"`
+	// Tag is the broadcast's tag; absent for an app-wide one. Reached
+	// counts the tag's members only.
+	Tag string `json:"tag,omitempty"`
 }
 
 type broadcastRoomState struct {
@@ -59,7 +62,7 @@ func (s *Server) broadcastStatus(ctx context.Context, app string, id uint64) (ou
 	}
 	r := broadcastStatusResponse{
 		ID: strconv.FormatUint(id, 10), Kind: "broadcast", Seq: b.GetSeq(), QoS: b.GetQos(), OnlineOnly: b.GetOnlineOnly(),
-		CreatedMS: b.GetCreatedMs(), ExpiresMS: b.GetExpiresMs(), RoomsTotal: len(rep.GetRooms()),
+		CreatedMS: b.GetCreatedMs(), ExpiresMS: b.GetExpiresMs(), RoomsTotal: len(rep.GetRooms()), Tag: b.GetTag(),
 		Rooms: make([]broadcastRoomState, 0, len(rep.GetRooms())),
 	}
 	for _, rs := range rep.GetRooms() {

@@ -16,7 +16,10 @@ func TestBroadcastBodyRules(t *testing.T) {
 	}{
 		{"wrong content type", "text/plain", `{"payload":"x"}`, 415, CodeUnsupportedMediaType, ""},
 		{"malformed", "application/json", `{"payload":`, 400, CodeInvalidArgument, ""},
-		{"tag not accepted yet", "application/json", `{"payload":"x","tag":"vip"}`, 400, CodeInvalidArgument, "tag"},
+		{"empty tag", "application/json", `{"payload":"x","tag":""}`, 400, CodeInvalidArgument, "tag"},
+		{"tag with a control character", "application/json", `{"payload":"x","tag":"a\u0001b"}`, 400, CodeInvalidArgument, "tag"},
+		{"tag too long", "application/json", `{"payload":"x","tag":"` + strings.Repeat("t", 129) + `"}`, 400, CodeInvalidArgument, "tag"},
+		{"tag not a string", "application/json", `{"payload":"x","tag":7}`, 400, CodeInvalidArgument, "tag"},
 		{"user is not a broadcast field", "application/json", `{"payload":"x","user":"u"}`, 400, CodeInvalidArgument, "user"},
 		{"online_only not a boolean", "application/json", `{"payload":"x","online_only":"yes"}`, 400, CodeInvalidArgument, "online_only"},
 		{"no payload", "application/json", `{"qos":1}`, 400, CodeInvalidArgument, "payload"},
@@ -52,6 +55,10 @@ func TestBroadcastPlan(t *testing.T) {
 	p, e = (&broadcastRequest{Payload: ptr("x"), TTL: ptr(int64(60)), OnlineOnly: ptr(true)}).validate("app1")
 	if e != nil || p.qos != 1 || !p.onlineOnly || p.ttl.Seconds() != 60 {
 		t.Fatalf("qos default: %+v %v", p, e)
+	}
+	p, e = (&broadcastRequest{Payload: ptr("x"), Tag: ptr("vip/ünïcode:1")}).validate("app1")
+	if e != nil || p.tag != "vip/ünïcode:1" {
+		t.Fatalf("tag: %+v %v", p, e)
 	}
 }
 

@@ -11,6 +11,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/pushgw/pushgw/pkg/limits"
 	"github.com/pushgw/pushgw/pkg/protocol"
 	"github.com/pushgw/pushgw/proto/clientpb"
 	"github.com/pushgw/pushgw/proto/internalpb"
@@ -183,8 +184,8 @@ func checkBroadcast(b *internalpb.Broadcast) error {
 		return status.Error(codes.InvalidArgument, "room: broadcast missing")
 	case b.GetId() == 0 || b.GetSeq() == 0 || b.GetApp() == "":
 		return status.Errorf(codes.InvalidArgument, "room: broadcast needs id, seq and app (id %d, seq %d)", b.GetId(), b.GetSeq())
-	case b.GetTag() != "":
-		return status.Errorf(codes.Unimplemented, "room: broadcast %d: tag broadcasts are not supported by this room", b.GetId())
+	case b.GetTag() != "" && limits.CheckTag(b.GetTag()) != nil:
+		return status.Errorf(codes.InvalidArgument, "room: broadcast %d: %v", b.GetId(), limits.CheckTag(b.GetTag()))
 	case b.GetQos() > 1:
 		return status.Errorf(codes.InvalidArgument, "room: broadcast %d: qos %d", b.GetId(), b.GetQos())
 	}
@@ -211,7 +212,17 @@ func (g *roomRPC) Broadcast(ctx context.Context, req *internalpb.RoomBroadcastRe
 	}
 	// Once started, the fan-out finishes even if the caller stops
 	// waiting: center resends unconfirmed ones, and a repeat is a no-op.
-	reached, deferred := bc.fanOut(e)
+	var reached, deferred uint64
+	if b.GetTag() == "" {
+		reached, deferred = bc.fanOut(e)
+	} else {
+		reached, deferred, err = bc.fanOutTag(e)
+	}
 	<-bc.slots
+	if err != nil {
+		// The connections given it so far are skipped by the resend.
+		g.r.log.Warn("room: tag broadcast fan-out incomplete", "id", b.GetId(), "reached", reached, "err", err)
+		return nil, status.Error(codes.Unavailable, err.Error())
+	}
 	return &internalpb.RoomBroadcastReply{Reached: reached, Deferred: deferred}, nil
 }

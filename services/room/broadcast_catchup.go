@@ -62,7 +62,7 @@ func (bc *broadcaster) catchUp(s *session, last uint64, loginMs int64, attempt i
 	if s.closed.Load() {
 		return
 	}
-	list, err := bc.read(s.key.app, last, loginMs)
+	list, err := bc.read(s.key, last, loginMs)
 	if err != nil {
 		bc.r.log.Debug("room: broadcast catch-up read failed", "conn", s.id, "err", err)
 		bc.retryCatchUp(s, last, loginMs, attempt)
@@ -71,7 +71,7 @@ func (bc *broadcaster) catchUp(s *session, last uint64, loginMs int64, attempt i
 	last = bc.give(s, list, last)
 	bc.seen.caughtUp(s)
 	for try := 1; try <= catchUpFinalTries; try++ {
-		list, err = bc.read(s.key.app, last, loginMs)
+		list, err = bc.read(s.key, last, loginMs)
 		if err == nil {
 			bc.give(s, list, last)
 			bc.r.m.catchUps.WithLabelValues("ok").Inc()
@@ -83,11 +83,12 @@ func (bc *broadcaster) catchUp(s *session, last uint64, loginMs int64, attempt i
 	bc.r.m.catchUps.WithLabelValues("given_up").Inc()
 }
 
-// read asks saver for the broadcasts of app after seq.
-func (bc *broadcaster) read(app string, after uint64, loginMs int64) ([]*internalpb.Broadcast, error) {
+// read asks saver for the broadcasts after seq that k's user gets: the
+// app-wide ones and those of its tags.
+func (bc *broadcaster) read(k sessionKey, after uint64, loginMs int64) ([]*internalpb.Broadcast, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), grpcconn.DefaultCallTimeout)
 	defer cancel()
-	rep, err := bc.r.saver.CatchUp(ctx, &internalpb.CatchUpRequest{App: app, AfterSeq: after, Limit: catchUpLimit, OnlineSinceMs: loginMs})
+	rep, err := bc.r.saver.CatchUp(ctx, &internalpb.CatchUpRequest{App: k.app, User: k.user, AfterSeq: after, Limit: catchUpLimit, OnlineSinceMs: loginMs})
 	if err != nil {
 		bc.r.m.peerErrors.WithLabelValues("Saver.CatchUp").Inc()
 		return nil, err
@@ -100,7 +101,8 @@ func (bc *broadcaster) read(app string, after uint64, loginMs int64) ([]*interna
 func (bc *broadcaster) give(s *session, list []*internalpb.Broadcast, last uint64) uint64 {
 	now := time.Now().UnixMilli()
 	for _, b := range list {
-		if b.GetApp() != s.key.app || b.GetTag() != "" {
+		// Saver picked the tag broadcasts of the user's tags.
+		if b.GetApp() != s.key.app {
 			continue
 		}
 		last = max(last, b.GetSeq())

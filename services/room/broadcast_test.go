@@ -148,11 +148,11 @@ func testRoomServiceBroadcast(t *testing.T, engine string) {
 	}
 
 	for name, bad := range map[string]*internalpb.Broadcast{
-		"no seq": {Id: 1, App: "appA"},
-		"no app": {Id: 1, Seq: 1},
-		"qos 2":  {Id: 1, App: "appA", Seq: 1, Qos: 2},
-		"tag":    {Id: 1, App: "appA", Seq: 1, Tag: "vip"},
-		"large":  {Id: 1, App: "appA", Seq: 1, Payload: make([]byte, testMaxBody)},
+		"no seq":  {Id: 1, App: "appA"},
+		"no app":  {Id: 1, Seq: 1},
+		"qos 2":   {Id: 1, App: "appA", Seq: 1, Qos: 2},
+		"bad tag": {Id: 1, App: "appA", Seq: 1, Tag: "a\x01b"},
+		"large":   {Id: 1, App: "appA", Seq: 1, Payload: make([]byte, testMaxBody)},
 	} {
 		_, err := rc.Broadcast(ctx, &internalpb.RoomBroadcastRequest{Broadcast: bad})
 		if c := status.Code(err); c != codes.InvalidArgument && c != codes.Unimplemented {

@@ -47,6 +47,9 @@ const (
 	minMaxFrame    = 1 << 10
 	minSessionTick = time.Second
 	maxFrameRate   = 1_000_000
+	// defaultTagCheckBatch is saver's limit of users per TagMembership
+	// call (broadcast_tag.go).
+	defaultTagCheckBatch = tagCheckUsers
 )
 
 type config struct {
@@ -70,6 +73,10 @@ type config struct {
 	engine         string
 	authReplyWait  time.Duration
 	maxPreAuth     int
+	// tagCheckBatch is the distinct users per membership call of a tag
+	// broadcast's fan-out; 0 (a config built without flags) means
+	// defaultTagCheckBatch.
+	tagCheckBatch int
 }
 
 func (c *config) bind(fs *flag.FlagSet) {
@@ -89,6 +96,7 @@ func (c *config) bind(fs *flag.FlagSet) {
 	fs.DurationVar(&c.authReplyWait, "auth-reply-wait", defaultAuthReplyWait, "longest AUTH_REPLY waits for register to hold a new session; past it the login succeeds anyway")
 	fs.IntVar(&c.maxPreAuth, "max-preauth", defaultMaxPreAuth, "most open connections that have not authenticated yet; beyond it new ones get TOO_MANY_CONNECTIONS")
 	fs.DurationVar(&c.sessionRefresh, "session-refresh", defaultSessionRefresh, "interval of session TTL refreshes at register (keep below register's -session-ttl / 2)")
+	fs.IntVar(&c.tagCheckBatch, "tag-check-batch", defaultTagCheckBatch, "users per saver TagMembership call while a tag broadcast fans out (1..1000)")
 }
 
 func (c *config) validate() error {
@@ -124,6 +132,12 @@ func (c *config) validate() error {
 	}
 	if c.maxFrameRate < 0 || c.maxFrameRate > maxFrameRate {
 		errs = append(errs, fmt.Errorf("-max-frame-rate %d: want 0 (unlimited)..%d", c.maxFrameRate, maxFrameRate))
+	}
+	if c.tagCheckBatch == 0 {
+		c.tagCheckBatch = defaultTagCheckBatch
+	}
+	if c.tagCheckBatch < 1 || c.tagCheckBatch > tagCheckUsers {
+		errs = append(errs, fmt.Errorf("-tag-check-batch %d: want 1..%d", c.tagCheckBatch, tagCheckUsers))
 	}
 	if c.maxFrameRate > 0 && c.frameBurst < 1 {
 		errs = append(errs, fmt.Errorf("-frame-burst %d: want >= 1", c.frameBurst))

@@ -7,6 +7,7 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/pushgw/pushgw/pkg/limits"
 	"github.com/pushgw/pushgw/proto/internalpb"
 )
 
@@ -35,6 +36,8 @@ func checkBroadcast(b *internalpb.Broadcast) error {
 		return invalid("broadcast %d: app must be 1..%d bytes", b.GetId(), maxAppLen)
 	case len(b.GetTag()) > maxTagLen:
 		return invalid("broadcast %d: tag longer than %d bytes", b.GetId(), maxTagLen)
+	case b.GetTag() != "" && limits.CheckTag(b.GetTag()) != nil:
+		return invalid("broadcast %d: %v", b.GetId(), limits.CheckTag(b.GetTag()))
 	case len(b.GetPayload()) > maxPayload:
 		return invalid("broadcast %d: payload of %d bytes exceeds %d", b.GetId(), len(b.GetPayload()), maxPayload)
 	case b.GetQos() > qosAtLeastOne:
@@ -131,7 +134,11 @@ func (s *server) CatchUp(ctx context.Context, req *internalpb.CatchUpRequest) (*
 	if limit == 0 || limit > catchUpMaxLimit {
 		limit = catchUpMaxLimit
 	}
-	out, err := s.db.catchUp(ctx, req.GetApp(), req.GetAfterSeq(), limit, req.GetOnlineSinceMs(), time.Now())
+	tags, err := s.catchUpTags(ctx, req.GetApp(), req.GetUser())
+	if err != nil {
+		return nil, err
+	}
+	out, err := s.db.catchUp(ctx, req.GetApp(), req.GetAfterSeq(), limit, req.GetOnlineSinceMs(), tags, time.Now())
 	if err != nil {
 		return nil, s.fail(ctx, "catch_up", err)
 	}
@@ -158,4 +165,20 @@ func pruneBroadcastsLoop(ctx context.Context, db *msgDB, log *slog.Logger, inter
 			log.Info("broadcasts pruned", "count", n)
 		}
 	}
+}
+
+// catchUpTags returns the tags whose broadcasts user may catch up on: its
+// tags now (Redis when it holds the user's set, else MySQL). No user, or a
+// saver without tags, catches up on app-wide broadcasts only. A failed
+// read fails the catch-up (the room retries it) rather than silently
+// leaving the member's tag broadcasts out.
+func (s *server) catchUpTags(ctx context.Context, app, user string) ([]string, error) {
+	if user == "" || s.tags == nil {
+		return nil, nil
+	}
+	rep, err := s.UserTags(ctx, &internalpb.UserTagsRequest{App: app, User: user})
+	if err != nil {
+		return nil, err
+	}
+	return rep.GetTags(), nil
 }

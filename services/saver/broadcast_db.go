@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/pushgw/pushgw/proto/internalpb"
@@ -205,12 +206,23 @@ func (d *msgDB) broadcastStatus(ctx context.Context, app string, id uint64) (*in
 
 // catchUp returns the newest limit unexpired broadcasts of app after seq,
 // oldest first. online_only ones count only if created at or after
-// onlineSince (the client was online when they went out); tag broadcasts
-// are left to tag-aware catch-up.
-func (d *msgDB) catchUp(ctx context.Context, app string, after uint64, limit int, onlineSince int64, now time.Time) ([]*internalpb.Broadcast, error) {
+// onlineSince (the client was online when they went out). Tag broadcasts
+// count only for the given tags (the user's, at most MaxTagsPerUser), in
+// seq order with the app-wide ones; the filter runs on the (app, seq)
+// range, so the limit counts only rows the user gets.
+func (d *msgDB) catchUp(ctx context.Context, app string, after uint64, limit int, onlineSince int64, tags []string, now time.Time) ([]*internalpb.Broadcast, error) {
+	tagCond := "tag = ''"
+	args := []any{app, after}
+	if len(tags) > 0 {
+		tagCond = "(tag = '' OR tag IN (?" + strings.Repeat(", ?", len(tags)-1) + "))"
+		for _, t := range tags {
+			args = append(args, t)
+		}
+	}
+	args = append(args, now.UnixMilli(), onlineSince, limit)
 	rows, err := d.db.QueryContext(ctx, "SELECT "+broadcastCols+" FROM broadcasts "+
-		"WHERE app = ? AND seq > ? AND tag = '' AND (expires_ms = 0 OR expires_ms > ?) AND (online_only = 0 OR created_ms >= ?) "+
-		"ORDER BY seq DESC LIMIT ?", app, after, now.UnixMilli(), onlineSince, limit)
+		"WHERE app = ? AND seq > ? AND "+tagCond+" AND (expires_ms = 0 OR expires_ms > ?) AND (online_only = 0 OR created_ms >= ?) "+
+		"ORDER BY seq DESC LIMIT ?", args...)
 	if err != nil {
 		return nil, fmt.Errorf("saver: catch up %s after %d: %w", app, after, err)
 	}
