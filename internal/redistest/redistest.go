@@ -40,20 +40,30 @@ func start(t testing.TB, extra ...string) *Server {
 	bin := proctest.Binary(t, "redis-server", "/usr/bin/redis-server", "redis-server")
 	dir := t.TempDir()
 	s := &Server{}
+	clusterBus := false
+	for _, a := range extra {
+		clusterBus = clusterBus || a == "--cluster-enabled"
+	}
 	s.Server = proctest.Start(t, func() proctest.Spec {
 		s.port = freeport.Port(t)
 		addr := s.Addr()
+		args := append([]string{
+			"--bind", "127.0.0.1", "--port", strconv.Itoa(s.port),
+			// No RDB, no AOF: a restart starts empty, as the shared
+			// Redis does. --dir keeps any stray file in the test's dir.
+			"--save", "", "--appendonly", "no", "--dir", dir,
+			"--daemonize", "no", "--logfile", "",
+		}, extra...)
+		if clusterBus {
+			// The bus port defaults to port+10000, which lands in the
+			// ephemeral range where an outgoing connection may hold it.
+			args = append(args, "--cluster-port", strconv.Itoa(freeport.Port(t)))
+		}
 		return proctest.Spec{
-			Name: "redis",
-			Bin:  bin,
-			Dir:  dir,
-			Args: append([]string{
-				"--bind", "127.0.0.1", "--port", strconv.Itoa(s.port),
-				// No RDB, no AOF: a restart starts empty, as the shared
-				// Redis does. --dir keeps any stray file in the test's dir.
-				"--save", "", "--appendonly", "no", "--dir", dir,
-				"--daemonize", "no", "--logfile", "",
-			}, extra...),
+			Name:  "redis",
+			Bin:   bin,
+			Dir:   dir,
+			Args:  args,
 			Ready: func() error { return ping(addr) },
 		}
 	})

@@ -165,7 +165,7 @@ func startCluster(cfg clusterConfig) (c *benchCluster, err error) {
 		}
 		return out, nil
 	}
-	p, err := ports(10)
+	p, err := ports(11)
 	if err != nil {
 		return c, err
 	}
@@ -175,7 +175,7 @@ func startCluster(cfg clusterConfig) (c *benchCluster, err error) {
 	c.addService("register", p[0], nil, append([]string{"-grpc", p[1]}, redisArgs...)...)
 	c.addService("saver", p[2], nil, append([]string{"-grpc", p[3], "-mysql", dsn}, redisArgs...)...)
 	c.addService("coordinator", p[4], nil, "-grpc", p[5])
-	c.addService("center", p[6], nil, "-http", p[7])
+	c.addService("center", p[6], nil, append([]string{"-http", p[7], "-grpc-api", p[10]}, redisArgs...)...)
 	c.addService("dispatcher", p[8], nil, "-http", p[9])
 	for _, n := range []string{"register", "saver", "coordinator", "center", "dispatcher"} {
 		if err := c.start(n, nil); err != nil {
