@@ -53,11 +53,11 @@ type broadcaster struct {
 	// retryDelays pace retries of a failed catch-up read.
 	retryDelays []time.Duration
 
-	mu      sync.RWMutex
-	byID    map[uint64]*bcEntry
-	order   []uint64 // insertion order, for eviction
+	mu    sync.RWMutex
+	byID  map[uint64]*bcEntry
+	order []uint64 // insertion order, for eviction
 	// pacing holds the ids of paced fan-outs running (broadcast_pace.go).
-	pacing map[uint64]struct{}
+	pacing  map[uint64]struct{}
 	stop    chan struct{}
 	stopped chan struct{}
 }
