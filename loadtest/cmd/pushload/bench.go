@@ -76,6 +76,7 @@ type benchFlags struct {
 
 	bcastRate     float64
 	bcastDuration time.Duration
+	bcastQoS      int
 }
 
 func parseBenchFlags(args []string) (*benchFlags, error) {
@@ -116,6 +117,7 @@ func parseBenchFlags(args []string) (*benchFlags, error) {
 	fs.Float64Var(&f.memLimitGiB, "mem-limit-gib", float64(defaultMemLimit>>30), "box: stop connecting when rooms, generators and cluster together use this much RSS")
 	fs.Float64Var(&f.bcastRate, "bcast-rate", 20, "broadcast: broadcasts per second in the stream phase")
 	fs.DurationVar(&f.bcastDuration, "bcast-duration", 10*time.Second, "broadcast: length of the stream phase")
+	fs.IntVar(&f.bcastQoS, "bcast-qos", 1, "broadcast: qos of the broadcasts (1: every connection ACKs each one)")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
@@ -151,6 +153,8 @@ func (f *benchFlags) validate() error {
 		return fmt.Errorf("bench: -mem-limit-gib %v: want > 0", f.memLimitGiB)
 	case f.bcastRate <= 0 || f.bcastRate > maxBcastRate:
 		return fmt.Errorf("bench: -bcast-rate %v: want (0, %d]", f.bcastRate, maxBcastRate)
+	case f.bcastQoS != 0 && f.bcastQoS != 1:
+		return fmt.Errorf("bench: -bcast-qos %d: want 0 or 1", f.bcastQoS)
 	case f.bcastDuration <= 0 || f.bcastDuration > maxDuration:
 		return fmt.Errorf("bench: -bcast-duration %v: want (0, %v]", f.bcastDuration, maxDuration)
 	case f.settle < 0 || f.hold < 0 || f.drain < 0:

@@ -21,7 +21,7 @@ const (
 )
 
 // broadcast: -conns connections (spread over generator processes) on one
-// fresh room, then one QoS 1 broadcast through center's API: the time
+// fresh room, then one broadcast (-bcast-qos) through center's API: the time
 // from the API's answer to the last delivery and the percentiles over
 // connections; then a stream of broadcasts at -bcast-rate for
 // -bcast-duration: deliveries per second and per room CPU-second.
@@ -152,9 +152,9 @@ func (b *bench) broadcast(i int, engine, flagVal string) error {
 	return nil
 }
 
-// postBroadcast sends one QoS 1 broadcast to the bench app and returns its id.
+// postBroadcast sends one broadcast of -bcast-qos to the bench app and returns its id.
 func (b *bench) postBroadcast(httpc *http.Client) (uint64, error) {
-	body, _ := json.Marshal(map[string]any{"payload": string(bytes.Repeat([]byte("b"), broadcastPayload)), "qos": 1, "ttl": broadcastTTL})
+	body, _ := json.Marshal(map[string]any{"payload": string(bytes.Repeat([]byte("b"), broadcastPayload)), "qos": b.f.bcastQoS, "ttl": broadcastTTL})
 	req, err := http.NewRequestWithContext(b.ctx, "POST", b.cl.CenterURL+"/v1/broadcast", bytes.NewReader(body))
 	if err != nil {
 		return 0, err
