@@ -86,7 +86,7 @@ clean:
 	rm -rf $(BIN)
 
 # Benchmarks (loadtest/README.md, docs/BENCHMARKS.md); never part of `make test`.
-# make bench SCENARIO=idle|connect|unicast|churn|box [BENCH_ARGS='-conns 5000 ...']
+# make bench SCENARIO=idle|connect|unicast|churn|box|broadcast [BENCH_ARGS='-conns 5000 ...']
 # starts its own cluster (private redis-server, ports 17000-19999, etcd prefix
 # /pushgw/bench-*/, MySQL database pushgw_bench_*), runs each room engine, writes
 # JSON and PNG under loadtest/results/<UTC date>/ and stops by itself.

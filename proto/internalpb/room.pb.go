@@ -422,10 +422,13 @@ func (x *RoomKickReply) GetResults() []*TargetResult {
 }
 
 type RoomBroadcastRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Broadcast     *Broadcast             `protobuf:"bytes,1,opt,name=broadcast,proto3" json:"broadcast,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	Broadcast *Broadcast             `protobuf:"bytes,1,opt,name=broadcast,proto3" json:"broadcast,omitempty"`
+	// This room's share of the app's deliveries_per_second (0: unpaced).
+	// A paced fan-out runs inside the call, so its deadline must cover it.
+	DeliveriesPerSecond uint32 `protobuf:"varint,2,opt,name=deliveries_per_second,json=deliveriesPerSecond,proto3" json:"deliveries_per_second,omitempty"`
+	unknownFields       protoimpl.UnknownFields
+	sizeCache           protoimpl.SizeCache
 }
 
 func (x *RoomBroadcastRequest) Reset() {
@@ -465,12 +468,22 @@ func (x *RoomBroadcastRequest) GetBroadcast() *Broadcast {
 	return nil
 }
 
+func (x *RoomBroadcastRequest) GetDeliveriesPerSecond() uint32 {
+	if x != nil {
+		return x.DeliveriesPerSecond
+	}
+	return 0
+}
+
 type RoomBroadcastReply struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Connections that got the broadcast from this call.
 	Reached uint64 `protobuf:"varint,1,opt,name=reached,proto3" json:"reached,omitempty"`
 	// Connections still catching up after login, left to their catch-up.
-	Deferred      uint64 `protobuf:"varint,2,opt,name=deferred,proto3" json:"deferred,omitempty"`
+	Deferred uint64 `protobuf:"varint,2,opt,name=deferred,proto3" json:"deferred,omitempty"`
+	// Connections a paced fan-out reached and already reported to saver as
+	// progress while it ran (not included in reached).
+	Reported      uint64 `protobuf:"varint,3,opt,name=reported,proto3" json:"reported,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -519,6 +532,13 @@ func (x *RoomBroadcastReply) GetDeferred() uint64 {
 	return 0
 }
 
+func (x *RoomBroadcastReply) GetReported() uint64 {
+	if x != nil {
+		return x.Reported
+	}
+	return 0
+}
+
 var File_pushgw_internal_v1_room_proto protoreflect.FileDescriptor
 
 const file_pushgw_internal_v1_room_proto_rawDesc = "" +
@@ -545,12 +565,14 @@ const file_pushgw_internal_v1_room_proto_rawDesc = "" +
 	"\atargets\x18\x01 \x03(\v2\x1a.pushgw.internal.v1.TargetR\atargets\x12\x16\n" +
 	"\x06reason\x18\x02 \x01(\tR\x06reason\"K\n" +
 	"\rRoomKickReply\x12:\n" +
-	"\aresults\x18\x01 \x03(\v2 .pushgw.internal.v1.TargetResultR\aresults\"S\n" +
+	"\aresults\x18\x01 \x03(\v2 .pushgw.internal.v1.TargetResultR\aresults\"\x87\x01\n" +
 	"\x14RoomBroadcastRequest\x12;\n" +
-	"\tbroadcast\x18\x01 \x01(\v2\x1d.pushgw.internal.v1.BroadcastR\tbroadcast\"J\n" +
+	"\tbroadcast\x18\x01 \x01(\v2\x1d.pushgw.internal.v1.BroadcastR\tbroadcast\x122\n" +
+	"\x15deliveries_per_second\x18\x02 \x01(\rR\x13deliveriesPerSecond\"f\n" +
 	"\x12RoomBroadcastReply\x12\x18\n" +
 	"\areached\x18\x01 \x01(\x04R\areached\x12\x1a\n" +
-	"\bdeferred\x18\x02 \x01(\x04R\bdeferred2\xe4\x02\n" +
+	"\bdeferred\x18\x02 \x01(\x04R\bdeferred\x12\x1a\n" +
+	"\breported\x18\x03 \x01(\x04R\breported2\xe4\x02\n" +
 	"\x04Room\x12N\n" +
 	"\x04Push\x12#.pushgw.internal.v1.RoomPushRequest\x1a!.pushgw.internal.v1.RoomPushReply\x12]\n" +
 	"\tPushBatch\x12(.pushgw.internal.v1.RoomPushBatchRequest\x1a&.pushgw.internal.v1.RoomPushBatchReply\x12N\n" +

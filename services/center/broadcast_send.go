@@ -86,15 +86,20 @@ func (bs *broadcastSender) sendRoom(ctx context.Context, b *internalpb.Broadcast
 		bs.log.Warn("center: broadcast room unreachable; left to the sweep", "id", b.GetId(), "room", in.ID, "err", err)
 		return false
 	}
-	cctx, cancel := context.WithTimeout(ctx, broadcastRoomTimeout)
-	rep, err := rc.Broadcast(cctx, &internalpb.RoomBroadcastRequest{Broadcast: b})
+	share := bs.paceShare(b.GetApp(), len(bs.liveRooms()))
+	cctx, cancel := context.WithTimeout(ctx, roomTimeout(b, share, time.Now()))
+	rep, err := rc.Broadcast(cctx, &internalpb.RoomBroadcastRequest{Broadcast: b, DeliveriesPerSecond: share})
 	cancel()
+	if pacedStillRunning(err) {
+		bs.log.Debug("center: paced broadcast still running in the room", "id", b.GetId(), "room", in.ID)
+		return false
+	}
 	if err != nil {
 		bs.s.m.deliveryFails.WithLabelValues("broadcast_room").Inc()
 		bs.log.Warn("center: room broadcast failed; left to the sweep", "id", b.GetId(), "seq", b.GetSeq(), "room", in.ID, "err", err)
 		return false
 	}
-	bs.s.m.delivered.Add(float64(rep.GetReached()))
+	bs.s.m.delivered.Add(float64(rep.GetReached() + rep.GetReported()))
 	cctx, cancel = context.WithTimeout(ctx, downstreamTimeout)
 	_, err = bs.s.saver.BroadcastProgress(cctx, &internalpb.BroadcastProgressRequest{Items: []*internalpb.BroadcastRoomProgress{
 		{BroadcastId: b.GetId(), Room: in.ID, Reached: rep.GetReached(), Done: true},

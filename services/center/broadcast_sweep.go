@@ -72,6 +72,13 @@ func (w *broadcastSweeper) sweep(ctx context.Context) {
 			bs.log.Debug("center: broadcast room not in etcd; claimed again later", "id", c.GetBroadcast().GetId(), "room", c.GetRoom())
 			continue
 		}
+		if bs.paceShare(c.GetBroadcast().GetApp(), 1) > 0 {
+			// A paced resend may run for minutes: it goes in the
+			// background like a live fan-out, so it does not hold up
+			// this round's other resends.
+			bs.sendAll(c.GetBroadcast(), []discovery.Instance{in})
+			continue
+		}
 		wg.Add(1)
 		go func(c *internalpb.BroadcastRoomClaim) {
 			defer wg.Done()

@@ -54,9 +54,11 @@ type broadcaster struct {
 	// retryDelays pace retries of a failed catch-up read.
 	retryDelays []time.Duration
 
-	mu      sync.RWMutex
-	byID    map[uint64]*bcEntry
-	order   []uint64 // insertion order, for eviction
+	mu    sync.RWMutex
+	byID  map[uint64]*bcEntry
+	order []uint64 // insertion order, for eviction
+	// pacing holds the ids of paced fan-outs running (broadcast_pace.go).
+	pacing  map[uint64]struct{}
 	stop    chan struct{}
 	stopped chan struct{}
 }
@@ -204,6 +206,9 @@ func (g *roomRPC) Broadcast(ctx context.Context, req *internalpb.RoomBroadcastRe
 	e, err := bc.track(b)
 	if err != nil {
 		return nil, status.Error(codes.InvalidArgument, "room: "+err.Error())
+	}
+	if rate := req.GetDeliveriesPerSecond(); rate > 0 {
+		return bc.broadcastPaced(ctx, e, int(rate))
 	}
 	select {
 	case bc.slots <- struct{}{}:

@@ -15,7 +15,9 @@ import (
 
 // benchScenarios lists the scenarios of `pushload bench` (make bench
 // SCENARIO=...).
-func benchScenarios() []string { return []string{"idle", "connect", "unicast", "churn", "box"} }
+func benchScenarios() []string {
+	return []string{"idle", "connect", "unicast", "churn", "box", "broadcast"}
+}
 
 // Engines the room may run; "std" is the goroutine-per-connection
 // baseline every scenario runs beside.
@@ -33,6 +35,8 @@ const (
 	defaultUsers      = 2000
 	maxBenchDuration  = 2 * time.Hour
 	connectPhaseLimit = 10 * time.Minute
+	// maxBcastRate bounds the broadcast stream's offered rate.
+	maxBcastRate = 1000
 )
 
 type benchFlags struct {
@@ -69,6 +73,10 @@ type benchFlags struct {
 	boxTarget   int
 	roomConns   int
 	memLimitGiB float64
+
+	bcastRate     float64
+	bcastDuration time.Duration
+	bcastQoS      int
 }
 
 func parseBenchFlags(args []string) (*benchFlags, error) {
@@ -107,6 +115,9 @@ func parseBenchFlags(args []string) (*benchFlags, error) {
 	fs.IntVar(&f.boxTarget, "box-target", defaultBoxTarget, "box: connections to reach over all rooms")
 	fs.IntVar(&f.roomConns, "room-conns", defaultBenchConns, "box: connections per room process")
 	fs.Float64Var(&f.memLimitGiB, "mem-limit-gib", float64(defaultMemLimit>>30), "box: stop connecting when rooms, generators and cluster together use this much RSS")
+	fs.Float64Var(&f.bcastRate, "bcast-rate", 20, "broadcast: broadcasts per second in the stream phase")
+	fs.DurationVar(&f.bcastDuration, "bcast-duration", 10*time.Second, "broadcast: length of the stream phase")
+	fs.IntVar(&f.bcastQoS, "bcast-qos", 1, "broadcast: qos of the broadcasts (1: every connection ACKs each one)")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
@@ -140,6 +151,12 @@ func (f *benchFlags) validate() error {
 		return fmt.Errorf("bench: -room-conns %d: want 1..%d", f.roomConns, roomMaxConns-1000)
 	case f.memLimitGiB <= 0:
 		return fmt.Errorf("bench: -mem-limit-gib %v: want > 0", f.memLimitGiB)
+	case f.bcastRate <= 0 || f.bcastRate > maxBcastRate:
+		return fmt.Errorf("bench: -bcast-rate %v: want (0, %d]", f.bcastRate, maxBcastRate)
+	case f.bcastQoS != 0 && f.bcastQoS != 1:
+		return fmt.Errorf("bench: -bcast-qos %d: want 0 or 1", f.bcastQoS)
+	case f.bcastDuration <= 0 || f.bcastDuration > maxDuration:
+		return fmt.Errorf("bench: -bcast-duration %v: want (0, %v]", f.bcastDuration, maxDuration)
 	case f.settle < 0 || f.hold < 0 || f.drain < 0:
 		return errors.New("bench: -settle, -hold and -drain must not be negative")
 	}
@@ -295,6 +312,8 @@ func (b *bench) runScenario(i int, engine, flagVal string) error {
 		return b.churn(i, engine, flagVal)
 	case "box":
 		return b.box(i, engine, flagVal)
+	case "broadcast":
+		return b.broadcast(i, engine, flagVal)
 	}
 	return fmt.Errorf("unknown scenario %q", b.f.scenario)
 }
@@ -374,6 +393,11 @@ func (r *Result) oneLine() string {
 	}
 	if r.Skipped != "" {
 		return fmt.Sprintf("%s %s: skipped: %s", name, r.Engine, r.Skipped)
+	}
+	if bf := r.Broadcast; bf != nil && bf.Stream != nil {
+		return fmt.Sprintf("%s %s: conns %d, one broadcast: answer %.1f ms, last delivery %.1f ms after the answer, p50 %.1f ms p99 %.1f ms from the request, reached %d; stream %.0f/s offered: %d accepted, %.0f deliveries/s, %.0f deliveries per room CPU-s; errors %d, missing %d, load %s",
+			name, r.Engine, r.Conns, bf.APIAnswerMS, bf.LastAfterAnswer, r.LatencyMS.P50, r.LatencyMS.P99, bf.Reached,
+			bf.Stream.Offered, bf.Stream.Accepted, bf.Stream.DeliveriesPerS, bf.Stream.DeliveriesPerRoomCPUS, r.Errors, r.Missing, r.Loadavg.After)
 	}
 	return fmt.Sprintf("%s %s: conns %d, RSS %.0f B/conn, heap %.0f B/conn, accept+auth %.0f/s, deliveries %.0f/s, p99 %.2f ms, GC p99 %.3f ms max %.3f ms, errors %d, missing %d, load %s",
 		name, r.Engine, r.Conns, r.RSSBytesPerConn, r.HeapBytesPerConn, r.AcceptAuthPerS, r.DeliveriesPerS,

@@ -66,6 +66,8 @@ type ConnsResult struct {
 	// ConnectHist is the HDR histogram of connect latencies (children
 	// send it so the parent's percentiles are exact, not the worst child's).
 	ConnectHist []byte `json:"connect_hist,omitempty"`
+	// Broadcasts a child saw (bench broadcast scenario).
+	Broadcasts []BroadcastSeen `json:"broadcasts,omitempty"`
 }
 
 // RoomMemory is the room's cost of the held connections.
@@ -144,6 +146,11 @@ func runConns(args []string) (*ConnsResult, error) {
 			return nil, err
 		}
 	}
+	var bcasts *bcastRecorder
+	if f.child {
+		bcasts = newBcastRecorder()
+		fl.onPush = bcasts.onPush
+	}
 	stopPing := make(chan struct{})
 	go fl.pinger(stopPing)
 	// The connect phase may not outlast one auth timeout per connection
@@ -184,6 +191,7 @@ func runConns(args []string) (*ConnsResult, error) {
 		if res.ConnectHist, err = fl.connLat.h.Encode(); err != nil {
 			return nil, err
 		}
+		res.Broadcasts = bcasts.result()
 	}
 	res.finishRate()
 	if mem != nil {

@@ -125,6 +125,8 @@ type genResult struct {
 	Failures    map[string]int64
 	Drops       map[string]int64
 	PingFailure int64
+	// Broadcasts merges what the children saw, by broadcast id.
+	Broadcasts map[uint64]*bcastTotal
 }
 
 // Errors counts connects that failed and connections lost while held.
@@ -157,7 +159,7 @@ func (r *genResult) Rate() float64 {
 // collect releases the children and merges their results.
 func (g *generators) collect() (*genResult, error) {
 	g.release()
-	res := &genResult{Latency: newHist(), Failures: map[string]int64{}, Drops: map[string]int64{}}
+	res := &genResult{Latency: newHist(), Failures: map[string]int64{}, Drops: map[string]int64{}, Broadcasts: map[uint64]*bcastTotal{}}
 	var firstErr error
 	for i, c := range g.children {
 		<-c.exited
@@ -200,5 +202,8 @@ func (res *genResult) add(r *ConnsResult) {
 	}
 	if h, err := decodeHist(r.ConnectHist); err == nil {
 		res.Latency.Merge(h)
+	}
+	if res.Broadcasts != nil {
+		mergeBroadcasts(res.Broadcasts, r.Broadcasts)
 	}
 }

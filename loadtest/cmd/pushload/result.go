@@ -55,6 +55,9 @@ type Result struct {
 	RSSHeldBytes             int64   `json:"room_rss_held_bytes,omitempty"`
 	RoomRestarted            bool    `json:"room_restarted,omitempty"`
 
+	// Broadcast holds the broadcast scenario's figures.
+	Broadcast *BroadcastFigures `json:"broadcast,omitempty"`
+
 	Steps    []RateStep  `json:"steps,omitempty"`
 	Series   []ConnPoint `json:"rss_series,omitempty"`
 	Profiles []string    `json:"profiles,omitempty"`
