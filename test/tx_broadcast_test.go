@@ -2,16 +2,24 @@ package test
 
 import (
 	"strconv"
+	"strings"
+	"syscall"
 	"testing"
 	"time"
+
+	"github.com/pushgw/pushgw/pkg/txcheck"
 )
 
 // prepareTxBroadcast prepares a transactional broadcast and returns the tx
 // id and the broadcast id it will have.
 func (c *Cluster) prepareTxBroadcast(t *testing.T, payload string) (string, uint64) {
+	return c.prepareTxBroadcastChecked(t, payload, "", txNoCheck)
+}
+
+func (c *Cluster) prepareTxBroadcastChecked(t *testing.T, payload, ikey string, checkAfter int) (string, uint64) {
 	t.Helper()
 	code, out := c.API("POST", "/v1/tx", map[string]any{"target": map[string]any{"kind": "broadcast"}, "payload": payload,
-		"ttl": 600, "check_timeout": 3600})
+		"ttl": 600, "check_timeout": checkAfter, "idempotency_key": ikey})
 	if code != 200 || out["state"] != "prepared" || out["target"].(map[string]any)["kind"] != "broadcast" {
 		t.Fatalf("prepare broadcast: %d %v", code, out)
 	}
@@ -100,5 +108,78 @@ func TestTxBroadcast(t *testing.T) {
 	}
 	if extra := late.drain(t); len(extra) > 0 {
 		t.Fatalf("late client got %v too", extra[0])
+	}
+}
+
+// Check-back decides broadcast records too, and a room that missed the
+// committed broadcast (stopped while it went out) gets it from the
+// broadcast sweep: the commit wrote its progress row, as it does for a
+// center that dies right after the commit.
+func TestTxBroadcastCheckBackAndSweep(t *testing.T) {
+	c := StartCluster(t, Options{Rooms: 2, Heartbeat: txHeartbeat, ExtraCenterArg: append(append([]string(nil), txCenterArgs...), "-redeliver-interval", "1s")})
+	biz := newBusiness(t, c.Secret, func(r *txcheck.Request) string {
+		if r.TargetKind != "broadcast" || len(r.Users) != 0 {
+			t.Errorf("check of %s: target_kind %q users %v", r.TxID, r.TargetKind, r.Users)
+		}
+		if strings.HasPrefix(r.IdempotencyKey, "roll-") {
+			return "ROLLBACK"
+		}
+		return "COMMIT"
+	})
+	c.setCheck(t, c.mainApp(), biz.srv.URL)
+	a := dialBC(t, c.RoomTCP[0], c.App, c.Secret, "on-stopped-room", 0)
+	b := dialBC(t, c.RoomTCP[1], c.App, c.Secret, "on-live-room", 0)
+	for i := 0; i < 2; i++ {
+		admin := c.Procs[RoomName(i)].Admin
+		Eventually(t, 10*time.Second, RoomName(i)+"'s catch-up to finish", func() bool {
+			return ScrapeAdmin(t, admin)[`pushgw_room_broadcast_catchups_total{result="ok"}`] == 1
+		})
+	}
+	room := RoomName(0)
+	c.Signal(room, syscall.SIGSTOP)
+	stopped := true
+	defer func() {
+		if stopped {
+			c.Signal(room, syscall.SIGCONT)
+		}
+	}()
+	commitID, commitBID := c.prepareTxBroadcastChecked(t, "by check-back", "commit-1", 1)
+	rollID, rollBID := c.prepareTxBroadcastChecked(t, "rolled back by check-back", "roll-1", 1)
+	Eventually(t, 20*time.Second, "both records decided by check-back", func() bool {
+		cs, rs := c.txState(t, c.APIKey, commitID), c.txState(t, c.APIKey, rollID)
+		return cs["state"] == "committed" && cs["decided_by"] == "check-back" && rs["state"] == "rolled_back"
+	})
+	if p := b.pushesUntil(t, 10*time.Second, commitBID)[commitBID]; string(p.GetPayload()) != "by check-back" {
+		t.Fatalf("live room client got %v", p)
+	}
+	// Resume only once the live call gave up, so only the sweep can bring it.
+	Eventually(t, 30*time.Second, "center to give "+room+"'s live call up", func() bool {
+		for _, line := range strings.Split(c.Tail(CenterName(0), 200), "\n") {
+			if strings.Contains(line, "room broadcast failed") && strings.Contains(line, strconv.FormatUint(commitBID, 10)) {
+				return true
+			}
+		}
+		return false
+	})
+	c.Signal(room, syscall.SIGCONT)
+	stopped = false
+	a.pushesUntil(t, 40*time.Second, commitBID)
+	Eventually(t, 30*time.Second, "committed broadcast done on both rooms", func() bool {
+		st := c.broadcastStatus(t, commitBID)
+		return st["state"] == "done" && st["reached"] == float64(2)
+	})
+	for _, r := range c.broadcastStatus(t, commitBID)["rooms"].([]any) {
+		if r := r.(map[string]any); r["room"] == room && r["attempts"].(float64) < 1 {
+			t.Fatalf("%s delivered without a resend by the sweep: %v", room, r)
+		}
+	}
+	ctl, _, _ := c.broadcast(t, c.CenterURL, map[string]any{"payload": "control", "ttl": 600})
+	for _, cl := range []*bcClient{a, b} {
+		if got := cl.pushesUntil(t, 15*time.Second, ctl); len(got) != 1 {
+			t.Fatalf("%s: got %v before the control broadcast (rolled back: %d)", cl.name, keys(got), rollBID)
+		}
+		if extra := cl.drain(t); len(extra) > 0 {
+			t.Fatalf("%s: got %d more pushes, first %v", cl.name, len(extra), extra[0])
+		}
 	}
 }
