@@ -240,7 +240,9 @@ func TestTxAPI(t *testing.T) {
 			field string
 		}{
 			{map[string]any{"target": map[string]any{"kind": "tag", "tag": "vip"}, "payload": "x"}, "target.kind"},
-			{map[string]any{"target": map[string]any{"kind": "broadcast"}, "payload": "x"}, "target.kind"},
+			{map[string]any{"target": map[string]any{"kind": "broadcast", "user": "u"}, "payload": "x"}, "target"},
+			{map[string]any{"target": map[string]any{"kind": "broadcast"}, "payload": "x", "qos": 0, "online_only": false}, "online_only"},
+			{map[string]any{"target": map[string]any{"kind": "user", "user": "u"}, "payload": "x", "online_only": true}, "online_only"},
 			{map[string]any{"target": map[string]any{"kind": "user", "user": "u"}, "payload": "x", "qos": 0}, "qos"},
 			{map[string]any{"payload": "x"}, "target"},
 			{map[string]any{"target": map[string]any{"kind": "user", "user": "u"}, "payload": "x", "check_timeout": 0}, "check_timeout"},
@@ -249,6 +251,10 @@ func TestTxAPI(t *testing.T) {
 			if code != 400 || out["code"] != "INVALID_ARGUMENT" || out["field"] != tc.field || out["message"] == "" {
 				t.Fatalf("%v: %d %v, want 400 on %s", tc.body, code, out, tc.field)
 			}
+		}
+		code, out := c.API("POST", "/v1/tx", map[string]any{"target": map[string]any{"kind": "tag", "tag": "vip"}, "payload": "x"})
+		if msg, _ := out["message"].(string); code != 400 || !strings.Contains(msg, "tag: coming with tag broadcasts") {
+			t.Fatalf("tag target: %d %v", code, out)
 		}
 		if code, out := c.API("POST", "/v1/tx/123/commit", nil); code != 404 || out["code"] != "NOT_FOUND" {
 			t.Fatalf("unknown tx: %d %v", code, out)

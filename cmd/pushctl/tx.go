@@ -17,7 +17,8 @@ import (
 
 const txUsage = `usage: pushctl tx <command> [flags]
 
-  prepare     --app A (--user U [--device D] | --users U1,U2,…) [--ttl 60s] [--check-timeout 6s] [--key K] PAYLOAD
+  prepare     --app A (--user U [--device D] | --users U1,U2,… | --broadcast [--online-only])
+              [--ttl 60s] [--check-timeout 6s] [--key K] PAYLOAD
   commit      ID
   rollback    ID
   status      ID
@@ -37,6 +38,7 @@ type txPrepareBody struct {
 	TTL            int64          `json:"ttl"`
 	CheckTimeout   *int64         `json:"check_timeout,omitempty"`
 	IdempotencyKey string         `json:"idempotency_key,omitempty"`
+	OnlineOnly     *bool          `json:"online_only,omitempty"`
 }
 
 func (c cli) tx(ctx context.Context, args []string) error {
@@ -67,6 +69,8 @@ func (c cli) txPrepare(ctx context.Context, args []string) error {
 	user := fs.String("user", "", "one user (target kind user)")
 	device := fs.String("device", "", "with --user: one device only")
 	users := fs.String("users", "", "comma-separated users (target kind users)")
+	broadcast := fs.Bool("broadcast", false, "every device of the app (target kind broadcast)")
+	onlineOnly := fs.Bool("online-only", false, "with --broadcast: only devices online at the commit get it, nobody catches up")
 	ttl := fs.Duration("ttl", 60*time.Second, "message lifetime from the commit (whole seconds)")
 	checkAfter := fs.Duration("check-timeout", 0, "delay before the first check-back (whole seconds; 0: the app's setting)")
 	key := fs.String("key", "", "idempotency key (your order id, say)")
@@ -83,9 +87,26 @@ func (c cli) txPrepare(ctx context.Context, args []string) error {
 		return usageError{fmt.Errorf("want exactly one PAYLOAD argument, got %d", len(pos))}
 	}
 	body := txPrepareBody{App: *app, Payload: pos[0], TTL: int64(math.Ceil(ttl.Seconds())), IdempotencyKey: *key}
+	targets := 0
+	for _, set := range []bool{*user != "", *users != "", *broadcast} {
+		if set {
+			targets++
+		}
+	}
+	if *onlineOnly && !*broadcast {
+		return usageError{errors.New("--online-only goes with --broadcast only")}
+	}
 	switch {
-	case (*user == "") == (*users == ""):
-		return usageError{errors.New("give exactly one of --user and --users")}
+	case targets != 1:
+		return usageError{errors.New("give exactly one of --user, --users and --broadcast")}
+	case *broadcast:
+		if *device != "" {
+			return usageError{errors.New("--device goes with --user only")}
+		}
+		body.Target = map[string]any{"kind": "broadcast"}
+		if *onlineOnly {
+			body.OnlineOnly = onlineOnly
+		}
 	case *user != "":
 		body.Target = map[string]any{"kind": "user", "user": *user, "device": *device}
 	default:

@@ -25,7 +25,8 @@ func TestTxCommands(t *testing.T) {
 	center := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		mu.Lock()
 		calls = append(calls, r.Method+" "+r.URL.Path)
-		if r.Body != nil {
+		if r.Body != nil && r.Method == http.MethodPost && r.URL.Path == "/v1/tx" {
+			body = nil
 			json.NewDecoder(r.Body).Decode(&body)
 		}
 		mu.Unlock()
@@ -47,6 +48,14 @@ func TestTxCommands(t *testing.T) {
 	if fmt.Sprint(body) != want {
 		t.Fatalf("prepare body %v, want %s", body, want)
 	}
+	code, out, stderr = runCLI(t, env, "tx", "prepare", "--broadcast", "--online-only", "--ttl", "30s", "sale")
+	if code != 0 || !strings.Contains(out, `"state":"prepared"`) {
+		t.Fatalf("prepare --broadcast: exit %d out %q err %q", code, out, stderr)
+	}
+	want = `map[app:demo online_only:true payload:sale target:map[kind:broadcast] ttl:30]`
+	if fmt.Sprint(body) != want {
+		t.Fatalf("prepare --broadcast body %v, want %s", body, want)
+	}
 	if code, _, stderr := runCLI(t, env, "tx", "commit", "5"); code != 1 || !strings.Contains(stderr, "HTTP 409: TX_ALREADY_DECIDED") {
 		t.Fatalf("commit: exit %d err %q", code, stderr)
 	}
@@ -58,12 +67,15 @@ func TestTxCommands(t *testing.T) {
 	mu.Lock()
 	got := strings.Join(calls, ", ")
 	mu.Unlock()
-	if got != "POST /v1/tx, POST /v1/tx/5/commit, POST /v1/tx/5/rollback, GET /v1/tx/5" {
+	if got != "POST /v1/tx, POST /v1/tx, POST /v1/tx/5/commit, POST /v1/tx/5/rollback, GET /v1/tx/5" {
 		t.Fatalf("calls: %s", got)
 	}
 	for _, args := range [][]string{
 		{"tx", "prepare", "--user", "a", "--users", "b", "x"},
 		{"tx", "prepare", "--user", "a"},
+		{"tx", "prepare", "--broadcast", "--users", "b", "x"},
+		{"tx", "prepare", "--user", "a", "--online-only", "x"},
+		{"tx", "prepare", "--broadcast", "--device", "d", "x"},
 		{"tx", "commit", "abc"},
 		{"tx", "frob"},
 	} {

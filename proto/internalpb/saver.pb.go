@@ -182,8 +182,8 @@ func (TxDecider) EnumDescriptor() ([]byte, []int) {
 	return file_pushgw_internal_v1_saver_proto_rawDescGZIP(), []int{2}
 }
 
-// TxTargetKind names who a transactional push goes to. TAG and BROADCAST
-// are reserved for targets other work adds; saver rejects them today.
+// TxTargetKind names who a transactional push goes to. TAG is reserved
+// for tag broadcasts (saver rejects it today); BROADCAST is the whole app.
 type TxTargetKind int32
 
 const (
@@ -2151,8 +2151,11 @@ type TxRecord struct {
 	CreatedMs      int64     `protobuf:"varint,12,opt,name=created_ms,json=createdMs,proto3" json:"created_ms,omitempty"`
 	DecidedMs      int64     `protobuf:"varint,13,opt,name=decided_ms,json=decidedMs,proto3" json:"decided_ms,omitempty"`
 	// checks is how many check-backs got an answer or failed.
-	Checks        uint32 `protobuf:"varint,14,opt,name=checks,proto3" json:"checks,omitempty"`
-	NextCheckMs   int64  `protobuf:"varint,15,opt,name=next_check_ms,json=nextCheckMs,proto3" json:"next_check_ms,omitempty"`
+	Checks      uint32 `protobuf:"varint,14,opt,name=checks,proto3" json:"checks,omitempty"`
+	NextCheckMs int64  `protobuf:"varint,15,opt,name=next_check_ms,json=nextCheckMs,proto3" json:"next_check_ms,omitempty"`
+	// online_only (BROADCAST only): the committed broadcast reaches only
+	// connections online when it goes out, never catch-up.
+	OnlineOnly    bool `protobuf:"varint,16,opt,name=online_only,json=onlineOnly,proto3" json:"online_only,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2292,6 +2295,13 @@ func (x *TxRecord) GetNextCheckMs() int64 {
 	return 0
 }
 
+func (x *TxRecord) GetOnlineOnly() bool {
+	if x != nil {
+		return x.OnlineOnly
+	}
+	return false
+}
+
 type PrepareTxRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// state, decided_*, checks are ignored; next_check_ms is the first check.
@@ -2399,7 +2409,11 @@ type DecideTxRequest struct {
 	By TxDecider `protobuf:"varint,4,opt,name=by,proto3,enum=pushgw.internal.v1.TxDecider" json:"by,omitempty"`
 	// claim_token, from ClaimTxChecks, counts the deciding check-back and
 	// releases the lease; 0 for API calls.
-	ClaimToken    uint64 `protobuf:"varint,5,opt,name=claim_token,json=claimToken,proto3" json:"claim_token,omitempty"`
+	ClaimToken uint64 `protobuf:"varint,5,opt,name=claim_token,json=claimToken,proto3" json:"claim_token,omitempty"`
+	// rooms (commits only): the live room instances a BROADCAST record's
+	// commit gives progress rows, as StoreBroadcast's rooms. Ignored for
+	// other kinds.
+	Rooms         []string `protobuf:"bytes,6,rep,name=rooms,proto3" json:"rooms,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2469,13 +2483,23 @@ func (x *DecideTxRequest) GetClaimToken() uint64 {
 	return 0
 }
 
+func (x *DecideTxRequest) GetRooms() []string {
+	if x != nil {
+		return x.Rooms
+	}
+	return nil
+}
+
 type DecideTxReply struct {
 	state   protoimpl.MessageState `protogen:"open.v1"`
 	Tx      *TxRecord              `protobuf:"bytes,1,opt,name=tx,proto3" json:"tx,omitempty"`
 	Applied bool                   `protobuf:"varint,2,opt,name=applied,proto3" json:"applied,omitempty"`
 	// messages are the rows a winning commit stored, to be delivered.
-	Messages      []*Message `protobuf:"bytes,3,rep,name=messages,proto3" json:"messages,omitempty"`
-	Found         bool       `protobuf:"varint,4,opt,name=found,proto3" json:"found,omitempty"`
+	Messages []*Message `protobuf:"bytes,3,rep,name=messages,proto3" json:"messages,omitempty"`
+	Found    bool       `protobuf:"varint,4,opt,name=found,proto3" json:"found,omitempty"`
+	// broadcast: of a committed BROADCAST record, the broadcast (with its
+	// seq) the commit stored; the caller fans it out when applied.
+	Broadcast     *Broadcast `protobuf:"bytes,5,opt,name=broadcast,proto3" json:"broadcast,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2536,6 +2560,13 @@ func (x *DecideTxReply) GetFound() bool {
 		return x.Found
 	}
 	return false
+}
+
+func (x *DecideTxReply) GetBroadcast() *Broadcast {
+	if x != nil {
+		return x.Broadcast
+	}
+	return nil
 }
 
 type GetTxRequest struct {
@@ -3193,7 +3224,7 @@ const file_pushgw_internal_v1_saver_proto_rawDesc = "" +
 	"\vTxRecipient\x12\x12\n" +
 	"\x04user\x18\x01 \x01(\tR\x04user\x12\x1d\n" +
 	"\n" +
-	"message_id\x18\x02 \x01(\x04R\tmessageId\"\x9f\x04\n" +
+	"message_id\x18\x02 \x01(\x04R\tmessageId\"\xc0\x04\n" +
 	"\bTxRecord\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x04R\x02id\x12\x10\n" +
 	"\x03app\x18\x02 \x01(\tR\x03app\x12A\n" +
@@ -3216,24 +3247,28 @@ const file_pushgw_internal_v1_saver_proto_rawDesc = "" +
 	"\n" +
 	"decided_ms\x18\r \x01(\x03R\tdecidedMs\x12\x16\n" +
 	"\x06checks\x18\x0e \x01(\rR\x06checks\x12\"\n" +
-	"\rnext_check_ms\x18\x0f \x01(\x03R\vnextCheckMs\"@\n" +
+	"\rnext_check_ms\x18\x0f \x01(\x03R\vnextCheckMs\x12\x1f\n" +
+	"\vonline_only\x18\x10 \x01(\bR\n" +
+	"onlineOnly\"@\n" +
 	"\x10PrepareTxRequest\x12,\n" +
 	"\x02tx\x18\x01 \x01(\v2\x1c.pushgw.internal.v1.TxRecordR\x02tx\"Z\n" +
 	"\x0ePrepareTxReply\x12,\n" +
 	"\x02tx\x18\x01 \x01(\v2\x1c.pushgw.internal.v1.TxRecordR\x02tx\x12\x1a\n" +
-	"\breplayed\x18\x02 \x01(\bR\breplayed\"\xb0\x01\n" +
+	"\breplayed\x18\x02 \x01(\bR\breplayed\"\xc6\x01\n" +
 	"\x0fDecideTxRequest\x12\x10\n" +
 	"\x03app\x18\x01 \x01(\tR\x03app\x12\x0e\n" +
 	"\x02id\x18\x02 \x01(\x04R\x02id\x12+\n" +
 	"\x02to\x18\x03 \x01(\x0e2\x1b.pushgw.internal.v1.TxStateR\x02to\x12-\n" +
 	"\x02by\x18\x04 \x01(\x0e2\x1d.pushgw.internal.v1.TxDeciderR\x02by\x12\x1f\n" +
 	"\vclaim_token\x18\x05 \x01(\x04R\n" +
-	"claimToken\"\xa6\x01\n" +
+	"claimToken\x12\x14\n" +
+	"\x05rooms\x18\x06 \x03(\tR\x05rooms\"\xe3\x01\n" +
 	"\rDecideTxReply\x12,\n" +
 	"\x02tx\x18\x01 \x01(\v2\x1c.pushgw.internal.v1.TxRecordR\x02tx\x12\x18\n" +
 	"\aapplied\x18\x02 \x01(\bR\aapplied\x127\n" +
 	"\bmessages\x18\x03 \x03(\v2\x1b.pushgw.internal.v1.MessageR\bmessages\x12\x14\n" +
-	"\x05found\x18\x04 \x01(\bR\x05found\"0\n" +
+	"\x05found\x18\x04 \x01(\bR\x05found\x12;\n" +
+	"\tbroadcast\x18\x05 \x01(\v2\x1d.pushgw.internal.v1.BroadcastR\tbroadcast\"0\n" +
 	"\fGetTxRequest\x12\x10\n" +
 	"\x03app\x18\x01 \x01(\tR\x03app\x12\x0e\n" +
 	"\x02id\x18\x02 \x01(\x04R\x02id\"P\n" +
@@ -3417,59 +3452,60 @@ var file_pushgw_internal_v1_saver_proto_depIdxs = []int32{
 	2,  // 23: pushgw.internal.v1.DecideTxRequest.by:type_name -> pushgw.internal.v1.TxDecider
 	38, // 24: pushgw.internal.v1.DecideTxReply.tx:type_name -> pushgw.internal.v1.TxRecord
 	54, // 25: pushgw.internal.v1.DecideTxReply.messages:type_name -> pushgw.internal.v1.Message
-	38, // 26: pushgw.internal.v1.GetTxReply.tx:type_name -> pushgw.internal.v1.TxRecord
-	38, // 27: pushgw.internal.v1.TxClaim.tx:type_name -> pushgw.internal.v1.TxRecord
-	46, // 28: pushgw.internal.v1.ClaimTxChecksReply.claims:type_name -> pushgw.internal.v1.TxClaim
-	38, // 29: pushgw.internal.v1.ReportTxCheckReply.tx:type_name -> pushgw.internal.v1.TxRecord
-	54, // 30: pushgw.internal.v1.StoreMultiRequest.message:type_name -> pushgw.internal.v1.Message
-	6,  // 31: pushgw.internal.v1.StoreReply.FailedEntry.value:type_name -> pushgw.internal.v1.StoreFailure
-	4,  // 32: pushgw.internal.v1.Saver.Store:input_type -> pushgw.internal.v1.StoreRequest
-	7,  // 33: pushgw.internal.v1.Saver.Pending:input_type -> pushgw.internal.v1.PendingRequest
-	10, // 34: pushgw.internal.v1.Saver.Report:input_type -> pushgw.internal.v1.ReportRequest
-	12, // 35: pushgw.internal.v1.Saver.Status:input_type -> pushgw.internal.v1.StatusRequest
-	14, // 36: pushgw.internal.v1.Saver.ClaimUndelivered:input_type -> pushgw.internal.v1.ClaimUndeliveredRequest
-	16, // 37: pushgw.internal.v1.Saver.AddTagUsers:input_type -> pushgw.internal.v1.TagUsersRequest
-	16, // 38: pushgw.internal.v1.Saver.RemoveTagUsers:input_type -> pushgw.internal.v1.TagUsersRequest
-	18, // 39: pushgw.internal.v1.Saver.UserTags:input_type -> pushgw.internal.v1.UserTagsRequest
-	20, // 40: pushgw.internal.v1.Saver.TagMembers:input_type -> pushgw.internal.v1.TagMembersRequest
-	22, // 41: pushgw.internal.v1.Saver.TagMembership:input_type -> pushgw.internal.v1.TagMembershipRequest
-	24, // 42: pushgw.internal.v1.Saver.StoreBroadcast:input_type -> pushgw.internal.v1.StoreBroadcastRequest
-	27, // 43: pushgw.internal.v1.Saver.BroadcastProgress:input_type -> pushgw.internal.v1.BroadcastProgressRequest
-	29, // 44: pushgw.internal.v1.Saver.ClaimBroadcastRooms:input_type -> pushgw.internal.v1.ClaimBroadcastRoomsRequest
-	32, // 45: pushgw.internal.v1.Saver.BroadcastStatus:input_type -> pushgw.internal.v1.BroadcastStatusRequest
-	35, // 46: pushgw.internal.v1.Saver.CatchUp:input_type -> pushgw.internal.v1.CatchUpRequest
-	50, // 47: pushgw.internal.v1.Saver.StoreMulti:input_type -> pushgw.internal.v1.StoreMultiRequest
-	39, // 48: pushgw.internal.v1.SaverTx.PrepareTx:input_type -> pushgw.internal.v1.PrepareTxRequest
-	41, // 49: pushgw.internal.v1.SaverTx.DecideTx:input_type -> pushgw.internal.v1.DecideTxRequest
-	43, // 50: pushgw.internal.v1.SaverTx.GetTx:input_type -> pushgw.internal.v1.GetTxRequest
-	45, // 51: pushgw.internal.v1.SaverTx.ClaimTxChecks:input_type -> pushgw.internal.v1.ClaimTxChecksRequest
-	48, // 52: pushgw.internal.v1.SaverTx.ReportTxCheck:input_type -> pushgw.internal.v1.ReportTxCheckRequest
-	5,  // 53: pushgw.internal.v1.Saver.Store:output_type -> pushgw.internal.v1.StoreReply
-	8,  // 54: pushgw.internal.v1.Saver.Pending:output_type -> pushgw.internal.v1.PendingReply
-	11, // 55: pushgw.internal.v1.Saver.Report:output_type -> pushgw.internal.v1.ReportReply
-	13, // 56: pushgw.internal.v1.Saver.Status:output_type -> pushgw.internal.v1.StatusReply
-	15, // 57: pushgw.internal.v1.Saver.ClaimUndelivered:output_type -> pushgw.internal.v1.ClaimUndeliveredReply
-	17, // 58: pushgw.internal.v1.Saver.AddTagUsers:output_type -> pushgw.internal.v1.TagUsersReply
-	17, // 59: pushgw.internal.v1.Saver.RemoveTagUsers:output_type -> pushgw.internal.v1.TagUsersReply
-	19, // 60: pushgw.internal.v1.Saver.UserTags:output_type -> pushgw.internal.v1.UserTagsReply
-	21, // 61: pushgw.internal.v1.Saver.TagMembers:output_type -> pushgw.internal.v1.TagMembersReply
-	23, // 62: pushgw.internal.v1.Saver.TagMembership:output_type -> pushgw.internal.v1.TagMembershipReply
-	25, // 63: pushgw.internal.v1.Saver.StoreBroadcast:output_type -> pushgw.internal.v1.StoreBroadcastReply
-	28, // 64: pushgw.internal.v1.Saver.BroadcastProgress:output_type -> pushgw.internal.v1.BroadcastProgressReply
-	31, // 65: pushgw.internal.v1.Saver.ClaimBroadcastRooms:output_type -> pushgw.internal.v1.ClaimBroadcastRoomsReply
-	34, // 66: pushgw.internal.v1.Saver.BroadcastStatus:output_type -> pushgw.internal.v1.BroadcastStatusReply
-	36, // 67: pushgw.internal.v1.Saver.CatchUp:output_type -> pushgw.internal.v1.CatchUpReply
-	51, // 68: pushgw.internal.v1.Saver.StoreMulti:output_type -> pushgw.internal.v1.StoreMultiReply
-	40, // 69: pushgw.internal.v1.SaverTx.PrepareTx:output_type -> pushgw.internal.v1.PrepareTxReply
-	42, // 70: pushgw.internal.v1.SaverTx.DecideTx:output_type -> pushgw.internal.v1.DecideTxReply
-	44, // 71: pushgw.internal.v1.SaverTx.GetTx:output_type -> pushgw.internal.v1.GetTxReply
-	47, // 72: pushgw.internal.v1.SaverTx.ClaimTxChecks:output_type -> pushgw.internal.v1.ClaimTxChecksReply
-	49, // 73: pushgw.internal.v1.SaverTx.ReportTxCheck:output_type -> pushgw.internal.v1.ReportTxCheckReply
-	53, // [53:74] is the sub-list for method output_type
-	32, // [32:53] is the sub-list for method input_type
-	32, // [32:32] is the sub-list for extension type_name
-	32, // [32:32] is the sub-list for extension extendee
-	0,  // [0:32] is the sub-list for field type_name
+	55, // 26: pushgw.internal.v1.DecideTxReply.broadcast:type_name -> pushgw.internal.v1.Broadcast
+	38, // 27: pushgw.internal.v1.GetTxReply.tx:type_name -> pushgw.internal.v1.TxRecord
+	38, // 28: pushgw.internal.v1.TxClaim.tx:type_name -> pushgw.internal.v1.TxRecord
+	46, // 29: pushgw.internal.v1.ClaimTxChecksReply.claims:type_name -> pushgw.internal.v1.TxClaim
+	38, // 30: pushgw.internal.v1.ReportTxCheckReply.tx:type_name -> pushgw.internal.v1.TxRecord
+	54, // 31: pushgw.internal.v1.StoreMultiRequest.message:type_name -> pushgw.internal.v1.Message
+	6,  // 32: pushgw.internal.v1.StoreReply.FailedEntry.value:type_name -> pushgw.internal.v1.StoreFailure
+	4,  // 33: pushgw.internal.v1.Saver.Store:input_type -> pushgw.internal.v1.StoreRequest
+	7,  // 34: pushgw.internal.v1.Saver.Pending:input_type -> pushgw.internal.v1.PendingRequest
+	10, // 35: pushgw.internal.v1.Saver.Report:input_type -> pushgw.internal.v1.ReportRequest
+	12, // 36: pushgw.internal.v1.Saver.Status:input_type -> pushgw.internal.v1.StatusRequest
+	14, // 37: pushgw.internal.v1.Saver.ClaimUndelivered:input_type -> pushgw.internal.v1.ClaimUndeliveredRequest
+	16, // 38: pushgw.internal.v1.Saver.AddTagUsers:input_type -> pushgw.internal.v1.TagUsersRequest
+	16, // 39: pushgw.internal.v1.Saver.RemoveTagUsers:input_type -> pushgw.internal.v1.TagUsersRequest
+	18, // 40: pushgw.internal.v1.Saver.UserTags:input_type -> pushgw.internal.v1.UserTagsRequest
+	20, // 41: pushgw.internal.v1.Saver.TagMembers:input_type -> pushgw.internal.v1.TagMembersRequest
+	22, // 42: pushgw.internal.v1.Saver.TagMembership:input_type -> pushgw.internal.v1.TagMembershipRequest
+	24, // 43: pushgw.internal.v1.Saver.StoreBroadcast:input_type -> pushgw.internal.v1.StoreBroadcastRequest
+	27, // 44: pushgw.internal.v1.Saver.BroadcastProgress:input_type -> pushgw.internal.v1.BroadcastProgressRequest
+	29, // 45: pushgw.internal.v1.Saver.ClaimBroadcastRooms:input_type -> pushgw.internal.v1.ClaimBroadcastRoomsRequest
+	32, // 46: pushgw.internal.v1.Saver.BroadcastStatus:input_type -> pushgw.internal.v1.BroadcastStatusRequest
+	35, // 47: pushgw.internal.v1.Saver.CatchUp:input_type -> pushgw.internal.v1.CatchUpRequest
+	50, // 48: pushgw.internal.v1.Saver.StoreMulti:input_type -> pushgw.internal.v1.StoreMultiRequest
+	39, // 49: pushgw.internal.v1.SaverTx.PrepareTx:input_type -> pushgw.internal.v1.PrepareTxRequest
+	41, // 50: pushgw.internal.v1.SaverTx.DecideTx:input_type -> pushgw.internal.v1.DecideTxRequest
+	43, // 51: pushgw.internal.v1.SaverTx.GetTx:input_type -> pushgw.internal.v1.GetTxRequest
+	45, // 52: pushgw.internal.v1.SaverTx.ClaimTxChecks:input_type -> pushgw.internal.v1.ClaimTxChecksRequest
+	48, // 53: pushgw.internal.v1.SaverTx.ReportTxCheck:input_type -> pushgw.internal.v1.ReportTxCheckRequest
+	5,  // 54: pushgw.internal.v1.Saver.Store:output_type -> pushgw.internal.v1.StoreReply
+	8,  // 55: pushgw.internal.v1.Saver.Pending:output_type -> pushgw.internal.v1.PendingReply
+	11, // 56: pushgw.internal.v1.Saver.Report:output_type -> pushgw.internal.v1.ReportReply
+	13, // 57: pushgw.internal.v1.Saver.Status:output_type -> pushgw.internal.v1.StatusReply
+	15, // 58: pushgw.internal.v1.Saver.ClaimUndelivered:output_type -> pushgw.internal.v1.ClaimUndeliveredReply
+	17, // 59: pushgw.internal.v1.Saver.AddTagUsers:output_type -> pushgw.internal.v1.TagUsersReply
+	17, // 60: pushgw.internal.v1.Saver.RemoveTagUsers:output_type -> pushgw.internal.v1.TagUsersReply
+	19, // 61: pushgw.internal.v1.Saver.UserTags:output_type -> pushgw.internal.v1.UserTagsReply
+	21, // 62: pushgw.internal.v1.Saver.TagMembers:output_type -> pushgw.internal.v1.TagMembersReply
+	23, // 63: pushgw.internal.v1.Saver.TagMembership:output_type -> pushgw.internal.v1.TagMembershipReply
+	25, // 64: pushgw.internal.v1.Saver.StoreBroadcast:output_type -> pushgw.internal.v1.StoreBroadcastReply
+	28, // 65: pushgw.internal.v1.Saver.BroadcastProgress:output_type -> pushgw.internal.v1.BroadcastProgressReply
+	31, // 66: pushgw.internal.v1.Saver.ClaimBroadcastRooms:output_type -> pushgw.internal.v1.ClaimBroadcastRoomsReply
+	34, // 67: pushgw.internal.v1.Saver.BroadcastStatus:output_type -> pushgw.internal.v1.BroadcastStatusReply
+	36, // 68: pushgw.internal.v1.Saver.CatchUp:output_type -> pushgw.internal.v1.CatchUpReply
+	51, // 69: pushgw.internal.v1.Saver.StoreMulti:output_type -> pushgw.internal.v1.StoreMultiReply
+	40, // 70: pushgw.internal.v1.SaverTx.PrepareTx:output_type -> pushgw.internal.v1.PrepareTxReply
+	42, // 71: pushgw.internal.v1.SaverTx.DecideTx:output_type -> pushgw.internal.v1.DecideTxReply
+	44, // 72: pushgw.internal.v1.SaverTx.GetTx:output_type -> pushgw.internal.v1.GetTxReply
+	47, // 73: pushgw.internal.v1.SaverTx.ClaimTxChecks:output_type -> pushgw.internal.v1.ClaimTxChecksReply
+	49, // 74: pushgw.internal.v1.SaverTx.ReportTxCheck:output_type -> pushgw.internal.v1.ReportTxCheckReply
+	54, // [54:75] is the sub-list for method output_type
+	33, // [33:54] is the sub-list for method input_type
+	33, // [33:33] is the sub-list for extension type_name
+	33, // [33:33] is the sub-list for extension extendee
+	0,  // [0:33] is the sub-list for field type_name
 }
 
 func init() { file_pushgw_internal_v1_saver_proto_init() }

@@ -11,6 +11,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/pushgw/pushgw/pkg/appconfig"
+	"github.com/pushgw/pushgw/pkg/discovery"
 	"github.com/pushgw/pushgw/proto/internalpb"
 )
 
@@ -33,6 +34,11 @@ type txView struct {
 	DecidedAt      string            `json:"decided_at,omitempty"`
 	NextCheckAt    string            `json:"next_check_at,omitempty"`
 	MessageIDs     map[string]string `json:"message_ids,omitempty"`
+	// Broadcast targets: the broadcast id (fixed at prepare, stored on
+	// commit), its seq (commit answers only) and online_only.
+	BroadcastID string `json:"broadcast_id,omitempty"`
+	Seq         uint64 `json:"seq,omitempty"`
+	OnlineOnly  bool   `json:"online_only,omitempty"`
 }
 
 func txStateWord(s internalpb.TxState) string {
@@ -92,6 +98,13 @@ func newTxView(r *internalpb.TxRecord) txView {
 	if r.GetState() == internalpb.TxState_TX_STATE_PREPARED {
 		v.NextCheckAt = msTime(r.GetNextCheckMs())
 	}
+	if r.GetTargetKind() == internalpb.TxTargetKind_TX_TARGET_KIND_BROADCAST {
+		v.OnlineOnly = r.GetOnlineOnly()
+		if rs := r.GetRecipients(); len(rs) == 1 {
+			v.BroadcastID = strconv.FormatUint(rs[0].GetMessageId(), 10)
+		}
+		return v
+	}
 	for _, p := range r.GetRecipients() {
 		if v.Target.Kind == txKindUser {
 			v.Target.User = p.GetUser()
@@ -117,6 +130,13 @@ func (s *Server) handleTxPrepare(w http.ResponseWriter, r *http.Request, app app
 	if e != nil {
 		return nil, e
 	}
+	// A broadcast counts against the app's broadcast limit when it is
+	// prepared: the commit cannot be refused for a rate.
+	if p.kind == txKindBroadcast {
+		if e := s.limits.allow(r.Context(), app.Name, apiBroadcast, app.Broadcast(), 1); e != nil {
+			return nil, e
+		}
+	}
 	txID, err := s.ids.Next()
 	if err != nil {
 		s.log.Error("center: id generation failed", "err", err)
@@ -132,8 +152,17 @@ func (s *Server) handleTxPrepare(w http.ResponseWriter, r *http.Request, app app
 		Payload: p.payload, Qos: p.qos, TtlMs: p.ttl.Milliseconds(), IdempotencyKey: req.IdempotencyKey,
 		CreatedMs: now.UnixMilli(), NextCheckMs: now.Add(checkAfter).UnixMilli(),
 	}
-	if p.kind == txKindUsers {
+	switch p.kind {
+	case txKindUsers:
 		rec.TargetKind = internalpb.TxTargetKind_TX_TARGET_KIND_USERS
+	case txKindBroadcast:
+		bid, err := s.ids.Next()
+		if err != nil {
+			s.log.Error("center: id generation failed", "err", err)
+			return nil, errorf(CodeUnavailable, "could not assign a broadcast id; retry shortly")
+		}
+		rec.TargetKind, rec.OnlineOnly = internalpb.TxTargetKind_TX_TARGET_KIND_BROADCAST, p.onlineOnly
+		rec.Recipients = []*internalpb.TxRecipient{{MessageId: bid}}
 	}
 	for _, u := range p.users {
 		id, err := s.ids.Next()
@@ -200,15 +229,29 @@ func (s *Server) decideByAPI(r *http.Request, app appconfig.App, to internalpb.T
 		return nil, &apiError{Code: CodeTxAlreadyDecided, State: txStateWord(state),
 			Message: "transaction " + r.PathValue("id") + " was already decided: " + txStateWord(state) + " by " + txDeciderWord(rep.GetTx().GetDecidedBy())}
 	}
-	return newTxView(rep.GetTx()), nil
+	v := newTxView(rep.GetTx())
+	v.Seq = rep.GetBroadcast().GetSeq()
+	return v, nil
 }
 
 // decideTx asks saver to decide a record; for the call that won, it logs
-// the decision, counts it and hands a commit's messages to delivery.
-// reason says why a check-back decided (logged).
+// the decision, counts it and hands a commit's messages, or broadcast, to
+// delivery. reason says why a check-back decided (logged).
 func (s *Server) decideTx(ctx context.Context, app string, id uint64, to internalpb.TxState, by internalpb.TxDecider, token uint64, reason string) (*internalpb.DecideTxReply, error) {
+	// A commit names the live rooms: should the record be a broadcast,
+	// saver gives each a progress row, so the resend sweep covers this
+	// center dying between the commit and the fan-out.
+	var rooms []discovery.Instance
+	var roomIDs []string
+	if to == internalpb.TxState_TX_STATE_COMMITTED {
+		rooms = s.bcast.liveRooms()
+		roomIDs = make([]string, len(rooms))
+		for i, in := range rooms {
+			roomIDs[i] = in.ID
+		}
+	}
 	cctx, cancel := context.WithTimeout(ctx, storeTimeout)
-	rep, err := s.saverTx.DecideTx(cctx, &internalpb.DecideTxRequest{App: app, Id: id, To: to, By: by, ClaimToken: token})
+	rep, err := s.saverTx.DecideTx(cctx, &internalpb.DecideTxRequest{App: app, Id: id, To: to, By: by, ClaimToken: token, Rooms: roomIDs})
 	cancel()
 	if err != nil {
 		s.log.Warn("center: tx decide failed", "tx", id, "to", txStateWord(to), "by", txDeciderWord(by), "err", err)
@@ -219,6 +262,9 @@ func (s *Server) decideTx(ctx context.Context, app string, id uint64, to interna
 		if msgs := rep.GetMessages(); len(msgs) > 0 {
 			s.m.stored.Add(float64(len(msgs)))
 			s.deliverAsync(ctx, msgs)
+		}
+		if b := rep.GetBroadcast(); b != nil {
+			s.bcast.sendAll(b, rooms)
 		}
 	}
 	return rep, nil

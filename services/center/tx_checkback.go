@@ -182,10 +182,14 @@ func (c *txChecker) ask(ctx context.Context, app appconfig.App, rec *internalpb.
 	req := txcheck.Request{
 		TxID: strconv.FormatUint(rec.GetId(), txIDBase), App: rec.GetApp(), IdempotencyKey: rec.GetIdempotencyKey(),
 		TargetKind: txKindWord(rec.GetTargetKind()), Check: int(rec.GetChecks()) + 1, MaxChecks: app.TxCheckMax(), PreparedMs: rec.GetCreatedMs(),
+		Users: []string{},
 	}
 	for _, p := range rec.GetRecipients() {
 		if len(req.Users) == txcheck.MaxListedUsers {
 			break
+		}
+		if p.GetUser() == "" {
+			continue // a broadcast record's one recipient names the broadcast, not a user
 		}
 		req.Users = append(req.Users, p.GetUser())
 	}

@@ -5,10 +5,9 @@ import (
 	"time"
 )
 
-// Target kinds of POST /v1/tx. Tag and broadcast are accepted by the
-// decoder so the answer can say they are not supported yet: the half-record
-// stores the kind as a word, and those kinds land with the tag and
-// broadcast pushes.
+// Target kinds of POST /v1/tx. Tag is accepted by the decoder so the
+// answer can say it is not supported yet: the half-record stores the kind
+// as a word, and tag lands with tag broadcasts.
 const (
 	txKindUser      = "user"
 	txKindUsers     = "users"
@@ -45,6 +44,8 @@ type txPrepareRequest struct {
 	// check-back of an undecided record.
 	CheckTimeout   *int64 `json:"check_timeout"`
 	IdempotencyKey string `json:"idempotency_key"`
+	// OnlineOnly (target kind broadcast only), as in POST /v1/broadcast.
+	OnlineOnly *bool `json:"online_only"`
 }
 
 // txPrepared is a validated prepare.
@@ -54,6 +55,7 @@ type txPrepared struct {
 	users      []string
 	device     string
 	checkAfter time.Duration // 0: the app's default
+	onlineOnly bool          // broadcast only
 }
 
 func (q *txPrepareRequest) validate(keyApp string) (txPrepared, *apiError) {
@@ -62,10 +64,13 @@ func (q *txPrepareRequest) validate(keyApp string) (txPrepared, *apiError) {
 		return p, e
 	}
 	if q.Target == nil {
-		return p, fieldError("target", `target is required: {"kind":"user","user":"…"} or {"kind":"users","users":["…"]}`)
+		return p, fieldError("target", `target is required: {"kind":"user","user":"…"}, {"kind":"users","users":["…"]} or {"kind":"broadcast"}`)
 	}
 	t := q.Target
 	p.kind = t.Kind
+	if q.OnlineOnly != nil && t.Kind != txKindBroadcast {
+		return p, fieldError("online_only", "online_only applies to target kind broadcast only")
+	}
 	switch t.Kind {
 	case txKindUser:
 		if len(t.Users) > 0 || t.Tag != "" {
@@ -87,10 +92,12 @@ func (q *txPrepareRequest) validate(keyApp string) (txPrepared, *apiError) {
 			return p, e
 		}
 		p.users = t.Users
-	case txKindTag, txKindBroadcast:
-		return p, fieldError("target.kind", fmt.Sprintf("target kind %q is not supported by transactional push yet; use %q or %q", t.Kind, txKindUser, txKindUsers))
+	case txKindBroadcast:
+		return p.validateBroadcast(q)
+	case txKindTag:
+		return p, fieldError("target.kind", fmt.Sprintf("target kind %q is not supported by transactional push yet (tag: coming with tag broadcasts); use %q, %q or %q", t.Kind, txKindUser, txKindUsers, txKindBroadcast))
 	default:
-		return p, fieldError("target.kind", fmt.Sprintf("target kind must be %q or %q (tag and broadcast are not supported yet), not %q", txKindUser, txKindUsers, t.Kind))
+		return p, fieldError("target.kind", fmt.Sprintf("target kind must be %q, %q or %q (tag: coming with tag broadcasts), not %q", txKindUser, txKindUsers, txKindBroadcast, t.Kind))
 	}
 	d, e := checkDelivery(q.Payload, q.PayloadBase64, q.QoS, q.TTL)
 	if e != nil {
@@ -100,16 +107,39 @@ func (q *txPrepareRequest) validate(keyApp string) (txPrepared, *apiError) {
 		return p, fieldError("qos", "a transactional push is stored until it is decided, so qos must be 1 (the default)")
 	}
 	p.delivery = d
+	return p, q.validateCommon(&p)
+}
+
+// validateBroadcast checks a prepare of target kind broadcast: the
+// delivery fields follow POST /v1/broadcast (qos 0 or 1, qos 0 is online
+// only, a missing ttl is the default), so the commit sends exactly what
+// that route would have.
+func (p txPrepared) validateBroadcast(q *txPrepareRequest) (txPrepared, *apiError) {
+	t := q.Target
+	if t.User != "" || t.Device != "" || len(t.Users) > 0 || t.Tag != "" {
+		return p, fieldError("target", "target kind broadcast takes no user, device, users or tag: it goes to every device of the app")
+	}
+	br := broadcastRequest{App: q.App, Payload: q.Payload, PayloadBase64: q.PayloadBase64, QoS: q.QoS, TTL: q.TTL, OnlineOnly: q.OnlineOnly}
+	plan, e := br.validate(q.App)
+	if e != nil {
+		return p, e
+	}
+	p.payload, p.qos, p.ttl, p.onlineOnly = plan.payload, plan.qos, plan.ttl, plan.onlineOnly
+	return p, q.validateCommon(&p)
+}
+
+// validateCommon checks the fields every target kind shares.
+func (q *txPrepareRequest) validateCommon(p *txPrepared) *apiError {
 	if q.CheckTimeout != nil {
 		if *q.CheckTimeout < 1 || *q.CheckTimeout > int64(maxTxCheckTimeout/time.Second) {
-			return p, fieldError("check_timeout", fmt.Sprintf("check_timeout must be 1..%d seconds, not %d", int64(maxTxCheckTimeout/time.Second), *q.CheckTimeout))
+			return fieldError("check_timeout", fmt.Sprintf("check_timeout must be 1..%d seconds, not %d", int64(maxTxCheckTimeout/time.Second), *q.CheckTimeout))
 		}
 		p.checkAfter = time.Duration(*q.CheckTimeout) * time.Second
 	}
 	if len(q.IdempotencyKey) > maxIdempotencyKeyBytes {
-		return p, fieldError("idempotency_key", fmt.Sprintf("idempotency_key is %d bytes; at most %d allowed", len(q.IdempotencyKey), maxIdempotencyKeyBytes))
+		return fieldError("idempotency_key", fmt.Sprintf("idempotency_key is %d bytes; at most %d allowed", len(q.IdempotencyKey), maxIdempotencyKeyBytes))
 	}
-	return p, nil
+	return nil
 }
 
 // checkTxUsers applies the multicast rules to target.users.

@@ -37,45 +37,55 @@ func scanBroadcast(sc interface{ Scan(...any) error }) (*internalpb.Broadcast, e
 // id (a retry after a lost answer) stores nothing and returns the first
 // seq and creation time.
 func (d *msgDB) storeBroadcast(ctx context.Context, b *internalpb.Broadcast, rooms []string, now time.Time) (seq uint64, createdMs int64, err error) {
-	nowMs := now.UnixMilli()
 	err = d.retry.inTx(ctx, d.db, nil, func(tx *sql.Tx) error {
-		err := tx.QueryRowContext(ctx, "SELECT seq, created_ms FROM broadcasts WHERE id = ?", b.GetId()).Scan(&seq, &createdMs)
-		if err == nil {
-			return nil
-		}
-		if !errors.Is(err, sql.ErrNoRows) {
-			return err
-		}
-		// The upsert locks the app's counter row until commit: concurrent
-		// broadcasts of one app get consecutive seqs in commit order.
-		if _, err := tx.ExecContext(ctx, "INSERT INTO broadcast_seqs (app, seq) VALUES (?, 1) ON DUPLICATE KEY UPDATE seq = seq + 1", b.GetApp()); err != nil {
-			return err
-		}
-		if err := tx.QueryRowContext(ctx, "SELECT seq FROM broadcast_seqs WHERE app = ?", b.GetApp()).Scan(&seq); err != nil {
-			return err
-		}
-		createdMs = b.GetCreatedMs()
-		online := 0
-		if b.GetOnlineOnly() {
-			online = 1
-		}
-		if _, err := tx.ExecContext(ctx, "INSERT INTO broadcasts ("+broadcastCols+") VALUES (?,?,?,?,?,?,?,?,?)",
-			b.GetId(), b.GetApp(), seq, b.GetTag(), b.GetPayload(), b.GetQos(), online, createdMs, b.GetExpiresMs()); err != nil {
-			return err
-		}
-		if len(rooms) == 0 {
-			return nil
-		}
-		args := make([]any, 0, 4*len(rooms))
-		for _, r := range rooms {
-			args = append(args, b.GetId(), r, nowMs, nowMs)
-		}
-		q := "INSERT IGNORE INTO broadcast_rooms (broadcast_id, room, next_at_ms, updated_ms) VALUES " + repeatTuple("(?,?,?,?)", len(rooms))
-		_, err = tx.ExecContext(ctx, q, args...)
+		seq, createdMs, err = insertBroadcast(ctx, tx, b, rooms, now)
 		return err
 	})
 	if err != nil {
 		return 0, 0, fmt.Errorf("saver: store broadcast %d of %s: %w", b.GetId(), b.GetApp(), err)
+	}
+	return seq, createdMs, nil
+}
+
+// insertBroadcast is storeBroadcast's SQL inside the caller's transaction,
+// so a transactional commit (txDB.decide) creates the broadcast in the
+// same MySQL transaction as its state change.
+func insertBroadcast(ctx context.Context, tx *sql.Tx, b *internalpb.Broadcast, rooms []string, now time.Time) (seq uint64, createdMs int64, err error) {
+	nowMs := now.UnixMilli()
+	err = tx.QueryRowContext(ctx, "SELECT seq, created_ms FROM broadcasts WHERE id = ?", b.GetId()).Scan(&seq, &createdMs)
+	if err == nil {
+		return seq, createdMs, nil
+	}
+	if !errors.Is(err, sql.ErrNoRows) {
+		return 0, 0, err
+	}
+	// The upsert locks the app's counter row until commit: concurrent
+	// broadcasts of one app get consecutive seqs in commit order.
+	if _, err := tx.ExecContext(ctx, "INSERT INTO broadcast_seqs (app, seq) VALUES (?, 1) ON DUPLICATE KEY UPDATE seq = seq + 1", b.GetApp()); err != nil {
+		return 0, 0, err
+	}
+	if err := tx.QueryRowContext(ctx, "SELECT seq FROM broadcast_seqs WHERE app = ?", b.GetApp()).Scan(&seq); err != nil {
+		return 0, 0, err
+	}
+	createdMs = b.GetCreatedMs()
+	online := 0
+	if b.GetOnlineOnly() {
+		online = 1
+	}
+	if _, err := tx.ExecContext(ctx, "INSERT INTO broadcasts ("+broadcastCols+") VALUES (?,?,?,?,?,?,?,?,?)",
+		b.GetId(), b.GetApp(), seq, b.GetTag(), b.GetPayload(), b.GetQos(), online, createdMs, b.GetExpiresMs()); err != nil {
+		return 0, 0, err
+	}
+	if len(rooms) == 0 {
+		return seq, createdMs, nil
+	}
+	args := make([]any, 0, 4*len(rooms))
+	for _, r := range rooms {
+		args = append(args, b.GetId(), r, nowMs, nowMs)
+	}
+	q := "INSERT IGNORE INTO broadcast_rooms (broadcast_id, room, next_at_ms, updated_ms) VALUES " + repeatTuple("(?,?,?,?)", len(rooms))
+	if _, err := tx.ExecContext(ctx, q, args...); err != nil {
+		return 0, 0, err
 	}
 	return seq, createdMs, nil
 }

@@ -60,9 +60,13 @@ func txKindOf(name string) internalpb.TxTargetKind {
 }
 
 // txRecipientJSON is one element of tx_messages.recipients.
+// A broadcast record has one element: user "", message_id the broadcast
+// id fixed at prepare, and online_only (kept here so the broadcast kind
+// needed no migration).
 type txRecipientJSON struct {
-	User      string `json:"user"`
-	MessageID uint64 `json:"message_id,string"`
+	User       string `json:"user"`
+	MessageID  uint64 `json:"message_id,string"`
+	OnlineOnly bool   `json:"online_only,omitempty"`
 }
 
 type txDB struct {
@@ -79,6 +83,9 @@ func (d *txDB) prepare(ctx context.Context, r *internalpb.TxRecord) (*internalpb
 	recips := make([]txRecipientJSON, len(r.GetRecipients()))
 	for i, p := range r.GetRecipients() {
 		recips[i] = txRecipientJSON{User: p.GetUser(), MessageID: p.GetMessageId()}
+	}
+	if r.GetTargetKind() == internalpb.TxTargetKind_TX_TARGET_KIND_BROADCAST && len(recips) == 1 {
+		recips[0].OnlineOnly = r.GetOnlineOnly()
 	}
 	rj, err := json.Marshal(recips)
 	if err != nil {
@@ -144,6 +151,9 @@ func scanTx(row rowScanner) (*internalpb.TxRecord, error) {
 	for i, p := range list {
 		r.Recipients[i] = &internalpb.TxRecipient{User: p.User, MessageId: p.MessageID}
 	}
+	if r.TargetKind == internalpb.TxTargetKind_TX_TARGET_KIND_BROADCAST && len(list) == 1 {
+		r.OnlineOnly = list[0].OnlineOnly
+	}
 	return r, nil
 }
 
@@ -161,13 +171,14 @@ func (d *txDB) get(ctx context.Context, app string, id uint64) (*internalpb.TxRe
 
 // decide moves a prepared record to COMMITTED or ROLLED_BACK. The UPDATE
 // is the compare-and-set; only when it changed the row does a commit read
-// the record (locked by that UPDATE) and insert its messages, in the same
+// the record (locked by that UPDATE) and insert its messages, or its
+// broadcast (with seq and a progress row per room of rooms), in the same
 // transaction. A token from ClaimTxChecks counts the deciding check.
 // applied is false when the record was already decided (or is unknown):
-// the record is returned as it is.
-func (d *txDB) decide(ctx context.Context, app string, id uint64, to uint8, by uint8, token uint64, now time.Time) (rec *internalpb.TxRecord, applied bool, msgs []*internalpb.Message, err error) {
+// the record is returned as it is, with the broadcast a commit stored.
+func (d *txDB) decide(ctx context.Context, app string, id uint64, to uint8, by uint8, token uint64, rooms []string, now time.Time) (rec *internalpb.TxRecord, applied bool, msgs []*internalpb.Message, bc *internalpb.Broadcast, err error) {
 	err = inTxOpts(ctx, d.db, readCommitted(), func(tx *sql.Tx) error {
-		applied, msgs = false, nil
+		applied, msgs, bc = false, nil, nil
 		res, err := tx.ExecContext(ctx, "UPDATE tx_messages SET state = ?, decided_by = ?, decided_ms = ?, "+
 			"checks = checks + IF(? <> 0 AND claim_token = ?, 1, 0), lease_until_ms = 0, claim_token = 0 "+
 			"WHERE id = ? AND app = ? AND state = ?", to, by, now.UnixMilli(), token, token, id, app, txStatePrepared)
@@ -186,12 +197,24 @@ func (d *txDB) decide(ctx context.Context, app string, id uint64, to uint8, by u
 		if err != nil {
 			return err
 		}
+		isBroadcast := rec.GetTargetKind() == internalpb.TxTargetKind_TX_TARGET_KIND_BROADCAST
 		if n != 1 {
-			return nil
+			if isBroadcast && rec.GetState() == internalpb.TxState_TX_STATE_COMMITTED {
+				bc, err = readTxBroadcast(ctx, tx, rec)
+			}
+			return err
 		}
 		applied = true
 		if to != txStateCommitted {
 			return nil
+		}
+		if isBroadcast {
+			bc, err = txBroadcast(rec, now)
+			if err != nil {
+				return err
+			}
+			bc.Seq, bc.CreatedMs, err = insertBroadcast(ctx, tx, bc, rooms, now)
+			return err
 		}
 		msgs = txMessages(rec, now)
 		for start := 0; start < len(msgs); start += insertMaxRows {
@@ -202,9 +225,38 @@ func (d *txDB) decide(ctx context.Context, app string, id uint64, to uint8, by u
 		return nil
 	})
 	if err != nil {
-		return nil, false, nil, fmt.Errorf("saver: decide tx %d -> %d: %w", id, to, err)
+		return nil, false, nil, nil, fmt.Errorf("saver: decide tx %d -> %d: %w", id, to, err)
 	}
-	return rec, applied, msgs, nil
+	return rec, applied, msgs, bc, nil
+}
+
+// txBroadcast builds the broadcast a committed BROADCAST record turns
+// into; like txMessages, its life starts at the commit.
+func txBroadcast(r *internalpb.TxRecord, now time.Time) (*internalpb.Broadcast, error) {
+	if len(r.GetRecipients()) != 1 || r.GetRecipients()[0].GetMessageId() == 0 {
+		return nil, fmt.Errorf("broadcast record %d has %d recipients, want one naming the broadcast id", r.GetId(), len(r.GetRecipients()))
+	}
+	var expires int64
+	if r.GetTtlMs() > 0 {
+		expires = now.UnixMilli() + r.GetTtlMs()
+	}
+	return &internalpb.Broadcast{
+		Id: r.GetRecipients()[0].GetMessageId(), App: r.GetApp(), Payload: r.GetPayload(), Qos: r.GetQos(),
+		OnlineOnly: r.GetOnlineOnly(), CreatedMs: now.UnixMilli(), ExpiresMs: expires,
+	}, nil
+}
+
+// readTxBroadcast reads the broadcast an earlier commit of r stored; nil
+// once it was pruned.
+func readTxBroadcast(ctx context.Context, tx *sql.Tx, r *internalpb.TxRecord) (*internalpb.Broadcast, error) {
+	if len(r.GetRecipients()) != 1 {
+		return nil, nil
+	}
+	b, err := scanBroadcast(tx.QueryRowContext(ctx, "SELECT "+broadcastCols+" FROM broadcasts WHERE id = ? AND app = ?", r.GetRecipients()[0].GetMessageId(), r.GetApp()))
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, nil
+	}
+	return b, err
 }
 
 // txMessages builds the messages a committed record turns into. Their

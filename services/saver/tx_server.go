@@ -35,8 +35,8 @@ func newTxServer(s *server, m *txMetrics) *txServer {
 	return &txServer{db: &txDB{db: s.db.db}, inbox: s.inbox, metrics: m, fail: s.fail, log: s.log}
 }
 
-// checkTxRecord validates a record to prepare. Tag and broadcast targets
-// are refused until they exist.
+// checkTxRecord validates a record to prepare. Tag targets are refused
+// until tag broadcasts exist.
 func checkTxRecord(r *internalpb.TxRecord) error {
 	if r == nil {
 		return invalid("tx missing")
@@ -50,8 +50,13 @@ func checkTxRecord(r *internalpb.TxRecord) error {
 		if len(r.GetRecipients()) == 0 || len(r.GetRecipients()) > txMaxRecipients {
 			return invalid("tx %d: target users needs 1..%d recipients, got %d", r.GetId(), txMaxRecipients, len(r.GetRecipients()))
 		}
+	case internalpb.TxTargetKind_TX_TARGET_KIND_BROADCAST:
+		return checkTxBroadcast(r)
 	default:
 		return invalid("tx %d: target kind %s is not supported", r.GetId(), r.GetTargetKind())
+	}
+	if r.GetOnlineOnly() {
+		return invalid("tx %d: online_only is for broadcast targets only", r.GetId())
 	}
 	seen := make(map[uint64]bool, len(r.GetRecipients()))
 	for i, p := range r.GetRecipients() {
@@ -108,8 +113,16 @@ func (s *txServer) DecideTx(ctx context.Context, req *internalpb.DecideTxRequest
 	if by != internalpb.TxDecider_TX_DECIDER_API && by != internalpb.TxDecider_TX_DECIDER_CHECK_BACK {
 		return nil, invalid("decide tx %d: by must be API or CHECK_BACK, not %s", req.GetId(), by)
 	}
+	if len(req.GetRooms()) > maxBroadcastRooms {
+		return nil, invalid("decide tx %d: %d rooms exceed %d", req.GetId(), len(req.GetRooms()), maxBroadcastRooms)
+	}
+	for _, r := range req.GetRooms() {
+		if err := checkRoomID(r); err != nil {
+			return nil, err
+		}
+	}
 	now := time.Now()
-	rec, applied, msgs, err := s.db.decide(ctx, req.GetApp(), req.GetId(), uint8(to), uint8(by), req.GetClaimToken(), now)
+	rec, applied, msgs, bc, err := s.db.decide(ctx, req.GetApp(), req.GetId(), uint8(to), uint8(by), req.GetClaimToken(), req.GetRooms(), now)
 	if err != nil {
 		return nil, s.fail(ctx, "decide_tx", err)
 	}
@@ -128,7 +141,7 @@ func (s *txServer) DecideTx(ctx context.Context, req *internalpb.DecideTxRequest
 			cancel()
 		}
 	}
-	return &internalpb.DecideTxReply{Found: true, Tx: rec, Applied: applied, Messages: msgs}, nil
+	return &internalpb.DecideTxReply{Found: true, Tx: rec, Applied: applied, Messages: msgs, Broadcast: bc}, nil
 }
 
 func (s *txServer) GetTx(ctx context.Context, req *internalpb.GetTxRequest) (*internalpb.GetTxReply, error) {

@@ -203,9 +203,9 @@ func TestTxIdempotentPrepare(t *testing.T) {
 	}
 }
 
-func TestTxRejectsTagAndBroadcast(t *testing.T) {
+func TestTxRejectsTag(t *testing.T) {
 	_, s := newTxFixture(t)
-	for _, k := range []internalpb.TxTargetKind{internalpb.TxTargetKind_TX_TARGET_KIND_TAG, internalpb.TxTargetKind_TX_TARGET_KIND_BROADCAST} {
+	for _, k := range []internalpb.TxTargetKind{internalpb.TxTargetKind_TX_TARGET_KIND_TAG} {
 		r := txRecord("a", time.Hour, "u")
 		r.TargetKind = k
 		_, err := s.PrepareTx(callCtx(t), &internalpb.PrepareTxRequest{Tx: r})
