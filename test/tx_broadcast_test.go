@@ -183,3 +183,52 @@ func TestTxBroadcastCheckBackAndSweep(t *testing.T) {
 		}
 	}
 }
+
+// A committed transaction of target kind tag reaches the tag's online
+// members once and no other client; an offline member catches it up on
+// connect, a non-member never gets it.
+func TestTxTagBroadcast(t *testing.T) {
+	c := StartCluster(t, Options{Rooms: 2, Heartbeat: 10 * time.Second, MissedBeats: 3})
+	if code, body := c.API("PUT", tagPath(c.App, "vip"), map[string]any{"users": []string{"m-0", "m-1", "m-off"}}); code != 200 {
+		t.Fatalf("tag add: %d %v", code, body)
+	}
+	members := []*bcClient{dialBC(t, c.RoomTCP[0], c.App, c.Secret, "m-0", 0), dialBC(t, c.RoomTCP[1], c.App, c.Secret, "m-1", 0)}
+	others := []*bcClient{dialBC(t, c.RoomTCP[0], c.App, c.Secret, "n-0", 0), dialBC(t, c.RoomTCP[1], c.App, c.Secret, "n-1", 0)}
+
+	code, out := c.API("POST", "/v1/tx", map[string]any{"target": map[string]any{"kind": "tag", "tag": "vip"}, "payload": "for-vips",
+		"ttl": 600, "check_timeout": txNoCheck})
+	if code != 200 || out["state"] != "prepared" || out["target"].(map[string]any)["tag"] != "vip" {
+		t.Fatalf("prepare tag tx: %d %v", code, out)
+	}
+	id := out["id"].(string)
+	bid, err := strconv.ParseUint(out["broadcast_id"].(string), 10, 64)
+	if err != nil {
+		t.Fatalf("broadcast_id %v", out["broadcast_id"])
+	}
+	for i := 0; i < 2; i++ {
+		if code, out := c.API("POST", "/v1/tx/"+id+"/commit", nil); code != 200 || out["state"] != "committed" {
+			t.Fatalf("commit %d: %d %v", i, code, out)
+		}
+	}
+	for _, cl := range members {
+		if p := cl.pushesUntil(t, 15*time.Second, bid)[bid]; string(p.GetPayload()) != "for-vips" {
+			t.Fatalf("%s: tag broadcast = %v", cl.name, p)
+		}
+	}
+	// Broadcasts go out in seq order: once the control one arrived, a
+	// non-member would have had the tag broadcast before it.
+	ctl, _, _ := c.broadcast(t, c.CenterURL, map[string]any{"payload": "control", "ttl": 600})
+	for _, cl := range append(others, members...) {
+		if got := cl.pushesUntil(t, 15*time.Second, ctl); len(got) != 1 {
+			t.Fatalf("%s: got %v before the control broadcast, want only it", cl.name, keys(got))
+		}
+		if extra := cl.drain(t); len(extra) > 0 {
+			t.Fatalf("%s: got %d more pushes, first %v", cl.name, len(extra), extra[0])
+		}
+	}
+	late := dialBC(t, c.RoomTCP[1], c.App, c.Secret, "m-off", 0)
+	nextIs(t, late, bid, "offline member catches the tag transaction up")
+	nextIs(t, late, ctl, "then the control broadcast")
+	stranger := dialBC(t, c.RoomTCP[0], c.App, c.Secret, "n-late", 0)
+	nextIs(t, stranger, ctl, "a late non-member gets only the control broadcast")
+}

@@ -17,7 +17,7 @@ import (
 
 const txUsage = `usage: pushctl tx <command> [flags]
 
-  prepare     --app A (--user U [--device D] | --users U1,U2,… | --broadcast [--online-only])
+  prepare     --app A (--user U [--device D] | --users U1,U2,… | --tag T | --broadcast) [--online-only]
               [--ttl 60s] [--check-timeout 6s] [--key K] PAYLOAD
   commit      ID
   rollback    ID
@@ -70,7 +70,8 @@ func (c cli) txPrepare(ctx context.Context, args []string) error {
 	device := fs.String("device", "", "with --user: one device only")
 	users := fs.String("users", "", "comma-separated users (target kind users)")
 	broadcast := fs.Bool("broadcast", false, "every device of the app (target kind broadcast)")
-	onlineOnly := fs.Bool("online-only", false, "with --broadcast: only devices online at the commit get it, nobody catches up")
+	tag := fs.String("tag", "", "the tag's members (target kind tag: a broadcast to the tag)")
+	onlineOnly := fs.Bool("online-only", false, "with --broadcast or --tag: only devices online at the commit get it, nobody catches up")
 	ttl := fs.Duration("ttl", 60*time.Second, "message lifetime from the commit (whole seconds)")
 	checkAfter := fs.Duration("check-timeout", 0, "delay before the first check-back (whole seconds; 0: the app's setting)")
 	key := fs.String("key", "", "idempotency key (your order id, say)")
@@ -88,22 +89,25 @@ func (c cli) txPrepare(ctx context.Context, args []string) error {
 	}
 	body := txPrepareBody{App: *app, Payload: pos[0], TTL: int64(math.Ceil(ttl.Seconds())), IdempotencyKey: *key}
 	targets := 0
-	for _, set := range []bool{*user != "", *users != "", *broadcast} {
+	for _, set := range []bool{*user != "", *users != "", *broadcast, *tag != ""} {
 		if set {
 			targets++
 		}
 	}
-	if *onlineOnly && !*broadcast {
-		return usageError{errors.New("--online-only goes with --broadcast only")}
+	if *onlineOnly && !*broadcast && *tag == "" {
+		return usageError{errors.New("--online-only goes with --broadcast or --tag only")}
 	}
 	switch {
 	case targets != 1:
-		return usageError{errors.New("give exactly one of --user, --users and --broadcast")}
-	case *broadcast:
+		return usageError{errors.New("give exactly one of --user, --users, --tag and --broadcast")}
+	case *broadcast || *tag != "":
 		if *device != "" {
 			return usageError{errors.New("--device goes with --user only")}
 		}
 		body.Target = map[string]any{"kind": "broadcast"}
+		if *tag != "" {
+			body.Target = map[string]any{"kind": "tag", "tag": *tag}
+		}
 		if *onlineOnly {
 			body.OnlineOnly = onlineOnly
 		}

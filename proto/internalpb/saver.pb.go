@@ -2155,7 +2155,9 @@ type TxRecord struct {
 	NextCheckMs int64  `protobuf:"varint,15,opt,name=next_check_ms,json=nextCheckMs,proto3" json:"next_check_ms,omitempty"`
 	// online_only (BROADCAST only): the committed broadcast reaches only
 	// connections online when it goes out, never catch-up.
-	OnlineOnly    bool `protobuf:"varint,16,opt,name=online_only,json=onlineOnly,proto3" json:"online_only,omitempty"`
+	OnlineOnly bool `protobuf:"varint,16,opt,name=online_only,json=onlineOnly,proto3" json:"online_only,omitempty"`
+	// tag (TAG only): the committed broadcast reaches the tag's members.
+	Tag           string `protobuf:"bytes,17,opt,name=tag,proto3" json:"tag,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2300,6 +2302,13 @@ func (x *TxRecord) GetOnlineOnly() bool {
 		return x.OnlineOnly
 	}
 	return false
+}
+
+func (x *TxRecord) GetTag() string {
+	if x != nil {
+		return x.Tag
+	}
+	return ""
 }
 
 type PrepareTxRequest struct {
@@ -3224,7 +3233,7 @@ const file_pushgw_internal_v1_saver_proto_rawDesc = "" +
 	"\vTxRecipient\x12\x12\n" +
 	"\x04user\x18\x01 \x01(\tR\x04user\x12\x1d\n" +
 	"\n" +
-	"message_id\x18\x02 \x01(\x04R\tmessageId\"\xc0\x04\n" +
+	"message_id\x18\x02 \x01(\x04R\tmessageId\"\xd2\x04\n" +
 	"\bTxRecord\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x04R\x02id\x12\x10\n" +
 	"\x03app\x18\x02 \x01(\tR\x03app\x12A\n" +
@@ -3249,7 +3258,8 @@ const file_pushgw_internal_v1_saver_proto_rawDesc = "" +
 	"\x06checks\x18\x0e \x01(\rR\x06checks\x12\"\n" +
 	"\rnext_check_ms\x18\x0f \x01(\x03R\vnextCheckMs\x12\x1f\n" +
 	"\vonline_only\x18\x10 \x01(\bR\n" +
-	"onlineOnly\"@\n" +
+	"onlineOnly\x12\x10\n" +
+	"\x03tag\x18\x11 \x01(\tR\x03tag\"@\n" +
 	"\x10PrepareTxRequest\x12,\n" +
 	"\x02tx\x18\x01 \x01(\v2\x1c.pushgw.internal.v1.TxRecordR\x02tx\"Z\n" +
 	"\x0ePrepareTxReply\x12,\n" +

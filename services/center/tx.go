@@ -98,8 +98,8 @@ func newTxView(r *internalpb.TxRecord) txView {
 	if r.GetState() == internalpb.TxState_TX_STATE_PREPARED {
 		v.NextCheckAt = msTime(r.GetNextCheckMs())
 	}
-	if r.GetTargetKind() == internalpb.TxTargetKind_TX_TARGET_KIND_BROADCAST {
-		v.OnlineOnly = r.GetOnlineOnly()
+	if k := r.GetTargetKind(); k == internalpb.TxTargetKind_TX_TARGET_KIND_BROADCAST || k == internalpb.TxTargetKind_TX_TARGET_KIND_TAG {
+		v.OnlineOnly, v.Target.Tag = r.GetOnlineOnly(), r.GetTag()
 		if rs := r.GetRecipients(); len(rs) == 1 {
 			v.BroadcastID = strconv.FormatUint(rs[0].GetMessageId(), 10)
 		}
@@ -132,7 +132,7 @@ func (s *Server) handleTxPrepare(w http.ResponseWriter, r *http.Request, app app
 	}
 	// A broadcast counts against the app's broadcast limit when it is
 	// prepared: the commit cannot be refused for a rate.
-	if p.kind == txKindBroadcast {
+	if p.kind == txKindBroadcast || p.kind == txKindTag {
 		if e := s.limits.allow(r.Context(), app.Name, apiBroadcast, app.Broadcast(), 1); e != nil {
 			return nil, e
 		}
@@ -155,13 +155,16 @@ func (s *Server) handleTxPrepare(w http.ResponseWriter, r *http.Request, app app
 	switch p.kind {
 	case txKindUsers:
 		rec.TargetKind = internalpb.TxTargetKind_TX_TARGET_KIND_USERS
-	case txKindBroadcast:
+	case txKindBroadcast, txKindTag:
 		bid, err := s.ids.Next()
 		if err != nil {
 			s.log.Error("center: id generation failed", "err", err)
 			return nil, errorf(CodeUnavailable, "could not assign a broadcast id; retry shortly")
 		}
 		rec.TargetKind, rec.OnlineOnly = internalpb.TxTargetKind_TX_TARGET_KIND_BROADCAST, p.onlineOnly
+		if p.kind == txKindTag {
+			rec.TargetKind, rec.Tag = internalpb.TxTargetKind_TX_TARGET_KIND_TAG, p.tag
+		}
 		rec.Recipients = []*internalpb.TxRecipient{{MessageId: bid}}
 	}
 	for _, u := range p.users {

@@ -23,11 +23,13 @@ func TestTxPrepareBroadcastValidation(t *testing.T) {
 		field string
 		msg   string
 	}{
-		"user on broadcast":     {txPrepareRequest{Target: &txTarget{Kind: txKindBroadcast, User: "u"}, Payload: ptr("x")}, "target", "takes no user"},
+		"user on broadcast":     {txPrepareRequest{Target: &txTarget{Kind: txKindBroadcast, User: "u"}, Payload: ptr("x")}, "target", "take no user"},
 		"qos 0 not online only": {txPrepareRequest{Target: bc(), Payload: ptr("x"), QoS: ptr(0), OnlineOnly: ptr(false)}, "online_only", "qos 0"},
-		"online_only on user":   {txPrepareRequest{Target: &txTarget{Kind: txKindUser, User: "u"}, Payload: ptr("x"), OnlineOnly: ptr(true)}, "online_only", "broadcast only"},
+		"online_only on user":   {txPrepareRequest{Target: &txTarget{Kind: txKindUser, User: "u"}, Payload: ptr("x"), OnlineOnly: ptr(true)}, "online_only", "broadcast and tag only"},
 		"bad check_timeout":     {txPrepareRequest{Target: bc(), Payload: ptr("x"), CheckTimeout: ptr(int64(0))}, "check_timeout", "1.."},
-		"tag":                   {txPrepareRequest{Target: &txTarget{Kind: txKindTag, Tag: "vip"}, Payload: ptr("x")}, "target.kind", "tag: coming with tag broadcasts"},
+		"tag without a name":    {txPrepareRequest{Target: &txTarget{Kind: txKindTag}, Payload: ptr("x")}, "target.tag", "tag"},
+		"tag on broadcast":      {txPrepareRequest{Target: &txTarget{Kind: txKindBroadcast, Tag: "vip"}, Payload: ptr("x")}, "target.tag", "kind\":\"tag"},
+		"users on tag":          {txPrepareRequest{Target: &txTarget{Kind: txKindTag, Tag: "vip", Users: []string{"u"}}, Payload: ptr("x")}, "target", "take no user"},
 		"unknown kind":          {txPrepareRequest{Target: &txTarget{Kind: "room"}, Payload: ptr("x")}, "target.kind", `"broadcast"`},
 	} {
 		_, e := tc.q.validate("demo")

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"github.com/pushgw/pushgw/pkg/limits"
 	"net/http/httptest"
 	"strings"
 	"testing"
@@ -40,8 +41,9 @@ func FuzzTxBody(f *testing.F) {
 			var p txPrepared
 			p, e = q.validate("demo")
 			bad := len(p.users) == 0 || len(p.users) > maxMultiUsers || p.qos != 1 || p.onlineOnly || (p.kind != txKindUser && p.kind != txKindUsers)
-			if p.kind == txKindBroadcast {
-				bad = len(p.users) != 0 || p.device != "" || p.qos > 1 || p.ttl <= 0 || p.ttl > maxTTL || (p.qos == 0 && !p.onlineOnly)
+			if p.kind == txKindBroadcast || p.kind == txKindTag {
+				bad = len(p.users) != 0 || p.device != "" || p.qos > 1 || p.ttl <= 0 || p.ttl > maxTTL || (p.qos == 0 && !p.onlineOnly) ||
+					(p.kind == txKindTag) != (p.tag != "") || (p.tag != "" && limits.CheckTag(p.tag) != nil)
 			}
 			if e == nil && bad {
 				t.Fatalf("accepted an invalid prepare: %+v", p)

@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"github.com/pushgw/pushgw/pkg/limits"
 	"time"
 )
 
@@ -55,7 +56,8 @@ type txPrepared struct {
 	users      []string
 	device     string
 	checkAfter time.Duration // 0: the app's default
-	onlineOnly bool          // broadcast only
+	onlineOnly bool          // broadcast and tag only
+	tag        string        // tag only
 }
 
 func (q *txPrepareRequest) validate(keyApp string) (txPrepared, *apiError) {
@@ -68,8 +70,8 @@ func (q *txPrepareRequest) validate(keyApp string) (txPrepared, *apiError) {
 	}
 	t := q.Target
 	p.kind = t.Kind
-	if q.OnlineOnly != nil && t.Kind != txKindBroadcast {
-		return p, fieldError("online_only", "online_only applies to target kind broadcast only")
+	if q.OnlineOnly != nil && t.Kind != txKindBroadcast && t.Kind != txKindTag {
+		return p, fieldError("online_only", "online_only applies to target kinds broadcast and tag only")
 	}
 	switch t.Kind {
 	case txKindUser:
@@ -95,9 +97,9 @@ func (q *txPrepareRequest) validate(keyApp string) (txPrepared, *apiError) {
 	case txKindBroadcast:
 		return p.validateBroadcast(q)
 	case txKindTag:
-		return p, fieldError("target.kind", fmt.Sprintf("target kind %q is not supported by transactional push yet (tag: coming with tag broadcasts); use %q, %q or %q", t.Kind, txKindUser, txKindUsers, txKindBroadcast))
+		return p.validateBroadcast(q)
 	default:
-		return p, fieldError("target.kind", fmt.Sprintf("target kind must be %q, %q or %q (tag: coming with tag broadcasts), not %q", txKindUser, txKindUsers, txKindBroadcast, t.Kind))
+		return p, fieldError("target.kind", fmt.Sprintf("target kind must be %q, %q, %q or %q, not %q", txKindUser, txKindUsers, txKindTag, txKindBroadcast, t.Kind))
 	}
 	d, e := checkDelivery(q.Payload, q.PayloadBase64, q.QoS, q.TTL)
 	if e != nil {
@@ -116,8 +118,17 @@ func (q *txPrepareRequest) validate(keyApp string) (txPrepared, *apiError) {
 // that route would have.
 func (p txPrepared) validateBroadcast(q *txPrepareRequest) (txPrepared, *apiError) {
 	t := q.Target
-	if t.User != "" || t.Device != "" || len(t.Users) > 0 || t.Tag != "" {
-		return p, fieldError("target", "target kind broadcast takes no user, device, users or tag: it goes to every device of the app")
+	if t.User != "" || t.Device != "" || len(t.Users) > 0 {
+		return p, fieldError("target", "target kinds broadcast and tag take no user, device or users")
+	}
+	switch {
+	case t.Kind == txKindBroadcast && t.Tag != "":
+		return p, fieldError("target.tag", `target kind broadcast goes to every device of the app; use {"kind":"tag","tag":"…"} for a tag's members`)
+	case t.Kind == txKindTag:
+		if err := limits.CheckTag(t.Tag); err != nil {
+			return p, fieldError("target.tag", "target.tag: "+err.Error())
+		}
+		p.tag = t.Tag
 	}
 	br := broadcastRequest{App: q.App, Payload: q.Payload, PayloadBase64: q.PayloadBase64, QoS: q.QoS, TTL: q.TTL, OnlineOnly: q.OnlineOnly}
 	plan, e := br.validate(q.App)

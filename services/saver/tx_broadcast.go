@@ -1,6 +1,15 @@
 package main
 
-import "github.com/pushgw/pushgw/proto/internalpb"
+import (
+	"github.com/pushgw/pushgw/pkg/limits"
+	"github.com/pushgw/pushgw/proto/internalpb"
+)
+
+// isTxBroadcast reports whether a record of kind k commits into one
+// broadcast row: BROADCAST (the whole app) or TAG (the tag's members).
+func isTxBroadcast(k internalpb.TxTargetKind) bool {
+	return k == internalpb.TxTargetKind_TX_TARGET_KIND_BROADCAST || k == internalpb.TxTargetKind_TX_TARGET_KIND_TAG
+}
 
 // checkTxBroadcast validates a BROADCAST half-record: one recipient, with
 // no user, whose message id is the broadcast id the commit stores; qos 0
@@ -28,6 +37,10 @@ func checkTxBroadcast(r *internalpb.TxRecord) error {
 		return invalid("tx %d: broadcast ttl_ms %d outside 1..%d", r.GetId(), r.GetTtlMs(), txMaxTTL.Milliseconds())
 	case len(r.GetIdempotencyKey()) > maxIdemKeyLen:
 		return invalid("tx %d: idempotency key longer than %d bytes", r.GetId(), maxIdemKeyLen)
+	case r.GetTargetKind() == internalpb.TxTargetKind_TX_TARGET_KIND_TAG && limits.CheckTag(r.GetTag()) != nil:
+		return invalid("tx %d: tag: %v", r.GetId(), limits.CheckTag(r.GetTag()))
+	case r.GetTargetKind() != internalpb.TxTargetKind_TX_TARGET_KIND_TAG && r.GetTag() != "":
+		return invalid("tx %d: tag given for target kind %s", r.GetId(), r.GetTargetKind())
 	case r.GetCreatedMs() <= 0 || r.GetNextCheckMs() < r.GetCreatedMs():
 		return invalid("tx %d: created_ms %d and next_check_ms %d must be positive and in order", r.GetId(), r.GetCreatedMs(), r.GetNextCheckMs())
 	}

@@ -67,6 +67,8 @@ type txRecipientJSON struct {
 	User       string `json:"user"`
 	MessageID  uint64 `json:"message_id,string"`
 	OnlineOnly bool   `json:"online_only,omitempty"`
+	// Tag is the target of a TAG record (a broadcast to its members).
+	Tag string `json:"tag,omitempty"`
 }
 
 type txDB struct {
@@ -84,8 +86,8 @@ func (d *txDB) prepare(ctx context.Context, r *internalpb.TxRecord) (*internalpb
 	for i, p := range r.GetRecipients() {
 		recips[i] = txRecipientJSON{User: p.GetUser(), MessageID: p.GetMessageId()}
 	}
-	if r.GetTargetKind() == internalpb.TxTargetKind_TX_TARGET_KIND_BROADCAST && len(recips) == 1 {
-		recips[0].OnlineOnly = r.GetOnlineOnly()
+	if isTxBroadcast(r.GetTargetKind()) && len(recips) == 1 {
+		recips[0].OnlineOnly, recips[0].Tag = r.GetOnlineOnly(), r.GetTag()
 	}
 	rj, err := json.Marshal(recips)
 	if err != nil {
@@ -151,8 +153,8 @@ func scanTx(row rowScanner) (*internalpb.TxRecord, error) {
 	for i, p := range list {
 		r.Recipients[i] = &internalpb.TxRecipient{User: p.User, MessageId: p.MessageID}
 	}
-	if r.TargetKind == internalpb.TxTargetKind_TX_TARGET_KIND_BROADCAST && len(list) == 1 {
-		r.OnlineOnly = list[0].OnlineOnly
+	if isTxBroadcast(r.TargetKind) && len(list) == 1 {
+		r.OnlineOnly, r.Tag = list[0].OnlineOnly, list[0].Tag
 	}
 	return r, nil
 }
@@ -197,7 +199,7 @@ func (d *txDB) decide(ctx context.Context, app string, id uint64, to uint8, by u
 		if err != nil {
 			return err
 		}
-		isBroadcast := rec.GetTargetKind() == internalpb.TxTargetKind_TX_TARGET_KIND_BROADCAST
+		isBroadcast := isTxBroadcast(rec.GetTargetKind())
 		if n != 1 {
 			if isBroadcast && rec.GetState() == internalpb.TxState_TX_STATE_COMMITTED {
 				bc, err = readTxBroadcast(ctx, tx, rec)
@@ -242,7 +244,7 @@ func txBroadcast(r *internalpb.TxRecord, now time.Time) (*internalpb.Broadcast, 
 	}
 	return &internalpb.Broadcast{
 		Id: r.GetRecipients()[0].GetMessageId(), App: r.GetApp(), Payload: r.GetPayload(), Qos: r.GetQos(),
-		OnlineOnly: r.GetOnlineOnly(), CreatedMs: now.UnixMilli(), ExpiresMs: expires,
+		OnlineOnly: r.GetOnlineOnly(), CreatedMs: now.UnixMilli(), ExpiresMs: expires, Tag: r.GetTag(),
 	}, nil
 }
 

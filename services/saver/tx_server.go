@@ -50,13 +50,16 @@ func checkTxRecord(r *internalpb.TxRecord) error {
 		if len(r.GetRecipients()) == 0 || len(r.GetRecipients()) > txMaxRecipients {
 			return invalid("tx %d: target users needs 1..%d recipients, got %d", r.GetId(), txMaxRecipients, len(r.GetRecipients()))
 		}
-	case internalpb.TxTargetKind_TX_TARGET_KIND_BROADCAST:
+	case internalpb.TxTargetKind_TX_TARGET_KIND_BROADCAST, internalpb.TxTargetKind_TX_TARGET_KIND_TAG:
 		return checkTxBroadcast(r)
 	default:
 		return invalid("tx %d: target kind %s is not supported", r.GetId(), r.GetTargetKind())
 	}
 	if r.GetOnlineOnly() {
 		return invalid("tx %d: online_only is for broadcast targets only", r.GetId())
+	}
+	if r.GetTag() != "" {
+		return invalid("tx %d: tag is for target kind tag only", r.GetId())
 	}
 	seen := make(map[uint64]bool, len(r.GetRecipients()))
 	for i, p := range r.GetRecipients() {

@@ -203,15 +203,30 @@ func TestTxIdempotentPrepare(t *testing.T) {
 	}
 }
 
-func TestTxRejectsTag(t *testing.T) {
+// A TAG record is a broadcast record with a valid tag: one with users,
+// without a tag or with a bad one is refused, and a user record may not
+// carry a tag.
+func TestTxTagRecordRules(t *testing.T) {
 	_, s := newTxFixture(t)
-	for _, k := range []internalpb.TxTargetKind{internalpb.TxTargetKind_TX_TARGET_KIND_TAG} {
-		r := txRecord("a", time.Hour, "u")
-		r.TargetKind = k
-		_, err := s.PrepareTx(callCtx(t), &internalpb.PrepareTxRequest{Tx: r})
-		if status.Code(err) != codes.InvalidArgument {
-			t.Fatalf("kind %s: %v, want InvalidArgument", k, err)
+	withUser := txRecord("a", time.Hour, "u")
+	withUser.TargetKind, withUser.Tag = internalpb.TxTargetKind_TX_TARGET_KIND_TAG, "vip"
+	noTag := txBroadcastRecord("a", false)
+	noTag.TargetKind = internalpb.TxTargetKind_TX_TARGET_KIND_TAG
+	badTag := txBroadcastRecord("a", false)
+	badTag.TargetKind, badTag.Tag = internalpb.TxTargetKind_TX_TARGET_KIND_TAG, "bad\x00tag"
+	userTagged := txRecord("a", time.Hour, "u")
+	userTagged.Tag = "vip"
+	for name, r := range map[string]*internalpb.TxRecord{"users": withUser, "no tag": noTag, "bad tag": badTag, "user kind with tag": userTagged} {
+		if _, err := s.PrepareTx(callCtx(t), &internalpb.PrepareTxRequest{Tx: r}); status.Code(err) != codes.InvalidArgument {
+			t.Fatalf("%s: %v, want InvalidArgument", name, err)
 		}
+	}
+	ok := txBroadcastRecord("a", false)
+	ok.TargetKind, ok.Tag = internalpb.TxTargetKind_TX_TARGET_KIND_TAG, "vip"
+	rep := prepareTx(t, s, ok)
+	got, err := s.GetTx(callCtx(t), &internalpb.GetTxRequest{App: "a", Id: rep.GetId()})
+	if err != nil || got.GetTx().GetTag() != "vip" || got.GetTx().GetTargetKind() != internalpb.TxTargetKind_TX_TARGET_KIND_TAG {
+		t.Fatalf("tag record read back as %v, %v", got.GetTx(), err)
 	}
 }
 
