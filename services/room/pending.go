@@ -111,6 +111,14 @@ func (p *pendingState) expireAckedLocked(gen uint64) {
 	}
 }
 
+// due reports whether another pull should start now: a page is open or
+// a message was held back, the window has room, and none is under way.
+func (p *pendingState) due(limit int) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return (p.cursor != 0 || p.behind) && len(p.inflight) <= limit/2 && !p.pulling
+}
+
 // start marks a pull as begun and returns where it starts; false if one
 // is already under way.
 func (p *pendingState) start() (after uint64, ok bool) {
@@ -231,6 +239,13 @@ loop:
 		last = id
 	}
 	s.pending.done(last, more, nil)
+	// A page can send nothing new (every message already in flight, or
+	// acked with the report still on its way to saver) and leave the
+	// window empty: no ack would then come to pull the next page, and the
+	// rest of the backlog would wait for the next login. Page on at once.
+	if s.pending.due(limit) {
+		r.pullPending(s)
+	}
 }
 
 // retryPending schedules retry number n of a failed pull while s lives.

@@ -103,3 +103,38 @@ func TestPendingWindow(t *testing.T) {
 		t.Fatal("acked ids kept after two report flushes")
 	}
 }
+
+// A full page of messages all acked (their reports not yet at saver)
+// sends nothing and leaves the window empty: the next page is due at once,
+// since no ack is coming to ask for it.
+func TestPendingPageOfDuplicatesIsDueAgain(t *testing.T) {
+	const limit = 4
+	var p pendingState
+	for id := uint64(1); id <= limit; id++ {
+		if p.admit(id, limit) != admitOK {
+			t.Fatalf("admit %d", id)
+		}
+	}
+	p.ack([]uint64{1, 2, 3, 4}, limit, 0)
+	after, ok := p.start()
+	if !ok || after != 0 {
+		t.Fatalf("start = %d, %v", after, ok)
+	}
+	// The pull returns ids 1..4 again: every one is a duplicate.
+	for id := uint64(1); id <= limit; id++ {
+		if p.admit(id, limit) != admitDuplicate {
+			t.Fatalf("id %d not recognised as acked", id)
+		}
+	}
+	p.done(limit, true, nil)
+	if !p.due(limit) {
+		t.Fatal("a full page of duplicates left the next page waiting for an ack that cannot come")
+	}
+	if after, ok := p.start(); !ok || after != limit {
+		t.Fatalf("next pull starts after %d (%v), want %d", after, ok, limit)
+	}
+	p.done(0, false, nil)
+	if p.due(limit) {
+		t.Fatal("the backlog ended but another pull is due")
+	}
+}
