@@ -239,7 +239,8 @@ func TestTxAPI(t *testing.T) {
 			body  map[string]any
 			field string
 		}{
-			{map[string]any{"target": map[string]any{"kind": "tag", "tag": "vip"}, "payload": "x"}, "target.kind"},
+			{map[string]any{"target": map[string]any{"kind": "tag", "tag": "bad\x01tag"}, "payload": "x"}, "target.tag"},
+			{map[string]any{"target": map[string]any{"kind": "room"}, "payload": "x"}, "target.kind"},
 			{map[string]any{"target": map[string]any{"kind": "broadcast", "user": "u"}, "payload": "x"}, "target"},
 			{map[string]any{"target": map[string]any{"kind": "broadcast"}, "payload": "x", "qos": 0, "online_only": false}, "online_only"},
 			{map[string]any{"target": map[string]any{"kind": "user", "user": "u"}, "payload": "x", "online_only": true}, "online_only"},
