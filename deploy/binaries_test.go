@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -239,7 +240,10 @@ func TestParseUsage(t *testing.T) {
 	}
 }
 
-var commandWord = regexp.MustCompile(`^[a-z]+$`)
+var (
+	commandWord         = regexp.MustCompile(`^[a-z]+$`)
+	commandAlternatives = regexp.MustCompile(`^[a-z][a-z-]*(\|[a-z][a-z-]*)+$`)
+)
 
 // pushctlCommands lists the subcommands `pushctl -h` names.
 func pushctlCommands(t testing.TB, path string) [][]string {
@@ -255,13 +259,25 @@ func pushctlCommands(t testing.TB, path string) [][]string {
 			continue
 		}
 		var words []string
+		var alts []string
 		for _, w := range strings.Fields(line) {
+			if commandAlternatives.MatchString(w) && len(words) > 0 {
+				// "tag add|rm", "tx prepare|commit|…": a group whose
+				// subcommands each have flags of their own.
+				alts = strings.Split(w, "|")
+				break
+			}
 			if !commandWord.MatchString(w) {
 				break
 			}
 			words = append(words, w)
 		}
-		if len(words) > 0 {
+		switch {
+		case len(alts) > 0:
+			for _, a := range alts {
+				cmds = append(cmds, append(slices.Clone(words), a))
+			}
+		case len(words) > 0:
 			cmds = append(cmds, words)
 		}
 	}
