@@ -83,7 +83,13 @@ func run(cfg Config) error {
 	srv := newServer(apps, gen, saverConn, registerConn, rooms, pool, newMetrics(base.Registry), log, cfg.RequestTimeout)
 	// Redis holds the per-app limits; center starts without it and
 	// fails open (ratelimit.go), so it is not in /healthz either.
-	rdb := redis.NewClient(&redis.Options{Addr: cfg.RedisAddr, DB: cfg.RedisDB, DialTimeout: redisDialTimeout,
+	// One -redis address is one server, several are a Redis Cluster, as
+	// for register and saver; every key here is a single key per command.
+	addrs, err := service.RedisAddrs(cfg.RedisAddr)
+	if err != nil {
+		return fmt.Errorf("center: -redis: %w", err)
+	}
+	rdb := redis.NewUniversalClient(&redis.UniversalOptions{Addrs: addrs, DB: cfg.RedisDB, DialTimeout: redisDialTimeout,
 		ReadTimeout: redisIOTimeout, WriteTimeout: redisIOTimeout, ContextTimeoutEnabled: true})
 	defer rdb.Close()
 	if err := rdb.Ping(startCtx).Err(); err != nil {

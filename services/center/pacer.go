@@ -52,7 +52,7 @@ const (
 )
 
 // NewPacer returns a pacer keeping its buckets in rdb.
-func NewPacer(rdb *redis.Client, m *metrics, log *slog.Logger) *Pacer {
+func NewPacer(rdb redis.UniversalClient, m *metrics, log *slog.Logger) *Pacer {
 	return &Pacer{lim: redis_rate.NewLimiter(rdb), m: m, log: log}
 }
 

@@ -46,7 +46,7 @@ type rateLimiter struct {
 	lastLog atomic.Int64 // unix ns of the last fail-open log line
 }
 
-func newRateLimiter(rdb *redis.Client, m *metrics, log *slog.Logger) *rateLimiter {
+func newRateLimiter(rdb redis.UniversalClient, m *metrics, log *slog.Logger) *rateLimiter {
 	return &rateLimiter{lim: redis_rate.NewLimiter(rdb), m: m, log: log}
 }
 

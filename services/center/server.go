@@ -39,7 +39,7 @@ type Server struct {
 	// without Redis: unlimited, unpaced, no progress.
 	limits *rateLimiter
 	pacer  *Pacer
-	rdb    *redis.Client
+	rdb    redis.UniversalClient
 	// fanoutSlots holds one token per multicast delivery running here;
 	// stop ends them at shutdown (their messages stay stored).
 	fanoutSlots chan struct{}
@@ -66,7 +66,7 @@ func newServer(apps *appconfig.Store, gen *ids.Generator, saver, register grpc.C
 
 // useRedis turns on the per-app rate limits, pacing and multicast
 // progress, kept in rdb and shared by every center.
-func (s *Server) useRedis(rdb *redis.Client) {
+func (s *Server) useRedis(rdb redis.UniversalClient) {
 	s.rdb = rdb
 	s.limits = newRateLimiter(rdb, s.m, s.log)
 	s.pacer = NewPacer(rdb, s.m, s.log)
