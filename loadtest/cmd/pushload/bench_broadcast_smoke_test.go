@@ -13,9 +13,6 @@ import (
 // single broadcast and every broadcast of a short stream exactly once, and
 // the figures of both phases are filled.
 func TestBenchBroadcastSmoke(t *testing.T) {
-	if testing.Short() {
-		t.Skip("starts a cluster")
-	}
 	bin := t.TempDir()
 	build := exec.Command("go", "build", "-o", bin+"/", "./services/...", "./loadtest/cmd/pushload")
 	build.Dir = "../../.."

@@ -21,9 +21,6 @@ import (
 // children connect, the JSON and plot are written, and afterwards no
 // process, database or etcd key of the run is left.
 func TestBenchIdleSmoke(t *testing.T) {
-	if testing.Short() {
-		t.Skip("starts a cluster")
-	}
 	bin := t.TempDir()
 	build := exec.Command("go", "build", "-o", bin+"/", "./services/...", "./loadtest/cmd/pushload")
 	build.Dir = "../../.."

@@ -339,9 +339,6 @@ func TestEngineFlagInHelp(t *testing.T) {
 // roomEngines on the real room binary agrees with the room's source:
 // skipped before the gnet engine is merged, detected after.
 func TestRoomEnginesOnRealRoom(t *testing.T) {
-	if testing.Short() {
-		t.Skip("builds services/room")
-	}
 	bin := filepath.Join(t.TempDir(), "room")
 	out, err := exec.Command("go", "build", "-o", bin, "../../../services/room").CombinedOutput()
 	if err != nil {
