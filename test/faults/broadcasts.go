@@ -1,13 +1,11 @@
 package faults
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
 	"net/http"
 	"sort"
-	"strconv"
 	"sync"
 	"time"
 )
@@ -189,31 +187,5 @@ func (w *bcastWriter) run(ctx context.Context) {
 
 func (w *bcastWriter) call(center, key string) (uint64, error) {
 	body, _ := json.Marshal(map[string]any{"app": w.app, "payload": key, "qos": 1, "ttl": int(broadcastTTL / time.Second)})
-	req, err := http.NewRequest(http.MethodPost, center+"/v1/broadcast", bytes.NewReader(body))
-	if err != nil {
-		return 0, err
-	}
-	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("Authorization", "Bearer "+w.apiKey)
-	resp, err := w.hc.Do(req)
-	if err != nil {
-		return 0, err
-	}
-	defer resp.Body.Close()
-	var out struct {
-		ID   string `json:"id"`
-		Code string `json:"code"`
-	}
-	derr := json.NewDecoder(resp.Body).Decode(&out)
-	if resp.StatusCode != http.StatusOK {
-		return 0, &apiError{status: resp.StatusCode, code: out.Code}
-	}
-	if derr != nil {
-		return 0, fmt.Errorf("decode answer: %w", derr)
-	}
-	id, err := strconv.ParseUint(out.ID, 10, 64)
-	if err != nil || id == 0 {
-		return 0, fmt.Errorf("bad id %q in a 200 answer", out.ID)
-	}
-	return id, nil
+	return postForID(w.hc, center+"/v1/broadcast", w.apiKey, body)
 }

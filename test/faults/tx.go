@@ -115,28 +115,7 @@ func setTxCheck(etcd, cluster string, a appconfig.App, url string) error {
 }
 
 func (w *txWriter) run(ctx context.Context) {
-	sem := make(chan struct{}, maxInflight)
-	tick := time.NewTicker(time.Second / time.Duration(w.rate))
-	defer tick.Stop()
-	defer w.wg.Wait()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-tick.C:
-		}
-		select {
-		case sem <- struct{}{}:
-		default:
-			continue
-		}
-		n := w.seq.Add(1)
-		w.wg.Add(1)
-		go func() {
-			defer func() { <-sem; w.wg.Done() }()
-			w.one(n)
-		}()
-	}
+	paced(ctx, w.rate, &w.wg, &w.seq, func() {}, w.one)
 }
 
 // one prepares transaction n and, for the API half, decides it.

@@ -61,10 +61,17 @@ func newWriter(app, apiKey string, centers, users []string, rate, retries int, c
 
 // run sends until ctx is done, then waits for the calls still open.
 func (w *writer) run(ctx context.Context) {
+	paced(ctx, w.rate, &w.wg, &w.seq, func() { w.skipped.Add(1) }, w.push)
+}
+
+// paced calls one(n) rate times a second, each in its own goroutine with at
+// most maxInflight open, until ctx is done, then waits for them. A tick
+// that finds maxInflight calls open is skipped (and told to skip).
+func paced(ctx context.Context, rate int, wg *sync.WaitGroup, seq *atomic.Int64, skip func(), one func(n int64)) {
 	sem := make(chan struct{}, maxInflight)
-	tick := time.NewTicker(time.Second / time.Duration(w.rate))
+	tick := time.NewTicker(time.Second / time.Duration(rate))
 	defer tick.Stop()
-	defer w.wg.Wait()
+	defer wg.Wait()
 	for {
 		select {
 		case <-ctx.Done():
@@ -74,14 +81,14 @@ func (w *writer) run(ctx context.Context) {
 		select {
 		case sem <- struct{}{}:
 		default:
-			w.skipped.Add(1)
+			skip()
 			continue
 		}
-		n := w.seq.Add(1)
-		w.wg.Add(1)
+		n := seq.Add(1)
+		wg.Add(1)
 		go func() {
-			defer func() { <-sem; w.wg.Done() }()
-			w.push(n)
+			defer func() { <-sem; wg.Done() }()
+			one(n)
 		}()
 	}
 }
@@ -144,13 +151,19 @@ func (w *writer) call(a *attempt) (uint64, error) {
 		"app": w.app, "user": a.user, "payload": a.key, "qos": 1, "ttl": int(messageTTL / time.Second),
 		"idempotency_key": a.key,
 	})
-	req, err := http.NewRequest(http.MethodPost, w.centers[a.center]+"/v1/push", bytes.NewReader(body))
+	return postForID(w.hc, w.centers[a.center]+"/v1/push", w.apiKey, body)
+}
+
+// postForID posts a JSON body with the app key and reads the id of a 200
+// answer; any other status becomes an *apiError carrying the answer's code.
+func postForID(hc *http.Client, url, apiKey string, body []byte) (uint64, error) {
+	req, err := http.NewRequest(http.MethodPost, url, bytes.NewReader(body))
 	if err != nil {
 		return 0, err
 	}
 	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("Authorization", "Bearer "+w.apiKey)
-	resp, err := w.hc.Do(req)
+	req.Header.Set("Authorization", "Bearer "+apiKey)
+	resp, err := hc.Do(req)
 	if err != nil {
 		return 0, err
 	}
