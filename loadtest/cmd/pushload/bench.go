@@ -65,6 +65,9 @@ type benchFlags struct {
 	step       time.Duration
 	p99Limit   time.Duration
 	drain      time.Duration
+	// transports and grpcStreams: unicast's ways into center.
+	transports  string
+	grpcStreams int
 
 	churnRate     float64
 	churnDuration time.Duration
@@ -103,9 +106,11 @@ func parseBenchFlags(args []string) (*benchFlags, error) {
 	fs.IntVar(&f.users, "users", defaultUsers, "unicast: connected users pushes go to")
 	fs.Float64Var(&f.rateStart, "rate-start", 100, "unicast: first offered rate (pushes/s)")
 	fs.Float64Var(&f.rateFactor, "rate-factor", 2, "unicast: each step offers this times the last")
-	fs.Float64Var(&f.rateMax, "rate-max", 12800, "unicast: highest offered rate")
+	fs.Float64Var(&f.rateMax, "rate-max", 25600, "unicast: highest offered rate")
 	fs.DurationVar(&f.step, "step", 10*time.Second, "unicast: length of one rate step")
 	fs.DurationVar(&f.p99Limit, "p99-limit", 50*time.Millisecond, "unicast: the ladder stops at the first step whose end-to-end p99 exceeds this")
+	fs.StringVar(&f.transports, "transports", strings.Join(unicastTransports(), ","), "unicast: how pushes enter center, in order: http (POST /v1/push, one push per request, keep-alive) and/or grpc (PushStream)")
+	fs.IntVar(&f.grpcStreams, "grpc-streams", 8, "unicast: PushStreams the grpc transport spreads its pushes over (center answers at most 256 in flight per stream)")
 	fs.DurationVar(&f.drain, "drain", 10*time.Second, "unicast, churn: wait at most this long for outstanding deliveries")
 
 	fs.Float64Var(&f.churnRate, "churn-rate", 300, "churn: connections closed and reopened per second in the steady phase")
@@ -166,6 +171,12 @@ func (f *benchFlags) validate() error {
 	if f.scenario == "unicast" {
 		if err := l.validate(); err != nil {
 			return fmt.Errorf("bench: %w", err)
+		}
+		if _, err := parseTransports(f.transports); err != nil {
+			return err
+		}
+		if f.grpcStreams < 1 || f.grpcStreams > maxGRPCStreams {
+			return fmt.Errorf("bench: -grpc-streams %d: want 1..%d", f.grpcStreams, maxGRPCStreams)
 		}
 	}
 	return nil
@@ -325,14 +336,17 @@ func (b *bench) newResult(engine string) *Result {
 }
 
 func (b *bench) skip(engine, why string) {
-	r := b.newResult(engine)
-	r.Skipped = why
-	if b.f.scenario == "unicast" {
-		r.Transport = "http"
-	}
-	r.Loadavg.After = r.Loadavg.Before
 	b.p.logf("%s", why)
-	b.results = append(b.results, r)
+	transports := []string{""}
+	if b.f.scenario == "unicast" {
+		transports, _ = parseTransports(b.f.transports)
+	}
+	for _, tp := range transports {
+		r := b.newResult(engine)
+		r.Skipped, r.Transport = why, tp
+		r.Loadavg.After = r.Loadavg.Before
+		b.results = append(b.results, r)
+	}
 }
 
 // keep finishes r and records it.
@@ -373,6 +387,13 @@ func (b *bench) finish() (*BenchSummary, error) {
 			return nil, err
 		}
 		plots = append(plots, p)
+		p, err = plotP99(b.out, "unicast-p99-"+stamp+".png",
+			"unicast p99 vs offered rate, per transport ("+time.Now().UTC().Format("2006-01-02")+")",
+			b.f.ladder().p99LimitMS, b.results)
+		if err != nil {
+			return nil, err
+		}
+		plots = append(plots, p)
 	}
 	for _, p := range plots {
 		if p != "" {
@@ -391,6 +412,9 @@ func (r *Result) oneLine() string {
 	if r.Mode != "" {
 		name += "/" + r.Mode
 	}
+	if r.Transport != "" {
+		name += "/" + r.Transport
+	}
 	if r.Skipped != "" {
 		return fmt.Sprintf("%s %s: skipped: %s", name, r.Engine, r.Skipped)
 	}
@@ -398,6 +422,13 @@ func (r *Result) oneLine() string {
 		return fmt.Sprintf("%s %s: conns %d, one broadcast: answer %.1f ms, last delivery %.1f ms after the answer, p50 %.1f ms p99 %.1f ms from the request, reached %d; stream %.0f/s offered: %d accepted, %.0f deliveries/s, %.0f deliveries per room CPU-s; errors %d, missing %d, load %s",
 			name, r.Engine, r.Conns, bf.APIAnswerMS, bf.LastAfterAnswer, r.LatencyMS.P50, r.LatencyMS.P99, bf.Reached,
 			bf.Stream.Offered, bf.Stream.Accepted, bf.Stream.DeliveriesPerS, bf.Stream.DeliveriesPerRoomCPUS, r.Errors, r.Missing, r.Loadavg.After)
+	}
+	if r.Scenario == "unicast" {
+		h := r.HopsMS
+		return fmt.Sprintf("%s %s: sustainable %.0f/s; there: deliveries %.0f/s, p50 %.2f p99 %.2f max %.2f ms (p99 accepted %.2f, stored %.2f, acked %.2f), room %.1f µs/push, GC p99 %.3f max %.3f ms, errors %d, missing %d, load %s",
+			name, r.Engine, r.SustainableRate, r.DeliveriesPerS, r.LatencyMS.P50, r.LatencyMS.P99, r.LatencyMS.Max,
+			h["accepted"].P99, h["stored"].P99, h["acked"].P99, r.RoomCPUMicrosPerDelivery, r.GCPauseMS.P99, r.GCPauseMS.Max,
+			r.Errors, r.Missing, r.Loadavg.After)
 	}
 	return fmt.Sprintf("%s %s: conns %d, RSS %.0f B/conn, heap %.0f B/conn, accept+auth %.0f/s, deliveries %.0f/s, p99 %.2f ms, GC p99 %.3f ms max %.3f ms, errors %d, missing %d, load %s",
 		name, r.Engine, r.Conns, r.RSSBytesPerConn, r.HeapBytesPerConn, r.AcceptAuthPerS, r.DeliveriesPerS,

@@ -232,9 +232,9 @@ func (c *client) close() {
 }
 
 // readLoop reads frames until the connection ends; it calls onPush for
-// every PUSH (then ACKs QoS 1) and returns why the connection ended
-// (nil when closed by us).
-func (c *client) readLoop(onPush func(*clientpb.Push)) error {
+// every PUSH (then ACKs QoS 1, and calls onAcked, when set, once the ACK
+// is written) and returns why the connection ended (nil when closed by us).
+func (c *client) readLoop(onPush func(*clientpb.Push), onAcked func(*clientpb.Push, time.Time)) error {
 	r := protocol.NewReader(c.nc, maxClientBody)
 	for {
 		f, err := r.Read()
@@ -255,8 +255,12 @@ func (c *client) readLoop(onPush func(*clientpb.Push)) error {
 				onPush(&p)
 			}
 			if p.GetQos() == 1 {
-				if err := c.ack(p.GetId()); err != nil && !c.closed.Load() {
-					return err
+				if err := c.ack(p.GetId()); err != nil {
+					if !c.closed.Load() {
+						return err
+					}
+				} else if onAcked != nil {
+					onAcked(&p, time.Now())
 				}
 			}
 		case protocol.OpError, protocol.OpKick:

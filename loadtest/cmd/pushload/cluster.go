@@ -89,6 +89,11 @@ type benchCluster struct {
 	CenterURL     string
 	DispatcherURL string
 	RegisterAdmin string
+	// CenterGRPC is center's -grpc-api (the PushAPI of pkg/pushclient);
+	// CenterAdmin and SaverAdmin serve their /metrics and /debug/pprof.
+	CenterGRPC  string
+	CenterAdmin string
+	SaverAdmin  string
 
 	mu    sync.Mutex
 	solo  bool // the solo cluster's app is seeded
@@ -172,6 +177,7 @@ func startCluster(cfg clusterConfig) (c *benchCluster, err error) {
 	c.RegisterAdmin = p[0]
 	c.CenterURL = "http://" + p[7]
 	c.DispatcherURL = "http://" + p[9]
+	c.CenterGRPC, c.CenterAdmin, c.SaverAdmin = p[10], p[6], p[2]
 	c.addService("register", p[0], nil, append([]string{"-grpc", p[1]}, redisArgs...)...)
 	c.addService("saver", p[2], nil, append([]string{"-grpc", p[3], "-mysql", dsn}, redisArgs...)...)
 	c.addService("coordinator", p[4], nil, "-grpc", p[5])
@@ -344,6 +350,18 @@ func (c *benchCluster) PIDs() map[string]int {
 	for n, p := range c.procs {
 		if p.cmd != nil && p.cmd.Process != nil {
 			out[n] = p.cmd.Process.Pid
+		}
+	}
+	return out
+}
+
+// LivePIDs lists the processes still running by name (a stopped room's
+// pid could be reused).
+func (c *benchCluster) LivePIDs() map[string]int {
+	out := map[string]int{}
+	for n, pid := range c.PIDs() {
+		if c.Alive(n) {
+			out[n] = pid
 		}
 	}
 	return out

@@ -26,6 +26,9 @@ type fleet struct {
 	d      *dialer
 	addrs  []string
 	onPush func(*clientpb.Push)
+	// onAcked, when set, is told when the ACK of a QoS 1 PUSH was written
+	// (the unicast scenario's "acked" hop).
+	onAcked func(*clientpb.Push, time.Time)
 
 	mu      sync.Mutex
 	clients []*client
@@ -90,7 +93,7 @@ func (f *fleet) connectOne(addr, user string) {
 	f.readers.Add(1)
 	go func() {
 		defer f.readers.Done()
-		if err := c.readLoop(f.onPush); err != nil {
+		if err := c.readLoop(f.onPush, f.onAcked); err != nil {
 			f.drops.Add(failureKind(err), 1)
 			c.close()
 		}

@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"math"
 	"path/filepath"
 	"strings"
 
@@ -83,10 +84,57 @@ func plotLatency(dir, name, title string, results []*Result) (string, error) {
 
 func seriesName(r *Result) string {
 	parts := []string{r.Engine}
-	if r.Mode != "" {
-		parts = append(parts, r.Mode)
+	for _, p := range []string{r.Mode, r.Transport} {
+		if p != "" {
+			parts = append(parts, p)
+		}
 	}
 	return strings.Join(parts, " ")
+}
+
+// plotP99 draws the end-to-end p99 against the offered rate, one line per
+// transport and engine, on log-log axes (the ladder doubles the rate),
+// with the -p99-limit as a dashed line.
+func plotP99(dir, name, title string, limitMS float64, results []*Result) (string, error) {
+	p := plot.New()
+	p.Title.Text = title
+	p.X.Label.Text = "offered rate (pushes/s)"
+	p.Y.Label.Text = "end-to-end p99 (ms)"
+	p.X.Scale, p.Y.Scale = plot.LogScale{}, plot.LogScale{}
+	p.X.Tick.Marker, p.Y.Tick.Marker = plot.LogTicks{Prec: -1}, plot.LogTicks{Prec: -1}
+	var args []any
+	lo, hi := math.Inf(1), 0.0
+	for _, r := range results {
+		var xys plotter.XYs
+		for _, s := range r.Steps {
+			if s.Offered > 0 && s.LatencyMS.P99 > 0 {
+				xys = append(xys, plotter.XY{X: s.Offered, Y: s.LatencyMS.P99})
+				lo, hi = math.Min(lo, s.Offered), math.Max(hi, s.Offered)
+			}
+		}
+		if len(xys) > 0 {
+			args = append(args, seriesName(r), xys)
+		}
+	}
+	if len(args) == 0 {
+		return "", nil
+	}
+	if err := plotutil.AddLinePoints(p, args...); err != nil {
+		return "", fmt.Errorf("plot: %w", err)
+	}
+	limit, err := plotter.NewLine(plotter.XYs{{X: lo, Y: limitMS}, {X: hi, Y: limitMS}})
+	if err != nil {
+		return "", fmt.Errorf("plot: %w", err)
+	}
+	limit.Dashes = []vg.Length{vg.Points(4), vg.Points(3)}
+	p.Add(limit)
+	p.Legend.Add(fmt.Sprintf("p99 limit %.0f ms", limitMS), limit)
+	p.Legend.Top, p.Legend.Left = true, true
+	// Both axes span at least a factor of four around the data and the
+	// limit, so a one-step ladder still shows where it stands.
+	p.X.Min, p.X.Max = math.Min(p.X.Min, lo/2), math.Max(p.X.Max, hi*2)
+	p.Y.Min, p.Y.Max = math.Min(p.Y.Min, limitMS/2), math.Max(p.Y.Max, limitMS*2)
+	return savePlot(p, dir, name)
 }
 
 func savePlot(p *plot.Plot, dir, name string) (string, error) {

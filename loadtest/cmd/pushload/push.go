@@ -156,6 +156,10 @@ func parsePushFlags(args []string, multi bool) (*pushFlags, error) {
 type tracker struct {
 	runID string
 	lat   latencies
+	// accepted and acked are the unicast scenario's hops (hops.go): center's
+	// created_ms and the client's ACK write, each from the request start.
+	accepted latencies
+	acked    latencies
 
 	mu       sync.Mutex
 	seen     map[uint64]struct{}
@@ -192,7 +196,24 @@ func (t *tracker) onPush(p *clientpb.Push) {
 	t.last = now
 	t.mu.Unlock()
 	t.progress.Add(1)
-	t.lat.Add(now.Sub(time.Unix(0, ns)))
+	sent := time.Unix(0, ns)
+	t.lat.Add(now.Sub(sent))
+	if c := p.GetCreatedMs(); c > 0 {
+		t.accepted.Add(acceptedAfter(c, sent))
+	}
+}
+
+// onAcked records when the client wrote the ACK of one of this run's
+// pushes (duplicates included: each copy is acked).
+func (t *tracker) onAcked(p *clientpb.Push, at time.Time) {
+	rest, ok := strings.CutPrefix(string(p.GetPayload()), t.runID+"|")
+	if !ok {
+		return
+	}
+	ts, _, _ := strings.Cut(rest, "|")
+	if ns, err := strconv.ParseInt(ts, 10, 64); err == nil {
+		t.acked.Add(at.Sub(time.Unix(0, ns)))
+	}
 }
 
 func runPush(args []string, multi bool) (*PushResult, error) {
@@ -345,18 +366,26 @@ func (s *sender) run() {
 			}
 		}()
 	}
+	pace(s.f.rate, s.f.duration, s.stopped, jobs)
+	close(jobs)
+	wg.Wait()
+}
+
+// pace puts job numbers 0, 1, ... into jobs at rate per second for
+// duration (or until stopped says so). A full jobs channel holds the
+// pacer back, so a saturated receiver lowers the achieved rate instead
+// of queueing without bound.
+func pace(rate float64, duration time.Duration, stopped func() bool, jobs chan<- int64) {
 	start := time.Now()
 	var issued int64
-	stop := start.Add(s.f.duration)
-	for now := start; now.Before(stop) && !s.stopped(); now = time.Now() {
-		due := int64(now.Sub(start).Seconds() * s.f.rate)
+	stop := start.Add(duration)
+	for now := start; now.Before(stop) && !stopped(); now = time.Now() {
+		due := int64(now.Sub(start).Seconds() * rate)
 		for ; issued < due; issued++ {
 			jobs <- issued
 		}
 		time.Sleep(pacerStep)
 	}
-	close(jobs)
-	wg.Wait()
 }
 
 func (s *sender) stopped() bool {
@@ -418,10 +447,13 @@ func (s *sender) user(i int64) string {
 
 // payload carries the run id and the request start, so the receiving
 // client measures latency without matching ids to HTTP responses.
-func (s *sender) payload(t time.Time) string {
-	p := s.tr.runID + "|" + strconv.FormatInt(t.UnixNano(), 10) + "|"
-	if len(p) < s.f.size {
-		p += strings.Repeat("x", s.f.size-len(p))
+func (s *sender) payload(t time.Time) string { return timedPayload(s.tr.runID, t, s.f.size) }
+
+// timedPayload is "<run id>|<unix ns>|" padded with x to size bytes.
+func timedPayload(runID string, t time.Time, size int) string {
+	p := runID + "|" + strconv.FormatInt(t.UnixNano(), 10) + "|"
+	if len(p) < size {
+		p += strings.Repeat("x", size-len(p))
 	}
 	return p
 }

@@ -5,6 +5,7 @@ import (
 	"net"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -166,6 +167,12 @@ func TestFleetConnectsAcksAndPings(t *testing.T) {
 	pushes.Add(3)
 	fl := &fleet{d: &dialer{app: "bench", secret: room.secret, timeout: 2 * time.Second},
 		addrs: []string{room.ln.Addr().String()}, onPush: func(p *clientpb.Push) { pushes.Done() }}
+	var acks atomic.Int64
+	fl.onAcked = func(p *clientpb.Push, at time.Time) {
+		if p.GetId() == 42 && !at.IsZero() {
+			acks.Add(1)
+		}
+	}
 	stop := make(chan struct{})
 	go fl.pinger(stop)
 	fl.connectRange("u", 0, 3, 2, time.Now().Add(5*time.Second))
@@ -184,6 +191,9 @@ func TestFleetConnectsAcksAndPings(t *testing.T) {
 	defer room.mu.Unlock()
 	if len(room.acked) != 3 || room.acked[0] != 42 {
 		t.Fatalf("acked %v, want 42 from each of 3 connections", room.acked)
+	}
+	if acks.Load() != 3 {
+		t.Fatalf("onAcked told of %d ACKs, want 3", acks.Load())
 	}
 	if room.pings < 3 {
 		t.Fatalf("pings = %d, want >= 3", room.pings)

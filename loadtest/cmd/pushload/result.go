@@ -58,6 +58,13 @@ type Result struct {
 	// Broadcast holds the broadcast scenario's figures.
 	Broadcast *BroadcastFigures `json:"broadcast,omitempty"`
 
+	// Unicast: the headline step's hops, service histograms and CPU per
+	// process (RateStep has the same per step).
+	HopsMS            map[string]LatencyMS `json:"hops_ms,omitempty"`
+	ServiceHistograms map[string]HistFig   `json:"service_histograms,omitempty"`
+	CPUSeconds        map[string]float64   `json:"cpu_seconds,omitempty"`
+	CPUMicrosPerPush  map[string]float64   `json:"cpu_us_per_delivery,omitempty"`
+
 	Steps    []RateStep  `json:"steps,omitempty"`
 	Series   []ConnPoint `json:"rss_series,omitempty"`
 	Profiles []string    `json:"profiles,omitempty"`
@@ -90,6 +97,23 @@ type RateStep struct {
 	Missing        int64     `json:"missing"`
 	Errors         int64     `json:"errors"`
 	RoomCPUMicros  float64   `json:"room_cpu_us_per_delivery"`
+
+	// HopsMS: accepted, stored, delivered, acked from the request start
+	// (hops.go).
+	HopsMS map[string]LatencyMS `json:"hops_ms,omitempty"`
+	// ServiceHistograms: center's and saver's own histograms over the
+	// step (unicastHists).
+	ServiceHistograms map[string]HistFig `json:"service_histograms,omitempty"`
+	// SaverAcked is the growth of saver's acked outcomes over the step
+	// and its drain: the step's ACKs saver recorded.
+	SaverAcked int64 `json:"saver_acked"`
+	// CPUSeconds per process (room, center, saver, register, redis, …,
+	// pushload itself, mariadb) over the step and its drain, and the same
+	// per delivered push in µs.
+	CPUSeconds       map[string]float64 `json:"cpu_seconds,omitempty"`
+	CPUMicrosPerPush map[string]float64 `json:"cpu_us_per_delivery,omitempty"`
+	// Outcomes counts the answers by HTTP status or API code.
+	Outcomes map[string]int `json:"outcomes,omitempty"`
 }
 
 // ConnPoint is one sample of memory against connections held.

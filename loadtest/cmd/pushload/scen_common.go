@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 )
 
@@ -40,10 +41,13 @@ func (b *bench) saveProfile(r *Result, kind string, prof []byte) {
 	if !b.f.profiles || len(prof) == 0 {
 		return
 	}
-	name := fmt.Sprintf("%s-%s-%s-%s.pprof", r.Scenario, r.Engine, kind, r.Date.Format("150405"))
-	if r.Mode != "" {
-		name = fmt.Sprintf("%s-%s-%s-%s-%s.pprof", r.Scenario, r.Mode, r.Engine, kind, r.Date.Format("150405"))
+	parts := []string{r.Scenario}
+	for _, p := range []string{r.Mode, r.Transport} {
+		if p != "" {
+			parts = append(parts, p)
+		}
 	}
+	name := strings.Join(append(parts, r.Engine, kind, r.Date.Format("150405")), "-") + ".pprof"
 	if err := os.MkdirAll(b.out, 0o755); err != nil {
 		b.p.logf("profile: %v", err)
 		return
