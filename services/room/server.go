@@ -38,6 +38,9 @@ type server struct {
 	gs   *grpc.Server
 	reg  *discovery.Registration
 	adm  *admissionWatch
+	// drain follows the room's drain mark in etcd (drain_mark.go); nil
+	// until watchDrain, and a nil one does nothing.
+	drain *drainCtl
 	stop chan struct{}
 	done chan struct{}
 }
