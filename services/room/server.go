@@ -31,18 +31,19 @@ type serverDeps struct {
 
 // server is a running room: listeners, engine, gRPC service, registration.
 type server struct {
-	cfg config
-	log *slog.Logger
-	r   *room
-	eng engine
-	gs  *grpc.Server
-	reg *discovery.Registration
-	adm *admissionWatch
+	cfg  config
+	log  *slog.Logger
+	r    *room
+	eng  engine
+	gs   *grpc.Server
+	reg  *discovery.Registration
+	adm  *admissionWatch
+	stop chan struct{}
+	done chan struct{}
+
 	// drain follows the room's drain mark in etcd (drain_mark.go); nil
 	// until watchDrain, and a nil one does nothing.
 	drain *drainCtl
-	stop  chan struct{}
-	done  chan struct{}
 }
 
 // startServer listens on -tcp and -grpc, starts serving and registers the
