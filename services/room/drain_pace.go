@@ -79,7 +79,8 @@ func (c *drainConfig) validate() error {
 func pacePlan(rate int) (batch int, every time.Duration) {
 	rate = max(rate, 1)
 	batch = max(1, int((int64(rate)*int64(drainTick)+int64(time.Second)-1)/int64(time.Second)))
-	every = time.Duration(int64(batch) * int64(time.Second) / int64(rate))
+	// Rounded up, so the plan is never faster than the rate.
+	every = time.Duration((int64(batch)*int64(time.Second) + int64(rate) - 1) / int64(rate))
 	return batch, every
 }
 
