@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"log/slog"
 	"sync"
@@ -179,6 +180,11 @@ func (d *drainCtl) run(ctx context.Context, deadline time.Duration, done chan st
 	d.log.Info("room: drain requested; redirecting clients paced", "rate", d.rate.Load(), "deadline", deadline, "clients", d.s.r.conns.Load())
 	dctx, cancel := context.WithTimeout(ctx, deadline)
 	defer cancel()
+	// Redirected clients ask the dispatcher where to go: it must not
+	// offer this room any more by then.
+	if !d.waitPublished(dctx) && ctx.Err() == nil {
+		d.log.Warn("room: draining not seen in etcd in time; redirecting anyway", "wait", drainMarkTimeout)
+	}
 	told := d.s.r.redirectPaced(dctx, func() int { return int(d.rate.Load()) }, redirectReasonDrain, d.sent)
 	for d.s.r.conns.Load() > 0 && sleepFor(dctx, drainPoll) {
 	}
@@ -244,4 +250,23 @@ func (d *drainCtl) load(ctx context.Context) (int64, error) {
 		d.apply(resp.Kvs[0].Value, true)
 	}
 	return resp.Header.Revision, nil
+}
+
+// waitPublished waits until etcd holds this instance as draining (the
+// registration writes in the background), up to drainMarkTimeout.
+func (d *drainCtl) waitPublished(ctx context.Context) bool {
+	ctx, cancel := context.WithTimeout(ctx, drainMarkTimeout)
+	defer cancel()
+	key := discovery.Key(d.s.cfg.common.Cluster, discovery.ServiceRoom, d.s.cfg.common.Instance)
+	for {
+		if resp, err := d.cli.Get(ctx, key); err == nil && len(resp.Kvs) == 1 {
+			var in discovery.Instance
+			if json.Unmarshal(resp.Kvs[0].Value, &in) == nil && in.Draining {
+				return true
+			}
+		}
+		if !sleepFor(ctx, drainPoll) {
+			return false
+		}
+	}
 }
