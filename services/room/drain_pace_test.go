@@ -154,11 +154,15 @@ func TestRedirectBackoffSpread(t *testing.T) {
 	}
 }
 
+// quietClients keeps test clients that never PING connected for the
+// length of a slow drain.
+func quietClients(c *config) { c.heartbeat = 30 * time.Second }
+
 // A drain mark in etcd makes a real room publish draining, redirect its
 // clients no faster than the mark's rate, and report done once empty.
 func TestDrainMarkPacesRedirects(t *testing.T) {
 	forEachEngine(t, func(t *testing.T, engine string) {
-		e := startEnv(t, engine, nil)
+		e := startEnv(t, engine, quietClients)
 		const clients, rate = 12, 8
 		conns := make([]*tclient, clients)
 		for i := range conns {
@@ -246,7 +250,7 @@ func TestDrainMarkPacesRedirects(t *testing.T) {
 // Deleting the mark cancels the drain: the clients not yet told stay, and
 // the room is offered again.
 func TestDrainMarkDeletedUndrains(t *testing.T) {
-	e := startEnv(t, engineStd, nil)
+	e := startEnv(t, engineStd, quietClients)
 	conns := make([]*tclient, 6)
 	for i := range conns {
 		conns[i] = e.dial()
