@@ -179,6 +179,12 @@ func TestPacedRoomDrain(t *testing.T) {
 		t.Fatalf("drain of an unknown room: %d %v, want 404", code, body)
 	}
 
+	// On a loaded box saver may still be applying its migrations: wait
+	// until a store succeeds before counting on pushes.
+	Eventually(t, 60*time.Second, "saver accepts pushes", func() bool {
+		code, _ := c.API(http.MethodPost, "/v1/push", map[string]any{"app": c.App, "user": "warm-up", "payload": "x", "qos": 1, "ttl": 60})
+		return code == http.StatusOK
+	})
 	// QoS 1 messages before and during the drain, one per user a round.
 	var mu sync.Mutex
 	sent := map[uint64]*drainClient{}
