@@ -28,6 +28,7 @@ commands:
   tag add|rm --app A --tag T USER...   (add or remove users, 1000 per request)
   tag ls  --app A (--user U | --tag T) (a user's tags, or every page of a tag's members)
   tx      prepare|commit|rollback|status|serve-check (run 'pushctl tx' for flags)
+  room    drain|undrain|ls [ID] [--rate N] [--deadline D]   (admin key: take a room out of service, paced)
   app set --name N [--push-rate N] [--push-burst N] [--multi-rate N] [--multi-burst N] [--broadcast-rate N]
           [--broadcast-burst N] [--deliveries-per-second N] [--webhook URL] [--check-url URL]
           [--check-first D] [--check-interval D] [--check-max N]   (changes only the settings given)
@@ -83,6 +84,8 @@ func (c cli) run(ctx context.Context, args []string) int {
 		err = c.tag(ctx, args[1:])
 	case "tx":
 		err = c.tx(ctx, args[1:])
+	case "room":
+		err = c.room(ctx, args[1:])
 	case "-h", "--help", "help":
 		fmt.Fprint(c.stdout, usage)
 		return 0

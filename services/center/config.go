@@ -31,6 +31,9 @@ type Config struct {
 	RedisDB   int
 	// GRPCAPIAddr serves the business gRPC API (docs/GRPC.md).
 	GRPCAPIAddr string
+	// AdminKey authenticates /v1/admin/ (admin_drain.go); empty turns
+	// the admin API off.
+	AdminKey string
 }
 
 func parseConfig(args []string) (Config, error) {
@@ -45,6 +48,7 @@ func parseConfig(args []string) (Config, error) {
 	fs.StringVar(&c.RedisAddr, "redis", service.Env("REDIS", service.DefaultRedis), "Redis address of the per-app rate limits, pacing and multicast progress, shared by all centers (PUSHGW_REDIS)")
 	fs.IntVar(&c.RedisDB, "redis-db", service.EnvInt("REDIS_DB", 0), "Redis database number (PUSHGW_REDIS_DB)")
 	fs.StringVar(&c.GRPCAPIAddr, "grpc-api", service.Env("CENTER_GRPC_API", defaultGRPCAPIAddr), "business gRPC API listen address, beside -http (PUSHGW_CENTER_GRPC_API; docs/GRPC.md)")
+	fs.StringVar(&c.AdminKey, "admin-key", service.Env("ADMIN_KEY", defaultAdminKey), "bearer key of the admin API (/v1/admin/: room drain); change it outside development, empty turns the admin API off (PUSHGW_ADMIN_KEY)")
 	if err := fs.Parse(args); err != nil {
 		return c, err
 	}

@@ -105,6 +105,10 @@ func run(cfg Config) error {
 	bsweep := startBroadcastSweeper(srv.bcast, cfg.RedeliverInterval)
 	defer bsweep.stop()
 
+	srv.admin = newAdminAPI(srv, cfg.AdminKey, base.Etcd, cfg.Common.Cluster, watchers[discovery.ServiceRoom])
+	if cfg.AdminKey == defaultAdminKey {
+		log.Warn("center: the admin API takes the development default key; set -admin-key (PUSHGW_ADMIN_KEY) outside development")
+	}
 	httpSrv := &http.Server{
 		Handler:           srv.Handler(),
 		ReadHeaderTimeout: 5 * time.Second,

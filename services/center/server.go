@@ -46,6 +46,9 @@ type Server struct {
 	fanoutUsers atomic.Int64 // messages held by running fan-outs
 	stop        context.Context
 	stopFanouts context.CancelFunc
+
+	// admin serves /v1/admin/ (admin_drain.go); nil: no admin routes.
+	admin *adminAPI
 }
 
 func newServer(apps *appconfig.Store, gen *ids.Generator, saver, register grpc.ClientConnInterface, rooms *roomSet,
@@ -95,6 +98,9 @@ func (s *Server) Handler() http.Handler {
 	mux.Handle("/v1/tx/{id}", s.route("tx_status", http.MethodGet, s.handleTxGet))
 	mux.Handle("/v1/tx/{id}/commit", s.route("tx_commit", http.MethodPost, s.handleTxCommit))
 	mux.Handle("/v1/tx/{id}/rollback", s.route("tx_rollback", http.MethodPost, s.handleTxRollback))
+	if s.admin != nil {
+		s.admin.routes(mux)
+	}
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		s.m.requests.WithLabelValues("unknown", CodeNotFound).Inc()
 		writeError(w, errorf(CodeNotFound, "no such route: "+r.Method+" "+r.URL.Path+"; see docs/openapi.yaml"))

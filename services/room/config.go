@@ -77,6 +77,8 @@ type config struct {
 	// broadcast's fan-out; 0 (a config built without flags) means
 	// defaultTagCheckBatch.
 	tagCheckBatch int
+	// drain holds -drain-rate and -drain-deadline (drain_pace.go).
+	drain drainConfig
 }
 
 func (c *config) bind(fs *flag.FlagSet) {
@@ -96,6 +98,7 @@ func (c *config) bind(fs *flag.FlagSet) {
 	fs.DurationVar(&c.authReplyWait, "auth-reply-wait", defaultAuthReplyWait, "longest AUTH_REPLY waits for register to hold a new session; past it the login succeeds anyway")
 	fs.IntVar(&c.maxPreAuth, "max-preauth", defaultMaxPreAuth, "most open connections that have not authenticated yet; beyond it new ones get TOO_MANY_CONNECTIONS")
 	fs.DurationVar(&c.sessionRefresh, "session-refresh", defaultSessionRefresh, "interval of session TTL refreshes at register (keep below register's -session-ttl / 2)")
+	c.drain.bind(fs)
 	fs.IntVar(&c.tagCheckBatch, "tag-check-batch", defaultTagCheckBatch, "users per saver TagMembership call while a tag broadcast fans out (1..1000)")
 }
 
@@ -147,6 +150,9 @@ func (c *config) validate() error {
 	}
 	if c.maxPreAuth < 1 {
 		errs = append(errs, fmt.Errorf("-max-preauth %d: want >= 1", c.maxPreAuth))
+	}
+	if err := c.drain.validate(); err != nil {
+		errs = append(errs, err)
 	}
 	if c.engine != engineGnet && c.engine != engineStd {
 		errs = append(errs, fmt.Errorf("-engine %q: want %s or %s", c.engine, engineGnet, engineStd))

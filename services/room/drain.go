@@ -42,6 +42,9 @@ func redirectFrame() []byte {
 // client, delete their sessions at register, deregister.
 func (s *server) shutdown() {
 	start := time.Now()
+	// A drain requested through etcd may be pacing: this one takes over
+	// from where it got (drain_mark.go).
+	s.drain.takeOver()
 	s.reg.Update(func(in *discovery.Instance) { in.Draining = true })
 	s.r.draining.Store(true)
 	// Pending pulls and uplinks for connections about to be redirected
@@ -49,14 +52,11 @@ func (s *server) shutdown() {
 	s.r.endConnCtx()
 	_ = s.eng.Close()
 
-	redirected := 0
-	s.r.hub.Range(func(ss *session) {
-		if ss.c.CloseWith(redirectFrame()) {
-			s.r.m.frameOut(protocol.OpRedirect)
-			redirected++
-		}
-	})
-	if !s.waitConns(drainConnsWait) {
+	// The same paced path as a requested drain (drain_pace.go), its rate
+	// raised so the last client is told within drainTermWindow.
+	rate := termRate(s.cfg.drain.rate, s.r.conns.Load())
+	redirected := s.r.redirectPaced(context.Background(), func() int { return rate }, redirectReasonShutdown, s.drain.sent)
+	if !s.waitConns(max(drainConnsWait-time.Since(start), drainTailWait)) {
 		s.r.hub.Range(func(ss *session) { ss.c.Abort() })
 		s.waitConns(drainAbortWait)
 	}

@@ -59,8 +59,15 @@ func run(cfg config) error {
 	if err != nil {
 		return err
 	}
-	<-ctx.Done()
-	base.Log.Info("room: signal received; draining")
+	// A drain requested through etcd (drain_mark.go) ends the process
+	// like SIGTERM once it has emptied the room.
+	drained := srv.watchDrain(base.Etcd, base.Registry, base.SetHealthy)
+	select {
+	case <-ctx.Done():
+		base.Log.Info("room: signal received; draining")
+	case <-drained.Done():
+		base.Log.Info("room: requested drain done; shutting down")
+	}
 	base.SetHealthy(false)
 	srv.shutdown()
 	return nil

@@ -40,6 +40,10 @@ type server struct {
 	adm  *admissionWatch
 	stop chan struct{}
 	done chan struct{}
+
+	// drain follows the room's drain mark in etcd (drain_mark.go); nil
+	// until watchDrain, and a nil one does nothing.
+	drain *drainCtl
 }
 
 // startServer listens on -tcp and -grpc, starts serving and registers the
