@@ -122,6 +122,7 @@ func newRoom(cfg config, d roomDeps) (*room, error) {
 	r.reports = newReporter(r)
 	r.wheel.Start()
 	r.later.Start()
+	go r.trimLoop()
 	return r, nil
 }
 
