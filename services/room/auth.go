@@ -2,16 +2,15 @@ package main
 
 import (
 	"errors"
-	"strconv"
 	"time"
 	"unicode/utf8"
+	"unique"
 
 	"google.golang.org/protobuf/proto"
 
 	"github.com/pushgw/pushgw/pkg/protocol"
 	"github.com/pushgw/pushgw/pkg/token"
 	"github.com/pushgw/pushgw/proto/clientpb"
-	"github.com/pushgw/pushgw/proto/internalpb"
 )
 
 const (
@@ -74,13 +73,11 @@ func (r *room) handleAuth(s *session, f protocol.Frame) {
 	}
 
 	now := time.Now()
-	s.key = sessionKey{app: claims.App, user: claims.User, device: device}
-	s.sid = r.instance + ":" + strconv.FormatUint(s.id, 10)
-	s.reg = &internalpb.Session{
-		App: claims.App, User: claims.User, Device: device,
-		RoomId: r.instance, RoomAddr: r.cfg.grpc, ConnId: s.id,
-		LoginMs: now.UnixMilli(), ClientIp: clientIP(s.c.RemoteAddr()), Platform: platform,
+	s.key = sessionKey{app: r.apps.intern(claims.App), user: claims.User, device: device}
+	if platform != "" {
+		s.platform = unique.Make(platform)
 	}
+	s.loginMs = now.UnixMilli()
 	// Before authed: a live broadcast must see the catch-up pending.
 	r.bc.seen.login(s, a.GetLastBroadcastSeq())
 	s.authSeq = f.Seq
@@ -95,11 +92,11 @@ func (r *room) handleAuth(s *session, f protocol.Frame) {
 	// AUTH_REPLY waits until register holds the session, so a push sent
 	// right after it finds the session; a register that does not answer in
 	// -auth-reply-wait delays nobody (the put lands when it comes back).
-	r.sessions.PutThen(s.reg, func() {
+	r.sessions.PutThen(s.regSession(), func() {
 		s.reply(now)
 		r.pullPending(s)
 	})
-	time.AfterFunc(r.cfg.authReplyWait, func() { s.reply(now) })
+	r.later.After(r.cfg.authReplyWait, func() { s.reply(now) })
 	// Catch-up frames go through s.send, which queues AUTH_REPLY first.
 	r.bc.startCatchUp(s, a.GetLastBroadcastSeq(), now.UnixMilli())
 }
@@ -119,7 +116,7 @@ func (s *session) reply(since time.Time) {
 	r := s.r
 	now := time.Now()
 	frame, err := protocol.AppendMessage(nil, protocol.OpAuthReply, s.authSeq, &clientpb.AuthReply{
-		SessionId:        s.sid,
+		SessionId:        s.sessionID(),
 		HeartbeatSeconds: uint32(r.cfg.heartbeat / time.Second),
 		ServerTimeMs:     now.UnixMilli(),
 		MaxInflight:      uint32(r.cfg.maxInflight()),

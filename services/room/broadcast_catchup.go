@@ -51,7 +51,7 @@ func (bc *broadcaster) retryCatchUp(s *session, last uint64, loginMs int64, atte
 		bc.r.m.catchUps.WithLabelValues("given_up").Inc()
 		return
 	}
-	time.AfterFunc(bc.retryDelays[attempt], func() {
+	bc.r.later.After(bc.retryDelays[attempt], func() {
 		if !s.closed.Load() {
 			bc.submitCatchUp(s, last, loginMs, attempt+1)
 		}

@@ -54,7 +54,7 @@ func (r *room) handleUplink(s *session, f protocol.Frame) {
 	seq := f.Seq
 	req := &internalpb.UplinkRequest{
 		App: s.key.app, User: s.key.user, Device: s.key.device,
-		Route: u.GetRoute(), Payload: u.GetPayload(), SessionId: s.sid,
+		Route: u.GetRoute(), Payload: u.GetPayload(), SessionId: s.sessionID(),
 	}
 	err := r.uplinks.Submit(func() {
 		ctx, cancel := context.WithTimeout(r.connCtx, grpcconn.DefaultCallTimeout)

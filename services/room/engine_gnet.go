@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -41,13 +40,16 @@ type gnetEngine struct {
 
 	booted chan struct{}
 	eng    gnet.Engine
+	// later runs the loops' timed retries and lingers without a runtime
+	// timer (and a goroutine when it fires) per connection.
+	later *laterQueue
 	// stopped: the loops are shutting down; connections arriving now are
 	// closed at once.
 	stopped atomic.Bool
 }
 
 func newGnetEngine(h handler, lim engineLimits, log *slog.Logger) *gnetEngine {
-	return &gnetEngine{h: h, lim: lim, log: log, booted: make(chan struct{})}
+	return &gnetEngine{h: h, lim: lim, log: log, booted: make(chan struct{}), later: newLaterQueue(laterTick, laterSlots)}
 }
 
 // Listen runs gnet on addr and returns once its loops accept.
@@ -67,6 +69,7 @@ func (e *gnetEngine) Listen(addr string) error {
 	}()
 	select {
 	case <-e.booted:
+		e.later.Start()
 		go func() {
 			if err := <-runErr; err != nil {
 				e.log.Error("room: gnet engine stopped", "err", err)
@@ -94,7 +97,9 @@ func (e *gnetEngine) Stop(ctx context.Context) error {
 	default:
 		return nil
 	}
-	return e.eng.Stop(ctx)
+	err := e.eng.Stop(ctx)
+	e.later.Stop()
+	return err
 }
 
 func (e *gnetEngine) OnBoot(eng gnet.Engine) gnet.Action {
@@ -124,7 +129,7 @@ func (e *gnetEngine) OnTraffic(gc gnet.Conn) gnet.Action {
 	if c.h == nil || c.dead || c.isClosing() {
 		// Closing: discard what the peer still sends, within a bound, so
 		// the kernel has no unread input to answer our close with a RST.
-		c.discarded += len(buf)
+		c.discarded += int32(len(buf))
 		_, _ = gc.Discard(len(buf))
 		if c.discarded > maxLingerDiscard {
 			return gnet.Close
@@ -163,16 +168,17 @@ func (e *gnetEngine) OnClose(gc gnet.Conn, _ error) gnet.Action {
 	if c, _ := gc.Context().(*gnetConn); c != nil {
 		c.mu.Lock()
 		c.gone, c.closing = true, true
-		c.queue = nil
+		c.frames = nil
 		c.mu.Unlock()
 		c.closeHandler()
 	}
 	return gnet.None
 }
 
-// gnetConn is a conn on a gnet connection. Frames are queued under mu by
-// any goroutine and written by a flush task on the connection's loop, so
-// frames queued while one flush is pending go out in one write.
+// gnetConn is a conn on a gnet connection. Frames are queued under the
+// sendQueue's lock by any goroutine and written by a flush task on the
+// connection's loop, so frames queued while one flush is pending go out in
+// one write. It is kept small: one exists per open connection.
 type gnetConn struct {
 	gc   gnet.Conn
 	e    *gnetEngine
@@ -181,13 +187,12 @@ type gnetConn struct {
 	// Touched only on the loop.
 	h          handle // nil once the handler has been told of the close
 	dead       bool   // the stream could not be framed; input is discarded
-	discarded  int
-	stuckSince time.Time
+	discarded  int32  // bytes discarded while closing (≤ maxLingerDiscard + one read)
+	stuckSince int64  // monoNanos the socket first did not drain; 0: it does
 
-	mu       sync.Mutex
-	queue    [][]byte
+	// Guarded by sendQueue.mu.
+	sendQueue
 	flushing bool // a flush task is queued or waiting for the socket
-	closing  bool // no more Sends; flush, then close
 	gone     bool // gnet closed the connection
 }
 
@@ -198,49 +203,16 @@ func (c *gnetConn) RemoteAddr() string {
 	return c.addr.String()
 }
 
-func (c *gnetConn) isClosing() bool {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.closing
-}
+func (c *gnetConn) Send(frame []byte) error { return c.send(c, frame, c.e.lim.sendQueue) }
 
-func (c *gnetConn) Send(frame []byte) error {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.closing {
-		return errClosed
-	}
-	if len(c.queue) >= c.e.lim.sendQueue {
-		c.beginCloseLocked(slowConsumerFrame)
-		return errQueueFull
-	}
-	c.queue = append(c.queue, frame)
-	c.scheduleLocked()
-	return nil
-}
+func (c *gnetConn) CloseWith(frame []byte) bool { return c.closeWith(c, frame) }
 
-func (c *gnetConn) CloseWith(frame []byte) bool {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.closing {
-		return false
-	}
-	c.beginCloseLocked(frame)
-	return true
-}
-
-func (c *gnetConn) beginCloseLocked(frame []byte) {
-	c.closing = true
-	if frame != nil {
-		c.queue = append(c.queue, frame)
-	}
-	c.scheduleLocked()
-}
+func (c *gnetConn) flushLocked(bool) { c.scheduleLocked() }
 
 func (c *gnetConn) Abort() {
 	c.mu.Lock()
 	c.closing = true
-	c.queue = nil
+	c.frames = nil
 	c.mu.Unlock()
 	_ = c.gc.Close()
 }
@@ -274,26 +246,21 @@ func (c *gnetConn) Run(context.Context) error {
 		c.waitForSocket(closing)
 		return nil
 	}
-	c.stuckSince = time.Time{}
-	q := c.queue
-	c.queue = nil
+	c.stuckSince = 0
+	q := c.frames
+	c.frames = nil
 	c.flushing = false
 	c.mu.Unlock()
 
 	if len(q) > 0 {
-		bp := writeBufPool.Get().(*[]byte)
-		buf := (*bp)[:0]
-		for _, f := range q {
-			buf = append(buf, f...)
-		}
+		bp := getWriteBuf()
+		buf := appendFrames((*bp)[:0], q)
 		// gnet copies what the socket does not take into its outbound
 		// buffer, so buf goes straight back to the pool.
 		c.e.lim.stats.writes.Add(1)
 		_, err := c.gc.Write(buf)
 		*bp = buf
-		if cap(buf) <= maxPooledWriteBuf {
-			writeBufPool.Put(bp)
-		}
+		putWriteBuf(bp)
 		if err != nil {
 			return nil // gnet closed the connection; OnClose follows
 		}
@@ -302,7 +269,7 @@ func (c *gnetConn) Run(context.Context) error {
 		return nil
 	}
 	c.mu.Lock()
-	more := len(c.queue) > 0 || c.flushing
+	more := len(c.frames) > 0 || c.flushing
 	c.mu.Unlock()
 	if more {
 		return nil
@@ -321,15 +288,15 @@ func (c *gnetConn) Run(context.Context) error {
 // waitForSocket re-runs the flush after stuckRetry, or drops the
 // connection once its socket has not drained for the write timeout.
 func (c *gnetConn) waitForSocket(closing bool) {
-	now := time.Now()
-	if c.stuckSince.IsZero() {
+	now := monoNanos(time.Now())
+	if c.stuckSince == 0 {
 		c.stuckSince = now
 	}
 	timeout := writeTimeout
 	if closing {
 		timeout = closeFlushTimeout
 	}
-	if now.Sub(c.stuckSince) > timeout {
+	if time.Duration(now-c.stuckSince) > timeout {
 		c.Abort()
 		return
 	}
@@ -337,7 +304,7 @@ func (c *gnetConn) waitForSocket(closing bool) {
 	c.flushing = true
 	c.mu.Unlock()
 	loop := c.gc.EventLoop()
-	time.AfterFunc(stuckRetry, func() {
+	c.e.later.After(stuckRetry, func() {
 		if loop.Execute(context.Background(), c) != nil {
 			c.Abort()
 		}
@@ -351,7 +318,7 @@ func (c *gnetConn) finish() {
 	_ = unix.Shutdown(c.gc.Fd(), unix.SHUT_WR)
 	c.closeHandler()
 	gc := c.gc
-	time.AfterFunc(closeLinger, func() { _ = gc.Close() })
+	c.e.later.After(closeLinger, func() { _ = gc.Close() })
 }
 
 // closeHandler tells the handler of the close once (on the loop).

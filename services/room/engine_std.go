@@ -162,17 +162,16 @@ func (e *netEngine) serveConn(nc net.Conn) {
 	}
 }
 
-// stdConn is a conn over a net.Conn.
+// stdConn is a conn over a net.Conn. Its sendQueue's lock also guards the
+// fields below.
 type stdConn struct {
 	nc    net.Conn
 	limit int
 	stats *engineStats
 
-	mu        sync.Mutex
-	queue     [][]byte
+	sendQueue
 	spare     [][]byte // the previous queue slice, reused while busy
 	writing   bool     // a writer goroutine owns the socket's write side
-	closing   bool     // no more Sends; flush, then close
 	closed    bool     // socket closed; drop everything
 	flushed   bool     // last frame written and FIN sent
 	lingering bool     // the reader is discarding input before the close
@@ -180,60 +179,28 @@ type stdConn struct {
 
 func (c *stdConn) RemoteAddr() string { return c.nc.RemoteAddr().String() }
 
-func (c *stdConn) isClosing() bool {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.closing
-}
+func (c *stdConn) Send(frame []byte) error { return c.send(c, frame, c.limit) }
 
-func (c *stdConn) Send(frame []byte) error {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.closing {
-		return errClosed
-	}
-	if len(c.queue) >= c.limit {
-		c.beginCloseLocked(slowConsumerFrame)
-		return errQueueFull
-	}
-	c.queue = append(c.queue, frame)
-	c.startWriterLocked()
-	return nil
-}
+func (c *stdConn) CloseWith(frame []byte) bool { return c.closeWith(c, frame) }
 
-func (c *stdConn) CloseWith(frame []byte) bool {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.closing {
-		return false
+// flushLocked starts the writer unless one runs; a close shortens a write
+// that may be stuck on a client that stopped reading.
+func (c *stdConn) flushLocked(closeBegun bool) {
+	if closeBegun {
+		_ = c.nc.SetWriteDeadline(time.Now().Add(closeFlushTimeout))
 	}
-	c.beginCloseLocked(frame)
-	return true
-}
-
-func (c *stdConn) beginCloseLocked(frame []byte) {
-	c.closing = true
-	if frame != nil {
-		c.queue = append(c.queue, frame)
+	if !c.writing && !c.closed {
+		c.writing = true
+		go c.writeLoop()
 	}
-	// Shorten a write that may be stuck on a client that stopped reading.
-	_ = c.nc.SetWriteDeadline(time.Now().Add(closeFlushTimeout))
-	c.startWriterLocked()
 }
 
 func (c *stdConn) Abort() {
 	c.mu.Lock()
 	c.closing, c.closed = true, true
-	c.queue, c.spare = nil, nil
+	c.frames, c.spare = nil, nil
 	c.mu.Unlock()
 	_ = c.nc.Close()
-}
-
-func (c *stdConn) startWriterLocked() {
-	if !c.writing && !c.closed {
-		c.writing = true
-		go c.writeLoop()
-	}
 }
 
 // writeLoop writes everything queued in one syscall per round and exits
@@ -241,34 +208,31 @@ func (c *stdConn) startWriterLocked() {
 func (c *stdConn) writeLoop() {
 	var bp *[]byte
 	defer func() {
-		if bp != nil && cap(*bp) <= maxPooledWriteBuf {
-			writeBufPool.Put(bp)
+		if bp != nil {
+			putWriteBuf(bp)
 		}
 	}()
 	for {
 		c.mu.Lock()
-		q := c.queue
+		q := c.frames
 		if c.closed || len(q) == 0 {
 			c.writing = false
 			finish := c.closing && !c.closed
-			c.queue, c.spare = nil, nil
+			c.frames, c.spare = nil, nil
 			c.mu.Unlock()
 			if finish {
 				c.finishWrite()
 			}
 			return
 		}
-		c.queue, c.spare = c.spare, nil
+		c.frames, c.spare = c.spare, nil
 		closing := c.closing
 		c.mu.Unlock()
 
 		if bp == nil {
-			bp = writeBufPool.Get().(*[]byte)
+			bp = getWriteBuf()
 		}
-		buf := (*bp)[:0]
-		for _, f := range q {
-			buf = append(buf, f...)
-		}
+		buf := appendFrames((*bp)[:0], q)
 		*bp = buf
 		timeout := writeTimeout
 		if closing {

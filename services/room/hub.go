@@ -17,10 +17,19 @@ type sessionKey struct {
 // hub is the room's local index of connections: every open one by
 // connection id (pushes, kicks, draining), authenticated ones also by device
 // (a second login of the same device replaces the first).
+//
+// The device index is keyed by a 64-bit hash of the sessionKey rather than
+// the key itself: a map slot then holds 16 bytes instead of 56, which at
+// hundreds of thousands of sessions is ≈60 B per connection. The session
+// holds its key, so a hit is checked against it; the rare session whose
+// hash is taken by another device's waits in a small overflow map keyed by
+// the full key (nil until the first collision).
 type hub struct {
-	seed  maphash.Seed
-	byID  [hubShards]idShard
-	byKey [hubShards]keyShard
+	seed maphash.Seed
+	// testHash replaces the key hash in tests that need collisions.
+	testHash func(sessionKey) uint64
+	byID     [hubShards]idShard
+	byKey    [hubShards]keyShard
 }
 
 type idShard struct {
@@ -29,20 +38,26 @@ type idShard struct {
 }
 
 type keyShard struct {
-	mu sync.Mutex
-	m  map[sessionKey]*session
+	mu       sync.Mutex
+	m        map[uint64]*session
+	overflow map[sessionKey]*session
 }
 
 func newHub() *hub {
 	h := &hub{seed: maphash.MakeSeed()}
 	for i := range h.byID {
 		h.byID[i].m = map[uint64]*session{}
-		h.byKey[i].m = map[sessionKey]*session{}
+		h.byKey[i].m = map[uint64]*session{}
 	}
 	return h
 }
 
-func (h *hub) keyShard(k sessionKey) *keyShard {
+// keyHash returns k's hash and the shard it lives in.
+func (h *hub) keyHash(k sessionKey) (uint64, *keyShard) {
+	if h.testHash != nil {
+		sum := h.testHash(k)
+		return sum, &h.byKey[sum%hubShards]
+	}
 	var mh maphash.Hash
 	mh.SetSeed(h.seed)
 	mh.WriteString(k.app)
@@ -50,7 +65,8 @@ func (h *hub) keyShard(k sessionKey) *keyShard {
 	mh.WriteString(k.user)
 	mh.WriteByte(0)
 	mh.WriteString(k.device)
-	return &h.byKey[mh.Sum64()%hubShards]
+	sum := mh.Sum64()
+	return sum, &h.byKey[sum%hubShards]
 }
 
 // AddConn indexes a newly opened connection by its id.
@@ -64,21 +80,44 @@ func (h *hub) AddConn(s *session) {
 // Bind indexes an authenticated session by device and returns the session
 // it replaces there, if any (the caller kicks it).
 func (h *hub) Bind(s *session) (replaced *session) {
-	ks := h.keyShard(s.key)
+	sum, ks := h.keyHash(s.key)
 	ks.mu.Lock()
-	replaced = ks.m[s.key]
-	ks.m[s.key] = s
-	ks.mu.Unlock()
+	defer ks.mu.Unlock()
+	cur := ks.m[sum]
+	switch {
+	case cur == nil:
+		// The device may still wait in overflow, its slot having been
+		// freed by the session it collided with: move it back here.
+		if old, ok := ks.overflow[s.key]; ok {
+			replaced = old
+			delete(ks.overflow, s.key)
+		}
+		ks.m[sum] = s
+	case cur.key == s.key:
+		replaced = cur
+		ks.m[sum] = s
+	default: // another device has this hash
+		if ks.overflow == nil {
+			ks.overflow = map[sessionKey]*session{}
+		}
+		replaced = ks.overflow[s.key]
+		ks.overflow[s.key] = s
+	}
 	return replaced
 }
 
 // Remove drops s from the index; a newer session of the same device stays.
 func (h *hub) Remove(s *session) {
 	if s.isAuthed() {
-		ks := h.keyShard(s.key)
+		sum, ks := h.keyHash(s.key)
 		ks.mu.Lock()
-		if ks.m[s.key] == s {
-			delete(ks.m, s.key)
+		if ks.m[sum] == s {
+			delete(ks.m, sum)
+		} else if ks.overflow[s.key] == s {
+			delete(ks.overflow, s.key)
+			if len(ks.overflow) == 0 {
+				ks.overflow = nil
+			}
 		}
 		ks.mu.Unlock()
 	}

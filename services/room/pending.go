@@ -51,7 +51,9 @@ type pendingState struct {
 	behind bool
 	// pulling is set while a pull is queued or running.
 	pulling bool
-	fails   int
+	// fails counts failed pulls in a row (saturating; one byte so the
+	// state packs into the session's size class).
+	fails uint8
 }
 
 // admitResult is what admit decided for one QoS 1 message.
@@ -139,8 +141,10 @@ func (p *pendingState) done(last uint64, more bool, err error) int {
 	defer p.mu.Unlock()
 	p.pulling = false
 	if err != nil {
-		p.fails++
-		return p.fails
+		if p.fails < 255 {
+			p.fails++
+		}
+		return int(p.fails)
 	}
 	p.fails = 0
 	switch {
@@ -253,7 +257,7 @@ func (r *room) retryPending(s *session, n int) {
 	if n == 0 || n > len(pendingRetryDelays) {
 		return
 	}
-	time.AfterFunc(pendingRetryDelays[n-1], func() {
+	r.later.After(pendingRetryDelays[n-1], func() {
 		if !s.closed.Load() && r.connCtx.Err() == nil {
 			r.pullPending(s)
 		}

@@ -34,8 +34,12 @@ type room struct {
 	saver       internalpb.SaverClient
 	coordinator internalpb.CoordinatorClient
 
-	hub      *hub
-	wheel    *timingWheel[*session]
+	hub *hub
+	// apps interns app names, so sessions of one app share one string.
+	apps  *interner
+	wheel *timingWheel[*session]
+	// later runs the per-connection one-shot waits (later.go).
+	later    *laterQueue
 	sessions *sessionSync
 	reports  *reporter
 	bc       *broadcaster
@@ -79,6 +83,7 @@ func newRoom(cfg config, d roomDeps) (*room, error) {
 		cfg: cfg, instance: cfg.common.Instance, log: d.log, m: d.metrics, secretOf: d.secretOf,
 		register: d.register, saver: d.saver, coordinator: d.coordinator,
 		hub:     newHub(),
+		apps:    newInterner(maxInternedApps),
 		tooMany: protocol.ErrorFrame(nil, 0, protocol.CodeTooManyConnections, "room is full"),
 		tooManyPreAuth: protocol.ErrorFrame(nil, 0, protocol.CodeTooManyConnections,
 			"too many connections waiting to authenticate; try the next endpoint"),
@@ -107,6 +112,7 @@ func newRoom(cfg config, d roomDeps) (*room, error) {
 	}
 	span := max(cfg.authTimeout, cfg.liveTimeout())
 	r.wheel = newTimingWheel(wheelTick(cfg.heartbeat), span, r.expired)
+	r.later = newLaterQueue(laterTick, laterSlots)
 	if r.bc, err = newBroadcaster(r); err != nil {
 		r.pending.Release()
 		r.uplinks.Release()
@@ -115,6 +121,8 @@ func newRoom(cfg config, d roomDeps) (*room, error) {
 	r.sessions = newSessionSync(r)
 	r.reports = newReporter(r)
 	r.wheel.Start()
+	r.later.Start()
+	go r.trimLoop()
 	return r, nil
 }
 
@@ -219,7 +227,7 @@ func (r *room) OnClose(h handle) {
 	r.conns.Add(-1)
 	r.m.conns.Dec()
 	if s.isAuthed() {
-		r.sessions.Delete(s.reg)
+		r.sessions.Delete(s.regSession())
 	} else {
 		r.preAuth.Add(-1)
 	}
@@ -241,6 +249,7 @@ func (r *room) expired(s *session) {
 func (r *room) close() {
 	r.endLife()
 	r.wheel.Stop()
+	r.later.Stop()
 	r.bc.close()
 	r.pending.Release()
 	r.uplinks.Release()

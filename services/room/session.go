@@ -1,8 +1,10 @@
 package main
 
 import (
+	"strconv"
 	"sync/atomic"
 	"time"
+	"unique"
 
 	"google.golang.org/protobuf/proto"
 
@@ -14,6 +16,12 @@ import (
 // session is the room's state for one connection. Identity fields are
 // written once by the connection's reader before authed is set, and only
 // read by other goroutines after they observe authed.
+//
+// One exists per open connection, so it holds only what cannot be derived:
+// what register stores (internalpb.Session) and the session id are built
+// when needed from the key, the connection id and the login time; the app
+// name is the room's interned copy and the platform a unique handle, so
+// neither costs a string per connection.
 type session struct {
 	r     *room
 	c     conn
@@ -23,14 +31,17 @@ type session struct {
 	limit frameLimiter
 
 	authed atomic.Bool
+	// closed is set when the connection is gone, for timers still holding
+	// s (next to authed: the two pack into one word).
+	closed atomic.Bool
 	key    sessionKey
-	sid    string
-	// reg is what register stores for this session; immutable once authed.
-	reg *internalpb.Session
+	// platform is the client's free-form platform (empty when it gave none
+	// or an invalid one); loginMs the AUTH's wall-clock time. Immutable once
+	// authed, like key.
+	platform unique.Handle[string]
+	loginMs  int64
 	// pending pages through what was stored while the user was away.
 	pending pendingState
-	// closed is set when the connection is gone, for timers still holding s.
-	closed atomic.Bool
 	// bseq and bmask record the broadcasts given to this connection
 	// (broadcast_seen.go); guarded by room.bc.seen.
 	bseq, bmask uint64
@@ -41,6 +52,31 @@ type session struct {
 }
 
 func (s *session) isAuthed() bool { return s.authed.Load() }
+
+// sessionID is the id AUTH_REPLY gives the client and uplinks carry:
+// "<instance>:<connection id>".
+func (s *session) sessionID() string {
+	return s.r.instance + ":" + strconv.FormatUint(s.id, 10)
+}
+
+// regSession builds what register stores for this authenticated session.
+// It is built for each call to register (login, refresh, close) rather
+// than kept: a kept copy cost ≈200 B per idle connection.
+func (s *session) regSession() *internalpb.Session {
+	return &internalpb.Session{
+		App: s.key.app, User: s.key.user, Device: s.key.device,
+		RoomId: s.r.instance, RoomAddr: s.r.cfg.grpc, ConnId: s.id,
+		LoginMs: s.loginMs, ClientIp: clientIP(s.c.RemoteAddr()), Platform: s.platformName(),
+	}
+}
+
+// platformName is the platform given at AUTH, "" for none.
+func (s *session) platformName() string {
+	if s.platform == (unique.Handle[string]{}) {
+		return ""
+	}
+	return s.platform.Value()
+}
 
 // send queues an encoded frame and keeps the books. Any frame for an
 // authenticated session goes after its AUTH_REPLY: a push can only reach

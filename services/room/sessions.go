@@ -156,7 +156,7 @@ func (ss *sessionSync) refreshAll() {
 		if !s.isAuthed() {
 			return
 		}
-		batch = append(batch, s.reg)
+		batch = append(batch, s.regSession())
 		if len(batch) == refreshBatch {
 			_ = ss.refresh(batch)
 			batch = make([]*internalpb.Session, 0, refreshBatch)
@@ -181,11 +181,11 @@ func (ss *sessionSync) refresh(sessions []*internalpb.Session) error {
 	for _, m := range rep.GetMissing() {
 		// Only sessions still open here: a missing one that closed
 		// meanwhile must not come back.
-		if s, ok := ss.r.hub.Get(m.GetConnId()); ok && s.isAuthed() && s.reg.GetConnId() == m.GetConnId() {
+		if s, ok := ss.r.hub.Get(m.GetConnId()); ok && s.isAuthed() {
 			// While register did not know the session, center found
 			// nobody to push to: pull what was stored meanwhile once the
 			// session is back.
-			ss.PutThen(s.reg, func() { ss.r.pullPending(s) })
+			ss.PutThen(s.regSession(), func() { ss.r.pullPending(s) })
 		}
 	}
 	return nil

@@ -1,0 +1,82 @@
+package main
+
+import "sync"
+
+// sendQueue is the part of a conn both engines share: the frames queued
+// for one connection, its bound, and the start of its close. The engine's
+// conn embeds it and says, through queueOwner, how the queue gets written.
+type sendQueue struct {
+	mu      sync.Mutex
+	frames  [][]byte
+	closing bool // no more Sends; flush, then close
+}
+
+// queueOwner is the engine side of a sendQueue.
+type queueOwner interface {
+	// flushLocked is called with the queue's lock held after a frame was
+	// queued or the close began (closeBegun): the engine makes sure a
+	// write of the queue is under way. It must not block.
+	flushLocked(closeBegun bool)
+}
+
+func (q *sendQueue) isClosing() bool {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return q.closing
+}
+
+// send is conn.Send: it queues frame unless the connection is closing, or
+// queues an ERROR SLOW_CONSUMER instead and begins the close when limit
+// frames are already waiting.
+func (q *sendQueue) send(o queueOwner, frame []byte, limit int) error {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if q.closing {
+		return errClosed
+	}
+	if len(q.frames) >= limit {
+		q.beginCloseLocked(o, slowConsumerFrame)
+		return errQueueFull
+	}
+	q.frames = append(q.frames, frame)
+	o.flushLocked(false)
+	return nil
+}
+
+// closeWith is conn.CloseWith.
+func (q *sendQueue) closeWith(o queueOwner, frame []byte) bool {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if q.closing {
+		return false
+	}
+	q.beginCloseLocked(o, frame)
+	return true
+}
+
+func (q *sendQueue) beginCloseLocked(o queueOwner, frame []byte) {
+	q.closing = true
+	if frame != nil {
+		q.frames = append(q.frames, frame)
+	}
+	o.flushLocked(true)
+}
+
+// appendFrames copies frames after buf, for one write.
+func appendFrames(buf []byte, frames [][]byte) []byte {
+	for _, f := range frames {
+		buf = append(buf, f...)
+	}
+	return buf
+}
+
+// getWriteBuf and putWriteBuf lend the buffer one write coalesces queued
+// frames into, so an idle connection holds none.
+func getWriteBuf() *[]byte { return writeBufPool.Get().(*[]byte) }
+
+func putWriteBuf(bp *[]byte) {
+	if cap(*bp) <= maxPooledWriteBuf {
+		*bp = (*bp)[:0]
+		writeBufPool.Put(bp)
+	}
+}

@@ -1,0 +1,55 @@
+package main
+
+import (
+	"runtime/debug"
+	rtmetrics "runtime/metrics"
+	"time"
+)
+
+// A burst of logins leaves garbage (AUTH decoding, register and saver
+// calls) that the collector frees but the runtime keeps mapped: its
+// scavenger only returns memory above ≈1.1× the heap goal, and with GOGC
+// 100 the goal is twice the live heap, so after a burst the room's RSS can
+// stay near 2× what its idle connections use (measured: 3.5 KB RSS for
+// 1.9 KB of heap per connection at 18,000). Once new connections stop for
+// a while, the room hands that memory back in one go.
+const (
+	// trimCheck is how often the room looks; a burst counts as over once
+	// no connection has been opened for a whole trimCheck.
+	trimCheck = 2 * time.Second
+	// trimMinFree is the least free-but-mapped heap worth a trim (which
+	// costs one full collection).
+	trimMinFree = 8 << 20
+)
+
+// trimLoop returns free heap to the OS once after each burst of new
+// connections, until the room's life ends.
+func (r *room) trimLoop() {
+	t := time.NewTicker(trimCheck)
+	defer t.Stop()
+	last := r.nextID.Load()
+	burst := false
+	sample := []rtmetrics.Sample{{Name: "/memory/classes/heap/free:bytes"}}
+	for {
+		select {
+		case <-r.life.Done():
+			return
+		case <-t.C:
+		}
+		if n := r.nextID.Load(); n != last {
+			last, burst = n, true
+			continue
+		}
+		if !burst {
+			continue
+		}
+		burst = false
+		rtmetrics.Read(sample)
+		if sample[0].Value.Kind() == rtmetrics.KindUint64 && sample[0].Value.Uint64() >= trimMinFree {
+			start := time.Now()
+			debug.FreeOSMemory()
+			r.log.Debug("room: returned free heap to the OS after a connect burst",
+				"free_bytes", sample[0].Value.Uint64(), "took", time.Since(start))
+		}
+	}
+}
