@@ -41,6 +41,8 @@ type room struct {
 	bc       *broadcaster
 	pending  *ants.Pool
 	uplinks  *ants.Pool
+	// pulls batches pending pulls into Saver.PendingBatch calls.
+	pulls *puller
 
 	// life is cancelled when the room closes, connCtx when it starts
 	// draining: background calls for connections use connCtx, batches to
@@ -112,6 +114,7 @@ func newRoom(cfg config, d roomDeps) (*room, error) {
 		r.uplinks.Release()
 		return nil, err
 	}
+	r.pulls = newPuller(r, pullBatchSize, pullBatchDelay)
 	r.sessions = newSessionSync(r)
 	r.reports = newReporter(r)
 	r.wheel.Start()
@@ -242,6 +245,7 @@ func (r *room) close() {
 	r.endLife()
 	r.wheel.Stop()
 	r.bc.close()
+	r.pulls.close()
 	r.pending.Release()
 	r.uplinks.Release()
 }
