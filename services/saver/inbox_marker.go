@@ -132,9 +132,9 @@ func (in *inbox) probeAll(ctx context.Context, ps []probe, now time.Time) error 
 	nowMs, window, lease := now.UnixMilli(), inboxTrustWindow.Milliseconds(), inboxLeaseTTL.Milliseconds()
 	cmds, err := in.runScripts(ctx, probeScript, len(ps), func(p redis.Pipeliner, i int) *redis.Cmd {
 		u := ps[i].u
-		min := strconv.FormatFloat(float64(ps[i].after), 'f', -1, 64)
+		minScore := strconv.FormatFloat(float64(ps[i].after), 'f', -1, 64)
 		return probeScript.EvalSha(ctx, p, []string{inboxKey(u.app, u.user), bodyKey(u.app, u.user), inboxLeaseKey(u.app, u.user)},
-			min, ps[i].token, lease, nowMs, window)
+			minScore, ps[i].token, lease, nowMs, window)
 	})
 	if err != nil {
 		return fmt.Errorf("saver: inbox probe of %d users: %w", len(ps), err)
