@@ -104,10 +104,10 @@ func (p *puller) call(items []pullReq) {
 	if len(live) == 0 {
 		return
 	}
+	r.m.pullBatches.Inc()
 	ctx, cancel := context.WithTimeout(r.connCtx, grpcconn.DefaultCallTimeout)
 	rep, err := r.saver.PendingBatch(ctx, req)
 	cancel()
-	r.m.pullBatches.Inc()
 	if status.Code(err) == codes.Unimplemented {
 		r.log.Info("room: saver has no PendingBatch; pulling one session per call")
 		p.single.Store(true)
