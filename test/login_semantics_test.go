@@ -159,12 +159,17 @@ func testPushDuringLogin(t *testing.T, c *Cluster) {
 	}
 }
 
-// saverPendingCalls counts Saver.Pending calls answered so far.
+// saverPendingCalls counts pulls saver answered so far: Saver.Pending
+// calls, and users answered through Saver.PendingBatch (the room batches
+// its pulls; services/room/pending_batch.go).
 func saverPendingCalls(t *testing.T, c *Cluster) float64 {
 	t.Helper()
 	n := 0.0
 	for k, v := range ScrapeAdmin(t, c.Procs["saver"].Admin) {
 		if strings.HasPrefix(k, "pushgw_saver_rpc_duration_seconds_count") && strings.Contains(k, `Saver/Pending"`) {
+			n += v
+		}
+		if strings.HasPrefix(k, "pushgw_saver_pending_batch_users_total") && !strings.Contains(k, `"deferred"`) && !strings.Contains(k, `"failed"`) {
 			n += v
 		}
 	}

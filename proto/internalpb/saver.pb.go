@@ -3100,6 +3100,166 @@ func (x *StoreMultiReply) GetIds() []uint64 {
 	return nil
 }
 
+type PendingBatchRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Requests      []*PendingRequest      `protobuf:"bytes,1,rep,name=requests,proto3" json:"requests,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PendingBatchRequest) Reset() {
+	*x = PendingBatchRequest{}
+	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[48]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PendingBatchRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PendingBatchRequest) ProtoMessage() {}
+
+func (x *PendingBatchRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[48]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PendingBatchRequest.ProtoReflect.Descriptor instead.
+func (*PendingBatchRequest) Descriptor() ([]byte, []int) {
+	return file_pushgw_internal_v1_saver_proto_rawDescGZIP(), []int{48}
+}
+
+func (x *PendingBatchRequest) GetRequests() []*PendingRequest {
+	if x != nil {
+		return x.Requests
+	}
+	return nil
+}
+
+type PendingBatchEntry struct {
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	Messages []*Message             `protobuf:"bytes,1,rep,name=messages,proto3" json:"messages,omitempty"`
+	// failed: this request could not be served now (storage unavailable);
+	// ask again later. error says why, for logs.
+	Failed bool   `protobuf:"varint,2,opt,name=failed,proto3" json:"failed,omitempty"`
+	Error  string `protobuf:"bytes,3,opt,name=error,proto3" json:"error,omitempty"`
+	// deferred (with failed): not tried, the reply was full; ask again at
+	// once.
+	Deferred      bool `protobuf:"varint,4,opt,name=deferred,proto3" json:"deferred,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PendingBatchEntry) Reset() {
+	*x = PendingBatchEntry{}
+	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[49]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PendingBatchEntry) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PendingBatchEntry) ProtoMessage() {}
+
+func (x *PendingBatchEntry) ProtoReflect() protoreflect.Message {
+	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[49]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PendingBatchEntry.ProtoReflect.Descriptor instead.
+func (*PendingBatchEntry) Descriptor() ([]byte, []int) {
+	return file_pushgw_internal_v1_saver_proto_rawDescGZIP(), []int{49}
+}
+
+func (x *PendingBatchEntry) GetMessages() []*Message {
+	if x != nil {
+		return x.Messages
+	}
+	return nil
+}
+
+func (x *PendingBatchEntry) GetFailed() bool {
+	if x != nil {
+		return x.Failed
+	}
+	return false
+}
+
+func (x *PendingBatchEntry) GetError() string {
+	if x != nil {
+		return x.Error
+	}
+	return ""
+}
+
+func (x *PendingBatchEntry) GetDeferred() bool {
+	if x != nil {
+		return x.Deferred
+	}
+	return false
+}
+
+type PendingBatchReply struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Replies       []*PendingBatchEntry   `protobuf:"bytes,1,rep,name=replies,proto3" json:"replies,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PendingBatchReply) Reset() {
+	*x = PendingBatchReply{}
+	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[50]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PendingBatchReply) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PendingBatchReply) ProtoMessage() {}
+
+func (x *PendingBatchReply) ProtoReflect() protoreflect.Message {
+	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[50]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PendingBatchReply.ProtoReflect.Descriptor instead.
+func (*PendingBatchReply) Descriptor() ([]byte, []int) {
+	return file_pushgw_internal_v1_saver_proto_rawDescGZIP(), []int{50}
+}
+
+func (x *PendingBatchReply) GetReplies() []*PendingBatchEntry {
+	if x != nil {
+		return x.Replies
+	}
+	return nil
+}
+
 var File_pushgw_internal_v1_saver_proto protoreflect.FileDescriptor
 
 const file_pushgw_internal_v1_saver_proto_rawDesc = "" +
@@ -3315,7 +3475,16 @@ const file_pushgw_internal_v1_saver_proto_rawDesc = "" +
 	"\breplayed\x18\x01 \x01(\bR\breplayed\x12!\n" +
 	"\fmulticast_id\x18\x02 \x01(\x04R\vmulticastId\x12\x14\n" +
 	"\x05users\x18\x03 \x03(\tR\x05users\x12\x10\n" +
-	"\x03ids\x18\x04 \x03(\x04R\x03ids*O\n" +
+	"\x03ids\x18\x04 \x03(\x04R\x03ids\"U\n" +
+	"\x13PendingBatchRequest\x12>\n" +
+	"\brequests\x18\x01 \x03(\v2\".pushgw.internal.v1.PendingRequestR\brequests\"\x96\x01\n" +
+	"\x11PendingBatchEntry\x127\n" +
+	"\bmessages\x18\x01 \x03(\v2\x1b.pushgw.internal.v1.MessageR\bmessages\x12\x16\n" +
+	"\x06failed\x18\x02 \x01(\bR\x06failed\x12\x14\n" +
+	"\x05error\x18\x03 \x01(\tR\x05error\x12\x1a\n" +
+	"\bdeferred\x18\x04 \x01(\bR\bdeferred\"T\n" +
+	"\x11PendingBatchReply\x12?\n" +
+	"\areplies\x18\x01 \x03(\v2%.pushgw.internal.v1.PendingBatchEntryR\areplies*O\n" +
 	"\bTagLimit\x12\x12\n" +
 	"\x0eTAG_LIMIT_NONE\x10\x00\x12\x16\n" +
 	"\x12TAG_LIMIT_TAG_FULL\x10\x01\x12\x17\n" +
@@ -3336,7 +3505,7 @@ const file_pushgw_internal_v1_saver_proto_rawDesc = "" +
 	"\x13TX_TARGET_KIND_USER\x10\x01\x12\x18\n" +
 	"\x14TX_TARGET_KIND_USERS\x10\x02\x12\x16\n" +
 	"\x12TX_TARGET_KIND_TAG\x10\x03\x12\x1c\n" +
-	"\x18TX_TARGET_KIND_BROADCAST\x10\x042\xcb\v\n" +
+	"\x18TX_TARGET_KIND_BROADCAST\x10\x042\xab\f\n" +
 	"\x05Saver\x12I\n" +
 	"\x05Store\x12 .pushgw.internal.v1.StoreRequest\x1a\x1e.pushgw.internal.v1.StoreReply\x12O\n" +
 	"\aPending\x12\".pushgw.internal.v1.PendingRequest\x1a .pushgw.internal.v1.PendingReply\x12L\n" +
@@ -3355,7 +3524,8 @@ const file_pushgw_internal_v1_saver_proto_rawDesc = "" +
 	"\x0fBroadcastStatus\x12*.pushgw.internal.v1.BroadcastStatusRequest\x1a(.pushgw.internal.v1.BroadcastStatusReply\x12O\n" +
 	"\aCatchUp\x12\".pushgw.internal.v1.CatchUpRequest\x1a .pushgw.internal.v1.CatchUpReply\x12X\n" +
 	"\n" +
-	"StoreMulti\x12%.pushgw.internal.v1.StoreMultiRequest\x1a#.pushgw.internal.v1.StoreMultiReply2\xc5\x03\n" +
+	"StoreMulti\x12%.pushgw.internal.v1.StoreMultiRequest\x1a#.pushgw.internal.v1.StoreMultiReply\x12^\n" +
+	"\fPendingBatch\x12'.pushgw.internal.v1.PendingBatchRequest\x1a%.pushgw.internal.v1.PendingBatchReply2\xc5\x03\n" +
 	"\aSaverTx\x12U\n" +
 	"\tPrepareTx\x12$.pushgw.internal.v1.PrepareTxRequest\x1a\".pushgw.internal.v1.PrepareTxReply\x12R\n" +
 	"\bDecideTx\x12#.pushgw.internal.v1.DecideTxRequest\x1a!.pushgw.internal.v1.DecideTxReply\x12I\n" +
@@ -3376,7 +3546,7 @@ func file_pushgw_internal_v1_saver_proto_rawDescGZIP() []byte {
 }
 
 var file_pushgw_internal_v1_saver_proto_enumTypes = make([]protoimpl.EnumInfo, 4)
-var file_pushgw_internal_v1_saver_proto_msgTypes = make([]protoimpl.MessageInfo, 50)
+var file_pushgw_internal_v1_saver_proto_msgTypes = make([]protoimpl.MessageInfo, 53)
 var file_pushgw_internal_v1_saver_proto_goTypes = []any{
 	(TagLimit)(0),                      // 0: pushgw.internal.v1.TagLimit
 	(TxState)(0),                       // 1: pushgw.internal.v1.TxState
@@ -3430,28 +3600,31 @@ var file_pushgw_internal_v1_saver_proto_goTypes = []any{
 	(*ReportTxCheckReply)(nil),         // 49: pushgw.internal.v1.ReportTxCheckReply
 	(*StoreMultiRequest)(nil),          // 50: pushgw.internal.v1.StoreMultiRequest
 	(*StoreMultiReply)(nil),            // 51: pushgw.internal.v1.StoreMultiReply
-	nil,                                // 52: pushgw.internal.v1.StoreReply.ReplacedEntry
-	nil,                                // 53: pushgw.internal.v1.StoreReply.FailedEntry
-	(*Message)(nil),                    // 54: pushgw.internal.v1.Message
-	(*Broadcast)(nil),                  // 55: pushgw.internal.v1.Broadcast
+	(*PendingBatchRequest)(nil),        // 52: pushgw.internal.v1.PendingBatchRequest
+	(*PendingBatchEntry)(nil),          // 53: pushgw.internal.v1.PendingBatchEntry
+	(*PendingBatchReply)(nil),          // 54: pushgw.internal.v1.PendingBatchReply
+	nil,                                // 55: pushgw.internal.v1.StoreReply.ReplacedEntry
+	nil,                                // 56: pushgw.internal.v1.StoreReply.FailedEntry
+	(*Message)(nil),                    // 57: pushgw.internal.v1.Message
+	(*Broadcast)(nil),                  // 58: pushgw.internal.v1.Broadcast
 }
 var file_pushgw_internal_v1_saver_proto_depIdxs = []int32{
-	54, // 0: pushgw.internal.v1.StoreRequest.messages:type_name -> pushgw.internal.v1.Message
-	52, // 1: pushgw.internal.v1.StoreReply.replaced:type_name -> pushgw.internal.v1.StoreReply.ReplacedEntry
-	53, // 2: pushgw.internal.v1.StoreReply.failed:type_name -> pushgw.internal.v1.StoreReply.FailedEntry
-	54, // 3: pushgw.internal.v1.PendingReply.messages:type_name -> pushgw.internal.v1.Message
+	57, // 0: pushgw.internal.v1.StoreRequest.messages:type_name -> pushgw.internal.v1.Message
+	55, // 1: pushgw.internal.v1.StoreReply.replaced:type_name -> pushgw.internal.v1.StoreReply.ReplacedEntry
+	56, // 2: pushgw.internal.v1.StoreReply.failed:type_name -> pushgw.internal.v1.StoreReply.FailedEntry
+	57, // 3: pushgw.internal.v1.PendingReply.messages:type_name -> pushgw.internal.v1.Message
 	9,  // 4: pushgw.internal.v1.ReportRequest.acked:type_name -> pushgw.internal.v1.MessageRef
 	9,  // 5: pushgw.internal.v1.ReportRequest.delivered:type_name -> pushgw.internal.v1.MessageRef
-	54, // 6: pushgw.internal.v1.StatusReply.message:type_name -> pushgw.internal.v1.Message
-	54, // 7: pushgw.internal.v1.ClaimUndeliveredReply.messages:type_name -> pushgw.internal.v1.Message
+	57, // 6: pushgw.internal.v1.StatusReply.message:type_name -> pushgw.internal.v1.Message
+	57, // 7: pushgw.internal.v1.ClaimUndeliveredReply.messages:type_name -> pushgw.internal.v1.Message
 	0,  // 8: pushgw.internal.v1.TagUsersReply.limit:type_name -> pushgw.internal.v1.TagLimit
-	55, // 9: pushgw.internal.v1.StoreBroadcastRequest.broadcast:type_name -> pushgw.internal.v1.Broadcast
+	58, // 9: pushgw.internal.v1.StoreBroadcastRequest.broadcast:type_name -> pushgw.internal.v1.Broadcast
 	26, // 10: pushgw.internal.v1.BroadcastProgressRequest.items:type_name -> pushgw.internal.v1.BroadcastRoomProgress
-	55, // 11: pushgw.internal.v1.BroadcastRoomClaim.broadcast:type_name -> pushgw.internal.v1.Broadcast
+	58, // 11: pushgw.internal.v1.BroadcastRoomClaim.broadcast:type_name -> pushgw.internal.v1.Broadcast
 	30, // 12: pushgw.internal.v1.ClaimBroadcastRoomsReply.claims:type_name -> pushgw.internal.v1.BroadcastRoomClaim
-	55, // 13: pushgw.internal.v1.BroadcastStatusReply.broadcast:type_name -> pushgw.internal.v1.Broadcast
+	58, // 13: pushgw.internal.v1.BroadcastStatusReply.broadcast:type_name -> pushgw.internal.v1.Broadcast
 	33, // 14: pushgw.internal.v1.BroadcastStatusReply.rooms:type_name -> pushgw.internal.v1.BroadcastRoomState
-	55, // 15: pushgw.internal.v1.CatchUpReply.broadcasts:type_name -> pushgw.internal.v1.Broadcast
+	58, // 15: pushgw.internal.v1.CatchUpReply.broadcasts:type_name -> pushgw.internal.v1.Broadcast
 	3,  // 16: pushgw.internal.v1.TxRecord.target_kind:type_name -> pushgw.internal.v1.TxTargetKind
 	37, // 17: pushgw.internal.v1.TxRecord.recipients:type_name -> pushgw.internal.v1.TxRecipient
 	1,  // 18: pushgw.internal.v1.TxRecord.state:type_name -> pushgw.internal.v1.TxState
@@ -3461,61 +3634,66 @@ var file_pushgw_internal_v1_saver_proto_depIdxs = []int32{
 	1,  // 22: pushgw.internal.v1.DecideTxRequest.to:type_name -> pushgw.internal.v1.TxState
 	2,  // 23: pushgw.internal.v1.DecideTxRequest.by:type_name -> pushgw.internal.v1.TxDecider
 	38, // 24: pushgw.internal.v1.DecideTxReply.tx:type_name -> pushgw.internal.v1.TxRecord
-	54, // 25: pushgw.internal.v1.DecideTxReply.messages:type_name -> pushgw.internal.v1.Message
-	55, // 26: pushgw.internal.v1.DecideTxReply.broadcast:type_name -> pushgw.internal.v1.Broadcast
+	57, // 25: pushgw.internal.v1.DecideTxReply.messages:type_name -> pushgw.internal.v1.Message
+	58, // 26: pushgw.internal.v1.DecideTxReply.broadcast:type_name -> pushgw.internal.v1.Broadcast
 	38, // 27: pushgw.internal.v1.GetTxReply.tx:type_name -> pushgw.internal.v1.TxRecord
 	38, // 28: pushgw.internal.v1.TxClaim.tx:type_name -> pushgw.internal.v1.TxRecord
 	46, // 29: pushgw.internal.v1.ClaimTxChecksReply.claims:type_name -> pushgw.internal.v1.TxClaim
 	38, // 30: pushgw.internal.v1.ReportTxCheckReply.tx:type_name -> pushgw.internal.v1.TxRecord
-	54, // 31: pushgw.internal.v1.StoreMultiRequest.message:type_name -> pushgw.internal.v1.Message
-	6,  // 32: pushgw.internal.v1.StoreReply.FailedEntry.value:type_name -> pushgw.internal.v1.StoreFailure
-	4,  // 33: pushgw.internal.v1.Saver.Store:input_type -> pushgw.internal.v1.StoreRequest
-	7,  // 34: pushgw.internal.v1.Saver.Pending:input_type -> pushgw.internal.v1.PendingRequest
-	10, // 35: pushgw.internal.v1.Saver.Report:input_type -> pushgw.internal.v1.ReportRequest
-	12, // 36: pushgw.internal.v1.Saver.Status:input_type -> pushgw.internal.v1.StatusRequest
-	14, // 37: pushgw.internal.v1.Saver.ClaimUndelivered:input_type -> pushgw.internal.v1.ClaimUndeliveredRequest
-	16, // 38: pushgw.internal.v1.Saver.AddTagUsers:input_type -> pushgw.internal.v1.TagUsersRequest
-	16, // 39: pushgw.internal.v1.Saver.RemoveTagUsers:input_type -> pushgw.internal.v1.TagUsersRequest
-	18, // 40: pushgw.internal.v1.Saver.UserTags:input_type -> pushgw.internal.v1.UserTagsRequest
-	20, // 41: pushgw.internal.v1.Saver.TagMembers:input_type -> pushgw.internal.v1.TagMembersRequest
-	22, // 42: pushgw.internal.v1.Saver.TagMembership:input_type -> pushgw.internal.v1.TagMembershipRequest
-	24, // 43: pushgw.internal.v1.Saver.StoreBroadcast:input_type -> pushgw.internal.v1.StoreBroadcastRequest
-	27, // 44: pushgw.internal.v1.Saver.BroadcastProgress:input_type -> pushgw.internal.v1.BroadcastProgressRequest
-	29, // 45: pushgw.internal.v1.Saver.ClaimBroadcastRooms:input_type -> pushgw.internal.v1.ClaimBroadcastRoomsRequest
-	32, // 46: pushgw.internal.v1.Saver.BroadcastStatus:input_type -> pushgw.internal.v1.BroadcastStatusRequest
-	35, // 47: pushgw.internal.v1.Saver.CatchUp:input_type -> pushgw.internal.v1.CatchUpRequest
-	50, // 48: pushgw.internal.v1.Saver.StoreMulti:input_type -> pushgw.internal.v1.StoreMultiRequest
-	39, // 49: pushgw.internal.v1.SaverTx.PrepareTx:input_type -> pushgw.internal.v1.PrepareTxRequest
-	41, // 50: pushgw.internal.v1.SaverTx.DecideTx:input_type -> pushgw.internal.v1.DecideTxRequest
-	43, // 51: pushgw.internal.v1.SaverTx.GetTx:input_type -> pushgw.internal.v1.GetTxRequest
-	45, // 52: pushgw.internal.v1.SaverTx.ClaimTxChecks:input_type -> pushgw.internal.v1.ClaimTxChecksRequest
-	48, // 53: pushgw.internal.v1.SaverTx.ReportTxCheck:input_type -> pushgw.internal.v1.ReportTxCheckRequest
-	5,  // 54: pushgw.internal.v1.Saver.Store:output_type -> pushgw.internal.v1.StoreReply
-	8,  // 55: pushgw.internal.v1.Saver.Pending:output_type -> pushgw.internal.v1.PendingReply
-	11, // 56: pushgw.internal.v1.Saver.Report:output_type -> pushgw.internal.v1.ReportReply
-	13, // 57: pushgw.internal.v1.Saver.Status:output_type -> pushgw.internal.v1.StatusReply
-	15, // 58: pushgw.internal.v1.Saver.ClaimUndelivered:output_type -> pushgw.internal.v1.ClaimUndeliveredReply
-	17, // 59: pushgw.internal.v1.Saver.AddTagUsers:output_type -> pushgw.internal.v1.TagUsersReply
-	17, // 60: pushgw.internal.v1.Saver.RemoveTagUsers:output_type -> pushgw.internal.v1.TagUsersReply
-	19, // 61: pushgw.internal.v1.Saver.UserTags:output_type -> pushgw.internal.v1.UserTagsReply
-	21, // 62: pushgw.internal.v1.Saver.TagMembers:output_type -> pushgw.internal.v1.TagMembersReply
-	23, // 63: pushgw.internal.v1.Saver.TagMembership:output_type -> pushgw.internal.v1.TagMembershipReply
-	25, // 64: pushgw.internal.v1.Saver.StoreBroadcast:output_type -> pushgw.internal.v1.StoreBroadcastReply
-	28, // 65: pushgw.internal.v1.Saver.BroadcastProgress:output_type -> pushgw.internal.v1.BroadcastProgressReply
-	31, // 66: pushgw.internal.v1.Saver.ClaimBroadcastRooms:output_type -> pushgw.internal.v1.ClaimBroadcastRoomsReply
-	34, // 67: pushgw.internal.v1.Saver.BroadcastStatus:output_type -> pushgw.internal.v1.BroadcastStatusReply
-	36, // 68: pushgw.internal.v1.Saver.CatchUp:output_type -> pushgw.internal.v1.CatchUpReply
-	51, // 69: pushgw.internal.v1.Saver.StoreMulti:output_type -> pushgw.internal.v1.StoreMultiReply
-	40, // 70: pushgw.internal.v1.SaverTx.PrepareTx:output_type -> pushgw.internal.v1.PrepareTxReply
-	42, // 71: pushgw.internal.v1.SaverTx.DecideTx:output_type -> pushgw.internal.v1.DecideTxReply
-	44, // 72: pushgw.internal.v1.SaverTx.GetTx:output_type -> pushgw.internal.v1.GetTxReply
-	47, // 73: pushgw.internal.v1.SaverTx.ClaimTxChecks:output_type -> pushgw.internal.v1.ClaimTxChecksReply
-	49, // 74: pushgw.internal.v1.SaverTx.ReportTxCheck:output_type -> pushgw.internal.v1.ReportTxCheckReply
-	54, // [54:75] is the sub-list for method output_type
-	33, // [33:54] is the sub-list for method input_type
-	33, // [33:33] is the sub-list for extension type_name
-	33, // [33:33] is the sub-list for extension extendee
-	0,  // [0:33] is the sub-list for field type_name
+	57, // 31: pushgw.internal.v1.StoreMultiRequest.message:type_name -> pushgw.internal.v1.Message
+	7,  // 32: pushgw.internal.v1.PendingBatchRequest.requests:type_name -> pushgw.internal.v1.PendingRequest
+	57, // 33: pushgw.internal.v1.PendingBatchEntry.messages:type_name -> pushgw.internal.v1.Message
+	53, // 34: pushgw.internal.v1.PendingBatchReply.replies:type_name -> pushgw.internal.v1.PendingBatchEntry
+	6,  // 35: pushgw.internal.v1.StoreReply.FailedEntry.value:type_name -> pushgw.internal.v1.StoreFailure
+	4,  // 36: pushgw.internal.v1.Saver.Store:input_type -> pushgw.internal.v1.StoreRequest
+	7,  // 37: pushgw.internal.v1.Saver.Pending:input_type -> pushgw.internal.v1.PendingRequest
+	10, // 38: pushgw.internal.v1.Saver.Report:input_type -> pushgw.internal.v1.ReportRequest
+	12, // 39: pushgw.internal.v1.Saver.Status:input_type -> pushgw.internal.v1.StatusRequest
+	14, // 40: pushgw.internal.v1.Saver.ClaimUndelivered:input_type -> pushgw.internal.v1.ClaimUndeliveredRequest
+	16, // 41: pushgw.internal.v1.Saver.AddTagUsers:input_type -> pushgw.internal.v1.TagUsersRequest
+	16, // 42: pushgw.internal.v1.Saver.RemoveTagUsers:input_type -> pushgw.internal.v1.TagUsersRequest
+	18, // 43: pushgw.internal.v1.Saver.UserTags:input_type -> pushgw.internal.v1.UserTagsRequest
+	20, // 44: pushgw.internal.v1.Saver.TagMembers:input_type -> pushgw.internal.v1.TagMembersRequest
+	22, // 45: pushgw.internal.v1.Saver.TagMembership:input_type -> pushgw.internal.v1.TagMembershipRequest
+	24, // 46: pushgw.internal.v1.Saver.StoreBroadcast:input_type -> pushgw.internal.v1.StoreBroadcastRequest
+	27, // 47: pushgw.internal.v1.Saver.BroadcastProgress:input_type -> pushgw.internal.v1.BroadcastProgressRequest
+	29, // 48: pushgw.internal.v1.Saver.ClaimBroadcastRooms:input_type -> pushgw.internal.v1.ClaimBroadcastRoomsRequest
+	32, // 49: pushgw.internal.v1.Saver.BroadcastStatus:input_type -> pushgw.internal.v1.BroadcastStatusRequest
+	35, // 50: pushgw.internal.v1.Saver.CatchUp:input_type -> pushgw.internal.v1.CatchUpRequest
+	50, // 51: pushgw.internal.v1.Saver.StoreMulti:input_type -> pushgw.internal.v1.StoreMultiRequest
+	52, // 52: pushgw.internal.v1.Saver.PendingBatch:input_type -> pushgw.internal.v1.PendingBatchRequest
+	39, // 53: pushgw.internal.v1.SaverTx.PrepareTx:input_type -> pushgw.internal.v1.PrepareTxRequest
+	41, // 54: pushgw.internal.v1.SaverTx.DecideTx:input_type -> pushgw.internal.v1.DecideTxRequest
+	43, // 55: pushgw.internal.v1.SaverTx.GetTx:input_type -> pushgw.internal.v1.GetTxRequest
+	45, // 56: pushgw.internal.v1.SaverTx.ClaimTxChecks:input_type -> pushgw.internal.v1.ClaimTxChecksRequest
+	48, // 57: pushgw.internal.v1.SaverTx.ReportTxCheck:input_type -> pushgw.internal.v1.ReportTxCheckRequest
+	5,  // 58: pushgw.internal.v1.Saver.Store:output_type -> pushgw.internal.v1.StoreReply
+	8,  // 59: pushgw.internal.v1.Saver.Pending:output_type -> pushgw.internal.v1.PendingReply
+	11, // 60: pushgw.internal.v1.Saver.Report:output_type -> pushgw.internal.v1.ReportReply
+	13, // 61: pushgw.internal.v1.Saver.Status:output_type -> pushgw.internal.v1.StatusReply
+	15, // 62: pushgw.internal.v1.Saver.ClaimUndelivered:output_type -> pushgw.internal.v1.ClaimUndeliveredReply
+	17, // 63: pushgw.internal.v1.Saver.AddTagUsers:output_type -> pushgw.internal.v1.TagUsersReply
+	17, // 64: pushgw.internal.v1.Saver.RemoveTagUsers:output_type -> pushgw.internal.v1.TagUsersReply
+	19, // 65: pushgw.internal.v1.Saver.UserTags:output_type -> pushgw.internal.v1.UserTagsReply
+	21, // 66: pushgw.internal.v1.Saver.TagMembers:output_type -> pushgw.internal.v1.TagMembersReply
+	23, // 67: pushgw.internal.v1.Saver.TagMembership:output_type -> pushgw.internal.v1.TagMembershipReply
+	25, // 68: pushgw.internal.v1.Saver.StoreBroadcast:output_type -> pushgw.internal.v1.StoreBroadcastReply
+	28, // 69: pushgw.internal.v1.Saver.BroadcastProgress:output_type -> pushgw.internal.v1.BroadcastProgressReply
+	31, // 70: pushgw.internal.v1.Saver.ClaimBroadcastRooms:output_type -> pushgw.internal.v1.ClaimBroadcastRoomsReply
+	34, // 71: pushgw.internal.v1.Saver.BroadcastStatus:output_type -> pushgw.internal.v1.BroadcastStatusReply
+	36, // 72: pushgw.internal.v1.Saver.CatchUp:output_type -> pushgw.internal.v1.CatchUpReply
+	51, // 73: pushgw.internal.v1.Saver.StoreMulti:output_type -> pushgw.internal.v1.StoreMultiReply
+	54, // 74: pushgw.internal.v1.Saver.PendingBatch:output_type -> pushgw.internal.v1.PendingBatchReply
+	40, // 75: pushgw.internal.v1.SaverTx.PrepareTx:output_type -> pushgw.internal.v1.PrepareTxReply
+	42, // 76: pushgw.internal.v1.SaverTx.DecideTx:output_type -> pushgw.internal.v1.DecideTxReply
+	44, // 77: pushgw.internal.v1.SaverTx.GetTx:output_type -> pushgw.internal.v1.GetTxReply
+	47, // 78: pushgw.internal.v1.SaverTx.ClaimTxChecks:output_type -> pushgw.internal.v1.ClaimTxChecksReply
+	49, // 79: pushgw.internal.v1.SaverTx.ReportTxCheck:output_type -> pushgw.internal.v1.ReportTxCheckReply
+	58, // [58:80] is the sub-list for method output_type
+	36, // [36:58] is the sub-list for method input_type
+	36, // [36:36] is the sub-list for extension type_name
+	36, // [36:36] is the sub-list for extension extendee
+	0,  // [0:36] is the sub-list for field type_name
 }
 
 func init() { file_pushgw_internal_v1_saver_proto_init() }
@@ -3530,7 +3708,7 @@ func file_pushgw_internal_v1_saver_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_pushgw_internal_v1_saver_proto_rawDesc), len(file_pushgw_internal_v1_saver_proto_rawDesc)),
 			NumEnums:      4,
-			NumMessages:   50,
+			NumMessages:   53,
 			NumExtensions: 0,
 			NumServices:   2,
 		},

@@ -35,6 +35,7 @@ const (
 	Saver_BroadcastStatus_FullMethodName     = "/pushgw.internal.v1.Saver/BroadcastStatus"
 	Saver_CatchUp_FullMethodName             = "/pushgw.internal.v1.Saver/CatchUp"
 	Saver_StoreMulti_FullMethodName          = "/pushgw.internal.v1.Saver/StoreMulti"
+	Saver_PendingBatch_FullMethodName        = "/pushgw.internal.v1.Saver/PendingBatch"
 )
 
 // SaverClient is the client API for Saver service.
@@ -93,6 +94,13 @@ type SaverClient interface {
 	// StoreMulti stores one multicast, all or nothing: one message per user,
 	// committed in one MySQL transaction, then added to the Redis inboxes.
 	StoreMulti(ctx context.Context, in *StoreMultiRequest, opts ...grpc.CallOption) (*StoreMultiReply, error)
+	// PendingBatch answers up to 1,000 Pending requests in one call (a
+	// room's logins of one flush window): users whose Redis inbox is marked
+	// complete are answered from Redis alone, the others' emptiness is
+	// checked with one MySQL query per app. Reply i answers request i; a
+	// request saver could not serve is answered with failed set and no
+	// messages, the others still are. A bad request fails the whole call.
+	PendingBatch(ctx context.Context, in *PendingBatchRequest, opts ...grpc.CallOption) (*PendingBatchReply, error)
 }
 
 type saverClient struct {
@@ -263,6 +271,16 @@ func (c *saverClient) StoreMulti(ctx context.Context, in *StoreMultiRequest, opt
 	return out, nil
 }
 
+func (c *saverClient) PendingBatch(ctx context.Context, in *PendingBatchRequest, opts ...grpc.CallOption) (*PendingBatchReply, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(PendingBatchReply)
+	err := c.cc.Invoke(ctx, Saver_PendingBatch_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // SaverServer is the server API for Saver service.
 // All implementations must embed UnimplementedSaverServer
 // for forward compatibility.
@@ -319,6 +337,13 @@ type SaverServer interface {
 	// StoreMulti stores one multicast, all or nothing: one message per user,
 	// committed in one MySQL transaction, then added to the Redis inboxes.
 	StoreMulti(context.Context, *StoreMultiRequest) (*StoreMultiReply, error)
+	// PendingBatch answers up to 1,000 Pending requests in one call (a
+	// room's logins of one flush window): users whose Redis inbox is marked
+	// complete are answered from Redis alone, the others' emptiness is
+	// checked with one MySQL query per app. Reply i answers request i; a
+	// request saver could not serve is answered with failed set and no
+	// messages, the others still are. A bad request fails the whole call.
+	PendingBatch(context.Context, *PendingBatchRequest) (*PendingBatchReply, error)
 	mustEmbedUnimplementedSaverServer()
 }
 
@@ -376,6 +401,9 @@ func (UnimplementedSaverServer) CatchUp(context.Context, *CatchUpRequest) (*Catc
 }
 func (UnimplementedSaverServer) StoreMulti(context.Context, *StoreMultiRequest) (*StoreMultiReply, error) {
 	return nil, status.Error(codes.Unimplemented, "method StoreMulti not implemented")
+}
+func (UnimplementedSaverServer) PendingBatch(context.Context, *PendingBatchRequest) (*PendingBatchReply, error) {
+	return nil, status.Error(codes.Unimplemented, "method PendingBatch not implemented")
 }
 func (UnimplementedSaverServer) mustEmbedUnimplementedSaverServer() {}
 func (UnimplementedSaverServer) testEmbeddedByValue()               {}
@@ -686,6 +714,24 @@ func _Saver_StoreMulti_Handler(srv interface{}, ctx context.Context, dec func(in
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Saver_PendingBatch_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(PendingBatchRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(SaverServer).PendingBatch(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Saver_PendingBatch_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(SaverServer).PendingBatch(ctx, req.(*PendingBatchRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // Saver_ServiceDesc is the grpc.ServiceDesc for Saver service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -756,6 +802,10 @@ var Saver_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "StoreMulti",
 			Handler:    _Saver_StoreMulti_Handler,
+		},
+		{
+			MethodName: "PendingBatch",
+			Handler:    _Saver_PendingBatch_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

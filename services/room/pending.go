@@ -185,6 +185,13 @@ func (r *room) pullPending(s *session) {
 	if !ok {
 		return
 	}
+	if !r.pulls.single.Load() {
+		// Batched with the other pulls of this flush window (pending_batch.go).
+		if !r.pulls.add(s, after) {
+			r.retryPending(s, s.pending.done(0, false, errPullShed))
+		}
+		return
+	}
 	if err := r.pending.Submit(func() { r.deliverPending(s, after) }); err != nil {
 		r.m.poolRejected.WithLabelValues("pending").Inc()
 		r.log.Debug("room: pending pull deferred; pool full", "conn", s.id)
@@ -205,7 +212,12 @@ func (r *room) deliverPending(s *session, after uint64) {
 		r.retryPending(s, s.pending.done(0, false, err))
 		return
 	}
-	msgs := rep.GetMessages()
+	r.applyPending(s, rep.GetMessages(), limit)
+}
+
+// applyPending writes one page of pulled messages to s (a page asked for
+// with limit) and pages on when it is due.
+func (r *room) applyPending(s *session, msgs []*internalpb.Message, limit int) {
 	more := len(msgs) == limit
 	var last uint64
 	now := time.Now()

@@ -45,6 +45,8 @@ type room struct {
 	bc       *broadcaster
 	pending  *ants.Pool
 	uplinks  *ants.Pool
+	// pulls batches pending pulls into Saver.PendingBatch calls.
+	pulls *puller
 
 	// life is cancelled when the room closes, connCtx when it starts
 	// draining: background calls for connections use connCtx, batches to
@@ -118,6 +120,7 @@ func newRoom(cfg config, d roomDeps) (*room, error) {
 		r.uplinks.Release()
 		return nil, err
 	}
+	r.pulls = newPuller(r, pullBatchSize, pullBatchDelay)
 	r.sessions = newSessionSync(r)
 	r.reports = newReporter(r)
 	r.wheel.Start()
@@ -251,6 +254,7 @@ func (r *room) close() {
 	r.wheel.Stop()
 	r.later.Stop()
 	r.bc.close()
+	r.pulls.close()
 	r.pending.Release()
 	r.uplinks.Release()
 }

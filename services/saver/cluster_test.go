@@ -83,6 +83,25 @@ func TestInboxOnRedisCluster(t *testing.T) {
 			t.Fatalf("acked %d of %s still in the cluster", m.GetId(), m.GetUser())
 		}
 	}
+
+	// PendingBatch's probe and mark scripts (inbox_marker.go) run per slot:
+	// new users over every master are checked with one MySQL read and
+	// marked, and their next batch is answered by Redis alone.
+	if ls, err := cc.ClusterKeySlot(ctx, inboxLeaseKey("app1", "u0")).Result(); err != nil || ls != cc.ClusterKeySlot(ctx, inboxKey("app1", "u0")).Val() {
+		t.Fatalf("lease key slot %d (%v) differs from the inbox's", ls, err)
+	}
+	var reqs []*internalpb.PendingRequest
+	for i := 0; i < clusterUsers; i++ {
+		reqs = append(reqs, preq("app1", "new"+strconv.Itoa(i)))
+	}
+	f.pendingBatch(t, reqs...)
+	f.pendingBatch(t, reqs...)
+	if e, r := batchCount(f, batchMySQLEmpty), batchCount(f, batchRedisEmpty); e != clusterUsers || r != clusterUsers {
+		t.Fatalf("cluster batches: %v found empty by MySQL, %v by Redis; want %d each", e, r, clusterUsers)
+	}
+	if n := counterVecSum(f.srv.metrics.redisErrors); n != 0 {
+		t.Fatalf("%v Redis errors on a healthy cluster", n)
+	}
 }
 
 // counterVecSum adds every series of v.

@@ -101,6 +101,9 @@ func addToPipe(ctx context.Context, p redis.Pipeliner, msgs []*internalpb.Messag
 	}
 	for u, d := range deadlines {
 		extendTTL(ctx, p, u, d)
+		// A batch probe that read MySQL before this write must not mark
+		// the inbox complete (inbox_marker.go).
+		p.Del(ctx, inboxLeaseKey(u.app, u.user))
 	}
 	return nil
 }

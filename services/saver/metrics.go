@@ -21,6 +21,10 @@ type metrics struct {
 	outcomes        *prometheus.CounterVec
 	redisErrors     *prometheus.CounterVec
 	claimed         prometheus.Counter
+	// PendingBatch (pending_batch.go).
+	pendingBatch        *prometheus.CounterVec
+	pendingBatchQueries prometheus.Counter
+	inboxMarks          *prometheus.CounterVec
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -65,6 +69,17 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	}
 	reg.MustRegister(m.rpc, m.stored, m.storeRejected, m.storeQueue, m.batchRows, m.commitSeconds,
 		m.pendingFallback, m.delivered, m.outcomes, m.redisErrors, m.claimed)
+	m.pendingBatch = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "pushgw_saver_pending_batch_users_total",
+		Help: "Users asked through PendingBatch, by answer (redis_empty: marked empty inbox, no MySQL; mysql_empty: found empty by the batch's one MySQL read; single: served like Pending; deferred; failed).",
+	}, []string{"answer"})
+	m.pendingBatchQueries = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "pushgw_saver_pending_batch_mysql_reads_total", Help: "MySQL reads made by PendingBatch to check unmarked users for messages (one per app per call).",
+	})
+	m.inboxMarks = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "pushgw_saver_inbox_empty_marks_total", Help: "Inboxes PendingBatch marked complete and empty (done), or did not because a write or a flush came after its MySQL read (raced).",
+	}, []string{"result"})
+	reg.MustRegister(m.pendingBatch, m.pendingBatchQueries, m.inboxMarks)
 	return m
 }
 
