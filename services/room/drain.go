@@ -51,6 +51,7 @@ func (s *server) shutdown() {
 
 	redirected := 0
 	s.r.hub.Range(func(ss *session) {
+		ss.setCloseReason(closeDrained)
 		if ss.c.CloseWith(redirectFrame()) {
 			s.r.m.frameOut(protocol.OpRedirect)
 			redirected++
@@ -79,6 +80,9 @@ func (s *server) shutdown() {
 	}
 	if err := s.r.reports.Close(fctx); err != nil {
 		s.log.Warn("room: reports not flushed before the deadline", "err", err)
+	}
+	if err := s.r.events.Close(fctx); err != nil {
+		s.log.Warn("room: online/offline events not flushed before the deadline", "err", err)
 	}
 	cancel()
 	dctx, cancel := context.WithTimeout(context.Background(), drainDeregWait)

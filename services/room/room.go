@@ -38,6 +38,7 @@ type room struct {
 	wheel    *timingWheel[*session]
 	sessions *sessionSync
 	reports  *reporter
+	events   *eventReporter // online/offline callbacks (events.go); nil: none
 	bc       *broadcaster
 	pending  *ants.Pool
 	uplinks  *ants.Pool
@@ -72,6 +73,10 @@ type roomDeps struct {
 	register    internalpb.RegisterClient
 	saver       internalpb.SaverClient
 	coordinator internalpb.CoordinatorClient
+	// events and subscribes feed online/offline callbacks (events.go);
+	// either nil turns them off.
+	events     internalpb.SaverEventsClient
+	subscribes func(app, event string) bool
 }
 
 func newRoom(cfg config, d roomDeps) (*room, error) {
@@ -114,6 +119,7 @@ func newRoom(cfg config, d roomDeps) (*room, error) {
 	}
 	r.sessions = newSessionSync(r)
 	r.reports = newReporter(r)
+	r.events = newEventReporter(r, d.events, d.subscribes)
 	r.wheel.Start()
 	return r, nil
 }
@@ -220,6 +226,7 @@ func (r *room) OnClose(h handle) {
 	r.m.conns.Dec()
 	if s.isAuthed() {
 		r.sessions.Delete(s.reg)
+		r.events.offline(s)
 	} else {
 		r.preAuth.Add(-1)
 	}
@@ -230,6 +237,7 @@ func (r *room) OnClose(h handle) {
 func (r *room) expired(s *session) {
 	if s.isAuthed() {
 		r.m.hbTimeouts.Inc()
+		s.setCloseReason(closeTimedOut)
 		s.fail(0, protocol.CodeHeartbeatTimeout, "no frame within the heartbeat deadline")
 		return
 	}
