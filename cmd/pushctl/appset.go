@@ -65,6 +65,8 @@ var appSettings = []appSetting{
 	msSetting("check-first", "delay from prepare to the first check-back, e.g. 6s (0: the default)", func(a *appconfig.App) *int64 { return &a.CheckFirstMs }),
 	msSetting("check-interval", "delay between check-backs, e.g. 30s (0: the default)", func(a *appconfig.App) *int64 { return &a.CheckIntervalMs }),
 	intSetting("check-max", "check-backs before an undecided transaction is rolled back (0: the default 15)", func(a *appconfig.App) *int { return &a.CheckMax }),
+	eventsSetting,
+	intSetting("webhook-batch", "events per webhook POST, sent as {\"events\":[…]} when above 1 (0: one event per POST)", func(a *appconfig.App) *int { return &a.WebhookBatch }),
 }
 
 // pendingValue keeps a setting's flag text until the app is read.
@@ -135,8 +137,9 @@ func (c cli) appSet(ctx context.Context, args []string) error {
 	shown, _ := json.Marshal(struct {
 		appconfig.Limits
 		appconfig.TxCheck
+		appconfig.Callbacks
 		WebhookURL string `json:"webhook_url,omitempty"`
-	}{a.Limits, a.TxCheck, a.WebhookURL})
+	}{a.Limits, a.TxCheck, a.Callbacks, a.WebhookURL})
 	fmt.Fprintf(c.stdout, "app %s updated in cluster %s: %s\n", a.Name, *cluster, shown)
 	return nil
 }

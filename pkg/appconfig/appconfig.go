@@ -29,7 +29,8 @@ type App struct {
 	WebhookURL string `json:"webhook_url,omitempty"`
 	Disabled   bool   `json:"disabled,omitempty"`
 	TxCheck
-	Limits // rate limits and pacing (limits.go), flattened into the JSON
+	Callbacks // events posted to the webhook (events.go), flattened into the JSON
+	Limits    // rate limits and pacing (limits.go), flattened into the JSON
 }
 
 // LogValue keeps secrets out of logs.
@@ -57,6 +58,9 @@ func (a App) Validate() error {
 		return fmt.Errorf("appconfig: app %s: %w", a.Name, err)
 	}
 	if err := a.ValidateTxCheck(); err != nil {
+		return fmt.Errorf("appconfig: app %s: %w", a.Name, err)
+	}
+	if err := a.ValidateCallbacks(); err != nil {
 		return fmt.Errorf("appconfig: app %s: %w", a.Name, err)
 	}
 	return nil

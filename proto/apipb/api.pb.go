@@ -37,8 +37,11 @@ type PushRequest struct {
 	// idempotency_key (QoS 1 only, at most 128 bytes): a retry with the
 	// same key stores and sends nothing and answers the first push's id.
 	IdempotencyKey string `protobuf:"bytes,7,opt,name=idempotency_key,json=idempotencyKey,proto3" json:"idempotency_key,omitempty"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	// receipt (QoS 1 only): post a delivery receipt (acked, expired, dead)
+	// to the app's webhook when the app subscribes to receipts.
+	Receipt       bool `protobuf:"varint,20,opt,name=receipt,proto3" json:"receipt,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *PushRequest) Reset() {
@@ -118,6 +121,13 @@ func (x *PushRequest) GetIdempotencyKey() string {
 		return x.IdempotencyKey
 	}
 	return ""
+}
+
+func (x *PushRequest) GetReceipt() bool {
+	if x != nil {
+		return x.Receipt
+	}
+	return false
 }
 
 type PushReply struct {
@@ -630,7 +640,7 @@ var File_pushgw_api_v1_api_proto protoreflect.FileDescriptor
 
 const file_pushgw_api_v1_api_proto_rawDesc = "" +
 	"\n" +
-	"\x17pushgw/api/v1/api.proto\x12\rpushgw.api.v1\"\xcc\x01\n" +
+	"\x17pushgw/api/v1/api.proto\x12\rpushgw.api.v1\"\xe6\x01\n" +
 	"\vPushRequest\x12\x10\n" +
 	"\x03app\x18\x01 \x01(\tR\x03app\x12\x12\n" +
 	"\x04user\x18\x02 \x01(\tR\x04user\x12\x16\n" +
@@ -638,7 +648,8 @@ const file_pushgw_api_v1_api_proto_rawDesc = "" +
 	"\apayload\x18\x04 \x01(\fR\apayload\x12\x15\n" +
 	"\x03qos\x18\x05 \x01(\rH\x00R\x03qos\x88\x01\x01\x12\x15\n" +
 	"\x03ttl\x18\x06 \x01(\x03H\x01R\x03ttl\x88\x01\x01\x12'\n" +
-	"\x0fidempotency_key\x18\a \x01(\tR\x0eidempotencyKeyB\x06\n" +
+	"\x0fidempotency_key\x18\a \x01(\tR\x0eidempotencyKey\x12\x18\n" +
+	"\areceipt\x18\x14 \x01(\bR\areceiptB\x06\n" +
 	"\x04_qosB\x06\n" +
 	"\x04_ttl\"z\n" +
 	"\tPushReply\x12\x0e\n" +

@@ -239,6 +239,60 @@ func (TxTargetKind) EnumDescriptor() ([]byte, []int) {
 	return file_pushgw_internal_v1_saver_proto_rawDescGZIP(), []int{3}
 }
 
+// EventKind: what happened. Receipts carry message_id and outcome; online
+// and offline carry device, platform, room_id and (offline) reason.
+type EventKind int32
+
+const (
+	EventKind_EVENT_KIND_UNSPECIFIED EventKind = 0
+	EventKind_EVENT_KIND_RECEIPT     EventKind = 1
+	EventKind_EVENT_KIND_ONLINE      EventKind = 2
+	EventKind_EVENT_KIND_OFFLINE     EventKind = 3
+)
+
+// Enum value maps for EventKind.
+var (
+	EventKind_name = map[int32]string{
+		0: "EVENT_KIND_UNSPECIFIED",
+		1: "EVENT_KIND_RECEIPT",
+		2: "EVENT_KIND_ONLINE",
+		3: "EVENT_KIND_OFFLINE",
+	}
+	EventKind_value = map[string]int32{
+		"EVENT_KIND_UNSPECIFIED": 0,
+		"EVENT_KIND_RECEIPT":     1,
+		"EVENT_KIND_ONLINE":      2,
+		"EVENT_KIND_OFFLINE":     3,
+	}
+)
+
+func (x EventKind) Enum() *EventKind {
+	p := new(EventKind)
+	*p = x
+	return p
+}
+
+func (x EventKind) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (EventKind) Descriptor() protoreflect.EnumDescriptor {
+	return file_pushgw_internal_v1_saver_proto_enumTypes[4].Descriptor()
+}
+
+func (EventKind) Type() protoreflect.EnumType {
+	return &file_pushgw_internal_v1_saver_proto_enumTypes[4]
+}
+
+func (x EventKind) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use EventKind.Descriptor instead.
+func (EventKind) EnumDescriptor() ([]byte, []int) {
+	return file_pushgw_internal_v1_saver_proto_rawDescGZIP(), []int{4}
+}
+
 type StoreRequest struct {
 	state    protoimpl.MessageState `protogen:"open.v1"`
 	Messages []*Message             `protobuf:"bytes,1,rep,name=messages,proto3" json:"messages,omitempty"`
@@ -3260,6 +3314,529 @@ func (x *PendingBatchReply) GetReplies() []*PendingBatchEntry {
 	return nil
 }
 
+type Event struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// seq is saver's outbox sequence (0 until stored); the webhook's event
+	// id is derived from it.
+	Seq       uint64    `protobuf:"varint,1,opt,name=seq,proto3" json:"seq,omitempty"`
+	Kind      EventKind `protobuf:"varint,2,opt,name=kind,proto3,enum=pushgw.internal.v1.EventKind" json:"kind,omitempty"`
+	App       string    `protobuf:"bytes,3,opt,name=app,proto3" json:"app,omitempty"`
+	User      string    `protobuf:"bytes,4,opt,name=user,proto3" json:"user,omitempty"`
+	Device    string    `protobuf:"bytes,5,opt,name=device,proto3" json:"device,omitempty"`
+	Platform  string    `protobuf:"bytes,6,opt,name=platform,proto3" json:"platform,omitempty"`
+	RoomId    string    `protobuf:"bytes,7,opt,name=room_id,json=roomId,proto3" json:"room_id,omitempty"`
+	SessionId uint64    `protobuf:"varint,8,opt,name=session_id,json=sessionId,proto3" json:"session_id,omitempty"`
+	// reason of an offline: closed, timed_out, kicked, replaced, drained.
+	Reason    string `protobuf:"bytes,9,opt,name=reason,proto3" json:"reason,omitempty"`
+	MessageId uint64 `protobuf:"varint,10,opt,name=message_id,json=messageId,proto3" json:"message_id,omitempty"`
+	// outcome of a receipt: acked, expired, dead.
+	Outcome       string `protobuf:"bytes,11,opt,name=outcome,proto3" json:"outcome,omitempty"`
+	DeliveryCount uint32 `protobuf:"varint,12,opt,name=delivery_count,json=deliveryCount,proto3" json:"delivery_count,omitempty"`
+	AtMs          int64  `protobuf:"varint,13,opt,name=at_ms,json=atMs,proto3" json:"at_ms,omitempty"`
+	// attempts: failed deliveries so far (lease replies only).
+	Attempts      uint32 `protobuf:"varint,14,opt,name=attempts,proto3" json:"attempts,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Event) Reset() {
+	*x = Event{}
+	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[51]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Event) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Event) ProtoMessage() {}
+
+func (x *Event) ProtoReflect() protoreflect.Message {
+	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[51]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Event.ProtoReflect.Descriptor instead.
+func (*Event) Descriptor() ([]byte, []int) {
+	return file_pushgw_internal_v1_saver_proto_rawDescGZIP(), []int{51}
+}
+
+func (x *Event) GetSeq() uint64 {
+	if x != nil {
+		return x.Seq
+	}
+	return 0
+}
+
+func (x *Event) GetKind() EventKind {
+	if x != nil {
+		return x.Kind
+	}
+	return EventKind_EVENT_KIND_UNSPECIFIED
+}
+
+func (x *Event) GetApp() string {
+	if x != nil {
+		return x.App
+	}
+	return ""
+}
+
+func (x *Event) GetUser() string {
+	if x != nil {
+		return x.User
+	}
+	return ""
+}
+
+func (x *Event) GetDevice() string {
+	if x != nil {
+		return x.Device
+	}
+	return ""
+}
+
+func (x *Event) GetPlatform() string {
+	if x != nil {
+		return x.Platform
+	}
+	return ""
+}
+
+func (x *Event) GetRoomId() string {
+	if x != nil {
+		return x.RoomId
+	}
+	return ""
+}
+
+func (x *Event) GetSessionId() uint64 {
+	if x != nil {
+		return x.SessionId
+	}
+	return 0
+}
+
+func (x *Event) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+func (x *Event) GetMessageId() uint64 {
+	if x != nil {
+		return x.MessageId
+	}
+	return 0
+}
+
+func (x *Event) GetOutcome() string {
+	if x != nil {
+		return x.Outcome
+	}
+	return ""
+}
+
+func (x *Event) GetDeliveryCount() uint32 {
+	if x != nil {
+		return x.DeliveryCount
+	}
+	return 0
+}
+
+func (x *Event) GetAtMs() int64 {
+	if x != nil {
+		return x.AtMs
+	}
+	return 0
+}
+
+func (x *Event) GetAttempts() uint32 {
+	if x != nil {
+		return x.Attempts
+	}
+	return 0
+}
+
+type RecordEventsRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Events        []*Event               `protobuf:"bytes,1,rep,name=events,proto3" json:"events,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RecordEventsRequest) Reset() {
+	*x = RecordEventsRequest{}
+	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[52]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RecordEventsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RecordEventsRequest) ProtoMessage() {}
+
+func (x *RecordEventsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[52]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RecordEventsRequest.ProtoReflect.Descriptor instead.
+func (*RecordEventsRequest) Descriptor() ([]byte, []int) {
+	return file_pushgw_internal_v1_saver_proto_rawDescGZIP(), []int{52}
+}
+
+func (x *RecordEventsRequest) GetEvents() []*Event {
+	if x != nil {
+		return x.Events
+	}
+	return nil
+}
+
+type RecordEventsReply struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RecordEventsReply) Reset() {
+	*x = RecordEventsReply{}
+	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[53]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RecordEventsReply) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RecordEventsReply) ProtoMessage() {}
+
+func (x *RecordEventsReply) ProtoReflect() protoreflect.Message {
+	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[53]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RecordEventsReply.ProtoReflect.Descriptor instead.
+func (*RecordEventsReply) Descriptor() ([]byte, []int) {
+	return file_pushgw_internal_v1_saver_proto_rawDescGZIP(), []int{53}
+}
+
+type LeaseEventsRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Limit         uint32                 `protobuf:"varint,1,opt,name=limit,proto3" json:"limit,omitempty"`
+	LeaseMs       int64                  `protobuf:"varint,2,opt,name=lease_ms,json=leaseMs,proto3" json:"lease_ms,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *LeaseEventsRequest) Reset() {
+	*x = LeaseEventsRequest{}
+	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[54]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *LeaseEventsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*LeaseEventsRequest) ProtoMessage() {}
+
+func (x *LeaseEventsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[54]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use LeaseEventsRequest.ProtoReflect.Descriptor instead.
+func (*LeaseEventsRequest) Descriptor() ([]byte, []int) {
+	return file_pushgw_internal_v1_saver_proto_rawDescGZIP(), []int{54}
+}
+
+func (x *LeaseEventsRequest) GetLimit() uint32 {
+	if x != nil {
+		return x.Limit
+	}
+	return 0
+}
+
+func (x *LeaseEventsRequest) GetLeaseMs() int64 {
+	if x != nil {
+		return x.LeaseMs
+	}
+	return 0
+}
+
+type LeaseEventsReply struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// token names this lease in FinishEvents.
+	Token        uint64 `protobuf:"varint,1,opt,name=token,proto3" json:"token,omitempty"`
+	LeaseUntilMs int64  `protobuf:"varint,2,opt,name=lease_until_ms,json=leaseUntilMs,proto3" json:"lease_until_ms,omitempty"`
+	// events, ordered by seq (so per user, oldest first).
+	Events        []*Event `protobuf:"bytes,3,rep,name=events,proto3" json:"events,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *LeaseEventsReply) Reset() {
+	*x = LeaseEventsReply{}
+	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[55]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *LeaseEventsReply) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*LeaseEventsReply) ProtoMessage() {}
+
+func (x *LeaseEventsReply) ProtoReflect() protoreflect.Message {
+	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[55]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use LeaseEventsReply.ProtoReflect.Descriptor instead.
+func (*LeaseEventsReply) Descriptor() ([]byte, []int) {
+	return file_pushgw_internal_v1_saver_proto_rawDescGZIP(), []int{55}
+}
+
+func (x *LeaseEventsReply) GetToken() uint64 {
+	if x != nil {
+		return x.Token
+	}
+	return 0
+}
+
+func (x *LeaseEventsReply) GetLeaseUntilMs() int64 {
+	if x != nil {
+		return x.LeaseUntilMs
+	}
+	return 0
+}
+
+func (x *LeaseEventsReply) GetEvents() []*Event {
+	if x != nil {
+		return x.Events
+	}
+	return nil
+}
+
+type EventRetry struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Seq   uint64                 `protobuf:"varint,1,opt,name=seq,proto3" json:"seq,omitempty"`
+	// next_at_ms: when the event is due again.
+	NextAtMs int64 `protobuf:"varint,2,opt,name=next_at_ms,json=nextAtMs,proto3" json:"next_at_ms,omitempty"`
+	// deferred: not attempted (its app's webhook was already failing), so
+	// attempts is not counted.
+	Deferred      bool `protobuf:"varint,3,opt,name=deferred,proto3" json:"deferred,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *EventRetry) Reset() {
+	*x = EventRetry{}
+	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[56]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *EventRetry) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*EventRetry) ProtoMessage() {}
+
+func (x *EventRetry) ProtoReflect() protoreflect.Message {
+	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[56]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use EventRetry.ProtoReflect.Descriptor instead.
+func (*EventRetry) Descriptor() ([]byte, []int) {
+	return file_pushgw_internal_v1_saver_proto_rawDescGZIP(), []int{56}
+}
+
+func (x *EventRetry) GetSeq() uint64 {
+	if x != nil {
+		return x.Seq
+	}
+	return 0
+}
+
+func (x *EventRetry) GetNextAtMs() int64 {
+	if x != nil {
+		return x.NextAtMs
+	}
+	return 0
+}
+
+func (x *EventRetry) GetDeferred() bool {
+	if x != nil {
+		return x.Deferred
+	}
+	return false
+}
+
+type FinishEventsRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Token         uint64                 `protobuf:"varint,1,opt,name=token,proto3" json:"token,omitempty"`
+	Delivered     []uint64               `protobuf:"varint,2,rep,packed,name=delivered,proto3" json:"delivered,omitempty"`
+	Failed        []*EventRetry          `protobuf:"bytes,3,rep,name=failed,proto3" json:"failed,omitempty"`
+	Released      []uint64               `protobuf:"varint,4,rep,packed,name=released,proto3" json:"released,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *FinishEventsRequest) Reset() {
+	*x = FinishEventsRequest{}
+	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[57]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *FinishEventsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*FinishEventsRequest) ProtoMessage() {}
+
+func (x *FinishEventsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[57]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use FinishEventsRequest.ProtoReflect.Descriptor instead.
+func (*FinishEventsRequest) Descriptor() ([]byte, []int) {
+	return file_pushgw_internal_v1_saver_proto_rawDescGZIP(), []int{57}
+}
+
+func (x *FinishEventsRequest) GetToken() uint64 {
+	if x != nil {
+		return x.Token
+	}
+	return 0
+}
+
+func (x *FinishEventsRequest) GetDelivered() []uint64 {
+	if x != nil {
+		return x.Delivered
+	}
+	return nil
+}
+
+func (x *FinishEventsRequest) GetFailed() []*EventRetry {
+	if x != nil {
+		return x.Failed
+	}
+	return nil
+}
+
+func (x *FinishEventsRequest) GetReleased() []uint64 {
+	if x != nil {
+		return x.Released
+	}
+	return nil
+}
+
+type FinishEventsReply struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// settled counts the events this token still held.
+	Settled       uint32 `protobuf:"varint,1,opt,name=settled,proto3" json:"settled,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *FinishEventsReply) Reset() {
+	*x = FinishEventsReply{}
+	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[58]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *FinishEventsReply) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*FinishEventsReply) ProtoMessage() {}
+
+func (x *FinishEventsReply) ProtoReflect() protoreflect.Message {
+	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[58]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use FinishEventsReply.ProtoReflect.Descriptor instead.
+func (*FinishEventsReply) Descriptor() ([]byte, []int) {
+	return file_pushgw_internal_v1_saver_proto_rawDescGZIP(), []int{58}
+}
+
+func (x *FinishEventsReply) GetSettled() uint32 {
+	if x != nil {
+		return x.Settled
+	}
+	return 0
+}
+
 var File_pushgw_internal_v1_saver_proto protoreflect.FileDescriptor
 
 const file_pushgw_internal_v1_saver_proto_rawDesc = "" +
@@ -3484,7 +4061,48 @@ const file_pushgw_internal_v1_saver_proto_rawDesc = "" +
 	"\x05error\x18\x03 \x01(\tR\x05error\x12\x1a\n" +
 	"\bdeferred\x18\x04 \x01(\bR\bdeferred\"T\n" +
 	"\x11PendingBatchReply\x12?\n" +
-	"\areplies\x18\x01 \x03(\v2%.pushgw.internal.v1.PendingBatchEntryR\areplies*O\n" +
+	"\areplies\x18\x01 \x03(\v2%.pushgw.internal.v1.PendingBatchEntryR\areplies\"\x87\x03\n" +
+	"\x05Event\x12\x10\n" +
+	"\x03seq\x18\x01 \x01(\x04R\x03seq\x121\n" +
+	"\x04kind\x18\x02 \x01(\x0e2\x1d.pushgw.internal.v1.EventKindR\x04kind\x12\x10\n" +
+	"\x03app\x18\x03 \x01(\tR\x03app\x12\x12\n" +
+	"\x04user\x18\x04 \x01(\tR\x04user\x12\x16\n" +
+	"\x06device\x18\x05 \x01(\tR\x06device\x12\x1a\n" +
+	"\bplatform\x18\x06 \x01(\tR\bplatform\x12\x17\n" +
+	"\aroom_id\x18\a \x01(\tR\x06roomId\x12\x1d\n" +
+	"\n" +
+	"session_id\x18\b \x01(\x04R\tsessionId\x12\x16\n" +
+	"\x06reason\x18\t \x01(\tR\x06reason\x12\x1d\n" +
+	"\n" +
+	"message_id\x18\n" +
+	" \x01(\x04R\tmessageId\x12\x18\n" +
+	"\aoutcome\x18\v \x01(\tR\aoutcome\x12%\n" +
+	"\x0edelivery_count\x18\f \x01(\rR\rdeliveryCount\x12\x13\n" +
+	"\x05at_ms\x18\r \x01(\x03R\x04atMs\x12\x1a\n" +
+	"\battempts\x18\x0e \x01(\rR\battempts\"H\n" +
+	"\x13RecordEventsRequest\x121\n" +
+	"\x06events\x18\x01 \x03(\v2\x19.pushgw.internal.v1.EventR\x06events\"\x13\n" +
+	"\x11RecordEventsReply\"E\n" +
+	"\x12LeaseEventsRequest\x12\x14\n" +
+	"\x05limit\x18\x01 \x01(\rR\x05limit\x12\x19\n" +
+	"\blease_ms\x18\x02 \x01(\x03R\aleaseMs\"\x81\x01\n" +
+	"\x10LeaseEventsReply\x12\x14\n" +
+	"\x05token\x18\x01 \x01(\x04R\x05token\x12$\n" +
+	"\x0elease_until_ms\x18\x02 \x01(\x03R\fleaseUntilMs\x121\n" +
+	"\x06events\x18\x03 \x03(\v2\x19.pushgw.internal.v1.EventR\x06events\"X\n" +
+	"\n" +
+	"EventRetry\x12\x10\n" +
+	"\x03seq\x18\x01 \x01(\x04R\x03seq\x12\x1c\n" +
+	"\n" +
+	"next_at_ms\x18\x02 \x01(\x03R\bnextAtMs\x12\x1a\n" +
+	"\bdeferred\x18\x03 \x01(\bR\bdeferred\"\x9d\x01\n" +
+	"\x13FinishEventsRequest\x12\x14\n" +
+	"\x05token\x18\x01 \x01(\x04R\x05token\x12\x1c\n" +
+	"\tdelivered\x18\x02 \x03(\x04R\tdelivered\x126\n" +
+	"\x06failed\x18\x03 \x03(\v2\x1e.pushgw.internal.v1.EventRetryR\x06failed\x12\x1a\n" +
+	"\breleased\x18\x04 \x03(\x04R\breleased\"-\n" +
+	"\x11FinishEventsReply\x12\x18\n" +
+	"\asettled\x18\x01 \x01(\rR\asettled*O\n" +
 	"\bTagLimit\x12\x12\n" +
 	"\x0eTAG_LIMIT_NONE\x10\x00\x12\x16\n" +
 	"\x12TAG_LIMIT_TAG_FULL\x10\x01\x12\x17\n" +
@@ -3505,7 +4123,12 @@ const file_pushgw_internal_v1_saver_proto_rawDesc = "" +
 	"\x13TX_TARGET_KIND_USER\x10\x01\x12\x18\n" +
 	"\x14TX_TARGET_KIND_USERS\x10\x02\x12\x16\n" +
 	"\x12TX_TARGET_KIND_TAG\x10\x03\x12\x1c\n" +
-	"\x18TX_TARGET_KIND_BROADCAST\x10\x042\xab\f\n" +
+	"\x18TX_TARGET_KIND_BROADCAST\x10\x04*n\n" +
+	"\tEventKind\x12\x1a\n" +
+	"\x16EVENT_KIND_UNSPECIFIED\x10\x00\x12\x16\n" +
+	"\x12EVENT_KIND_RECEIPT\x10\x01\x12\x15\n" +
+	"\x11EVENT_KIND_ONLINE\x10\x02\x12\x16\n" +
+	"\x12EVENT_KIND_OFFLINE\x10\x032\xab\f\n" +
 	"\x05Saver\x12I\n" +
 	"\x05Store\x12 .pushgw.internal.v1.StoreRequest\x1a\x1e.pushgw.internal.v1.StoreReply\x12O\n" +
 	"\aPending\x12\".pushgw.internal.v1.PendingRequest\x1a .pushgw.internal.v1.PendingReply\x12L\n" +
@@ -3531,7 +4154,11 @@ const file_pushgw_internal_v1_saver_proto_rawDesc = "" +
 	"\bDecideTx\x12#.pushgw.internal.v1.DecideTxRequest\x1a!.pushgw.internal.v1.DecideTxReply\x12I\n" +
 	"\x05GetTx\x12 .pushgw.internal.v1.GetTxRequest\x1a\x1e.pushgw.internal.v1.GetTxReply\x12a\n" +
 	"\rClaimTxChecks\x12(.pushgw.internal.v1.ClaimTxChecksRequest\x1a&.pushgw.internal.v1.ClaimTxChecksReply\x12a\n" +
-	"\rReportTxCheck\x12(.pushgw.internal.v1.ReportTxCheckRequest\x1a&.pushgw.internal.v1.ReportTxCheckReplyB+Z)github.com/pushgw/pushgw/proto/internalpbb\x06proto3"
+	"\rReportTxCheck\x12(.pushgw.internal.v1.ReportTxCheckRequest\x1a&.pushgw.internal.v1.ReportTxCheckReply2\xaa\x02\n" +
+	"\vSaverEvents\x12^\n" +
+	"\fRecordEvents\x12'.pushgw.internal.v1.RecordEventsRequest\x1a%.pushgw.internal.v1.RecordEventsReply\x12[\n" +
+	"\vLeaseEvents\x12&.pushgw.internal.v1.LeaseEventsRequest\x1a$.pushgw.internal.v1.LeaseEventsReply\x12^\n" +
+	"\fFinishEvents\x12'.pushgw.internal.v1.FinishEventsRequest\x1a%.pushgw.internal.v1.FinishEventsReplyB+Z)github.com/pushgw/pushgw/proto/internalpbb\x06proto3"
 
 var (
 	file_pushgw_internal_v1_saver_proto_rawDescOnce sync.Once
@@ -3545,155 +4172,174 @@ func file_pushgw_internal_v1_saver_proto_rawDescGZIP() []byte {
 	return file_pushgw_internal_v1_saver_proto_rawDescData
 }
 
-var file_pushgw_internal_v1_saver_proto_enumTypes = make([]protoimpl.EnumInfo, 4)
-var file_pushgw_internal_v1_saver_proto_msgTypes = make([]protoimpl.MessageInfo, 53)
+var file_pushgw_internal_v1_saver_proto_enumTypes = make([]protoimpl.EnumInfo, 5)
+var file_pushgw_internal_v1_saver_proto_msgTypes = make([]protoimpl.MessageInfo, 61)
 var file_pushgw_internal_v1_saver_proto_goTypes = []any{
 	(TagLimit)(0),                      // 0: pushgw.internal.v1.TagLimit
 	(TxState)(0),                       // 1: pushgw.internal.v1.TxState
 	(TxDecider)(0),                     // 2: pushgw.internal.v1.TxDecider
 	(TxTargetKind)(0),                  // 3: pushgw.internal.v1.TxTargetKind
-	(*StoreRequest)(nil),               // 4: pushgw.internal.v1.StoreRequest
-	(*StoreReply)(nil),                 // 5: pushgw.internal.v1.StoreReply
-	(*StoreFailure)(nil),               // 6: pushgw.internal.v1.StoreFailure
-	(*PendingRequest)(nil),             // 7: pushgw.internal.v1.PendingRequest
-	(*PendingReply)(nil),               // 8: pushgw.internal.v1.PendingReply
-	(*MessageRef)(nil),                 // 9: pushgw.internal.v1.MessageRef
-	(*ReportRequest)(nil),              // 10: pushgw.internal.v1.ReportRequest
-	(*ReportReply)(nil),                // 11: pushgw.internal.v1.ReportReply
-	(*StatusRequest)(nil),              // 12: pushgw.internal.v1.StatusRequest
-	(*StatusReply)(nil),                // 13: pushgw.internal.v1.StatusReply
-	(*ClaimUndeliveredRequest)(nil),    // 14: pushgw.internal.v1.ClaimUndeliveredRequest
-	(*ClaimUndeliveredReply)(nil),      // 15: pushgw.internal.v1.ClaimUndeliveredReply
-	(*TagUsersRequest)(nil),            // 16: pushgw.internal.v1.TagUsersRequest
-	(*TagUsersReply)(nil),              // 17: pushgw.internal.v1.TagUsersReply
-	(*UserTagsRequest)(nil),            // 18: pushgw.internal.v1.UserTagsRequest
-	(*UserTagsReply)(nil),              // 19: pushgw.internal.v1.UserTagsReply
-	(*TagMembersRequest)(nil),          // 20: pushgw.internal.v1.TagMembersRequest
-	(*TagMembersReply)(nil),            // 21: pushgw.internal.v1.TagMembersReply
-	(*TagMembershipRequest)(nil),       // 22: pushgw.internal.v1.TagMembershipRequest
-	(*TagMembershipReply)(nil),         // 23: pushgw.internal.v1.TagMembershipReply
-	(*StoreBroadcastRequest)(nil),      // 24: pushgw.internal.v1.StoreBroadcastRequest
-	(*StoreBroadcastReply)(nil),        // 25: pushgw.internal.v1.StoreBroadcastReply
-	(*BroadcastRoomProgress)(nil),      // 26: pushgw.internal.v1.BroadcastRoomProgress
-	(*BroadcastProgressRequest)(nil),   // 27: pushgw.internal.v1.BroadcastProgressRequest
-	(*BroadcastProgressReply)(nil),     // 28: pushgw.internal.v1.BroadcastProgressReply
-	(*ClaimBroadcastRoomsRequest)(nil), // 29: pushgw.internal.v1.ClaimBroadcastRoomsRequest
-	(*BroadcastRoomClaim)(nil),         // 30: pushgw.internal.v1.BroadcastRoomClaim
-	(*ClaimBroadcastRoomsReply)(nil),   // 31: pushgw.internal.v1.ClaimBroadcastRoomsReply
-	(*BroadcastStatusRequest)(nil),     // 32: pushgw.internal.v1.BroadcastStatusRequest
-	(*BroadcastRoomState)(nil),         // 33: pushgw.internal.v1.BroadcastRoomState
-	(*BroadcastStatusReply)(nil),       // 34: pushgw.internal.v1.BroadcastStatusReply
-	(*CatchUpRequest)(nil),             // 35: pushgw.internal.v1.CatchUpRequest
-	(*CatchUpReply)(nil),               // 36: pushgw.internal.v1.CatchUpReply
-	(*TxRecipient)(nil),                // 37: pushgw.internal.v1.TxRecipient
-	(*TxRecord)(nil),                   // 38: pushgw.internal.v1.TxRecord
-	(*PrepareTxRequest)(nil),           // 39: pushgw.internal.v1.PrepareTxRequest
-	(*PrepareTxReply)(nil),             // 40: pushgw.internal.v1.PrepareTxReply
-	(*DecideTxRequest)(nil),            // 41: pushgw.internal.v1.DecideTxRequest
-	(*DecideTxReply)(nil),              // 42: pushgw.internal.v1.DecideTxReply
-	(*GetTxRequest)(nil),               // 43: pushgw.internal.v1.GetTxRequest
-	(*GetTxReply)(nil),                 // 44: pushgw.internal.v1.GetTxReply
-	(*ClaimTxChecksRequest)(nil),       // 45: pushgw.internal.v1.ClaimTxChecksRequest
-	(*TxClaim)(nil),                    // 46: pushgw.internal.v1.TxClaim
-	(*ClaimTxChecksReply)(nil),         // 47: pushgw.internal.v1.ClaimTxChecksReply
-	(*ReportTxCheckRequest)(nil),       // 48: pushgw.internal.v1.ReportTxCheckRequest
-	(*ReportTxCheckReply)(nil),         // 49: pushgw.internal.v1.ReportTxCheckReply
-	(*StoreMultiRequest)(nil),          // 50: pushgw.internal.v1.StoreMultiRequest
-	(*StoreMultiReply)(nil),            // 51: pushgw.internal.v1.StoreMultiReply
-	(*PendingBatchRequest)(nil),        // 52: pushgw.internal.v1.PendingBatchRequest
-	(*PendingBatchEntry)(nil),          // 53: pushgw.internal.v1.PendingBatchEntry
-	(*PendingBatchReply)(nil),          // 54: pushgw.internal.v1.PendingBatchReply
-	nil,                                // 55: pushgw.internal.v1.StoreReply.ReplacedEntry
-	nil,                                // 56: pushgw.internal.v1.StoreReply.FailedEntry
-	(*Message)(nil),                    // 57: pushgw.internal.v1.Message
-	(*Broadcast)(nil),                  // 58: pushgw.internal.v1.Broadcast
+	(EventKind)(0),                     // 4: pushgw.internal.v1.EventKind
+	(*StoreRequest)(nil),               // 5: pushgw.internal.v1.StoreRequest
+	(*StoreReply)(nil),                 // 6: pushgw.internal.v1.StoreReply
+	(*StoreFailure)(nil),               // 7: pushgw.internal.v1.StoreFailure
+	(*PendingRequest)(nil),             // 8: pushgw.internal.v1.PendingRequest
+	(*PendingReply)(nil),               // 9: pushgw.internal.v1.PendingReply
+	(*MessageRef)(nil),                 // 10: pushgw.internal.v1.MessageRef
+	(*ReportRequest)(nil),              // 11: pushgw.internal.v1.ReportRequest
+	(*ReportReply)(nil),                // 12: pushgw.internal.v1.ReportReply
+	(*StatusRequest)(nil),              // 13: pushgw.internal.v1.StatusRequest
+	(*StatusReply)(nil),                // 14: pushgw.internal.v1.StatusReply
+	(*ClaimUndeliveredRequest)(nil),    // 15: pushgw.internal.v1.ClaimUndeliveredRequest
+	(*ClaimUndeliveredReply)(nil),      // 16: pushgw.internal.v1.ClaimUndeliveredReply
+	(*TagUsersRequest)(nil),            // 17: pushgw.internal.v1.TagUsersRequest
+	(*TagUsersReply)(nil),              // 18: pushgw.internal.v1.TagUsersReply
+	(*UserTagsRequest)(nil),            // 19: pushgw.internal.v1.UserTagsRequest
+	(*UserTagsReply)(nil),              // 20: pushgw.internal.v1.UserTagsReply
+	(*TagMembersRequest)(nil),          // 21: pushgw.internal.v1.TagMembersRequest
+	(*TagMembersReply)(nil),            // 22: pushgw.internal.v1.TagMembersReply
+	(*TagMembershipRequest)(nil),       // 23: pushgw.internal.v1.TagMembershipRequest
+	(*TagMembershipReply)(nil),         // 24: pushgw.internal.v1.TagMembershipReply
+	(*StoreBroadcastRequest)(nil),      // 25: pushgw.internal.v1.StoreBroadcastRequest
+	(*StoreBroadcastReply)(nil),        // 26: pushgw.internal.v1.StoreBroadcastReply
+	(*BroadcastRoomProgress)(nil),      // 27: pushgw.internal.v1.BroadcastRoomProgress
+	(*BroadcastProgressRequest)(nil),   // 28: pushgw.internal.v1.BroadcastProgressRequest
+	(*BroadcastProgressReply)(nil),     // 29: pushgw.internal.v1.BroadcastProgressReply
+	(*ClaimBroadcastRoomsRequest)(nil), // 30: pushgw.internal.v1.ClaimBroadcastRoomsRequest
+	(*BroadcastRoomClaim)(nil),         // 31: pushgw.internal.v1.BroadcastRoomClaim
+	(*ClaimBroadcastRoomsReply)(nil),   // 32: pushgw.internal.v1.ClaimBroadcastRoomsReply
+	(*BroadcastStatusRequest)(nil),     // 33: pushgw.internal.v1.BroadcastStatusRequest
+	(*BroadcastRoomState)(nil),         // 34: pushgw.internal.v1.BroadcastRoomState
+	(*BroadcastStatusReply)(nil),       // 35: pushgw.internal.v1.BroadcastStatusReply
+	(*CatchUpRequest)(nil),             // 36: pushgw.internal.v1.CatchUpRequest
+	(*CatchUpReply)(nil),               // 37: pushgw.internal.v1.CatchUpReply
+	(*TxRecipient)(nil),                // 38: pushgw.internal.v1.TxRecipient
+	(*TxRecord)(nil),                   // 39: pushgw.internal.v1.TxRecord
+	(*PrepareTxRequest)(nil),           // 40: pushgw.internal.v1.PrepareTxRequest
+	(*PrepareTxReply)(nil),             // 41: pushgw.internal.v1.PrepareTxReply
+	(*DecideTxRequest)(nil),            // 42: pushgw.internal.v1.DecideTxRequest
+	(*DecideTxReply)(nil),              // 43: pushgw.internal.v1.DecideTxReply
+	(*GetTxRequest)(nil),               // 44: pushgw.internal.v1.GetTxRequest
+	(*GetTxReply)(nil),                 // 45: pushgw.internal.v1.GetTxReply
+	(*ClaimTxChecksRequest)(nil),       // 46: pushgw.internal.v1.ClaimTxChecksRequest
+	(*TxClaim)(nil),                    // 47: pushgw.internal.v1.TxClaim
+	(*ClaimTxChecksReply)(nil),         // 48: pushgw.internal.v1.ClaimTxChecksReply
+	(*ReportTxCheckRequest)(nil),       // 49: pushgw.internal.v1.ReportTxCheckRequest
+	(*ReportTxCheckReply)(nil),         // 50: pushgw.internal.v1.ReportTxCheckReply
+	(*StoreMultiRequest)(nil),          // 51: pushgw.internal.v1.StoreMultiRequest
+	(*StoreMultiReply)(nil),            // 52: pushgw.internal.v1.StoreMultiReply
+	(*PendingBatchRequest)(nil),        // 53: pushgw.internal.v1.PendingBatchRequest
+	(*PendingBatchEntry)(nil),          // 54: pushgw.internal.v1.PendingBatchEntry
+	(*PendingBatchReply)(nil),          // 55: pushgw.internal.v1.PendingBatchReply
+	(*Event)(nil),                      // 56: pushgw.internal.v1.Event
+	(*RecordEventsRequest)(nil),        // 57: pushgw.internal.v1.RecordEventsRequest
+	(*RecordEventsReply)(nil),          // 58: pushgw.internal.v1.RecordEventsReply
+	(*LeaseEventsRequest)(nil),         // 59: pushgw.internal.v1.LeaseEventsRequest
+	(*LeaseEventsReply)(nil),           // 60: pushgw.internal.v1.LeaseEventsReply
+	(*EventRetry)(nil),                 // 61: pushgw.internal.v1.EventRetry
+	(*FinishEventsRequest)(nil),        // 62: pushgw.internal.v1.FinishEventsRequest
+	(*FinishEventsReply)(nil),          // 63: pushgw.internal.v1.FinishEventsReply
+	nil,                                // 64: pushgw.internal.v1.StoreReply.ReplacedEntry
+	nil,                                // 65: pushgw.internal.v1.StoreReply.FailedEntry
+	(*Message)(nil),                    // 66: pushgw.internal.v1.Message
+	(*Broadcast)(nil),                  // 67: pushgw.internal.v1.Broadcast
 }
 var file_pushgw_internal_v1_saver_proto_depIdxs = []int32{
-	57, // 0: pushgw.internal.v1.StoreRequest.messages:type_name -> pushgw.internal.v1.Message
-	55, // 1: pushgw.internal.v1.StoreReply.replaced:type_name -> pushgw.internal.v1.StoreReply.ReplacedEntry
-	56, // 2: pushgw.internal.v1.StoreReply.failed:type_name -> pushgw.internal.v1.StoreReply.FailedEntry
-	57, // 3: pushgw.internal.v1.PendingReply.messages:type_name -> pushgw.internal.v1.Message
-	9,  // 4: pushgw.internal.v1.ReportRequest.acked:type_name -> pushgw.internal.v1.MessageRef
-	9,  // 5: pushgw.internal.v1.ReportRequest.delivered:type_name -> pushgw.internal.v1.MessageRef
-	57, // 6: pushgw.internal.v1.StatusReply.message:type_name -> pushgw.internal.v1.Message
-	57, // 7: pushgw.internal.v1.ClaimUndeliveredReply.messages:type_name -> pushgw.internal.v1.Message
+	66, // 0: pushgw.internal.v1.StoreRequest.messages:type_name -> pushgw.internal.v1.Message
+	64, // 1: pushgw.internal.v1.StoreReply.replaced:type_name -> pushgw.internal.v1.StoreReply.ReplacedEntry
+	65, // 2: pushgw.internal.v1.StoreReply.failed:type_name -> pushgw.internal.v1.StoreReply.FailedEntry
+	66, // 3: pushgw.internal.v1.PendingReply.messages:type_name -> pushgw.internal.v1.Message
+	10, // 4: pushgw.internal.v1.ReportRequest.acked:type_name -> pushgw.internal.v1.MessageRef
+	10, // 5: pushgw.internal.v1.ReportRequest.delivered:type_name -> pushgw.internal.v1.MessageRef
+	66, // 6: pushgw.internal.v1.StatusReply.message:type_name -> pushgw.internal.v1.Message
+	66, // 7: pushgw.internal.v1.ClaimUndeliveredReply.messages:type_name -> pushgw.internal.v1.Message
 	0,  // 8: pushgw.internal.v1.TagUsersReply.limit:type_name -> pushgw.internal.v1.TagLimit
-	58, // 9: pushgw.internal.v1.StoreBroadcastRequest.broadcast:type_name -> pushgw.internal.v1.Broadcast
-	26, // 10: pushgw.internal.v1.BroadcastProgressRequest.items:type_name -> pushgw.internal.v1.BroadcastRoomProgress
-	58, // 11: pushgw.internal.v1.BroadcastRoomClaim.broadcast:type_name -> pushgw.internal.v1.Broadcast
-	30, // 12: pushgw.internal.v1.ClaimBroadcastRoomsReply.claims:type_name -> pushgw.internal.v1.BroadcastRoomClaim
-	58, // 13: pushgw.internal.v1.BroadcastStatusReply.broadcast:type_name -> pushgw.internal.v1.Broadcast
-	33, // 14: pushgw.internal.v1.BroadcastStatusReply.rooms:type_name -> pushgw.internal.v1.BroadcastRoomState
-	58, // 15: pushgw.internal.v1.CatchUpReply.broadcasts:type_name -> pushgw.internal.v1.Broadcast
+	67, // 9: pushgw.internal.v1.StoreBroadcastRequest.broadcast:type_name -> pushgw.internal.v1.Broadcast
+	27, // 10: pushgw.internal.v1.BroadcastProgressRequest.items:type_name -> pushgw.internal.v1.BroadcastRoomProgress
+	67, // 11: pushgw.internal.v1.BroadcastRoomClaim.broadcast:type_name -> pushgw.internal.v1.Broadcast
+	31, // 12: pushgw.internal.v1.ClaimBroadcastRoomsReply.claims:type_name -> pushgw.internal.v1.BroadcastRoomClaim
+	67, // 13: pushgw.internal.v1.BroadcastStatusReply.broadcast:type_name -> pushgw.internal.v1.Broadcast
+	34, // 14: pushgw.internal.v1.BroadcastStatusReply.rooms:type_name -> pushgw.internal.v1.BroadcastRoomState
+	67, // 15: pushgw.internal.v1.CatchUpReply.broadcasts:type_name -> pushgw.internal.v1.Broadcast
 	3,  // 16: pushgw.internal.v1.TxRecord.target_kind:type_name -> pushgw.internal.v1.TxTargetKind
-	37, // 17: pushgw.internal.v1.TxRecord.recipients:type_name -> pushgw.internal.v1.TxRecipient
+	38, // 17: pushgw.internal.v1.TxRecord.recipients:type_name -> pushgw.internal.v1.TxRecipient
 	1,  // 18: pushgw.internal.v1.TxRecord.state:type_name -> pushgw.internal.v1.TxState
 	2,  // 19: pushgw.internal.v1.TxRecord.decided_by:type_name -> pushgw.internal.v1.TxDecider
-	38, // 20: pushgw.internal.v1.PrepareTxRequest.tx:type_name -> pushgw.internal.v1.TxRecord
-	38, // 21: pushgw.internal.v1.PrepareTxReply.tx:type_name -> pushgw.internal.v1.TxRecord
+	39, // 20: pushgw.internal.v1.PrepareTxRequest.tx:type_name -> pushgw.internal.v1.TxRecord
+	39, // 21: pushgw.internal.v1.PrepareTxReply.tx:type_name -> pushgw.internal.v1.TxRecord
 	1,  // 22: pushgw.internal.v1.DecideTxRequest.to:type_name -> pushgw.internal.v1.TxState
 	2,  // 23: pushgw.internal.v1.DecideTxRequest.by:type_name -> pushgw.internal.v1.TxDecider
-	38, // 24: pushgw.internal.v1.DecideTxReply.tx:type_name -> pushgw.internal.v1.TxRecord
-	57, // 25: pushgw.internal.v1.DecideTxReply.messages:type_name -> pushgw.internal.v1.Message
-	58, // 26: pushgw.internal.v1.DecideTxReply.broadcast:type_name -> pushgw.internal.v1.Broadcast
-	38, // 27: pushgw.internal.v1.GetTxReply.tx:type_name -> pushgw.internal.v1.TxRecord
-	38, // 28: pushgw.internal.v1.TxClaim.tx:type_name -> pushgw.internal.v1.TxRecord
-	46, // 29: pushgw.internal.v1.ClaimTxChecksReply.claims:type_name -> pushgw.internal.v1.TxClaim
-	38, // 30: pushgw.internal.v1.ReportTxCheckReply.tx:type_name -> pushgw.internal.v1.TxRecord
-	57, // 31: pushgw.internal.v1.StoreMultiRequest.message:type_name -> pushgw.internal.v1.Message
-	7,  // 32: pushgw.internal.v1.PendingBatchRequest.requests:type_name -> pushgw.internal.v1.PendingRequest
-	57, // 33: pushgw.internal.v1.PendingBatchEntry.messages:type_name -> pushgw.internal.v1.Message
-	53, // 34: pushgw.internal.v1.PendingBatchReply.replies:type_name -> pushgw.internal.v1.PendingBatchEntry
-	6,  // 35: pushgw.internal.v1.StoreReply.FailedEntry.value:type_name -> pushgw.internal.v1.StoreFailure
-	4,  // 36: pushgw.internal.v1.Saver.Store:input_type -> pushgw.internal.v1.StoreRequest
-	7,  // 37: pushgw.internal.v1.Saver.Pending:input_type -> pushgw.internal.v1.PendingRequest
-	10, // 38: pushgw.internal.v1.Saver.Report:input_type -> pushgw.internal.v1.ReportRequest
-	12, // 39: pushgw.internal.v1.Saver.Status:input_type -> pushgw.internal.v1.StatusRequest
-	14, // 40: pushgw.internal.v1.Saver.ClaimUndelivered:input_type -> pushgw.internal.v1.ClaimUndeliveredRequest
-	16, // 41: pushgw.internal.v1.Saver.AddTagUsers:input_type -> pushgw.internal.v1.TagUsersRequest
-	16, // 42: pushgw.internal.v1.Saver.RemoveTagUsers:input_type -> pushgw.internal.v1.TagUsersRequest
-	18, // 43: pushgw.internal.v1.Saver.UserTags:input_type -> pushgw.internal.v1.UserTagsRequest
-	20, // 44: pushgw.internal.v1.Saver.TagMembers:input_type -> pushgw.internal.v1.TagMembersRequest
-	22, // 45: pushgw.internal.v1.Saver.TagMembership:input_type -> pushgw.internal.v1.TagMembershipRequest
-	24, // 46: pushgw.internal.v1.Saver.StoreBroadcast:input_type -> pushgw.internal.v1.StoreBroadcastRequest
-	27, // 47: pushgw.internal.v1.Saver.BroadcastProgress:input_type -> pushgw.internal.v1.BroadcastProgressRequest
-	29, // 48: pushgw.internal.v1.Saver.ClaimBroadcastRooms:input_type -> pushgw.internal.v1.ClaimBroadcastRoomsRequest
-	32, // 49: pushgw.internal.v1.Saver.BroadcastStatus:input_type -> pushgw.internal.v1.BroadcastStatusRequest
-	35, // 50: pushgw.internal.v1.Saver.CatchUp:input_type -> pushgw.internal.v1.CatchUpRequest
-	50, // 51: pushgw.internal.v1.Saver.StoreMulti:input_type -> pushgw.internal.v1.StoreMultiRequest
-	52, // 52: pushgw.internal.v1.Saver.PendingBatch:input_type -> pushgw.internal.v1.PendingBatchRequest
-	39, // 53: pushgw.internal.v1.SaverTx.PrepareTx:input_type -> pushgw.internal.v1.PrepareTxRequest
-	41, // 54: pushgw.internal.v1.SaverTx.DecideTx:input_type -> pushgw.internal.v1.DecideTxRequest
-	43, // 55: pushgw.internal.v1.SaverTx.GetTx:input_type -> pushgw.internal.v1.GetTxRequest
-	45, // 56: pushgw.internal.v1.SaverTx.ClaimTxChecks:input_type -> pushgw.internal.v1.ClaimTxChecksRequest
-	48, // 57: pushgw.internal.v1.SaverTx.ReportTxCheck:input_type -> pushgw.internal.v1.ReportTxCheckRequest
-	5,  // 58: pushgw.internal.v1.Saver.Store:output_type -> pushgw.internal.v1.StoreReply
-	8,  // 59: pushgw.internal.v1.Saver.Pending:output_type -> pushgw.internal.v1.PendingReply
-	11, // 60: pushgw.internal.v1.Saver.Report:output_type -> pushgw.internal.v1.ReportReply
-	13, // 61: pushgw.internal.v1.Saver.Status:output_type -> pushgw.internal.v1.StatusReply
-	15, // 62: pushgw.internal.v1.Saver.ClaimUndelivered:output_type -> pushgw.internal.v1.ClaimUndeliveredReply
-	17, // 63: pushgw.internal.v1.Saver.AddTagUsers:output_type -> pushgw.internal.v1.TagUsersReply
-	17, // 64: pushgw.internal.v1.Saver.RemoveTagUsers:output_type -> pushgw.internal.v1.TagUsersReply
-	19, // 65: pushgw.internal.v1.Saver.UserTags:output_type -> pushgw.internal.v1.UserTagsReply
-	21, // 66: pushgw.internal.v1.Saver.TagMembers:output_type -> pushgw.internal.v1.TagMembersReply
-	23, // 67: pushgw.internal.v1.Saver.TagMembership:output_type -> pushgw.internal.v1.TagMembershipReply
-	25, // 68: pushgw.internal.v1.Saver.StoreBroadcast:output_type -> pushgw.internal.v1.StoreBroadcastReply
-	28, // 69: pushgw.internal.v1.Saver.BroadcastProgress:output_type -> pushgw.internal.v1.BroadcastProgressReply
-	31, // 70: pushgw.internal.v1.Saver.ClaimBroadcastRooms:output_type -> pushgw.internal.v1.ClaimBroadcastRoomsReply
-	34, // 71: pushgw.internal.v1.Saver.BroadcastStatus:output_type -> pushgw.internal.v1.BroadcastStatusReply
-	36, // 72: pushgw.internal.v1.Saver.CatchUp:output_type -> pushgw.internal.v1.CatchUpReply
-	51, // 73: pushgw.internal.v1.Saver.StoreMulti:output_type -> pushgw.internal.v1.StoreMultiReply
-	54, // 74: pushgw.internal.v1.Saver.PendingBatch:output_type -> pushgw.internal.v1.PendingBatchReply
-	40, // 75: pushgw.internal.v1.SaverTx.PrepareTx:output_type -> pushgw.internal.v1.PrepareTxReply
-	42, // 76: pushgw.internal.v1.SaverTx.DecideTx:output_type -> pushgw.internal.v1.DecideTxReply
-	44, // 77: pushgw.internal.v1.SaverTx.GetTx:output_type -> pushgw.internal.v1.GetTxReply
-	47, // 78: pushgw.internal.v1.SaverTx.ClaimTxChecks:output_type -> pushgw.internal.v1.ClaimTxChecksReply
-	49, // 79: pushgw.internal.v1.SaverTx.ReportTxCheck:output_type -> pushgw.internal.v1.ReportTxCheckReply
-	58, // [58:80] is the sub-list for method output_type
-	36, // [36:58] is the sub-list for method input_type
-	36, // [36:36] is the sub-list for extension type_name
-	36, // [36:36] is the sub-list for extension extendee
-	0,  // [0:36] is the sub-list for field type_name
+	39, // 24: pushgw.internal.v1.DecideTxReply.tx:type_name -> pushgw.internal.v1.TxRecord
+	66, // 25: pushgw.internal.v1.DecideTxReply.messages:type_name -> pushgw.internal.v1.Message
+	67, // 26: pushgw.internal.v1.DecideTxReply.broadcast:type_name -> pushgw.internal.v1.Broadcast
+	39, // 27: pushgw.internal.v1.GetTxReply.tx:type_name -> pushgw.internal.v1.TxRecord
+	39, // 28: pushgw.internal.v1.TxClaim.tx:type_name -> pushgw.internal.v1.TxRecord
+	47, // 29: pushgw.internal.v1.ClaimTxChecksReply.claims:type_name -> pushgw.internal.v1.TxClaim
+	39, // 30: pushgw.internal.v1.ReportTxCheckReply.tx:type_name -> pushgw.internal.v1.TxRecord
+	66, // 31: pushgw.internal.v1.StoreMultiRequest.message:type_name -> pushgw.internal.v1.Message
+	8,  // 32: pushgw.internal.v1.PendingBatchRequest.requests:type_name -> pushgw.internal.v1.PendingRequest
+	66, // 33: pushgw.internal.v1.PendingBatchEntry.messages:type_name -> pushgw.internal.v1.Message
+	54, // 34: pushgw.internal.v1.PendingBatchReply.replies:type_name -> pushgw.internal.v1.PendingBatchEntry
+	4,  // 35: pushgw.internal.v1.Event.kind:type_name -> pushgw.internal.v1.EventKind
+	56, // 36: pushgw.internal.v1.RecordEventsRequest.events:type_name -> pushgw.internal.v1.Event
+	56, // 37: pushgw.internal.v1.LeaseEventsReply.events:type_name -> pushgw.internal.v1.Event
+	61, // 38: pushgw.internal.v1.FinishEventsRequest.failed:type_name -> pushgw.internal.v1.EventRetry
+	7,  // 39: pushgw.internal.v1.StoreReply.FailedEntry.value:type_name -> pushgw.internal.v1.StoreFailure
+	5,  // 40: pushgw.internal.v1.Saver.Store:input_type -> pushgw.internal.v1.StoreRequest
+	8,  // 41: pushgw.internal.v1.Saver.Pending:input_type -> pushgw.internal.v1.PendingRequest
+	11, // 42: pushgw.internal.v1.Saver.Report:input_type -> pushgw.internal.v1.ReportRequest
+	13, // 43: pushgw.internal.v1.Saver.Status:input_type -> pushgw.internal.v1.StatusRequest
+	15, // 44: pushgw.internal.v1.Saver.ClaimUndelivered:input_type -> pushgw.internal.v1.ClaimUndeliveredRequest
+	17, // 45: pushgw.internal.v1.Saver.AddTagUsers:input_type -> pushgw.internal.v1.TagUsersRequest
+	17, // 46: pushgw.internal.v1.Saver.RemoveTagUsers:input_type -> pushgw.internal.v1.TagUsersRequest
+	19, // 47: pushgw.internal.v1.Saver.UserTags:input_type -> pushgw.internal.v1.UserTagsRequest
+	21, // 48: pushgw.internal.v1.Saver.TagMembers:input_type -> pushgw.internal.v1.TagMembersRequest
+	23, // 49: pushgw.internal.v1.Saver.TagMembership:input_type -> pushgw.internal.v1.TagMembershipRequest
+	25, // 50: pushgw.internal.v1.Saver.StoreBroadcast:input_type -> pushgw.internal.v1.StoreBroadcastRequest
+	28, // 51: pushgw.internal.v1.Saver.BroadcastProgress:input_type -> pushgw.internal.v1.BroadcastProgressRequest
+	30, // 52: pushgw.internal.v1.Saver.ClaimBroadcastRooms:input_type -> pushgw.internal.v1.ClaimBroadcastRoomsRequest
+	33, // 53: pushgw.internal.v1.Saver.BroadcastStatus:input_type -> pushgw.internal.v1.BroadcastStatusRequest
+	36, // 54: pushgw.internal.v1.Saver.CatchUp:input_type -> pushgw.internal.v1.CatchUpRequest
+	51, // 55: pushgw.internal.v1.Saver.StoreMulti:input_type -> pushgw.internal.v1.StoreMultiRequest
+	53, // 56: pushgw.internal.v1.Saver.PendingBatch:input_type -> pushgw.internal.v1.PendingBatchRequest
+	40, // 57: pushgw.internal.v1.SaverTx.PrepareTx:input_type -> pushgw.internal.v1.PrepareTxRequest
+	42, // 58: pushgw.internal.v1.SaverTx.DecideTx:input_type -> pushgw.internal.v1.DecideTxRequest
+	44, // 59: pushgw.internal.v1.SaverTx.GetTx:input_type -> pushgw.internal.v1.GetTxRequest
+	46, // 60: pushgw.internal.v1.SaverTx.ClaimTxChecks:input_type -> pushgw.internal.v1.ClaimTxChecksRequest
+	49, // 61: pushgw.internal.v1.SaverTx.ReportTxCheck:input_type -> pushgw.internal.v1.ReportTxCheckRequest
+	57, // 62: pushgw.internal.v1.SaverEvents.RecordEvents:input_type -> pushgw.internal.v1.RecordEventsRequest
+	59, // 63: pushgw.internal.v1.SaverEvents.LeaseEvents:input_type -> pushgw.internal.v1.LeaseEventsRequest
+	62, // 64: pushgw.internal.v1.SaverEvents.FinishEvents:input_type -> pushgw.internal.v1.FinishEventsRequest
+	6,  // 65: pushgw.internal.v1.Saver.Store:output_type -> pushgw.internal.v1.StoreReply
+	9,  // 66: pushgw.internal.v1.Saver.Pending:output_type -> pushgw.internal.v1.PendingReply
+	12, // 67: pushgw.internal.v1.Saver.Report:output_type -> pushgw.internal.v1.ReportReply
+	14, // 68: pushgw.internal.v1.Saver.Status:output_type -> pushgw.internal.v1.StatusReply
+	16, // 69: pushgw.internal.v1.Saver.ClaimUndelivered:output_type -> pushgw.internal.v1.ClaimUndeliveredReply
+	18, // 70: pushgw.internal.v1.Saver.AddTagUsers:output_type -> pushgw.internal.v1.TagUsersReply
+	18, // 71: pushgw.internal.v1.Saver.RemoveTagUsers:output_type -> pushgw.internal.v1.TagUsersReply
+	20, // 72: pushgw.internal.v1.Saver.UserTags:output_type -> pushgw.internal.v1.UserTagsReply
+	22, // 73: pushgw.internal.v1.Saver.TagMembers:output_type -> pushgw.internal.v1.TagMembersReply
+	24, // 74: pushgw.internal.v1.Saver.TagMembership:output_type -> pushgw.internal.v1.TagMembershipReply
+	26, // 75: pushgw.internal.v1.Saver.StoreBroadcast:output_type -> pushgw.internal.v1.StoreBroadcastReply
+	29, // 76: pushgw.internal.v1.Saver.BroadcastProgress:output_type -> pushgw.internal.v1.BroadcastProgressReply
+	32, // 77: pushgw.internal.v1.Saver.ClaimBroadcastRooms:output_type -> pushgw.internal.v1.ClaimBroadcastRoomsReply
+	35, // 78: pushgw.internal.v1.Saver.BroadcastStatus:output_type -> pushgw.internal.v1.BroadcastStatusReply
+	37, // 79: pushgw.internal.v1.Saver.CatchUp:output_type -> pushgw.internal.v1.CatchUpReply
+	52, // 80: pushgw.internal.v1.Saver.StoreMulti:output_type -> pushgw.internal.v1.StoreMultiReply
+	55, // 81: pushgw.internal.v1.Saver.PendingBatch:output_type -> pushgw.internal.v1.PendingBatchReply
+	41, // 82: pushgw.internal.v1.SaverTx.PrepareTx:output_type -> pushgw.internal.v1.PrepareTxReply
+	43, // 83: pushgw.internal.v1.SaverTx.DecideTx:output_type -> pushgw.internal.v1.DecideTxReply
+	45, // 84: pushgw.internal.v1.SaverTx.GetTx:output_type -> pushgw.internal.v1.GetTxReply
+	48, // 85: pushgw.internal.v1.SaverTx.ClaimTxChecks:output_type -> pushgw.internal.v1.ClaimTxChecksReply
+	50, // 86: pushgw.internal.v1.SaverTx.ReportTxCheck:output_type -> pushgw.internal.v1.ReportTxCheckReply
+	58, // 87: pushgw.internal.v1.SaverEvents.RecordEvents:output_type -> pushgw.internal.v1.RecordEventsReply
+	60, // 88: pushgw.internal.v1.SaverEvents.LeaseEvents:output_type -> pushgw.internal.v1.LeaseEventsReply
+	63, // 89: pushgw.internal.v1.SaverEvents.FinishEvents:output_type -> pushgw.internal.v1.FinishEventsReply
+	65, // [65:90] is the sub-list for method output_type
+	40, // [40:65] is the sub-list for method input_type
+	40, // [40:40] is the sub-list for extension type_name
+	40, // [40:40] is the sub-list for extension extendee
+	0,  // [0:40] is the sub-list for field type_name
 }
 
 func init() { file_pushgw_internal_v1_saver_proto_init() }
@@ -3707,10 +4353,10 @@ func file_pushgw_internal_v1_saver_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_pushgw_internal_v1_saver_proto_rawDesc), len(file_pushgw_internal_v1_saver_proto_rawDesc)),
-			NumEnums:      4,
-			NumMessages:   53,
+			NumEnums:      5,
+			NumMessages:   61,
 			NumExtensions: 0,
-			NumServices:   2,
+			NumServices:   3,
 		},
 		GoTypes:           file_pushgw_internal_v1_saver_proto_goTypes,
 		DependencyIndexes: file_pushgw_internal_v1_saver_proto_depIdxs,

@@ -1099,3 +1099,209 @@ var SaverTx_ServiceDesc = grpc.ServiceDesc{
 	Streams:  []grpc.StreamDesc{},
 	Metadata: "pushgw/internal/v1/saver.proto",
 }
+
+const (
+	SaverEvents_RecordEvents_FullMethodName = "/pushgw.internal.v1.SaverEvents/RecordEvents"
+	SaverEvents_LeaseEvents_FullMethodName  = "/pushgw.internal.v1.SaverEvents/LeaseEvents"
+	SaverEvents_FinishEvents_FullMethodName = "/pushgw.internal.v1.SaverEvents/FinishEvents"
+)
+
+// SaverEventsClient is the client API for SaverEvents service.
+//
+// For semantics around ctx use and closing/ending streaming RPCs, please refer to https://pkg.go.dev/google.golang.org/grpc/?tab=doc#ClientConn.NewStream.
+//
+// SaverEvents is the durable outbox of callbacks and delivery receipts
+// (docs/OPERATIONS.md, "Callbacks and receipts"). Rooms record online and
+// offline events; saver itself records a receipt in the transaction that
+// finishes a message with receipt set (acked, expired, dead). Coordinators
+// lease events (SELECT … FOR UPDATE SKIP LOCKED), post them to the app's
+// webhook, and finish them. Added by issue 12.
+type SaverEventsClient interface {
+	// RecordEvents stores a batch of online/offline events from a room.
+	RecordEvents(ctx context.Context, in *RecordEventsRequest, opts ...grpc.CallOption) (*RecordEventsReply, error)
+	// LeaseEvents leases up to limit due events, strictly in order per
+	// (app, user): an event is handed out only with every older event of its
+	// user, in this lease, before it.
+	LeaseEvents(ctx context.Context, in *LeaseEventsRequest, opts ...grpc.CallOption) (*LeaseEventsReply, error)
+	// FinishEvents settles a lease: delivered events are deleted, failed ones
+	// are scheduled again, released ones are given back as they were. Only
+	// the holder of the lease's token can settle an event.
+	FinishEvents(ctx context.Context, in *FinishEventsRequest, opts ...grpc.CallOption) (*FinishEventsReply, error)
+}
+
+type saverEventsClient struct {
+	cc grpc.ClientConnInterface
+}
+
+func NewSaverEventsClient(cc grpc.ClientConnInterface) SaverEventsClient {
+	return &saverEventsClient{cc}
+}
+
+func (c *saverEventsClient) RecordEvents(ctx context.Context, in *RecordEventsRequest, opts ...grpc.CallOption) (*RecordEventsReply, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(RecordEventsReply)
+	err := c.cc.Invoke(ctx, SaverEvents_RecordEvents_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *saverEventsClient) LeaseEvents(ctx context.Context, in *LeaseEventsRequest, opts ...grpc.CallOption) (*LeaseEventsReply, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(LeaseEventsReply)
+	err := c.cc.Invoke(ctx, SaverEvents_LeaseEvents_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *saverEventsClient) FinishEvents(ctx context.Context, in *FinishEventsRequest, opts ...grpc.CallOption) (*FinishEventsReply, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(FinishEventsReply)
+	err := c.cc.Invoke(ctx, SaverEvents_FinishEvents_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// SaverEventsServer is the server API for SaverEvents service.
+// All implementations must embed UnimplementedSaverEventsServer
+// for forward compatibility.
+//
+// SaverEvents is the durable outbox of callbacks and delivery receipts
+// (docs/OPERATIONS.md, "Callbacks and receipts"). Rooms record online and
+// offline events; saver itself records a receipt in the transaction that
+// finishes a message with receipt set (acked, expired, dead). Coordinators
+// lease events (SELECT … FOR UPDATE SKIP LOCKED), post them to the app's
+// webhook, and finish them. Added by issue 12.
+type SaverEventsServer interface {
+	// RecordEvents stores a batch of online/offline events from a room.
+	RecordEvents(context.Context, *RecordEventsRequest) (*RecordEventsReply, error)
+	// LeaseEvents leases up to limit due events, strictly in order per
+	// (app, user): an event is handed out only with every older event of its
+	// user, in this lease, before it.
+	LeaseEvents(context.Context, *LeaseEventsRequest) (*LeaseEventsReply, error)
+	// FinishEvents settles a lease: delivered events are deleted, failed ones
+	// are scheduled again, released ones are given back as they were. Only
+	// the holder of the lease's token can settle an event.
+	FinishEvents(context.Context, *FinishEventsRequest) (*FinishEventsReply, error)
+	mustEmbedUnimplementedSaverEventsServer()
+}
+
+// UnimplementedSaverEventsServer must be embedded to have
+// forward compatible implementations.
+//
+// NOTE: this should be embedded by value instead of pointer to avoid a nil
+// pointer dereference when methods are called.
+type UnimplementedSaverEventsServer struct{}
+
+func (UnimplementedSaverEventsServer) RecordEvents(context.Context, *RecordEventsRequest) (*RecordEventsReply, error) {
+	return nil, status.Error(codes.Unimplemented, "method RecordEvents not implemented")
+}
+func (UnimplementedSaverEventsServer) LeaseEvents(context.Context, *LeaseEventsRequest) (*LeaseEventsReply, error) {
+	return nil, status.Error(codes.Unimplemented, "method LeaseEvents not implemented")
+}
+func (UnimplementedSaverEventsServer) FinishEvents(context.Context, *FinishEventsRequest) (*FinishEventsReply, error) {
+	return nil, status.Error(codes.Unimplemented, "method FinishEvents not implemented")
+}
+func (UnimplementedSaverEventsServer) mustEmbedUnimplementedSaverEventsServer() {}
+func (UnimplementedSaverEventsServer) testEmbeddedByValue()                     {}
+
+// UnsafeSaverEventsServer may be embedded to opt out of forward compatibility for this service.
+// Use of this interface is not recommended, as added methods to SaverEventsServer will
+// result in compilation errors.
+type UnsafeSaverEventsServer interface {
+	mustEmbedUnimplementedSaverEventsServer()
+}
+
+func RegisterSaverEventsServer(s grpc.ServiceRegistrar, srv SaverEventsServer) {
+	// If the following call panics, it indicates UnimplementedSaverEventsServer was
+	// embedded by pointer and is nil.  This will cause panics if an
+	// unimplemented method is ever invoked, so we test this at initialization
+	// time to prevent it from happening at runtime later due to I/O.
+	if t, ok := srv.(interface{ testEmbeddedByValue() }); ok {
+		t.testEmbeddedByValue()
+	}
+	s.RegisterService(&SaverEvents_ServiceDesc, srv)
+}
+
+func _SaverEvents_RecordEvents_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(RecordEventsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(SaverEventsServer).RecordEvents(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: SaverEvents_RecordEvents_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(SaverEventsServer).RecordEvents(ctx, req.(*RecordEventsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _SaverEvents_LeaseEvents_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(LeaseEventsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(SaverEventsServer).LeaseEvents(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: SaverEvents_LeaseEvents_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(SaverEventsServer).LeaseEvents(ctx, req.(*LeaseEventsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _SaverEvents_FinishEvents_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(FinishEventsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(SaverEventsServer).FinishEvents(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: SaverEvents_FinishEvents_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(SaverEventsServer).FinishEvents(ctx, req.(*FinishEventsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+// SaverEvents_ServiceDesc is the grpc.ServiceDesc for SaverEvents service.
+// It's only intended for direct use with grpc.RegisterService,
+// and not to be introspected or modified (even as a copy)
+var SaverEvents_ServiceDesc = grpc.ServiceDesc{
+	ServiceName: "pushgw.internal.v1.SaverEvents",
+	HandlerType: (*SaverEventsServer)(nil),
+	Methods: []grpc.MethodDesc{
+		{
+			MethodName: "RecordEvents",
+			Handler:    _SaverEvents_RecordEvents_Handler,
+		},
+		{
+			MethodName: "LeaseEvents",
+			Handler:    _SaverEvents_LeaseEvents_Handler,
+		},
+		{
+			MethodName: "FinishEvents",
+			Handler:    _SaverEvents_FinishEvents_Handler,
+		},
+	},
+	Streams:  []grpc.StreamDesc{},
+	Metadata: "pushgw/internal/v1/saver.proto",
+}

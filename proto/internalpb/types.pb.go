@@ -283,6 +283,10 @@ type Message struct {
 	// Set by saver on a paced multicast's rows: the redelivery sweep leaves
 	// the message alone before this time (when its turn in the pacing comes).
 	RedeliverAtMs int64 `protobuf:"varint,23,opt,name=redeliver_at_ms,json=redeliverAtMs,proto3" json:"redeliver_at_ms,omitempty"`
+	// receipt: the business asked for a delivery receipt (and the app
+	// subscribes to receipts); saver records one when the message is acked,
+	// expires or dies (issue 12).
+	Receipt       bool `protobuf:"varint,40,opt,name=receipt,proto3" json:"receipt,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -422,6 +426,13 @@ func (x *Message) GetRedeliverAtMs() int64 {
 	return 0
 }
 
+func (x *Message) GetReceipt() bool {
+	if x != nil {
+		return x.Receipt
+	}
+	return false
+}
+
 // One message to every connection of an app (or of a tag of it), stored
 // once. seq is allocated by saver per app.
 type Broadcast struct {
@@ -549,7 +560,7 @@ const file_pushgw_internal_v1_types_proto_rawDesc = "" +
 	"\aconn_id\x18\x06 \x01(\x04R\x06connId\x12\x19\n" +
 	"\blogin_ms\x18\a \x01(\x03R\aloginMs\x12\x1b\n" +
 	"\tclient_ip\x18\b \x01(\tR\bclientIp\x12\x1a\n" +
-	"\bplatform\x18\t \x01(\tR\bplatform\"\xd3\x03\n" +
+	"\bplatform\x18\t \x01(\tR\bplatform\"\xed\x03\n" +
 	"\aMessage\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x04R\x02id\x12\x10\n" +
 	"\x03app\x18\x02 \x01(\tR\x03app\x12\x12\n" +
@@ -568,7 +579,8 @@ const file_pushgw_internal_v1_types_proto_rawDesc = "" +
 	"\fcollapse_key\x18\x14 \x01(\tR\vcollapseKey\x12\x1a\n" +
 	"\bpriority\x18\x15 \x01(\rR\bpriority\x12!\n" +
 	"\fmulticast_id\x18\x16 \x01(\x04R\vmulticastId\x12&\n" +
-	"\x0fredeliver_at_ms\x18\x17 \x01(\x03R\rredeliverAtMs\"\xdc\x01\n" +
+	"\x0fredeliver_at_ms\x18\x17 \x01(\x03R\rredeliverAtMs\x12\x18\n" +
+	"\areceipt\x18( \x01(\bR\areceipt\"\xdc\x01\n" +
 	"\tBroadcast\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x04R\x02id\x12\x10\n" +
 	"\x03app\x18\x02 \x01(\tR\x03app\x12\x10\n" +

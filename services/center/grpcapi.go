@@ -130,7 +130,7 @@ func appOf(ctx context.Context) appconfig.App {
 func pushRequestOf(r *apipb.PushRequest) pushRequest {
 	payload := string(r.GetPayload())
 	q := pushRequest{App: r.GetApp(), User: r.GetUser(), Device: r.GetDevice(), Payload: &payload,
-		TTL: r.Ttl, IdempotencyKey: r.GetIdempotencyKey()}
+		TTL: r.Ttl, IdempotencyKey: r.GetIdempotencyKey(), Receipt: r.GetReceipt()}
 	if r.Qos != nil {
 		qos := int(r.GetQos())
 		q.QoS = &qos
@@ -150,6 +150,9 @@ func (s *Server) pushGRPC(ctx context.Context, app appconfig.App, r *apipb.PushR
 		return nil, e
 	}
 	msgs[0].IdempotencyKey = req.IdempotencyKey
+	if e := applyReceipt(app, req.Receipt, d, msgs); e != nil {
+		return nil, e
+	}
 	delivered, replaced, e := s.send(ctx, msgs)
 	if e != nil {
 		return nil, e

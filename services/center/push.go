@@ -44,6 +44,9 @@ func (s *Server) handlePush(w http.ResponseWriter, r *http.Request, app appconfi
 		return nil, e
 	}
 	msgs[0].IdempotencyKey = req.IdempotencyKey
+	if e := applyReceipt(app, req.Receipt, d, msgs); e != nil {
+		return nil, e
+	}
 	delivered, replaced, e := s.send(r.Context(), msgs)
 	if e != nil {
 		return nil, e

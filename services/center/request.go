@@ -23,6 +23,8 @@ type pushRequest struct {
 	// CollapseKey and Priority: see collapse.go.
 	CollapseKey string  `json:"collapse_key"`
 	Priority    *string `json:"priority"`
+	// Receipt asks for a delivery receipt (receipt.go).
+	Receipt bool `json:"receipt"`
 }
 
 // multiPushRequest is the body of POST /v1/push/multi.

@@ -33,6 +33,9 @@ type Config struct {
 	WebhookAttempts       int
 	WebhookAppConcurrency int
 	WebhookAppQueue       int
+
+	// Events: callbacks and receipts from saver's outbox (events_config.go).
+	Events eventLimits
 }
 
 func parseConfig(args []string) (Config, error) {
@@ -46,7 +49,11 @@ func parseConfig(args []string) (Config, error) {
 	fs.IntVar(&c.WebhookAttempts, "webhook-attempts", defaultWebhookAttempts, "POSTs of one uplink at most (5xx, timeouts and refused connections are retried)")
 	fs.IntVar(&c.WebhookAppConcurrency, "webhook-app-concurrency", defaultWebhookAppConcurrency, "one app's webhook calls in flight at most")
 	fs.IntVar(&c.WebhookAppQueue, "webhook-app-queue", defaultWebhookAppQueue, "one app's uplinks waiting for a call slot at most; more are answered UPLINK_QUEUE_FULL")
+	bindEventFlags(fs, &c.Events)
 	if err := fs.Parse(args); err != nil {
+		return c, err
+	}
+	if err := c.Events.validate(); err != nil {
 		return c, err
 	}
 	if c.WebhookTimeout <= 0 {

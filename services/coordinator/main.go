@@ -48,7 +48,13 @@ func run(cfg Config) error {
 	defer apps.Close()
 
 	gs := grpc.NewServer(grpcconn.ServerOptions()...)
-	internalpb.RegisterCoordinatorServer(gs, newServer(apps, cfg.webhookLimits(), newMetrics(base.Registry), log))
+	srv := newServer(apps, cfg.webhookLimits(), newMetrics(base.Registry), log)
+	internalpb.RegisterCoordinatorServer(gs, srv)
+	stopEvents, err := startEvents(ctx, base, cfg, apps, srv.hook)
+	if err != nil {
+		return err
+	}
+	defer stopEvents()
 	serving, err := base.ServeGRPC(ctx, gs, cfg.GRPCAddr, discovery.Instance{Service: discovery.ServiceCoordinator})
 	if err != nil {
 		return err

@@ -93,6 +93,16 @@ func uplinkBody(eventID string, req *internalpb.UplinkRequest) []byte {
 // Each attempt is signed with its own timestamp so that a retry late in the
 // budget is not refused by the receiver's replay window.
 func (c *webhookClient) attempt(ctx context.Context, app appconfig.App, eventID string, body []byte) ([]byte, error) {
+	raw, err := c.post(ctx, app, eventID, body)
+	if err != nil {
+		return nil, err
+	}
+	return replyPayload(raw)
+}
+
+// post makes one signed POST of body and returns the 2xx reply's body;
+// uplinks (attempt) and events (events_post.go) share it.
+func (c *webhookClient) post(ctx context.Context, app appconfig.App, eventID string, body []byte) ([]byte, error) {
 	u, err := url.Parse(app.WebhookURL)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 		return nil, &errWebhook{reason: "app's webhook_url is not an http(s) URL"}
@@ -128,7 +138,7 @@ func (c *webhookClient) attempt(ctx context.Context, app appconfig.App, eventID 
 	if len(raw) > maxWebhookReply {
 		return nil, &errWebhook{reason: fmt.Sprintf("reply is over %d bytes", maxWebhookReply)}
 	}
-	return replyPayload(raw)
+	return raw, nil
 }
 
 // replyPayload extracts the payload from a webhook reply: the decoded

@@ -89,6 +89,7 @@ func (r *room) handleAuth(s *session, f protocol.Frame) {
 		old.kick(protocol.CodeReplaced, "the same device logged in again")
 	}
 	r.m.auths.WithLabelValues("ok").Inc()
+	r.events.online(s)
 	// AUTH_REPLY waits until register holds the session, so a push sent
 	// right after it finds the session; a register that does not answer in
 	// -auth-reply-wait delays nobody (the put lands when it comes back).

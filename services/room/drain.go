@@ -80,6 +80,9 @@ func (s *server) shutdown() {
 	if err := s.r.reports.Close(fctx); err != nil {
 		s.log.Warn("room: reports not flushed before the deadline", "err", err)
 	}
+	if err := s.r.events.Close(fctx); err != nil {
+		s.log.Warn("room: online/offline events not flushed before the deadline", "err", err)
+	}
 	cancel()
 	dctx, cancel := context.WithTimeout(context.Background(), drainDeregWait)
 	if err := s.reg.Close(dctx); err != nil {

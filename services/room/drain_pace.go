@@ -160,6 +160,7 @@ func (r *room) snapshotSessions() []*session {
 // returns how many it told; onSent runs after each one told.
 func (r *room) redirectPaced(ctx context.Context, rate func() int, reason string, onSent func()) int {
 	return pace(ctx, r.snapshotSessions(), rate, sleepFor, func(ss *session, every time.Duration) bool {
+		ss.setCloseReason(closeDrained)
 		if !ss.c.CloseWith(pacedRedirectFrame(every, reason)) {
 			return false
 		}

@@ -26,6 +26,7 @@ type peers struct {
 
 	register    internalpb.RegisterClient
 	saver       internalpb.SaverClient
+	events      internalpb.SaverEventsClient
 	coordinator internalpb.CoordinatorClient
 }
 
@@ -55,6 +56,7 @@ func dialPeers(ctx context.Context, cli *clientv3.Client, cluster string, log *s
 		return nil, err
 	}
 	p.saver = internalpb.NewSaverClient(cc)
+	p.events = internalpb.NewSaverEventsClient(cc)
 	if cc, err = dial(discovery.ServiceCoordinator); err != nil {
 		p.Close()
 		return nil, err

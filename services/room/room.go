@@ -42,6 +42,7 @@ type room struct {
 	later    *laterQueue
 	sessions *sessionSync
 	reports  *reporter
+	events   *eventReporter // online/offline callbacks (events.go); nil: none
 	bc       *broadcaster
 	pending  *ants.Pool
 	uplinks  *ants.Pool
@@ -78,6 +79,10 @@ type roomDeps struct {
 	register    internalpb.RegisterClient
 	saver       internalpb.SaverClient
 	coordinator internalpb.CoordinatorClient
+	// events and subscribes feed online/offline callbacks (events.go);
+	// either nil turns them off.
+	events     internalpb.SaverEventsClient
+	subscribes func(app, event string) bool
 }
 
 func newRoom(cfg config, d roomDeps) (*room, error) {
@@ -123,6 +128,7 @@ func newRoom(cfg config, d roomDeps) (*room, error) {
 	r.pulls = newPuller(r, pullBatchSize, pullBatchDelay)
 	r.sessions = newSessionSync(r)
 	r.reports = newReporter(r)
+	r.events = newEventReporter(r, d.events, d.subscribes)
 	r.wheel.Start()
 	r.later.Start()
 	go r.trimLoop()
@@ -231,6 +237,7 @@ func (r *room) OnClose(h handle) {
 	r.m.conns.Dec()
 	if s.isAuthed() {
 		r.sessions.Delete(s.regSession())
+		r.events.offline(s)
 	} else {
 		r.preAuth.Add(-1)
 	}
@@ -241,6 +248,7 @@ func (r *room) OnClose(h handle) {
 func (r *room) expired(s *session) {
 	if s.isAuthed() {
 		r.m.hbTimeouts.Inc()
+		s.setCloseReason(closeTimedOut)
 		s.fail(0, protocol.CodeHeartbeatTimeout, "no frame within the heartbeat deadline")
 		return
 	}

@@ -27,6 +27,8 @@ type serverDeps struct {
 	registry prometheus.Registerer
 	secretOf func(app string) ([]byte, bool)
 	peers    *peers
+	// subscribes: whether an app takes an event (events.go).
+	subscribes func(app, event string) bool
 }
 
 // server is a running room: listeners, engine, gRPC service, registration.
@@ -52,6 +54,7 @@ func startServer(ctx context.Context, cfg config, d serverDeps) (*server, error)
 	r, err := newRoom(cfg, roomDeps{
 		log: d.log, metrics: newMetrics(d.registry), secretOf: d.secretOf,
 		register: d.peers.register, saver: d.peers.saver, coordinator: d.peers.coordinator,
+		events: d.peers.events, subscribes: d.subscribes,
 	})
 	if err != nil {
 		return nil, err

@@ -49,6 +49,8 @@ type session struct {
 	// it echoes.
 	replied atomic.Bool
 	authSeq uint32
+	// closeWhy is the closeReason of an offline event (events.go).
+	closeWhy atomic.Uint32
 }
 
 func (s *session) isAuthed() bool { return s.authed.Load() }
@@ -117,6 +119,7 @@ func (s *session) fail(seq uint32, code protocol.Code, msg string) {
 // already closing.
 func (s *session) kick(code protocol.Code, reason string) bool {
 	frame, _ := protocol.AppendMessage(nil, protocol.OpKick, 0, &clientpb.Kick{Code: uint32(code), Reason: reason})
+	s.setCloseReason(closeReasonOf(code))
 	if !s.c.CloseWith(frame) {
 		return false
 	}

@@ -136,6 +136,7 @@ func run(cfg *config) error {
 	gs := grpc.NewServer(append(grpcconn.ServerOptions(), grpc.ChainUnaryInterceptor(m.interceptor))...)
 	internalpb.RegisterSaverServer(gs, srv)
 	internalpb.RegisterSaverTxServer(gs, newTxServer(srv, txm))
+	internalpb.RegisterSaverEventsServer(gs, newEventsServer(srv, base.Registry))
 	serving, err := base.ServeGRPC(ctx, gs, cfg.grpcAddr, discovery.Instance{Service: discovery.ServiceSaver})
 	if err != nil {
 		stopSweep()

@@ -170,19 +170,19 @@ func claimKeys(ctx context.Context, tx *sql.Tx, msgs []*internalpb.Message, now 
 func insertRows(ctx context.Context, tx *sql.Tx, msgs []*internalpb.Message, now time.Time) error {
 	var b strings.Builder
 	b.WriteString("INSERT IGNORE INTO messages (id, app, `user`, device, payload, qos, created_ms, expires_ms, delivery_count, state, updated_ms, " +
-		"multicast_id, collapse_key, priority, redeliver_at_ms) VALUES ")
+		"multicast_id, collapse_key, priority, redeliver_at_ms, receipt) VALUES ")
 	args := make([]any, 0, len(msgs)*14)
 	for i, m := range msgs {
 		if i > 0 {
 			b.WriteByte(',')
 		}
-		b.WriteString("(?,?,?,?,?,?,?,?,0,?,?,?,?,?,?)")
+		b.WriteString("(?,?,?,?,?,?,?,?,0,?,?,?,?,?,?,?)")
 		payload := m.GetPayload()
 		if payload == nil {
 			payload = []byte{}
 		}
 		args = append(args, m.GetId(), m.GetApp(), m.GetUser(), m.GetDevice(), payload, m.GetQos(),
-			m.GetCreatedMs(), m.GetExpiresMs(), stateStored, now.UnixMilli(), m.GetMulticastId(), m.GetCollapseKey(), m.GetPriority(), m.GetRedeliverAtMs())
+			m.GetCreatedMs(), m.GetExpiresMs(), stateStored, now.UnixMilli(), m.GetMulticastId(), m.GetCollapseKey(), m.GetPriority(), m.GetRedeliverAtMs(), m.GetReceipt())
 	}
 	if _, err := tx.ExecContext(ctx, b.String(), args...); err != nil {
 		return fmt.Errorf("insert %d messages: %w", len(msgs), err)
@@ -311,6 +311,8 @@ type finishedRow struct {
 	createdMs     int64
 	expiresMs     int64
 	multicastID   uint64
+	// receipt: the push asked for a delivery receipt (events.go).
+	receipt bool
 }
 
 // finish moves the rows among ids that keep accepts from messages to
@@ -326,7 +328,7 @@ func (d *msgDB) finish(ctx context.Context, outcome internalpb.MessageState, ids
 	var done []msgRef
 	err := d.retry.inTx(ctx, d.db, nil, func(tx *sql.Tx) error {
 		done = done[:0]
-		rows, err := tx.QueryContext(ctx, "SELECT id, app, `user`, delivery_count, created_ms, expires_ms, multicast_id FROM messages WHERE id IN ("+
+		rows, err := tx.QueryContext(ctx, "SELECT id, app, `user`, delivery_count, created_ms, expires_ms, multicast_id, receipt FROM messages WHERE id IN ("+
 			placeholders(len(ids))+") FOR UPDATE", idArgs(ids)...)
 		if err != nil {
 			return err
@@ -334,7 +336,7 @@ func (d *msgDB) finish(ctx context.Context, outcome internalpb.MessageState, ids
 		var take []finishedRow
 		for rows.Next() {
 			var r finishedRow
-			if err := rows.Scan(&r.id, &r.app, &r.user, &r.deliveryCount, &r.createdMs, &r.expiresMs, &r.multicastID); err != nil {
+			if err := rows.Scan(&r.id, &r.app, &r.user, &r.deliveryCount, &r.createdMs, &r.expiresMs, &r.multicastID, &r.receipt); err != nil {
 				rows.Close()
 				return err
 			}
@@ -386,7 +388,8 @@ func moveToOutcomes(ctx context.Context, tx *sql.Tx, rows []finishedRow, outcome
 	if _, err := tx.ExecContext(ctx, "DELETE FROM messages WHERE id IN ("+placeholders(len(del))+")", idArgs(del)...); err != nil {
 		return fmt.Errorf("delete %d finished messages: %w", len(del), err)
 	}
-	return nil
+	// In the same transaction: a receipt exists exactly when its outcome does.
+	return recordReceipts(ctx, tx, rows, outcome, now)
 }
 
 // expiredIDs lists up to limit messages past their expiry.
