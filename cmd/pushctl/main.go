@@ -31,6 +31,7 @@ commands:
   app set --name N [--push-rate N] [--push-burst N] [--multi-rate N] [--multi-burst N] [--broadcast-rate N]
           [--broadcast-burst N] [--deliveries-per-second N] [--webhook URL] [--check-url URL]
           [--check-first D] [--check-interval D] [--check-max N]   (changes only the settings given)
+          [--vendor V] [--login-policy multi|one-per-platform|one]
 
 Run 'pushctl <command> -h' for a command's flags and their environment variables.
 `

@@ -30,6 +30,7 @@ type App struct {
 	Disabled   bool   `json:"disabled,omitempty"`
 	TxCheck
 	Limits // rate limits and pacing (limits.go), flattened into the JSON
+	Login  // vendor and login policy (login.go), flattened into the JSON
 }
 
 // LogValue keeps secrets out of logs.
@@ -57,6 +58,9 @@ func (a App) Validate() error {
 		return fmt.Errorf("appconfig: app %s: %w", a.Name, err)
 	}
 	if err := a.ValidateTxCheck(); err != nil {
+		return fmt.Errorf("appconfig: app %s: %w", a.Name, err)
+	}
+	if err := a.Login.Validate(); err != nil {
 		return fmt.Errorf("appconfig: app %s: %w", a.Name, err)
 	}
 	return nil
