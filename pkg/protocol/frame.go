@@ -52,6 +52,8 @@ const (
 	OpUnbind      Op = 14 // both directions
 	OpUnbindReply Op = 15
 	opMax         Op = OpUnbindReply
+	// MaxOp is the highest defined operation (for tables indexed by op).
+	MaxOp = opMax
 )
 
 var opNames = [...]string{

@@ -98,6 +98,7 @@ func (r *room) handleAuth(s *session, f protocol.Frame) {
 	r.sessions.PutThen(s.reg, func() {
 		s.reply(now)
 		r.pullPending(s)
+		r.enforceLoginPolicy(s)
 	})
 	time.AfterFunc(r.cfg.authReplyWait, func() { s.reply(now) })
 	// Catch-up frames go through s.send, which queues AUTH_REPLY first.

@@ -55,6 +55,7 @@ func run(cfg config) error {
 
 	srv, err := startServer(ctx, cfg, serverDeps{
 		etcd: base.Etcd, log: base.Log, registry: base.Registry, secretOf: apps.Secret, peers: p,
+		appOf: apps.Get,
 	})
 	if err != nil {
 		return err

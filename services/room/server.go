@@ -12,6 +12,7 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"google.golang.org/grpc"
 
+	"github.com/pushgw/pushgw/pkg/appconfig"
 	"github.com/pushgw/pushgw/pkg/discovery"
 	"github.com/pushgw/pushgw/pkg/grpcconn"
 	"github.com/pushgw/pushgw/proto/internalpb"
@@ -27,6 +28,8 @@ type serverDeps struct {
 	registry prometheus.Registerer
 	secretOf func(app string) ([]byte, bool)
 	peers    *peers
+	// appOf reads an app's config (vendor and login policy, policy.go).
+	appOf func(app string) (appconfig.App, bool)
 }
 
 // server is a running room: listeners, engine, gRPC service, registration.
@@ -50,6 +53,10 @@ func startServer(ctx context.Context, cfg config, d serverDeps) (*server, error)
 		register: d.peers.register, saver: d.peers.saver, coordinator: d.peers.coordinator,
 	})
 	if err != nil {
+		return nil, err
+	}
+	if r.multi, err = newMultiApp(r, d, cfg.common.Cluster); err != nil {
+		r.close()
 		return nil, err
 	}
 	d.registry.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{

@@ -38,6 +38,11 @@ type session struct {
 	// it echoes.
 	replied atomic.Bool
 	authSeq uint32
+	// bound are the apps BIND added to this connection (bind.go); only
+	// the connection's reader and OnClose touch the pointer. bind is set
+	// on such a bound app's session instead (immutable).
+	bound *bindSet
+	bind  *bindLink
 }
 
 func (s *session) isAuthed() bool { return s.authed.Load() }
@@ -46,6 +51,9 @@ func (s *session) isAuthed() bool { return s.authed.Load() }
 // authenticated session goes after its AUTH_REPLY: a push can only reach
 // it once register holds it, and that is when AUTH_REPLY is due anyway.
 func (s *session) send(op protocol.Op, frame []byte) error {
+	if s.bind != nil {
+		return s.sendBound(op, frame)
+	}
 	if op != protocol.OpAuthReply && !s.replied.Load() && s.isAuthed() {
 		s.reply(time.Time{})
 	}
@@ -80,6 +88,9 @@ func (s *session) fail(seq uint32, code protocol.Code, msg string) {
 // kick sends KICK code and closes the connection; false when it was
 // already closing.
 func (s *session) kick(code protocol.Code, reason string) bool {
+	if s.bind != nil {
+		return s.r.kickBound(s, code, reason) // the connection's other apps stay
+	}
 	frame, _ := protocol.AppendMessage(nil, protocol.OpKick, 0, &clientpb.Kick{Code: uint32(code), Reason: reason})
 	if !s.c.CloseWith(frame) {
 		return false
