@@ -24,6 +24,45 @@ func TestBindAndLoginPolicy(t *testing.T) {
 	t.Run("refused BIND keeps the connection", func(t *testing.T) { testBindRefusedCluster(t, c) })
 	t.Run("one device: a new login kicks the older one on another room", func(t *testing.T) { testLoginPolicyOne(t, c) })
 	t.Run("one per platform", func(t *testing.T) { testLoginPolicyPerPlatform(t, c) })
+	// Last: it kills a room.
+	t.Run("SDK binds again after a reconnect", func(t *testing.T) { testSDKBind(t, c) })
+}
+
+func testSDKBind(t *testing.T, c *Cluster) {
+	s := startSDK(t, c, "sdk-bind", "phone")
+	Eventually(t, 20*time.Second, "SDK connected", func() bool { return s.Endpoint() != "" })
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if err := s.Bind(ctx, c.OtherApp.Name, c.otherToken("sdk-bind-other", "")); err != nil {
+		t.Fatalf("Bind: %v", err)
+	}
+	pushOther := func() uint64 {
+		code, out := c.APIWithKey(c.OtherApp.APIKey, "POST", "/v1/push", map[string]any{
+			"app": c.OtherApp.Name, "user": "sdk-bind-other", "payload": "x", "qos": 1})
+		if code != 200 {
+			t.Fatalf("push: %d %v", code, out)
+		}
+		id, _ := strconv.ParseUint(fmt.Sprint(out["id"]), 10, 64)
+		return id
+	}
+	id := pushOther()
+	Eventually(t, 20*time.Second, "bound app's push handled", func() bool { return s.Count(id) == 1 })
+	// Its room dies: the SDK reconnects to the other and binds again.
+	ep := s.Endpoint()
+	for i, tcp := range c.RoomTCP {
+		if tcp == ep {
+			c.Kill(RoomName(i))
+		}
+	}
+	Eventually(t, 30*time.Second, "SDK on the other room", func() bool { e := s.Endpoint(); return e != "" && e != ep })
+	id = pushOther()
+	Eventually(t, 30*time.Second, "bound app's push after the reconnect", func() bool { return s.Count(id) == 1 })
+	if err := s.Unbind(ctx, c.OtherApp.Name); err != nil {
+		t.Fatalf("Unbind: %v", err)
+	}
+	if got := s.Bound(); len(got) != 0 {
+		t.Fatalf("Bound() = %v after Unbind", got)
+	}
 }
 
 // updateApp changes an app's config in etcd.
