@@ -2,7 +2,10 @@ package test
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
+	"os/exec"
+	"path/filepath"
 	"strconv"
 	"testing"
 	"time"
@@ -24,8 +27,33 @@ func TestBindAndLoginPolicy(t *testing.T) {
 	t.Run("refused BIND keeps the connection", func(t *testing.T) { testBindRefusedCluster(t, c) })
 	t.Run("one device: a new login kicks the older one on another room", func(t *testing.T) { testLoginPolicyOne(t, c) })
 	t.Run("one per platform", func(t *testing.T) { testLoginPolicyPerPlatform(t, c) })
+	t.Run("pushctl listen --bind", func(t *testing.T) { testPushctlBind(t, c) })
 	// Last: it kills a room.
 	t.Run("SDK binds again after a reconnect", func(t *testing.T) { testSDKBind(t, c) })
+}
+
+// pushctl listen --bind prints the bound app's message: stored while the
+// user was away, it arrives on the BIND's pull.
+func testPushctlBind(t *testing.T, c *Cluster) {
+	code, out := c.APIWithKey(c.OtherApp.APIKey, "POST", "/v1/push", map[string]any{
+		"app": c.OtherApp.Name, "user": "ctl-other", "payload": "via bind", "qos": 1})
+	if code != 200 {
+		t.Fatalf("push: %d %v", code, out)
+	}
+	cmd := exec.Command(filepath.Join(c.binDir, "pushctl"), "listen", "--app", c.App, "--user", "ctl",
+		"--secret", c.Secret, "--dispatcher", c.DispatcherURL, "--count", "1", "--timeout", "30s",
+		"--bind", c.OtherApp.Name+"="+c.otherToken("ctl-other", ""))
+	got, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("pushctl listen --bind: %v\n%s", err, got)
+	}
+	var line struct {
+		App     string `json:"app"`
+		Payload string `json:"payload"`
+	}
+	if err := json.Unmarshal(got, &line); err != nil || line.App != c.OtherApp.Name || line.Payload != "via bind" {
+		t.Fatalf("pushctl listen --bind printed %q (%v)", got, err)
+	}
 }
 
 func testSDKBind(t *testing.T, c *Cluster) {

@@ -21,6 +21,7 @@ const usage = `usage: pushctl <command> [flags]
 commands:
   token   --app A --user U [--device D] [--ttl 1h] [--secret S]
   listen  --app A --user U [--device D] [--count N] [--timeout T] [--token TOK] [--dispatcher URL]
+          [--bind APP=TOKEN,...]   (carry further apps of the vendor on the connection)
   push    --app A --user U [--device D] [--qos 1] [--ttl 60s] [--base64] [--collapse-key K] [--priority high] [--grpc ADDR] PAYLOAD
   status  ID
   broadcast [--app A] [--qos 1] [--ttl 0] [--online-only] [--tag T] [--base64] PAYLOAD
