@@ -21,6 +21,12 @@ import (
 // §4.2, §4.3) on a real two-room cluster.
 func TestBindAndLoginPolicy(t *testing.T) {
 	c := StartCluster(t, Options{Rooms: 2, Heartbeat: 10 * time.Second})
+	// Center finds saver through discovery a moment after start; on a
+	// loaded box the first pushes can come before that (503).
+	Eventually(t, 30*time.Second, "center stores pushes", func() bool {
+		code, _ := c.API("POST", "/v1/push", map[string]any{"app": c.App, "user": "warm-up", "payload": "x", "qos": 1})
+		return code == 200
+	})
 	c.updateApp(c.App, func(a *appconfig.App) { a.Vendor = "acme" })
 	c.updateApp(c.OtherApp.Name, func(a *appconfig.App) { a.Vendor = "acme" })
 	t.Run("bound app gets its pushes until UNBIND", func(t *testing.T) { testBoundAppPushes(t, c) })
