@@ -64,6 +64,8 @@ var appSettings = []appSetting{
 	stringSetting("check-url", "URL answering transactional check-backs (docs/TRANSACTIONS.md; \"\" removes it)", func(a *appconfig.App) *string { return &a.CheckURL }),
 	msSetting("check-first", "delay from prepare to the first check-back, e.g. 6s (0: the default)", func(a *appconfig.App) *int64 { return &a.CheckFirstMs }),
 	msSetting("check-interval", "delay between check-backs, e.g. 30s (0: the default)", func(a *appconfig.App) *int64 { return &a.CheckIntervalMs }),
+	stringSetting("vendor", "vendor whose apps may share one client connection with BIND (\"\" removes it)", func(a *appconfig.App) *string { return &a.Vendor }),
+	stringSetting("login-policy", "what a new login does to the user's other sessions: multi, one-per-platform or one (docs/protocol.md §4.3)", func(a *appconfig.App) *string { return &a.LoginPolicy }),
 	intSetting("check-max", "check-backs before an undecided transaction is rolled back (0: the default 15)", func(a *appconfig.App) *int { return &a.CheckMax }),
 	eventsSetting,
 	intSetting("webhook-batch", "events per webhook POST, sent as {\"events\":[…]} when above 1 (0: one event per POST)", func(a *appconfig.App) *int { return &a.WebhookBatch }),
@@ -138,8 +140,9 @@ func (c cli) appSet(ctx context.Context, args []string) error {
 		appconfig.Limits
 		appconfig.TxCheck
 		appconfig.Callbacks
+		appconfig.Login
 		WebhookURL string `json:"webhook_url,omitempty"`
-	}{a.Limits, a.TxCheck, a.Callbacks, a.WebhookURL})
+	}{a.Limits, a.TxCheck, a.Callbacks, a.Login, a.WebhookURL})
 	fmt.Fprintf(c.stdout, "app %s updated in cluster %s: %s\n", a.Name, *cluster, shown)
 	return nil
 }

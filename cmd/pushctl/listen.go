@@ -40,8 +40,13 @@ func (c cli) listen(ctx context.Context, args []string) error {
 	secret := fs.String("secret", "", "app secret to mint tokens with when --token is not given")
 	dispatcher := fs.String("dispatcher", defaultDispatcher, "dispatcher base URL")
 	endpoints := fs.String("endpoints", "", "comma-separated room endpoints (host:port) used if the dispatcher fails")
+	bindFlag := fs.String("bind", "", "comma-separated APP=TOKEN: further apps of the same vendor to carry on the connection (BIND, docs/protocol.md §4.2)")
 	if _, err := c.parse(fs, args); err != nil {
 		return err
+	}
+	toBind, err := parseBinds(*bindFlag)
+	if err != nil {
+		return usageError{err}
 	}
 	if err := require("app", *app, "user", *user); err != nil {
 		return err
@@ -57,12 +62,24 @@ func (c cli) listen(ctx context.Context, args []string) error {
 		mu      sync.Mutex
 		got     int
 		reached = make(chan struct{})
+		// connected is signalled on each connect; the first one binds
+		// --bind's apps (the SDK binds them again after reconnects).
+		connected = make(chan struct{}, 1)
+		bindErr   = make(chan error, 1)
 	)
 	cfg := sdk.Config{
 		DispatcherURL: *dispatcher,
 		App:           *app, User: *user, Device: *device,
 		Platform: "pushctl",
-		Logger:   slog.New(slog.NewTextHandler(c.stderr, &slog.HandlerOptions{Level: slog.LevelWarn})),
+		OnState: func(st sdk.State, _ string) {
+			if st == sdk.StateConnected {
+				select {
+				case connected <- struct{}{}:
+				default:
+				}
+			}
+		},
+		Logger: slog.New(slog.NewTextHandler(c.stderr, &slog.HandlerOptions{Level: slog.LevelWarn})),
 		Handler: func(ctx context.Context, m *sdk.Message) error {
 			mu.Lock()
 			defer mu.Unlock()
@@ -109,10 +126,30 @@ func (c cli) listen(ctx context.Context, args []string) error {
 	}
 	runErr := make(chan error, 1)
 	go func() { runErr <- client.Run(runCtx) }()
+	if len(toBind) > 0 {
+		go func() {
+			select {
+			case <-connected:
+			case <-runCtx.Done():
+				return
+			}
+			for _, b := range toBind {
+				bctx, bcancel := context.WithTimeout(runCtx, sdk.DefaultUplinkTimeout)
+				err := client.Bind(bctx, b[0], b[1])
+				bcancel()
+				if err != nil {
+					bindErr <- fmt.Errorf("bind %s: %w", b[0], err)
+					return
+				}
+			}
+		}()
+	}
 
 	var result error
 	select {
 	case <-reached:
+	case err := <-bindErr:
+		result = err
 	case err := <-runErr:
 		runErr <- err
 		result = fmt.Errorf("client stopped after %d message(s): %w", countOf(&mu, &got), err)
@@ -152,4 +189,20 @@ func (c cli) printMessage(m *sdk.Message) error {
 	}
 	_, err = fmt.Fprintf(c.stdout, "%s\n", b)
 	return err
+}
+
+// parseBinds reads --bind's APP=TOKEN list.
+func parseBinds(v string) ([][2]string, error) {
+	if v == "" {
+		return nil, nil
+	}
+	var out [][2]string
+	for _, item := range strings.Split(v, ",") {
+		app, tok, ok := strings.Cut(item, "=")
+		if !ok || app == "" || tok == "" {
+			return nil, fmt.Errorf("--bind %q: want APP=TOKEN[,APP=TOKEN...]", item)
+		}
+		out = append(out, [2]string{app, tok})
+	}
+	return out, nil
 }

@@ -21,6 +21,7 @@ const usage = `usage: pushctl <command> [flags]
 commands:
   token   --app A --user U [--device D] [--ttl 1h] [--secret S]
   listen  --app A --user U [--device D] [--count N] [--timeout T] [--token TOK] [--dispatcher URL]
+          [--bind APP=TOKEN,...]   (carry further apps of the vendor on the connection)
   push    --app A --user U [--device D] [--qos 1] [--ttl 60s] [--base64] [--collapse-key K] [--priority high] [--grpc ADDR] PAYLOAD
   status  ID
   broadcast [--app A] [--qos 1] [--ttl 0] [--online-only] [--tag T] [--base64] PAYLOAD
@@ -32,6 +33,7 @@ commands:
   app set --name N [--push-rate N] [--push-burst N] [--multi-rate N] [--multi-burst N] [--broadcast-rate N]
           [--broadcast-burst N] [--deliveries-per-second N] [--webhook URL] [--check-url URL]
           [--check-first D] [--check-interval D] [--check-max N]   (changes only the settings given)
+          [--vendor V] [--login-policy multi|one-per-platform|one]
 
 Run 'pushctl <command> -h' for a command's flags and their environment variables.
 `

@@ -31,6 +31,7 @@ type App struct {
 	TxCheck
 	Callbacks // events posted to the webhook (events.go), flattened into the JSON
 	Limits    // rate limits and pacing (limits.go), flattened into the JSON
+	Login     // vendor and login policy (login.go), flattened into the JSON
 }
 
 // LogValue keeps secrets out of logs.
@@ -61,6 +62,9 @@ func (a App) Validate() error {
 		return fmt.Errorf("appconfig: app %s: %w", a.Name, err)
 	}
 	if err := a.ValidateCallbacks(); err != nil {
+		return fmt.Errorf("appconfig: app %s: %w", a.Name, err)
+	}
+	if err := a.Login.Validate(); err != nil {
 		return fmt.Errorf("appconfig: app %s: %w", a.Name, err)
 	}
 	return nil

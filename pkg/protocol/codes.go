@@ -40,7 +40,17 @@ const (
 	// Server side.
 	CodeInternal    Code = 5001
 	CodeUnavailable Code = 5002
+	// Several apps on one connection (sent in BIND_REPLY and UNBIND_REPLY;
+	// the connection stays open).
+	CodeBindVendor   Code = 6001 // the app is not of the connection's vendor
+	CodeBindLimit    Code = 6002 // the connection already carries MaxBoundApps bound apps
+	CodeAlreadyBound Code = 6003 // the app is already on this connection
+	CodeNotBound     Code = 6004 // UNBIND of an app that is not bound here
 )
+
+// MaxBoundApps is the most apps one connection carries besides the one it
+// authenticated with (BIND beyond it gets BIND_LIMIT).
+const MaxBoundApps = 8
 
 var codeNames = map[Code]string{
 	CodeOK: "OK", CodeBadFrame: "BAD_FRAME", CodeBadVersion: "BAD_VERSION",
@@ -52,6 +62,7 @@ var codeNames = map[Code]string{
 	CodeKicked: "KICKED", CodeServerShutdown: "SERVER_SHUTDOWN", CodeReplaced: "REPLACED",
 	CodeUplinkFailed: "UPLINK_FAILED", CodeUplinkNoWebhook: "UPLINK_NO_WEBHOOK", CodeUplinkTooLarge: "UPLINK_TOO_LARGE",
 	CodeUplinkQueueFull: "UPLINK_QUEUE_FULL", CodeInternal: "INTERNAL", CodeUnavailable: "UNAVAILABLE",
+	CodeBindVendor: "BIND_VENDOR", CodeBindLimit: "BIND_LIMIT", CodeAlreadyBound: "ALREADY_BOUND", CodeNotBound: "NOT_BOUND",
 }
 
 func (c Code) String() string {
@@ -67,7 +78,7 @@ func Codes() []Code {
 		CodeAuthRequired, CodeAuthTimeout, CodeTokenInvalid, CodeTokenExpired, CodeAppUnknown, CodeAlreadyAuthed,
 		CodeHeartbeatTimeout, CodeSlowConsumer, CodeTooManyConnections, CodeRateLimited, CodeKicked,
 		CodeServerShutdown, CodeReplaced, CodeUplinkFailed, CodeUplinkNoWebhook, CodeUplinkTooLarge, CodeUplinkQueueFull,
-		CodeInternal, CodeUnavailable}
+		CodeInternal, CodeUnavailable, CodeBindVendor, CodeBindLimit, CodeAlreadyBound, CodeNotBound}
 }
 
 // CodeOf maps a decoding error to the code a server sends before closing.

@@ -46,13 +46,21 @@ const (
 	OpKick        Op = 9
 	OpRedirect    Op = 10
 	OpError       Op = 11
-	opMax         Op = OpError
+	// Several apps on one connection (docs/protocol.md §4.2).
+	OpBind        Op = 12
+	OpBindReply   Op = 13
+	OpUnbind      Op = 14 // both directions
+	OpUnbindReply Op = 15
+	opMax         Op = OpUnbindReply
+	// MaxOp is the highest defined operation (for tables indexed by op).
+	MaxOp = opMax
 )
 
 var opNames = [...]string{
 	OpAuth: "AUTH", OpAuthReply: "AUTH_REPLY", OpPing: "PING", OpPong: "PONG",
 	OpPush: "PUSH", OpAck: "ACK", OpUplink: "UPLINK", OpUplinkReply: "UPLINK_REPLY",
 	OpKick: "KICK", OpRedirect: "REDIRECT", OpError: "ERROR",
+	OpBind: "BIND", OpBindReply: "BIND_REPLY", OpUnbind: "UNBIND", OpUnbindReply: "UNBIND_REPLY",
 }
 
 func (o Op) String() string {

@@ -26,6 +26,10 @@ func sampleBodies() map[Op]proto.Message {
 		OpKick:        &clientpb.Kick{Code: uint32(CodeKicked), Reason: "admin"},
 		OpRedirect:    &clientpb.Redirect{Endpoints: []string{"127.0.0.1:7300", "127.0.0.1:7310"}, BackoffMs: 250, Reason: "drain"},
 		OpError:       &clientpb.Error{Code: uint32(CodeBadBody), Message: "bad"},
+		OpBind:        &clientpb.Bind{Token: "tok2", LastBroadcastSeq: 7},
+		OpBindReply:   &clientpb.BindReply{Code: uint32(CodeBindVendor), Message: "other vendor", App: "demo2", SessionId: "room-1:9"},
+		OpUnbind:      &clientpb.Unbind{App: "demo2", Code: uint32(CodeReplaced), Reason: "newer login"},
+		OpUnbindReply: &clientpb.UnbindReply{Code: uint32(CodeNotBound), Message: "not bound", App: "demo2"},
 	}
 }
 

@@ -42,6 +42,14 @@ func NewBody(op Op) proto.Message {
 		return &clientpb.Redirect{}
 	case OpError:
 		return &clientpb.Error{}
+	case OpBind:
+		return &clientpb.Bind{}
+	case OpBindReply:
+		return &clientpb.BindReply{}
+	case OpUnbind:
+		return &clientpb.Unbind{}
+	case OpUnbindReply:
+		return &clientpb.UnbindReply{}
 	default:
 		return nil
 	}

@@ -46,6 +46,8 @@ type Client struct {
 
 	// ackDelay is ackFlushDelay; tests raise it to observe Close's flush.
 	ackDelay time.Duration
+	// binds are the apps bound besides Config.App (bind.go).
+	binds binds
 }
 
 // New validates cfg and returns a Client. It does not connect.

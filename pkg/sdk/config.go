@@ -57,6 +57,12 @@ type Config struct {
 	Token     string
 	TokenFunc func(ctx context.Context) (string, error)
 
+	// OnUnbind, if set, is told when an app added with Client.Bind is no
+	// longer bound: the server ended it (code KICKED or REPLACED), or it
+	// could not be bound again after a reconnect. Called from the
+	// connection's goroutines; it must not block.
+	OnUnbind func(app string, code protocol.Code, reason string)
+
 	// Handler receives each pushed message, one at a time in arrival order.
 	// Returning nil ACKs a QoS 1 message; an error leaves it unacknowledged
 	// so the server redelivers it later. ctx is cancelled when the Client

@@ -45,6 +45,8 @@ type session struct {
 
 	waitMu  sync.Mutex
 	waiters map[uint32]chan *clientpb.UplinkReply
+	// replies await BIND_REPLY and UNBIND_REPLY (bind.go).
+	replies replies
 }
 
 // runSession connects to ep and serves the connection until it ends.
@@ -85,6 +87,9 @@ func (c *Client) runSession(ctx context.Context, ep string) (established bool, e
 	c.notify(StateConnected, ep)
 	defer c.notify(StateDisconnected, ep)
 	defer c.setCurrent(nil)
+	// Bound apps are bound again on every connection; the replies come
+	// through the reader, so this cannot run on it.
+	go s.rebind(ctx)
 	return true, s.serve(ctx)
 }
 
@@ -205,6 +210,10 @@ func (s *session) readLoop(ctx context.Context) error {
 			s.handlePush(ctx, b)
 		case *clientpb.UplinkReply:
 			s.deliver(f.Seq, b)
+		case *clientpb.BindReply, *clientpb.UnbindReply:
+			s.deliverReply(f.Seq, b)
+		case *clientpb.Unbind:
+			s.serverUnbind(b)
 		case *clientpb.Kick:
 			return &ServerError{Op: f.Op, Code: protocol.Code(b.Code), Message: b.Reason}
 		case *clientpb.Redirect:

@@ -605,6 +605,260 @@ func (x *Error) GetMessage() string {
 	return ""
 }
 
+// Body of BIND (op 12): adds another app of the same vendor to this
+// connection (docs/protocol.md §4.2). Answered by BIND_REPLY with the same seq.
+type Bind struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// JWT of the other app, minted by its business backend with its secret.
+	Token string `protobuf:"bytes,1,opt,name=token,proto3" json:"token,omitempty"`
+	// Highest Push.broadcast_seq of that app the client handled (catch-up).
+	LastBroadcastSeq uint64 `protobuf:"varint,2,opt,name=last_broadcast_seq,json=lastBroadcastSeq,proto3" json:"last_broadcast_seq,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
+}
+
+func (x *Bind) Reset() {
+	*x = Bind{}
+	mi := &file_pushgw_client_v1_client_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Bind) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Bind) ProtoMessage() {}
+
+func (x *Bind) ProtoReflect() protoreflect.Message {
+	mi := &file_pushgw_client_v1_client_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Bind.ProtoReflect.Descriptor instead.
+func (*Bind) Descriptor() ([]byte, []int) {
+	return file_pushgw_client_v1_client_proto_rawDescGZIP(), []int{9}
+}
+
+func (x *Bind) GetToken() string {
+	if x != nil {
+		return x.Token
+	}
+	return ""
+}
+
+func (x *Bind) GetLastBroadcastSeq() uint64 {
+	if x != nil {
+		return x.LastBroadcastSeq
+	}
+	return 0
+}
+
+// Body of BIND_REPLY (op 13); its header sequence equals the BIND's.
+type BindReply struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// 0 when the app is bound, else a code of docs/protocol.md §7; the
+	// connection stays open either way.
+	Code    uint32 `protobuf:"varint,1,opt,name=code,proto3" json:"code,omitempty"`
+	Message string `protobuf:"bytes,2,opt,name=message,proto3" json:"message,omitempty"`
+	// The app the token named (empty when the token could not be read).
+	App string `protobuf:"bytes,3,opt,name=app,proto3" json:"app,omitempty"`
+	// Session id of the bound app on this connection.
+	SessionId     string `protobuf:"bytes,4,opt,name=session_id,json=sessionId,proto3" json:"session_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *BindReply) Reset() {
+	*x = BindReply{}
+	mi := &file_pushgw_client_v1_client_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *BindReply) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*BindReply) ProtoMessage() {}
+
+func (x *BindReply) ProtoReflect() protoreflect.Message {
+	mi := &file_pushgw_client_v1_client_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use BindReply.ProtoReflect.Descriptor instead.
+func (*BindReply) Descriptor() ([]byte, []int) {
+	return file_pushgw_client_v1_client_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *BindReply) GetCode() uint32 {
+	if x != nil {
+		return x.Code
+	}
+	return 0
+}
+
+func (x *BindReply) GetMessage() string {
+	if x != nil {
+		return x.Message
+	}
+	return ""
+}
+
+func (x *BindReply) GetApp() string {
+	if x != nil {
+		return x.App
+	}
+	return ""
+}
+
+func (x *BindReply) GetSessionId() string {
+	if x != nil {
+		return x.SessionId
+	}
+	return ""
+}
+
+// Body of UNBIND (op 14). Client to server: stop delivering app on this
+// connection (answered by UNBIND_REPLY). Server to client (seq 0): the
+// server ended the app's binding (code KICKED or REPLACED); the connection
+// and its other apps stay.
+type Unbind struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	App           string                 `protobuf:"bytes,1,opt,name=app,proto3" json:"app,omitempty"`
+	Code          uint32                 `protobuf:"varint,2,opt,name=code,proto3" json:"code,omitempty"`
+	Reason        string                 `protobuf:"bytes,3,opt,name=reason,proto3" json:"reason,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Unbind) Reset() {
+	*x = Unbind{}
+	mi := &file_pushgw_client_v1_client_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Unbind) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Unbind) ProtoMessage() {}
+
+func (x *Unbind) ProtoReflect() protoreflect.Message {
+	mi := &file_pushgw_client_v1_client_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Unbind.ProtoReflect.Descriptor instead.
+func (*Unbind) Descriptor() ([]byte, []int) {
+	return file_pushgw_client_v1_client_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *Unbind) GetApp() string {
+	if x != nil {
+		return x.App
+	}
+	return ""
+}
+
+func (x *Unbind) GetCode() uint32 {
+	if x != nil {
+		return x.Code
+	}
+	return 0
+}
+
+func (x *Unbind) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+// Body of UNBIND_REPLY (op 15); its header sequence equals the UNBIND's.
+type UnbindReply struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Code          uint32                 `protobuf:"varint,1,opt,name=code,proto3" json:"code,omitempty"`
+	Message       string                 `protobuf:"bytes,2,opt,name=message,proto3" json:"message,omitempty"`
+	App           string                 `protobuf:"bytes,3,opt,name=app,proto3" json:"app,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *UnbindReply) Reset() {
+	*x = UnbindReply{}
+	mi := &file_pushgw_client_v1_client_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UnbindReply) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UnbindReply) ProtoMessage() {}
+
+func (x *UnbindReply) ProtoReflect() protoreflect.Message {
+	mi := &file_pushgw_client_v1_client_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UnbindReply.ProtoReflect.Descriptor instead.
+func (*UnbindReply) Descriptor() ([]byte, []int) {
+	return file_pushgw_client_v1_client_proto_rawDescGZIP(), []int{12}
+}
+
+func (x *UnbindReply) GetCode() uint32 {
+	if x != nil {
+		return x.Code
+	}
+	return 0
+}
+
+func (x *UnbindReply) GetMessage() string {
+	if x != nil {
+		return x.Message
+	}
+	return ""
+}
+
+func (x *UnbindReply) GetApp() string {
+	if x != nil {
+		return x.App
+	}
+	return ""
+}
+
 var File_pushgw_client_v1_client_proto protoreflect.FileDescriptor
 
 const file_pushgw_client_v1_client_proto_rawDesc = "" +
@@ -652,7 +906,24 @@ const file_pushgw_client_v1_client_proto_rawDesc = "" +
 	"\x06reason\x18\x03 \x01(\tR\x06reason\"5\n" +
 	"\x05Error\x12\x12\n" +
 	"\x04code\x18\x01 \x01(\rR\x04code\x12\x18\n" +
-	"\amessage\x18\x02 \x01(\tR\amessageB)Z'github.com/pushgw/pushgw/proto/clientpbb\x06proto3"
+	"\amessage\x18\x02 \x01(\tR\amessage\"J\n" +
+	"\x04Bind\x12\x14\n" +
+	"\x05token\x18\x01 \x01(\tR\x05token\x12,\n" +
+	"\x12last_broadcast_seq\x18\x02 \x01(\x04R\x10lastBroadcastSeq\"j\n" +
+	"\tBindReply\x12\x12\n" +
+	"\x04code\x18\x01 \x01(\rR\x04code\x12\x18\n" +
+	"\amessage\x18\x02 \x01(\tR\amessage\x12\x10\n" +
+	"\x03app\x18\x03 \x01(\tR\x03app\x12\x1d\n" +
+	"\n" +
+	"session_id\x18\x04 \x01(\tR\tsessionId\"F\n" +
+	"\x06Unbind\x12\x10\n" +
+	"\x03app\x18\x01 \x01(\tR\x03app\x12\x12\n" +
+	"\x04code\x18\x02 \x01(\rR\x04code\x12\x16\n" +
+	"\x06reason\x18\x03 \x01(\tR\x06reason\"M\n" +
+	"\vUnbindReply\x12\x12\n" +
+	"\x04code\x18\x01 \x01(\rR\x04code\x12\x18\n" +
+	"\amessage\x18\x02 \x01(\tR\amessage\x12\x10\n" +
+	"\x03app\x18\x03 \x01(\tR\x03appB)Z'github.com/pushgw/pushgw/proto/clientpbb\x06proto3"
 
 var (
 	file_pushgw_client_v1_client_proto_rawDescOnce sync.Once
@@ -666,7 +937,7 @@ func file_pushgw_client_v1_client_proto_rawDescGZIP() []byte {
 	return file_pushgw_client_v1_client_proto_rawDescData
 }
 
-var file_pushgw_client_v1_client_proto_msgTypes = make([]protoimpl.MessageInfo, 9)
+var file_pushgw_client_v1_client_proto_msgTypes = make([]protoimpl.MessageInfo, 13)
 var file_pushgw_client_v1_client_proto_goTypes = []any{
 	(*Auth)(nil),        // 0: pushgw.client.v1.Auth
 	(*AuthReply)(nil),   // 1: pushgw.client.v1.AuthReply
@@ -677,6 +948,10 @@ var file_pushgw_client_v1_client_proto_goTypes = []any{
 	(*Kick)(nil),        // 6: pushgw.client.v1.Kick
 	(*Redirect)(nil),    // 7: pushgw.client.v1.Redirect
 	(*Error)(nil),       // 8: pushgw.client.v1.Error
+	(*Bind)(nil),        // 9: pushgw.client.v1.Bind
+	(*BindReply)(nil),   // 10: pushgw.client.v1.BindReply
+	(*Unbind)(nil),      // 11: pushgw.client.v1.Unbind
+	(*UnbindReply)(nil), // 12: pushgw.client.v1.UnbindReply
 }
 var file_pushgw_client_v1_client_proto_depIdxs = []int32{
 	0, // [0:0] is the sub-list for method output_type
@@ -697,7 +972,7 @@ func file_pushgw_client_v1_client_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_pushgw_client_v1_client_proto_rawDesc), len(file_pushgw_client_v1_client_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   9,
+			NumMessages:   13,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -326,9 +326,12 @@ func (x *RoomPushBatchReply) GetReplies() []*RoomPushReply {
 }
 
 type RoomKickRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Targets       []*Target              `protobuf:"bytes,1,rep,name=targets,proto3" json:"targets,omitempty"`
-	Reason        string                 `protobuf:"bytes,2,opt,name=reason,proto3" json:"reason,omitempty"`
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Targets []*Target              `protobuf:"bytes,1,rep,name=targets,proto3" json:"targets,omitempty"`
+	Reason  string                 `protobuf:"bytes,2,opt,name=reason,proto3" json:"reason,omitempty"`
+	// Client code of the KICK: 0 or 3005 KICKED (an operator or the app),
+	// 3007 REPLACED (a newer login under the app's login policy).
+	Code          uint32 `protobuf:"varint,3,opt,name=code,proto3" json:"code,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -375,6 +378,13 @@ func (x *RoomKickRequest) GetReason() string {
 		return x.Reason
 	}
 	return ""
+}
+
+func (x *RoomKickRequest) GetCode() uint32 {
+	if x != nil {
+		return x.Code
+	}
+	return 0
 }
 
 type RoomKickReply struct {
@@ -560,10 +570,11 @@ const file_pushgw_internal_v1_room_proto_rawDesc = "" +
 	"\x14RoomPushBatchRequest\x12;\n" +
 	"\x06pushes\x18\x01 \x03(\v2#.pushgw.internal.v1.RoomPushRequestR\x06pushes\"Q\n" +
 	"\x12RoomPushBatchReply\x12;\n" +
-	"\areplies\x18\x01 \x03(\v2!.pushgw.internal.v1.RoomPushReplyR\areplies\"_\n" +
+	"\areplies\x18\x01 \x03(\v2!.pushgw.internal.v1.RoomPushReplyR\areplies\"s\n" +
 	"\x0fRoomKickRequest\x124\n" +
 	"\atargets\x18\x01 \x03(\v2\x1a.pushgw.internal.v1.TargetR\atargets\x12\x16\n" +
-	"\x06reason\x18\x02 \x01(\tR\x06reason\"K\n" +
+	"\x06reason\x18\x02 \x01(\tR\x06reason\x12\x12\n" +
+	"\x04code\x18\x03 \x01(\rR\x04code\"K\n" +
 	"\rRoomKickReply\x12:\n" +
 	"\aresults\x18\x01 \x03(\v2 .pushgw.internal.v1.TargetResultR\aresults\"\x87\x01\n" +
 	"\x14RoomBroadcastRequest\x12;\n" +

@@ -96,6 +96,7 @@ func (r *room) handleAuth(s *session, f protocol.Frame) {
 	r.sessions.PutThen(s.regSession(), func() {
 		s.reply(now)
 		r.pullPending(s)
+		r.enforceLoginPolicy(s)
 	})
 	r.later.After(r.cfg.authReplyWait, func() { s.reply(now) })
 	// Catch-up frames go through s.send, which queues AUTH_REPLY first.

@@ -35,7 +35,11 @@ func (r *room) handleAck(s *session, f protocol.Frame) {
 		return
 	}
 	// Acks of broadcasts are counted here, not stored per recipient.
-	for _, id := range r.bc.countAcks(a.GetIds()) {
+	ids := r.bc.countAcks(a.GetIds())
+	if s.bound != nil {
+		ids = r.ackBound(s, ids) // those of bound apps go to their sessions
+	}
+	for _, id := range ids {
 		r.reports.Acked(s.key.app, s.key.user, id)
 	}
 	if s.pending.ack(a.GetIds(), r.cfg.maxInflight(), r.reports.flushes.Load()) {

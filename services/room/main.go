@@ -56,6 +56,7 @@ func run(cfg config) error {
 	srv, err := startServer(ctx, cfg, serverDeps{
 		etcd: base.Etcd, log: base.Log, registry: base.Registry, secretOf: apps.Secret, peers: p,
 		subscribes: func(app, event string) bool { a, ok := apps.Get(app); return ok && a.Subscribes(event) },
+		appOf:      apps.Get,
 	})
 	if err != nil {
 		return err

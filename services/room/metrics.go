@@ -6,8 +6,8 @@ import (
 	"github.com/pushgw/pushgw/pkg/protocol"
 )
 
-// numOps sizes per-op counter tables (ops are 1..OpError).
-const numOps = int(protocol.OpError) + 1
+// numOps sizes per-op counter tables (ops are 1..MaxOp).
+const numOps = int(protocol.MaxOp) + 1
 
 type metrics struct {
 	conns        prometheus.Gauge
@@ -84,7 +84,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		Name: "pushgw_room_frames_in_total", Help: "Client frames received, by op."}, []string{"op"})
 	out := prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "pushgw_room_frames_out_total", Help: "Frames queued to clients, by op."}, []string{"op"})
-	for op := protocol.OpAuth; op <= protocol.OpError; op++ {
+	for op := protocol.OpAuth; op <= protocol.MaxOp; op++ {
 		m.framesIn[op] = in.WithLabelValues(op.String())
 		m.framesOut[op] = out.WithLabelValues(op.String())
 	}

@@ -70,6 +70,9 @@ type room struct {
 	connectLimited []byte
 	// frameRate is the per-connection inbound frame limit (immutable).
 	frameRate frameRate
+	// multi serves BIND and login policies (policy.go); nil without app
+	// configs (then BIND answers UNAVAILABLE and every app is multi).
+	multi *multiApp
 }
 
 type roomDeps struct {
@@ -217,6 +220,10 @@ func (r *room) OnFrame(h handle, f protocol.Frame) {
 		r.handleAck(s, f)
 	case protocol.OpUplink:
 		r.handleUplink(s, f)
+	case protocol.OpBind:
+		r.handleBind(s, f)
+	case protocol.OpUnbind:
+		r.handleUnbind(s, f)
 	case protocol.OpAuth:
 		s.fail(f.Seq, protocol.CodeAlreadyAuthed, "already authenticated")
 	default:
@@ -233,6 +240,7 @@ func (r *room) OnClose(h handle) {
 	s.closed.Store(true)
 	r.wheel.Remove(&s.timer)
 	r.hub.Remove(s)
+	r.closeBound(s)
 	r.conns.Add(-1)
 	r.m.conns.Dec()
 	if s.isAuthed() {

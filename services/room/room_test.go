@@ -128,7 +128,7 @@ func startEnv(t *testing.T, engine string, tweak func(*config)) *testEnv {
 	if err := cfg.validate(); err != nil {
 		t.Fatal(err)
 	}
-	deps := serverDeps{etcd: cli, log: log, registry: prometheus.NewRegistry(), secretOf: apps.Secret, peers: p}
+	deps := serverDeps{etcd: cli, log: log, registry: prometheus.NewRegistry(), secretOf: apps.Secret, peers: p, appOf: apps.Get}
 	srv, err := startServer(ctx, cfg, deps)
 	if err != nil {
 		t.Fatal(err)

@@ -100,6 +100,12 @@ func (g *roomRPC) Kick(ctx context.Context, req *internalpb.RoomKickRequest) (*i
 	if reason == "" {
 		reason = "kicked by the application"
 	}
+	// A newer login under the app's login policy (policy.go) asks for
+	// REPLACED; anything else is a plain kick.
+	kickCode := protocol.CodeKicked
+	if protocol.Code(req.GetCode()) == protocol.CodeReplaced {
+		kickCode = protocol.CodeReplaced
+	}
 	rep := &internalpb.RoomKickReply{Results: make([]*internalpb.TargetResult, len(req.GetTargets()))}
 	for i, t := range req.GetTargets() {
 		code := internalpb.ResultCode_RESULT_CODE_OK
@@ -107,7 +113,7 @@ func (g *roomRPC) Kick(ctx context.Context, req *internalpb.RoomKickRequest) (*i
 		switch {
 		case !ok || !s.matches(t):
 			code = internalpb.ResultCode_RESULT_CODE_NOT_FOUND
-		case !s.kick(protocol.CodeKicked, reason):
+		case !s.kick(kickCode, reason):
 			code = internalpb.ResultCode_RESULT_CODE_CLOSED
 		}
 		rep.Results[i] = &internalpb.TargetResult{ConnId: t.GetConnId(), Code: code}

@@ -12,6 +12,7 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"google.golang.org/grpc"
 
+	"github.com/pushgw/pushgw/pkg/appconfig"
 	"github.com/pushgw/pushgw/pkg/discovery"
 	"github.com/pushgw/pushgw/pkg/grpcconn"
 	"github.com/pushgw/pushgw/proto/internalpb"
@@ -29,6 +30,8 @@ type serverDeps struct {
 	peers    *peers
 	// subscribes: whether an app takes an event (events.go).
 	subscribes func(app, event string) bool
+	// appOf reads an app's config (vendor and login policy, policy.go).
+	appOf func(app string) (appconfig.App, bool)
 }
 
 // server is a running room: listeners, engine, gRPC service, registration.
@@ -57,6 +60,10 @@ func startServer(ctx context.Context, cfg config, d serverDeps) (*server, error)
 		events: d.peers.events, subscribes: d.subscribes,
 	})
 	if err != nil {
+		return nil, err
+	}
+	if r.multi, err = newMultiApp(r, d, cfg.common.Cluster); err != nil {
+		r.close()
 		return nil, err
 	}
 	d.registry.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{

@@ -51,6 +51,11 @@ type session struct {
 	authSeq uint32
 	// closeWhy is the closeReason of an offline event (events.go).
 	closeWhy atomic.Uint32
+	// bound are the apps BIND added to this connection (bind.go); only
+	// the connection's reader and OnClose touch the pointer. bind is set
+	// on such a bound app's session instead (immutable).
+	bound *bindSet
+	bind  *bindLink
 }
 
 func (s *session) isAuthed() bool { return s.authed.Load() }
@@ -84,6 +89,9 @@ func (s *session) platformName() string {
 // authenticated session goes after its AUTH_REPLY: a push can only reach
 // it once register holds it, and that is when AUTH_REPLY is due anyway.
 func (s *session) send(op protocol.Op, frame []byte) error {
+	if s.bind != nil {
+		return s.sendBound(op, frame)
+	}
 	if op != protocol.OpAuthReply && !s.replied.Load() && s.isAuthed() {
 		s.reply(time.Time{})
 	}
@@ -118,6 +126,9 @@ func (s *session) fail(seq uint32, code protocol.Code, msg string) {
 // kick sends KICK code and closes the connection; false when it was
 // already closing.
 func (s *session) kick(code protocol.Code, reason string) bool {
+	if s.bind != nil {
+		return s.r.kickBound(s, code, reason) // the connection's other apps stay
+	}
 	frame, _ := protocol.AppendMessage(nil, protocol.OpKick, 0, &clientpb.Kick{Code: uint32(code), Reason: reason})
 	s.setCloseReason(closeReasonOf(code))
 	if !s.c.CloseWith(frame) {
