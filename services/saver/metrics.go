@@ -21,6 +21,9 @@ type metrics struct {
 	outcomes        *prometheus.CounterVec
 	redisErrors     *prometheus.CounterVec
 	claimed         prometheus.Counter
+	// Report batches (report_batch.go).
+	ackFailed  prometheus.Counter
+	reportRefs *prometheus.HistogramVec
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -65,6 +68,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	}
 	reg.MustRegister(m.rpc, m.stored, m.storeRejected, m.storeQueue, m.batchRows, m.commitSeconds,
 		m.pendingFallback, m.delivered, m.outcomes, m.redisErrors, m.claimed)
+	m.addReportMetrics(reg)
 	return m
 }
 
