@@ -67,7 +67,7 @@ lint:
 # Each fuzzer runs FUZZTIME; seed corpora live in each package's testdata/fuzz/.
 FUZZTIME ?= 20s
 FUZZ_TARGETS := ./pkg/protocol:FuzzDecode ./pkg/protocol:FuzzReadFrame ./pkg/protocol:FuzzDecodeBody ./pkg/token:FuzzVerify \
-	./services/center:FuzzPushBody ./services/center:FuzzMultiBody ./services/coordinator:FuzzReplyPayload ./pkg/sdk:FuzzParseEndpoints \
+	./services/center:FuzzPushBody ./services/center:FuzzMultiBody ./services/center:FuzzDecodeStrict ./services/coordinator:FuzzReplyPayload ./pkg/sdk:FuzzParseEndpoints \
 	./services/center:FuzzTagBody \
 	./services/center:FuzzBroadcastBody \
 	./services/dispatcher:FuzzPeerRooms \

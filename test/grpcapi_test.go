@@ -18,6 +18,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/pushgw/pushgw/pkg/appconfig"
 	"github.com/pushgw/pushgw/pkg/protocol"
 	"github.com/pushgw/pushgw/pkg/pushclient"
 	"github.com/pushgw/pushgw/proto/apipb"
@@ -248,6 +249,40 @@ func TestGRPCAPI(t *testing.T) {
 		out, err = cmd.CombinedOutput()
 		if err == nil || !strings.Contains(string(out), "UNAUTHENTICATED") {
 			t.Fatalf("pushctl with a wrong key: %v %s, want an UNAUTHENTICATED error", err, out)
+		}
+	})
+
+	t.Run("collapse key", func(t *testing.T) {
+		ctx := grpcCtx(t)
+		_, err := api.Push(ctx, &apipb.PushRequest{User: "u", Payload: []byte("x"), Qos: &qos0, CollapseKey: "k"})
+		wantAPIError(t, err, codes.InvalidArgument, "INVALID_ARGUMENT", "collapse_key")
+		bogus := "urgent"
+		_, err = api.Push(ctx, &apipb.PushRequest{User: "u", Payload: []byte("x"), Priority: &bogus})
+		wantAPIError(t, err, codes.InvalidArgument, "INVALID_ARGUMENT", "priority")
+		first, err := api.Push(ctx, &apipb.PushRequest{User: "collapse-grpc", Payload: []byte("1:0"), CollapseKey: "score"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := api.Push(ctx, &apipb.PushRequest{User: "collapse-grpc", Payload: []byte("2:0"), CollapseKey: "score"}); err != nil {
+			t.Fatal(err)
+		}
+		Eventually(t, 10*time.Second, "the older push collapsed", func() bool {
+			st, err := api.Status(ctx, first.GetId())
+			return err == nil && st.GetState() == "collapsed"
+		})
+	})
+
+	// Last: the limit stays on the app for the rest of the cluster's life.
+	t.Run("rate limit", func(t *testing.T) {
+		c.SetApp(func(a *appconfig.App) { a.PushRate, a.PushBurst = 1, 1 })
+		Eventually(t, 10*time.Second, "RESOURCE_EXHAUSTED past the app's push limit", func() bool {
+			_, err := api.Push(grpcCtx(t), &apipb.PushRequest{User: "limited", Payload: []byte("x")})
+			return status.Code(err) == codes.ResourceExhausted
+		})
+		_, err := api.Push(grpcCtx(t), &apipb.PushRequest{User: "limited", Payload: []byte("x")})
+		wantAPIError(t, err, codes.ResourceExhausted, "RATE_LIMITED", "")
+		if pushclient.ErrorOf(err).GetRetryAfterS() < 1 {
+			t.Fatalf("no retry_after_s in %v", pushclient.ErrorOf(err))
 		}
 	})
 }

@@ -37,6 +37,12 @@ type PushRequest struct {
 	// idempotency_key (QoS 1 only, at most 128 bytes): a retry with the
 	// same key stores and sends nothing and answers the first push's id.
 	IdempotencyKey string `protobuf:"bytes,7,opt,name=idempotency_key,json=idempotencyKey,proto3" json:"idempotency_key,omitempty"`
+	// collapse_key (QoS 1 only, at most 64 bytes): a newer push with the
+	// same (app, user, collapse_key) replaces one still waiting for an ack.
+	CollapseKey string `protobuf:"bytes,8,opt,name=collapse_key,json=collapseKey,proto3" json:"collapse_key,omitempty"`
+	// priority: "normal" (default) or "high" (QoS 1 only): high goes first
+	// in a reconnecting client's backlog.
+	Priority *string `protobuf:"bytes,9,opt,name=priority,proto3,oneof" json:"priority,omitempty"`
 	// receipt (QoS 1 only): post a delivery receipt (acked, expired, dead)
 	// to the app's webhook when the app subscribes to receipts.
 	Receipt       bool `protobuf:"varint,20,opt,name=receipt,proto3" json:"receipt,omitempty"`
@@ -123,6 +129,20 @@ func (x *PushRequest) GetIdempotencyKey() string {
 	return ""
 }
 
+func (x *PushRequest) GetCollapseKey() string {
+	if x != nil {
+		return x.CollapseKey
+	}
+	return ""
+}
+
+func (x *PushRequest) GetPriority() string {
+	if x != nil && x.Priority != nil {
+		return *x.Priority
+	}
+	return ""
+}
+
 func (x *PushRequest) GetReceipt() bool {
 	if x != nil {
 		return x.Receipt
@@ -202,14 +222,18 @@ func (x *PushReply) GetDelivered() int32 {
 }
 
 type PushMultiRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	App           string                 `protobuf:"bytes,1,opt,name=app,proto3" json:"app,omitempty"`
-	Users         []string               `protobuf:"bytes,2,rep,name=users,proto3" json:"users,omitempty"`
-	Payload       []byte                 `protobuf:"bytes,3,opt,name=payload,proto3" json:"payload,omitempty"`
-	Qos           *uint32                `protobuf:"varint,4,opt,name=qos,proto3,oneof" json:"qos,omitempty"`
-	Ttl           *int64                 `protobuf:"varint,5,opt,name=ttl,proto3,oneof" json:"ttl,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	App     string                 `protobuf:"bytes,1,opt,name=app,proto3" json:"app,omitempty"`
+	Users   []string               `protobuf:"bytes,2,rep,name=users,proto3" json:"users,omitempty"`
+	Payload []byte                 `protobuf:"bytes,3,opt,name=payload,proto3" json:"payload,omitempty"`
+	Qos     *uint32                `protobuf:"varint,4,opt,name=qos,proto3,oneof" json:"qos,omitempty"`
+	Ttl     *int64                 `protobuf:"varint,5,opt,name=ttl,proto3,oneof" json:"ttl,omitempty"`
+	// idempotency_key, collapse_key and priority as in PushRequest.
+	IdempotencyKey string  `protobuf:"bytes,6,opt,name=idempotency_key,json=idempotencyKey,proto3" json:"idempotency_key,omitempty"`
+	CollapseKey    string  `protobuf:"bytes,7,opt,name=collapse_key,json=collapseKey,proto3" json:"collapse_key,omitempty"`
+	Priority       *string `protobuf:"bytes,8,opt,name=priority,proto3,oneof" json:"priority,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *PushMultiRequest) Reset() {
@@ -277,12 +301,38 @@ func (x *PushMultiRequest) GetTtl() int64 {
 	return 0
 }
 
+func (x *PushMultiRequest) GetIdempotencyKey() string {
+	if x != nil {
+		return x.IdempotencyKey
+	}
+	return ""
+}
+
+func (x *PushMultiRequest) GetCollapseKey() string {
+	if x != nil {
+		return x.CollapseKey
+	}
+	return ""
+}
+
+func (x *PushMultiRequest) GetPriority() string {
+	if x != nil && x.Priority != nil {
+		return *x.Priority
+	}
+	return ""
+}
+
 type PushMultiReply struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// ids: user -> the id of that user's message.
-	Ids           map[string]uint64 `protobuf:"bytes,1,rep,name=ids,proto3" json:"ids,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"varint,2,opt,name=value"`
-	Qos           uint32            `protobuf:"varint,2,opt,name=qos,proto3" json:"qos,omitempty"`
-	Delivered     *int32            `protobuf:"varint,3,opt,name=delivered,proto3,oneof" json:"delivered,omitempty"`
+	Ids       map[string]uint64 `protobuf:"bytes,1,rep,name=ids,proto3" json:"ids,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"varint,2,opt,name=value"`
+	Qos       uint32            `protobuf:"varint,2,opt,name=qos,proto3" json:"qos,omitempty"`
+	Delivered *int32            `protobuf:"varint,3,opt,name=delivered,proto3,oneof" json:"delivered,omitempty"`
+	// multicast_id names a QoS 1 multicast (the id of its first message).
+	MulticastId uint64 `protobuf:"varint,4,opt,name=multicast_id,json=multicastId,proto3" json:"multicast_id,omitempty"`
+	// replayed: the idempotency key was used before; ids are that
+	// multicast's.
+	Replayed      bool `protobuf:"varint,5,opt,name=replayed,proto3" json:"replayed,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -336,6 +386,20 @@ func (x *PushMultiReply) GetDelivered() int32 {
 		return *x.Delivered
 	}
 	return 0
+}
+
+func (x *PushMultiReply) GetMulticastId() uint64 {
+	if x != nil {
+		return x.MulticastId
+	}
+	return 0
+}
+
+func (x *PushMultiReply) GetReplayed() bool {
+	if x != nil {
+		return x.Replayed
+	}
+	return false
 }
 
 type StatusRequest struct {
@@ -577,10 +641,13 @@ func (x *StreamPushReply) GetError() *Error {
 // (INVALID_ARGUMENT, UNAUTHENTICATED, FORBIDDEN, NOT_FOUND,
 // PAYLOAD_TOO_LARGE, INTERNAL, UNAVAILABLE, ...).
 type Error struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Code          string                 `protobuf:"bytes,1,opt,name=code,proto3" json:"code,omitempty"`
-	Message       string                 `protobuf:"bytes,2,opt,name=message,proto3" json:"message,omitempty"`
-	Field         string                 `protobuf:"bytes,3,opt,name=field,proto3" json:"field,omitempty"`
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Code    string                 `protobuf:"bytes,1,opt,name=code,proto3" json:"code,omitempty"`
+	Message string                 `protobuf:"bytes,2,opt,name=message,proto3" json:"message,omitempty"`
+	Field   string                 `protobuf:"bytes,3,opt,name=field,proto3" json:"field,omitempty"`
+	// retry_after_s: for RATE_LIMITED and TOO_MANY_IN_FLIGHT, seconds to
+	// wait before retrying (HTTP's Retry-After).
+	RetryAfterS   int32 `protobuf:"varint,4,opt,name=retry_after_s,json=retryAfterS,proto3" json:"retry_after_s,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -636,11 +703,18 @@ func (x *Error) GetField() string {
 	return ""
 }
 
+func (x *Error) GetRetryAfterS() int32 {
+	if x != nil {
+		return x.RetryAfterS
+	}
+	return 0
+}
+
 var File_pushgw_api_v1_api_proto protoreflect.FileDescriptor
 
 const file_pushgw_api_v1_api_proto_rawDesc = "" +
 	"\n" +
-	"\x17pushgw/api/v1/api.proto\x12\rpushgw.api.v1\"\xe6\x01\n" +
+	"\x17pushgw/api/v1/api.proto\x12\rpushgw.api.v1\"\xb7\x02\n" +
 	"\vPushRequest\x12\x10\n" +
 	"\x03app\x18\x01 \x01(\tR\x03app\x12\x12\n" +
 	"\x04user\x18\x02 \x01(\tR\x04user\x12\x16\n" +
@@ -648,29 +722,38 @@ const file_pushgw_api_v1_api_proto_rawDesc = "" +
 	"\apayload\x18\x04 \x01(\fR\apayload\x12\x15\n" +
 	"\x03qos\x18\x05 \x01(\rH\x00R\x03qos\x88\x01\x01\x12\x15\n" +
 	"\x03ttl\x18\x06 \x01(\x03H\x01R\x03ttl\x88\x01\x01\x12'\n" +
-	"\x0fidempotency_key\x18\a \x01(\tR\x0eidempotencyKey\x12\x18\n" +
+	"\x0fidempotency_key\x18\a \x01(\tR\x0eidempotencyKey\x12!\n" +
+	"\fcollapse_key\x18\b \x01(\tR\vcollapseKey\x12\x1f\n" +
+	"\bpriority\x18\t \x01(\tH\x02R\bpriority\x88\x01\x01\x12\x18\n" +
 	"\areceipt\x18\x14 \x01(\bR\areceiptB\x06\n" +
 	"\x04_qosB\x06\n" +
-	"\x04_ttl\"z\n" +
+	"\x04_ttlB\v\n" +
+	"\t_priority\"z\n" +
 	"\tPushReply\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x04R\x02id\x12\x10\n" +
 	"\x03qos\x18\x02 \x01(\rR\x03qos\x12\x1a\n" +
 	"\breplayed\x18\x03 \x01(\bR\breplayed\x12!\n" +
 	"\tdelivered\x18\x04 \x01(\x05H\x00R\tdelivered\x88\x01\x01B\f\n" +
 	"\n" +
-	"_delivered\"\x92\x01\n" +
+	"_delivered\"\x8c\x02\n" +
 	"\x10PushMultiRequest\x12\x10\n" +
 	"\x03app\x18\x01 \x01(\tR\x03app\x12\x14\n" +
 	"\x05users\x18\x02 \x03(\tR\x05users\x12\x18\n" +
 	"\apayload\x18\x03 \x01(\fR\apayload\x12\x15\n" +
 	"\x03qos\x18\x04 \x01(\rH\x00R\x03qos\x88\x01\x01\x12\x15\n" +
-	"\x03ttl\x18\x05 \x01(\x03H\x01R\x03ttl\x88\x01\x01B\x06\n" +
+	"\x03ttl\x18\x05 \x01(\x03H\x01R\x03ttl\x88\x01\x01\x12'\n" +
+	"\x0fidempotency_key\x18\x06 \x01(\tR\x0eidempotencyKey\x12!\n" +
+	"\fcollapse_key\x18\a \x01(\tR\vcollapseKey\x12\x1f\n" +
+	"\bpriority\x18\b \x01(\tH\x02R\bpriority\x88\x01\x01B\x06\n" +
 	"\x04_qosB\x06\n" +
-	"\x04_ttl\"\xc5\x01\n" +
+	"\x04_ttlB\v\n" +
+	"\t_priority\"\x84\x02\n" +
 	"\x0ePushMultiReply\x128\n" +
 	"\x03ids\x18\x01 \x03(\v2&.pushgw.api.v1.PushMultiReply.IdsEntryR\x03ids\x12\x10\n" +
 	"\x03qos\x18\x02 \x01(\rR\x03qos\x12!\n" +
-	"\tdelivered\x18\x03 \x01(\x05H\x00R\tdelivered\x88\x01\x01\x1a6\n" +
+	"\tdelivered\x18\x03 \x01(\x05H\x00R\tdelivered\x88\x01\x01\x12!\n" +
+	"\fmulticast_id\x18\x04 \x01(\x04R\vmulticastId\x12\x1a\n" +
+	"\breplayed\x18\x05 \x01(\bR\breplayed\x1a6\n" +
 	"\bIdsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\x04R\x05value:\x028\x01B\f\n" +
@@ -693,11 +776,12 @@ const file_pushgw_api_v1_api_proto_rawDesc = "" +
 	"\x0fStreamPushReply\x12\x10\n" +
 	"\x03ref\x18\x01 \x01(\x04R\x03ref\x12.\n" +
 	"\x05reply\x18\x02 \x01(\v2\x18.pushgw.api.v1.PushReplyR\x05reply\x12*\n" +
-	"\x05error\x18\x03 \x01(\v2\x14.pushgw.api.v1.ErrorR\x05error\"K\n" +
+	"\x05error\x18\x03 \x01(\v2\x14.pushgw.api.v1.ErrorR\x05error\"o\n" +
 	"\x05Error\x12\x12\n" +
 	"\x04code\x18\x01 \x01(\tR\x04code\x12\x18\n" +
 	"\amessage\x18\x02 \x01(\tR\amessage\x12\x14\n" +
-	"\x05field\x18\x03 \x01(\tR\x05field2\xa5\x02\n" +
+	"\x05field\x18\x03 \x01(\tR\x05field\x12\"\n" +
+	"\rretry_after_s\x18\x04 \x01(\x05R\vretryAfterS2\xa5\x02\n" +
 	"\aPushAPI\x12<\n" +
 	"\x04Push\x12\x1a.pushgw.api.v1.PushRequest\x1a\x18.pushgw.api.v1.PushReply\x12K\n" +
 	"\tPushMulti\x12\x1f.pushgw.api.v1.PushMultiRequest\x1a\x1d.pushgw.api.v1.PushMultiReply\x12B\n" +

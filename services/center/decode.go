@@ -41,13 +41,11 @@ func decodeBodyLimit(w http.ResponseWriter, r *http.Request, dst any, limit int6
 	if !utf8.Valid(body) {
 		return errorf(CodeInvalidArgument, "request body is not valid UTF-8")
 	}
-	dec := json.NewDecoder(bytes.NewReader(body))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(dst); err != nil {
+	if err := decodeStrict(body, dst); err != nil {
+		if errors.Is(err, errNotOneValue) {
+			return errorf(CodeInvalidArgument, err.Error())
+		}
 		return jsonError(err)
-	}
-	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
-		return errorf(CodeInvalidArgument, "request body must hold exactly one JSON value")
 	}
 	return nil
 }

@@ -34,6 +34,9 @@ var grpcCodeOf = map[string]codes.Code{
 	CodeUnsupportedMediaType: codes.InvalidArgument,
 	CodeInternal:             codes.Internal,
 	CodeUnavailable:          codes.Unavailable,
+	// Both mean "retry later"; Error.retry_after_s says when.
+	CodeRateLimited:     codes.ResourceExhausted,
+	CodeTooManyInFlight: codes.ResourceExhausted,
 }
 
 // grpcError turns an API error into a status: "CODE: message", with an
@@ -51,10 +54,13 @@ func grpcError(e *apiError) error {
 }
 
 func apiErrorPB(e *apiError) *apipb.Error {
-	return &apipb.Error{Code: e.Code, Message: e.Message, Field: e.Field}
+	return &apipb.Error{Code: e.Code, Message: e.Message, Field: e.Field, RetryAfterS: int32(e.retryAfter)}
 }
 
 type appKey struct{}
+
+// grpcRouteMulti is PushMulti's route label (grpcRoute of its method).
+const grpcRouteMulti = "grpc_pushmulti"
 
 // authenticateGRPC finds the app by the "authorization: Bearer <key>"
 // metadata, with the HTTP API's messages.
@@ -84,7 +90,12 @@ func (s *Server) unaryAuth(ctx context.Context, req any, info *grpc.UnaryServerI
 		s.m.requests.WithLabelValues(route, e.Code).Inc()
 		return nil, grpcError(e)
 	}
-	ctx, cancel := context.WithTimeout(context.WithValue(ctx, appKey{}, app), s.timeout)
+	timeout := s.timeout
+	if route == grpcRouteMulti {
+		// As the HTTP route: one StoreMulti of 100,000 rows takes seconds.
+		timeout = max(timeout, multiRequestTimeout)
+	}
+	ctx, cancel := context.WithTimeout(context.WithValue(ctx, appKey{}, app), timeout)
 	defer cancel()
 	resp, err := h(ctx, req)
 	code := codeOK
@@ -130,7 +141,8 @@ func appOf(ctx context.Context) appconfig.App {
 func pushRequestOf(r *apipb.PushRequest) pushRequest {
 	payload := string(r.GetPayload())
 	q := pushRequest{App: r.GetApp(), User: r.GetUser(), Device: r.GetDevice(), Payload: &payload,
-		TTL: r.Ttl, IdempotencyKey: r.GetIdempotencyKey(), Receipt: r.GetReceipt()}
+		TTL: r.Ttl, IdempotencyKey: r.GetIdempotencyKey(), CollapseKey: r.GetCollapseKey(), Priority: r.Priority,
+		Receipt: r.GetReceipt()}
 	if r.Qos != nil {
 		qos := int(r.GetQos())
 		q.QoS = &qos
@@ -138,8 +150,13 @@ func pushRequestOf(r *apipb.PushRequest) pushRequest {
 	return q
 }
 
-// push is POST /v1/push for one gRPC push.
+// push is POST /v1/push for one gRPC push (Push and each PushStream
+// push): the same per-app limit, validation, collapse key and priority.
 func (s *Server) pushGRPC(ctx context.Context, app appconfig.App, r *apipb.PushRequest) (*apipb.PushReply, *apiError) {
+	// Before validating, as HTTP does before decoding.
+	if e := s.limits.allow(ctx, app.Name, apiPush, app.Push(), 1); e != nil {
+		return nil, e
+	}
 	req := pushRequestOf(r)
 	d, e := req.validate(app.Name)
 	if e != nil {
@@ -176,35 +193,42 @@ func (g *grpcAPI) Push(ctx context.Context, r *apipb.PushRequest) (*apipb.PushRe
 	return out, nil
 }
 
-func (g *grpcAPI) PushMulti(ctx context.Context, r *apipb.PushMultiRequest) (*apipb.PushMultiReply, error) {
-	app := appOf(ctx)
+// multiRequestOf is the HTTP body a gRPC multicast stands for.
+func multiRequestOf(r *apipb.PushMultiRequest) multiPushRequest {
 	payload := string(r.GetPayload())
-	req := multiPushRequest{App: r.GetApp(), Users: r.GetUsers(), Payload: &payload, TTL: r.Ttl}
+	q := multiPushRequest{App: r.GetApp(), Users: r.GetUsers(), Payload: &payload, TTL: r.Ttl,
+		IdempotencyKey: r.GetIdempotencyKey(), CollapseKey: r.GetCollapseKey(), Priority: r.Priority}
 	if r.Qos != nil {
 		qos := int(r.GetQos())
-		req.QoS = &qos
+		q.QoS = &qos
 	}
-	d, e := req.validate(app.Name)
+	return q
+}
+
+// PushMulti is POST /v1/push/multi: the same validation, per-app
+// recipient limit and multicast path (one StoreMulti, paced fan-out).
+func (g *grpcAPI) PushMulti(ctx context.Context, r *apipb.PushMultiRequest) (*apipb.PushMultiReply, error) {
+	req := multiRequestOf(r)
+	out, e := g.s.pushMulti(ctx, appOf(ctx), &req)
 	if e != nil {
 		return nil, grpcError(e)
 	}
-	msgs, e := g.s.newMessages(app.Name, req.Users, "", d)
-	if e != nil {
-		return nil, grpcError(e)
+	rep := &apipb.PushMultiReply{Ids: make(map[string]uint64, len(out.IDs)), Qos: out.QoS, Replayed: out.Replayed}
+	for u, id := range out.IDs {
+		n, err := strconv.ParseUint(id, 10, 64)
+		if err != nil {
+			return nil, grpcError(errorf(CodeInternal, "message id "+id+" of user "+u+" is not a number"))
+		}
+		rep.Ids[u] = n
 	}
-	delivered, _, e := g.s.send(ctx, msgs)
-	if e != nil {
-		return nil, grpcError(e)
+	if out.MulticastID != "" {
+		rep.MulticastId, _ = strconv.ParseUint(out.MulticastID, 10, 64)
 	}
-	out := &apipb.PushMultiReply{Ids: make(map[string]uint64, len(msgs)), Qos: d.qos}
-	for _, m := range msgs {
-		out.Ids[m.GetUser()] = m.GetId()
+	if out.Delivered != nil {
+		n := int32(*out.Delivered)
+		rep.Delivered = &n
 	}
-	if delivered != nil {
-		n := int32(*delivered)
-		out.Delivered = &n
-	}
-	return out, nil
+	return rep, nil
 }
 
 func (g *grpcAPI) Status(ctx context.Context, r *apipb.StatusRequest) (*apipb.StatusReply, error) {

@@ -117,24 +117,28 @@ func (s *Server) handleMultiPush(w http.ResponseWriter, r *http.Request, app app
 	if e := decodeBodyLimit(w, r, &req, maxMultiBodyBytes); e != nil {
 		return nil, e
 	}
+	out, e := s.pushMulti(r.Context(), app, &req)
+	if e != nil {
+		return nil, e
+	}
+	s.m.pushLatency.WithLabelValues("push_multi", strconv.Itoa(int(out.QoS))).Observe(time.Since(start).Seconds())
+	return out, nil
+}
+
+// pushMulti validates, rate-limits and sends a decoded multicast; HTTP
+// and gRPC share it.
+func (s *Server) pushMulti(ctx context.Context, app appconfig.App, req *multiPushRequest) (*multicastResponse, *apiError) {
 	d, e := req.validateMulti(app.Name)
 	if e != nil {
 		return nil, e
 	}
-	if e := s.limits.allow(r.Context(), app.Name, apiMulti, app.Multi(), len(req.Users)); e != nil {
+	if e := s.limits.allow(ctx, app.Name, apiMulti, app.Multi(), len(req.Users)); e != nil {
 		return nil, e
 	}
-	var out *multicastResponse
 	if d.qos == 0 {
-		out, e = s.multicastQoS0(r.Context(), app, req.Users, d)
-	} else {
-		out, e = s.multicast(r.Context(), app, req.Users, req.IdempotencyKey, d)
+		return s.multicastQoS0(ctx, app, req.Users, d)
 	}
-	if e != nil {
-		return nil, e
-	}
-	s.m.pushLatency.WithLabelValues("push_multi", strconv.Itoa(int(d.qos))).Observe(time.Since(start).Seconds())
-	return out, nil
+	return s.multicast(ctx, app, req.Users, req.IdempotencyKey, d)
 }
 
 // multicastQoS0 delivers inside the request, paced: a QoS 0 message is

@@ -5,6 +5,9 @@ import (
 	"sync/atomic"
 	"time"
 
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
 	"github.com/pushgw/pushgw/pkg/grpcconn"
 	"github.com/pushgw/pushgw/proto/internalpb"
 )
@@ -43,8 +46,13 @@ func newReporter(r *room) *reporter {
 	return rp
 }
 
-// Acked queues an ack from a client.
+// Acked queues an ack from a client. Id 0 names no message: saver would
+// refuse the whole Report for it, failing every other ack of the flush
+// window, so it is dropped here.
 func (rp *reporter) Acked(app, user string, id uint64) {
+	if id == 0 {
+		return
+	}
 	rp.b.Add(reportItem{acked: true, app: app, user: user, id: id})
 }
 
@@ -56,6 +64,7 @@ func (rp *reporter) Delivered(app, user string, id uint64) {
 func (rp *reporter) flush(items []reportItem) {
 	defer rp.flushes.Add(1)
 	req := buildReport(items)
+	var refused error
 	err := retry(reportAttempts, reportBackoff, rp.r.life.Done(), func() error {
 		ctx, cancel := context.WithTimeout(rp.r.life, grpcconn.DefaultCallTimeout)
 		defer cancel()
@@ -63,8 +72,17 @@ func (rp *reporter) flush(items []reportItem) {
 		if err != nil {
 			rp.r.m.peerErrors.WithLabelValues("Saver.Report").Inc()
 		}
+		if status.Code(err) == codes.InvalidArgument {
+			// The same batch would be refused again: retrying only holds
+			// the next flush windows back for the whole backoff.
+			refused = err
+			return nil
+		}
 		return err
 	})
+	if refused != nil {
+		err = refused
+	}
 	if err != nil {
 		// Unreported acks are redelivered and deduplicated by the SDK;
 		// unreported deliveries only undercount.

@@ -320,7 +320,7 @@ type finishedRow struct {
 // rows are locked first, so concurrent finishers (another saver's sweeper,
 // an ack racing an expiry) serialize and each row is finished exactly once:
 // the loser no longer finds it.
-func (d *msgDB) finish(ctx context.Context, outcome internalpb.MessageState, ids []uint64, now time.Time, keep func(finishedRow) bool) ([]msgRef, error) {
+func (d *msgDB) finish(ctx context.Context, outcome internalpb.MessageState, ids []uint64, now time.Time, keep func(*finishedRow) bool) ([]msgRef, error) {
 	if len(ids) == 0 {
 		return nil, nil
 	}
@@ -340,7 +340,7 @@ func (d *msgDB) finish(ctx context.Context, outcome internalpb.MessageState, ids
 				rows.Close()
 				return err
 			}
-			if keep(r) {
+			if keep(&r) {
 				take = append(take, r)
 			}
 		}

@@ -25,6 +25,9 @@ type metrics struct {
 	pendingBatch        *prometheus.CounterVec
 	pendingBatchQueries prometheus.Counter
 	inboxMarks          *prometheus.CounterVec
+	// Report batches (report_batch.go).
+	ackFailed  prometheus.Counter
+	reportRefs *prometheus.HistogramVec
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -80,6 +83,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		Name: "pushgw_saver_inbox_empty_marks_total", Help: "Inboxes PendingBatch marked complete and empty (done), or did not because a write or a flush came after its MySQL read (raced).",
 	}, []string{"result"})
 	reg.MustRegister(m.pendingBatch, m.pendingBatchQueries, m.inboxMarks)
+	m.addReportMetrics(reg)
 	return m
 }
 

@@ -155,7 +155,7 @@ func (s *server) candidates(ctx context.Context, u userRef, device string, after
 // bury drops messages delivered -max-deliveries times without an ack: a
 // client that loads but never acks must not get them forever.
 func (s *server) bury(ctx context.Context, u userRef, ids []uint64, now time.Time) {
-	gone, err := s.db.finish(ctx, internalpb.MessageState_MESSAGE_STATE_DEAD, ids, now, func(r finishedRow) bool {
+	gone, err := s.db.finish(ctx, internalpb.MessageState_MESSAGE_STATE_DEAD, ids, now, func(r *finishedRow) bool {
 		return r.app == u.app && r.user == u.user && r.deliveryCount >= s.maxDeliveries
 	})
 	if err != nil {
@@ -198,9 +198,14 @@ func (s *server) Report(ctx context.Context, req *internalpb.ReportRequest) (*in
 		return nil, err
 	}
 	now := time.Now()
-	// Deliveries first: a room reports a push and its ack in one batch when
-	// the client answers fast, and the outcome row should count that delivery.
-	if delivered := toRefs(req.GetDelivered()); len(delivered) > 0 {
+	s.metrics.reportRefs.WithLabelValues("acked").Observe(float64(len(req.GetAcked())))
+	s.metrics.reportRefs.WithLabelValues("delivered").Observe(float64(len(req.GetDelivered())))
+	acked := toRefs(req.GetAcked())
+	// A push acked in this same report is counted delivered by its ack
+	// (report_batch.go); the rest are marked first, so the outcome row of
+	// a message acked in a later report counts this delivery.
+	delivered, deliveredToo := splitDelivered(toRefs(req.GetDelivered()), acked)
+	if len(delivered) > 0 {
 		ids, err := s.db.owned(ctx, delivered)
 		if err != nil {
 			return nil, s.fail(ctx, "report", err)
@@ -210,7 +215,7 @@ func (s *server) Report(ctx context.Context, req *internalpb.ReportRequest) (*in
 		}
 		s.metrics.delivered.WithLabelValues("report").Add(float64(len(ids)))
 	}
-	if acked := toRefs(req.GetAcked()); len(acked) > 0 {
+	if len(acked) > 0 {
 		owner := make(map[uint64]msgRef, len(acked))
 		ids := make([]uint64, 0, len(acked))
 		for _, r := range acked {
@@ -219,17 +224,50 @@ func (s *server) Report(ctx context.Context, req *internalpb.ReportRequest) (*in
 			}
 			owner[r.id] = r
 		}
-		gone, err := s.db.finish(ctx, internalpb.MessageState_MESSAGE_STATE_ACKED, ids, now, func(r finishedRow) bool {
+		gone, failed, err := s.db.finishIsolated(ctx, internalpb.MessageState_MESSAGE_STATE_ACKED, ids, now, func(r *finishedRow) bool {
 			o := owner[r.id]
-			return o.app == r.app && o.user == r.user
+			if o.app != r.app || o.user != r.user {
+				return false
+			}
+			if deliveredToo[o] {
+				r.deliveryCount++
+			}
+			return true
 		})
-		if err != nil {
-			return nil, s.fail(ctx, "report", err)
+		alsoDelivered := 0
+		for _, r := range gone {
+			if deliveredToo[r] {
+				alsoDelivered++
+			}
 		}
+		s.metrics.delivered.WithLabelValues("report").Add(float64(alsoDelivered))
 		s.metrics.outcomes.WithLabelValues("acked").Add(float64(len(gone)))
+		if err != nil {
+			if len(failed) == len(ids) {
+				return nil, s.fail(ctx, "report", err)
+			}
+			// The others landed; these stay stored and are sent and
+			// acked again.
+			s.metrics.ackFailed.Add(float64(len(failed)))
+			s.log.Warn("saver: acks left stored; their batch-mates landed", "failed", len(failed), "acked", len(gone), "err", err)
+		}
 		// Every ref is removed from its own inbox, not only those MySQL
 		// still had: a repeated ack also clears a stale inbox entry, and a
 		// ref naming another user's id touches only its own (empty) slot.
+		// Refs whose finish failed stay, as their rows do.
+		if len(failed) > 0 {
+			left := make(map[uint64]bool, len(failed))
+			for _, id := range failed {
+				left[id] = true
+			}
+			kept := acked[:0:0]
+			for _, r := range acked {
+				if !left[r.id] {
+					kept = append(kept, r)
+				}
+			}
+			acked = kept
+		}
 		if err := s.inbox.remove(ctx, acked); err != nil {
 			s.redisFailed("report", err)
 		}

@@ -60,7 +60,7 @@ func (w *sweeper) sweep(ctx context.Context, now time.Time) int {
 		if len(ids) == 0 {
 			break
 		}
-		gone, err := w.db.finish(ctx, internalpb.MessageState_MESSAGE_STATE_EXPIRED, ids, now, func(r finishedRow) bool {
+		gone, err := w.db.finish(ctx, internalpb.MessageState_MESSAGE_STATE_EXPIRED, ids, now, func(r *finishedRow) bool {
 			return r.expiresMs > 0 && r.expiresMs <= now.UnixMilli()
 		})
 		if err != nil {
