@@ -3,6 +3,7 @@ package main
 import (
 	"errors"
 	"strconv"
+	"sync/atomic"
 	"time"
 	"unicode/utf8"
 
@@ -73,8 +74,13 @@ func (r *room) handleAuth(s *session, f protocol.Frame) {
 		platform = ""
 	}
 
+	key := sessionKey{app: claims.App, user: claims.User, device: device}
+	if tok := a.GetResumeToken(); tok != "" && r.flash.resume(s, key, tok, f.Seq) {
+		return // flash reconnect: no put, no pull, no catch-up (resume.go)
+	}
 	now := time.Now()
-	s.key = sessionKey{app: claims.App, user: claims.User, device: device}
+	s.key = key
+	s.resumeToken = r.flash.newToken()
 	s.sid = r.instance + ":" + strconv.FormatUint(s.id, 10)
 	s.reg = &internalpb.Session{
 		App: claims.App, User: claims.User, Device: device,
@@ -95,11 +101,21 @@ func (r *room) handleAuth(s *session, f protocol.Frame) {
 	// AUTH_REPLY waits until register holds the session, so a push sent
 	// right after it finds the session; a register that does not answer in
 	// -auth-reply-wait delays nobody (the put lands when it comes back).
+	// The pending pull follows the put; a put still under way after the
+	// wait (register slow or down: its attempts can take seconds) pulls at
+	// once as well, and again when the put lands or is given up.
+	var putDone atomic.Bool
 	r.sessions.PutThen(s.reg, func() {
+		putDone.Store(true)
 		s.reply(now)
-		r.pullPending(s)
+		r.requestPull(s)
 	})
-	time.AfterFunc(r.cfg.authReplyWait, func() { s.reply(now) })
+	time.AfterFunc(r.cfg.authReplyWait, func() {
+		s.reply(now)
+		if !putDone.Load() && !s.closed.Load() {
+			r.requestPull(s)
+		}
+	})
 	// Catch-up frames go through s.send, which queues AUTH_REPLY first.
 	r.bc.startCatchUp(s, a.GetLastBroadcastSeq(), now.UnixMilli())
 }
@@ -123,6 +139,8 @@ func (s *session) reply(since time.Time) {
 		HeartbeatSeconds: uint32(r.cfg.heartbeat / time.Second),
 		ServerTimeMs:     now.UnixMilli(),
 		MaxInflight:      uint32(r.cfg.maxInflight()),
+		ResumeToken:      s.resumeToken,
+		Resumed:          s.resumed,
 	})
 	if err == nil {
 		_ = s.send(protocol.OpAuthReply, frame)

@@ -77,6 +77,8 @@ type config struct {
 	// broadcast's fan-out; 0 (a config built without flags) means
 	// defaultTagCheckBatch.
 	tagCheckBatch int
+	// flash is the flash-reconnect parking lot's flags (resume.go).
+	flash flashConfig
 }
 
 func (c *config) bind(fs *flag.FlagSet) {
@@ -97,6 +99,7 @@ func (c *config) bind(fs *flag.FlagSet) {
 	fs.IntVar(&c.maxPreAuth, "max-preauth", defaultMaxPreAuth, "most open connections that have not authenticated yet; beyond it new ones get TOO_MANY_CONNECTIONS")
 	fs.DurationVar(&c.sessionRefresh, "session-refresh", defaultSessionRefresh, "interval of session TTL refreshes at register (keep below register's -session-ttl / 2)")
 	fs.IntVar(&c.tagCheckBatch, "tag-check-batch", defaultTagCheckBatch, "users per saver TagMembership call while a tag broadcast fans out (1..1000)")
+	c.flash.bind(fs)
 }
 
 func (c *config) validate() error {
@@ -150,6 +153,9 @@ func (c *config) validate() error {
 	}
 	if c.engine != engineGnet && c.engine != engineStd {
 		errs = append(errs, fmt.Errorf("-engine %q: want %s or %s", c.engine, engineGnet, engineStd))
+	}
+	if err := c.flash.validate(); err != nil {
+		errs = append(errs, err)
 	}
 	return errors.Join(errs...)
 }

@@ -32,6 +32,8 @@ type metrics struct {
 	// (denied, rate, preauth); admissionBad counts rejected configs.
 	admissionRefused *prometheus.CounterVec
 	admissionBad     prometheus.Counter
+	// flash counts flash-reconnect parking (resume.go).
+	flash *flashMetrics
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -75,6 +77,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		Name: "pushgw_room_admission_refused_total", Help: "Connections refused before their first frame, by reason (denied: IP lists; rate: per-IP connect rate; preauth: -max-preauth)."}, []string{"reason"})
 	m.admissionBad = prometheus.NewCounter(prometheus.CounterOpts{
 		Name: "pushgw_room_admission_config_rejected_total", Help: "Admission configs from etcd rejected as invalid (the previous rules stay)."})
+	m.flash = newFlashMetrics(reg)
 	in := prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "pushgw_room_frames_in_total", Help: "Client frames received, by op."}, []string{"op"})
 	out := prometheus.NewCounterVec(prometheus.CounterOpts{

@@ -39,6 +39,7 @@ type room struct {
 	sessions *sessionSync
 	reports  *reporter
 	bc       *broadcaster
+	flash    *flash
 	pending  *ants.Pool
 	uplinks  *ants.Pool
 
@@ -113,6 +114,7 @@ func newRoom(cfg config, d roomDeps) (*room, error) {
 		return nil, err
 	}
 	r.sessions = newSessionSync(r)
+	r.flash = newFlash(r)
 	r.reports = newReporter(r)
 	r.wheel.Start()
 	return r, nil
@@ -215,9 +217,15 @@ func (r *room) OnClose(h handle) {
 	s := h.(*session)
 	s.closed.Store(true)
 	r.wheel.Remove(&s.timer)
+	// A dropped session may be kept for a flash reconnect (resume.go);
+	// its register entry then stays.
+	parked := s.isAuthed() && r.flash.park(s)
 	r.hub.Remove(s)
 	r.conns.Add(-1)
 	r.m.conns.Dec()
+	if parked {
+		return
+	}
 	if s.isAuthed() {
 		r.sessions.Delete(s.reg)
 	} else {

@@ -38,6 +38,16 @@ type session struct {
 	// it echoes.
 	replied atomic.Bool
 	authSeq uint32
+	// resumeToken is sent in AUTH_REPLY for a flash reconnect; resumed is
+	// set when this connection took over a parked session (resume.go).
+	// Both are written before authed. noPark is set when the room ends
+	// the connection itself (KICK, ERROR): its session is not kept.
+	resumeToken string
+	resumed     bool
+	noPark      atomic.Bool
+	// handedOver is set when a resuming connection took this open one's
+	// session over (resume.go).
+	handedOver atomic.Bool
 }
 
 func (s *session) isAuthed() bool { return s.authed.Load() }
@@ -71,6 +81,7 @@ func (s *session) sendMsg(op protocol.Op, seq uint32, msg proto.Message) error {
 
 // fail sends ERROR code and closes the connection.
 func (s *session) fail(seq uint32, code protocol.Code, msg string) {
+	s.noPark.Store(true)
 	if s.c.CloseWith(protocol.ErrorFrame(nil, seq, code, msg)) {
 		s.r.m.frameOut(protocol.OpError)
 		s.r.m.closes.WithLabelValues(code.String()).Inc()
@@ -80,6 +91,7 @@ func (s *session) fail(seq uint32, code protocol.Code, msg string) {
 // kick sends KICK code and closes the connection; false when it was
 // already closing.
 func (s *session) kick(code protocol.Code, reason string) bool {
+	s.noPark.Store(true)
 	frame, _ := protocol.AppendMessage(nil, protocol.OpKick, 0, &clientpb.Kick{Code: uint32(code), Reason: reason})
 	if !s.c.CloseWith(frame) {
 		return false

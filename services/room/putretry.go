@@ -1,0 +1,116 @@
+package main
+
+import (
+	"sync"
+	"time"
+
+	"github.com/pushgw/pushgw/proto/internalpb"
+)
+
+// Logins whose register put failed (register killed, restarting, or its
+// Redis down) are invisible to center until a put lands: every message
+// stored meanwhile waits in saver. They used to be tried again after 1, 2,
+// 4, 8 and 16 s, so a register back after 5 s could leave a login unseen
+// for 15 s more (the fault suite's register + room kill pair: clients that
+// moved waited 28 s). Now one loop tries every such session again each
+// putRetryInterval while its connection lives, and a put that lands pulls
+// what was stored meanwhile (sessionSync.refresh puts the missing back
+// with a pull).
+const (
+	// putRetryInterval paces the second chances: one Register.Refresh per
+	// refreshBatch sessions each interval while register is down, which
+	// costs nothing next to the messages waiting on it.
+	putRetryInterval = 500 * time.Millisecond
+	// maxUnplaced bounds the sessions waiting for a put; beyond it they
+	// wait for the periodic -session-refresh instead.
+	maxUnplaced = 1 << 17
+)
+
+// putRetrier holds the sessions whose put failed, by connection id.
+type putRetrier struct {
+	ss *sessionSync
+
+	mu sync.Mutex
+	m  map[uint64]*internalpb.Session
+
+	stop chan struct{}
+	done chan struct{}
+}
+
+func newPutRetrier(ss *sessionSync) *putRetrier {
+	p := &putRetrier{ss: ss, m: map[uint64]*internalpb.Session{}, stop: make(chan struct{}), done: make(chan struct{})}
+	go p.run()
+	return p
+}
+
+// add queues sessions whose put failed; it never blocks.
+func (p *putRetrier) add(sessions []*internalpb.Session) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, s := range sessions {
+		if len(p.m) >= maxUnplaced {
+			p.ss.r.m.batchDropped.WithLabelValues("register_retry").Inc()
+			continue
+		}
+		p.m[s.GetConnId()] = s
+	}
+}
+
+// len is the number of sessions waiting for a put.
+func (p *putRetrier) len() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return len(p.m)
+}
+
+func (p *putRetrier) run() {
+	defer close(p.done)
+	t := time.NewTicker(putRetryInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-p.stop:
+			return
+		case <-t.C:
+			p.round()
+		}
+	}
+}
+
+// round refreshes the waiting sessions still open here; those register
+// answered for leave the set (the missing ones are put again, and a put
+// that fails once more comes back through add).
+func (p *putRetrier) round() {
+	p.mu.Lock()
+	if len(p.m) == 0 {
+		p.mu.Unlock()
+		return
+	}
+	batch := make([]*internalpb.Session, 0, min(len(p.m), refreshBatch))
+	for id, reg := range p.m {
+		if s, ok := p.ss.r.hub.Get(id); !ok || !s.isAuthed() || s.reg != reg {
+			delete(p.m, id) // closed: its delete is queued, it must not come back
+			continue
+		}
+		if len(batch) < refreshBatch {
+			batch = append(batch, reg)
+		}
+	}
+	p.mu.Unlock()
+	if len(batch) == 0 || p.ss.refresh(batch) != nil {
+		return
+	}
+	p.mu.Lock()
+	for _, reg := range batch {
+		if p.m[reg.GetConnId()] == reg {
+			delete(p.m, reg.GetConnId())
+		}
+	}
+	p.mu.Unlock()
+}
+
+// close stops the loop; what it held is left to the periodic refresh.
+func (p *putRetrier) close() {
+	close(p.stop)
+	<-p.done
+}
