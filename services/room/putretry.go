@@ -77,36 +77,40 @@ func (p *putRetrier) run() {
 	}
 }
 
-// round refreshes the waiting sessions still open here; those register
-// answered for leave the set (the missing ones are put again, and a put
-// that fails once more comes back through add).
+// round refreshes the waiting sessions still open here, a batch at a
+// time, and stops at the first failure (register still down: one failed
+// call per round). Those register answered for leave the set (the missing
+// ones are put again, and a put that fails once more comes back through
+// add).
 func (p *putRetrier) round() {
 	p.mu.Lock()
 	if len(p.m) == 0 {
 		p.mu.Unlock()
 		return
 	}
-	batch := make([]*internalpb.Session, 0, min(len(p.m), refreshBatch))
+	live := make([]*internalpb.Session, 0, len(p.m))
 	for id, reg := range p.m {
 		if s, ok := p.ss.r.hub.Get(id); !ok || !s.isAuthed() || s.reg != reg {
 			delete(p.m, id) // closed: its delete is queued, it must not come back
 			continue
 		}
-		if len(batch) < refreshBatch {
-			batch = append(batch, reg)
-		}
+		live = append(live, reg)
 	}
 	p.mu.Unlock()
-	if len(batch) == 0 || p.ss.refresh(batch) != nil {
-		return
-	}
-	p.mu.Lock()
-	for _, reg := range batch {
-		if p.m[reg.GetConnId()] == reg {
-			delete(p.m, reg.GetConnId())
+	for len(live) > 0 {
+		batch := live[:min(len(live), refreshBatch)]
+		live = live[len(batch):]
+		if p.ss.refresh(batch) != nil {
+			return
 		}
+		p.mu.Lock()
+		for _, reg := range batch {
+			if p.m[reg.GetConnId()] == reg {
+				delete(p.m, reg.GetConnId())
+			}
+		}
+		p.mu.Unlock()
 	}
-	p.mu.Unlock()
 }
 
 // close stops the loop; what it held is left to the periodic refresh.
