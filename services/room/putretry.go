@@ -1,9 +1,11 @@
 package main
 
 import (
+	"context"
 	"sync"
 	"time"
 
+	"github.com/pushgw/pushgw/pkg/grpcconn"
 	"github.com/pushgw/pushgw/proto/internalpb"
 )
 
@@ -14,8 +16,7 @@ import (
 // for 15 s more (the fault suite's register + room kill pair: clients that
 // moved waited 28 s). Now one loop tries every such session again each
 // putRetryInterval while its connection lives, and a put that lands pulls
-// what was stored meanwhile (sessionSync.refresh puts the missing back
-// with a pull).
+// what was stored meanwhile.
 const (
 	// putRetryInterval paces the second chances: one Register.Refresh per
 	// refreshBatch sessions each interval while register is down, which
@@ -100,7 +101,7 @@ func (p *putRetrier) round() {
 	for len(live) > 0 {
 		batch := live[:min(len(live), refreshBatch)]
 		live = live[len(batch):]
-		if p.ss.refresh(batch) != nil {
+		if p.put(batch) != nil {
 			return
 		}
 		p.mu.Lock()
@@ -110,7 +111,37 @@ func (p *putRetrier) round() {
 			}
 		}
 		p.mu.Unlock()
+		// While register did not know them, center found nobody to push
+		// to: pull what was stored meanwhile.
+		// One closed since the check above may have had its delete land
+		// before this put: delete it again (register deletes only the
+		// entry this connection owns).
+		for _, reg := range batch {
+			if s, ok := p.ss.r.hub.Get(reg.GetConnId()); ok && s.isAuthed() && s.reg == reg {
+				p.ss.r.requestPull(s)
+			} else {
+				p.ss.Delete(reg)
+			}
+		}
 	}
+}
+
+// put puts the sessions again. A put, not a refresh: the device's entry
+// at register may still be the one of its previous connection (a room
+// killed without deleting it), which a refresh reports as superseded and
+// leaves in place until its TTL ends (30 s: the fault suite's register +
+// room kill pair waited that long). The connection is open here, so it is
+// the device's latest, as the failed put meant to say.
+func (p *putRetrier) put(batch []*internalpb.Session) error {
+	r := p.ss.r
+	ctx, cancel := context.WithTimeout(r.life, grpcconn.DefaultCallTimeout)
+	defer cancel()
+	if _, err := r.register.Put(ctx, &internalpb.PutSessionsRequest{Sessions: batch}); err != nil {
+		r.m.peerErrors.WithLabelValues("Register.Put").Inc()
+		r.log.Debug("room: session put retry failed", "sessions", len(batch), "err", err)
+		return err
+	}
+	return nil
 }
 
 // close stops the loop; what it held is left to the periodic refresh.
