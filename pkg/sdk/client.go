@@ -43,6 +43,8 @@ type Client struct {
 	// lastBroadcast is the highest broadcast seq handled, kept across
 	// reconnects and sent in AUTH.
 	lastBroadcast atomic.Uint64
+	// resume is the last AuthReply.resume_token (resume.go).
+	resume atomic.Pointer[string]
 
 	// ackDelay is ackFlushDelay; tests raise it to observe Close's flush.
 	ackDelay time.Duration

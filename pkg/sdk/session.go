@@ -81,9 +81,13 @@ func (c *Client) runSession(ctx context.Context, ep string) (established bool, e
 		waiters:   make(map[uint32]chan *clientpb.UplinkReply),
 	}
 	s.acks.init()
-	c.log.Info("sdk: connected", "endpoint", ep, "session", reply.SessionId, "heartbeat", hb)
+	c.log.Info("sdk: connected", "endpoint", ep, "session", reply.SessionId, "heartbeat", hb, "resumed", reply.Resumed)
+	c.setResumeToken(reply.ResumeToken)
 	c.setCurrent(s)
 	c.stats.connects.Add(1)
+	if reply.Resumed {
+		c.stats.resumed.Add(1)
+	}
 	c.notify(StateConnected, ep)
 	defer c.notify(StateDisconnected, ep)
 	defer c.setCurrent(nil)
@@ -111,7 +115,7 @@ func (c *Client) authenticate(ctx context.Context, conn net.Conn, r *protocol.Re
 
 	frame, err := protocol.AppendMessage(nil, protocol.OpAuth, c.nextSeq(), &clientpb.Auth{
 		Token: tok, Device: c.cfg.Device, Platform: c.cfg.Platform, SdkVersion: Version,
-		LastBroadcastSeq: c.lastBroadcast.Load(),
+		LastBroadcastSeq: c.lastBroadcast.Load(), ResumeToken: c.resumeToken(),
 	})
 	if err != nil {
 		return nil, err

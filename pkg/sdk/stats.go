@@ -12,10 +12,12 @@ type Stats struct {
 	Handled     uint64 // messages handed to the Handler that it accepted
 	Redelivered uint64 // duplicates dropped by the dedupe window
 	HandlerErrs uint64 // messages the Handler refused, left for redelivery
+	Resumed     uint64 // sessions that resumed the previous one (flash reconnect), counted in Connects too
 }
 
 type stats struct {
 	connects, handled, redelivered, handlerErrs atomic.Uint64
+	resumed                                     atomic.Uint64
 }
 
 // Stats returns a snapshot of the counters. Safe for concurrent use.
@@ -25,6 +27,7 @@ func (c *Client) Stats() Stats {
 		Handled:     c.stats.handled.Load(),
 		Redelivered: c.stats.redelivered.Load(),
 		HandlerErrs: c.stats.handlerErrs.Load(),
+		Resumed:     c.stats.resumed.Load(),
 	}
 }
 

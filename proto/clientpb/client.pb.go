@@ -38,8 +38,13 @@ type Auth struct {
 	SdkVersion string `protobuf:"bytes,4,opt,name=sdk_version,json=sdkVersion,proto3" json:"sdk_version,omitempty"`
 	// Last broadcast sequence the client saw (reserved for broadcast catch-up).
 	LastBroadcastSeq uint64 `protobuf:"varint,5,opt,name=last_broadcast_seq,json=lastBroadcastSeq,proto3" json:"last_broadcast_seq,omitempty"`
-	unknownFields    protoimpl.UnknownFields
-	sizeCache        protoimpl.SizeCache
+	// AuthReply.resume_token of the client's previous connection, to resume
+	// that session if the room still holds it (flash reconnect); empty for a
+	// fresh login. An unknown or stale token is not an error: the login is
+	// then a full one (AuthReply.resumed false).
+	ResumeToken   string `protobuf:"bytes,6,opt,name=resume_token,json=resumeToken,proto3" json:"resume_token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Auth) Reset() {
@@ -107,6 +112,13 @@ func (x *Auth) GetLastBroadcastSeq() uint64 {
 	return 0
 }
 
+func (x *Auth) GetResumeToken() string {
+	if x != nil {
+		return x.ResumeToken
+	}
+	return ""
+}
+
 // Body of AUTH_REPLY (op 2).
 type AuthReply struct {
 	state     protoimpl.MessageState `protogen:"open.v1"`
@@ -115,7 +127,13 @@ type AuthReply struct {
 	HeartbeatSeconds uint32 `protobuf:"varint,2,opt,name=heartbeat_seconds,json=heartbeatSeconds,proto3" json:"heartbeat_seconds,omitempty"`
 	ServerTimeMs     int64  `protobuf:"varint,3,opt,name=server_time_ms,json=serverTimeMs,proto3" json:"server_time_ms,omitempty"`
 	// Upper bound of unacked pushes the server keeps in flight on this connection.
-	MaxInflight   uint32 `protobuf:"varint,4,opt,name=max_inflight,json=maxInflight,proto3" json:"max_inflight,omitempty"`
+	MaxInflight uint32 `protobuf:"varint,4,opt,name=max_inflight,json=maxInflight,proto3" json:"max_inflight,omitempty"`
+	// Opaque token to send as Auth.resume_token when reconnecting after a
+	// drop; empty when the room keeps no sessions for flash reconnects.
+	ResumeToken string `protobuf:"bytes,5,opt,name=resume_token,json=resumeToken,proto3" json:"resume_token,omitempty"`
+	// True when this connection resumed the session of Auth.resume_token:
+	// what was pushed meanwhile follows, and no catch-up is run.
+	Resumed       bool `protobuf:"varint,6,opt,name=resumed,proto3" json:"resumed,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -176,6 +194,20 @@ func (x *AuthReply) GetMaxInflight() uint32 {
 		return x.MaxInflight
 	}
 	return 0
+}
+
+func (x *AuthReply) GetResumeToken() string {
+	if x != nil {
+		return x.ResumeToken
+	}
+	return ""
+}
+
+func (x *AuthReply) GetResumed() bool {
+	if x != nil {
+		return x.Resumed
+	}
+	return false
 }
 
 // Body of PUSH (op 5).
@@ -863,20 +895,23 @@ var File_pushgw_client_v1_client_proto protoreflect.FileDescriptor
 
 const file_pushgw_client_v1_client_proto_rawDesc = "" +
 	"\n" +
-	"\x1dpushgw/client/v1/client.proto\x12\x10pushgw.client.v1\"\x9f\x01\n" +
+	"\x1dpushgw/client/v1/client.proto\x12\x10pushgw.client.v1\"\xc2\x01\n" +
 	"\x04Auth\x12\x14\n" +
 	"\x05token\x18\x01 \x01(\tR\x05token\x12\x16\n" +
 	"\x06device\x18\x02 \x01(\tR\x06device\x12\x1a\n" +
 	"\bplatform\x18\x03 \x01(\tR\bplatform\x12\x1f\n" +
 	"\vsdk_version\x18\x04 \x01(\tR\n" +
 	"sdkVersion\x12,\n" +
-	"\x12last_broadcast_seq\x18\x05 \x01(\x04R\x10lastBroadcastSeq\"\xa0\x01\n" +
+	"\x12last_broadcast_seq\x18\x05 \x01(\x04R\x10lastBroadcastSeq\x12!\n" +
+	"\fresume_token\x18\x06 \x01(\tR\vresumeToken\"\xdd\x01\n" +
 	"\tAuthReply\x12\x1d\n" +
 	"\n" +
 	"session_id\x18\x01 \x01(\tR\tsessionId\x12+\n" +
 	"\x11heartbeat_seconds\x18\x02 \x01(\rR\x10heartbeatSeconds\x12$\n" +
 	"\x0eserver_time_ms\x18\x03 \x01(\x03R\fserverTimeMs\x12!\n" +
-	"\fmax_inflight\x18\x04 \x01(\rR\vmaxInflight\"\xb7\x01\n" +
+	"\fmax_inflight\x18\x04 \x01(\rR\vmaxInflight\x12!\n" +
+	"\fresume_token\x18\x05 \x01(\tR\vresumeToken\x12\x18\n" +
+	"\aresumed\x18\x06 \x01(\bR\aresumed\"\xb7\x01\n" +
 	"\x04Push\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x04R\x02id\x12\x10\n" +
 	"\x03app\x18\x02 \x01(\tR\x03app\x12\x18\n" +

@@ -2,6 +2,7 @@ package main
 
 import (
 	"errors"
+	"sync/atomic"
 	"time"
 	"unicode/utf8"
 	"unique"
@@ -72,8 +73,13 @@ func (r *room) handleAuth(s *session, f protocol.Frame) {
 		platform = ""
 	}
 
+	key := sessionKey{app: r.apps.intern(claims.App), user: claims.User, device: device}
+	if tok := a.GetResumeToken(); tok != "" && r.flash.resume(s, key, tok, f.Seq) {
+		return // flash reconnect: no put, no pull, no catch-up (resume.go)
+	}
 	now := time.Now()
-	s.key = sessionKey{app: r.apps.intern(claims.App), user: claims.User, device: device}
+	s.key = key
+	s.resumeToken = r.flash.newToken()
 	if platform != "" {
 		s.platform = unique.Make(platform)
 	}
@@ -93,12 +99,22 @@ func (r *room) handleAuth(s *session, f protocol.Frame) {
 	// AUTH_REPLY waits until register holds the session, so a push sent
 	// right after it finds the session; a register that does not answer in
 	// -auth-reply-wait delays nobody (the put lands when it comes back).
+	// The pending pull follows the put; a put still under way after the
+	// wait (register slow or down: its attempts can take seconds) pulls at
+	// once as well, and again when the put lands or is given up.
+	var putDone atomic.Bool
 	r.sessions.PutThen(s.regSession(), func() {
+		putDone.Store(true)
 		s.reply(now)
-		r.pullPending(s)
+		r.requestPull(s)
 		r.enforceLoginPolicy(s)
 	})
-	r.later.After(r.cfg.authReplyWait, func() { s.reply(now) })
+	r.later.After(r.cfg.authReplyWait, func() {
+		s.reply(now)
+		if !putDone.Load() && !s.closed.Load() {
+			r.requestPull(s)
+		}
+	})
 	// Catch-up frames go through s.send, which queues AUTH_REPLY first.
 	r.bc.startCatchUp(s, a.GetLastBroadcastSeq(), now.UnixMilli())
 }
@@ -122,6 +138,8 @@ func (s *session) reply(since time.Time) {
 		HeartbeatSeconds: uint32(r.cfg.heartbeat / time.Second),
 		ServerTimeMs:     now.UnixMilli(),
 		MaxInflight:      uint32(r.cfg.maxInflight()),
+		ResumeToken:      s.resumeToken,
+		Resumed:          s.resumed,
 	})
 	if err == nil {
 		_ = s.send(protocol.OpAuthReply, frame)

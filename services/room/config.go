@@ -79,6 +79,8 @@ type config struct {
 	tagCheckBatch int
 	// drain holds -drain-rate and -drain-deadline (drain_pace.go).
 	drain drainConfig
+	// flash is the flash-reconnect parking lot's flags (resume.go).
+	flash flashConfig
 }
 
 func (c *config) bind(fs *flag.FlagSet) {
@@ -100,6 +102,7 @@ func (c *config) bind(fs *flag.FlagSet) {
 	fs.DurationVar(&c.sessionRefresh, "session-refresh", defaultSessionRefresh, "interval of session TTL refreshes at register (keep below register's -session-ttl / 2)")
 	c.drain.bind(fs)
 	fs.IntVar(&c.tagCheckBatch, "tag-check-batch", defaultTagCheckBatch, "users per saver TagMembership call while a tag broadcast fans out (1..1000)")
+	c.flash.bind(fs)
 }
 
 func (c *config) validate() error {
@@ -156,6 +159,9 @@ func (c *config) validate() error {
 	}
 	if c.engine != engineGnet && c.engine != engineStd {
 		errs = append(errs, fmt.Errorf("-engine %q: want %s or %s", c.engine, engineGnet, engineStd))
+	}
+	if err := c.flash.validate(); err != nil {
+		errs = append(errs, err)
 	}
 	return errors.Join(errs...)
 }

@@ -85,7 +85,7 @@ func (e *eventReporter) event(s *session, kind internalpb.EventKind, sub string,
 		return
 	}
 	ev := &internalpb.Event{Kind: kind, App: s.key.app, User: s.key.user, Device: s.key.device, Platform: s.platformName(),
-		RoomId: e.r.instance, SessionId: s.id, AtMs: time.Now().UnixMilli()}
+		RoomId: e.r.instance, SessionId: s.regConnID(), AtMs: time.Now().UnixMilli()}
 	if kind == internalpb.EventKind_EVENT_KIND_OFFLINE {
 		ev.Reason = reason.String()
 	}

@@ -121,10 +121,11 @@ func (h *hub) Remove(s *session) {
 		}
 		ks.mu.Unlock()
 	}
-	is := &h.byID[s.id%hubShards]
+	id := s.indexID() // a resumed session sits at its register id (hub_flash.go)
+	is := &h.byID[id%hubShards]
 	is.mu.Lock()
-	if is.m[s.id] == s {
-		delete(is.m, s.id)
+	if is.m[id] == s {
+		delete(is.m, id)
 	}
 	is.mu.Unlock()
 }

@@ -34,6 +34,8 @@ type metrics struct {
 	admissionBad     prometheus.Counter
 	// pullBatches counts Saver.PendingBatch calls (pending_batch.go).
 	pullBatches prometheus.Counter
+	// flash counts flash-reconnect parking (resume.go).
+	flash *flashMetrics
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -80,6 +82,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	m.pullBatches = prometheus.NewCounter(prometheus.CounterOpts{
 		Name: "pushgw_room_pending_batches_total", Help: "Saver.PendingBatch calls: the pending pulls of logins (and pages) of one flush window go in one."})
 	reg.MustRegister(m.pullBatches)
+	m.flash = newFlashMetrics(reg)
 	in := prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "pushgw_room_frames_in_total", Help: "Client frames received, by op."}, []string{"op"})
 	out := prometheus.NewCounterVec(prometheus.CounterOpts{

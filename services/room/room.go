@@ -44,6 +44,7 @@ type room struct {
 	reports  *reporter
 	events   *eventReporter // online/offline callbacks (events.go); nil: none
 	bc       *broadcaster
+	flash    *flash
 	pending  *ants.Pool
 	uplinks  *ants.Pool
 	// pulls batches pending pulls into Saver.PendingBatch calls.
@@ -130,6 +131,7 @@ func newRoom(cfg config, d roomDeps) (*room, error) {
 	}
 	r.pulls = newPuller(r, pullBatchSize, pullBatchDelay)
 	r.sessions = newSessionSync(r)
+	r.flash = newFlash(r)
 	r.reports = newReporter(r)
 	r.events = newEventReporter(r, d.events, d.subscribes)
 	r.wheel.Start()
@@ -239,10 +241,16 @@ func (r *room) OnClose(h handle) {
 	s := h.(*session)
 	s.closed.Store(true)
 	r.wheel.Remove(&s.timer)
+	// A dropped session may be kept for a flash reconnect (resume.go);
+	// its register entry then stays.
+	parked := s.isAuthed() && r.flash.park(s)
 	r.hub.Remove(s)
 	r.closeBound(s)
 	r.conns.Add(-1)
 	r.m.conns.Dec()
+	if parked {
+		return
+	}
 	if s.isAuthed() {
 		r.sessions.Delete(s.regSession())
 		r.events.offline(s)

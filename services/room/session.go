@@ -40,6 +40,10 @@ type session struct {
 	// authed, like key.
 	platform unique.Handle[string]
 	loginMs  int64
+	// regID is, for a session resumed after a flash reconnect, the
+	// connection id register knows it by (the resumed one's); 0 otherwise
+	// (hub_flash.go). Written before authed.
+	regID uint64
 	// pending pages through what was stored while the user was away.
 	pending pendingState
 	// bseq and bmask record the broadcasts given to this connection
@@ -56,6 +60,16 @@ type session struct {
 	// on such a bound app's session instead (immutable).
 	bound *bindSet
 	bind  *bindLink
+	// resumeToken is sent in AUTH_REPLY for a flash reconnect; resumed is
+	// set when this connection took over a parked session (resume.go).
+	// Both are written before authed. noPark is set when the room ends
+	// the connection itself (KICK, ERROR): its session is not kept.
+	resumeToken string
+	resumed     bool
+	noPark      atomic.Bool
+	// handedOver is set when a resuming connection took this open one's
+	// session over (resume.go).
+	handedOver atomic.Bool
 }
 
 func (s *session) isAuthed() bool { return s.authed.Load() }
@@ -63,7 +77,7 @@ func (s *session) isAuthed() bool { return s.authed.Load() }
 // sessionID is the id AUTH_REPLY gives the client and uplinks carry:
 // "<instance>:<connection id>".
 func (s *session) sessionID() string {
-	return s.r.instance + ":" + strconv.FormatUint(s.id, 10)
+	return s.r.instance + ":" + strconv.FormatUint(s.regConnID(), 10)
 }
 
 // regSession builds what register stores for this authenticated session.
@@ -72,7 +86,7 @@ func (s *session) sessionID() string {
 func (s *session) regSession() *internalpb.Session {
 	return &internalpb.Session{
 		App: s.key.app, User: s.key.user, Device: s.key.device,
-		RoomId: s.r.instance, RoomAddr: s.r.cfg.grpc, ConnId: s.id,
+		RoomId: s.r.instance, RoomAddr: s.r.cfg.grpc, ConnId: s.regConnID(),
 		LoginMs: s.loginMs, ClientIp: clientIP(s.c.RemoteAddr()), Platform: s.platformName(),
 	}
 }
@@ -117,6 +131,7 @@ func (s *session) sendMsg(op protocol.Op, seq uint32, msg proto.Message) error {
 
 // fail sends ERROR code and closes the connection.
 func (s *session) fail(seq uint32, code protocol.Code, msg string) {
+	s.noPark.Store(true)
 	if s.c.CloseWith(protocol.ErrorFrame(nil, seq, code, msg)) {
 		s.r.m.frameOut(protocol.OpError)
 		s.r.m.closes.WithLabelValues(code.String()).Inc()
@@ -129,6 +144,7 @@ func (s *session) kick(code protocol.Code, reason string) bool {
 	if s.bind != nil {
 		return s.r.kickBound(s, code, reason) // the connection's other apps stay
 	}
+	s.noPark.Store(true)
 	frame, _ := protocol.AppendMessage(nil, protocol.OpKick, 0, &clientpb.Kick{Code: uint32(code), Reason: reason})
 	s.setCloseReason(closeReasonOf(code))
 	if !s.c.CloseWith(frame) {

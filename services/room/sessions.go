@@ -16,13 +16,6 @@ const (
 	refreshBatch = 500
 )
 
-// putRetryDelays pace the second chances of logins whose put failed
-// (register restarting): after each delay their sessions are refreshed and
-// what register lacks is put again, with a pull of what was stored
-// meanwhile. Without them a login would stay invisible to center until the
-// next -session-refresh, a minute by default.
-var putRetryDelays = [...]time.Duration{time.Second, 2 * time.Second, 4 * time.Second, 8 * time.Second, 16 * time.Second}
-
 // regOp is one queued change at register.
 type regOp struct {
 	del bool
@@ -36,6 +29,8 @@ type regOp struct {
 type sessionSync struct {
 	r *room
 	b *batcher[regOp]
+	// retry gives failed puts their second chances (putretry.go).
+	retry *putRetrier
 
 	stop chan struct{}
 	done chan struct{}
@@ -45,6 +40,7 @@ func newSessionSync(r *room) *sessionSync {
 	ss := &sessionSync{r: r, stop: make(chan struct{}), done: make(chan struct{})}
 	drop := r.m.batchDropped.WithLabelValues("register")
 	ss.b = newBatcher(defaultBatchSize, defaultBatchDelay, defaultBatchQueue, ss.flush, drop.Inc)
+	ss.retry = newPutRetrier(ss)
 	go ss.refreshLoop()
 	return ss
 }
@@ -84,7 +80,7 @@ func (ss *sessionSync) flush(ops []regOp) {
 			return err
 		}, len(puts))
 		if err != nil {
-			ss.retryPuts(puts, 0)
+			ss.retry.add(puts)
 		}
 		for _, op := range ops {
 			if op.then != nil {
@@ -115,23 +111,6 @@ func (ss *sessionSync) call(method string, f func(context.Context) error, n int)
 		ss.r.log.Warn("room: register batch failed", "method", method, "sessions", n, "err", err)
 	}
 	return err
-}
-
-// retryPuts gives failed puts their next chance after putRetryDelays[n].
-func (ss *sessionSync) retryPuts(sessions []*internalpb.Session, n int) {
-	if n >= len(putRetryDelays) {
-		return // the periodic refresh remains
-	}
-	time.AfterFunc(putRetryDelays[n], func() {
-		select {
-		case <-ss.stop:
-			return
-		default:
-		}
-		if ss.refresh(sessions) != nil {
-			ss.retryPuts(sessions, n+1)
-		}
-	})
 }
 
 func (ss *sessionSync) refreshLoop() {
@@ -185,7 +164,7 @@ func (ss *sessionSync) refresh(sessions []*internalpb.Session) error {
 			// While register did not know the session, center found
 			// nobody to push to: pull what was stored meanwhile once the
 			// session is back.
-			ss.PutThen(s.regSession(), func() { ss.r.pullPending(s) })
+			ss.PutThen(s.regSession(), func() { ss.r.requestPull(s) })
 		}
 	}
 	return nil
@@ -195,5 +174,6 @@ func (ss *sessionSync) refresh(sessions []*internalpb.Session) error {
 func (ss *sessionSync) Close(ctx context.Context) error {
 	close(ss.stop)
 	<-ss.done
+	ss.retry.close()
 	return ss.b.Close(ctx)
 }
