@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 # Services under test are built with -race too unless PUSHGW_TEST_RACE=0.
 export PUSHGW_TEST_RACE="${PUSHGW_TEST_RACE:-1}"
-go test -race -count=1 -timeout 10m ./internal/... ./pkg/... ./services/... ./cmd/... ./loadtest/...
+go test -race -count=1 -timeout 15m ./internal/... ./pkg/... ./services/... ./cmd/... ./loadtest/...
 go test -count=1 -timeout 25m ./test/
 # The deployment files (compose, k8s overlays, dashboard, alerts) against
 # the code; scripts/deploy-deps.sh installs docker-compose and promtool.
