@@ -33,7 +33,10 @@ const (
 // keeps pinging and receiving pushes; every hostile connection must end
 // with its code and a close, and leave nothing behind.
 func TestHostile(t *testing.T) {
-	c := StartCluster(t, Options{Rooms: 1, ExtraRoomArg: []string{"-max-conns", strconv.Itoa(hostileMaxConns)}})
+	// A short resume window: a peer's EOF parks its session for a flash
+	// reconnect (docs/protocol.md §4.4), and "cleaned up" means once the
+	// window has passed.
+	c := StartCluster(t, Options{Rooms: 1, ExtraRoomArg: []string{"-max-conns", strconv.Itoa(hostileMaxConns), "-resume-window", "1s"}})
 	room, admin := c.RoomTCP[0], c.Procs[RoomName(0)].Admin
 	good := startGoodNeighbour(t, c, room, "neighbour")
 	good.check(t)

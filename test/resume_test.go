@@ -28,7 +28,7 @@ func storageCalls(t *testing.T, c *Cluster) map[string]float64 {
 	return map[string]float64{
 		"Register/Put":    methodCalls(t, c, "register", "pushgw_register_rpc_duration_seconds", "Put"),
 		"Register/Delete": methodCalls(t, c, "register", "pushgw_register_rpc_duration_seconds", "Delete"),
-		"Saver/Pending":   methodCalls(t, c, "saver", "pushgw_saver_rpc_duration_seconds", "Pending"),
+		"Saver/Pending":   saverPendingCalls(t, c), // Pending calls and PendingBatch users
 		"Saver/CatchUp":   methodCalls(t, c, "saver", "pushgw_saver_rpc_duration_seconds", "CatchUp"),
 	}
 }
@@ -81,7 +81,7 @@ func TestFlashReconnectQueuesWhileParked(t *testing.T) {
 	// The login's pull of stored messages done: a session dropped during
 	// its pull resumes with a pull again (what it pulled went nowhere).
 	Eventually(t, 20*time.Second, "login pull answered", func() bool {
-		return methodCalls(t, c, "saver", "pushgw_saver_rpc_duration_seconds", "Pending") >= 1
+		return saverPendingCalls(t, c) >= 1
 	})
 	raw.Conn.Close()
 	Eventually(t, 20*time.Second, "session parked", func() bool {
