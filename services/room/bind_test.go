@@ -32,15 +32,7 @@ func (e *testEnv) putVendorApps(apps map[string]string) {
 		}
 	}
 	for name := range apps {
-		for {
-			if _, ok := e.deps.appOf(name); ok {
-				break
-			}
-			if ctx.Err() != nil {
-				e.t.Fatalf("app %s never reached the room's config", name)
-			}
-			time.Sleep(10 * time.Millisecond)
-		}
+		waitFor(e.t, "app "+name+" in the room's config", func() bool { _, ok := e.deps.appOf(name); return ok })
 	}
 }
 
@@ -150,13 +142,7 @@ func testBindRefused(t *testing.T, engine string) {
 	c.writeRaw(protocol.AppendFrame(nil, protocol.OpBind, 0, 101, []byte{0x0a, 0x09, 'x'}))
 	c.expectError(protocol.CodeBadBody)
 	// The closed connection took its bound apps with it.
-	deadline := time.Now().Add(10 * time.Second)
-	for e.srv.r.hub.Len() != 0 {
-		if time.Now().After(deadline) {
-			t.Fatalf("%d sessions left in the hub after the close", e.srv.r.hub.Len())
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	waitFor(t, "no session left in the hub after the close", func() bool { return e.srv.r.hub.Len() == 0 })
 }
 
 // A kick of a bound app (the app's API, or a newer login) ends only that

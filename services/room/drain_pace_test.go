@@ -269,9 +269,7 @@ func TestDrainMarkDeletedUndrains(t *testing.T) {
 		t.Fatal("drain start set healthy")
 	}
 	// The first client goes at once; the next one a second later.
-	for e.srv.r.conns.Load() > int64(len(conns)-1) && ctx.Err() == nil {
-		time.Sleep(10 * time.Millisecond)
-	}
+	waitFor(t, "the first client redirected", func() bool { return e.srv.r.conns.Load() <= int64(len(conns)-1) })
 	if _, err := e.cli.Delete(ctx, key); err != nil {
 		t.Fatal(err)
 	}
