@@ -37,7 +37,11 @@ const (
 
 // txCenterArgs make check-back quick in tests; the lease is the smallest
 // the flag check allows for a 1 s call.
-var txCenterArgs = []string{"-tx-check-poll", "100ms", "-tx-check-timeout", "1s", "-tx-check-lease", "5s"}
+// Four check workers per center: twenty records due at once outnumber one
+// center's slots, so the other center finds due records left on its next
+// poll whatever the scheduling (with the default 16, one center could take
+// them all and "both share the work" failed under load).
+var txCenterArgs = []string{"-tx-check-poll", "100ms", "-tx-check-timeout", "1s", "-tx-check-lease", "5s", "-tx-check-workers", "4"}
 
 // setCheck stores app's check-back settings in etcd, as `pushctl app set
 // --check-url` will.
