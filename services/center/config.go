@@ -34,6 +34,9 @@ type Config struct {
 	// AdminKey authenticates /v1/admin/ (admin_drain.go); empty turns
 	// the admin API off.
 	AdminKey string
+	// RouteCacheSize and RouteCacheTTL bound the route cache (routes.go).
+	RouteCacheSize int
+	RouteCacheTTL  time.Duration
 }
 
 func parseConfig(args []string) (Config, error) {
@@ -49,6 +52,8 @@ func parseConfig(args []string) (Config, error) {
 	fs.IntVar(&c.RedisDB, "redis-db", service.EnvInt("REDIS_DB", 0), "Redis database number (PUSHGW_REDIS_DB)")
 	fs.StringVar(&c.GRPCAPIAddr, "grpc-api", service.Env("CENTER_GRPC_API", defaultGRPCAPIAddr), "business gRPC API listen address, beside -http (PUSHGW_CENTER_GRPC_API; docs/GRPC.md)")
 	fs.StringVar(&c.AdminKey, "admin-key", service.Env("ADMIN_KEY", defaultAdminKey), "bearer key of the admin API (/v1/admin/: room drain); change it outside development, empty turns the admin API off (PUSHGW_ADMIN_KEY)")
+	fs.IntVar(&c.RouteCacheSize, "route-cache-size", defaultRouteCacheSize, "users whose last Register answer center keeps, to deliver by it while Register cannot answer (0 turns the cache off)")
+	fs.DurationVar(&c.RouteCacheTTL, "route-cache-ttl", defaultRouteCacheTTL, "oldest Register answer the route cache still delivers by")
 	if err := fs.Parse(args); err != nil {
 		return c, err
 	}
@@ -60,6 +65,9 @@ func parseConfig(args []string) (Config, error) {
 	}
 	if c.DeliveryPool <= 0 {
 		return c, fmt.Errorf("-delivery-workers must be positive")
+	}
+	if c.RouteCacheSize < 0 || c.RouteCacheTTL < 0 {
+		return c, fmt.Errorf("-route-cache-size and -route-cache-ttl must not be negative")
 	}
 	if c.RedeliverInterval <= 0 {
 		return c, fmt.Errorf("-redeliver-interval must be positive")

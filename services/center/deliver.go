@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -96,8 +97,21 @@ func (s *Server) deliverOnce(ctx context.Context, msgs []*internalpb.Message) (i
 		}
 	}
 	sessions, err := s.lookupKeys(ctx, keys)
+	var unrouted []*internalpb.Message
 	if err != nil {
-		return 0, stored(msgs), err
+		// Register cannot answer: deliver to where the users were at its
+		// last answer (routes.go); the others wait for the retrier.
+		var unknown []*internalpb.UserKey
+		sessions, unknown = s.routes.recall(keys, time.Now())
+		s.m.routeFallback.WithLabelValues("hit").Add(float64(len(keys) - len(unknown)))
+		s.m.routeFallback.WithLabelValues("miss").Add(float64(len(unknown)))
+		if len(sessions) == 0 {
+			return 0, stored(msgs), err
+		}
+		unrouted = messagesOf(msgs, unknown)
+		s.log.Debug("center: register lookup failed; delivering by the last answer", "users", len(keys), "unknown", len(unknown), "err", err)
+	} else {
+		s.routes.remember(keys, sessions, time.Now())
 	}
 	if len(sessions) == 0 {
 		return 0, nil, nil
@@ -124,7 +138,25 @@ func (s *Server) deliverOnce(ctx context.Context, msgs []*internalpb.Message) (i
 	}
 	n, failed := s.pushRooms(ctx, perRoom)
 	s.m.delivered.Add(float64(n))
-	return n, missedOf(failed), nil
+	return n, append(missedOf(failed), unrouted...), nil
+}
+
+// messagesOf returns the stored messages addressed to one of keys.
+func messagesOf(msgs []*internalpb.Message, keys []*internalpb.UserKey) []*internalpb.Message {
+	if len(keys) == 0 {
+		return nil
+	}
+	want := make(map[userKey]bool, len(keys))
+	for _, k := range keys {
+		want[userKey{k.GetApp(), k.GetUser()}] = true
+	}
+	var out []*internalpb.Message
+	for _, m := range msgs {
+		if m.GetQos() >= 1 && want[userKey{m.GetApp(), m.GetUser()}] {
+			out = append(out, m)
+		}
+	}
+	return out
 }
 
 // stored keeps the QoS 1 messages: only they are worth retrying, QoS 0

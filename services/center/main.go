@@ -96,6 +96,7 @@ func run(cfg Config) error {
 		log.Warn("center: Redis not reachable at start; rate limits fail open and pacing is per center until it is", "redis", cfg.RedisAddr, "err", err)
 	}
 	srv.useRedis(rdb)
+	srv.routes = newRouteCache(cfg.RouteCacheSize, cfg.RouteCacheTTL)
 	redeliver := startRedeliverer(srv, cfg.RedeliverInterval)
 	srv.txm = newTxMetrics(base.Registry)
 	txChecks := startTxChecker(srv, apps, cfg.Tx)

@@ -14,6 +14,7 @@ type metrics struct {
 	redelivered   prometheus.Counter
 	retries       prometheus.Counter
 	retryDropped  *prometheus.CounterVec
+	routeFallback *prometheus.CounterVec
 
 	rateLimitSeconds prometheus.Histogram
 	rateLimitErrors  *prometheus.CounterVec
@@ -50,6 +51,10 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "pushgw_center_delivery_errors_total",
 			Help: "Failed downstream calls while delivering, by stage (lookup, room, claim).",
 		}, []string{"stage"}),
+		routeFallback: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "pushgw_center_route_cache_total",
+			Help: "Users looked up in the route cache because Register could not answer: hit (delivered by its last answer) or miss (left to the retrier).",
+		}, []string{"result"}),
 		deliveryBatch: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name:    "pushgw_center_delivery_batch_messages",
 			Help:    "Stored messages per batched delivery (one Register lookup, one PushBatch per room).",
@@ -96,7 +101,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	})
 	reg.MustRegister(m.rateLimitSeconds, m.rateLimitErrors, m.rateLimited, m.pacerErrors, m.fanouts)
 	reg.MustRegister(m.requests, m.pushLatency, m.stored, m.delivered, m.inline, m.deliveryFails, m.deliveryBatch, m.roomBatch, m.redelivered,
-		m.retries, m.retryDropped)
+		m.retries, m.retryDropped, m.routeFallback)
 	m.storeBatch = newStoreBatchMetrics(reg)
 	return m
 }

@@ -30,6 +30,7 @@ type Server struct {
 	batch    *deliveryBatcher
 	stores   *storeBatcher
 	retry    *retrier
+	routes   *routeCache
 	bcast    *broadcastSender
 	m        *metrics
 	log      *slog.Logger

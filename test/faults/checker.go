@@ -142,6 +142,9 @@ type WindowCounts struct {
 	Recovered    int    `json:"recovered"`
 	// P99Ms is the latency p99 of acknowledged messages sent in the window.
 	P99Ms float64 `json:"p99_ms"`
+	// OverTarget counts the window's acknowledged messages slower than
+	// latencyTarget: what a window adds to the run's tail.
+	OverTarget int `json:"over_target"`
 }
 
 // Problem names one message that broke the pass condition.
@@ -166,6 +169,9 @@ type Slow struct {
 }
 
 const (
+	// latencyTarget is the suite's latency goal in ms (p99 under faults):
+	// each window counts its messages over it.
+	latencyTarget = 2000
 	// maxProblems bounds the list printed; counts stay exact.
 	maxProblems = 50
 	// maxSlowest is how many of the slowest deliveries are named.
@@ -320,6 +326,9 @@ func (c *checker) result() *Result {
 		}
 		ms := float64(at.Sub(a.sent).Microseconds()) / 1000
 		w.lat = append(w.lat, ms)
+		if ms > latencyTarget {
+			w.OverTarget++
+		}
 		if win.Away {
 			continue
 		}
