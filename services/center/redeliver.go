@@ -13,12 +13,17 @@ import (
 // a failed register lookup): saver hands out messages no room reported
 // delivered, and they go down the same batched path as live pushes.
 const (
-	defaultRedeliverInterval = 5 * time.Second
+	defaultRedeliverInterval = 2 * time.Second
 	// redeliverLimit is saver's own bound on one claim.
 	redeliverLimit = 500
-	// redeliverMinAge leaves live delivery, with its 10 s deadline, time
-	// to finish before a message counts as missed.
-	redeliverMinAge = asyncDeliveryTimeout
+	// redeliverMinAge is how long a message may go unreported before the
+	// sweep takes it. Live delivery reports within milliseconds; what is
+	// still unreported after 3 s lost its center (killed between store and
+	// delivery: the retrier died with it) or is in the retrier, whose next
+	// attempt may overlap the sweep's — harmless, since a room writes an
+	// id once per connection. With the old 10 s (live delivery's deadline)
+	// a center killed mid-delivery held its messages for 10–15 s.
+	redeliverMinAge = 3 * time.Second
 )
 
 // redeliverer claims undelivered messages from saver every interval.

@@ -68,7 +68,7 @@ func TestRedeliverySweep(t *testing.T) {
 	p.mu.Lock()
 	first := p.claims[0]
 	p.mu.Unlock()
-	if first.GetLimit() != redeliverLimit || first.GetMinAgeMs() != (10*time.Second).Milliseconds() {
+	if first.GetLimit() != redeliverLimit || first.GetMinAgeMs() != redeliverMinAge.Milliseconds() {
 		t.Fatalf("claim request %v", first)
 	}
 	if n := value(t, e.srv.m.redelivered); n != 2 {
