@@ -250,7 +250,10 @@ func isDigit(b byte) bool { return b >= '0' && b <= '9' }
 // refresh and pull what was stored meanwhile, so an online client gets its
 // message without reconnecting.
 func TestRedisDataLoss(t *testing.T) {
-	c := StartCluster(t, Options{Rooms: 1})
+	// No periodic refresh and no sweep within the test: only the room
+	// seeing register's epoch change (services/room/epoch.go) can put the
+	// session back and pull the message.
+	c := StartCluster(t, Options{Rooms: 1, ExtraRoomArg: []string{"-session-refresh", "1h"}, ExtraCenterArg: noSweep})
 	rc := Dial(t, c.RoomTCP[0])
 	rc.Auth(c.Token("survivor", "phone", time.Hour))
 	stop := keepPinging(t, rc, 300*time.Millisecond)
@@ -263,10 +266,13 @@ func TestRedisDataLoss(t *testing.T) {
 		t.Fatal(err)
 	}
 	id := c.Push("survivor", 1, time.Hour, "after the flood")
-	p, err := rc.NextPush(20 * time.Second) // session refresh is 5 s in tests
+	p, err := rc.NextPush(20 * time.Second)
 	if err != nil || p.Id != id {
 		t.Fatalf("push after Redis lost its data = %+v, %v; want %d", p, err, id)
 	}
+	Eventually(t, 10*time.Second, "the room saw register's epoch change", func() bool {
+		return c.RoomsValue(t, "pushgw_room_register_epoch_changes_total") >= 1
+	})
 	rc.Send(protocol.OpAck, &clientpb.Ack{Ids: []uint64{id}})
 	Eventually(t, 10*time.Second, "acked", func() bool { return c.Status(id) == "acked" })
 	waitSession(t, c, "survivor", 1)

@@ -411,6 +411,86 @@ func (x *LookupSessionsReply) GetSessions() []*Session {
 	return nil
 }
 
+type EpochRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *EpochRequest) Reset() {
+	*x = EpochRequest{}
+	mi := &file_pushgw_internal_v1_register_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *EpochRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*EpochRequest) ProtoMessage() {}
+
+func (x *EpochRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_pushgw_internal_v1_register_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use EpochRequest.ProtoReflect.Descriptor instead.
+func (*EpochRequest) Descriptor() ([]byte, []int) {
+	return file_pushgw_internal_v1_register_proto_rawDescGZIP(), []int{9}
+}
+
+type EpochReply struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Epoch         string                 `protobuf:"bytes,1,opt,name=epoch,proto3" json:"epoch,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *EpochReply) Reset() {
+	*x = EpochReply{}
+	mi := &file_pushgw_internal_v1_register_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *EpochReply) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*EpochReply) ProtoMessage() {}
+
+func (x *EpochReply) ProtoReflect() protoreflect.Message {
+	mi := &file_pushgw_internal_v1_register_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use EpochReply.ProtoReflect.Descriptor instead.
+func (*EpochReply) Descriptor() ([]byte, []int) {
+	return file_pushgw_internal_v1_register_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *EpochReply) GetEpoch() string {
+	if x != nil {
+		return x.Epoch
+	}
+	return ""
+}
+
 var File_pushgw_internal_v1_register_proto protoreflect.FileDescriptor
 
 const file_pushgw_internal_v1_register_proto_rawDesc = "" +
@@ -432,12 +512,17 @@ const file_pushgw_internal_v1_register_proto_rawDesc = "" +
 	"\x15LookupSessionsRequest\x121\n" +
 	"\x05users\x18\x01 \x03(\v2\x1b.pushgw.internal.v1.UserKeyR\x05users\"N\n" +
 	"\x13LookupSessionsReply\x127\n" +
-	"\bsessions\x18\x01 \x03(\v2\x1b.pushgw.internal.v1.SessionR\bsessions2\xfc\x02\n" +
+	"\bsessions\x18\x01 \x03(\v2\x1b.pushgw.internal.v1.SessionR\bsessions\"\x0e\n" +
+	"\fEpochRequest\"\"\n" +
+	"\n" +
+	"EpochReply\x12\x14\n" +
+	"\x05epoch\x18\x01 \x01(\tR\x05epoch2\xc7\x03\n" +
 	"\bRegister\x12S\n" +
 	"\x03Put\x12&.pushgw.internal.v1.PutSessionsRequest\x1a$.pushgw.internal.v1.PutSessionsReply\x12_\n" +
 	"\aRefresh\x12*.pushgw.internal.v1.RefreshSessionsRequest\x1a(.pushgw.internal.v1.RefreshSessionsReply\x12\\\n" +
 	"\x06Delete\x12).pushgw.internal.v1.DeleteSessionsRequest\x1a'.pushgw.internal.v1.DeleteSessionsReply\x12\\\n" +
-	"\x06Lookup\x12).pushgw.internal.v1.LookupSessionsRequest\x1a'.pushgw.internal.v1.LookupSessionsReplyB+Z)github.com/pushgw/pushgw/proto/internalpbb\x06proto3"
+	"\x06Lookup\x12).pushgw.internal.v1.LookupSessionsRequest\x1a'.pushgw.internal.v1.LookupSessionsReply\x12I\n" +
+	"\x05Epoch\x12 .pushgw.internal.v1.EpochRequest\x1a\x1e.pushgw.internal.v1.EpochReplyB+Z)github.com/pushgw/pushgw/proto/internalpbb\x06proto3"
 
 var (
 	file_pushgw_internal_v1_register_proto_rawDescOnce sync.Once
@@ -451,7 +536,7 @@ func file_pushgw_internal_v1_register_proto_rawDescGZIP() []byte {
 	return file_pushgw_internal_v1_register_proto_rawDescData
 }
 
-var file_pushgw_internal_v1_register_proto_msgTypes = make([]protoimpl.MessageInfo, 9)
+var file_pushgw_internal_v1_register_proto_msgTypes = make([]protoimpl.MessageInfo, 11)
 var file_pushgw_internal_v1_register_proto_goTypes = []any{
 	(*PutSessionsRequest)(nil),     // 0: pushgw.internal.v1.PutSessionsRequest
 	(*PutSessionsReply)(nil),       // 1: pushgw.internal.v1.PutSessionsReply
@@ -462,25 +547,29 @@ var file_pushgw_internal_v1_register_proto_goTypes = []any{
 	(*UserKey)(nil),                // 6: pushgw.internal.v1.UserKey
 	(*LookupSessionsRequest)(nil),  // 7: pushgw.internal.v1.LookupSessionsRequest
 	(*LookupSessionsReply)(nil),    // 8: pushgw.internal.v1.LookupSessionsReply
-	(*Session)(nil),                // 9: pushgw.internal.v1.Session
+	(*EpochRequest)(nil),           // 9: pushgw.internal.v1.EpochRequest
+	(*EpochReply)(nil),             // 10: pushgw.internal.v1.EpochReply
+	(*Session)(nil),                // 11: pushgw.internal.v1.Session
 }
 var file_pushgw_internal_v1_register_proto_depIdxs = []int32{
-	9,  // 0: pushgw.internal.v1.PutSessionsRequest.sessions:type_name -> pushgw.internal.v1.Session
-	9,  // 1: pushgw.internal.v1.RefreshSessionsRequest.sessions:type_name -> pushgw.internal.v1.Session
-	9,  // 2: pushgw.internal.v1.RefreshSessionsReply.missing:type_name -> pushgw.internal.v1.Session
-	9,  // 3: pushgw.internal.v1.DeleteSessionsRequest.sessions:type_name -> pushgw.internal.v1.Session
+	11, // 0: pushgw.internal.v1.PutSessionsRequest.sessions:type_name -> pushgw.internal.v1.Session
+	11, // 1: pushgw.internal.v1.RefreshSessionsRequest.sessions:type_name -> pushgw.internal.v1.Session
+	11, // 2: pushgw.internal.v1.RefreshSessionsReply.missing:type_name -> pushgw.internal.v1.Session
+	11, // 3: pushgw.internal.v1.DeleteSessionsRequest.sessions:type_name -> pushgw.internal.v1.Session
 	6,  // 4: pushgw.internal.v1.LookupSessionsRequest.users:type_name -> pushgw.internal.v1.UserKey
-	9,  // 5: pushgw.internal.v1.LookupSessionsReply.sessions:type_name -> pushgw.internal.v1.Session
+	11, // 5: pushgw.internal.v1.LookupSessionsReply.sessions:type_name -> pushgw.internal.v1.Session
 	0,  // 6: pushgw.internal.v1.Register.Put:input_type -> pushgw.internal.v1.PutSessionsRequest
 	2,  // 7: pushgw.internal.v1.Register.Refresh:input_type -> pushgw.internal.v1.RefreshSessionsRequest
 	4,  // 8: pushgw.internal.v1.Register.Delete:input_type -> pushgw.internal.v1.DeleteSessionsRequest
 	7,  // 9: pushgw.internal.v1.Register.Lookup:input_type -> pushgw.internal.v1.LookupSessionsRequest
-	1,  // 10: pushgw.internal.v1.Register.Put:output_type -> pushgw.internal.v1.PutSessionsReply
-	3,  // 11: pushgw.internal.v1.Register.Refresh:output_type -> pushgw.internal.v1.RefreshSessionsReply
-	5,  // 12: pushgw.internal.v1.Register.Delete:output_type -> pushgw.internal.v1.DeleteSessionsReply
-	8,  // 13: pushgw.internal.v1.Register.Lookup:output_type -> pushgw.internal.v1.LookupSessionsReply
-	10, // [10:14] is the sub-list for method output_type
-	6,  // [6:10] is the sub-list for method input_type
+	9,  // 10: pushgw.internal.v1.Register.Epoch:input_type -> pushgw.internal.v1.EpochRequest
+	1,  // 11: pushgw.internal.v1.Register.Put:output_type -> pushgw.internal.v1.PutSessionsReply
+	3,  // 12: pushgw.internal.v1.Register.Refresh:output_type -> pushgw.internal.v1.RefreshSessionsReply
+	5,  // 13: pushgw.internal.v1.Register.Delete:output_type -> pushgw.internal.v1.DeleteSessionsReply
+	8,  // 14: pushgw.internal.v1.Register.Lookup:output_type -> pushgw.internal.v1.LookupSessionsReply
+	10, // 15: pushgw.internal.v1.Register.Epoch:output_type -> pushgw.internal.v1.EpochReply
+	11, // [11:16] is the sub-list for method output_type
+	6,  // [6:11] is the sub-list for method input_type
 	6,  // [6:6] is the sub-list for extension type_name
 	6,  // [6:6] is the sub-list for extension extendee
 	0,  // [0:6] is the sub-list for field type_name
@@ -498,7 +587,7 @@ func file_pushgw_internal_v1_register_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_pushgw_internal_v1_register_proto_rawDesc), len(file_pushgw_internal_v1_register_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   9,
+			NumMessages:   11,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -23,6 +23,7 @@ const (
 	Register_Refresh_FullMethodName = "/pushgw.internal.v1.Register/Refresh"
 	Register_Delete_FullMethodName  = "/pushgw.internal.v1.Register/Delete"
 	Register_Lookup_FullMethodName  = "/pushgw.internal.v1.Register/Lookup"
+	Register_Epoch_FullMethodName   = "/pushgw.internal.v1.Register/Epoch"
 )
 
 // RegisterClient is the client API for Register service.
@@ -40,6 +41,10 @@ type RegisterClient interface {
 	Delete(ctx context.Context, in *DeleteSessionsRequest, opts ...grpc.CallOption) (*DeleteSessionsReply, error)
 	// Lookup returns every live session of each (app, user).
 	Lookup(ctx context.Context, in *LookupSessionsRequest, opts ...grpc.CallOption) (*LookupSessionsReply, error)
+	// Epoch names the session store's current life: it changes when Redis
+	// lost its data (restarted empty, flushed), so rooms polling it put
+	// their sessions back at once instead of at their next refresh.
+	Epoch(ctx context.Context, in *EpochRequest, opts ...grpc.CallOption) (*EpochReply, error)
 }
 
 type registerClient struct {
@@ -90,6 +95,16 @@ func (c *registerClient) Lookup(ctx context.Context, in *LookupSessionsRequest, 
 	return out, nil
 }
 
+func (c *registerClient) Epoch(ctx context.Context, in *EpochRequest, opts ...grpc.CallOption) (*EpochReply, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(EpochReply)
+	err := c.cc.Invoke(ctx, Register_Epoch_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // RegisterServer is the server API for Register service.
 // All implementations must embed UnimplementedRegisterServer
 // for forward compatibility.
@@ -105,6 +120,10 @@ type RegisterServer interface {
 	Delete(context.Context, *DeleteSessionsRequest) (*DeleteSessionsReply, error)
 	// Lookup returns every live session of each (app, user).
 	Lookup(context.Context, *LookupSessionsRequest) (*LookupSessionsReply, error)
+	// Epoch names the session store's current life: it changes when Redis
+	// lost its data (restarted empty, flushed), so rooms polling it put
+	// their sessions back at once instead of at their next refresh.
+	Epoch(context.Context, *EpochRequest) (*EpochReply, error)
 	mustEmbedUnimplementedRegisterServer()
 }
 
@@ -126,6 +145,9 @@ func (UnimplementedRegisterServer) Delete(context.Context, *DeleteSessionsReques
 }
 func (UnimplementedRegisterServer) Lookup(context.Context, *LookupSessionsRequest) (*LookupSessionsReply, error) {
 	return nil, status.Error(codes.Unimplemented, "method Lookup not implemented")
+}
+func (UnimplementedRegisterServer) Epoch(context.Context, *EpochRequest) (*EpochReply, error) {
+	return nil, status.Error(codes.Unimplemented, "method Epoch not implemented")
 }
 func (UnimplementedRegisterServer) mustEmbedUnimplementedRegisterServer() {}
 func (UnimplementedRegisterServer) testEmbeddedByValue()                  {}
@@ -220,6 +242,24 @@ func _Register_Lookup_Handler(srv interface{}, ctx context.Context, dec func(int
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Register_Epoch_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(EpochRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(RegisterServer).Epoch(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Register_Epoch_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(RegisterServer).Epoch(ctx, req.(*EpochRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // Register_ServiceDesc is the grpc.ServiceDesc for Register service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -242,6 +282,10 @@ var Register_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "Lookup",
 			Handler:    _Register_Lookup_Handler,
+		},
+		{
+			MethodName: "Epoch",
+			Handler:    _Register_Epoch_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

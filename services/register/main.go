@@ -68,7 +68,7 @@ func run(cfg *config) error {
 	base.AddCheck(func(ctx context.Context) error { return rdb.Ping(ctx).Err() })
 
 	m := newMetrics(base.Registry)
-	srv := &server{store: st, metrics: m, log: base.Log}
+	srv := &server{store: st, epochs: newEpochs(rdb), metrics: m, log: base.Log}
 	gs := grpc.NewServer(append(grpcconn.ServerOptions(), grpc.ChainUnaryInterceptor(m.interceptor))...)
 	internalpb.RegisterRegisterServer(gs, srv)
 	serving, err := base.ServeGRPC(ctx, gs, cfg.grpcAddr, discovery.Instance{Service: discovery.ServiceRegister})

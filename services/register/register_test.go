@@ -48,7 +48,7 @@ func newFixtureOn(t *testing.T, ttl time.Duration, redisAddrs string) *fixture {
 		t.Fatal(err)
 	}
 	m := newMetrics(prometheus.NewRegistry())
-	srv := &server{store: st, metrics: m, log: slog.New(slog.NewTextHandler(io.Discard, nil))}
+	srv := &server{store: st, epochs: newEpochs(st.rdb), metrics: m, log: slog.New(slog.NewTextHandler(io.Discard, nil))}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)

@@ -14,6 +14,7 @@ import (
 type server struct {
 	internalpb.UnimplementedRegisterServer
 	store   *store
+	epochs  *epochs
 	metrics *metrics
 	log     *slog.Logger
 }

@@ -36,6 +36,8 @@ type metrics struct {
 	pullBatches prometheus.Counter
 	// flash counts flash-reconnect parking (resume.go).
 	flash *flashMetrics
+	// epochChanges counts register epoch changes seen (epoch.go).
+	epochChanges prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -82,6 +84,9 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	m.pullBatches = prometheus.NewCounter(prometheus.CounterOpts{
 		Name: "pushgw_room_pending_batches_total", Help: "Saver.PendingBatch calls: the pending pulls of logins (and pages) of one flush window go in one."})
 	reg.MustRegister(m.pullBatches)
+	m.epochChanges = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "pushgw_room_register_epoch_changes_total", Help: "Times register's session store lost its data (its epoch changed) and the room put its sessions back at once."})
+	reg.MustRegister(m.epochChanges)
 	m.flash = newFlashMetrics(reg)
 	in := prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "pushgw_room_frames_in_total", Help: "Client frames received, by op."}, []string{"op"})

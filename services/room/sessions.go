@@ -113,16 +113,31 @@ func (ss *sessionSync) call(method string, f func(context.Context) error, n int)
 	return err
 }
 
+// refreshLoop refreshes every -session-refresh, and at once when
+// register's epoch says its Redis lost the sessions (epoch.go). One
+// goroutine runs both, so two refreshes never overlap.
 func (ss *sessionSync) refreshLoop() {
 	defer close(ss.done)
 	t := time.NewTicker(ss.r.cfg.sessionRefresh)
 	defer t.Stop()
+	poll := time.NewTicker(epochPoll)
+	defer poll.Stop()
+	// Learn the epoch before the first login's put, so a loss at any
+	// time after is seen as a change.
+	var epoch epochWatch
+	epoch.changed(ss.r.life, ss.r.register)
 	for {
 		select {
 		case <-ss.stop:
 			return
 		case <-t.C:
 			ss.refreshAll()
+		case <-poll.C:
+			if epoch.changed(ss.r.life, ss.r.register) {
+				ss.r.m.epochChanges.Inc()
+				ss.r.log.Info("room: register's session store lost its data; putting sessions back now")
+				ss.refreshAll()
+			}
 		}
 	}
 }

@@ -1,0 +1,153 @@
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/pushgw/pushgw/proto/internalpb"
+)
+
+// The session store's epoch tells rooms that Redis lost its data. Each
+// Redis server (each master of a Redis Cluster) holds a marker key with a
+// random value, written only if absent: a restart without persistence or a
+// FLUSHALL removes it, the next read writes a new one, and the epoch (the
+// markers joined) changes. Rooms poll Epoch and put their sessions back as
+// soon as it changes; without it a lost session stayed invisible, and its
+// user unreachable, until the room's next refresh (-session-refresh, 60 s).
+
+const (
+	epochKey = keyPrefix + "epoch"
+	// epochCacheFor bounds the Redis reads: every room polls about once a
+	// second, and one answer serves all polls within this time.
+	epochCacheFor = 250 * time.Millisecond
+	// epochKeyTries bounds the search, on a cluster master, for a marker
+	// key in one of its slots.
+	epochKeyTries = 256
+)
+
+type epochs struct {
+	rdb redis.UniversalClient
+
+	mu   sync.Mutex
+	val  string
+	at   time.Time
+	// keysMu guards keys: ForEachMaster reads the masters concurrently.
+	keysMu sync.Mutex
+	keys   map[string]string // cluster master address → marker key it serves
+}
+
+func newEpochs(rdb redis.UniversalClient) *epochs {
+	return &epochs{rdb: rdb, keys: map[string]string{}}
+}
+
+// current returns the epoch, read at most epochCacheFor ago.
+func (e *epochs) current(ctx context.Context) (string, error) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.val != "" && time.Since(e.at) < epochCacheFor {
+		return e.val, nil
+	}
+	v, err := e.read(ctx)
+	if err != nil {
+		return "", err
+	}
+	e.val, e.at = v, time.Now()
+	return v, nil
+}
+
+func (e *epochs) read(ctx context.Context) (string, error) {
+	cc, ok := e.rdb.(*redis.ClusterClient)
+	if !ok {
+		return marker(ctx, e.rdb, epochKey)
+	}
+	var mu sync.Mutex
+	var parts []string
+	err := cc.ForEachMaster(ctx, func(ctx context.Context, node *redis.Client) error {
+		v, err := e.clusterMarker(ctx, node)
+		if err != nil {
+			return err
+		}
+		mu.Lock()
+		parts = append(parts, node.Options().Addr+"="+v)
+		mu.Unlock()
+		return nil
+	})
+	if err != nil {
+		return "", err
+	}
+	sort.Strings(parts)
+	return strings.Join(parts, ","), nil
+}
+
+// clusterMarker reads (or writes) the marker of one master, in a key of a
+// slot that master serves: a marker elsewhere would not vanish with its
+// data. The key found is kept until a reshard moves its slot.
+func (e *epochs) clusterMarker(ctx context.Context, node *redis.Client) (string, error) {
+	addr := node.Options().Addr
+	e.keysMu.Lock()
+	key, known := e.keys[addr]
+	e.keysMu.Unlock()
+	if known {
+		v, err := marker(ctx, node, key)
+		if err == nil || !isMoved(err) {
+			return v, err
+		}
+	}
+	for i := range epochKeyTries {
+		key = epochKey + ":{" + strconv.Itoa(i) + "}"
+		v, err := marker(ctx, node, key)
+		if isMoved(err) {
+			continue
+		}
+		if err != nil {
+			return "", err
+		}
+		e.keysMu.Lock()
+		e.keys[addr] = key
+		e.keysMu.Unlock()
+		return v, nil
+	}
+	return "", fmt.Errorf("register: no epoch key served by master %s in %d tries", addr, epochKeyTries)
+}
+
+func isMoved(err error) bool {
+	return err != nil && (strings.HasPrefix(err.Error(), "MOVED ") || strings.HasPrefix(err.Error(), "ASK "))
+}
+
+// marker returns key's value, first setting it to a new random one if
+// absent.
+func marker(ctx context.Context, c redis.Cmdable, key string) (string, error) {
+	var b [8]byte
+	_, _ = rand.Read(b[:])
+	fresh := hex.EncodeToString(b[:])
+	set, err := c.SetNX(ctx, key, fresh, 0).Result()
+	if err != nil {
+		return "", err
+	}
+	if set {
+		return fresh, nil
+	}
+	v, err := c.Get(ctx, key).Result()
+	if errors.Is(err, redis.Nil) {
+		return "", fmt.Errorf("register: epoch key %s vanished between SETNX and GET", key)
+	}
+	return v, err
+}
+
+func (s *server) Epoch(ctx context.Context, _ *internalpb.EpochRequest) (*internalpb.EpochReply, error) {
+	v, err := s.epochs.current(ctx)
+	if err != nil {
+		return nil, s.unavailable("epoch", err)
+	}
+	return &internalpb.EpochReply{Epoch: v}, nil
+}
