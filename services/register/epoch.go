@@ -38,9 +38,9 @@ const (
 type epochs struct {
 	rdb redis.UniversalClient
 
-	mu   sync.Mutex
-	val  string
-	at   time.Time
+	mu  sync.Mutex
+	val string
+	at  time.Time
 	// keysMu guards keys: ForEachMaster reads the masters concurrently.
 	keysMu sync.Mutex
 	keys   map[string]string // cluster master address → marker key it serves
