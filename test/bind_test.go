@@ -34,6 +34,7 @@ func TestBindAndLoginPolicy(t *testing.T) {
 	t.Run("one device: a new login kicks the older one on another room", func(t *testing.T) { testLoginPolicyOne(t, c) })
 	t.Run("one per platform", func(t *testing.T) { testLoginPolicyPerPlatform(t, c) })
 	t.Run("pushctl listen --bind", func(t *testing.T) { testPushctlBind(t, c) })
+	t.Run("one device: register down at login", func(t *testing.T) { testLoginPolicyRegisterDown(t, c) })
 	// Last: it kills a room.
 	t.Run("SDK binds again after a reconnect", func(t *testing.T) { testSDKBind(t, c) })
 }

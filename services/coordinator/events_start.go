@@ -22,6 +22,11 @@ func startEvents(ctx context.Context, base *service.Base, cfg Config, apps *appc
 		return nil, fmt.Errorf("coordinator: saver: %w", err)
 	}
 	d := newEventDelivery(internalpb.NewSaverEventsClient(cc), apps, hook, cfg.Events, newEventMetrics(base.Registry), base.Log)
+	if err := base.Registry.Register(appQueueCollector{d}); err != nil {
+		cc.Close()
+		w.Close()
+		return nil, fmt.Errorf("coordinator: per-app queue metric: %w", err)
+	}
 	runCtx, cancel := context.WithCancel(ctx)
 	done := make(chan struct{})
 	go func() {

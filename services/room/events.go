@@ -2,7 +2,11 @@ package main
 
 import (
 	"context"
+	"sync/atomic"
 	"time"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	"github.com/pushgw/pushgw/pkg/appconfig"
 	"github.com/pushgw/pushgw/pkg/grpcconn"
@@ -13,8 +17,9 @@ import (
 // Online/offline callbacks (docs/OPERATIONS.md, "Callbacks and receipts"):
 // the room reports each authenticated connection's start and end to
 // saver's outbox, in batches, for the apps that subscribe. The event loop
-// only queues (batcher.Add never blocks); a full queue sheds the event and
-// counts it in pushgw_room_batch_dropped_total{batch="events"}.
+// only queues (batcher.Add never blocks); a batch saver refuses is held
+// and retried (eventHold), and a full queue sheds the event and counts it
+// in pushgw_room_batch_dropped_total{batch="events"}.
 
 // closeReason says why a session ended; the first reason set wins, and a
 // session closed for no recorded reason ends "closed" (the client left or
@@ -58,8 +63,21 @@ func (s *session) setCloseReason(r closeReason) {
 	s.closeWhy.CompareAndSwap(uint32(closeUnset), uint32(r))
 }
 
-// eventQueue bounds the events waiting for a flush to saver.
-const eventQueue = 16 << 10
+// eventHold bounds the online/offline events the room holds for saver:
+// queued for a flush, plus the batch being retried. A business must lose
+// no callback to a saver restart or a MySQL blip, so a refused batch is
+// retried until saver takes it; while it waits, new events queue behind it
+// (one flusher, so per-user order holds) up to this many. Beyond it an
+// event is shed, counted in pushgw_room_batch_dropped_total{batch="events"}
+// and logged: memory stays bounded whatever the outage's length.
+const eventHold = 16 << 10
+
+// Back-off between tries of a batch saver refused: doubling from the first
+// up to the cap, so a returning saver is noticed within eventRetryMax.
+const (
+	eventRetryFirst = 50 * time.Millisecond
+	eventRetryMax   = 5 * time.Second
+)
 
 // eventReporter batches online/offline events to saver. A nil reporter
 // (tests, or no saver events client) reports nothing.
@@ -68,15 +86,28 @@ type eventReporter struct {
 	saver      internalpb.SaverEventsClient
 	subscribes func(app, event string) bool
 	b          *batcher[*internalpb.Event]
+	// giveUp ends the retries (and the call in flight) when Close's
+	// deadline passes or the room's life ends; what is held then is lost.
+	giveUpCtx context.Context
+	giveUp    context.CancelFunc
+	// shed counts events shed since the last log line about it (Add runs
+	// on event loops, which must not log per event).
+	shed atomic.Int64
+	// retryMax caps the back-off (eventRetryMax; tests shorten it).
+	retryMax time.Duration
 }
 
 func newEventReporter(r *room, saver internalpb.SaverEventsClient, subscribes func(app, event string) bool) *eventReporter {
 	if saver == nil || subscribes == nil {
 		return nil
 	}
-	e := &eventReporter{r: r, saver: saver, subscribes: subscribes}
+	e := &eventReporter{r: r, saver: saver, subscribes: subscribes, retryMax: eventRetryMax}
+	e.giveUpCtx, e.giveUp = context.WithCancel(r.life)
 	drop := r.m.batchDropped.WithLabelValues("events")
-	e.b = newBatcher(defaultBatchSize, defaultBatchDelay, eventQueue, e.flush, drop.Inc)
+	e.b = newBatcher(defaultBatchSize, defaultBatchDelay, eventHold, e.flush, func() {
+		drop.Inc()
+		e.shed.Add(1)
+	})
 	return e
 }
 
@@ -102,27 +133,81 @@ func (e *eventReporter) offline(s *session) {
 	e.event(s, internalpb.EventKind_EVENT_KIND_OFFLINE, appconfig.EventOffline, closeReason(s.closeWhy.Load()))
 }
 
+// flush hands evs to saver, retrying with capped back-off until saver
+// takes them or the reporter gives up. It runs on the batcher's single
+// goroutine: while it retries, later events wait in the queue behind evs,
+// so none overtakes an earlier one of its user.
 func (e *eventReporter) flush(evs []*internalpb.Event) {
 	req := &internalpb.RecordEventsRequest{Events: evs}
-	err := retry(reportAttempts, reportBackoff, e.r.life.Done(), func() error {
-		ctx, cancel := context.WithTimeout(e.r.life, grpcconn.DefaultCallTimeout)
-		defer cancel()
-		_, err := e.saver.RecordEvents(ctx, req)
-		if err != nil {
-			e.r.m.peerErrors.WithLabelValues("SaverEvents.RecordEvents").Inc()
+	wait := eventRetryFirst
+	for try := 1; ; try++ {
+		if e.giveUpCtx.Err() != nil {
+			e.lost(len(evs), e.giveUpCtx.Err())
+			return
 		}
-		return err
-	})
-	if err != nil {
-		e.r.m.batchFailed.WithLabelValues("events").Inc()
-		e.r.log.Warn("room: online/offline events lost: saver did not take them", "events", len(evs), "err", err)
+		ctx, cancel := context.WithTimeout(e.giveUpCtx, grpcconn.DefaultCallTimeout)
+		_, err := e.saver.RecordEvents(ctx, req)
+		cancel()
+		if err == nil {
+			if try > 1 {
+				e.r.log.Info("room: saver took held online/offline events", "events", len(evs), "tries", try)
+			}
+			e.logShed()
+			return
+		}
+		e.r.m.peerErrors.WithLabelValues("SaverEvents.RecordEvents").Inc()
+		if status.Code(err) == codes.InvalidArgument {
+			// The same batch would be refused again: holding it would stop
+			// every later event behind it for good.
+			e.lost(len(evs), err)
+			return
+		}
+		if try == 1 || wait == e.retryMax {
+			e.r.log.Warn("room: saver refused online/offline events; holding and retrying",
+				"events", len(evs), "queued", len(e.b.in), "try", try, "next_in", wait, "err", err)
+		}
+		e.logShed()
+		t := time.NewTimer(wait)
+		select {
+		case <-t.C:
+		case <-e.giveUpCtx.Done():
+			t.Stop()
+		}
+		wait = min(wait*2, e.retryMax)
 	}
 }
 
-// Close flushes what is queued within ctx.
+// lost counts and logs a batch the room could not hand to saver.
+func (e *eventReporter) lost(n int, err error) {
+	e.r.m.batchFailed.WithLabelValues("events").Inc()
+	e.r.log.Warn("room: online/offline events lost: saver did not take them", "events", n, "err", err)
+}
+
+// logShed logs the events shed since the last call, if any.
+func (e *eventReporter) logShed() {
+	if n := e.shed.Swap(0); n > 0 {
+		e.r.log.Warn("room: online/offline events shed: too many held for saver", "shed", n, "hold", eventHold)
+	}
+}
+
+// Close flushes what is held within ctx (saver refusing, it keeps retrying
+// until then); past ctx it gives up, and what is still held is lost.
 func (e *eventReporter) Close(ctx context.Context) error {
 	if e == nil {
 		return nil
 	}
-	return e.b.Close(ctx)
+	err := e.b.Close(ctx)
+	if err != nil {
+		e.giveUp()
+		// The flusher stops at once now: bound the wait on it anyway.
+		t := time.NewTimer(grpcconn.DefaultCallTimeout)
+		defer t.Stop()
+		select {
+		case <-e.b.done:
+		case <-t.C:
+		}
+	}
+	e.giveUp()
+	e.logShed()
+	return err
 }

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"sync/atomic"
 
 	"github.com/panjf2000/ants/v2"
 	"github.com/prometheus/client_golang/prometheus"
@@ -33,6 +34,7 @@ type bindMetrics struct {
 	bound         prometheus.Gauge
 	policyKicks   *prometheus.CounterVec
 	policyFailure *prometheus.CounterVec
+	policyRetries prometheus.Counter
 }
 
 func newBindMetrics(reg prometheus.Registerer) bindMetrics {
@@ -48,7 +50,9 @@ func newBindMetrics(reg prometheus.Registerer) bindMetrics {
 		policyFailure: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "pushgw_room_login_policy_failures_total", Help: "Login policy checks not done in full, by reason (shed, lookup, unknown_room, kick)."}, []string{"reason"}),
 	}
-	reg.MustRegister(m.binds, m.unbinds, m.bound, m.policyKicks, m.policyFailure)
+	m.policyRetries = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "pushgw_room_login_policy_retries_total", Help: "Login policy lookups tried again after register failed them (policy_retry.go)."})
+	reg.MustRegister(m.binds, m.unbinds, m.bound, m.policyKicks, m.policyFailure, m.policyRetries)
 	return m
 }
 
@@ -62,6 +66,8 @@ type multiApp struct {
 	pool  *grpcconn.Pool
 	work  *ants.Pool
 	m     bindMetrics
+	// retrying counts policy checks waiting for a retry (policy_retry.go).
+	retrying atomic.Int64
 }
 
 // newMultiApp starts the policy machinery; it stops with the room's life.
@@ -111,15 +117,16 @@ func (r *room) enforceLoginPolicy(s *session) {
 		return
 	}
 	policy := a.Policy()
-	if err := ma.work.Submit(func() { r.applyLoginPolicy(s, policy) }); err != nil {
+	if err := ma.work.Submit(func() { r.applyLoginPolicy(s, policy, 0) }); err != nil {
 		ma.m.policyFailure.WithLabelValues("shed").Inc()
 		r.log.Warn("room: login policy check shed; pool full", "app", s.key.app, "conn", s.id)
 	}
 }
 
 // applyLoginPolicy kicks the older sessions of s's user that policy rules
-// out. It runs on the policy pool.
-func (r *room) applyLoginPolicy(s *session, policy string) {
+// out. It runs on the policy pool; try counts the earlier lookups that
+// failed (policy_retry.go).
+func (r *room) applyLoginPolicy(s *session, policy string, try int) {
 	ma := r.multi
 	ctx, cancel := context.WithTimeout(r.connCtx, grpcconn.DefaultCallTimeout)
 	defer cancel()
@@ -128,8 +135,7 @@ func (r *room) applyLoginPolicy(s *session, policy string) {
 	})
 	if err != nil {
 		r.m.peerErrors.WithLabelValues("Register.Lookup").Inc()
-		ma.m.policyFailure.WithLabelValues("lookup").Inc()
-		r.log.Warn("room: login policy lookup failed", "app", s.key.app, "conn", s.id, "err", err)
+		r.retryLoginPolicy(s, policy, try, err)
 		return
 	}
 	reason := fmt.Sprintf("a newer login of this user took over (login policy %s)", policy)

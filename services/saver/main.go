@@ -132,6 +132,11 @@ func run(cfg *config) error {
 	txSweepDone := make(chan struct{})
 	txw := &txSweeper{db: &txDB{db: db}, metrics: txm, log: base.Log, interval: cfg.sweepInterval, retention: cfg.outcomeRetention}
 	go func() { txw.run(sweepCtx); close(txSweepDone) }()
+	backlogDone := make(chan struct{})
+	go func() {
+		newEventBacklog(db, base.Registry, base.Log).run(sweepCtx, eventBacklogEvery)
+		close(backlogDone)
+	}()
 
 	gs := grpc.NewServer(append(grpcconn.ServerOptions(), grpc.ChainUnaryInterceptor(m.interceptor))...)
 	internalpb.RegisterSaverServer(gs, srv)
@@ -157,6 +162,7 @@ func run(cfg *config) error {
 	<-sweepDone
 	<-pruneDone
 	<-txSweepDone
+	<-backlogDone
 	base.Log.Info("stopped")
 	return nil
 }
