@@ -232,8 +232,12 @@ type PushMultiRequest struct {
 	IdempotencyKey string  `protobuf:"bytes,6,opt,name=idempotency_key,json=idempotencyKey,proto3" json:"idempotency_key,omitempty"`
 	CollapseKey    string  `protobuf:"bytes,7,opt,name=collapse_key,json=collapseKey,proto3" json:"collapse_key,omitempty"`
 	Priority       *string `protobuf:"bytes,8,opt,name=priority,proto3,oneof" json:"priority,omitempty"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	// receipt (QoS 1 only): one delivery receipt per recipient's message
+	// (acked, expired, dead), each with its message id and user, posted to
+	// the app's webhook; the app must subscribe to receipts, as for Push.
+	Receipt       bool `protobuf:"varint,20,opt,name=receipt,proto3" json:"receipt,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *PushMultiRequest) Reset() {
@@ -320,6 +324,13 @@ func (x *PushMultiRequest) GetPriority() string {
 		return *x.Priority
 	}
 	return ""
+}
+
+func (x *PushMultiRequest) GetReceipt() bool {
+	if x != nil {
+		return x.Receipt
+	}
+	return false
 }
 
 type PushMultiReply struct {
@@ -735,7 +746,7 @@ const file_pushgw_api_v1_api_proto_rawDesc = "" +
 	"\breplayed\x18\x03 \x01(\bR\breplayed\x12!\n" +
 	"\tdelivered\x18\x04 \x01(\x05H\x00R\tdelivered\x88\x01\x01B\f\n" +
 	"\n" +
-	"_delivered\"\x8c\x02\n" +
+	"_delivered\"\xa6\x02\n" +
 	"\x10PushMultiRequest\x12\x10\n" +
 	"\x03app\x18\x01 \x01(\tR\x03app\x12\x14\n" +
 	"\x05users\x18\x02 \x03(\tR\x05users\x12\x18\n" +
@@ -744,7 +755,8 @@ const file_pushgw_api_v1_api_proto_rawDesc = "" +
 	"\x03ttl\x18\x05 \x01(\x03H\x01R\x03ttl\x88\x01\x01\x12'\n" +
 	"\x0fidempotency_key\x18\x06 \x01(\tR\x0eidempotencyKey\x12!\n" +
 	"\fcollapse_key\x18\a \x01(\tR\vcollapseKey\x12\x1f\n" +
-	"\bpriority\x18\b \x01(\tH\x02R\bpriority\x88\x01\x01B\x06\n" +
+	"\bpriority\x18\b \x01(\tH\x02R\bpriority\x88\x01\x01\x12\x18\n" +
+	"\areceipt\x18\x14 \x01(\bR\areceiptB\x06\n" +
 	"\x04_qosB\x06\n" +
 	"\x04_ttlB\v\n" +
 	"\t_priority\"\x84\x02\n" +

@@ -2211,7 +2211,11 @@ type TxRecord struct {
 	// connections online when it goes out, never catch-up.
 	OnlineOnly bool `protobuf:"varint,16,opt,name=online_only,json=onlineOnly,proto3" json:"online_only,omitempty"`
 	// tag (TAG only): the committed broadcast reaches the tag's members.
-	Tag           string `protobuf:"bytes,17,opt,name=tag,proto3" json:"tag,omitempty"`
+	Tag string `protobuf:"bytes,17,opt,name=tag,proto3" json:"tag,omitempty"`
+	// receipt (USER and USERS only): every committed message asks for a
+	// delivery receipt (Message.receipt). Stored in the recipients column,
+	// as online_only and tag are, so no migration.
+	Receipt       bool `protobuf:"varint,18,opt,name=receipt,proto3" json:"receipt,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2363,6 +2367,13 @@ func (x *TxRecord) GetTag() string {
 		return x.Tag
 	}
 	return ""
+}
+
+func (x *TxRecord) GetReceipt() bool {
+	if x != nil {
+		return x.Receipt
+	}
+	return false
 }
 
 type PrepareTxRequest struct {
@@ -3013,7 +3024,7 @@ func (x *ReportTxCheckReply) GetTx() *TxRecord {
 // StoreMultiRequest carries the payload once: message is the template
 // (app, payload, qos, times, collapse_key, priority, idempotency_key; its
 // id is the multicast id), users and ids are parallel lists, one message
-// per user.
+// per user. A template with receipt set marks every user's message.
 type StoreMultiRequest struct {
 	state   protoimpl.MessageState `protogen:"open.v1"`
 	Message *Message               `protobuf:"bytes,1,opt,name=message,proto3" json:"message,omitempty"`
@@ -3970,7 +3981,7 @@ const file_pushgw_internal_v1_saver_proto_rawDesc = "" +
 	"\vTxRecipient\x12\x12\n" +
 	"\x04user\x18\x01 \x01(\tR\x04user\x12\x1d\n" +
 	"\n" +
-	"message_id\x18\x02 \x01(\x04R\tmessageId\"\xd2\x04\n" +
+	"message_id\x18\x02 \x01(\x04R\tmessageId\"\xec\x04\n" +
 	"\bTxRecord\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x04R\x02id\x12\x10\n" +
 	"\x03app\x18\x02 \x01(\tR\x03app\x12A\n" +
@@ -3996,7 +4007,8 @@ const file_pushgw_internal_v1_saver_proto_rawDesc = "" +
 	"\rnext_check_ms\x18\x0f \x01(\x03R\vnextCheckMs\x12\x1f\n" +
 	"\vonline_only\x18\x10 \x01(\bR\n" +
 	"onlineOnly\x12\x10\n" +
-	"\x03tag\x18\x11 \x01(\tR\x03tag\"@\n" +
+	"\x03tag\x18\x11 \x01(\tR\x03tag\x12\x18\n" +
+	"\areceipt\x18\x12 \x01(\bR\areceipt\"@\n" +
 	"\x10PrepareTxRequest\x12,\n" +
 	"\x02tx\x18\x01 \x01(\v2\x1c.pushgw.internal.v1.TxRecordR\x02tx\"Z\n" +
 	"\x0ePrepareTxReply\x12,\n" +

@@ -29,6 +29,9 @@ type broadcastRequest struct {
 	// read as "the whole app": a template whose tag came out empty must
 	// not reach everyone.
 	Tag *string `json:"tag"`
+	// Receipt is accepted by the decoder only to refuse true with a
+	// reason (receipt.go): a broadcast has no per-user rows.
+	Receipt bool `json:"receipt"`
 }
 
 type broadcastResponse struct {
@@ -59,6 +62,9 @@ func (q *broadcastRequest) validate(keyApp string) (broadcastPlan, *apiError) {
 	d, e := checkDelivery(q.Payload, q.PayloadBase64, q.QoS, q.TTL)
 	if e != nil {
 		return broadcastPlan{}, e
+	}
+	if q.Receipt {
+		return broadcastPlan{}, broadcastReceiptError()
 	}
 	p := broadcastPlan{payload: d.payload, qos: d.qos, ttl: defaultTTL}
 	if q.Tag != nil {

@@ -197,7 +197,8 @@ func (g *grpcAPI) Push(ctx context.Context, r *apipb.PushRequest) (*apipb.PushRe
 func multiRequestOf(r *apipb.PushMultiRequest) multiPushRequest {
 	payload := string(r.GetPayload())
 	q := multiPushRequest{App: r.GetApp(), Users: r.GetUsers(), Payload: &payload, TTL: r.Ttl,
-		IdempotencyKey: r.GetIdempotencyKey(), CollapseKey: r.GetCollapseKey(), Priority: r.Priority}
+		IdempotencyKey: r.GetIdempotencyKey(), CollapseKey: r.GetCollapseKey(), Priority: r.Priority,
+		Receipt: r.GetReceipt()}
 	if r.Qos != nil {
 		qos := int(r.GetQos())
 		q.QoS = &qos

@@ -132,13 +132,17 @@ func (s *Server) pushMulti(ctx context.Context, app appconfig.App, req *multiPus
 	if e != nil {
 		return nil, e
 	}
+	// Before the limit, as validation: a refused receipt costs no token.
+	if e := checkReceipt(app, req.Receipt, d); e != nil {
+		return nil, e
+	}
 	if e := s.limits.allow(ctx, app.Name, apiMulti, app.Multi(), len(req.Users)); e != nil {
 		return nil, e
 	}
 	if d.qos == 0 {
 		return s.multicastQoS0(ctx, app, req.Users, d)
 	}
-	return s.multicast(ctx, app, req.Users, req.IdempotencyKey, d)
+	return s.multicast(ctx, app, req.Users, req.IdempotencyKey, req.Receipt, d)
 }
 
 // multicastQoS0 delivers inside the request, paced: a QoS 0 message is
@@ -183,7 +187,9 @@ func (s *Server) multicastQoS0(ctx context.Context, app appconfig.App, users []s
 }
 
 // multicast stores a QoS 1 multicast as one unit and starts its delivery.
-func (s *Server) multicast(ctx context.Context, app appconfig.App, users []string, ikey string, d delivery) (*multicastResponse, *apiError) {
+// receipt (checked by checkReceipt) marks every recipient's message: saver
+// copies the template's flag to each row.
+func (s *Server) multicast(ctx context.Context, app appconfig.App, users []string, ikey string, receipt bool, d delivery) (*multicastResponse, *apiError) {
 	select {
 	case s.fanoutSlots <- struct{}{}:
 	default:
@@ -210,13 +216,14 @@ func (s *Server) multicast(ctx context.Context, app appconfig.App, users []strin
 	mcast := msgs[0].GetId()
 	ids := make([]uint64, len(msgs))
 	for i, m := range msgs {
-		m.MulticastId, ids[i] = mcast, m.GetId()
+		m.MulticastId, ids[i], m.Receipt = mcast, m.GetId(), receipt
 	}
 	pace := app.DeliveriesPerSecond
 	t := msgs[0]
 	req := &internalpb.StoreMultiRequest{
 		Message: &internalpb.Message{Id: mcast, App: app.Name, Payload: t.GetPayload(), Qos: t.GetQos(), CreatedMs: t.GetCreatedMs(),
-			ExpiresMs: t.GetExpiresMs(), CollapseKey: t.GetCollapseKey(), Priority: t.GetPriority(), IdempotencyKey: ikey},
+			ExpiresMs: t.GetExpiresMs(), CollapseKey: t.GetCollapseKey(), Priority: t.GetPriority(), IdempotencyKey: ikey,
+			Receipt: receipt},
 		Users: users, Ids: ids, PacedPerSecond: uint32(pace),
 	}
 	cctx, cancel := context.WithTimeout(ctx, multiStoreTimeout)

@@ -40,6 +40,9 @@ type multiPushRequest struct {
 	IdempotencyKey string  `json:"idempotency_key"`
 	CollapseKey    string  `json:"collapse_key"`
 	Priority       *string `json:"priority"`
+	// Receipt asks for a delivery receipt per recipient's message
+	// (receipt.go).
+	Receipt bool `json:"receipt"`
 }
 
 // kickRequest is the body of POST /v1/kick.

@@ -39,6 +39,8 @@ type txView struct {
 	BroadcastID string `json:"broadcast_id,omitempty"`
 	Seq         uint64 `json:"seq,omitempty"`
 	OnlineOnly  bool   `json:"online_only,omitempty"`
+	// Receipt: the committed messages ask for delivery receipts.
+	Receipt bool `json:"receipt,omitempty"`
 }
 
 func txStateWord(s internalpb.TxState) string {
@@ -93,7 +95,7 @@ func newTxView(r *internalpb.TxRecord) txView {
 		ID: strconv.FormatUint(r.GetId(), txIDBase), App: r.GetApp(), State: txStateWord(r.GetState()),
 		IdempotencyKey: r.GetIdempotencyKey(), Checks: r.GetChecks(), DecidedBy: txDeciderWord(r.GetDecidedBy()),
 		CreatedAt: msTime(r.GetCreatedMs()), DecidedAt: msTime(r.GetDecidedMs()),
-		Target: txTarget{Kind: txKindWord(r.GetTargetKind()), Device: r.GetDevice()},
+		Target: txTarget{Kind: txKindWord(r.GetTargetKind()), Device: r.GetDevice()}, Receipt: r.GetReceipt(),
 	}
 	if r.GetState() == internalpb.TxState_TX_STATE_PREPARED {
 		v.NextCheckAt = msTime(r.GetNextCheckMs())
@@ -130,6 +132,10 @@ func (s *Server) handleTxPrepare(w http.ResponseWriter, r *http.Request, app app
 	if e != nil {
 		return nil, e
 	}
+	// Broadcast kinds refused a receipt in validate; user kinds are QoS 1.
+	if e := checkReceipt(app, req.Receipt, p.delivery); e != nil {
+		return nil, e
+	}
 	// A broadcast counts against the app's broadcast limit when it is
 	// prepared: the commit cannot be refused for a rate.
 	if p.kind == txKindBroadcast || p.kind == txKindTag {
@@ -150,7 +156,7 @@ func (s *Server) handleTxPrepare(w http.ResponseWriter, r *http.Request, app app
 	rec := &internalpb.TxRecord{
 		Id: txID, App: app.Name, TargetKind: internalpb.TxTargetKind_TX_TARGET_KIND_USER, Device: p.device,
 		Payload: p.payload, Qos: p.qos, TtlMs: p.ttl.Milliseconds(), IdempotencyKey: req.IdempotencyKey,
-		CreatedMs: now.UnixMilli(), NextCheckMs: now.Add(checkAfter).UnixMilli(),
+		CreatedMs: now.UnixMilli(), NextCheckMs: now.Add(checkAfter).UnixMilli(), Receipt: req.Receipt,
 	}
 	switch p.kind {
 	case txKindUsers:

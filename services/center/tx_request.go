@@ -47,6 +47,10 @@ type txPrepareRequest struct {
 	IdempotencyKey string `json:"idempotency_key"`
 	// OnlineOnly (target kind broadcast only), as in POST /v1/broadcast.
 	OnlineOnly *bool `json:"online_only"`
+	// Receipt (target kinds user and users): each committed message asks
+	// for a delivery receipt (receipt.go). Checked against the app at
+	// prepare; broadcast and tag refuse it as POST /v1/broadcast does.
+	Receipt bool `json:"receipt"`
 }
 
 // txPrepared is a validated prepare.
@@ -130,7 +134,8 @@ func (p txPrepared) validateBroadcast(q *txPrepareRequest) (txPrepared, *apiErro
 		}
 		p.tag = t.Tag
 	}
-	br := broadcastRequest{App: q.App, Payload: q.Payload, PayloadBase64: q.PayloadBase64, QoS: q.QoS, TTL: q.TTL, OnlineOnly: q.OnlineOnly}
+	br := broadcastRequest{App: q.App, Payload: q.Payload, PayloadBase64: q.PayloadBase64, QoS: q.QoS, TTL: q.TTL, OnlineOnly: q.OnlineOnly,
+		Receipt: q.Receipt}
 	plan, e := br.validate(q.App)
 	if e != nil {
 		return p, e

@@ -111,6 +111,8 @@ func (s *server) StoreMulti(ctx context.Context, req *internalpb.StoreMultiReque
 			Id: req.GetIds()[i], App: t.GetApp(), User: u, Payload: t.GetPayload(), Qos: t.GetQos(),
 			CreatedMs: t.GetCreatedMs(), ExpiresMs: t.GetExpiresMs(), CollapseKey: t.GetCollapseKey(),
 			Priority: t.GetPriority(), MulticastId: mcast,
+			// Each recipient's row asks for its own receipt (events.go).
+			Receipt: t.GetReceipt(),
 		}
 		if pace > 0 {
 			// The sweep waits for this message's turn in the pacing plus

@@ -69,6 +69,10 @@ type txRecipientJSON struct {
 	OnlineOnly bool   `json:"online_only,omitempty"`
 	// Tag is the target of a TAG record (a broadcast to its members).
 	Tag string `json:"tag,omitempty"`
+	// Receipt (USER and USERS records, on the first recipient): the
+	// committed messages ask for delivery receipts. Kept here, as
+	// online_only is, so the record needs no new column.
+	Receipt bool `json:"receipt,omitempty"`
 }
 
 type txDB struct {
@@ -88,6 +92,9 @@ func (d *txDB) prepare(ctx context.Context, r *internalpb.TxRecord) (*internalpb
 	}
 	if isTxBroadcast(r.GetTargetKind()) && len(recips) == 1 {
 		recips[0].OnlineOnly, recips[0].Tag = r.GetOnlineOnly(), r.GetTag()
+	}
+	if !isTxBroadcast(r.GetTargetKind()) && len(recips) > 0 {
+		recips[0].Receipt = r.GetReceipt()
 	}
 	rj, err := json.Marshal(recips)
 	if err != nil {
@@ -155,6 +162,9 @@ func scanTx(row rowScanner) (*internalpb.TxRecord, error) {
 	}
 	if isTxBroadcast(r.TargetKind) && len(list) == 1 {
 		r.OnlineOnly, r.Tag = list[0].OnlineOnly, list[0].Tag
+	}
+	if !isTxBroadcast(r.TargetKind) && len(list) > 0 {
+		r.Receipt = list[0].Receipt
 	}
 	return r, nil
 }
@@ -274,6 +284,7 @@ func txMessages(r *internalpb.TxRecord, now time.Time) []*internalpb.Message {
 		out[i] = &internalpb.Message{
 			Id: p.GetMessageId(), App: r.GetApp(), User: p.GetUser(), Device: r.GetDevice(), Payload: r.GetPayload(),
 			Qos: r.GetQos(), CreatedMs: now.UnixMilli(), ExpiresMs: expires, State: internalpb.MessageState_MESSAGE_STATE_STORED,
+			Receipt: r.GetReceipt(),
 		}
 	}
 	return out
