@@ -28,7 +28,7 @@ type testRoom struct {
 	authFn func(a *clientpb.Auth) (protocol.Op, proto.Message)
 	// replyFn, when set, builds the AUTH_REPLY of an accepted AUTH.
 	replyFn func(a *clientpb.Auth) *clientpb.AuthReply
-	conns  chan *roomConn
+	conns   chan *roomConn
 
 	mu    sync.Mutex
 	auths []*clientpb.Auth
