@@ -45,6 +45,11 @@ func TestFlashReconnect(t *testing.T) {
 	Eventually(t, 20*time.Second, "first message handled", func() bool { return cl.Count(first) == 1 })
 	// Its ACK reaches saver and the window empties: nothing in flight.
 	Eventually(t, 20*time.Second, "first message acked", func() bool { return c.Status(first) == "acked" })
+	// The room parks only a session whose login catch-up finished; one
+	// that started before the room found saver retries after 1 s, 2 s…
+	Eventually(t, 30*time.Second, "login catch-up done", func() bool {
+		return AdminValue(t, c.Procs[RoomName(0)].Admin, `pushgw_room_broadcast_catchups_total{result="ok"}`) >= 1
+	})
 
 	before := storageCalls(t, c)
 	// The client is stopped from reconnecting at once by the drop itself:
