@@ -74,8 +74,9 @@ func (f *flash) parkBoundApp(bs, p *session, pset *bindSet, pc *parkConn) *sessi
 	pbs.authed.Store(true)
 	pbs.replied.Store(true)
 	// A full queue ends the whole parked connection, as a slow consumer
-	// ends a live one with all its apps.
-	bpc.onClose = func() { pc.CloseWith(nil) }
+	// ends a live one with all its apps. Not on the sender's goroutine:
+	// it holds pbs's write lock (sendBound), which the end takes.
+	bpc.onClose = func() { go pc.CloseWith(nil) }
 	if !r.hub.replace(bs, pbs) {
 		return nil // a newer login of that app replaced it meanwhile
 	}

@@ -196,3 +196,39 @@ func metricValue(t *testing.T, m prometheus.Metric) float64 {
 	}
 	return d.GetGauge().GetValue()
 }
+
+// A bound app whose parked queue fills ends the parked connection with all
+// its apps, as a slow consumer ends a live one.
+func TestFlashBoundQueueFull(t *testing.T) { forEachEngine(t, testFlashBoundQueueFull) }
+
+func testFlashBoundQueueFull(t *testing.T, engine string) {
+	e, rs := flashEnv(t, engine, 30*time.Second)
+	r := e.srv.r
+	rc := e.roomClient()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	c := e.dial()
+	c.auth(e.token("main", testVendorSecret, "u3", "phone", time.Hour), "")
+	id := connID(t, c.bind(2, e.token("mail", testVendorSecret, "u3-mail", "", time.Hour)).GetSessionId())
+	settled(t, e, rs, "u3", "u3-mail")
+	_ = c.nc.Close()
+	waitFor(t, "connection parked", func() bool { return r.flash.len() == 1 })
+	target := []*internalpb.Target{{ConnId: id, App: "mail", User: "u3-mail", Device: "phone"}}
+	// QoS 0: not held back by the in-flight window, so each is queued.
+	for i := 0; i <= e.cfg.sendQueue; i++ {
+		msg := &internalpb.Message{Id: uint64(920 + i), App: "mail", User: "u3-mail", Payload: []byte("q")}
+		if _, err := rc.Push(ctx, &internalpb.RoomPushRequest{Message: msg, Targets: target}); err != nil {
+			t.Fatalf("push %d: %v", i, err)
+		}
+	}
+	waitFor(t, "parked connection ended", func() bool {
+		return r.flash.len() == 0 && r.hub.Len() == 0 &&
+			metricValue(t, r.m.flash.events.WithLabelValues("ended")) == 1
+	})
+	if v := metricValue(t, r.multi.m.unbinds.WithLabelValues("ended")); v != 1 {
+		t.Fatalf("unbinds{ended} %v, want 1", v)
+	}
+	if v := metricValue(t, r.multi.m.bound); v != 0 {
+		t.Fatalf("bound apps gauge %v, want 0", v)
+	}
+}
