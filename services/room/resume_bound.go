@@ -17,7 +17,10 @@ import "github.com/pushgw/pushgw/pkg/protocol"
 //
 // Only a binding that had answered its BIND and finished its catch-up is
 // parked; any other ends with the old connection (the client binds again,
-// as it is not in resumed_apps).
+// as it is not in resumed_apps). A hand-over (resume.go: the client came
+// back before the room saw its connection close) moves the primary
+// session only: the open connection's reader may still be adding a
+// binding, and s.bound is the reader's alone.
 
 // boundResume is a parked bound app claimed by a resume, with what was
 // queued for it.
