@@ -3,6 +3,8 @@ package test
 import (
 	"context"
 	"fmt"
+	"net/http"
+	"net/http/httptest"
 	"strconv"
 	"testing"
 	"time"
@@ -26,7 +28,18 @@ func TestFlashReconnectBound(t *testing.T) {
 		return code == 200
 	})
 	c.updateApp(c.App, func(a *appconfig.App) { a.Vendor = "acme" })
-	c.updateApp(other, func(a *appconfig.App) { a.Vendor = "acme" })
+	// The bound app subscribes to online/offline callbacks: its binding
+	// reports them like a session, and a park or resume is neither. The
+	// room's side is what saver records (the webhook is only a sink).
+	hook := httptest.NewServer(http.HandlerFunc(func(http.ResponseWriter, *http.Request) {}))
+	defer hook.Close()
+	recorded := func(kind string) float64 {
+		return AdminValue(t, c.Procs["saver"].Admin, `pushgw_saver_events_recorded_total{kind="EVENT_KIND_`+kind+`"}`)
+	}
+	c.updateApp(other, func(a *appconfig.App) {
+		a.Vendor, a.WebhookURL = "acme", hook.URL
+		a.Callbacks = appconfig.Callbacks{Events: "online,offline", WebhookBatch: 1}
+	})
 	sessionsOf := func(app, key, user string) int {
 		code, out := c.APIWithKey(key, "GET", "/v1/apps/"+app+"/users/"+user+"/sessions", nil)
 		if code != 200 {
@@ -158,6 +171,13 @@ func TestFlashReconnectBound(t *testing.T) {
 	Eventually(t, 20*time.Second, "register forgot both sessions", func() bool {
 		return sessionsOf(other, c.OtherApp.APIKey, "fb-other") == 0 && sessionsOf(c.App, c.APIKey, "fb-main") == 0
 	})
+	// An online at each BIND (the raw client's and the SDK's), and one
+	// offline, at the end of the window; nothing for parks and resumes
+	// (the primary app does not subscribe).
+	Eventually(t, 30*time.Second, "the bound app's offline event recorded", func() bool { return recorded("OFFLINE") == 1 })
+	if on := recorded("ONLINE"); on != 2 {
+		t.Fatalf("online events %v, want 2 (one per BIND)", on)
+	}
 }
 
 // pushOtherTo pushes a QoS 1 message of the cluster's second app to user.
