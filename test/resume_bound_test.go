@@ -23,10 +23,7 @@ func TestFlashReconnectBound(t *testing.T) {
 	c := StartCluster(t, Options{Rooms: 1, ExtraRoomArg: []string{"-resume-window", "5s"}})
 	room := c.Procs[RoomName(0)].Admin
 	other := c.OtherApp.Name
-	Eventually(t, 30*time.Second, "center stores pushes", func() bool {
-		code, _ := c.API("POST", "/v1/push", map[string]any{"app": c.App, "user": "warm-up", "payload": "x", "qos": 1})
-		return code == 200
-	})
+	waitCenterStores(t, c)
 	c.updateApp(c.App, func(a *appconfig.App) { a.Vendor = "acme" })
 	// The bound app subscribes to online/offline callbacks: its binding
 	// reports them like a session, and a park or resume is neither. The
@@ -34,7 +31,7 @@ func TestFlashReconnectBound(t *testing.T) {
 	hook := httptest.NewServer(http.HandlerFunc(func(http.ResponseWriter, *http.Request) {}))
 	defer hook.Close()
 	recorded := func(kind string) float64 {
-		return AdminValue(t, c.Procs["saver"].Admin, `pushgw_saver_events_recorded_total{kind="EVENT_KIND_`+kind+`"}`)
+		return ScrapeAdmin(t, c.Procs["saver"].Admin)[`pushgw_saver_events_recorded_total{kind="EVENT_KIND_`+kind+`"}`]
 	}
 	c.updateApp(other, func(a *appconfig.App) {
 		a.Vendor, a.WebhookURL = "acme", hook.URL
@@ -77,7 +74,7 @@ func TestFlashReconnectBound(t *testing.T) {
 	// catch-ups are done (else the resume pulls, or the app is not kept).
 	Eventually(t, 20*time.Second, "login and BIND settled", func() bool {
 		return saverPendingCalls(t, c) >= 2 &&
-			AdminValue(t, room, `pushgw_room_broadcast_catchups_total{result="ok"}`) >= 2 &&
+			ScrapeAdmin(t, room)[`pushgw_room_broadcast_catchups_total{result="ok"}`] >= 2 &&
 			sessionsOf(other, c.OtherApp.APIKey, "fb-other") == 1
 	})
 
@@ -128,7 +125,7 @@ func TestFlashReconnectBound(t *testing.T) {
 		t.Fatalf("SDK Bind: %v", err)
 	}
 	Eventually(t, 20*time.Second, "SDK login and BIND settled", func() bool {
-		return AdminValue(t, room, `pushgw_room_broadcast_catchups_total{result="ok"}`) >= 4 &&
+		return ScrapeAdmin(t, room)[`pushgw_room_broadcast_catchups_total{result="ok"}`] >= 4 &&
 			sessionsOf(other, c.OtherApp.APIKey, "fb-sdk-other") == 1
 	})
 	parkedBefore := AdminValue(t, room, `pushgw_room_session_resume_total{event="parked"}`)
