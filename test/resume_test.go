@@ -39,12 +39,18 @@ func storageCalls(t *testing.T, c *Cluster) map[string]float64 {
 // login is a full one.
 func TestFlashReconnect(t *testing.T) {
 	c := StartCluster(t, Options{Rooms: 1, ExtraRoomArg: []string{"-resume-window", "4s"}})
+	waitCenterStores(t, c)
 	cl := startSDK(t, c, "flash-user", "phone")
 	Eventually(t, 20*time.Second, "client connected", func() bool { return cl.Endpoint() != "" })
 	first := c.Push("flash-user", 1, time.Hour, "before the drop")
 	Eventually(t, 20*time.Second, "first message handled", func() bool { return cl.Count(first) == 1 })
 	// Its ACK reaches saver and the window empties: nothing in flight.
 	Eventually(t, 20*time.Second, "first message acked", func() bool { return c.Status(first) == "acked" })
+	// The room parks only a session whose login catch-up finished; one
+	// that started before the room found saver retries after 1 s, 2 s…
+	Eventually(t, 30*time.Second, "login catch-up done", func() bool {
+		return ScrapeAdmin(t, c.Procs[RoomName(0)].Admin)[`pushgw_room_broadcast_catchups_total{result="ok"}`] >= 1
+	})
 
 	before := storageCalls(t, c)
 	// The client is stopped from reconnecting at once by the drop itself:
@@ -73,6 +79,7 @@ func TestFlashReconnect(t *testing.T) {
 func TestFlashReconnectQueuesWhileParked(t *testing.T) {
 	c := StartCluster(t, Options{Rooms: 1, ExtraRoomArg: []string{"-resume-window", "3s"}})
 	room := c.Procs[RoomName(0)].Admin
+	waitCenterStores(t, c)
 	raw := Dial(t, c.RoomTCP[0])
 	rep := raw.Auth(c.Token("parked-user", "phone", time.Hour))
 	if rep.GetResumeToken() == "" || rep.GetResumed() {
@@ -144,4 +151,14 @@ func (rc *RawClient) AuthResume(tok, resume string) *clientpb.AuthReply {
 		rc.t.Fatalf("auth: got %s %v, want AUTH_REPLY", f.Op, m)
 	}
 	return m.(*clientpb.AuthReply)
+}
+
+// waitCenterStores waits until center takes pushes: it finds saver through
+// discovery a moment after start, and answers 503 before that.
+func waitCenterStores(t *testing.T, c *Cluster) {
+	t.Helper()
+	Eventually(t, 30*time.Second, "center stores pushes", func() bool {
+		code, _ := c.API("POST", "/v1/push", map[string]any{"app": c.App, "user": "warm-up", "payload": "x", "qos": 1})
+		return code == 200
+	})
 }

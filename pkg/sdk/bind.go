@@ -3,6 +3,7 @@ package sdk
 import (
 	"context"
 	"fmt"
+	"slices"
 	"sync"
 
 	"google.golang.org/protobuf/proto"
@@ -14,7 +15,9 @@ import (
 // Several apps on one connection (docs/protocol.md §4.2): Bind adds an app
 // of the same vendor to the Client's connection; its pushes reach the same
 // Handler, told apart by Message.App. Bound apps are bound again after
-// every reconnect, until Unbind or until the server ends the binding.
+// every reconnect, until Unbind or until the server ends the binding;
+// after a flash reconnect, those the resumed session kept
+// (AuthReply.resumed_apps) need no BIND and get none.
 
 // binds are the apps bound besides Config.App, by app, with their tokens.
 type binds struct {
@@ -103,11 +106,16 @@ func (c *Client) Unbind(ctx context.Context, app string) error {
 	return nil
 }
 
-// rebind binds the remembered apps on a new connection. Refusals that a
-// retry cannot fix forget the app; others are logged and retried at the
-// next reconnect.
-func (s *session) rebind(ctx context.Context) {
+// rebind binds the remembered apps on a new connection, but for kept:
+// the apps a resumed login says are bound already (AuthReply.resumed_apps,
+// docs/protocol.md §4.4). Refusals that a retry cannot fix forget the app;
+// others are logged and retried at the next reconnect.
+func (s *session) rebind(ctx context.Context, kept []string) {
 	for app, tok := range s.c.binds.snapshot() {
+		if slices.Contains(kept, app) {
+			s.c.stats.rebindsSkipped.Add(1)
+			continue
+		}
 		rep, err := s.bind(ctx, tok)
 		if err != nil {
 			s.c.log.Warn("sdk: rebind failed", "app", app, "err", err)

@@ -26,7 +26,9 @@ type testRoom struct {
 	silent atomic.Bool
 	// authFn decides the answer to an AUTH: nil accepts it.
 	authFn func(a *clientpb.Auth) (protocol.Op, proto.Message)
-	conns  chan *roomConn
+	// replyFn, when set, builds the AUTH_REPLY of an accepted AUTH.
+	replyFn func(a *clientpb.Auth) *clientpb.AuthReply
+	conns   chan *roomConn
 
 	mu    sync.Mutex
 	auths []*clientpb.Auth
@@ -95,7 +97,11 @@ func (r *testRoom) serve(c net.Conn) {
 			return
 		}
 	}
-	rc.send(protocol.OpAuthReply, f.Seq, &clientpb.AuthReply{SessionId: "s1", HeartbeatSeconds: r.heartbeat, MaxInflight: 1000})
+	reply := &clientpb.AuthReply{SessionId: "s1", HeartbeatSeconds: r.heartbeat, MaxInflight: 1000}
+	if r.replyFn != nil {
+		reply = r.replyFn(auth)
+	}
+	rc.send(protocol.OpAuthReply, f.Seq, reply)
 	r.conns <- rc
 	silent := r.silent.Load()
 	for {

@@ -91,9 +91,10 @@ func (c *Client) runSession(ctx context.Context, ep string) (established bool, e
 	c.notify(StateConnected, ep)
 	defer c.notify(StateDisconnected, ep)
 	defer c.setCurrent(nil)
-	// Bound apps are bound again on every connection; the replies come
+	// Bound apps are bound again on every connection, but for those a
+	// resumed login kept (AuthReply.resumed_apps); the replies come
 	// through the reader, so this cannot run on it.
-	go s.rebind(ctx)
+	go s.rebind(ctx, reply.GetResumedApps())
 	return true, s.serve(ctx)
 }
 

@@ -13,11 +13,14 @@ type Stats struct {
 	Redelivered uint64 // duplicates dropped by the dedupe window
 	HandlerErrs uint64 // messages the Handler refused, left for redelivery
 	Resumed     uint64 // sessions that resumed the previous one (flash reconnect), counted in Connects too
+	// RebindsSkipped counts bound apps not bound again after a reconnect
+	// because the resumed session kept them (AuthReply.resumed_apps).
+	RebindsSkipped uint64
 }
 
 type stats struct {
 	connects, handled, redelivered, handlerErrs atomic.Uint64
-	resumed                                     atomic.Uint64
+	resumed, rebindsSkipped                     atomic.Uint64
 }
 
 // Stats returns a snapshot of the counters. Safe for concurrent use.
@@ -28,6 +31,8 @@ func (c *Client) Stats() Stats {
 		Redelivered: c.stats.redelivered.Load(),
 		HandlerErrs: c.stats.handlerErrs.Load(),
 		Resumed:     c.stats.resumed.Load(),
+
+		RebindsSkipped: c.stats.rebindsSkipped.Load(),
 	}
 }
 

@@ -133,7 +133,12 @@ type AuthReply struct {
 	ResumeToken string `protobuf:"bytes,5,opt,name=resume_token,json=resumeToken,proto3" json:"resume_token,omitempty"`
 	// True when this connection resumed the session of Auth.resume_token:
 	// what was pushed meanwhile follows, and no catch-up is run.
-	Resumed       bool `protobuf:"varint,6,opt,name=resumed,proto3" json:"resumed,omitempty"`
+	Resumed bool `protobuf:"varint,6,opt,name=resumed,proto3" json:"resumed,omitempty"`
+	// On a resumed login: the apps bound to the old connection with BIND
+	// that the room kept and bound to this one (docs/protocol.md §4.4).
+	// The client need not BIND them again (a BIND of one is answered as
+	// bound anyway). Empty on a full login.
+	ResumedApps   []string `protobuf:"bytes,7,rep,name=resumed_apps,json=resumedApps,proto3" json:"resumed_apps,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -208,6 +213,13 @@ func (x *AuthReply) GetResumed() bool {
 		return x.Resumed
 	}
 	return false
+}
+
+func (x *AuthReply) GetResumedApps() []string {
+	if x != nil {
+		return x.ResumedApps
+	}
+	return nil
 }
 
 // Body of PUSH (op 5).
@@ -903,7 +915,7 @@ const file_pushgw_client_v1_client_proto_rawDesc = "" +
 	"\vsdk_version\x18\x04 \x01(\tR\n" +
 	"sdkVersion\x12,\n" +
 	"\x12last_broadcast_seq\x18\x05 \x01(\x04R\x10lastBroadcastSeq\x12!\n" +
-	"\fresume_token\x18\x06 \x01(\tR\vresumeToken\"\xdd\x01\n" +
+	"\fresume_token\x18\x06 \x01(\tR\vresumeToken\"\x80\x02\n" +
 	"\tAuthReply\x12\x1d\n" +
 	"\n" +
 	"session_id\x18\x01 \x01(\tR\tsessionId\x12+\n" +
@@ -911,7 +923,8 @@ const file_pushgw_client_v1_client_proto_rawDesc = "" +
 	"\x0eserver_time_ms\x18\x03 \x01(\x03R\fserverTimeMs\x12!\n" +
 	"\fmax_inflight\x18\x04 \x01(\rR\vmaxInflight\x12!\n" +
 	"\fresume_token\x18\x05 \x01(\tR\vresumeToken\x12\x18\n" +
-	"\aresumed\x18\x06 \x01(\bR\aresumed\"\xb7\x01\n" +
+	"\aresumed\x18\x06 \x01(\bR\aresumed\x12!\n" +
+	"\fresumed_apps\x18\a \x03(\tR\vresumedApps\"\xb7\x01\n" +
 	"\x04Push\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x04R\x02id\x12\x10\n" +
 	"\x03app\x18\x02 \x01(\tR\x03app\x12\x18\n" +

@@ -140,6 +140,7 @@ func (s *session) reply(since time.Time) {
 		MaxInflight:      uint32(r.cfg.maxInflight()),
 		ResumeToken:      s.resumeToken,
 		Resumed:          s.resumed,
+		ResumedApps:      s.resumedApps(),
 	})
 	if err == nil {
 		_ = s.send(protocol.OpAuthReply, frame)

@@ -72,6 +72,9 @@ func (r *room) handleBind(s *session, f protocol.Frame) {
 		return
 	}
 	app := claims.App
+	if bs := s.bound.get(app); bs != nil && r.bindAgain(s, bs, claims.User, claims.Device, f.Seq) {
+		return
+	}
 	if app == s.key.app || s.bound.get(app) != nil {
 		r.bindRefusal(s, f.Seq, protocol.CodeAlreadyBound, app, fmt.Sprintf("app %s is already on this connection", app))
 		return
@@ -104,6 +107,7 @@ func (r *room) handleBind(s *session, f protocol.Frame) {
 	// As at AUTH: before authed, so a live broadcast sees the catch-up pending.
 	r.bc.seen.login(bs, b.GetLastBroadcastSeq())
 	bs.authed.Store(true)
+	r.events.online(bs)
 	s.bound.add(bs)
 	r.hub.AddConn(bs)
 	if old := r.hub.Bind(bs); old != nil && old != bs {
@@ -143,6 +147,7 @@ func (r *room) handleUnbind(s *session, f protocol.Frame) {
 // the client gets UNBIND with the code and reason. It reports whether this
 // call ended it.
 func (r *room) kickBound(bs *session, code protocol.Code, reason string) bool {
+	bs.setCloseReason(closeReasonOf(code)) // first reason wins: set before the unbind reports it
 	if !r.unbind(bs, code.String()) {
 		return false
 	}
@@ -184,6 +189,7 @@ func (r *room) closeBound(s *session) {
 	set.apps, set.closed = nil, true
 	set.mu.Unlock()
 	for _, bs := range apps {
+		bs.setCloseReason(closeReason(s.closeWhy.Load())) // the connection's reason is its apps'
 		r.dropBound(bs)
 		r.multi.m.unbinds.WithLabelValues("closed").Inc()
 	}
@@ -197,6 +203,7 @@ func (r *room) dropBound(bs *session) {
 	bs.closed.Store(true)
 	r.hub.Remove(bs)
 	r.sessions.Delete(bs.regSession())
+	r.events.offline(bs) // a binding is a session of its own for callbacks too
 	r.multi.m.bound.Dec()
 }
 
@@ -340,4 +347,18 @@ func (b *bindSet) list() []*session {
 		out = append(out, bs)
 	}
 	return out
+}
+
+// bindAgain answers a BIND of an app already bound on s to the same user
+// and device: an older client re-binds after every reconnect, including
+// one that resumed its bindings (AuthReply.resumed_apps). It is told it is
+// bound (code 0, the binding's session id) and nothing changes. It
+// reports false for a token of another user or device (ALREADY_BOUND).
+func (r *room) bindAgain(s *session, bs *session, user, device string, seq uint32) bool {
+	if bs.key.user != user || (device != "" && device != bs.key.device) {
+		return false
+	}
+	r.multi.m.binds.WithLabelValues("again").Inc()
+	_ = s.sendMsg(protocol.OpBindReply, seq, &clientpb.BindReply{App: bs.key.app, SessionId: bs.sessionID()})
+	return true
 }

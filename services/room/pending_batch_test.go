@@ -57,12 +57,20 @@ func (s *recSaver) seen() (batches []int, users int) {
 func startRecSaver(t *testing.T, e *testEnv) *recSaver {
 	t.Helper()
 	rs := &recSaver{users: map[string]int{}, backlog: map[string][]*internalpb.Message{}}
+	serveSaver(t, e, rs)
+	return rs
+}
+
+// serveSaver serves srv as the env's saver, returning once the room's
+// saver client reaches it.
+func serveSaver(t *testing.T, e *testEnv, srv internalpb.SaverServer) {
+	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	gs := grpc.NewServer(grpcconn.ServerOptions()...)
-	internalpb.RegisterSaverServer(gs, rs)
+	internalpb.RegisterSaverServer(gs, srv)
 	go gs.Serve(ln)
 	t.Cleanup(gs.Stop)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -79,7 +87,7 @@ func startRecSaver(t *testing.T, e *testEnv) *recSaver {
 		_, err := e.srv.r.saver.PendingBatch(cctx, &internalpb.PendingBatchRequest{})
 		ccancel()
 		if err == nil {
-			return rs
+			return
 		}
 		if time.Now().After(deadline) {
 			t.Fatalf("the room never reached the recording saver: %v", err)

@@ -170,6 +170,7 @@ func (f *flash) park(s *session) bool {
 	if !r.hub.replace(s, p) {
 		return false // replaced by a newer login of the device meanwhile
 	}
+	f.parkBound(s, p, pc)
 	e := &parkedSession{p: p, pc: pc, token: s.resumeToken}
 	f.m[s.key] = e
 	e.timer = time.AfterFunc(r.cfg.flash.window, func() {
@@ -197,9 +198,10 @@ func (f *flash) end(p *session, why string) {
 		e.timer.Stop()
 		r.m.flash.parked.Dec()
 	}
-	f.mu.Unlock()
+	f.mu.Unlock() // p.bound was set under f.mu (park)
 	r.hub.Remove(p)
 	r.m.flash.events.WithLabelValues(why).Inc()
+	f.endParkedBound(p, why)
 	r.sessions.Delete(p.regSession())
 	r.events.offline(p) // parked, the session was still online for callbacks
 }
@@ -211,7 +213,7 @@ func (f *flash) end(p *session, why string) {
 // a full one.
 func (f *flash) resume(s *session, key sessionKey, token string, seq uint32) bool {
 	r := f.r
-	p, frames, ok := f.claimParked(key, token)
+	p, frames, bound, ok := f.claimParked(key, token)
 	if !ok {
 		p, ok = f.handOver(key, token)
 	}
@@ -246,6 +248,8 @@ func (f *flash) resume(s *session, key sessionKey, token string, seq uint32) boo
 	s.bseq, s.bmask = p.bseq, p.bmask&^catchingBit
 	sm.Unlock()
 
+	// Before authed: AUTH_REPLY names the resumed bindings (s.bound).
+	nbs := f.prepareBound(s, bound)
 	s.authSeq = seq
 	r.hub.adopt(s, p)
 	s.authed.Store(true)
@@ -263,21 +267,23 @@ func (f *flash) resume(s *session, key sessionKey, token string, seq uint32) boo
 		}
 		r.m.frameOut(protocol.OpPush)
 	}
+	f.adoptBound(s, nbs, bound)
 	if s.pending.due(limit) {
 		r.requestPull(s)
 	}
 	return true
 }
 
-// claimParked takes the parked session of key if token is its own. p's
-// seen bits are copied to p.bseq/bmask as they were before the take.
-func (f *flash) claimParked(key sessionKey, token string) (*session, []queuedFrame, bool) {
+// claimParked takes the parked session of key if token is its own, with
+// its parked bindings (resume_bound.go). p's seen bits are copied to
+// p.bseq/bmask as they were before the take.
+func (f *flash) claimParked(key sessionKey, token string) (*session, []queuedFrame, []boundResume, bool) {
 	r := f.r
 	f.mu.Lock()
 	e := f.m[key]
 	if e == nil || subtle.ConstantTimeCompare([]byte(e.token), []byte(token)) != 1 {
 		f.mu.Unlock()
-		return nil, nil, false
+		return nil, nil, nil, false
 	}
 	delete(f.m, key)
 	e.timer.Stop()
@@ -297,16 +303,17 @@ func (f *flash) claimParked(key sessionKey, token string) (*session, []queuedFra
 	if !ok {
 		// Ended in the same instant (kicked, expired): its end queued
 		// the register delete.
-		return nil, nil, false
+		return nil, nil, nil, false
 	}
 	p.closed.Store(true)
+	bound := f.claimBound(p)
 	snap := &session{r: r, id: p.id, key: p.key, platform: p.platform, loginMs: p.loginMs, bseq: bseq, bmask: bmask}
 	p.pending.mu.Lock()
 	snap.pending.acked, snap.pending.ackGen = p.pending.acked, p.pending.ackGen
 	snap.pending.cursor, snap.pending.behind = p.pending.cursor, p.pending.behind
 	snap.pending.inflight = append([]uint64(nil), p.pending.inflight...)
 	p.pending.mu.Unlock()
-	return snap, frames, true
+	return snap, frames, bound, true
 }
 
 // handOver takes the session of key from a connection still open here
