@@ -162,3 +162,42 @@ func waitCenterStores(t *testing.T, c *Cluster) {
 		return code == 200
 	})
 }
+
+// A broadcast written to a connection that dropped before the client read
+// it counts as given on the parked session; the resumed login reports a
+// lower last seq, and the room catches it up from saver (the fault suite
+// lost one broadcast to 27 clients whose reconnect storm raced it).
+func TestFlashResumeCatchesUpLostBroadcast(t *testing.T) {
+	c := StartCluster(t, Options{Rooms: 1, ExtraRoomArg: []string{"-resume-window", "10s"}})
+	room := c.Procs[RoomName(0)].Admin
+	waitCenterStores(t, c)
+	raw := Dial(t, c.RoomTCP[0])
+	tok := c.Token("bcast-flash", "phone", time.Hour)
+	rep := raw.Auth(tok)
+	Eventually(t, 30*time.Second, "login catch-up done", func() bool {
+		return ScrapeAdmin(t, room)[`pushgw_room_broadcast_catchups_total{result="ok"}`] >= 1
+	})
+	id, seq, _ := c.broadcast(t, c.CenterURLs[0], map[string]any{"payload": "to everyone", "qos": 1, "ttl": 600})
+	p, err := raw.NextPush(10 * time.Second)
+	if err != nil || p.GetId() != id || p.GetBroadcastSeq() != seq {
+		t.Fatalf("broadcast: push %v, %v; want id %d seq %d", p, err, id, seq)
+	}
+	// The client "lost" it: it drops and says it has only seq-1.
+	raw.Conn.Close()
+	Eventually(t, 20*time.Second, "session parked", func() bool {
+		return AdminValue(t, room, "pushgw_room_sessions_parked") == 1
+	})
+	again := Dial(t, c.RoomTCP[0])
+	again.Send(protocol.OpAuth, &clientpb.Auth{Token: tok, ResumeToken: rep.GetResumeToken(), LastBroadcastSeq: seq - 1})
+	f, m, err := again.Read(5 * time.Second)
+	if err != nil || f.Op != protocol.OpAuthReply || !m.(*clientpb.AuthReply).GetResumed() {
+		t.Fatalf("resume: %v %v %v", f, m, err)
+	}
+	p, err = again.NextPush(10 * time.Second)
+	if err != nil || p.GetId() != id {
+		t.Fatalf("after the resume: push %v, %v; want the broadcast %d again", p, err, id)
+	}
+	if v := AdminValue(t, room, `pushgw_room_session_resume_total{event="catch_up"}`); v != 1 {
+		t.Fatalf("catch_up counter %v, want 1", v)
+	}
+}

@@ -74,7 +74,7 @@ func (r *room) handleAuth(s *session, f protocol.Frame) {
 	}
 
 	key := sessionKey{app: r.apps.intern(claims.App), user: claims.User, device: device}
-	if tok := a.GetResumeToken(); tok != "" && r.flash.resume(s, key, tok, f.Seq) {
+	if tok := a.GetResumeToken(); tok != "" && r.flash.resume(s, key, tok, f.Seq, a.GetLastBroadcastSeq()) {
 		return // flash reconnect: no put, no pull, no catch-up (resume.go)
 	}
 	now := time.Now()
