@@ -20,8 +20,14 @@ type RedisConfig struct {
 	Timeout time.Duration
 }
 
-// redisPingTimeout bounds the start-up reachability check.
-const redisPingTimeout = 5 * time.Second
+const (
+	// redisPingTimeout bounds the start-up reachability check.
+	redisPingTimeout = 5 * time.Second
+	// redisDialAttempts is how often one command dials a Redis it has no
+	// connection to; redisCommandRetries how often it is retried.
+	redisDialAttempts   = 1
+	redisCommandRetries = 1
+)
 
 // RedisAddrs splits a -redis value into its addresses.
 func RedisAddrs(s string) ([]string, error) {
@@ -58,6 +64,14 @@ func NewRedis(ctx context.Context, svc string, cfg RedisConfig) (redis.Universal
 		// Without it go-redis ignores a call's context deadline on socket
 		// reads and waits the full ReadTimeout on a hung Redis.
 		ContextTimeoutEnabled: true,
+		// Fail fast while Redis is down: go-redis would dial 5 times 100 ms
+		// apart and retry each command 3 times, so a call took about two
+		// seconds to fail (a register lookup then outlived center's wait,
+		// and center's route cache was never asked). One dial and one
+		// retry (a pooled connection that died with a restarted Redis)
+		// fail in milliseconds on a refused port.
+		DialerRetries: redisDialAttempts,
+		MaxRetries:    redisCommandRetries,
 	})
 	pctx, cancel := context.WithTimeout(ctx, redisPingTimeout)
 	defer cancel()
