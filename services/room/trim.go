@@ -9,7 +9,8 @@ import (
 // A burst of logins leaves garbage (AUTH decoding, register and saver
 // calls) that the collector frees but the runtime keeps mapped: its
 // scavenger only returns memory above ≈1.1× the heap goal, and with GOGC
-// 100 the goal is twice the live heap, so after a burst the room's RSS can
+// 100 the goal is twice the live heap (-gc-percent lowers it:
+// gcpolicy.go), so after a burst the room's RSS can
 // stay near 2× what its idle connections use (measured: 3.5 KB RSS for
 // 1.9 KB of heap per connection at 18,000). Once new connections stop for
 // a while, the room hands that memory back in one go.
@@ -29,7 +30,6 @@ func (r *room) trimLoop() {
 	defer t.Stop()
 	last := r.nextID.Load()
 	burst := false
-	sample := []rtmetrics.Sample{{Name: "/memory/classes/heap/free:bytes"}}
 	for {
 		select {
 		case <-r.life.Done():
@@ -44,12 +44,39 @@ func (r *room) trimLoop() {
 			continue
 		}
 		burst = false
-		rtmetrics.Read(sample)
-		if sample[0].Value.Kind() == rtmetrics.KindUint64 && sample[0].Value.Uint64() >= trimMinFree {
+		if free := trimmable(); free >= trimMinFree {
 			start := time.Now()
 			debug.FreeOSMemory()
 			r.log.Debug("room: returned free heap to the OS after a connect burst",
-				"free_bytes", sample[0].Value.Uint64(), "took", time.Since(start))
+				"free_bytes", free, "took", time.Since(start))
 		}
 	}
+}
+
+// trimmable estimates what a trim would return: heap free but still
+// mapped, plus the garbage not collected yet (objects beyond the live heap
+// of the last cycle), which the trim's collection frees too. Counting only
+// the first missed most bursts: right after one the garbage is still
+// uncollected, and the next regular cycle frees it into memory the
+// scavenger gives back slowly (RSS per idle connection then varied by
+// ≈700 B from run to run).
+func trimmable() uint64 {
+	samples := []rtmetrics.Sample{
+		{Name: "/memory/classes/heap/free:bytes"},
+		{Name: "/memory/classes/heap/objects:bytes"},
+		{Name: "/gc/heap/live:bytes"},
+	}
+	rtmetrics.Read(samples)
+	var v [3]uint64
+	for i, s := range samples {
+		if s.Value.Kind() != rtmetrics.KindUint64 {
+			return 0
+		}
+		v[i] = s.Value.Uint64()
+	}
+	free, objects, live := v[0], v[1], v[2]
+	if objects > live {
+		free += objects - live
+	}
+	return free
 }
