@@ -20,31 +20,45 @@ const (
 	trimCheck = 2 * time.Second
 	// trimMinFree is the least free-but-mapped heap worth a trim (which
 	// costs one full collection).
-	trimMinFree = 8 << 20
+	trimMinFree = 4 << 20
+	// trimFollowUp is how long after a burst the room trims again: the
+	// logins' tail (catch-ups retried, register puts and pulls landing)
+	// keeps making garbage for seconds after the last connect, and the
+	// collection that frees it leaves it mapped. trimRepeat spaces those
+	// trims, so a burst costs at most trimFollowUp/trimRepeat more full
+	// collections; a room without new connections never trims.
+	trimFollowUp = 30 * time.Second
+	trimRepeat   = 6 * time.Second
 )
 
-// trimLoop returns free heap to the OS once after each burst of new
-// connections, until the room's life ends.
+// trimLoop returns free heap to the OS after each burst of new
+// connections (at its end, then during trimFollowUp), until the room's
+// life ends.
 func (r *room) trimLoop() {
 	t := time.NewTicker(trimCheck)
 	defer t.Stop()
 	last := r.nextID.Load()
 	burst := false
+	var quietSince, lastTrim time.Time
 	for {
+		var now time.Time
 		select {
 		case <-r.life.Done():
 			return
-		case <-t.C:
+		case now = <-t.C:
 		}
 		if n := r.nextID.Load(); n != last {
 			last, burst = n, true
 			continue
 		}
-		if !burst {
+		if burst {
+			burst, quietSince, lastTrim = false, now, time.Time{}
+		}
+		if quietSince.IsZero() || now.Sub(quietSince) > trimFollowUp || now.Sub(lastTrim) < trimRepeat {
 			continue
 		}
-		burst = false
 		if free := trimmable(); free >= trimMinFree {
+			lastTrim = now
 			start := time.Now()
 			debug.FreeOSMemory()
 			r.log.Debug("room: returned free heap to the OS after a connect burst",
