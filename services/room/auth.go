@@ -79,7 +79,7 @@ func (r *room) handleAuth(s *session, f protocol.Frame) {
 	}
 	now := time.Now()
 	s.key = key
-	s.resumeToken = r.flash.newToken()
+	s.hasToken = r.flash.giveToken()
 	if platform != "" {
 		s.platform = unique.Make(platform)
 	}
@@ -138,7 +138,7 @@ func (s *session) reply(since time.Time) {
 		HeartbeatSeconds: uint32(r.cfg.heartbeat / time.Second),
 		ServerTimeMs:     now.UnixMilli(),
 		MaxInflight:      uint32(r.cfg.maxInflight()),
-		ResumeToken:      s.resumeToken,
+		ResumeToken:      r.flash.tokenOf(s),
 		Resumed:          s.resumed,
 		ResumedApps:      s.resumedApps(),
 	})

@@ -72,10 +72,10 @@ func (r *room) handleBind(s *session, f protocol.Frame) {
 		return
 	}
 	app := claims.App
-	if bs := s.bound.get(app); bs != nil && r.bindAgain(s, bs, claims.User, claims.Device, f.Seq) {
+	if bs := s.boundSet().get(app); bs != nil && r.bindAgain(s, bs, claims.User, claims.Device, f.Seq) {
 		return
 	}
-	if app == s.key.app || s.bound.get(app) != nil {
+	if app == s.key.app || s.boundSet().get(app) != nil {
 		r.bindRefusal(s, f.Seq, protocol.CodeAlreadyBound, app, fmt.Sprintf("app %s is already on this connection", app))
 		return
 	}
@@ -84,7 +84,7 @@ func (r *room) handleBind(s *session, f protocol.Frame) {
 			fmt.Sprintf("app %s is not of the vendor of app %s", app, s.key.app))
 		return
 	}
-	if s.bound.len() >= protocol.MaxBoundApps {
+	if s.boundSet().len() >= protocol.MaxBoundApps {
 		r.bindRefusal(s, f.Seq, protocol.CodeBindLimit, app,
 			fmt.Sprintf("this connection already carries %d bound apps", protocol.MaxBoundApps))
 		return
@@ -96,11 +96,12 @@ func (r *room) handleBind(s *session, f protocol.Frame) {
 		r.bindRefusal(s, f.Seq, protocol.CodeTokenInvalid, app, "the token names another device than this connection's")
 		return
 	}
-	if s.bound == nil {
-		s.bound = &bindSet{apps: make(map[string]*session, 1)}
+	if s.boundSet() == nil {
+		s.binding.Store(&bindState{bound: &bindSet{apps: make(map[string]*session, 1)}})
 	}
 	id := r.nextID.Add(1)
-	bs := &session{r: r, c: s.c, id: id, bind: &bindLink{primary: s, set: s.bound, seq: f.Seq}}
+	bs := &session{r: r, c: s.c, id: id}
+	bs.binding.Store(&bindState{bind: &bindLink{primary: s, set: s.boundSet(), seq: f.Seq}})
 	bs.key = sessionKey{app: r.apps.intern(app), user: claims.User, device: device}
 	bs.platform = s.platform
 	bs.loginMs = now.UnixMilli()
@@ -108,7 +109,7 @@ func (r *room) handleBind(s *session, f protocol.Frame) {
 	r.bc.seen.login(bs, b.GetLastBroadcastSeq())
 	bs.authed.Store(true)
 	r.events.online(bs)
-	s.bound.add(bs)
+	s.boundSet().add(bs)
 	r.hub.AddConn(bs)
 	if old := r.hub.Bind(bs); old != nil && old != bs {
 		old.kick(protocol.CodeReplaced, "the same device logged in again")
@@ -133,7 +134,7 @@ func (r *room) handleUnbind(s *session, f protocol.Frame) {
 		return
 	}
 	app := u.GetApp()
-	bs := s.bound.get(app)
+	bs := s.boundSet().get(app)
 	if bs == nil || !r.unbind(bs, "client") {
 		_ = s.sendMsg(protocol.OpUnbindReply, f.Seq, &clientpb.UnbindReply{
 			Code: uint32(protocol.CodeNotBound), Message: fmt.Sprintf("app %q is not bound on this connection", app), App: app,
@@ -155,7 +156,7 @@ func (r *room) kickBound(bs *session, code protocol.Code, reason string) bool {
 		App: bs.key.app, Code: uint32(code), Reason: reason,
 	})
 	if err == nil {
-		_ = bs.bind.primary.send(protocol.OpUnbind, frame)
+		_ = bs.bindLink().primary.send(protocol.OpUnbind, frame)
 	}
 	return true
 }
@@ -163,7 +164,7 @@ func (r *room) kickBound(bs *session, code protocol.Code, reason string) bool {
 // unbind takes bs off its connection: nothing more is written for it, and
 // register forgets it. False when it was already off.
 func (r *room) unbind(bs *session, why string) bool {
-	l := bs.bind
+	l := bs.bindLink()
 	l.set.mu.Lock()
 	if l.set.apps[bs.key.app] != bs {
 		l.set.mu.Unlock()
@@ -180,7 +181,7 @@ func (r *room) unbind(bs *session, why string) bool {
 
 // closeBound ends every binding of a connection that closed.
 func (r *room) closeBound(s *session) {
-	set := s.bound
+	set := s.boundSet()
 	if set == nil {
 		return
 	}
@@ -197,9 +198,10 @@ func (r *room) closeBound(s *session) {
 
 // dropBound stops writes for bs and removes it from the hub and register.
 func (r *room) dropBound(bs *session) {
-	bs.bind.mu.Lock()
-	bs.bind.gone = true
-	bs.bind.mu.Unlock()
+	l := bs.bindLink()
+	l.mu.Lock()
+	l.gone = true
+	l.mu.Unlock()
 	bs.closed.Store(true)
 	r.hub.Remove(bs)
 	r.sessions.Delete(bs.regSession())
@@ -210,7 +212,7 @@ func (r *room) dropBound(bs *session) {
 // sendBound queues a frame of a bound app: after its BIND_REPLY, and not
 // once it is unbound.
 func (s *session) sendBound(op protocol.Op, frame []byte) error {
-	l := s.bind
+	l := s.bindLink()
 	l.mu.RLock()
 	defer l.mu.RUnlock()
 	if l.gone {
@@ -228,7 +230,7 @@ func (s *session) replyBind() {
 	if s.replied.Load() {
 		return
 	}
-	l := s.bind
+	l := s.bindLink()
 	l.replyMu.Lock()
 	defer l.replyMu.Unlock()
 	if s.replied.Load() {
@@ -259,7 +261,7 @@ func (s *session) writeCounted(op protocol.Op, frame []byte) error {
 // sessions (window, pull, report to saver under the bound app's key) and
 // returns the others, which belong to the primary app.
 func (r *room) ackBound(s *session, ids []uint64) []uint64 {
-	bound := s.bound.list()
+	bound := s.boundSet().list()
 	if len(bound) == 0 || len(ids) == 0 {
 		return ids
 	}

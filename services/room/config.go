@@ -81,6 +81,8 @@ type config struct {
 	drain drainConfig
 	// flash is the flash-reconnect parking lot's flags (resume.go).
 	flash flashConfig
+	// gc is -gc-percent (gcpolicy.go).
+	gc gcConfig
 }
 
 func (c *config) bind(fs *flag.FlagSet) {
@@ -103,6 +105,7 @@ func (c *config) bind(fs *flag.FlagSet) {
 	c.drain.bind(fs)
 	fs.IntVar(&c.tagCheckBatch, "tag-check-batch", defaultTagCheckBatch, "users per saver TagMembership call while a tag broadcast fans out (1..1000)")
 	c.flash.bind(fs)
+	c.gc.bind(fs)
 }
 
 func (c *config) validate() error {
@@ -161,6 +164,9 @@ func (c *config) validate() error {
 		errs = append(errs, fmt.Errorf("-engine %q: want %s or %s", c.engine, engineGnet, engineStd))
 	}
 	if err := c.flash.validate(); err != nil {
+		errs = append(errs, err)
+	}
+	if err := c.gc.validate(); err != nil {
 		errs = append(errs, err)
 	}
 	return errors.Join(errs...)

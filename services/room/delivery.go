@@ -36,7 +36,7 @@ func (r *room) handleAck(s *session, f protocol.Frame) {
 	}
 	// Acks of broadcasts are counted here, not stored per recipient.
 	ids := r.bc.countAcks(a.GetIds())
-	if s.bound != nil {
+	if s.boundSet() != nil {
 		ids = r.ackBound(s, ids) // those of bound apps go to their sessions
 	}
 	for _, id := range ids {

@@ -178,7 +178,9 @@ func (e *gnetEngine) OnClose(gc gnet.Conn, _ error) gnet.Action {
 // gnetConn is a conn on a gnet connection. Frames are queued under the
 // sendQueue's lock by any goroutine and written by a flush task on the
 // connection's loop, so frames queued while one flush is pending go out in
-// one write. It is kept small: one exists per open connection.
+// one write. It is kept small: one exists per open connection. The small
+// fields come last so they share one word (112-byte size class rather
+// than 128; TestSessionSizeClass).
 type gnetConn struct {
 	gc   gnet.Conn
 	e    *gnetEngine
@@ -186,12 +188,16 @@ type gnetConn struct {
 
 	// Touched only on the loop.
 	h          handle // nil once the handler has been told of the close
-	dead       bool   // the stream could not be framed; input is discarded
-	discarded  int32  // bytes discarded while closing (≤ maxLingerDiscard + one read)
 	stuckSince int64  // monoNanos the socket first did not drain; 0: it does
 
-	// Guarded by sendQueue.mu.
+	// Guarded by sendQueue.mu (its own fields and flushing, gone).
 	sendQueue
+
+	// Touched only on the loop.
+	discarded int32 // bytes discarded while closing (≤ maxLingerDiscard + one read)
+	dead      bool  // the stream could not be framed; input is discarded
+
+	// Guarded by sendQueue.mu.
 	flushing bool // a flush task is queued or waiting for the socket
 	gone     bool // gnet closed the connection
 }

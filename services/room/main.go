@@ -38,6 +38,7 @@ func run(cfg config) error {
 		return err
 	}
 	defer base.Close()
+	cfg.gc.apply(base.Log)
 
 	lctx, cancel := context.WithTimeout(ctx, startTimeout)
 	apps, err := appconfig.Load(lctx, base.Etcd, cfg.common.Cluster, base.Log)

@@ -1,9 +1,8 @@
 package main
 
 import (
+	"crypto/hmac"
 	"crypto/rand"
-	"crypto/subtle"
-	"encoding/hex"
 	"errors"
 	"flag"
 	"fmt"
@@ -45,9 +44,11 @@ const (
 	// its identity, its window's ids and at most -send-queue queued frames.
 	defaultMaxParked = 10000
 	maxMaxParked     = 1 << 20
-	// resumeTokenBytes of randomness make a token unguessable; it is also
-	// bound to the (app, user, device) of a verified AUTH token.
+	// resumeTokenBytes of a keyed HMAC make a token unguessable; it is
+	// also bound to the (app, user, device) of a verified AUTH token.
 	resumeTokenBytes = 16
+	// resumeKeyBytes is the size of the room's random token key.
+	resumeKeyBytes = 32
 )
 
 // flashConfig is the room's flash-reconnect flags; the zero value (unit
@@ -107,18 +108,17 @@ type flash struct {
 	r  *room
 	mu sync.Mutex
 	m  map[sessionKey]*parkedSession
+	// key derives resume tokens from connection ids (tokenFor): a token
+	// is computed when it is sent or checked instead of being kept in
+	// every session (≈50 B per idle connection). Random per process, so
+	// a token outlives neither the room nor its connection id.
+	key [resumeKeyBytes]byte
 }
 
-func newFlash(r *room) *flash { return &flash{r: r, m: map[sessionKey]*parkedSession{}} }
-
-// newToken returns a fresh resume token, or "" when parking is off.
-func (f *flash) newToken() string {
-	if !f.r.cfg.flash.enabled() {
-		return ""
-	}
-	var b [resumeTokenBytes]byte
-	_, _ = rand.Read(b[:])
-	return hex.EncodeToString(b[:])
+func newFlash(r *room) *flash {
+	f := &flash{r: r, m: map[sessionKey]*parkedSession{}}
+	_, _ = rand.Read(f.key[:])
+	return f
 }
 
 // len is the number of parked sessions.
@@ -140,7 +140,7 @@ func (f *flash) park(s *session) bool {
 	if s.handedOver.Load() {
 		return true // resumed on a new connection: the entry is its
 	}
-	if !r.cfg.flash.enabled() || r.draining.Load() || s.noPark.Load() || s.resumeToken == "" || !s.isAuthed() {
+	if !r.cfg.flash.enabled() || r.draining.Load() || s.noPark.Load() || !s.hasToken || !s.isAuthed() {
 		return false
 	}
 	mu := r.bc.seen.of(s)
@@ -152,7 +152,7 @@ func (f *flash) park(s *session) bool {
 	}
 	pc := &parkConn{limit: r.cfg.sendQueue, addr: s.c.RemoteAddr()}
 	p := &session{r: r, c: pc, id: s.regConnID(), key: s.key, platform: s.platform, loginMs: s.loginMs,
-		bseq: bseq, bmask: bmask, resumeToken: s.resumeToken}
+		bseq: bseq, bmask: bmask}
 	s.pending.mu.Lock()
 	p.pending.acked = append([]uint64(nil), s.pending.acked...)
 	p.pending.ackGen, p.pending.cursor = s.pending.ackGen, s.pending.cursor
@@ -171,7 +171,7 @@ func (f *flash) park(s *session) bool {
 		return false // replaced by a newer login of the device meanwhile
 	}
 	f.parkBound(s, p, pc)
-	e := &parkedSession{p: p, pc: pc, token: s.resumeToken}
+	e := &parkedSession{p: p, pc: pc, token: f.tokenOf(s)}
 	f.m[s.key] = e
 	e.timer = time.AfterFunc(r.cfg.flash.window, func() {
 		pc.mu.Lock()
@@ -223,7 +223,7 @@ func (f *flash) resume(s *session, key sessionKey, token string, seq uint32, las
 	}
 	now := time.Now()
 	s.key, s.regID, s.platform, s.loginMs = key, p.regConnID(), p.platform, p.loginMs
-	s.resumeToken, s.resumed = f.newToken(), true
+	s.hasToken, s.resumed = f.giveToken(), true
 	limit := r.cfg.maxInflight()
 	p.pending.mu.Lock()
 	s.pending.acked = append([]uint64(nil), p.pending.acked...)
@@ -301,7 +301,7 @@ func (f *flash) claimParked(key sessionKey, token string) (*session, []queuedFra
 	r := f.r
 	f.mu.Lock()
 	e := f.m[key]
-	if e == nil || subtle.ConstantTimeCompare([]byte(e.token), []byte(token)) != 1 {
+	if e == nil || !hmac.Equal([]byte(e.token), []byte(token)) {
 		f.mu.Unlock()
 		return nil, nil, nil, false
 	}
@@ -347,8 +347,8 @@ func (f *flash) handOver(key sessionKey, token string) (*session, bool) {
 	}
 	f.mu.Lock()
 	cur := r.hub.current(key)
-	if cur == nil || !cur.isAuthed() || cur.closed.Load() || cur.resumeToken == "" ||
-		subtle.ConstantTimeCompare([]byte(cur.resumeToken), []byte(token)) != 1 ||
+	if cur == nil || !cur.isAuthed() || cur.closed.Load() || !cur.hasToken ||
+		!hmac.Equal([]byte(f.tokenOf(cur)), []byte(token)) ||
 		!cur.handedOver.CompareAndSwap(false, true) {
 		f.mu.Unlock()
 		return nil, false

@@ -33,7 +33,7 @@ type boundResume struct {
 // placeholder, whose connection queue is pc. The caller holds f.mu, so a
 // claim or end of p sees p.bound whole.
 func (f *flash) parkBound(s, p *session, pc *parkConn) {
-	set := s.bound
+	set := s.boundSet()
 	if set == nil {
 		return
 	}
@@ -52,7 +52,7 @@ func (f *flash) parkBound(s, p *session, pc *parkConn) {
 	}
 	set.mu.Unlock()
 	if pset.apps != nil {
-		p.bound = pset
+		p.binding.Store(&bindState{bound: pset})
 	}
 }
 
@@ -72,7 +72,8 @@ func (f *flash) parkBoundApp(bs, p *session, pset *bindSet, pc *parkConn) *sessi
 	}
 	bpc := &parkConn{limit: r.cfg.sendQueue, addr: pc.addr}
 	pbs := &session{r: r, c: bpc, id: bs.regConnID(), key: bs.key, platform: bs.platform, loginMs: bs.loginMs,
-		bseq: bseq, bmask: bmask, bind: &bindLink{primary: p, set: pset}}
+		bseq: bseq, bmask: bmask}
+	pbs.binding.Store(&bindState{bind: &bindLink{primary: p, set: pset}})
 	copyParkedPending(&pbs.pending, &bs.pending)
 	pbs.authed.Store(true)
 	pbs.replied.Store(true)
@@ -84,9 +85,10 @@ func (f *flash) parkBoundApp(bs, p *session, pset *bindSet, pc *parkConn) *sessi
 		return nil // a newer login of that app replaced it meanwhile
 	}
 	// Nothing more is written for the old binding (its connection is gone).
-	bs.bind.mu.Lock()
-	bs.bind.gone = true
-	bs.bind.mu.Unlock()
+	link := bs.bindLink()
+	link.mu.Lock()
+	link.gone = true
+	link.mu.Unlock()
 	bs.closed.Store(true)
 	return pbs
 }
@@ -107,7 +109,7 @@ func copyParkedPending(dst, src *pendingState) {
 // connection ended (why: expired or ended): each as a closed connection
 // ends its bindings, with p's close reason for the offline event.
 func (f *flash) endParkedBound(p *session, why string) {
-	set := p.bound
+	set := p.boundSet()
 	if set == nil {
 		return
 	}
@@ -127,7 +129,7 @@ func (f *flash) endParkedBound(p *session, why string) {
 // took, with their queues. A binding whose queue closed in the same
 // instant ends as on close.
 func (f *flash) claimBound(p *session) []boundResume {
-	set := p.bound
+	set := p.boundSet()
 	if set == nil {
 		return nil
 	}
@@ -159,12 +161,14 @@ func (f *flash) prepareBound(s *session, parked []boundResume) []*session {
 	}
 	r := f.r
 	limit := r.cfg.maxInflight()
-	s.bound = &bindSet{apps: make(map[string]*session, len(parked))}
+	set := &bindSet{apps: make(map[string]*session, len(parked))}
+	s.binding.Store(&bindState{bound: set})
 	out := make([]*session, len(parked))
 	for i, b := range parked {
 		pbs := b.p
 		nbs := &session{r: r, c: s.c, id: r.nextID.Add(1), regID: pbs.regConnID(), key: pbs.key,
-			platform: pbs.platform, loginMs: pbs.loginMs, bind: &bindLink{primary: s, set: s.bound}}
+			platform: pbs.platform, loginMs: pbs.loginMs}
+		nbs.binding.Store(&bindState{bind: &bindLink{primary: s, set: set}})
 		resumePending(&nbs.pending, &pbs.pending, b.frames, limit)
 		pm := r.bc.seen.of(pbs)
 		pm.Lock()
@@ -176,7 +180,7 @@ func (f *flash) prepareBound(s *session, parked []boundResume) []*session {
 		nm.Unlock()
 		nbs.replied.Store(true) // bound already: no BIND_REPLY
 		nbs.authed.Store(true)
-		s.bound.add(nbs)
+		set.add(nbs)
 		out[i] = nbs
 	}
 	return out
@@ -255,5 +259,5 @@ func (s *session) resumedApps() []string {
 	if !s.resumed {
 		return nil
 	}
-	return s.bound.names()
+	return s.boundSet().names()
 }

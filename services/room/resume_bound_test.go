@@ -94,7 +94,7 @@ func testFlashResumeBound(t *testing.T, engine string) {
 	waitFor(t, "connection parked", func() bool { return r.flash.len() == 1 })
 	waitFor(t, "bound app parked in the hub", func() bool {
 		bs, ok := r.hub.Get(id)
-		return ok && bs.bind != nil && isParkConn(bs)
+		return ok && bs.bindLink() != nil && isParkConn(bs)
 	})
 
 	target := []*internalpb.Target{{ConnId: id, App: "mail", User: "u1-mail", Device: "phone"}}
@@ -116,7 +116,7 @@ func testFlashResumeBound(t *testing.T, engine string) {
 		t.Fatalf("got %s %v, want PUSH 911 of app mail", f.Op, m)
 	}
 	bs, ok := r.hub.Get(id)
-	if !ok || bs.bind == nil || bs.bind.primary.c != c2Conn(t, r, rep2) || !bs.pending.holds(911) {
+	if !ok || bs.bindLink() == nil || bs.bindLink().primary.c != c2Conn(t, r, rep2) || !bs.pending.holds(911) {
 		t.Fatal("the bound app is not resumed on the new connection with 911 in its window")
 	}
 	c2.write(protocol.OpAck, 2, &clientpb.Ack{Ids: []uint64{911}})

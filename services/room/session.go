@@ -23,18 +23,16 @@ import (
 // name is the room's interned copy and the platform a unique handle, so
 // neither costs a string per connection.
 type session struct {
+	// Field order packs the struct into the 288-byte size class (8-byte
+	// fields, then the 4-byte atomics, then bools): one exists per open
+	// connection. TestSessionSizeClass keeps it there.
 	r     *room
 	c     conn
 	id    uint64
 	timer wheelTimer[*session]
 	// limit is the inbound frame budget; only the reader touches it.
 	limit frameLimiter
-
-	authed atomic.Bool
-	// closed is set when the connection is gone, for timers still holding
-	// s (next to authed: the two pack into one word).
-	closed atomic.Bool
-	key    sessionKey
+	key   sessionKey
 	// platform is the client's free-form platform (empty when it gave none
 	// or an invalid one); loginMs the AUTH's wall-clock time. Immutable once
 	// authed, like key.
@@ -49,27 +47,60 @@ type session struct {
 	// bseq and bmask record the broadcasts given to this connection
 	// (broadcast_seen.go); guarded by room.bc.seen.
 	bseq, bmask uint64
+	// binding is the BIND state (bind.go), nil on a connection that never
+	// bound an app: see bindState.
+	binding atomic.Pointer[bindState]
+
+	authed atomic.Bool
+	// closed is set when the connection is gone, for timers still holding
+	// s.
+	closed atomic.Bool
 	// replied is set once AUTH_REPLY is queued; authSeq is the AUTH's seq
 	// it echoes.
 	replied atomic.Bool
 	authSeq uint32
 	// closeWhy is the closeReason of an offline event (events.go).
 	closeWhy atomic.Uint32
-	// bound are the apps BIND added to this connection (bind.go); only
-	// the connection's reader and OnClose touch the pointer. bind is set
-	// on such a bound app's session instead (immutable).
-	bound *bindSet
-	bind  *bindLink
-	// resumeToken is sent in AUTH_REPLY for a flash reconnect; resumed is
-	// set when this connection took over a parked session (resume.go).
-	// Both are written before authed. noPark is set when the room ends
-	// the connection itself (KICK, ERROR): its session is not kept.
-	resumeToken string
-	resumed     bool
-	noPark      atomic.Bool
+	// noPark is set when the room ends the connection itself (KICK,
+	// ERROR): its session is not kept.
+	noPark atomic.Bool
 	// handedOver is set when a resuming connection took this open one's
 	// session over (resume.go).
 	handedOver atomic.Bool
+	// hasToken is set when AUTH_REPLY carries a resume token for a flash
+	// reconnect (derived from id: resume_token.go); resumed when this
+	// connection took over a parked session (resume.go). Both are written
+	// before authed.
+	hasToken bool
+	resumed  bool
+}
+
+// bindState is what BIND adds to a session, kept behind one pointer so a
+// connection that never binds (nearly all) pays 8 bytes for it. A primary
+// connection's state holds bound, the apps BIND added (set by its reader
+// at the first BIND; only the reader and OnClose use it); a bound app's
+// session holds bind, the link to its connection (set before the session
+// is shared). Neither changes once published.
+type bindState struct {
+	bound *bindSet
+	bind  *bindLink
+}
+
+// boundSet is the set of apps bound on s's connection, nil for none.
+func (s *session) boundSet() *bindSet {
+	if b := s.binding.Load(); b != nil {
+		return b.bound
+	}
+	return nil
+}
+
+// bindLink is the link of a bound app's session to its connection, nil
+// for a connection's own session.
+func (s *session) bindLink() *bindLink {
+	if b := s.binding.Load(); b != nil {
+		return b.bind
+	}
+	return nil
 }
 
 func (s *session) isAuthed() bool { return s.authed.Load() }
@@ -103,7 +134,7 @@ func (s *session) platformName() string {
 // authenticated session goes after its AUTH_REPLY: a push can only reach
 // it once register holds it, and that is when AUTH_REPLY is due anyway.
 func (s *session) send(op protocol.Op, frame []byte) error {
-	if s.bind != nil {
+	if s.bindLink() != nil {
 		return s.sendBound(op, frame)
 	}
 	if op != protocol.OpAuthReply && !s.replied.Load() && s.isAuthed() {
@@ -141,7 +172,7 @@ func (s *session) fail(seq uint32, code protocol.Code, msg string) {
 // kick sends KICK code and closes the connection; false when it was
 // already closing.
 func (s *session) kick(code protocol.Code, reason string) bool {
-	if s.bind != nil {
+	if s.bindLink() != nil {
 		return s.r.kickBound(s, code, reason) // the connection's other apps stay
 	}
 	s.noPark.Store(true)
