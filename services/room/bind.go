@@ -185,11 +185,7 @@ func (r *room) closeBound(s *session) {
 	if set == nil {
 		return
 	}
-	set.mu.Lock()
-	apps := set.apps
-	set.apps, set.closed = nil, true
-	set.mu.Unlock()
-	for _, bs := range apps {
+	for _, bs := range set.takeAll() {
 		bs.setCloseReason(closeReason(s.closeWhy.Load())) // the connection's reason is its apps'
 		r.dropBound(bs)
 		r.multi.m.unbinds.WithLabelValues("closed").Inc()
@@ -315,6 +311,16 @@ func (b *bindSet) get(app string) *session {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.apps[app]
+}
+
+// takeAll empties the set for good and returns what it held: the
+// connection ended, and a BIND racing the end finds the set closed.
+func (b *bindSet) takeAll() map[string]*session {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	apps := b.apps
+	b.apps, b.closed = nil, true
+	return apps
 }
 
 func (b *bindSet) len() int {

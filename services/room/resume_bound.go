@@ -113,11 +113,7 @@ func (f *flash) endParkedBound(p *session, why string) {
 	if set == nil {
 		return
 	}
-	set.mu.Lock()
-	apps := set.apps
-	set.apps, set.closed = nil, true
-	set.mu.Unlock()
-	for _, pbs := range apps {
+	for _, pbs := range set.takeAll() {
 		pbs.c.CloseWith(nil) // drops its queue; what was queued stays stored
 		pbs.setCloseReason(closeReason(p.closeWhy.Load()))
 		f.r.dropBound(pbs)
