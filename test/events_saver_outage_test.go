@@ -1,7 +1,6 @@
 package test
 
 import (
-	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -12,7 +11,6 @@ import (
 	"time"
 
 	"github.com/pushgw/pushgw/pkg/appconfig"
-	"github.com/pushgw/pushgw/pkg/discovery"
 )
 
 // Saver killed (SIGKILL) while clients log in and out: the rooms hold the
@@ -43,19 +41,8 @@ func TestCallbacksSurviveSaverRestart(t *testing.T) {
 		mu.Unlock()
 	}))
 	defer hook.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	cli, err := discovery.Connect(ctx, []string{c.Etcd}, 3*time.Second)
-	if err != nil {
-		cancel()
-		t.Fatal(err)
-	}
-	err = appconfig.Put(ctx, cli, c.Name, appconfig.App{Name: c.App, Secret: c.Secret, APIKey: c.APIKey, WebhookURL: hook.URL,
+	putApp(t, c, appconfig.App{Name: c.App, Secret: c.Secret, APIKey: c.APIKey, WebhookURL: hook.URL,
 		Callbacks: appconfig.Callbacks{Events: "online,offline", WebhookBatch: 5}})
-	cancel()
-	cli.Close()
-	if err != nil {
-		t.Fatal(err)
-	}
 	events := func(user string) []hookEvent {
 		mu.Lock()
 		defer mu.Unlock()

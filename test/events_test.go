@@ -1,7 +1,6 @@
 package test
 
 import (
-	"context"
 	"encoding/json"
 	"io"
 	"net/http"
@@ -14,7 +13,6 @@ import (
 	"time"
 
 	"github.com/pushgw/pushgw/pkg/appconfig"
-	"github.com/pushgw/pushgw/pkg/discovery"
 	"github.com/pushgw/pushgw/pkg/webhooksig"
 )
 
@@ -82,18 +80,8 @@ func TestCallbacksAndReceiptsSurviveWebhookOutage(t *testing.T) {
 	}))
 	defer hook.Close()
 
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	cli, err := discovery.Connect(ctx, []string{c.Etcd}, 3*time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
-	err = appconfig.Put(ctx, cli, c.Name, appconfig.App{Name: c.App, Secret: c.Secret, APIKey: c.APIKey, WebhookURL: hook.URL,
+	putApp(t, c, appconfig.App{Name: c.App, Secret: c.Secret, APIKey: c.APIKey, WebhookURL: hook.URL,
 		Callbacks: appconfig.Callbacks{Events: "receipts,online,offline", WebhookBatch: 5}})
-	cancel()
-	cli.Close()
-	if err != nil {
-		t.Fatal(err)
-	}
 	// Center takes receipt pushes once it has the subscription; the rooms
 	// and the coordinator watch the same key.
 	var expiredID uint64

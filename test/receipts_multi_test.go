@@ -1,7 +1,6 @@
 package test
 
 import (
-	"context"
 	"encoding/json"
 	"io"
 	"net/http"
@@ -12,7 +11,6 @@ import (
 	"time"
 
 	"github.com/pushgw/pushgw/pkg/appconfig"
-	"github.com/pushgw/pushgw/pkg/discovery"
 	"github.com/pushgw/pushgw/pkg/webhooksig"
 )
 
@@ -65,19 +63,8 @@ func TestReceiptsMulticast(t *testing.T) {
 	}))
 	defer hook.Close()
 
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	cli, err := discovery.Connect(ctx, []string{c.Etcd}, 3*time.Second)
-	if err != nil {
-		cancel()
-		t.Fatal(err)
-	}
-	err = appconfig.Put(ctx, cli, c.Name, appconfig.App{Name: c.App, Secret: c.Secret, APIKey: c.APIKey, WebhookURL: hook.URL,
+	putApp(t, c, appconfig.App{Name: c.App, Secret: c.Secret, APIKey: c.APIKey, WebhookURL: hook.URL,
 		Callbacks: appconfig.Callbacks{Events: "receipts"}})
-	cancel()
-	cli.Close()
-	if err != nil {
-		t.Fatal(err)
-	}
 
 	a := startSDK(t, c, "rc-a", "phone")
 	b := startSDK(t, c, "rc-b", "phone")

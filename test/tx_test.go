@@ -1,7 +1,6 @@
 package test
 
 import (
-	"context"
 	"fmt"
 	"io"
 	"net/http"
@@ -14,7 +13,6 @@ import (
 
 	"github.com/pushgw/pushgw/internal/mariadbtest"
 	"github.com/pushgw/pushgw/pkg/appconfig"
-	"github.com/pushgw/pushgw/pkg/discovery"
 	"github.com/pushgw/pushgw/pkg/protocol"
 	"github.com/pushgw/pushgw/pkg/txcheck"
 	"github.com/pushgw/pushgw/proto/clientpb"
@@ -47,17 +45,8 @@ var txCenterArgs = []string{"-tx-check-poll", "100ms", "-tx-check-timeout", "1s"
 // --check-url` will.
 func (c *Cluster) setCheck(t *testing.T, a appconfig.App, url string) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	cli, err := discovery.Connect(ctx, []string{c.Etcd}, 5*time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cli.Close()
 	a.TxCheck = appconfig.TxCheck{CheckURL: url, CheckFirstMs: 500, CheckIntervalMs: txTestInterval.Milliseconds(), CheckMax: txTestMax}
-	if err := appconfig.Put(ctx, cli, c.Name, a); err != nil {
-		t.Fatal(err)
-	}
+	putApp(t, c, a)
 }
 
 func (c *Cluster) mainApp() appconfig.App {

@@ -15,7 +15,6 @@ import (
 	"time"
 
 	"github.com/pushgw/pushgw/pkg/appconfig"
-	"github.com/pushgw/pushgw/pkg/discovery"
 	"github.com/pushgw/pushgw/pkg/protocol"
 	"github.com/pushgw/pushgw/pkg/sdk"
 )
@@ -91,14 +90,5 @@ func TestUplinkThroughCoordinator(t *testing.T) {
 
 func setWebhook(t *testing.T, c *Cluster, url string) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	cli, err := discovery.Connect(ctx, []string{c.Etcd}, 3*time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cli.Close()
-	if err := appconfig.Put(ctx, cli, c.Name, appconfig.App{Name: c.App, Secret: c.Secret, APIKey: c.APIKey, WebhookURL: url}); err != nil {
-		t.Fatal(err)
-	}
+	putApp(t, c, appconfig.App{Name: c.App, Secret: c.Secret, APIKey: c.APIKey, WebhookURL: url})
 }
