@@ -39,7 +39,7 @@ type PushAPIClient interface {
 	// Push sends one message to one user, like POST /v1/push. QoS 1 (the
 	// default) answers after the message is durable.
 	Push(ctx context.Context, in *PushRequest, opts ...grpc.CallOption) (*PushReply, error)
-	// PushMulti sends one message to up to 1000 users, like POST
+	// PushMulti sends one message to up to 100,000 users, like POST
 	// /v1/push/multi.
 	PushMulti(ctx context.Context, in *PushMultiRequest, opts ...grpc.CallOption) (*PushMultiReply, error)
 	// Status answers the state of one stored message, like GET
@@ -118,7 +118,7 @@ type PushAPIServer interface {
 	// Push sends one message to one user, like POST /v1/push. QoS 1 (the
 	// default) answers after the message is durable.
 	Push(context.Context, *PushRequest) (*PushReply, error)
-	// PushMulti sends one message to up to 1000 users, like POST
+	// PushMulti sends one message to up to 100,000 users, like POST
 	// /v1/push/multi.
 	PushMulti(context.Context, *PushMultiRequest) (*PushMultiReply, error)
 	// Status answers the state of one stored message, like GET
