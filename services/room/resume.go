@@ -215,7 +215,7 @@ func (f *flash) resume(s *session, key sessionKey, token string, seq uint32, las
 	r := f.r
 	p, frames, bound, ok := f.claimParked(key, token)
 	if !ok {
-		p, ok = f.handOver(key, token)
+		p, bound, ok = f.handOver(key, token)
 	}
 	if !ok {
 		r.m.flash.events.WithLabelValues("miss").Inc()
@@ -339,11 +339,12 @@ func (f *flash) claimParked(key sessionKey, token string) (*session, []queuedFra
 // handOver takes the session of key from a connection still open here
 // whose token it is: the client saw its connection die before the room
 // did. That connection is closed without a register delete, and every
-// message it had in flight is pulled again (the client may lack it).
-func (f *flash) handOver(key sessionKey, token string) (*session, bool) {
+// message it had in flight is pulled again (the client may lack it). Its
+// bound apps come along (resume_bound.go), as from a parked connection.
+func (f *flash) handOver(key sessionKey, token string) (*session, []boundResume, bool) {
 	r := f.r
 	if !r.cfg.flash.enabled() {
-		return nil, false
+		return nil, nil, false
 	}
 	f.mu.Lock()
 	cur := r.hub.current(key)
@@ -351,9 +352,10 @@ func (f *flash) handOver(key sessionKey, token string) (*session, bool) {
 		!hmac.Equal([]byte(f.tokenOf(cur)), []byte(token)) ||
 		!cur.handedOver.CompareAndSwap(false, true) {
 		f.mu.Unlock()
-		return nil, false
+		return nil, nil, false
 	}
 	f.mu.Unlock()
+	apps := takeBindings(cur)
 	cur.c.Abort() // later sends to it fail; center retries them here
 	mu := r.bc.seen.of(cur)
 	mu.Lock()
@@ -374,7 +376,7 @@ func (f *flash) handOver(key sessionKey, token string) (*session, bool) {
 	// The old connection's OnClose finds it handed over: no park, no
 	// register delete, and its hub entries already point here.
 	r.hub.replaceLive(cur, snap)
-	return snap, true
+	return snap, f.handOverBound(cur, snap, apps), true
 }
 
 // queuedFrame is a frame queued for a parked session; id is its QoS 1

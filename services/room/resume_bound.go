@@ -18,9 +18,10 @@ import "github.com/pushgw/pushgw/pkg/protocol"
 // Only a binding that had answered its BIND and finished its catch-up is
 // parked; any other ends with the old connection (the client binds again,
 // as it is not in resumed_apps). A hand-over (resume.go: the client came
-// back before the room saw its connection close) moves the primary
-// session only: the open connection's reader may still be adding a
-// binding, and s.bound is the reader's alone.
+// back before the room saw its connection close) parks the open
+// connection's bindings and claims them at once (handOverBound); a BIND
+// its reader is still handling is not replied yet, so it stays behind and
+// ends with that connection, and the client binds it again.
 
 // boundResume is a parked bound app claimed by a resume, with what was
 // queued for it.
@@ -230,6 +231,46 @@ func (f *flash) adoptBound(s *session, nbs []*session, parked []boundResume) {
 			r.requestPull(bs)
 		}
 	}
+}
+
+// takeBindings empties the bound set of cur, an open connection a resume
+// is taking over, before its connection is aborted: its close then ends
+// none of them, and a BIND its reader is still handling finds the set
+// closed (the client binds that one again).
+func takeBindings(cur *session) map[string]*session {
+	set := cur.boundSet()
+	if set == nil {
+		return nil
+	}
+	return set.takeAll()
+}
+
+// handOverBound moves the bindings taken from cur (takeBindings), whose
+// connection is aborted by now and whose hub entries are snap's, to the
+// resuming login: each is parked on a placeholder queue and all are
+// claimed in one go, so a push that reaches one in between is queued and
+// sent after the resume, as for a parked connection. A binding that cannot
+// move (no BIND_REPLY yet, catch-up unfinished) ends as on close.
+func (f *flash) handOverBound(cur, snap *session, apps map[string]*session) []boundResume {
+	if len(apps) == 0 {
+		return nil
+	}
+	r := f.r
+	// Nothing ends the placeholder connection but a bound queue filling
+	// up in this instant: that binding is then dropped by the claim.
+	pc := &parkConn{limit: r.cfg.sendQueue, addr: cur.c.RemoteAddr(), onClose: func() {}}
+	pset := &bindSet{apps: make(map[string]*session, len(apps))}
+	for app, bs := range apps {
+		if pbs := f.parkBoundApp(bs, snap, pset, pc); pbs != nil {
+			pset.apps[app] = pbs
+			continue
+		}
+		bs.setCloseReason(closeReason(cur.closeWhy.Load()))
+		r.dropBound(bs)
+		r.multi.m.unbinds.WithLabelValues("closed").Inc()
+	}
+	snap.binding.Store(&bindState{bound: pset})
+	return f.claimBound(snap)
 }
 
 // names returns the apps of b (nil when none).

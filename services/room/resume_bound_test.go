@@ -27,7 +27,12 @@ func (catchUpSaver) CatchUp(context.Context, *internalpb.CatchUpRequest) (*inter
 // flashEnv starts a room that parks dropped sessions for window, with a
 // recording saver.
 func flashEnv(t *testing.T, engine string, window time.Duration) (*testEnv, *recSaver) {
-	e := startEnv(t, engine, func(c *config) { c.flash = flashConfig{window: window, maxParked: 8} })
+	e := startEnv(t, engine, func(c *config) {
+		c.flash = flashConfig{window: window, maxParked: 8}
+		// A login pulls once, after its register put: with a short wait a
+		// slow box also pulls when the wait passes, and the tests count pulls.
+		c.authReplyWait = maxAuthReplyWait
+	})
 	e.putVendorApps(map[string]string{"main": "acme", "mail": "acme"})
 	rs := &recSaver{users: map[string]int{}, backlog: map[string][]*internalpb.Message{}}
 	serveSaver(t, e, catchUpSaver{rs})
@@ -230,5 +235,71 @@ func testFlashBoundQueueFull(t *testing.T, engine string) {
 	}
 	if v := metricValue(t, r.multi.m.bound); v != 0 {
 		t.Fatalf("bound apps gauge %v, want 0", v)
+	}
+}
+
+// A hand-over: the client reconnects while the room still holds its old
+// connection open. The bound app moves to the new connection with the
+// primary session: named in resumed_apps, same session id, no register
+// put or saver pull, and the old connection's close does not end it.
+func TestFlashHandOverBound(t *testing.T) { forEachEngine(t, testFlashHandOverBound) }
+
+func testFlashHandOverBound(t *testing.T, engine string) {
+	e, rs := flashEnv(t, engine, 30*time.Second)
+	r := e.srv.r
+	rc := e.roomClient()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	mainTok := e.token("main", testVendorSecret, "u4", "phone", time.Hour)
+	mailTok := e.token("mail", testVendorSecret, "u4-mail", "", time.Hour)
+
+	c := e.dial()
+	rep := c.auth(mainTok, "")
+	brep := c.bind(2, mailTok)
+	if brep.GetCode() != 0 {
+		t.Fatalf("BIND_REPLY %v", brep)
+	}
+	id := connID(t, brep.GetSessionId())
+	settled(t, e, rs, "u4", "u4-mail")
+
+	// The old connection stays open: the room has not seen it drop.
+	c2 := e.dial()
+	rep2 := c2.authResume(mainTok, rep.GetResumeToken())
+	if !rep2.GetResumed() || rep2.GetSessionId() != rep.GetSessionId() {
+		t.Fatalf("AUTH_REPLY %v: want session %s resumed", rep2, rep.GetSessionId())
+	}
+	if apps := rep2.GetResumedApps(); len(apps) != 1 || apps[0] != "mail" {
+		t.Fatalf("resumed_apps %v, want [mail]", apps)
+	}
+	// The old connection is closed by the room.
+	_ = c.nc.SetReadDeadline(time.Now().Add(5 * time.Second))
+	for {
+		if _, err := c.r.Read(); err != nil {
+			break
+		}
+	}
+	waitFor(t, "old connection gone", func() bool { return r.conns.Load() == 1 })
+
+	target := []*internalpb.Target{{ConnId: id, App: "mail", User: "u4-mail", Device: "phone"}}
+	msg := &internalpb.Message{Id: 931, App: "mail", User: "u4-mail", Payload: []byte("after"), Qos: 1}
+	if prep, err := rc.Push(ctx, &internalpb.RoomPushRequest{Message: msg, Targets: target}); err != nil || prep.GetResults()[0].GetCode() != internalpb.ResultCode_RESULT_CODE_OK {
+		t.Fatalf("push to the handed-over bound app: %v %v", prep, err)
+	}
+	f, m := c2.read()
+	if p, ok := m.(*clientpb.Push); f.Op != protocol.OpPush || !ok || p.GetApp() != "mail" || p.GetId() != 931 {
+		t.Fatalf("got %s %v, want PUSH 931 of app mail", f.Op, m)
+	}
+	bs, ok := r.hub.Get(id)
+	if !ok || bs.bindLink() == nil || bs.bindLink().primary.c != c2Conn(t, r, rep2) {
+		t.Fatal("the bound app is not on the new connection")
+	}
+	if v := metricValue(t, r.multi.m.bound); v != 1 {
+		t.Fatalf("bound apps gauge %v, want 1", v)
+	}
+	if v := metricValue(t, r.multi.m.unbinds.WithLabelValues("closed")); v != 0 {
+		t.Fatalf("unbinds{closed} %v, want 0: the old connection's close ended the moved app", v)
+	}
+	if a, b := rs.pulls("u4"), rs.pulls("u4-mail"); a != 1 || b != 1 {
+		t.Fatalf("pulls u4 %d, u4-mail %d: want 1 each (the login and the BIND)", a, b)
 	}
 }
