@@ -368,8 +368,14 @@ func (x *LookupSessionsRequest) GetUsers() []*UserKey {
 }
 
 type LookupSessionsReply struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Sessions      []*Session             `protobuf:"bytes,1,rep,name=sessions,proto3" json:"sessions,omitempty"`
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	Sessions []*Session             `protobuf:"bytes,1,rep,name=sessions,proto3" json:"sessions,omitempty"`
+	// The session store began a new epoch moments ago (it lost its data:
+	// a Redis restart or FLUSHALL) and rooms may still be putting their
+	// sessions back, so a user with no session in the answer may be online.
+	// Center then delivers by its last answers and retries the rest
+	// instead of leaving them for the redelivery sweep.
+	Settling      bool `protobuf:"varint,2,opt,name=settling,proto3" json:"settling,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -409,6 +415,13 @@ func (x *LookupSessionsReply) GetSessions() []*Session {
 		return x.Sessions
 	}
 	return nil
+}
+
+func (x *LookupSessionsReply) GetSettling() bool {
+	if x != nil {
+		return x.Settling
+	}
+	return false
 }
 
 type EpochRequest struct {
@@ -510,9 +523,10 @@ const file_pushgw_internal_v1_register_proto_rawDesc = "" +
 	"\x03app\x18\x01 \x01(\tR\x03app\x12\x12\n" +
 	"\x04user\x18\x02 \x01(\tR\x04user\"J\n" +
 	"\x15LookupSessionsRequest\x121\n" +
-	"\x05users\x18\x01 \x03(\v2\x1b.pushgw.internal.v1.UserKeyR\x05users\"N\n" +
+	"\x05users\x18\x01 \x03(\v2\x1b.pushgw.internal.v1.UserKeyR\x05users\"j\n" +
 	"\x13LookupSessionsReply\x127\n" +
-	"\bsessions\x18\x01 \x03(\v2\x1b.pushgw.internal.v1.SessionR\bsessions\"\x0e\n" +
+	"\bsessions\x18\x01 \x03(\v2\x1b.pushgw.internal.v1.SessionR\bsessions\x12\x1a\n" +
+	"\bsettling\x18\x02 \x01(\bR\bsettling\"\x0e\n" +
 	"\fEpochRequest\"\"\n" +
 	"\n" +
 	"EpochReply\x12\x14\n" +

@@ -20,14 +20,17 @@ func (s *Server) lookup(ctx context.Context, app string, users []string) ([]*int
 	for i, u := range users {
 		keys[i] = &internalpb.UserKey{App: app, User: u}
 	}
-	return s.lookupKeys(ctx, keys)
+	sessions, _, err := s.lookupKeys(ctx, keys)
+	return sessions, err
 }
 
 // lookupKeys returns the live sessions of the given (app, user) pairs, in
 // batches of registerLookupCh pairs per call. Only sessions of a requested
 // pair are returned: Register answers by (app, user), and a record of
-// another app must never reach this app's messages.
-func (s *Server) lookupKeys(ctx context.Context, keys []*internalpb.UserKey) ([]*internalpb.Session, error) {
+// another app must never reach this app's messages. settling reports an answer register gave while its store was refilling
+// after a data loss (LookupSessionsReply.settling): a user with no session
+// in it may be online.
+func (s *Server) lookupKeys(ctx context.Context, keys []*internalpb.UserKey) (_ []*internalpb.Session, settling bool, _ error) {
 	want := make(map[userKey]bool, len(keys))
 	for _, k := range keys {
 		want[userKey{k.GetApp(), k.GetUser()}] = true
@@ -40,15 +43,16 @@ func (s *Server) lookupKeys(ctx context.Context, keys []*internalpb.UserKey) ([]
 		cancel()
 		if err != nil {
 			s.m.deliveryFails.WithLabelValues("lookup").Inc()
-			return nil, fmt.Errorf("register: lookup %d users of %s: %w", end-start, keys[start].GetApp(), err)
+			return nil, false, fmt.Errorf("register: lookup %d users of %s: %w", end-start, keys[start].GetApp(), err)
 		}
+		settling = settling || resp.GetSettling()
 		for _, ss := range resp.GetSessions() {
 			if want[userKey{ss.GetApp(), ss.GetUser()}] {
 				out = append(out, ss)
 			}
 		}
 	}
-	return out, nil
+	return out, settling, nil
 }
 
 type userKey struct{ app, user string }
@@ -96,9 +100,10 @@ func (s *Server) deliverOnce(ctx context.Context, msgs []*internalpb.Message) (i
 			keys = append(keys, &internalpb.UserKey{App: k.app, User: k.user})
 		}
 	}
-	sessions, err := s.lookupKeys(ctx, keys)
+	sessions, settling, err := s.lookupKeys(ctx, keys)
 	var unrouted []*internalpb.Message
-	if err != nil {
+	switch {
+	case err != nil:
 		// Register cannot answer: deliver to where the users were at its
 		// last answer (routes.go); the others wait for the retrier.
 		var unknown []*internalpb.UserKey
@@ -110,11 +115,29 @@ func (s *Server) deliverOnce(ctx context.Context, msgs []*internalpb.Message) (i
 		}
 		unrouted = messagesOf(msgs, unknown)
 		s.log.Debug("center: register lookup failed; delivering by the last answer", "users", len(keys), "unknown", len(unknown), "err", err)
-	} else {
+	case settling:
+		// Register lost its data moments ago and rooms are putting their
+		// sessions back: a user it did not find may be online. Deliver to
+		// where the last answer had them, and retry the rest shortly
+		// rather than leave them to the sweep. What it did find is fresh.
+		placed := usersOf(sessions)
+		var absent []*internalpb.UserKey
+		for _, k := range keys {
+			if !placed[userKey{k.GetApp(), k.GetUser()}] {
+				absent = append(absent, k)
+			}
+		}
+		s.routes.remember(keysOf(placed), sessions, time.Now())
+		recalled, unknown := s.routes.recall(absent, time.Now())
+		s.m.routeFallback.WithLabelValues("hit").Add(float64(len(absent) - len(unknown)))
+		s.m.routeFallback.WithLabelValues("miss").Add(float64(len(unknown)))
+		sessions = append(sessions, recalled...)
+		unrouted = messagesOf(msgs, unknown)
+	default:
 		s.routes.remember(keys, sessions, time.Now())
 	}
 	if len(sessions) == 0 {
-		return 0, nil, nil
+		return 0, unrouted, nil
 	}
 	byUser := make(map[userKey][]*internalpb.Session, len(sessions))
 	for _, ss := range sessions {
@@ -139,6 +162,24 @@ func (s *Server) deliverOnce(ctx context.Context, msgs []*internalpb.Message) (i
 	n, failed := s.pushRooms(ctx, perRoom)
 	s.m.delivered.Add(float64(n))
 	return n, append(missedOf(failed), unrouted...), nil
+}
+
+// usersOf is the set of users that have one of sessions.
+func usersOf(sessions []*internalpb.Session) map[userKey]bool {
+	out := make(map[userKey]bool, len(sessions))
+	for _, ss := range sessions {
+		out[userKey{ss.GetApp(), ss.GetUser()}] = true
+	}
+	return out
+}
+
+// keysOf lists the users of set.
+func keysOf(set map[userKey]bool) []*internalpb.UserKey {
+	out := make([]*internalpb.UserKey, 0, len(set))
+	for k := range set {
+		out = append(out, &internalpb.UserKey{App: k.app, User: k.user})
+	}
+	return out
 }
 
 // messagesOf returns the stored messages addressed to one of keys.

@@ -36,6 +36,9 @@ type peers struct {
 	// gate, when set, holds lookups until it is closed (each at most
 	// gateHold): a slow register.
 	gate chan struct{}
+	// settling marks every lookup answer settling: register's store lost
+	// its data moments ago.
+	settling bool
 	// unclaimed is what ClaimUndelivered hands out, each message once.
 	unclaimed []*internalpb.Message
 	claims    []*internalpb.ClaimUndeliveredRequest
@@ -66,7 +69,7 @@ func (p *peers) Lookup(_ context.Context, req *internalpb.LookupSessionsRequest)
 			}
 		}
 	}
-	return &internalpb.LookupSessionsReply{Sessions: out}, nil
+	return &internalpb.LookupSessionsReply{Sessions: out, Settling: p.settling}, nil
 }
 
 func (p *peers) Store(_ context.Context, req *internalpb.StoreRequest) (*internalpb.StoreReply, error) {

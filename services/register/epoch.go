@@ -33,6 +33,10 @@ const (
 	// epochKeyTries bounds the search, on a cluster master, for a marker
 	// key in one of its slots.
 	epochKeyTries = 256
+	// epochSettleFor is how long after a new epoch began lookups answer
+	// settling: rooms poll the epoch every second and then put their
+	// sessions back, so by then the store holds them again.
+	epochSettleFor = 5 * time.Second
 )
 
 type epochs struct {
@@ -41,6 +45,9 @@ type epochs struct {
 	mu  sync.Mutex
 	val string
 	at  time.Time
+	// born is when the youngest marker of val was written (zero: unknown,
+	// a marker of an older register that carries no time).
+	born time.Time
 	// keysMu guards keys: ForEachMaster reads the masters concurrently.
 	keysMu sync.Mutex
 	keys   map[string]string // cluster master address → marker key it serves
@@ -61,8 +68,40 @@ func (e *epochs) current(ctx context.Context) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	e.val, e.at = v, time.Now()
+	e.val, e.at, e.born = v, time.Now(), bornOf(v)
 	return v, nil
+}
+
+// settling reports whether the current epoch began less than
+// epochSettleFor ago; false when the epoch cannot be read (a lookup that
+// answered has no reason to doubt its answer on that account).
+func (e *epochs) settling(ctx context.Context) bool {
+	if _, err := e.current(ctx); err != nil {
+		return false
+	}
+	e.mu.Lock()
+	born := e.born
+	e.mu.Unlock()
+	return !born.IsZero() && time.Since(born) < epochSettleFor
+}
+
+// bornOf returns the write time of the youngest marker in epoch v: each
+// marker is "random@unix-ms" (markerValue).
+func bornOf(v string) time.Time {
+	var born int64
+	for part := range strings.SplitSeq(v, ",") {
+		_, ms, ok := strings.Cut(part[strings.LastIndexByte(part, '=')+1:], "@")
+		if !ok {
+			continue
+		}
+		if n, err := strconv.ParseInt(ms, 10, 64); err == nil && n > born {
+			born = n
+		}
+	}
+	if born == 0 {
+		return time.Time{}
+	}
+	return time.UnixMilli(born)
 }
 
 func (e *epochs) read(ctx context.Context) (string, error) {
@@ -124,12 +163,9 @@ func isMoved(err error) bool {
 	return err != nil && (strings.HasPrefix(err.Error(), "MOVED ") || strings.HasPrefix(err.Error(), "ASK "))
 }
 
-// marker returns key's value, first setting it to a new random one if
-// absent.
+// marker returns key's value, first setting it to a new one if absent.
 func marker(ctx context.Context, c redis.Cmdable, key string) (string, error) {
-	var b [8]byte
-	_, _ = rand.Read(b[:])
-	fresh := hex.EncodeToString(b[:])
+	fresh := markerValue(time.Now())
 	set, err := c.SetNX(ctx, key, fresh, 0).Result()
 	if err != nil {
 		return "", err
@@ -142,6 +178,14 @@ func marker(ctx context.Context, c redis.Cmdable, key string) (string, error) {
 		return "", fmt.Errorf("register: epoch key %s vanished between SETNX and GET", key)
 	}
 	return v, err
+}
+
+// markerValue is a new marker: random, so two registers writing one at
+// once cannot agree by chance, and stamped with its time (settling).
+func markerValue(now time.Time) string {
+	var b [8]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:]) + "@" + strconv.FormatInt(now.UnixMilli(), 10)
 }
 
 func (s *server) Epoch(ctx context.Context, _ *internalpb.EpochRequest) (*internalpb.EpochReply, error) {

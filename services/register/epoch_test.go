@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -92,5 +93,65 @@ func TestEpochOnRedisCluster(t *testing.T) {
 	}
 	if changed != 1 {
 		t.Fatalf("epochs %s then %s: %d markers changed, want 1", first, second, changed)
+	}
+}
+
+// lookupSettling is the settling flag of a lookup's answer.
+func lookupSettling(t *testing.T, f *fixture) bool {
+	t.Helper()
+	rep, err := f.cli.Lookup(callCtx(t), &internalpb.LookupSessionsRequest{Users: []*internalpb.UserKey{{App: "a", User: "u"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return rep.GetSettling()
+}
+
+// waitSettling polls lookups until their settling flag is want: the
+// epoch is cached for epochCacheFor, so a change shows within it.
+func waitSettling(t *testing.T, f *fixture, want bool) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for lookupSettling(t, f) != want {
+		if time.Now().After(deadline) {
+			t.Fatalf("lookups never answered settling=%v", want)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// Lookups answer settling just after the store lost its data (rooms are
+// putting their sessions back), and not while the epoch is old.
+func TestLookupSettlesAfterDataLoss(t *testing.T) {
+	f := newFixture(t, time.Minute)
+	old := "0123456789abcdef@" + strconv.FormatInt(time.Now().Add(-time.Hour).UnixMilli(), 10)
+	if err := f.rdb.Set(context.Background(), epochKey, old, 0).Err(); err != nil {
+		t.Fatal(err)
+	}
+	waitSettling(t, f, false)
+	if err := f.rdb.FlushAll(context.Background()).Err(); err != nil {
+		t.Fatal(err)
+	}
+	waitSettling(t, f, true)
+	if v := readEpoch(t, f); v == old {
+		t.Fatalf("epoch still %s after the data loss", v)
+	}
+}
+
+func TestBornOf(t *testing.T) {
+	for _, c := range []struct {
+		in   string
+		want int64
+	}{
+		{"abc@1000", 1000},
+		{"n1:6379=abc@1000,n2:6379=def@3000", 3000},
+		{"n1:6379=abc@1000,n2:6379=legacy", 1000},
+		{"legacy", 0},
+		{"abc@notanumber", 0},
+		{"", 0},
+	} {
+		got := bornOf(c.in)
+		if (c.want == 0) != got.IsZero() || (c.want != 0 && got.UnixMilli() != c.want) {
+			t.Errorf("bornOf(%q) = %v, want %d ms", c.in, got, c.want)
+		}
 	}
 }

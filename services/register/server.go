@@ -90,5 +90,6 @@ func (s *server) Lookup(ctx context.Context, req *internalpb.LookupSessionsReque
 	}
 	s.metrics.lookupUsers.Add(float64(len(req.GetUsers())))
 	s.metrics.sessions.WithLabelValues("lookup_found").Add(float64(len(out)))
-	return &internalpb.LookupSessionsReply{Sessions: out}, nil
+	// Read after the lookup: a loss between the two is then seen too.
+	return &internalpb.LookupSessionsReply{Sessions: out, Settling: s.epochs.settling(ctx)}, nil
 }
