@@ -10,7 +10,8 @@
 // then:
 //
 //   - sends PING every heartbeat/2 as negotiated in AUTH_REPLY and treats the
-//     connection as dead when nothing arrives for 2×heartbeat plus a margin;
+//     connection as dead when nothing arrives for a heartbeat plus a margin
+//     (two PINGs unanswered);
 //   - calls Handler for each PUSH, one at a time in arrival order, and ACKs a
 //     QoS 1 message only after Handler returned nil (ACKs are batched: every
 //     20 ms or 100 ids);

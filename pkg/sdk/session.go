@@ -75,7 +75,10 @@ func (c *Client) runSession(ctx context.Context, ep string) (established bool, e
 	s := &session{
 		c: c, ep: ep, conn: conn, r: r,
 		pingEvery: max(hb/2, minPingPeriod),
-		deadAfter: 2*hb + min(hb/2, deadMarginMax),
+		// PINGs go every hb/2, so this is two unanswered in a row: a hung
+		// room is left within 1.5 heartbeats rather than 2.5, and a PONG
+		// may still be a whole heartbeat late before that happens.
+		deadAfter: hb + min(hb/2, deadMarginMax),
 		out:       make(chan []byte, sendQueueSize),
 		done:      make(chan struct{}),
 		waiters:   make(map[uint32]chan *clientpb.UplinkReply),
