@@ -10,7 +10,7 @@ import (
 // over its class costs the whole step (32 B for session) on every idle
 // connection.
 const (
-	sessionSizeClass  = 288
+	sessionSizeClass  = 240
 	gnetConnSizeClass = 112
 )
 
