@@ -11,7 +11,7 @@ import (
 // connection.
 const (
 	sessionSizeClass  = 240
-	gnetConnSizeClass = 112
+	gnetConnSizeClass = 96
 )
 
 func TestSessionSizeClass(t *testing.T) {
