@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"slices"
 	"sync"
 	"time"
 
@@ -296,12 +297,7 @@ func (r *room) ackBound(s *session, ids []uint64) []uint64 {
 func (p *pendingState) holds(id uint64) bool {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	for _, x := range p.inflight {
-		if x == id {
-			return true
-		}
-	}
-	return false
+	return slices.Contains(p.inflightLocked(), id)
 }
 
 func (b *bindSet) get(app string) *session {

@@ -112,7 +112,10 @@ func (e *gnetEngine) OnOpen(gc gnet.Conn) ([]byte, gnet.Action) {
 	if e.stopped.Load() {
 		return nil, gnet.Close
 	}
-	c := &gnetConn{gc: gc, e: e, addr: gc.RemoteAddr()}
+	// The listener is TCP: keeping the concrete address saves a word on
+	// every connection over the net.Addr interface.
+	addr, _ := gc.RemoteAddr().(*net.TCPAddr)
+	c := &gnetConn{gc: gc, e: e, addr: addr}
 	gc.SetContext(c)
 	if h := e.h.OnOpen(c); h != nil {
 		c.h = h
@@ -126,12 +129,13 @@ func (e *gnetEngine) OnTraffic(gc gnet.Conn) gnet.Action {
 		return gnet.Close
 	}
 	buf, _ := gc.Peek(-1)
-	if c.h == nil || c.dead || c.isClosing() {
+	if c.h == nil || c.isDead() || c.isClosing() {
 		// Closing: discard what the peer still sends, within a bound, so
 		// the kernel has no unread input to answer our close with a RST.
-		c.discarded += int32(len(buf))
+		t := c.troubleOf()
+		t.discarded += int32(len(buf))
 		_, _ = gc.Discard(len(buf))
-		if c.discarded > maxLingerDiscard {
+		if t.discarded > maxLingerDiscard {
 			return gnet.Close
 		}
 		return gnet.None
@@ -148,7 +152,7 @@ func (e *gnetEngine) OnTraffic(gc gnet.Conn) gnet.Action {
 		}
 		if err != nil {
 			hdr, _ := protocol.ParseHeader(buf[used:], limit)
-			c.dead = true
+			c.troubleOf().dead = true
 			e.h.OnFrameError(c.h, hdr.Seq, err)
 			used = len(buf)
 			break
@@ -178,28 +182,54 @@ func (e *gnetEngine) OnClose(gc gnet.Conn, _ error) gnet.Action {
 // gnetConn is a conn on a gnet connection. Frames are queued under the
 // sendQueue's lock by any goroutine and written by a flush task on the
 // connection's loop, so frames queued while one flush is pending go out in
-// one write. It is kept small: one exists per open connection. The small
-// fields come last so they share one word (112-byte size class rather
-// than 128; TestSessionSizeClass).
+// one write. It is kept small: one exists per open connection, so what
+// only a stalled or closing connection needs sits behind trouble, and the
+// flags guarded by the queue's lock fill the queue's padding (96-byte size
+// class rather than 112; TestSessionSizeClass).
 type gnetConn struct {
 	gc   gnet.Conn
 	e    *gnetEngine
-	addr net.Addr
+	addr *net.TCPAddr
 
 	// Touched only on the loop.
-	h          handle // nil once the handler has been told of the close
-	stuckSince int64  // monoNanos the socket first did not drain; 0: it does
+	h       handle       // nil once the handler has been told of the close
+	trouble *gnetTrouble // nil while the socket drains and input is read
 
 	// Guarded by sendQueue.mu (its own fields and flushing, gone).
 	sendQueue
+}
 
-	// Touched only on the loop.
-	discarded int32 // bytes discarded while closing (≤ maxLingerDiscard + one read)
-	dead      bool  // the stream could not be framed; input is discarded
+// gnetTrouble is the loop-only state of a connection whose socket did not
+// drain or whose input is being discarded. It is allocated when that
+// starts and dropped once the socket drains again (discarding only ends
+// with the connection).
+type gnetTrouble struct {
+	stuckSince int64 // monoNanos the socket first did not drain; 0: it does
+	discarded  int32 // bytes discarded while closing (≤ maxLingerDiscard + one read)
+	dead       bool  // the stream could not be framed; input is discarded
+}
 
-	// Guarded by sendQueue.mu.
-	flushing bool // a flush task is queued or waiting for the socket
-	gone     bool // gnet closed the connection
+// troubleOf returns c's trouble state, allocating it on first use.
+func (c *gnetConn) troubleOf() *gnetTrouble {
+	if c.trouble == nil {
+		c.trouble = &gnetTrouble{}
+	}
+	return c.trouble
+}
+
+// isDead reports whether the stream could not be framed.
+func (c *gnetConn) isDead() bool { return c.trouble != nil && c.trouble.dead }
+
+// drained records that the socket took every write: the stall is over.
+func (c *gnetConn) drained() {
+	t := c.trouble
+	if t == nil {
+		return
+	}
+	t.stuckSince = 0
+	if t.discarded == 0 && !t.dead {
+		c.trouble = nil
+	}
 }
 
 func (c *gnetConn) RemoteAddr() string {
@@ -252,7 +282,7 @@ func (c *gnetConn) Run(context.Context) error {
 		c.waitForSocket(closing)
 		return nil
 	}
-	c.stuckSince = 0
+	c.drained()
 	q := c.frames
 	c.frames = nil
 	c.flushing = false
@@ -295,14 +325,15 @@ func (c *gnetConn) Run(context.Context) error {
 // connection once its socket has not drained for the write timeout.
 func (c *gnetConn) waitForSocket(closing bool) {
 	now := monoNanos(time.Now())
-	if c.stuckSince == 0 {
-		c.stuckSince = now
+	t := c.troubleOf()
+	if t.stuckSince == 0 {
+		t.stuckSince = now
 	}
 	timeout := writeTimeout
 	if closing {
 		timeout = closeFlushTimeout
 	}
-	if time.Duration(now-c.stuckSince) > timeout {
+	if time.Duration(now-t.stuckSince) > timeout {
 		c.Abort()
 		return
 	}

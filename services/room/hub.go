@@ -18,12 +18,19 @@ type sessionKey struct {
 // connection id (pushes, kicks, draining), authenticated ones also by device
 // (a second login of the same device replaces the first).
 //
-// The device index is keyed by a 64-bit hash of the sessionKey rather than
-// the key itself: a map slot then holds 16 bytes instead of 56, which at
-// hundreds of thousands of sessions is ≈60 B per connection. The session
-// holds its key, so a hit is checked against it; the rare session whose
-// hash is taken by another device's waits in a small overflow map keyed by
-// the full key (nil until the first collision).
+// The device index is a table of session pointers keyed by a 64-bit hash
+// of the sessionKey (hub_keytable.go): a slot holds 8 bytes, not the key
+// (56) nor a map's hash and pointer (16 plus control bytes), which at
+// hundreds of thousands of sessions is tens of bytes per connection. The
+// session holds its key, so a hit is checked against it, and devices whose
+// hashes collide probe on to their own slots.
+//
+// The two indexes stay separate: a session is found by connection id
+// before it is authenticated, after a newer login of its device replaced
+// it (it is still open until its kick goes out) and at the id of the
+// session it resumed (hub_flash.go), none of which the device index can
+// answer; and a login must find the device's session without knowing its
+// connection id.
 type hub struct {
 	seed maphash.Seed
 	// testHash replaces the key hash in tests that need collisions.
@@ -38,25 +45,28 @@ type idShard struct {
 }
 
 type keyShard struct {
-	mu       sync.Mutex
-	m        map[uint64]*session
-	overflow map[sessionKey]*session
+	mu sync.Mutex
+	t  keyTable
 }
 
 func newHub() *hub {
 	h := &hub{seed: maphash.MakeSeed()}
 	for i := range h.byID {
 		h.byID[i].m = map[uint64]*session{}
-		h.byKey[i].m = map[uint64]*session{}
 	}
 	return h
 }
 
 // keyHash returns k's hash and the shard it lives in.
 func (h *hub) keyHash(k sessionKey) (uint64, *keyShard) {
+	sum := h.sum(k)
+	return sum, &h.byKey[sum%hubShards]
+}
+
+// sum returns k's hash.
+func (h *hub) sum(k sessionKey) uint64 {
 	if h.testHash != nil {
-		sum := h.testHash(k)
-		return sum, &h.byKey[sum%hubShards]
+		return h.testHash(k)
 	}
 	var mh maphash.Hash
 	mh.SetSeed(h.seed)
@@ -65,8 +75,7 @@ func (h *hub) keyHash(k sessionKey) (uint64, *keyShard) {
 	mh.WriteString(k.user)
 	mh.WriteByte(0)
 	mh.WriteString(k.device)
-	sum := mh.Sum64()
-	return sum, &h.byKey[sum%hubShards]
+	return mh.Sum64()
 }
 
 // AddConn indexes a newly opened connection by its id.
@@ -83,27 +92,7 @@ func (h *hub) Bind(s *session) (replaced *session) {
 	sum, ks := h.keyHash(s.key)
 	ks.mu.Lock()
 	defer ks.mu.Unlock()
-	cur := ks.m[sum]
-	switch {
-	case cur == nil:
-		// The device may still wait in overflow, its slot having been
-		// freed by the session it collided with: move it back here.
-		if old, ok := ks.overflow[s.key]; ok {
-			replaced = old
-			delete(ks.overflow, s.key)
-		}
-		ks.m[sum] = s
-	case cur.key == s.key:
-		replaced = cur
-		ks.m[sum] = s
-	default: // another device has this hash
-		if ks.overflow == nil {
-			ks.overflow = map[sessionKey]*session{}
-		}
-		replaced = ks.overflow[s.key]
-		ks.overflow[s.key] = s
-	}
-	return replaced
+	return ks.t.put(h, sum, s)
 }
 
 // Remove drops s from the index; a newer session of the same device stays.
@@ -111,14 +100,7 @@ func (h *hub) Remove(s *session) {
 	if s.isAuthed() {
 		sum, ks := h.keyHash(s.key)
 		ks.mu.Lock()
-		if ks.m[sum] == s {
-			delete(ks.m, sum)
-		} else if ks.overflow[s.key] == s {
-			delete(ks.overflow, s.key)
-			if len(ks.overflow) == 0 {
-				ks.overflow = nil
-			}
-		}
+		ks.t.remove(h, sum, s)
 		ks.mu.Unlock()
 	}
 	id := s.indexID() // a resumed session sits at its register id (hub_flash.go)

@@ -22,31 +22,6 @@ func (s *session) indexID() uint64 {
 	return s.id
 }
 
-// lookup returns the session holding key in ks (the caller holds ks.mu).
-func (ks *keyShard) lookup(sum uint64, key sessionKey) *session {
-	if cur := ks.m[sum]; cur != nil && cur.key == key {
-		return cur
-	}
-	return ks.overflow[key]
-}
-
-// swap puts n where old holds key, in the main map or the overflow (the
-// caller holds ks.mu); false when old does not hold key.
-func (ks *keyShard) swap(sum uint64, key sessionKey, old, n *session) bool {
-	if old == nil {
-		return false
-	}
-	if ks.m[sum] == old && old.key == key {
-		ks.m[sum] = n
-		return true
-	}
-	if ks.overflow[key] == old {
-		ks.overflow[key] = n
-		return true
-	}
-	return false
-}
-
 // replace puts parked placeholder p where the closing session s is, by
 // id and by device; false (nothing changed) when s no longer holds its
 // device (a newer login replaced it).
@@ -54,7 +29,7 @@ func (h *hub) replace(s, p *session) bool {
 	sum, ks := h.keyHash(s.key)
 	ks.mu.Lock()
 	defer ks.mu.Unlock()
-	if ks.lookup(sum, s.key) != s {
+	if ks.t.get(sum, s.key) != s {
 		return false
 	}
 	is := &h.byID[p.id%hubShards]
@@ -63,7 +38,7 @@ func (h *hub) replace(s, p *session) bool {
 		is.m[p.id] = p
 	}
 	is.mu.Unlock()
-	ks.swap(sum, s.key, s, p)
+	ks.t.swap(sum, s.key, s, p)
 	return true
 }
 
@@ -91,7 +66,7 @@ func (h *hub) current(key sessionKey) *session {
 	sum, ks := h.keyHash(key)
 	ks.mu.Lock()
 	defer ks.mu.Unlock()
-	return ks.lookup(sum, key)
+	return ks.t.get(sum, key)
 }
 
 // replaceLive points the entries of open session s (being handed over)
@@ -107,6 +82,6 @@ func (h *hub) replaceLive(s, snap *session) {
 	is.mu.Unlock()
 	sum, ks := h.keyHash(s.key)
 	ks.mu.Lock()
-	ks.swap(sum, s.key, s, snap)
+	ks.t.swap(sum, s.key, s, snap)
 	ks.mu.Unlock()
 }

@@ -32,7 +32,7 @@ func TestHubBindHashCollision(t *testing.T) {
 	// The replaced sessions close: neither unbinds the newer ones.
 	h.Remove(a1)
 	h.Remove(b1)
-	// alice's slot is freed; bob's newer session waits in overflow and is
+	// alice's slot is freed; bob's newer session, probed past it, is
 	// found again by bob's next login.
 	h.Remove(a2)
 	b3 := mk("bob", 5)
@@ -47,7 +47,7 @@ func TestHubBindHashCollision(t *testing.T) {
 	h.Remove(b3)
 	h.Remove(a3)
 	for i := range h.byKey {
-		if n := len(h.byKey[i].m) + len(h.byKey[i].overflow); n != 0 {
+		if n := h.byKey[i].t.len(); n != 0 {
 			t.Fatalf("shard %d holds %d entries after every session closed", i, n)
 		}
 	}

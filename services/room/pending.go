@@ -43,19 +43,14 @@ var pendingRetryDelays = [...]time.Duration{500 * time.Millisecond, time.Second,
 const pendingRetryJitter = 0.2
 
 // pendingState is one session's in-flight window and paging through its
-// backlog.
+// backlog. What only exists while QoS 1 messages are in flight or were
+// just acked sits behind w, allocated on first use and dropped once empty
+// again: one pendingState exists per open connection, nearly all idle, and
+// the two slices and their generation would cost 48 bytes on each.
 type pendingState struct {
 	mu sync.Mutex
-	// inflight are the QoS 1 ids written and not yet acked (at most the
-	// window); nil while none are, so an idle session holds no slice.
-	inflight []uint64
-	// acked are ids acked whose report may not have reached saver yet, so
-	// a pull may still return them; ackGen is the reporter's flush count
-	// at the latest ack. They are dropped once two flushes have completed
-	// since (the batch being collected at the ack, and at most the one
-	// being sent).
-	acked  []uint64
-	ackGen uint64
+	// w is the window; nil while nothing is in flight or recently acked.
+	w *pendingWindow
 	// cursor is the last id of a page that may have more after it; 0 when
 	// no page is open.
 	cursor uint64
@@ -67,6 +62,71 @@ type pendingState struct {
 	// fails counts failed pulls in a row (saturating; one byte so the
 	// state packs into the session's size class).
 	fails uint8
+}
+
+// pendingWindow is the part of pendingState that is only non-empty while
+// QoS 1 messages are in flight or were acked moments ago.
+type pendingWindow struct {
+	// inflight are the QoS 1 ids written and not yet acked (at most the
+	// window).
+	inflight []uint64
+	// acked are ids acked whose report may not have reached saver yet, so
+	// a pull may still return them; ackGen is the reporter's flush count
+	// at the latest ack. They are dropped once two flushes have completed
+	// since (the batch being collected at the ack, and at most the one
+	// being sent).
+	acked  []uint64
+	ackGen uint64
+}
+
+// inflightLocked returns the ids in flight (nil for none); the caller
+// holds mu and must not keep the slice past it.
+func (p *pendingState) inflightLocked() []uint64 {
+	if p.w == nil {
+		return nil
+	}
+	return p.w.inflight
+}
+
+// ackedLocked returns the ids recently acked and the flush count at the
+// latest ack.
+func (p *pendingState) ackedLocked() ([]uint64, uint64) {
+	if p.w == nil {
+		return nil, 0
+	}
+	return p.w.acked, p.w.ackGen
+}
+
+// windowLocked returns the window, allocating it on first use.
+func (p *pendingState) windowLocked() *pendingWindow {
+	if p.w == nil {
+		p.w = &pendingWindow{}
+	}
+	return p.w
+}
+
+// setAckedLocked replaces the recently acked ids (a resumed session takes
+// its predecessor's); acked is kept, not copied.
+func (p *pendingState) setAckedLocked(acked []uint64, gen uint64) {
+	if len(acked) == 0 && p.w == nil {
+		return
+	}
+	w := p.windowLocked()
+	w.acked, w.ackGen = acked, gen
+	p.releaseLocked()
+}
+
+// addInflightLocked enters id into the window without checks.
+func (p *pendingState) addInflightLocked(id uint64) {
+	w := p.windowLocked()
+	w.inflight = append(w.inflight, id)
+}
+
+// releaseLocked drops the window once it holds nothing.
+func (p *pendingState) releaseLocked() {
+	if w := p.w; w != nil && len(w.inflight) == 0 && len(w.acked) == 0 {
+		p.w = nil
+	}
 }
 
 // admitResult is what admit decided for one QoS 1 message.
@@ -82,17 +142,20 @@ const (
 func (p *pendingState) admit(id uint64, limit int) admitResult {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if slices.Contains(p.inflight, id) || slices.Contains(p.acked, id) {
+	acked, _ := p.ackedLocked()
+	inflight := p.inflightLocked()
+	if slices.Contains(inflight, id) || slices.Contains(acked, id) {
 		return admitDuplicate
 	}
-	if len(p.inflight) >= limit {
+	if len(inflight) >= limit {
 		p.behind = true
 		return admitFull
 	}
-	if p.inflight == nil {
-		p.inflight = make([]uint64, 0, min(limit, 8))
+	w := p.windowLocked()
+	if w.inflight == nil {
+		w.inflight = make([]uint64, 0, min(limit, 8))
 	}
-	p.inflight = append(p.inflight, id)
+	w.inflight = append(w.inflight, id)
 	return admitOK
 }
 
@@ -101,13 +164,20 @@ func (p *pendingState) forget(id uint64) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.removeLocked(id)
+	p.releaseLocked()
 }
 
+// removeLocked takes id out of the window; the caller releases the window
+// once done with it.
 func (p *pendingState) removeLocked(id uint64) {
-	if i := slices.Index(p.inflight, id); i >= 0 {
-		p.inflight = slices.Delete(p.inflight, i, i+1)
-		if len(p.inflight) == 0 {
-			p.inflight = nil
+	w := p.w
+	if w == nil {
+		return
+	}
+	if i := slices.Index(w.inflight, id); i >= 0 {
+		w.inflight = slices.Delete(w.inflight, i, i+1)
+		if len(w.inflight) == 0 {
+			w.inflight = nil
 		}
 	}
 }
@@ -118,11 +188,12 @@ func (p *pendingState) expireAcked(gen uint64) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.expireAckedLocked(gen)
+	p.releaseLocked()
 }
 
 func (p *pendingState) expireAckedLocked(gen uint64) {
-	if p.acked != nil && gen >= p.ackGen+2 {
-		p.acked = nil
+	if w := p.w; w != nil && w.acked != nil && gen >= w.ackGen+2 {
+		w.acked = nil
 	}
 }
 
@@ -131,7 +202,7 @@ func (p *pendingState) expireAckedLocked(gen uint64) {
 func (p *pendingState) due(limit int) bool {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	return (p.cursor != 0 || p.behind) && len(p.inflight) <= limit/2 && !p.pulling
+	return (p.cursor != 0 || p.behind) && len(p.inflightLocked()) <= limit/2 && !p.pulling
 }
 
 // start marks a pull as begun and returns where it starts; false if one
@@ -177,17 +248,20 @@ func (p *pendingState) ack(ids []uint64, limit int, gen uint64) bool {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.expireAckedLocked(gen)
-	for _, id := range ids {
-		if i := slices.Index(p.inflight, id); i >= 0 {
-			p.removeLocked(id)
-			if len(p.acked) >= limit {
-				p.acked = slices.Delete(p.acked, 0, 1)
+	if w := p.w; w != nil {
+		for _, id := range ids {
+			if slices.Contains(w.inflight, id) {
+				p.removeLocked(id)
+				if len(w.acked) >= limit {
+					w.acked = slices.Delete(w.acked, 0, 1)
+				}
+				w.acked = append(w.acked, id)
+				w.ackGen = gen
 			}
-			p.acked = append(p.acked, id)
-			p.ackGen = gen
 		}
 	}
-	return (p.cursor != 0 || p.behind) && len(p.inflight) <= limit/2 && !p.pulling
+	p.releaseLocked()
+	return (p.cursor != 0 || p.behind) && len(p.inflightLocked()) <= limit/2 && !p.pulling
 }
 
 // pullPending queues a pull of s's next page on the pending pool. It never

@@ -46,8 +46,8 @@ func TestPendingStatePages(t *testing.T) {
 	if p.ack([]uint64{14}, window, 0) {
 		t.Fatal("a page was due with the backlog done")
 	}
-	if p.inflight != nil {
-		t.Fatalf("empty window still holds %v", p.inflight)
+	if in := p.inflightLocked(); in != nil {
+		t.Fatalf("empty window still holds %v", in)
 	}
 	if after, _ := p.start(); after != 0 {
 		t.Fatalf("pull after the backlog: after %d", after)
@@ -99,7 +99,10 @@ func TestPendingWindow(t *testing.T) {
 		t.Fatal("acked ids forgotten after one report flush")
 	}
 	p.expireAcked(2)
-	if p.admit(1, window) != admitOK || p.acked != nil {
+	if p.w != nil {
+		t.Fatalf("window kept with nothing in flight or acked: %+v", *p.w)
+	}
+	if p.admit(1, window) != admitOK || len(p.w.acked) != 0 {
 		t.Fatal("acked ids kept after two report flushes")
 	}
 }

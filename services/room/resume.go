@@ -6,6 +6,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"slices"
 	"sync"
 	"time"
 
@@ -154,11 +155,12 @@ func (f *flash) park(s *session) bool {
 	p := &session{r: r, c: pc, id: s.regConnID(), key: s.key, platform: s.platform, loginMs: s.loginMs,
 		bseq: bseq, bmask: bmask}
 	s.pending.mu.Lock()
-	p.pending.acked = append([]uint64(nil), s.pending.acked...)
-	p.pending.ackGen, p.pending.cursor = s.pending.ackGen, s.pending.cursor
+	acked, ackGen := s.pending.ackedLocked()
+	p.pending.setAckedLocked(slices.Clone(acked), ackGen)
+	p.pending.cursor = s.pending.cursor
 	// Written to the dead connection but not acked, or pulled by a pull
 	// still under way: the client may not have them, saver does.
-	p.pending.behind = s.pending.behind || len(s.pending.inflight) > 0 || s.pending.pulling || s.pending.fails > 0
+	p.pending.behind = s.pending.behind || len(s.pending.inflightLocked()) > 0 || s.pending.pulling || s.pending.fails > 0
 	s.pending.mu.Unlock()
 	p.authed.Store(true)
 	p.replied.Store(true)
@@ -226,20 +228,21 @@ func (f *flash) resume(s *session, key sessionKey, token string, seq uint32, las
 	s.hasToken, s.resumed = f.giveToken(), true
 	limit := r.cfg.maxInflight()
 	p.pending.mu.Lock()
-	s.pending.acked = append([]uint64(nil), p.pending.acked...)
-	s.pending.ackGen, s.pending.cursor = p.pending.ackGen, p.pending.cursor
+	acked, ackGen := p.pending.ackedLocked()
+	s.pending.setAckedLocked(slices.Clone(acked), ackGen)
+	s.pending.cursor = p.pending.cursor
 	s.pending.behind = p.pending.behind || p.pending.pulling || p.pending.fails > 0
 	queued := 0
 	for _, qf := range frames {
-		if qf.id != 0 && len(s.pending.inflight) < limit {
-			s.pending.inflight = append(s.pending.inflight, qf.id)
+		if qf.id != 0 && len(s.pending.inflightLocked()) < limit {
+			s.pending.addInflightLocked(qf.id)
 			queued++
 		}
 	}
 	// In the window and not queued: written to a dead connection, or
 	// admitted by a push that raced the take (center retries that one
 	// here). The client may lack them; saver has them.
-	if len(p.pending.inflight) > queued {
+	if len(p.pending.inflightLocked()) > queued {
 		s.pending.behind = true
 	}
 	p.pending.mu.Unlock()
@@ -329,9 +332,12 @@ func (f *flash) claimParked(key sessionKey, token string) (*session, []queuedFra
 	bound := f.claimBound(p)
 	snap := &session{r: r, id: p.id, key: p.key, platform: p.platform, loginMs: p.loginMs, bseq: bseq, bmask: bmask}
 	p.pending.mu.Lock()
-	snap.pending.acked, snap.pending.ackGen = p.pending.acked, p.pending.ackGen
+	acked, ackGen := p.pending.ackedLocked()
+	snap.pending.setAckedLocked(acked, ackGen)
 	snap.pending.cursor, snap.pending.behind = p.pending.cursor, p.pending.behind
-	snap.pending.inflight = append([]uint64(nil), p.pending.inflight...)
+	for _, id := range p.pending.inflightLocked() {
+		snap.pending.addInflightLocked(id)
+	}
 	p.pending.mu.Unlock()
 	return snap, frames, bound, true
 }
@@ -363,9 +369,10 @@ func (f *flash) handOver(key sessionKey, token string) (*session, []boundResume,
 	mu.Unlock()
 	snap := &session{r: r, id: cur.indexID(), key: cur.key, platform: cur.platform, loginMs: cur.loginMs, bseq: bseq, bmask: bmask}
 	cur.pending.mu.Lock()
-	snap.pending.acked, snap.pending.ackGen = append([]uint64(nil), cur.pending.acked...), cur.pending.ackGen
+	acked, ackGen := cur.pending.ackedLocked()
+	snap.pending.setAckedLocked(slices.Clone(acked), ackGen)
 	snap.pending.cursor = cur.pending.cursor
-	snap.pending.behind = cur.pending.behind || len(cur.pending.inflight) > 0 || cur.pending.pulling || cur.pending.fails > 0
+	snap.pending.behind = cur.pending.behind || len(cur.pending.inflightLocked()) > 0 || cur.pending.pulling || cur.pending.fails > 0
 	cur.pending.mu.Unlock()
 	if bmask&catchingBit != 0 {
 		// Its catch-up was under way: bits above the reported seq may be

@@ -1,6 +1,10 @@
 package main
 
-import "github.com/pushgw/pushgw/pkg/protocol"
+import (
+	"slices"
+
+	"github.com/pushgw/pushgw/pkg/protocol"
+)
 
 // Flash reconnects of a connection that carries bound apps (bind.go,
 // resume.go; docs/protocol.md §4.4). The bound apps are parked with the
@@ -99,11 +103,12 @@ func (f *flash) parkBoundApp(bs, p *session, pset *bindSet, pc *parkConn) *sessi
 func copyParkedPending(dst, src *pendingState) {
 	src.mu.Lock()
 	defer src.mu.Unlock()
-	dst.acked = append([]uint64(nil), src.acked...)
-	dst.ackGen, dst.cursor = src.ackGen, src.cursor
+	acked, ackGen := src.ackedLocked()
+	dst.setAckedLocked(slices.Clone(acked), ackGen)
+	dst.cursor = src.cursor
 	// Written to the dead connection but not acked, or pulled by a pull
 	// still under way: the client may not have them, saver does.
-	dst.behind = src.behind || len(src.inflight) > 0 || src.pulling || src.fails > 0
+	dst.behind = src.behind || len(src.inflightLocked()) > 0 || src.pulling || src.fails > 0
 }
 
 // endParkedBound ends the parked bindings of placeholder p, whose parked
@@ -189,19 +194,20 @@ func (f *flash) prepareBound(s *session, parked []boundResume) []*session {
 func resumePending(dst, src *pendingState, frames []queuedFrame, limit int) {
 	src.mu.Lock()
 	defer src.mu.Unlock()
-	dst.acked = append([]uint64(nil), src.acked...)
-	dst.ackGen, dst.cursor = src.ackGen, src.cursor
+	acked, ackGen := src.ackedLocked()
+	dst.setAckedLocked(slices.Clone(acked), ackGen)
+	dst.cursor = src.cursor
 	dst.behind = src.behind || src.pulling || src.fails > 0
 	queued := 0
 	for _, qf := range frames {
-		if qf.id != 0 && len(dst.inflight) < limit {
-			dst.inflight = append(dst.inflight, qf.id)
+		if qf.id != 0 && len(dst.inflightLocked()) < limit {
+			dst.addInflightLocked(qf.id)
 			queued++
 		}
 	}
 	// In the window and not queued: written to a dead connection, or
 	// admitted by a push that raced the take. Saver has them.
-	if len(src.inflight) > queued {
+	if len(src.inflightLocked()) > queued {
 		dst.behind = true
 	}
 }

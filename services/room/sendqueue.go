@@ -9,6 +9,13 @@ type sendQueue struct {
 	mu      sync.Mutex
 	frames  [][]byte
 	closing bool // no more Sends; flush, then close
+
+	// The gnet engine's own flags under mu. They sit here, in the padding
+	// after closing, because as gnetConn fields past the embedded queue
+	// they would take a word of their own on every connection (the std
+	// engine leaves them unused, at no cost).
+	flushing bool // a flush task is queued or waiting for the socket
+	gone     bool // gnet closed the connection
 }
 
 // queueOwner is the engine side of a sendQueue.

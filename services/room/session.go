@@ -23,7 +23,7 @@ import (
 // name is the room's interned copy and the platform a unique handle, so
 // neither costs a string per connection.
 type session struct {
-	// Field order packs the struct into the 288-byte size class (8-byte
+	// Field order packs the struct into the 240-byte size class (8-byte
 	// fields, then the 4-byte atomics, then bools): one exists per open
 	// connection. TestSessionSizeClass keeps it there.
 	r     *room

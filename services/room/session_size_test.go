@@ -10,8 +10,8 @@ import (
 // over its class costs the whole step (32 B for session) on every idle
 // connection.
 const (
-	sessionSizeClass  = 288
-	gnetConnSizeClass = 112
+	sessionSizeClass  = 240
+	gnetConnSizeClass = 96
 )
 
 func TestSessionSizeClass(t *testing.T) {
