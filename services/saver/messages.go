@@ -46,8 +46,8 @@ func sortedIDs(ids []uint64) []uint64 {
 	return ids
 }
 
-// insert stores msgs in one transaction and returns those it stored or
-// found already stored. A message whose id already has an outcome (acked,
+// insert stores msgs in one transaction (or one autocommitted INSERT, see
+// oneStatement) and returns those it stored or found already stored. A message whose id already has an outcome (acked,
 // expired or dead) is dropped, so a Store retried after the ack does not
 // deliver it again.
 //
