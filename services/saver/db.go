@@ -159,10 +159,16 @@ func inTxOpts(ctx context.Context, db *sql.DB, opts *sql.TxOptions, f func(tx *s
 // inTx runs f in a transaction, running it again on deadlock or lock wait
 // timeout up to p.attempts times in all.
 func (p retryPolicy) inTx(ctx context.Context, db *sql.DB, opts *sql.TxOptions, f func(tx *sql.Tx) error) error {
+	return p.run(ctx, func() error { return runTx(ctx, db, opts, f) })
+}
+
+// run runs f, a transaction or one autocommitted statement, again on
+// deadlock or lock wait timeout up to p.attempts times in all.
+func (p retryPolicy) run(ctx context.Context, f func() error) error {
 	p = p.orDefault()
 	var err error
 	for attempt := 1; attempt <= p.attempts; attempt++ {
-		err = runTx(ctx, db, opts, f)
+		err = f()
 		if err == nil || !retryable(err) {
 			return err
 		}

@@ -90,3 +90,44 @@ func TestStoreIndependentConcurrent(t *testing.T) {
 }
 
 func codeOf(err error) codes.Code { return status.Code(err) }
+
+// A message whose INSERT fails (a trigger raising an error, as a full disk
+// or a CHECK would) fails alone in an independent Store, whose batch is
+// one autocommitted INSERT (oneStatement): its batch-mates are committed
+// and indexed in Redis. A plain Store of one good and one failing message
+// is one statement too, and stores neither.
+func TestStoreIndependentCommitFailureIsolated(t *testing.T) {
+	f := newFixture(t, 10)
+	if _, err := f.sqldb.Exec("CREATE TRIGGER reject_carol BEFORE INSERT ON messages FOR EACH ROW " +
+		"IF NEW.`user` = 'carol' THEN SIGNAL SQLSTATE '45000' SET MESSAGE_TEXT = 'rejected by test trigger'; END IF"); err != nil {
+		t.Fatal(err)
+	}
+	good1, bad, good2 := msg("app", "alice", "", 0), msg("app", "carol", "", 0), msg("app", "bob", "", 0)
+	if !oneStatement([]*internalpb.Message{good1, bad, good2}) {
+		t.Fatal("a key-less batch of three does not take the one-statement path")
+	}
+	rep, err := f.cli.Store(callCtx(t), &internalpb.StoreRequest{Independent: true, Messages: []*internalpb.Message{good1, bad, good2}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := rep.GetFailed(); len(got) != 1 || codes.Code(got[bad.GetId()].GetCode()) != codes.Unavailable {
+		t.Fatalf("failed = %v, want only %d as UNAVAILABLE", got, bad.GetId())
+	}
+	for _, m := range []*internalpb.Message{good1, good2} {
+		if n := f.rowCount(t, "messages", m.GetId()); n != 1 {
+			t.Errorf("batch-mate %d: %d rows, want 1", m.GetId(), n)
+		}
+		if indexed, body := f.inInbox(t, m); !indexed || !body {
+			t.Errorf("batch-mate %d: inbox indexed=%v body=%v", m.GetId(), indexed, body)
+		}
+	}
+	good3, bad2 := msg("app", "dave", "", 0), msg("app", "carol", "", 0)
+	if _, err := f.cli.Store(callCtx(t), &internalpb.StoreRequest{Messages: []*internalpb.Message{good3, bad2}}); codeOf(err) != codes.Unavailable {
+		t.Fatalf("plain store with a failing row: %v, want UNAVAILABLE", err)
+	}
+	for _, m := range []*internalpb.Message{bad, bad2, good3} {
+		if n := f.rowCount(t, "messages", m.GetId()); n != 0 {
+			t.Errorf("message %d: %d rows, want 0", m.GetId(), n)
+		}
+	}
+}

@@ -46,8 +46,8 @@ func sortedIDs(ids []uint64) []uint64 {
 	return ids
 }
 
-// insert stores msgs in one transaction and returns those it stored or
-// found already stored. A message whose id already has an outcome (acked,
+// insert stores msgs in one transaction (or one autocommitted INSERT, see
+// oneStatement) and returns those it stored or found already stored. A message whose id already has an outcome (acked,
 // expired or dead) is dropped, so a Store retried after the ack does not
 // deliver it again.
 //
@@ -58,6 +58,10 @@ func (d *msgDB) insert(ctx context.Context, msgs []*internalpb.Message, now time
 	ids := make([]uint64, len(msgs))
 	for i, m := range msgs {
 		ids[i] = m.GetId()
+	}
+	if oneStatement(msgs) {
+		kept, err = d.insertPlain(ctx, msgs, ids, now)
+		return kept, nil, nil, err
 	}
 	err = d.retry.inTx(ctx, d.db, nil, func(tx *sql.Tx) error {
 		done, err := queryIDs(ctx, tx, "SELECT id FROM message_outcomes WHERE id IN ("+placeholders(len(ids))+")", idArgs(ids)...)
@@ -82,6 +86,54 @@ func (d *msgDB) insert(ctx context.Context, msgs []*internalpb.Message, now time
 		return nil, nil, nil, err
 	}
 	return kept, replaced, collapsed, nil
+}
+
+// oneStatement says whether msgs can be stored without a transaction:
+// no idempotency key and no collapse key (each needs a locking read in the
+// transaction of the insert) and few enough rows and bytes for one INSERT,
+// which InnoDB commits atomically on its own. That is the whole of a
+// unicast batch from center, and it saves the START TRANSACTION and COMMIT
+// round trips; autocommit returns only after the commit is durable, as
+// COMMIT does.
+func oneStatement(msgs []*internalpb.Message) bool {
+	if len(msgs) > insertMaxRows {
+		return false
+	}
+	size := 0
+	for _, m := range msgs {
+		if m.GetIdempotencyKey() != "" || m.GetCollapseKey() != "" {
+			return false
+		}
+		size += len(m.GetPayload())
+	}
+	return len(msgs) == 1 || size <= insertMaxBytes
+}
+
+// insertPlain is insert for msgs that pass oneStatement: the outcome check
+// and one autocommitted INSERT. The check is no weaker than in a
+// transaction: there it reads a snapshot, which an ack committed before
+// the INSERT does not change either.
+func (d *msgDB) insertPlain(ctx context.Context, msgs []*internalpb.Message, ids []uint64, now time.Time) ([]*internalpb.Message, error) {
+	done, err := queryIDs(ctx, d.db, "SELECT id FROM message_outcomes WHERE id IN ("+placeholders(len(ids))+")", idArgs(ids)...)
+	if err != nil {
+		return nil, fmt.Errorf("check outcomes: %w", err)
+	}
+	kept := msgs
+	if len(done) > 0 {
+		kept = make([]*internalpb.Message, 0, len(msgs))
+		for _, m := range msgs {
+			if !done[m.GetId()] {
+				kept = append(kept, m)
+			}
+		}
+	}
+	if len(kept) == 0 {
+		return kept, nil
+	}
+	if err := d.retry.run(ctx, func() error { return insertRows(ctx, d.db, kept, now) }); err != nil {
+		return nil, err
+	}
+	return kept, nil
 }
 
 // insertAll inserts msgs in multi-row statements of at most maxRows rows
@@ -167,7 +219,9 @@ func claimKeys(ctx context.Context, tx *sql.Tx, msgs []*internalpb.Message, now 
 	return replaced, nil
 }
 
-func insertRows(ctx context.Context, tx *sql.Tx, msgs []*internalpb.Message, now time.Time) error {
+// insertRows runs in a transaction or on the pool (one autocommitted
+// statement, oneStatement).
+func insertRows(ctx context.Context, tx execer, msgs []*internalpb.Message, now time.Time) error {
 	var b strings.Builder
 	b.WriteString("INSERT IGNORE INTO messages (id, app, `user`, device, payload, qos, created_ms, expires_ms, delivery_count, state, updated_ms, " +
 		"multicast_id, collapse_key, priority, redeliver_at_ms, receipt) VALUES ")
