@@ -1,7 +1,9 @@
 package protocol
 
 import (
+	"encoding/binary"
 	"fmt"
+	"slices"
 
 	"google.golang.org/protobuf/proto"
 
@@ -13,11 +15,18 @@ func AppendMessage(dst []byte, op Op, seq uint32, msg proto.Message) ([]byte, er
 	if msg == nil {
 		return AppendFrame(dst, op, 0, seq, nil), nil
 	}
-	body, err := proto.Marshal(msg)
+	// Marshalled in place after the header, sized first: one allocation
+	// (none when dst has room) rather than a body and a frame to copy it
+	// into, for every frame the room encodes.
+	size := proto.Size(msg)
+	start := len(dst)
+	out := AppendFrame(slices.Grow(dst, HeaderSize+size), op, 0, seq, nil)
+	out, err := proto.MarshalOptions{UseCachedSize: true}.MarshalAppend(out, msg)
 	if err != nil {
 		return dst, fmt.Errorf("protocol: marshal %s: %w", op, err)
 	}
-	return AppendFrame(dst, op, 0, seq, body), nil
+	binary.BigEndian.PutUint32(out[start+10:start+14], uint32(len(out)-start-HeaderSize))
+	return out, nil
 }
 
 // NewBody returns an empty body message of the op's type, or nil for

@@ -73,7 +73,7 @@ func Verify(tok string, secretOf func(app string) ([]byte, bool), now time.Time)
 		}
 	}
 	var wc wireClaims
-	if err := decodeSegment(make([]byte, b64.DecodedLen(len(p))), p, &wc); err != nil {
+	if err := decodeClaims(p, &wc); err != nil {
 		return Claims{}, fmt.Errorf("%w: claims: %v", ErrInvalid, err)
 	}
 	secret, ok := secretOf(wc.App)
@@ -128,6 +128,28 @@ func decodeSegment(scratch []byte, seg string, v any) error {
 		return fmt.Errorf("not a JSON object")
 	}
 	return json.Unmarshal(js, v)
+}
+
+// claimsScratch is the stack buffer the claims of a usual token decode
+// into; a larger payload gets a heap buffer.
+const claimsScratch = 512
+
+// decodeClaims base64url-decodes the claims segment and reads it with
+// parseClaimsFast, or with encoding/json when that declines.
+func decodeClaims(seg string, wc *wireClaims) error {
+	var stack [claimsScratch]byte
+	if b64.DecodedLen(len(seg)) <= len(stack) {
+		n, err := b64.Decode(stack[:], view(seg))
+		if err == nil && parseClaimsFast(stack[:n], wc) {
+			return nil
+		}
+	}
+	// The slow path decodes again into a heap buffer: encoding/json may
+	// keep what it is given, and a stack buffer must not escape.
+	var slow wireClaims
+	err := decodeSegment(make([]byte, b64.DecodedLen(len(seg))), seg, &slow)
+	*wc = slow
+	return err
 }
 
 // numericDate converts seconds since the epoch, rejecting values no real

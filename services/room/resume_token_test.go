@@ -2,6 +2,9 @@ package main
 
 import (
 	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/binary"
+	"encoding/hex"
 	"testing"
 	"time"
 )
@@ -37,5 +40,19 @@ func TestResumeTokenDerivation(t *testing.T) {
 	off := newFlash(&room{})
 	if off.giveToken() {
 		t.Fatal("a room with parking off gives resume tokens")
+	}
+}
+
+// tokenFor's stack HMAC is crypto/hmac's HMAC-SHA256.
+func TestTokenForIsHMAC(t *testing.T) {
+	f := newFlash(&room{cfg: config{flash: flashConfig{window: time.Second, maxParked: 1}}})
+	for _, id := range []uint64{0, 1, 7, 1 << 40, ^uint64(0)} {
+		m := hmac.New(sha256.New, f.key[:])
+		var b [8]byte
+		binary.BigEndian.PutUint64(b[:], id)
+		m.Write(b[:])
+		if want := hex.EncodeToString(m.Sum(nil)[:resumeTokenBytes]); f.tokenFor(id) != want {
+			t.Fatalf("id %d: tokenFor %q, crypto/hmac %q", id, f.tokenFor(id), want)
+		}
 	}
 }

@@ -123,7 +123,29 @@ func (d *dialer) lookup(user string) (string, error) {
 
 // connect dials addr (or the dispatcher's answer), authenticates as user
 // and waits for AUTH_REPLY.
-func (d *dialer) connect(addr, user string) (*client, error) {
+func (d *dialer) connect(addr, user string) (*client, error) { return d.connectWith(addr, user, nil) }
+
+// authFrame mints user's token and encodes its AUTH frame (seq 1): the
+// connect phases build these before their clock starts, so the generator
+// spends the timed phase dialling, not signing.
+func (d *dialer) authFrame(user string) ([]byte, error) {
+	tok, err := token.Mint(d.secret, token.Claims{App: d.app, User: user, Expiry: time.Now().Add(tokenLifetime)})
+	if err != nil {
+		return nil, err
+	}
+	return protocol.AppendMessage(nil, protocol.OpAuth, 1, &clientpb.Auth{
+		Token: tok, Device: "load", Platform: "pushload", SdkVersion: "pushload/1"})
+}
+
+// connectWith is connect with user's AUTH frame from authFrame (nil: mint
+// it now).
+func (d *dialer) connectWith(addr, user string, frame []byte) (*client, error) {
+	if frame == nil {
+		var err error
+		if frame, err = d.authFrame(user); err != nil {
+			return nil, err
+		}
+	}
 	if d.dispatcher != "" {
 		ep, err := d.lookup(user)
 		if err != nil {
@@ -140,18 +162,8 @@ func (d *dialer) connect(addr, user string) (*client, error) {
 	if err != nil {
 		return nil, err
 	}
-	tok, err := token.Mint(d.secret, token.Claims{App: d.app, User: user, Expiry: time.Now().Add(tokenLifetime)})
-	if err != nil {
-		nc.Close()
-		return nil, err
-	}
 	c := &client{nc: nc, user: user}
-	frame, err := protocol.AppendMessage(nil, protocol.OpAuth, c.seq.Add(1), &clientpb.Auth{
-		Token: tok, Device: "load", Platform: "pushload", SdkVersion: "pushload/1"})
-	if err != nil {
-		nc.Close()
-		return nil, err
-	}
+	c.seq.Store(1) // the AUTH's
 	deadline := time.Now().Add(d.timeout)
 	_ = nc.SetDeadline(deadline)
 	if _, err := nc.Write(frame); err != nil {

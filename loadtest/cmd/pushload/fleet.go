@@ -2,6 +2,8 @@ package main
 
 import (
 	"fmt"
+	"runtime"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -51,11 +53,13 @@ func checkPerProc(n int) error {
 
 // connectRange opens users prefix+first .. prefix+first+n-1 with at most
 // conc dials in flight, spreading them over the fleet's addresses. It
-// returns when every attempt finished or deadline passed.
+// returns when every attempt finished or deadline passed. The users' AUTH
+// frames are built before start, so the timed phase is dialling and
+// authenticating only (minting a JWT per connection inside it made the
+// generator, not the room, set the connect rate).
 func (f *fleet) connectRange(prefix string, first, n, conc int, deadline time.Time) (start, end time.Time) {
+	users, frames := f.prepare(prefix, first, n)
 	next := atomic.Int64{}
-	next.Store(int64(first))
-	last := int64(first + n)
 	start = time.Now()
 	var wg sync.WaitGroup
 	for w := 0; w < min(conc, n); w++ {
@@ -63,11 +67,11 @@ func (f *fleet) connectRange(prefix string, first, n, conc int, deadline time.Ti
 		go func() {
 			defer wg.Done()
 			for {
-				i := next.Add(1) - 1
-				if i >= last || time.Now().After(deadline) {
+				i := int(next.Add(1) - 1)
+				if i >= n || time.Now().After(deadline) {
 					return
 				}
-				f.connectOne(f.addrs[int(i)%len(f.addrs)], fmt.Sprintf("%s%d", prefix, i))
+				f.connectOne(f.addrs[(first+i)%len(f.addrs)], users[i], frames[i])
 			}
 		}()
 	}
@@ -75,9 +79,31 @@ func (f *fleet) connectRange(prefix string, first, n, conc int, deadline time.Ti
 	return start, time.Now()
 }
 
-func (f *fleet) connectOne(addr, user string) {
+// prepare names users prefix+first .. and builds their AUTH frames, on
+// every core; a frame that could not be built stays nil and is minted
+// (and its error counted) at connect.
+func (f *fleet) prepare(prefix string, first, n int) (users []string, frames [][]byte) {
+	users, frames = make([]string, n), make([][]byte, n)
+	procs := min(runtime.GOMAXPROCS(0), max(n, 1))
+	var wg sync.WaitGroup
+	for p := 0; p < procs; p++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := p; i < n; i += procs {
+				users[i] = prefix + strconv.Itoa(first+i)
+				frames[i], _ = f.d.authFrame(users[i])
+			}
+		}()
+	}
+	wg.Wait()
+	return users, frames
+}
+
+// connectOne connects user with its prepared AUTH frame (nil: minted now).
+func (f *fleet) connectOne(addr, user string, frame []byte) {
 	t0 := time.Now()
-	c, err := f.d.connect(addr, user)
+	c, err := f.d.connectWith(addr, user, frame)
 	if err != nil {
 		f.failures.Add(failureKind(err), 1)
 		return
