@@ -22,7 +22,11 @@ type attempt struct {
 	sent   time.Time
 	acked  bool
 	id     uint64 // set when acked
-	err    string // why it was not acked
+	// answered is when the API gave its final answer: the part of a
+	// message's latency spent before it was accepted (a store waiting on
+	// MariaDB, the writer's retries) rather than on its way to the client.
+	answered time.Time
+	err      string // why it was not acked
 }
 
 // delivery is one message handed to a client's handler.
@@ -82,7 +86,7 @@ func (c *checker) attempted(a *attempt) {
 func (c *checker) finished(key string, acked bool, id uint64, err string) {
 	c.mu.Lock()
 	if a := c.attempts[key]; a != nil {
-		a.acked, a.id, a.err = acked, id, err
+		a.acked, a.id, a.err, a.answered = acked, id, err, time.Now()
 	}
 	c.mu.Unlock()
 }
@@ -166,6 +170,10 @@ type Slow struct {
 	Sent      string  `json:"sent"`
 	Window    string  `json:"window"`
 	LatencyMs float64 `json:"latency_ms"`
+	// AnsweredMs is how long after Sent the API answered it (retries
+	// included): LatencyMs minus it is the time from acceptance to the
+	// client.
+	AnsweredMs float64 `json:"answered_ms"`
 }
 
 const (
@@ -333,7 +341,8 @@ func (c *checker) result() *Result {
 			continue
 		}
 		lat = append(lat, ms)
-		r.Slowest = append(r.Slowest, Slow{Key: k, ID: a.id, User: a.user, Sent: a.sent.UTC().Format(time.RFC3339Nano), Window: wname, LatencyMs: ms})
+		r.Slowest = append(r.Slowest, Slow{Key: k, ID: a.id, User: a.user, Sent: a.sent.UTC().Format(time.RFC3339Nano), Window: wname, LatencyMs: ms,
+			AnsweredMs: float64(a.answered.Sub(a.sent).Microseconds()) / 1000})
 	}
 	sort.Slice(r.Slowest, func(i, j int) bool { return r.Slowest[i].LatencyMs > r.Slowest[j].LatencyMs })
 	r.Slowest = r.Slowest[:min(len(r.Slowest), maxSlowest)]
