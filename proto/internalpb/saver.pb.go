@@ -2133,6 +2133,177 @@ func (x *CatchUpReply) GetBroadcasts() []*Broadcast {
 	return nil
 }
 
+type CatchUpBatchRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Requests      []*CatchUpRequest      `protobuf:"bytes,1,rep,name=requests,proto3" json:"requests,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CatchUpBatchRequest) Reset() {
+	*x = CatchUpBatchRequest{}
+	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[33]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CatchUpBatchRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CatchUpBatchRequest) ProtoMessage() {}
+
+func (x *CatchUpBatchRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[33]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CatchUpBatchRequest.ProtoReflect.Descriptor instead.
+func (*CatchUpBatchRequest) Descriptor() ([]byte, []int) {
+	return file_pushgw_internal_v1_saver_proto_rawDescGZIP(), []int{33}
+}
+
+func (x *CatchUpBatchRequest) GetRequests() []*CatchUpRequest {
+	if x != nil {
+		return x.Requests
+	}
+	return nil
+}
+
+type CatchUpBatchEntry struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Indexes into CatchUpBatchReply.broadcasts, ascending seq: what CatchUp
+	// would answer for this request. A broadcast many logins catch up on is
+	// sent once per reply.
+	Broadcasts []uint32 `protobuf:"varint,1,rep,packed,name=broadcasts,proto3" json:"broadcasts,omitempty"`
+	// failed: this request could not be served now; error says why, for
+	// logs. Ask again later (as after a failed CatchUp).
+	Failed bool   `protobuf:"varint,2,opt,name=failed,proto3" json:"failed,omitempty"`
+	Error  string `protobuf:"bytes,3,opt,name=error,proto3" json:"error,omitempty"`
+	// deferred (with failed): not tried, the reply was full; ask again at
+	// once.
+	Deferred      bool `protobuf:"varint,4,opt,name=deferred,proto3" json:"deferred,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CatchUpBatchEntry) Reset() {
+	*x = CatchUpBatchEntry{}
+	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[34]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CatchUpBatchEntry) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CatchUpBatchEntry) ProtoMessage() {}
+
+func (x *CatchUpBatchEntry) ProtoReflect() protoreflect.Message {
+	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[34]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CatchUpBatchEntry.ProtoReflect.Descriptor instead.
+func (*CatchUpBatchEntry) Descriptor() ([]byte, []int) {
+	return file_pushgw_internal_v1_saver_proto_rawDescGZIP(), []int{34}
+}
+
+func (x *CatchUpBatchEntry) GetBroadcasts() []uint32 {
+	if x != nil {
+		return x.Broadcasts
+	}
+	return nil
+}
+
+func (x *CatchUpBatchEntry) GetFailed() bool {
+	if x != nil {
+		return x.Failed
+	}
+	return false
+}
+
+func (x *CatchUpBatchEntry) GetError() string {
+	if x != nil {
+		return x.Error
+	}
+	return ""
+}
+
+func (x *CatchUpBatchEntry) GetDeferred() bool {
+	if x != nil {
+		return x.Deferred
+	}
+	return false
+}
+
+type CatchUpBatchReply struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Broadcasts    []*Broadcast           `protobuf:"bytes,1,rep,name=broadcasts,proto3" json:"broadcasts,omitempty"`
+	Entries       []*CatchUpBatchEntry   `protobuf:"bytes,2,rep,name=entries,proto3" json:"entries,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CatchUpBatchReply) Reset() {
+	*x = CatchUpBatchReply{}
+	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[35]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CatchUpBatchReply) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CatchUpBatchReply) ProtoMessage() {}
+
+func (x *CatchUpBatchReply) ProtoReflect() protoreflect.Message {
+	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[35]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CatchUpBatchReply.ProtoReflect.Descriptor instead.
+func (*CatchUpBatchReply) Descriptor() ([]byte, []int) {
+	return file_pushgw_internal_v1_saver_proto_rawDescGZIP(), []int{35}
+}
+
+func (x *CatchUpBatchReply) GetBroadcasts() []*Broadcast {
+	if x != nil {
+		return x.Broadcasts
+	}
+	return nil
+}
+
+func (x *CatchUpBatchReply) GetEntries() []*CatchUpBatchEntry {
+	if x != nil {
+		return x.Entries
+	}
+	return nil
+}
+
 // TxRecipient is one user of a transaction and the message id it gets on
 // commit (ids are fixed at prepare, so every commit attempt names the same
 // messages).
@@ -2146,7 +2317,7 @@ type TxRecipient struct {
 
 func (x *TxRecipient) Reset() {
 	*x = TxRecipient{}
-	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[33]
+	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2158,7 +2329,7 @@ func (x *TxRecipient) String() string {
 func (*TxRecipient) ProtoMessage() {}
 
 func (x *TxRecipient) ProtoReflect() protoreflect.Message {
-	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[33]
+	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2171,7 +2342,7 @@ func (x *TxRecipient) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TxRecipient.ProtoReflect.Descriptor instead.
 func (*TxRecipient) Descriptor() ([]byte, []int) {
-	return file_pushgw_internal_v1_saver_proto_rawDescGZIP(), []int{33}
+	return file_pushgw_internal_v1_saver_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *TxRecipient) GetUser() string {
@@ -2222,7 +2393,7 @@ type TxRecord struct {
 
 func (x *TxRecord) Reset() {
 	*x = TxRecord{}
-	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[34]
+	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2234,7 +2405,7 @@ func (x *TxRecord) String() string {
 func (*TxRecord) ProtoMessage() {}
 
 func (x *TxRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[34]
+	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2247,7 +2418,7 @@ func (x *TxRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TxRecord.ProtoReflect.Descriptor instead.
 func (*TxRecord) Descriptor() ([]byte, []int) {
-	return file_pushgw_internal_v1_saver_proto_rawDescGZIP(), []int{34}
+	return file_pushgw_internal_v1_saver_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *TxRecord) GetId() uint64 {
@@ -2386,7 +2557,7 @@ type PrepareTxRequest struct {
 
 func (x *PrepareTxRequest) Reset() {
 	*x = PrepareTxRequest{}
-	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[35]
+	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2398,7 +2569,7 @@ func (x *PrepareTxRequest) String() string {
 func (*PrepareTxRequest) ProtoMessage() {}
 
 func (x *PrepareTxRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[35]
+	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2411,7 +2582,7 @@ func (x *PrepareTxRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PrepareTxRequest.ProtoReflect.Descriptor instead.
 func (*PrepareTxRequest) Descriptor() ([]byte, []int) {
-	return file_pushgw_internal_v1_saver_proto_rawDescGZIP(), []int{35}
+	return file_pushgw_internal_v1_saver_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *PrepareTxRequest) GetTx() *TxRecord {
@@ -2432,7 +2603,7 @@ type PrepareTxReply struct {
 
 func (x *PrepareTxReply) Reset() {
 	*x = PrepareTxReply{}
-	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[36]
+	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2444,7 +2615,7 @@ func (x *PrepareTxReply) String() string {
 func (*PrepareTxReply) ProtoMessage() {}
 
 func (x *PrepareTxReply) ProtoReflect() protoreflect.Message {
-	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[36]
+	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2457,7 +2628,7 @@ func (x *PrepareTxReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PrepareTxReply.ProtoReflect.Descriptor instead.
 func (*PrepareTxReply) Descriptor() ([]byte, []int) {
-	return file_pushgw_internal_v1_saver_proto_rawDescGZIP(), []int{36}
+	return file_pushgw_internal_v1_saver_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *PrepareTxReply) GetTx() *TxRecord {
@@ -2494,7 +2665,7 @@ type DecideTxRequest struct {
 
 func (x *DecideTxRequest) Reset() {
 	*x = DecideTxRequest{}
-	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[37]
+	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2506,7 +2677,7 @@ func (x *DecideTxRequest) String() string {
 func (*DecideTxRequest) ProtoMessage() {}
 
 func (x *DecideTxRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[37]
+	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2519,7 +2690,7 @@ func (x *DecideTxRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DecideTxRequest.ProtoReflect.Descriptor instead.
 func (*DecideTxRequest) Descriptor() ([]byte, []int) {
-	return file_pushgw_internal_v1_saver_proto_rawDescGZIP(), []int{37}
+	return file_pushgw_internal_v1_saver_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *DecideTxRequest) GetApp() string {
@@ -2580,7 +2751,7 @@ type DecideTxReply struct {
 
 func (x *DecideTxReply) Reset() {
 	*x = DecideTxReply{}
-	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[38]
+	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2592,7 +2763,7 @@ func (x *DecideTxReply) String() string {
 func (*DecideTxReply) ProtoMessage() {}
 
 func (x *DecideTxReply) ProtoReflect() protoreflect.Message {
-	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[38]
+	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2605,7 +2776,7 @@ func (x *DecideTxReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DecideTxReply.ProtoReflect.Descriptor instead.
 func (*DecideTxReply) Descriptor() ([]byte, []int) {
-	return file_pushgw_internal_v1_saver_proto_rawDescGZIP(), []int{38}
+	return file_pushgw_internal_v1_saver_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *DecideTxReply) GetTx() *TxRecord {
@@ -2653,7 +2824,7 @@ type GetTxRequest struct {
 
 func (x *GetTxRequest) Reset() {
 	*x = GetTxRequest{}
-	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[39]
+	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2665,7 +2836,7 @@ func (x *GetTxRequest) String() string {
 func (*GetTxRequest) ProtoMessage() {}
 
 func (x *GetTxRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[39]
+	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2678,7 +2849,7 @@ func (x *GetTxRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetTxRequest.ProtoReflect.Descriptor instead.
 func (*GetTxRequest) Descriptor() ([]byte, []int) {
-	return file_pushgw_internal_v1_saver_proto_rawDescGZIP(), []int{39}
+	return file_pushgw_internal_v1_saver_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *GetTxRequest) GetApp() string {
@@ -2705,7 +2876,7 @@ type GetTxReply struct {
 
 func (x *GetTxReply) Reset() {
 	*x = GetTxReply{}
-	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[40]
+	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2717,7 +2888,7 @@ func (x *GetTxReply) String() string {
 func (*GetTxReply) ProtoMessage() {}
 
 func (x *GetTxReply) ProtoReflect() protoreflect.Message {
-	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[40]
+	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2730,7 +2901,7 @@ func (x *GetTxReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetTxReply.ProtoReflect.Descriptor instead.
 func (*GetTxReply) Descriptor() ([]byte, []int) {
-	return file_pushgw_internal_v1_saver_proto_rawDescGZIP(), []int{40}
+	return file_pushgw_internal_v1_saver_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *GetTxReply) GetFound() bool {
@@ -2760,7 +2931,7 @@ type ClaimTxChecksRequest struct {
 
 func (x *ClaimTxChecksRequest) Reset() {
 	*x = ClaimTxChecksRequest{}
-	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[41]
+	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2772,7 +2943,7 @@ func (x *ClaimTxChecksRequest) String() string {
 func (*ClaimTxChecksRequest) ProtoMessage() {}
 
 func (x *ClaimTxChecksRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[41]
+	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2785,7 +2956,7 @@ func (x *ClaimTxChecksRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClaimTxChecksRequest.ProtoReflect.Descriptor instead.
 func (*ClaimTxChecksRequest) Descriptor() ([]byte, []int) {
-	return file_pushgw_internal_v1_saver_proto_rawDescGZIP(), []int{41}
+	return file_pushgw_internal_v1_saver_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *ClaimTxChecksRequest) GetLimit() uint32 {
@@ -2812,7 +2983,7 @@ type TxClaim struct {
 
 func (x *TxClaim) Reset() {
 	*x = TxClaim{}
-	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[42]
+	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2824,7 +2995,7 @@ func (x *TxClaim) String() string {
 func (*TxClaim) ProtoMessage() {}
 
 func (x *TxClaim) ProtoReflect() protoreflect.Message {
-	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[42]
+	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2837,7 +3008,7 @@ func (x *TxClaim) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TxClaim.ProtoReflect.Descriptor instead.
 func (*TxClaim) Descriptor() ([]byte, []int) {
-	return file_pushgw_internal_v1_saver_proto_rawDescGZIP(), []int{42}
+	return file_pushgw_internal_v1_saver_proto_rawDescGZIP(), []int{45}
 }
 
 func (x *TxClaim) GetTx() *TxRecord {
@@ -2863,7 +3034,7 @@ type ClaimTxChecksReply struct {
 
 func (x *ClaimTxChecksReply) Reset() {
 	*x = ClaimTxChecksReply{}
-	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[43]
+	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2875,7 +3046,7 @@ func (x *ClaimTxChecksReply) String() string {
 func (*ClaimTxChecksReply) ProtoMessage() {}
 
 func (x *ClaimTxChecksReply) ProtoReflect() protoreflect.Message {
-	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[43]
+	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2888,7 +3059,7 @@ func (x *ClaimTxChecksReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClaimTxChecksReply.ProtoReflect.Descriptor instead.
 func (*ClaimTxChecksReply) Descriptor() ([]byte, []int) {
-	return file_pushgw_internal_v1_saver_proto_rawDescGZIP(), []int{43}
+	return file_pushgw_internal_v1_saver_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *ClaimTxChecksReply) GetClaims() []*TxClaim {
@@ -2912,7 +3083,7 @@ type ReportTxCheckRequest struct {
 
 func (x *ReportTxCheckRequest) Reset() {
 	*x = ReportTxCheckRequest{}
-	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[44]
+	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2924,7 +3095,7 @@ func (x *ReportTxCheckRequest) String() string {
 func (*ReportTxCheckRequest) ProtoMessage() {}
 
 func (x *ReportTxCheckRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[44]
+	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2937,7 +3108,7 @@ func (x *ReportTxCheckRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReportTxCheckRequest.ProtoReflect.Descriptor instead.
 func (*ReportTxCheckRequest) Descriptor() ([]byte, []int) {
-	return file_pushgw_internal_v1_saver_proto_rawDescGZIP(), []int{44}
+	return file_pushgw_internal_v1_saver_proto_rawDescGZIP(), []int{47}
 }
 
 func (x *ReportTxCheckRequest) GetId() uint64 {
@@ -2979,7 +3150,7 @@ type ReportTxCheckReply struct {
 
 func (x *ReportTxCheckReply) Reset() {
 	*x = ReportTxCheckReply{}
-	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[45]
+	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[48]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2991,7 +3162,7 @@ func (x *ReportTxCheckReply) String() string {
 func (*ReportTxCheckReply) ProtoMessage() {}
 
 func (x *ReportTxCheckReply) ProtoReflect() protoreflect.Message {
-	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[45]
+	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[48]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3004,7 +3175,7 @@ func (x *ReportTxCheckReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReportTxCheckReply.ProtoReflect.Descriptor instead.
 func (*ReportTxCheckReply) Descriptor() ([]byte, []int) {
-	return file_pushgw_internal_v1_saver_proto_rawDescGZIP(), []int{45}
+	return file_pushgw_internal_v1_saver_proto_rawDescGZIP(), []int{48}
 }
 
 func (x *ReportTxCheckReply) GetApplied() bool {
@@ -3039,7 +3210,7 @@ type StoreMultiRequest struct {
 
 func (x *StoreMultiRequest) Reset() {
 	*x = StoreMultiRequest{}
-	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[46]
+	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[49]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3051,7 +3222,7 @@ func (x *StoreMultiRequest) String() string {
 func (*StoreMultiRequest) ProtoMessage() {}
 
 func (x *StoreMultiRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[46]
+	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[49]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3064,7 +3235,7 @@ func (x *StoreMultiRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StoreMultiRequest.ProtoReflect.Descriptor instead.
 func (*StoreMultiRequest) Descriptor() ([]byte, []int) {
-	return file_pushgw_internal_v1_saver_proto_rawDescGZIP(), []int{46}
+	return file_pushgw_internal_v1_saver_proto_rawDescGZIP(), []int{49}
 }
 
 func (x *StoreMultiRequest) GetMessage() *Message {
@@ -3109,7 +3280,7 @@ type StoreMultiReply struct {
 
 func (x *StoreMultiReply) Reset() {
 	*x = StoreMultiReply{}
-	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[47]
+	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[50]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3121,7 +3292,7 @@ func (x *StoreMultiReply) String() string {
 func (*StoreMultiReply) ProtoMessage() {}
 
 func (x *StoreMultiReply) ProtoReflect() protoreflect.Message {
-	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[47]
+	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[50]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3134,7 +3305,7 @@ func (x *StoreMultiReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StoreMultiReply.ProtoReflect.Descriptor instead.
 func (*StoreMultiReply) Descriptor() ([]byte, []int) {
-	return file_pushgw_internal_v1_saver_proto_rawDescGZIP(), []int{47}
+	return file_pushgw_internal_v1_saver_proto_rawDescGZIP(), []int{50}
 }
 
 func (x *StoreMultiReply) GetReplayed() bool {
@@ -3174,7 +3345,7 @@ type PendingBatchRequest struct {
 
 func (x *PendingBatchRequest) Reset() {
 	*x = PendingBatchRequest{}
-	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[48]
+	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[51]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3186,7 +3357,7 @@ func (x *PendingBatchRequest) String() string {
 func (*PendingBatchRequest) ProtoMessage() {}
 
 func (x *PendingBatchRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[48]
+	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[51]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3199,7 +3370,7 @@ func (x *PendingBatchRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PendingBatchRequest.ProtoReflect.Descriptor instead.
 func (*PendingBatchRequest) Descriptor() ([]byte, []int) {
-	return file_pushgw_internal_v1_saver_proto_rawDescGZIP(), []int{48}
+	return file_pushgw_internal_v1_saver_proto_rawDescGZIP(), []int{51}
 }
 
 func (x *PendingBatchRequest) GetRequests() []*PendingRequest {
@@ -3225,7 +3396,7 @@ type PendingBatchEntry struct {
 
 func (x *PendingBatchEntry) Reset() {
 	*x = PendingBatchEntry{}
-	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[49]
+	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[52]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3237,7 +3408,7 @@ func (x *PendingBatchEntry) String() string {
 func (*PendingBatchEntry) ProtoMessage() {}
 
 func (x *PendingBatchEntry) ProtoReflect() protoreflect.Message {
-	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[49]
+	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[52]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3250,7 +3421,7 @@ func (x *PendingBatchEntry) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PendingBatchEntry.ProtoReflect.Descriptor instead.
 func (*PendingBatchEntry) Descriptor() ([]byte, []int) {
-	return file_pushgw_internal_v1_saver_proto_rawDescGZIP(), []int{49}
+	return file_pushgw_internal_v1_saver_proto_rawDescGZIP(), []int{52}
 }
 
 func (x *PendingBatchEntry) GetMessages() []*Message {
@@ -3290,7 +3461,7 @@ type PendingBatchReply struct {
 
 func (x *PendingBatchReply) Reset() {
 	*x = PendingBatchReply{}
-	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[50]
+	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[53]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3302,7 +3473,7 @@ func (x *PendingBatchReply) String() string {
 func (*PendingBatchReply) ProtoMessage() {}
 
 func (x *PendingBatchReply) ProtoReflect() protoreflect.Message {
-	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[50]
+	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[53]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3315,7 +3486,7 @@ func (x *PendingBatchReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PendingBatchReply.ProtoReflect.Descriptor instead.
 func (*PendingBatchReply) Descriptor() ([]byte, []int) {
-	return file_pushgw_internal_v1_saver_proto_rawDescGZIP(), []int{50}
+	return file_pushgw_internal_v1_saver_proto_rawDescGZIP(), []int{53}
 }
 
 func (x *PendingBatchReply) GetReplies() []*PendingBatchEntry {
@@ -3352,7 +3523,7 @@ type Event struct {
 
 func (x *Event) Reset() {
 	*x = Event{}
-	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[51]
+	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[54]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3364,7 +3535,7 @@ func (x *Event) String() string {
 func (*Event) ProtoMessage() {}
 
 func (x *Event) ProtoReflect() protoreflect.Message {
-	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[51]
+	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[54]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3377,7 +3548,7 @@ func (x *Event) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Event.ProtoReflect.Descriptor instead.
 func (*Event) Descriptor() ([]byte, []int) {
-	return file_pushgw_internal_v1_saver_proto_rawDescGZIP(), []int{51}
+	return file_pushgw_internal_v1_saver_proto_rawDescGZIP(), []int{54}
 }
 
 func (x *Event) GetSeq() uint64 {
@@ -3487,7 +3658,7 @@ type RecordEventsRequest struct {
 
 func (x *RecordEventsRequest) Reset() {
 	*x = RecordEventsRequest{}
-	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[52]
+	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[55]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3499,7 +3670,7 @@ func (x *RecordEventsRequest) String() string {
 func (*RecordEventsRequest) ProtoMessage() {}
 
 func (x *RecordEventsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[52]
+	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[55]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3512,7 +3683,7 @@ func (x *RecordEventsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RecordEventsRequest.ProtoReflect.Descriptor instead.
 func (*RecordEventsRequest) Descriptor() ([]byte, []int) {
-	return file_pushgw_internal_v1_saver_proto_rawDescGZIP(), []int{52}
+	return file_pushgw_internal_v1_saver_proto_rawDescGZIP(), []int{55}
 }
 
 func (x *RecordEventsRequest) GetEvents() []*Event {
@@ -3530,7 +3701,7 @@ type RecordEventsReply struct {
 
 func (x *RecordEventsReply) Reset() {
 	*x = RecordEventsReply{}
-	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[53]
+	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[56]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3542,7 +3713,7 @@ func (x *RecordEventsReply) String() string {
 func (*RecordEventsReply) ProtoMessage() {}
 
 func (x *RecordEventsReply) ProtoReflect() protoreflect.Message {
-	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[53]
+	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[56]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3555,7 +3726,7 @@ func (x *RecordEventsReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RecordEventsReply.ProtoReflect.Descriptor instead.
 func (*RecordEventsReply) Descriptor() ([]byte, []int) {
-	return file_pushgw_internal_v1_saver_proto_rawDescGZIP(), []int{53}
+	return file_pushgw_internal_v1_saver_proto_rawDescGZIP(), []int{56}
 }
 
 type LeaseEventsRequest struct {
@@ -3568,7 +3739,7 @@ type LeaseEventsRequest struct {
 
 func (x *LeaseEventsRequest) Reset() {
 	*x = LeaseEventsRequest{}
-	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[54]
+	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[57]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3580,7 +3751,7 @@ func (x *LeaseEventsRequest) String() string {
 func (*LeaseEventsRequest) ProtoMessage() {}
 
 func (x *LeaseEventsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[54]
+	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[57]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3593,7 +3764,7 @@ func (x *LeaseEventsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LeaseEventsRequest.ProtoReflect.Descriptor instead.
 func (*LeaseEventsRequest) Descriptor() ([]byte, []int) {
-	return file_pushgw_internal_v1_saver_proto_rawDescGZIP(), []int{54}
+	return file_pushgw_internal_v1_saver_proto_rawDescGZIP(), []int{57}
 }
 
 func (x *LeaseEventsRequest) GetLimit() uint32 {
@@ -3623,7 +3794,7 @@ type LeaseEventsReply struct {
 
 func (x *LeaseEventsReply) Reset() {
 	*x = LeaseEventsReply{}
-	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[55]
+	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[58]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3635,7 +3806,7 @@ func (x *LeaseEventsReply) String() string {
 func (*LeaseEventsReply) ProtoMessage() {}
 
 func (x *LeaseEventsReply) ProtoReflect() protoreflect.Message {
-	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[55]
+	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[58]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3648,7 +3819,7 @@ func (x *LeaseEventsReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LeaseEventsReply.ProtoReflect.Descriptor instead.
 func (*LeaseEventsReply) Descriptor() ([]byte, []int) {
-	return file_pushgw_internal_v1_saver_proto_rawDescGZIP(), []int{55}
+	return file_pushgw_internal_v1_saver_proto_rawDescGZIP(), []int{58}
 }
 
 func (x *LeaseEventsReply) GetToken() uint64 {
@@ -3686,7 +3857,7 @@ type EventRetry struct {
 
 func (x *EventRetry) Reset() {
 	*x = EventRetry{}
-	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[56]
+	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[59]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3698,7 +3869,7 @@ func (x *EventRetry) String() string {
 func (*EventRetry) ProtoMessage() {}
 
 func (x *EventRetry) ProtoReflect() protoreflect.Message {
-	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[56]
+	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[59]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3711,7 +3882,7 @@ func (x *EventRetry) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EventRetry.ProtoReflect.Descriptor instead.
 func (*EventRetry) Descriptor() ([]byte, []int) {
-	return file_pushgw_internal_v1_saver_proto_rawDescGZIP(), []int{56}
+	return file_pushgw_internal_v1_saver_proto_rawDescGZIP(), []int{59}
 }
 
 func (x *EventRetry) GetSeq() uint64 {
@@ -3747,7 +3918,7 @@ type FinishEventsRequest struct {
 
 func (x *FinishEventsRequest) Reset() {
 	*x = FinishEventsRequest{}
-	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[57]
+	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[60]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3759,7 +3930,7 @@ func (x *FinishEventsRequest) String() string {
 func (*FinishEventsRequest) ProtoMessage() {}
 
 func (x *FinishEventsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[57]
+	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[60]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3772,7 +3943,7 @@ func (x *FinishEventsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FinishEventsRequest.ProtoReflect.Descriptor instead.
 func (*FinishEventsRequest) Descriptor() ([]byte, []int) {
-	return file_pushgw_internal_v1_saver_proto_rawDescGZIP(), []int{57}
+	return file_pushgw_internal_v1_saver_proto_rawDescGZIP(), []int{60}
 }
 
 func (x *FinishEventsRequest) GetToken() uint64 {
@@ -3813,7 +3984,7 @@ type FinishEventsReply struct {
 
 func (x *FinishEventsReply) Reset() {
 	*x = FinishEventsReply{}
-	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[58]
+	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[61]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3825,7 +3996,7 @@ func (x *FinishEventsReply) String() string {
 func (*FinishEventsReply) ProtoMessage() {}
 
 func (x *FinishEventsReply) ProtoReflect() protoreflect.Message {
-	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[58]
+	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[61]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3838,7 +4009,7 @@ func (x *FinishEventsReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FinishEventsReply.ProtoReflect.Descriptor instead.
 func (*FinishEventsReply) Descriptor() ([]byte, []int) {
-	return file_pushgw_internal_v1_saver_proto_rawDescGZIP(), []int{58}
+	return file_pushgw_internal_v1_saver_proto_rawDescGZIP(), []int{61}
 }
 
 func (x *FinishEventsReply) GetSettled() uint32 {
@@ -3977,7 +4148,21 @@ const file_pushgw_internal_v1_saver_proto_rawDesc = "" +
 	"\fCatchUpReply\x12=\n" +
 	"\n" +
 	"broadcasts\x18\x01 \x03(\v2\x1d.pushgw.internal.v1.BroadcastR\n" +
-	"broadcasts\"@\n" +
+	"broadcasts\"U\n" +
+	"\x13CatchUpBatchRequest\x12>\n" +
+	"\brequests\x18\x01 \x03(\v2\".pushgw.internal.v1.CatchUpRequestR\brequests\"}\n" +
+	"\x11CatchUpBatchEntry\x12\x1e\n" +
+	"\n" +
+	"broadcasts\x18\x01 \x03(\rR\n" +
+	"broadcasts\x12\x16\n" +
+	"\x06failed\x18\x02 \x01(\bR\x06failed\x12\x14\n" +
+	"\x05error\x18\x03 \x01(\tR\x05error\x12\x1a\n" +
+	"\bdeferred\x18\x04 \x01(\bR\bdeferred\"\x93\x01\n" +
+	"\x11CatchUpBatchReply\x12=\n" +
+	"\n" +
+	"broadcasts\x18\x01 \x03(\v2\x1d.pushgw.internal.v1.BroadcastR\n" +
+	"broadcasts\x12?\n" +
+	"\aentries\x18\x02 \x03(\v2%.pushgw.internal.v1.CatchUpBatchEntryR\aentries\"@\n" +
 	"\vTxRecipient\x12\x12\n" +
 	"\x04user\x18\x01 \x01(\tR\x04user\x12\x1d\n" +
 	"\n" +
@@ -4140,7 +4325,7 @@ const file_pushgw_internal_v1_saver_proto_rawDesc = "" +
 	"\x16EVENT_KIND_UNSPECIFIED\x10\x00\x12\x16\n" +
 	"\x12EVENT_KIND_RECEIPT\x10\x01\x12\x15\n" +
 	"\x11EVENT_KIND_ONLINE\x10\x02\x12\x16\n" +
-	"\x12EVENT_KIND_OFFLINE\x10\x032\xab\f\n" +
+	"\x12EVENT_KIND_OFFLINE\x10\x032\x8b\r\n" +
 	"\x05Saver\x12I\n" +
 	"\x05Store\x12 .pushgw.internal.v1.StoreRequest\x1a\x1e.pushgw.internal.v1.StoreReply\x12O\n" +
 	"\aPending\x12\".pushgw.internal.v1.PendingRequest\x1a .pushgw.internal.v1.PendingReply\x12L\n" +
@@ -4160,7 +4345,8 @@ const file_pushgw_internal_v1_saver_proto_rawDesc = "" +
 	"\aCatchUp\x12\".pushgw.internal.v1.CatchUpRequest\x1a .pushgw.internal.v1.CatchUpReply\x12X\n" +
 	"\n" +
 	"StoreMulti\x12%.pushgw.internal.v1.StoreMultiRequest\x1a#.pushgw.internal.v1.StoreMultiReply\x12^\n" +
-	"\fPendingBatch\x12'.pushgw.internal.v1.PendingBatchRequest\x1a%.pushgw.internal.v1.PendingBatchReply2\xc5\x03\n" +
+	"\fPendingBatch\x12'.pushgw.internal.v1.PendingBatchRequest\x1a%.pushgw.internal.v1.PendingBatchReply\x12^\n" +
+	"\fCatchUpBatch\x12'.pushgw.internal.v1.CatchUpBatchRequest\x1a%.pushgw.internal.v1.CatchUpBatchReply2\xc5\x03\n" +
 	"\aSaverTx\x12U\n" +
 	"\tPrepareTx\x12$.pushgw.internal.v1.PrepareTxRequest\x1a\".pushgw.internal.v1.PrepareTxReply\x12R\n" +
 	"\bDecideTx\x12#.pushgw.internal.v1.DecideTxRequest\x1a!.pushgw.internal.v1.DecideTxReply\x12I\n" +
@@ -4185,7 +4371,7 @@ func file_pushgw_internal_v1_saver_proto_rawDescGZIP() []byte {
 }
 
 var file_pushgw_internal_v1_saver_proto_enumTypes = make([]protoimpl.EnumInfo, 5)
-var file_pushgw_internal_v1_saver_proto_msgTypes = make([]protoimpl.MessageInfo, 61)
+var file_pushgw_internal_v1_saver_proto_msgTypes = make([]protoimpl.MessageInfo, 64)
 var file_pushgw_internal_v1_saver_proto_goTypes = []any{
 	(TagLimit)(0),                      // 0: pushgw.internal.v1.TagLimit
 	(TxState)(0),                       // 1: pushgw.internal.v1.TxState
@@ -4225,133 +4411,141 @@ var file_pushgw_internal_v1_saver_proto_goTypes = []any{
 	(*BroadcastStatusReply)(nil),       // 35: pushgw.internal.v1.BroadcastStatusReply
 	(*CatchUpRequest)(nil),             // 36: pushgw.internal.v1.CatchUpRequest
 	(*CatchUpReply)(nil),               // 37: pushgw.internal.v1.CatchUpReply
-	(*TxRecipient)(nil),                // 38: pushgw.internal.v1.TxRecipient
-	(*TxRecord)(nil),                   // 39: pushgw.internal.v1.TxRecord
-	(*PrepareTxRequest)(nil),           // 40: pushgw.internal.v1.PrepareTxRequest
-	(*PrepareTxReply)(nil),             // 41: pushgw.internal.v1.PrepareTxReply
-	(*DecideTxRequest)(nil),            // 42: pushgw.internal.v1.DecideTxRequest
-	(*DecideTxReply)(nil),              // 43: pushgw.internal.v1.DecideTxReply
-	(*GetTxRequest)(nil),               // 44: pushgw.internal.v1.GetTxRequest
-	(*GetTxReply)(nil),                 // 45: pushgw.internal.v1.GetTxReply
-	(*ClaimTxChecksRequest)(nil),       // 46: pushgw.internal.v1.ClaimTxChecksRequest
-	(*TxClaim)(nil),                    // 47: pushgw.internal.v1.TxClaim
-	(*ClaimTxChecksReply)(nil),         // 48: pushgw.internal.v1.ClaimTxChecksReply
-	(*ReportTxCheckRequest)(nil),       // 49: pushgw.internal.v1.ReportTxCheckRequest
-	(*ReportTxCheckReply)(nil),         // 50: pushgw.internal.v1.ReportTxCheckReply
-	(*StoreMultiRequest)(nil),          // 51: pushgw.internal.v1.StoreMultiRequest
-	(*StoreMultiReply)(nil),            // 52: pushgw.internal.v1.StoreMultiReply
-	(*PendingBatchRequest)(nil),        // 53: pushgw.internal.v1.PendingBatchRequest
-	(*PendingBatchEntry)(nil),          // 54: pushgw.internal.v1.PendingBatchEntry
-	(*PendingBatchReply)(nil),          // 55: pushgw.internal.v1.PendingBatchReply
-	(*Event)(nil),                      // 56: pushgw.internal.v1.Event
-	(*RecordEventsRequest)(nil),        // 57: pushgw.internal.v1.RecordEventsRequest
-	(*RecordEventsReply)(nil),          // 58: pushgw.internal.v1.RecordEventsReply
-	(*LeaseEventsRequest)(nil),         // 59: pushgw.internal.v1.LeaseEventsRequest
-	(*LeaseEventsReply)(nil),           // 60: pushgw.internal.v1.LeaseEventsReply
-	(*EventRetry)(nil),                 // 61: pushgw.internal.v1.EventRetry
-	(*FinishEventsRequest)(nil),        // 62: pushgw.internal.v1.FinishEventsRequest
-	(*FinishEventsReply)(nil),          // 63: pushgw.internal.v1.FinishEventsReply
-	nil,                                // 64: pushgw.internal.v1.StoreReply.ReplacedEntry
-	nil,                                // 65: pushgw.internal.v1.StoreReply.FailedEntry
-	(*Message)(nil),                    // 66: pushgw.internal.v1.Message
-	(*Broadcast)(nil),                  // 67: pushgw.internal.v1.Broadcast
+	(*CatchUpBatchRequest)(nil),        // 38: pushgw.internal.v1.CatchUpBatchRequest
+	(*CatchUpBatchEntry)(nil),          // 39: pushgw.internal.v1.CatchUpBatchEntry
+	(*CatchUpBatchReply)(nil),          // 40: pushgw.internal.v1.CatchUpBatchReply
+	(*TxRecipient)(nil),                // 41: pushgw.internal.v1.TxRecipient
+	(*TxRecord)(nil),                   // 42: pushgw.internal.v1.TxRecord
+	(*PrepareTxRequest)(nil),           // 43: pushgw.internal.v1.PrepareTxRequest
+	(*PrepareTxReply)(nil),             // 44: pushgw.internal.v1.PrepareTxReply
+	(*DecideTxRequest)(nil),            // 45: pushgw.internal.v1.DecideTxRequest
+	(*DecideTxReply)(nil),              // 46: pushgw.internal.v1.DecideTxReply
+	(*GetTxRequest)(nil),               // 47: pushgw.internal.v1.GetTxRequest
+	(*GetTxReply)(nil),                 // 48: pushgw.internal.v1.GetTxReply
+	(*ClaimTxChecksRequest)(nil),       // 49: pushgw.internal.v1.ClaimTxChecksRequest
+	(*TxClaim)(nil),                    // 50: pushgw.internal.v1.TxClaim
+	(*ClaimTxChecksReply)(nil),         // 51: pushgw.internal.v1.ClaimTxChecksReply
+	(*ReportTxCheckRequest)(nil),       // 52: pushgw.internal.v1.ReportTxCheckRequest
+	(*ReportTxCheckReply)(nil),         // 53: pushgw.internal.v1.ReportTxCheckReply
+	(*StoreMultiRequest)(nil),          // 54: pushgw.internal.v1.StoreMultiRequest
+	(*StoreMultiReply)(nil),            // 55: pushgw.internal.v1.StoreMultiReply
+	(*PendingBatchRequest)(nil),        // 56: pushgw.internal.v1.PendingBatchRequest
+	(*PendingBatchEntry)(nil),          // 57: pushgw.internal.v1.PendingBatchEntry
+	(*PendingBatchReply)(nil),          // 58: pushgw.internal.v1.PendingBatchReply
+	(*Event)(nil),                      // 59: pushgw.internal.v1.Event
+	(*RecordEventsRequest)(nil),        // 60: pushgw.internal.v1.RecordEventsRequest
+	(*RecordEventsReply)(nil),          // 61: pushgw.internal.v1.RecordEventsReply
+	(*LeaseEventsRequest)(nil),         // 62: pushgw.internal.v1.LeaseEventsRequest
+	(*LeaseEventsReply)(nil),           // 63: pushgw.internal.v1.LeaseEventsReply
+	(*EventRetry)(nil),                 // 64: pushgw.internal.v1.EventRetry
+	(*FinishEventsRequest)(nil),        // 65: pushgw.internal.v1.FinishEventsRequest
+	(*FinishEventsReply)(nil),          // 66: pushgw.internal.v1.FinishEventsReply
+	nil,                                // 67: pushgw.internal.v1.StoreReply.ReplacedEntry
+	nil,                                // 68: pushgw.internal.v1.StoreReply.FailedEntry
+	(*Message)(nil),                    // 69: pushgw.internal.v1.Message
+	(*Broadcast)(nil),                  // 70: pushgw.internal.v1.Broadcast
 }
 var file_pushgw_internal_v1_saver_proto_depIdxs = []int32{
-	66, // 0: pushgw.internal.v1.StoreRequest.messages:type_name -> pushgw.internal.v1.Message
-	64, // 1: pushgw.internal.v1.StoreReply.replaced:type_name -> pushgw.internal.v1.StoreReply.ReplacedEntry
-	65, // 2: pushgw.internal.v1.StoreReply.failed:type_name -> pushgw.internal.v1.StoreReply.FailedEntry
-	66, // 3: pushgw.internal.v1.PendingReply.messages:type_name -> pushgw.internal.v1.Message
+	69, // 0: pushgw.internal.v1.StoreRequest.messages:type_name -> pushgw.internal.v1.Message
+	67, // 1: pushgw.internal.v1.StoreReply.replaced:type_name -> pushgw.internal.v1.StoreReply.ReplacedEntry
+	68, // 2: pushgw.internal.v1.StoreReply.failed:type_name -> pushgw.internal.v1.StoreReply.FailedEntry
+	69, // 3: pushgw.internal.v1.PendingReply.messages:type_name -> pushgw.internal.v1.Message
 	10, // 4: pushgw.internal.v1.ReportRequest.acked:type_name -> pushgw.internal.v1.MessageRef
 	10, // 5: pushgw.internal.v1.ReportRequest.delivered:type_name -> pushgw.internal.v1.MessageRef
-	66, // 6: pushgw.internal.v1.StatusReply.message:type_name -> pushgw.internal.v1.Message
-	66, // 7: pushgw.internal.v1.ClaimUndeliveredReply.messages:type_name -> pushgw.internal.v1.Message
+	69, // 6: pushgw.internal.v1.StatusReply.message:type_name -> pushgw.internal.v1.Message
+	69, // 7: pushgw.internal.v1.ClaimUndeliveredReply.messages:type_name -> pushgw.internal.v1.Message
 	0,  // 8: pushgw.internal.v1.TagUsersReply.limit:type_name -> pushgw.internal.v1.TagLimit
-	67, // 9: pushgw.internal.v1.StoreBroadcastRequest.broadcast:type_name -> pushgw.internal.v1.Broadcast
+	70, // 9: pushgw.internal.v1.StoreBroadcastRequest.broadcast:type_name -> pushgw.internal.v1.Broadcast
 	27, // 10: pushgw.internal.v1.BroadcastProgressRequest.items:type_name -> pushgw.internal.v1.BroadcastRoomProgress
-	67, // 11: pushgw.internal.v1.BroadcastRoomClaim.broadcast:type_name -> pushgw.internal.v1.Broadcast
+	70, // 11: pushgw.internal.v1.BroadcastRoomClaim.broadcast:type_name -> pushgw.internal.v1.Broadcast
 	31, // 12: pushgw.internal.v1.ClaimBroadcastRoomsReply.claims:type_name -> pushgw.internal.v1.BroadcastRoomClaim
-	67, // 13: pushgw.internal.v1.BroadcastStatusReply.broadcast:type_name -> pushgw.internal.v1.Broadcast
+	70, // 13: pushgw.internal.v1.BroadcastStatusReply.broadcast:type_name -> pushgw.internal.v1.Broadcast
 	34, // 14: pushgw.internal.v1.BroadcastStatusReply.rooms:type_name -> pushgw.internal.v1.BroadcastRoomState
-	67, // 15: pushgw.internal.v1.CatchUpReply.broadcasts:type_name -> pushgw.internal.v1.Broadcast
-	3,  // 16: pushgw.internal.v1.TxRecord.target_kind:type_name -> pushgw.internal.v1.TxTargetKind
-	38, // 17: pushgw.internal.v1.TxRecord.recipients:type_name -> pushgw.internal.v1.TxRecipient
-	1,  // 18: pushgw.internal.v1.TxRecord.state:type_name -> pushgw.internal.v1.TxState
-	2,  // 19: pushgw.internal.v1.TxRecord.decided_by:type_name -> pushgw.internal.v1.TxDecider
-	39, // 20: pushgw.internal.v1.PrepareTxRequest.tx:type_name -> pushgw.internal.v1.TxRecord
-	39, // 21: pushgw.internal.v1.PrepareTxReply.tx:type_name -> pushgw.internal.v1.TxRecord
-	1,  // 22: pushgw.internal.v1.DecideTxRequest.to:type_name -> pushgw.internal.v1.TxState
-	2,  // 23: pushgw.internal.v1.DecideTxRequest.by:type_name -> pushgw.internal.v1.TxDecider
-	39, // 24: pushgw.internal.v1.DecideTxReply.tx:type_name -> pushgw.internal.v1.TxRecord
-	66, // 25: pushgw.internal.v1.DecideTxReply.messages:type_name -> pushgw.internal.v1.Message
-	67, // 26: pushgw.internal.v1.DecideTxReply.broadcast:type_name -> pushgw.internal.v1.Broadcast
-	39, // 27: pushgw.internal.v1.GetTxReply.tx:type_name -> pushgw.internal.v1.TxRecord
-	39, // 28: pushgw.internal.v1.TxClaim.tx:type_name -> pushgw.internal.v1.TxRecord
-	47, // 29: pushgw.internal.v1.ClaimTxChecksReply.claims:type_name -> pushgw.internal.v1.TxClaim
-	39, // 30: pushgw.internal.v1.ReportTxCheckReply.tx:type_name -> pushgw.internal.v1.TxRecord
-	66, // 31: pushgw.internal.v1.StoreMultiRequest.message:type_name -> pushgw.internal.v1.Message
-	8,  // 32: pushgw.internal.v1.PendingBatchRequest.requests:type_name -> pushgw.internal.v1.PendingRequest
-	66, // 33: pushgw.internal.v1.PendingBatchEntry.messages:type_name -> pushgw.internal.v1.Message
-	54, // 34: pushgw.internal.v1.PendingBatchReply.replies:type_name -> pushgw.internal.v1.PendingBatchEntry
-	4,  // 35: pushgw.internal.v1.Event.kind:type_name -> pushgw.internal.v1.EventKind
-	56, // 36: pushgw.internal.v1.RecordEventsRequest.events:type_name -> pushgw.internal.v1.Event
-	56, // 37: pushgw.internal.v1.LeaseEventsReply.events:type_name -> pushgw.internal.v1.Event
-	61, // 38: pushgw.internal.v1.FinishEventsRequest.failed:type_name -> pushgw.internal.v1.EventRetry
-	7,  // 39: pushgw.internal.v1.StoreReply.FailedEntry.value:type_name -> pushgw.internal.v1.StoreFailure
-	5,  // 40: pushgw.internal.v1.Saver.Store:input_type -> pushgw.internal.v1.StoreRequest
-	8,  // 41: pushgw.internal.v1.Saver.Pending:input_type -> pushgw.internal.v1.PendingRequest
-	11, // 42: pushgw.internal.v1.Saver.Report:input_type -> pushgw.internal.v1.ReportRequest
-	13, // 43: pushgw.internal.v1.Saver.Status:input_type -> pushgw.internal.v1.StatusRequest
-	15, // 44: pushgw.internal.v1.Saver.ClaimUndelivered:input_type -> pushgw.internal.v1.ClaimUndeliveredRequest
-	17, // 45: pushgw.internal.v1.Saver.AddTagUsers:input_type -> pushgw.internal.v1.TagUsersRequest
-	17, // 46: pushgw.internal.v1.Saver.RemoveTagUsers:input_type -> pushgw.internal.v1.TagUsersRequest
-	19, // 47: pushgw.internal.v1.Saver.UserTags:input_type -> pushgw.internal.v1.UserTagsRequest
-	21, // 48: pushgw.internal.v1.Saver.TagMembers:input_type -> pushgw.internal.v1.TagMembersRequest
-	23, // 49: pushgw.internal.v1.Saver.TagMembership:input_type -> pushgw.internal.v1.TagMembershipRequest
-	25, // 50: pushgw.internal.v1.Saver.StoreBroadcast:input_type -> pushgw.internal.v1.StoreBroadcastRequest
-	28, // 51: pushgw.internal.v1.Saver.BroadcastProgress:input_type -> pushgw.internal.v1.BroadcastProgressRequest
-	30, // 52: pushgw.internal.v1.Saver.ClaimBroadcastRooms:input_type -> pushgw.internal.v1.ClaimBroadcastRoomsRequest
-	33, // 53: pushgw.internal.v1.Saver.BroadcastStatus:input_type -> pushgw.internal.v1.BroadcastStatusRequest
-	36, // 54: pushgw.internal.v1.Saver.CatchUp:input_type -> pushgw.internal.v1.CatchUpRequest
-	51, // 55: pushgw.internal.v1.Saver.StoreMulti:input_type -> pushgw.internal.v1.StoreMultiRequest
-	53, // 56: pushgw.internal.v1.Saver.PendingBatch:input_type -> pushgw.internal.v1.PendingBatchRequest
-	40, // 57: pushgw.internal.v1.SaverTx.PrepareTx:input_type -> pushgw.internal.v1.PrepareTxRequest
-	42, // 58: pushgw.internal.v1.SaverTx.DecideTx:input_type -> pushgw.internal.v1.DecideTxRequest
-	44, // 59: pushgw.internal.v1.SaverTx.GetTx:input_type -> pushgw.internal.v1.GetTxRequest
-	46, // 60: pushgw.internal.v1.SaverTx.ClaimTxChecks:input_type -> pushgw.internal.v1.ClaimTxChecksRequest
-	49, // 61: pushgw.internal.v1.SaverTx.ReportTxCheck:input_type -> pushgw.internal.v1.ReportTxCheckRequest
-	57, // 62: pushgw.internal.v1.SaverEvents.RecordEvents:input_type -> pushgw.internal.v1.RecordEventsRequest
-	59, // 63: pushgw.internal.v1.SaverEvents.LeaseEvents:input_type -> pushgw.internal.v1.LeaseEventsRequest
-	62, // 64: pushgw.internal.v1.SaverEvents.FinishEvents:input_type -> pushgw.internal.v1.FinishEventsRequest
-	6,  // 65: pushgw.internal.v1.Saver.Store:output_type -> pushgw.internal.v1.StoreReply
-	9,  // 66: pushgw.internal.v1.Saver.Pending:output_type -> pushgw.internal.v1.PendingReply
-	12, // 67: pushgw.internal.v1.Saver.Report:output_type -> pushgw.internal.v1.ReportReply
-	14, // 68: pushgw.internal.v1.Saver.Status:output_type -> pushgw.internal.v1.StatusReply
-	16, // 69: pushgw.internal.v1.Saver.ClaimUndelivered:output_type -> pushgw.internal.v1.ClaimUndeliveredReply
-	18, // 70: pushgw.internal.v1.Saver.AddTagUsers:output_type -> pushgw.internal.v1.TagUsersReply
-	18, // 71: pushgw.internal.v1.Saver.RemoveTagUsers:output_type -> pushgw.internal.v1.TagUsersReply
-	20, // 72: pushgw.internal.v1.Saver.UserTags:output_type -> pushgw.internal.v1.UserTagsReply
-	22, // 73: pushgw.internal.v1.Saver.TagMembers:output_type -> pushgw.internal.v1.TagMembersReply
-	24, // 74: pushgw.internal.v1.Saver.TagMembership:output_type -> pushgw.internal.v1.TagMembershipReply
-	26, // 75: pushgw.internal.v1.Saver.StoreBroadcast:output_type -> pushgw.internal.v1.StoreBroadcastReply
-	29, // 76: pushgw.internal.v1.Saver.BroadcastProgress:output_type -> pushgw.internal.v1.BroadcastProgressReply
-	32, // 77: pushgw.internal.v1.Saver.ClaimBroadcastRooms:output_type -> pushgw.internal.v1.ClaimBroadcastRoomsReply
-	35, // 78: pushgw.internal.v1.Saver.BroadcastStatus:output_type -> pushgw.internal.v1.BroadcastStatusReply
-	37, // 79: pushgw.internal.v1.Saver.CatchUp:output_type -> pushgw.internal.v1.CatchUpReply
-	52, // 80: pushgw.internal.v1.Saver.StoreMulti:output_type -> pushgw.internal.v1.StoreMultiReply
-	55, // 81: pushgw.internal.v1.Saver.PendingBatch:output_type -> pushgw.internal.v1.PendingBatchReply
-	41, // 82: pushgw.internal.v1.SaverTx.PrepareTx:output_type -> pushgw.internal.v1.PrepareTxReply
-	43, // 83: pushgw.internal.v1.SaverTx.DecideTx:output_type -> pushgw.internal.v1.DecideTxReply
-	45, // 84: pushgw.internal.v1.SaverTx.GetTx:output_type -> pushgw.internal.v1.GetTxReply
-	48, // 85: pushgw.internal.v1.SaverTx.ClaimTxChecks:output_type -> pushgw.internal.v1.ClaimTxChecksReply
-	50, // 86: pushgw.internal.v1.SaverTx.ReportTxCheck:output_type -> pushgw.internal.v1.ReportTxCheckReply
-	58, // 87: pushgw.internal.v1.SaverEvents.RecordEvents:output_type -> pushgw.internal.v1.RecordEventsReply
-	60, // 88: pushgw.internal.v1.SaverEvents.LeaseEvents:output_type -> pushgw.internal.v1.LeaseEventsReply
-	63, // 89: pushgw.internal.v1.SaverEvents.FinishEvents:output_type -> pushgw.internal.v1.FinishEventsReply
-	65, // [65:90] is the sub-list for method output_type
-	40, // [40:65] is the sub-list for method input_type
-	40, // [40:40] is the sub-list for extension type_name
-	40, // [40:40] is the sub-list for extension extendee
-	0,  // [0:40] is the sub-list for field type_name
+	70, // 15: pushgw.internal.v1.CatchUpReply.broadcasts:type_name -> pushgw.internal.v1.Broadcast
+	36, // 16: pushgw.internal.v1.CatchUpBatchRequest.requests:type_name -> pushgw.internal.v1.CatchUpRequest
+	70, // 17: pushgw.internal.v1.CatchUpBatchReply.broadcasts:type_name -> pushgw.internal.v1.Broadcast
+	39, // 18: pushgw.internal.v1.CatchUpBatchReply.entries:type_name -> pushgw.internal.v1.CatchUpBatchEntry
+	3,  // 19: pushgw.internal.v1.TxRecord.target_kind:type_name -> pushgw.internal.v1.TxTargetKind
+	41, // 20: pushgw.internal.v1.TxRecord.recipients:type_name -> pushgw.internal.v1.TxRecipient
+	1,  // 21: pushgw.internal.v1.TxRecord.state:type_name -> pushgw.internal.v1.TxState
+	2,  // 22: pushgw.internal.v1.TxRecord.decided_by:type_name -> pushgw.internal.v1.TxDecider
+	42, // 23: pushgw.internal.v1.PrepareTxRequest.tx:type_name -> pushgw.internal.v1.TxRecord
+	42, // 24: pushgw.internal.v1.PrepareTxReply.tx:type_name -> pushgw.internal.v1.TxRecord
+	1,  // 25: pushgw.internal.v1.DecideTxRequest.to:type_name -> pushgw.internal.v1.TxState
+	2,  // 26: pushgw.internal.v1.DecideTxRequest.by:type_name -> pushgw.internal.v1.TxDecider
+	42, // 27: pushgw.internal.v1.DecideTxReply.tx:type_name -> pushgw.internal.v1.TxRecord
+	69, // 28: pushgw.internal.v1.DecideTxReply.messages:type_name -> pushgw.internal.v1.Message
+	70, // 29: pushgw.internal.v1.DecideTxReply.broadcast:type_name -> pushgw.internal.v1.Broadcast
+	42, // 30: pushgw.internal.v1.GetTxReply.tx:type_name -> pushgw.internal.v1.TxRecord
+	42, // 31: pushgw.internal.v1.TxClaim.tx:type_name -> pushgw.internal.v1.TxRecord
+	50, // 32: pushgw.internal.v1.ClaimTxChecksReply.claims:type_name -> pushgw.internal.v1.TxClaim
+	42, // 33: pushgw.internal.v1.ReportTxCheckReply.tx:type_name -> pushgw.internal.v1.TxRecord
+	69, // 34: pushgw.internal.v1.StoreMultiRequest.message:type_name -> pushgw.internal.v1.Message
+	8,  // 35: pushgw.internal.v1.PendingBatchRequest.requests:type_name -> pushgw.internal.v1.PendingRequest
+	69, // 36: pushgw.internal.v1.PendingBatchEntry.messages:type_name -> pushgw.internal.v1.Message
+	57, // 37: pushgw.internal.v1.PendingBatchReply.replies:type_name -> pushgw.internal.v1.PendingBatchEntry
+	4,  // 38: pushgw.internal.v1.Event.kind:type_name -> pushgw.internal.v1.EventKind
+	59, // 39: pushgw.internal.v1.RecordEventsRequest.events:type_name -> pushgw.internal.v1.Event
+	59, // 40: pushgw.internal.v1.LeaseEventsReply.events:type_name -> pushgw.internal.v1.Event
+	64, // 41: pushgw.internal.v1.FinishEventsRequest.failed:type_name -> pushgw.internal.v1.EventRetry
+	7,  // 42: pushgw.internal.v1.StoreReply.FailedEntry.value:type_name -> pushgw.internal.v1.StoreFailure
+	5,  // 43: pushgw.internal.v1.Saver.Store:input_type -> pushgw.internal.v1.StoreRequest
+	8,  // 44: pushgw.internal.v1.Saver.Pending:input_type -> pushgw.internal.v1.PendingRequest
+	11, // 45: pushgw.internal.v1.Saver.Report:input_type -> pushgw.internal.v1.ReportRequest
+	13, // 46: pushgw.internal.v1.Saver.Status:input_type -> pushgw.internal.v1.StatusRequest
+	15, // 47: pushgw.internal.v1.Saver.ClaimUndelivered:input_type -> pushgw.internal.v1.ClaimUndeliveredRequest
+	17, // 48: pushgw.internal.v1.Saver.AddTagUsers:input_type -> pushgw.internal.v1.TagUsersRequest
+	17, // 49: pushgw.internal.v1.Saver.RemoveTagUsers:input_type -> pushgw.internal.v1.TagUsersRequest
+	19, // 50: pushgw.internal.v1.Saver.UserTags:input_type -> pushgw.internal.v1.UserTagsRequest
+	21, // 51: pushgw.internal.v1.Saver.TagMembers:input_type -> pushgw.internal.v1.TagMembersRequest
+	23, // 52: pushgw.internal.v1.Saver.TagMembership:input_type -> pushgw.internal.v1.TagMembershipRequest
+	25, // 53: pushgw.internal.v1.Saver.StoreBroadcast:input_type -> pushgw.internal.v1.StoreBroadcastRequest
+	28, // 54: pushgw.internal.v1.Saver.BroadcastProgress:input_type -> pushgw.internal.v1.BroadcastProgressRequest
+	30, // 55: pushgw.internal.v1.Saver.ClaimBroadcastRooms:input_type -> pushgw.internal.v1.ClaimBroadcastRoomsRequest
+	33, // 56: pushgw.internal.v1.Saver.BroadcastStatus:input_type -> pushgw.internal.v1.BroadcastStatusRequest
+	36, // 57: pushgw.internal.v1.Saver.CatchUp:input_type -> pushgw.internal.v1.CatchUpRequest
+	54, // 58: pushgw.internal.v1.Saver.StoreMulti:input_type -> pushgw.internal.v1.StoreMultiRequest
+	56, // 59: pushgw.internal.v1.Saver.PendingBatch:input_type -> pushgw.internal.v1.PendingBatchRequest
+	38, // 60: pushgw.internal.v1.Saver.CatchUpBatch:input_type -> pushgw.internal.v1.CatchUpBatchRequest
+	43, // 61: pushgw.internal.v1.SaverTx.PrepareTx:input_type -> pushgw.internal.v1.PrepareTxRequest
+	45, // 62: pushgw.internal.v1.SaverTx.DecideTx:input_type -> pushgw.internal.v1.DecideTxRequest
+	47, // 63: pushgw.internal.v1.SaverTx.GetTx:input_type -> pushgw.internal.v1.GetTxRequest
+	49, // 64: pushgw.internal.v1.SaverTx.ClaimTxChecks:input_type -> pushgw.internal.v1.ClaimTxChecksRequest
+	52, // 65: pushgw.internal.v1.SaverTx.ReportTxCheck:input_type -> pushgw.internal.v1.ReportTxCheckRequest
+	60, // 66: pushgw.internal.v1.SaverEvents.RecordEvents:input_type -> pushgw.internal.v1.RecordEventsRequest
+	62, // 67: pushgw.internal.v1.SaverEvents.LeaseEvents:input_type -> pushgw.internal.v1.LeaseEventsRequest
+	65, // 68: pushgw.internal.v1.SaverEvents.FinishEvents:input_type -> pushgw.internal.v1.FinishEventsRequest
+	6,  // 69: pushgw.internal.v1.Saver.Store:output_type -> pushgw.internal.v1.StoreReply
+	9,  // 70: pushgw.internal.v1.Saver.Pending:output_type -> pushgw.internal.v1.PendingReply
+	12, // 71: pushgw.internal.v1.Saver.Report:output_type -> pushgw.internal.v1.ReportReply
+	14, // 72: pushgw.internal.v1.Saver.Status:output_type -> pushgw.internal.v1.StatusReply
+	16, // 73: pushgw.internal.v1.Saver.ClaimUndelivered:output_type -> pushgw.internal.v1.ClaimUndeliveredReply
+	18, // 74: pushgw.internal.v1.Saver.AddTagUsers:output_type -> pushgw.internal.v1.TagUsersReply
+	18, // 75: pushgw.internal.v1.Saver.RemoveTagUsers:output_type -> pushgw.internal.v1.TagUsersReply
+	20, // 76: pushgw.internal.v1.Saver.UserTags:output_type -> pushgw.internal.v1.UserTagsReply
+	22, // 77: pushgw.internal.v1.Saver.TagMembers:output_type -> pushgw.internal.v1.TagMembersReply
+	24, // 78: pushgw.internal.v1.Saver.TagMembership:output_type -> pushgw.internal.v1.TagMembershipReply
+	26, // 79: pushgw.internal.v1.Saver.StoreBroadcast:output_type -> pushgw.internal.v1.StoreBroadcastReply
+	29, // 80: pushgw.internal.v1.Saver.BroadcastProgress:output_type -> pushgw.internal.v1.BroadcastProgressReply
+	32, // 81: pushgw.internal.v1.Saver.ClaimBroadcastRooms:output_type -> pushgw.internal.v1.ClaimBroadcastRoomsReply
+	35, // 82: pushgw.internal.v1.Saver.BroadcastStatus:output_type -> pushgw.internal.v1.BroadcastStatusReply
+	37, // 83: pushgw.internal.v1.Saver.CatchUp:output_type -> pushgw.internal.v1.CatchUpReply
+	55, // 84: pushgw.internal.v1.Saver.StoreMulti:output_type -> pushgw.internal.v1.StoreMultiReply
+	58, // 85: pushgw.internal.v1.Saver.PendingBatch:output_type -> pushgw.internal.v1.PendingBatchReply
+	40, // 86: pushgw.internal.v1.Saver.CatchUpBatch:output_type -> pushgw.internal.v1.CatchUpBatchReply
+	44, // 87: pushgw.internal.v1.SaverTx.PrepareTx:output_type -> pushgw.internal.v1.PrepareTxReply
+	46, // 88: pushgw.internal.v1.SaverTx.DecideTx:output_type -> pushgw.internal.v1.DecideTxReply
+	48, // 89: pushgw.internal.v1.SaverTx.GetTx:output_type -> pushgw.internal.v1.GetTxReply
+	51, // 90: pushgw.internal.v1.SaverTx.ClaimTxChecks:output_type -> pushgw.internal.v1.ClaimTxChecksReply
+	53, // 91: pushgw.internal.v1.SaverTx.ReportTxCheck:output_type -> pushgw.internal.v1.ReportTxCheckReply
+	61, // 92: pushgw.internal.v1.SaverEvents.RecordEvents:output_type -> pushgw.internal.v1.RecordEventsReply
+	63, // 93: pushgw.internal.v1.SaverEvents.LeaseEvents:output_type -> pushgw.internal.v1.LeaseEventsReply
+	66, // 94: pushgw.internal.v1.SaverEvents.FinishEvents:output_type -> pushgw.internal.v1.FinishEventsReply
+	69, // [69:95] is the sub-list for method output_type
+	43, // [43:69] is the sub-list for method input_type
+	43, // [43:43] is the sub-list for extension type_name
+	43, // [43:43] is the sub-list for extension extendee
+	0,  // [0:43] is the sub-list for field type_name
 }
 
 func init() { file_pushgw_internal_v1_saver_proto_init() }
@@ -4366,7 +4560,7 @@ func file_pushgw_internal_v1_saver_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_pushgw_internal_v1_saver_proto_rawDesc), len(file_pushgw_internal_v1_saver_proto_rawDesc)),
 			NumEnums:      5,
-			NumMessages:   61,
+			NumMessages:   64,
 			NumExtensions: 0,
 			NumServices:   3,
 		},

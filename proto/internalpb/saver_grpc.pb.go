@@ -36,6 +36,7 @@ const (
 	Saver_CatchUp_FullMethodName             = "/pushgw.internal.v1.Saver/CatchUp"
 	Saver_StoreMulti_FullMethodName          = "/pushgw.internal.v1.Saver/StoreMulti"
 	Saver_PendingBatch_FullMethodName        = "/pushgw.internal.v1.Saver/PendingBatch"
+	Saver_CatchUpBatch_FullMethodName        = "/pushgw.internal.v1.Saver/CatchUpBatch"
 )
 
 // SaverClient is the client API for Saver service.
@@ -101,6 +102,13 @@ type SaverClient interface {
 	// request saver could not serve is answered with failed set and no
 	// messages, the others still are. A bad request fails the whole call.
 	PendingBatch(ctx context.Context, in *PendingBatchRequest, opts ...grpc.CallOption) (*PendingBatchReply, error)
+	// CatchUpBatch answers up to 1,000 CatchUp requests in one call (a
+	// room's logins of one flush window). Requests of one app with the same
+	// after_seq share one MySQL read; each entry gets exactly what CatchUp
+	// would answer. Entry i answers request i; a request saver could not
+	// serve (bad input, storage unavailable) is answered with failed set,
+	// the others still are. More than 1,000 requests fail the whole call.
+	CatchUpBatch(ctx context.Context, in *CatchUpBatchRequest, opts ...grpc.CallOption) (*CatchUpBatchReply, error)
 }
 
 type saverClient struct {
@@ -281,6 +289,16 @@ func (c *saverClient) PendingBatch(ctx context.Context, in *PendingBatchRequest,
 	return out, nil
 }
 
+func (c *saverClient) CatchUpBatch(ctx context.Context, in *CatchUpBatchRequest, opts ...grpc.CallOption) (*CatchUpBatchReply, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(CatchUpBatchReply)
+	err := c.cc.Invoke(ctx, Saver_CatchUpBatch_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // SaverServer is the server API for Saver service.
 // All implementations must embed UnimplementedSaverServer
 // for forward compatibility.
@@ -344,6 +362,13 @@ type SaverServer interface {
 	// request saver could not serve is answered with failed set and no
 	// messages, the others still are. A bad request fails the whole call.
 	PendingBatch(context.Context, *PendingBatchRequest) (*PendingBatchReply, error)
+	// CatchUpBatch answers up to 1,000 CatchUp requests in one call (a
+	// room's logins of one flush window). Requests of one app with the same
+	// after_seq share one MySQL read; each entry gets exactly what CatchUp
+	// would answer. Entry i answers request i; a request saver could not
+	// serve (bad input, storage unavailable) is answered with failed set,
+	// the others still are. More than 1,000 requests fail the whole call.
+	CatchUpBatch(context.Context, *CatchUpBatchRequest) (*CatchUpBatchReply, error)
 	mustEmbedUnimplementedSaverServer()
 }
 
@@ -404,6 +429,9 @@ func (UnimplementedSaverServer) StoreMulti(context.Context, *StoreMultiRequest) 
 }
 func (UnimplementedSaverServer) PendingBatch(context.Context, *PendingBatchRequest) (*PendingBatchReply, error) {
 	return nil, status.Error(codes.Unimplemented, "method PendingBatch not implemented")
+}
+func (UnimplementedSaverServer) CatchUpBatch(context.Context, *CatchUpBatchRequest) (*CatchUpBatchReply, error) {
+	return nil, status.Error(codes.Unimplemented, "method CatchUpBatch not implemented")
 }
 func (UnimplementedSaverServer) mustEmbedUnimplementedSaverServer() {}
 func (UnimplementedSaverServer) testEmbeddedByValue()               {}
@@ -732,6 +760,24 @@ func _Saver_PendingBatch_Handler(srv interface{}, ctx context.Context, dec func(
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Saver_CatchUpBatch_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(CatchUpBatchRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(SaverServer).CatchUpBatch(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Saver_CatchUpBatch_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(SaverServer).CatchUpBatch(ctx, req.(*CatchUpBatchRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // Saver_ServiceDesc is the grpc.ServiceDesc for Saver service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -806,6 +852,10 @@ var Saver_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "PendingBatch",
 			Handler:    _Saver_PendingBatch_Handler,
+		},
+		{
+			MethodName: "CatchUpBatch",
+			Handler:    _Saver_CatchUpBatch_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

@@ -60,6 +60,15 @@ func (p *benchPeers) PendingBatch(_ context.Context, req *internalpb.PendingBatc
 	return &internalpb.PendingBatchReply{Replies: make([]*internalpb.PendingBatchEntry, len(req.GetRequests()))}, nil
 }
 
+func (p *benchPeers) CatchUpBatch(_ context.Context, req *internalpb.CatchUpBatchRequest, _ ...grpc.CallOption) (*internalpb.CatchUpBatchReply, error) {
+	p.calls.Add(1)
+	rep := &internalpb.CatchUpBatchReply{Entries: make([]*internalpb.CatchUpBatchEntry, len(req.GetRequests()))}
+	for i := range rep.Entries {
+		rep.Entries[i] = &internalpb.CatchUpBatchEntry{}
+	}
+	return rep, nil
+}
+
 func (p *benchPeers) CatchUp(context.Context, *internalpb.CatchUpRequest, ...grpc.CallOption) (*internalpb.CatchUpReply, error) {
 	p.calls.Add(1)
 	return &internalpb.CatchUpReply{}, nil

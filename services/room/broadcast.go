@@ -51,6 +51,8 @@ type broadcaster struct {
 	slots chan struct{}
 	// catchUps runs login catch-ups; nonblocking, a refused one is retried.
 	catchUps *ants.Pool
+	// batch joins the catch-up reads of one window in one call.
+	batch *catchUpBatcher
 	// retryDelays pace retries of a failed catch-up read.
 	retryDelays []time.Duration
 
@@ -73,6 +75,7 @@ func newBroadcaster(r *room) (*broadcaster, error) {
 	if r.cfg.noCatchUpRetry {
 		bc.retryDelays = nil
 	}
+	bc.batch = newCatchUpBatcher(bc, catchUpBatchSize, catchUpBatchDelay)
 	go bc.progressLoop()
 	return bc, nil
 }
@@ -81,6 +84,7 @@ func newBroadcaster(r *room) (*broadcaster, error) {
 func (bc *broadcaster) close() {
 	close(bc.stop)
 	<-bc.stopped
+	bc.batch.close()
 	bc.catchUps.Release()
 }
 

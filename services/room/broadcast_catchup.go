@@ -32,12 +32,19 @@ func defaultCatchUpRetries() []time.Duration {
 }
 
 // startCatchUp queues s's catch-up from seq last; it runs on the reader
-// right after AUTH_REPLY, so it never blocks: a full pool is retried later.
+// right after AUTH_REPLY, so it never blocks: a full queue or pool is
+// retried later. Its reads go through the batcher
+// (broadcast_catchup_batch.go), or one call each from catchUp below when
+// saver has no CatchUpBatch.
 func (bc *broadcaster) startCatchUp(s *session, last uint64, loginMs int64) {
 	bc.submitCatchUp(s, last, loginMs, 0)
 }
 
 func (bc *broadcaster) submitCatchUp(s *session, last uint64, loginMs int64, attempt int) {
+	if !bc.batch.single.Load() {
+		bc.batch.add(catchUpReq{s: s, after: last, loginMs: loginMs, attempt: attempt})
+		return
+	}
 	if err := bc.catchUps.Submit(func() { bc.catchUp(s, last, loginMs, attempt) }); err != nil {
 		bc.r.m.poolRejected.WithLabelValues("catchup").Inc()
 		bc.retryCatchUp(s, last, loginMs, attempt)
@@ -70,7 +77,15 @@ func (bc *broadcaster) catchUp(s *session, last uint64, loginMs int64, attempt i
 	}
 	last = bc.give(s, list, last)
 	bc.seen.caughtUp(s)
+	bc.finalReads(s, last, loginMs)
+}
+
+// finalReads is the last read of a catch-up, after live broadcasts
+// resumed.
+func (bc *broadcaster) finalReads(s *session, last uint64, loginMs int64) {
+	var err error
 	for try := 1; try <= catchUpFinalTries; try++ {
+		var list []*internalpb.Broadcast
 		list, err = bc.read(s.key, last, loginMs)
 		if err == nil {
 			bc.give(s, list, last)
@@ -88,7 +103,7 @@ func (bc *broadcaster) catchUp(s *session, last uint64, loginMs int64, attempt i
 func (bc *broadcaster) read(k sessionKey, after uint64, loginMs int64) ([]*internalpb.Broadcast, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), grpcconn.DefaultCallTimeout)
 	defer cancel()
-	rep, err := bc.r.saver.CatchUp(ctx, &internalpb.CatchUpRequest{App: k.app, User: k.user, AfterSeq: after, Limit: catchUpLimit, OnlineSinceMs: loginMs})
+	rep, err := bc.r.saver.CatchUp(ctx, catchUpRequest(k, after, loginMs))
 	if err != nil {
 		bc.r.m.peerErrors.WithLabelValues("Saver.CatchUp").Inc()
 		return nil, err

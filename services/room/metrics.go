@@ -34,6 +34,9 @@ type metrics struct {
 	admissionBad     prometheus.Counter
 	// pullBatches counts Saver.PendingBatch calls (pending_batch.go).
 	pullBatches prometheus.Counter
+	// catchUpBatches counts Saver.CatchUpBatch calls
+	// (broadcast_catchup_batch.go).
+	catchUpBatches prometheus.Counter
 	// flash counts flash-reconnect parking (resume.go).
 	flash *flashMetrics
 	// epochChanges counts register epoch changes seen (epoch.go).
@@ -84,6 +87,9 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	m.pullBatches = prometheus.NewCounter(prometheus.CounterOpts{
 		Name: "pushgw_room_pending_batches_total", Help: "Saver.PendingBatch calls: the pending pulls of logins (and pages) of one flush window go in one."})
 	reg.MustRegister(m.pullBatches)
+	m.catchUpBatches = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "pushgw_room_broadcast_catchup_batches_total", Help: "Saver.CatchUpBatch calls: the broadcast catch-up reads of logins of one flush window go in one."})
+	reg.MustRegister(m.catchUpBatches)
 	m.epochChanges = prometheus.NewCounter(prometheus.CounterOpts{
 		Name: "pushgw_room_register_epoch_changes_total", Help: "Times register's session store lost its data (its epoch changed) and the room put its sessions back at once."})
 	reg.MustRegister(m.epochChanges)

@@ -221,9 +221,17 @@ func (d *msgDB) broadcastStatus(ctx context.Context, app string, id uint64) (*in
 // seq order with the app-wide ones; the filter runs on the (app, seq)
 // range, so the limit counts only rows the user gets.
 func (d *msgDB) catchUp(ctx context.Context, app string, after uint64, limit int, onlineSince int64, tags []string, now time.Time) ([]*internalpb.Broadcast, error) {
+	return d.broadcastsAfter(ctx, app, after, limit, onlineSince, tags, false, now)
+}
+
+// broadcastsAfter is catchUp; anyTag drops the tag filter (every tag's
+// broadcasts count), for a read CatchUpBatch shares among many users.
+func (d *msgDB) broadcastsAfter(ctx context.Context, app string, after uint64, limit int, onlineSince int64, tags []string, anyTag bool, now time.Time) ([]*internalpb.Broadcast, error) {
 	tagCond := "tag = ''"
 	args := []any{app, after}
-	if len(tags) > 0 {
+	if anyTag {
+		tagCond = "TRUE"
+	} else if len(tags) > 0 {
 		tagCond = "(tag = '' OR tag IN (?" + strings.Repeat(", ?", len(tags)-1) + "))"
 		for _, t := range tags {
 			args = append(args, t)

@@ -28,6 +28,9 @@ type metrics struct {
 	// Report batches (report_batch.go).
 	ackFailed  prometheus.Counter
 	reportRefs *prometheus.HistogramVec
+	// CatchUpBatch (catchup_batch.go).
+	catchUpBatch *prometheus.CounterVec
+	catchUpReads prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -84,6 +87,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	}, []string{"result"})
 	reg.MustRegister(m.pendingBatch, m.pendingBatchQueries, m.inboxMarks)
 	m.addReportMetrics(reg)
+	m.addCatchUpMetrics(reg)
 	return m
 }
 
