@@ -94,6 +94,10 @@ func (c *Client) Run(ctx context.Context) error {
 		redirect     []string
 		delay        time.Duration
 		expiredTries int
+		// resumeAt is the room of a session that just dropped on its own
+		// (EOF, reset): it holds the session for a flash resume, so it is
+		// tried first once, if the dispatcher still offers it.
+		resumeAt string
 	)
 	for {
 		if delay > 0 && !sleep(ctx, delay) {
@@ -101,7 +105,10 @@ func (c *Client) Run(ctx context.Context) error {
 		}
 		delay = 0
 		eps := c.endpoints(ctx, redirect)
-		redirect = nil
+		if resumeAt != "" && redirect == nil && c.resumeToken() != "" {
+			eps = preferEndpoint(eps, resumeAt)
+		}
+		redirect, resumeAt = nil, ""
 		if len(eps) == 0 {
 			c.log.Warn("sdk: no endpoints to try")
 		}
@@ -150,6 +157,8 @@ func (c *Client) Run(ctx context.Context) error {
 				c.log.Info("sdk: disconnected", "endpoint", ep, "err", err)
 				if errors.Is(err, errSilent) {
 					c.noteFailed(ep)
+				} else if !errors.As(err, &se) {
+					resumeAt = ep
 				}
 				break round
 			default:
