@@ -58,6 +58,25 @@ func settled(t *testing.T, e *testEnv, rs *recSaver, users ...string) {
 	})
 }
 
+// loginWithMail logs user in to app main on a new connection and binds
+// app mail on it as user-mail, and waits until both are settled.
+func loginWithMail(t *testing.T, e *testEnv, rs *recSaver, user string) (c *tclient, mainTok, mailTok string, rep *clientpb.AuthReply, brep *clientpb.BindReply) {
+	t.Helper()
+	mainTok = e.token("main", testVendorSecret, user, "phone", time.Hour)
+	mailTok = e.token("mail", testVendorSecret, user+"-mail", "", time.Hour)
+	c = e.dial()
+	rep = c.auth(mainTok, "")
+	if rep.GetResumeToken() == "" || len(rep.GetResumedApps()) != 0 {
+		t.Fatalf("AUTH_REPLY %v: want a resume token and no resumed apps", rep)
+	}
+	brep = c.bind(2, mailTok)
+	if brep.GetCode() != 0 {
+		t.Fatalf("BIND_REPLY %v", brep)
+	}
+	settled(t, e, rs, user, user+"-mail")
+	return c, mainTok, mailTok, rep, brep
+}
+
 // authResume sends AUTH with a resume token and returns AUTH_REPLY.
 func (c *tclient) authResume(tok, resume string) *clientpb.AuthReply {
 	c.t.Helper()
@@ -81,20 +100,8 @@ func testFlashResumeBound(t *testing.T, engine string) {
 	rc := e.roomClient()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	mainTok := e.token("main", testVendorSecret, "u1", "phone", time.Hour)
-	mailTok := e.token("mail", testVendorSecret, "u1-mail", "", time.Hour)
-
-	c := e.dial()
-	rep := c.auth(mainTok, "")
-	if rep.GetResumeToken() == "" || len(rep.GetResumedApps()) != 0 {
-		t.Fatalf("AUTH_REPLY %v: want a resume token and no resumed apps", rep)
-	}
-	brep := c.bind(2, mailTok)
-	if brep.GetCode() != 0 {
-		t.Fatalf("BIND_REPLY %v", brep)
-	}
+	c, mainTok, mailTok, rep, brep := loginWithMail(t, e, rs, "u1")
 	id := connID(t, brep.GetSessionId())
-	settled(t, e, rs, "u1", "u1-mail")
 	_ = c.nc.Close()
 	waitFor(t, "connection parked", func() bool { return r.flash.len() == 1 })
 	waitFor(t, "bound app parked in the hub", func() bool {
@@ -250,17 +257,8 @@ func testFlashHandOverBound(t *testing.T, engine string) {
 	rc := e.roomClient()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	mainTok := e.token("main", testVendorSecret, "u4", "phone", time.Hour)
-	mailTok := e.token("mail", testVendorSecret, "u4-mail", "", time.Hour)
-
-	c := e.dial()
-	rep := c.auth(mainTok, "")
-	brep := c.bind(2, mailTok)
-	if brep.GetCode() != 0 {
-		t.Fatalf("BIND_REPLY %v", brep)
-	}
+	c, mainTok, _, rep, brep := loginWithMail(t, e, rs, "u4")
 	id := connID(t, brep.GetSessionId())
-	settled(t, e, rs, "u4", "u4-mail")
 
 	// The old connection stays open: the room has not seen it drop.
 	c2 := e.dial()
