@@ -46,6 +46,12 @@ type window struct {
 	// Away marks a window in which users were offline on purpose: their
 	// messages wait by design, so they stay out of the run's latency.
 	Away bool `json:"away,omitempty"`
+	// NoRoom marks a window in which the plan left no room serving (both
+	// rooms killed, drained or hung at once): its messages wait for the
+	// plan's hold, not for a recovery path, so they stay out of the run's
+	// latency_ms (the window keeps its own p99 and over_target) and count
+	// in latency_ms_with_no_room.
+	NoRoom bool `json:"no_room,omitempty"`
 }
 
 // checker collects attempts and deliveries; it is safe for concurrent use.
@@ -125,8 +131,11 @@ type Result struct {
 	// acknowledged messages (but those sent while their user was away on
 	// purpose).
 	LatencyMs map[string]float64 `json:"latency_ms"`
-	Windows   []WindowCounts     `json:"windows"`
-	Problems  []Problem          `json:"problems,omitempty"`
+	// LatencyWithNoRoomMs is latency_ms with the no-room windows' messages
+	// counted too.
+	LatencyWithNoRoomMs map[string]float64 `json:"latency_ms_with_no_room"`
+	Windows             []WindowCounts     `json:"windows"`
+	Problems            []Problem          `json:"problems,omitempty"`
 	// Slowest are the acknowledged messages that took longest, to tell
 	// which recovery path a fault's tail latency came from.
 	Slowest []Slow `json:"slowest,omitempty"`
@@ -149,6 +158,8 @@ type WindowCounts struct {
 	// OverTarget counts the window's acknowledged messages slower than
 	// latencyTarget: what a window adds to the run's tail.
 	OverTarget int `json:"over_target"`
+	// NoRoom: the window left no room serving (window.NoRoom).
+	NoRoom bool `json:"no_room,omitempty"`
 }
 
 // Problem names one message that broke the pass condition.
@@ -298,11 +309,11 @@ func (c *checker) result() *Result {
 	for _, w := range c.windows {
 		if wins[w.Name] == nil {
 			order = append(order, w.Name)
-			wins[w.Name] = &perWindow{WindowCounts: WindowCounts{Name: w.Name}}
+			wins[w.Name] = &perWindow{WindowCounts: WindowCounts{Name: w.Name, NoRoom: w.NoRoom}}
 		}
 		wins[w.Name].Seconds += int(w.End.Sub(w.Start).Round(time.Second) / time.Second)
 	}
-	var lat []float64
+	var lat, latAll []float64
 	keys := make([]string, 0, len(c.attempts))
 	for k := range c.attempts {
 		keys = append(keys, k)
@@ -340,13 +351,18 @@ func (c *checker) result() *Result {
 		if win.Away {
 			continue
 		}
-		lat = append(lat, ms)
+		latAll = append(latAll, ms)
 		r.Slowest = append(r.Slowest, Slow{Key: k, ID: a.id, User: a.user, Sent: a.sent.UTC().Format(time.RFC3339Nano), Window: wname, LatencyMs: ms,
 			AnsweredMs: float64(a.answered.Sub(a.sent).Microseconds()) / 1000})
+		if win.NoRoom {
+			continue
+		}
+		lat = append(lat, ms)
 	}
 	sort.Slice(r.Slowest, func(i, j int) bool { return r.Slowest[i].LatencyMs > r.Slowest[j].LatencyMs })
 	r.Slowest = r.Slowest[:min(len(r.Slowest), maxSlowest)]
 	r.LatencyMs = percentiles(lat)
+	r.LatencyWithNoRoomMs = percentiles(latAll)
 	for _, n := range order {
 		w := wins[n]
 		w.P99Ms = percentile(w.lat, 0.99)

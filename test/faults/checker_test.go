@@ -3,6 +3,8 @@ package faults
 import (
 	"testing"
 	"time"
+
+	"github.com/pushgw/pushgw/test"
 )
 
 func TestCheckerClassifies(t *testing.T) {
@@ -116,5 +118,40 @@ func TestCheckerAwayWindowOutOfLatency(t *testing.T) {
 	}
 	if w := r.Windows[1]; w.Name != "away" || w.P99Ms < 58000 {
 		t.Fatalf("away window %+v: its own p99 should show the wait", w)
+	}
+}
+
+// A window in which no room served (both rooms down at once) keeps its own
+// figures but stays out of the run's latency_ms; latency_ms_with_no_room
+// counts it.
+func TestCheckerNoRoomWindowOutOfLatency(t *testing.T) {
+	t0 := time.Now()
+	c := newChecker()
+	c.addWindow(window{Name: "both rooms down", Start: t0.Add(time.Second), End: t0.Add(2 * time.Second), NoRoom: true})
+	c.attempted(&attempt{key: "live", user: "u", sent: t0})
+	c.finished("live", true, 1, "")
+	c.delivered(delivery{key: "live", user: "u", id: 1, at: t0.Add(5 * time.Millisecond)})
+	c.attempted(&attempt{key: "waited", user: "u", sent: t0.Add(1500 * time.Millisecond)})
+	c.finished("waited", true, 2, "")
+	c.delivered(delivery{key: "waited", user: "u", id: 2, at: t0.Add(1500*time.Millisecond + 6*time.Second)})
+	r := c.result()
+	if r.LatencyMs["max"] != 5 || !r.Passed() {
+		t.Fatalf("latency %v: the no-room window's message counted", r.LatencyMs)
+	}
+	if r.LatencyWithNoRoomMs["max"] != 6000 {
+		t.Fatalf("latency_ms_with_no_room %v: want the no-room message's 6 s in it", r.LatencyWithNoRoomMs)
+	}
+	if w := r.Windows[1]; w.Name != "both rooms down" || !w.NoRoom || w.OverTarget != 1 || w.P99Ms != 6000 {
+		t.Fatalf("no-room window %+v: its own figures should show the wait", w)
+	}
+}
+
+// Two room faults paired leave no room; a room fault with another does not.
+func TestPairNoRoom(t *testing.T) {
+	if p := pair(killRestart(test.RoomName(0), time.Second), hang(test.RoomName(1), time.Second)); !p.noRoom {
+		t.Fatalf("%s: want no_room", p.name)
+	}
+	if p := pair(killRestart(test.RoomName(0), time.Second), killRestart("register", time.Second)); p.noRoom {
+		t.Fatalf("%s: one room still serves", p.name)
 	}
 }

@@ -242,7 +242,7 @@ func (h *harness) inject(s schedule) {
 			st.heal(h)
 		}
 		time.Sleep(s.Settle)
-		h.chk.addWindow(window{Name: st.name, Start: start, End: time.Now(), Away: st.away})
+		h.chk.addWindow(window{Name: st.name, Start: start, End: time.Now(), Away: st.away, NoRoom: st.noRoom})
 	}
 }
 

@@ -26,6 +26,8 @@ type step struct {
 	target string
 	infra  bool
 	away   bool // users go offline on purpose (window.Away)
+	// noRoom: the step leaves no room serving (window.NoRoom).
+	noRoom bool
 	// redisCluster: the step needs the run on a Redis Cluster
 	// (schedule.RedisCluster); singleRedis: on one redis-server.
 	redisCluster, singleRedis bool
@@ -40,6 +42,9 @@ func pair(a, b step) step {
 	}
 	return step{
 		name: a.name + " + " + b.name, hold: max(a.hold, b.hold), target: a.target + "+" + b.target,
+		// Every fault of the pool that targets a room takes it out of
+		// service (killed, drained, hung): two of them leave none.
+		noRoom: isRoom(a.target) && isRoom(b.target),
 		inject: func(h *harness) { a.inject(h); b.inject(h) },
 		heal: func(h *harness) {
 			for _, st := range []step{first, second} {
@@ -49,6 +54,16 @@ func pair(a, b step) step {
 			}
 		},
 	}
+}
+
+// isRoom reports whether target is one of the cluster's rooms.
+func isRoom(target string) bool {
+	for i := range 2 {
+		if target == test.RoomName(i) {
+			return true
+		}
+	}
+	return false
 }
 
 // randomPairs draws n pairs of distinct-target faults from pool.
