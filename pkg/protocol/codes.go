@@ -24,6 +24,9 @@ const (
 	CodeTokenExpired  Code = 2004
 	CodeAppUnknown    Code = 2005
 	CodeAlreadyAuthed Code = 2006
+	// CodeResumeMiss answers an Auth.resume_only AUTH the room cannot
+	// resume: the client logs in again without resume_only.
+	CodeResumeMiss Code = 2007
 	// Session and flow control.
 	CodeHeartbeatTimeout   Code = 3001
 	CodeSlowConsumer       Code = 3002 // send queue full
@@ -57,7 +60,7 @@ var codeNames = map[Code]string{
 	CodeFrameTooLarge: "FRAME_TOO_LARGE", CodeUnknownOp: "UNKNOWN_OP", CodeBadBody: "BAD_BODY",
 	CodeAuthRequired: "AUTH_REQUIRED", CodeAuthTimeout: "AUTH_TIMEOUT", CodeTokenInvalid: "TOKEN_INVALID",
 	CodeTokenExpired: "TOKEN_EXPIRED", CodeAppUnknown: "APP_UNKNOWN", CodeAlreadyAuthed: "ALREADY_AUTHED",
-	CodeHeartbeatTimeout: "HEARTBEAT_TIMEOUT", CodeSlowConsumer: "SLOW_CONSUMER",
+	CodeResumeMiss: "RESUME_MISS", CodeHeartbeatTimeout: "HEARTBEAT_TIMEOUT", CodeSlowConsumer: "SLOW_CONSUMER",
 	CodeTooManyConnections: "TOO_MANY_CONNECTIONS", CodeRateLimited: "RATE_LIMITED",
 	CodeKicked: "KICKED", CodeServerShutdown: "SERVER_SHUTDOWN", CodeReplaced: "REPLACED",
 	CodeUplinkFailed: "UPLINK_FAILED", CodeUplinkNoWebhook: "UPLINK_NO_WEBHOOK", CodeUplinkTooLarge: "UPLINK_TOO_LARGE",
@@ -76,7 +79,7 @@ func (c Code) String() string {
 func Codes() []Code {
 	return []Code{CodeOK, CodeBadFrame, CodeBadVersion, CodeFrameTooLarge, CodeUnknownOp, CodeBadBody,
 		CodeAuthRequired, CodeAuthTimeout, CodeTokenInvalid, CodeTokenExpired, CodeAppUnknown, CodeAlreadyAuthed,
-		CodeHeartbeatTimeout, CodeSlowConsumer, CodeTooManyConnections, CodeRateLimited, CodeKicked,
+		CodeResumeMiss, CodeHeartbeatTimeout, CodeSlowConsumer, CodeTooManyConnections, CodeRateLimited, CodeKicked,
 		CodeServerShutdown, CodeReplaced, CodeUplinkFailed, CodeUplinkNoWebhook, CodeUplinkTooLarge, CodeUplinkQueueFull,
 		CodeInternal, CodeUnavailable, CodeBindVendor, CodeBindLimit, CodeAlreadyBound, CodeNotBound}
 }

@@ -96,7 +96,7 @@ func (c *Client) Run(ctx context.Context) error {
 		expiredTries int
 		// resumeAt is the room of a session that just dropped on its own
 		// (EOF, reset): it holds the session for a flash resume, so it is
-		// tried first once, if the dispatcher still offers it.
+		// asked first, once, for a resume only (resume.go).
 		resumeAt string
 	)
 	for {
@@ -105,21 +105,28 @@ func (c *Client) Run(ctx context.Context) error {
 		}
 		delay = 0
 		eps := c.endpoints(ctx, redirect)
-		if resumeAt != "" && redirect == nil && c.resumeToken() != "" {
-			eps = preferEndpoint(eps, resumeAt)
+		attempts := resumeFirst(eps, resumeAt, redirect == nil && c.resumeToken() != "")
+		resumeOnlyAt := -1
+		if len(attempts) > len(eps) {
+			resumeOnlyAt = 0
 		}
 		redirect, resumeAt = nil, ""
+		skip := ""
 		if len(eps) == 0 {
 			c.log.Warn("sdk: no endpoints to try")
 		}
 		var roundErr error
 		connected := false
 	round:
-		for _, ep := range eps {
+		for i, ep := range attempts {
 			if ctx.Err() != nil {
 				return c.stopErr(ctx)
 			}
-			established, err := c.runSession(ctx, ep)
+			resumeOnly := i == resumeOnlyAt
+			if ep == skip {
+				continue
+			}
+			established, err := c.runSession(ctx, ep, resumeOnly)
 			if ctx.Err() != nil {
 				return c.stopErr(ctx)
 			}
@@ -153,6 +160,16 @@ func (c *Client) Run(ctx context.Context) error {
 				}
 				roundErr = err
 				break round
+			case resumeOnly && !established:
+				// RESUME_MISS: the room is up but no longer holds the
+				// session; a full login follows in the dispatcher's order.
+				// Anything else (most likely no answer in time): the room
+				// may be hung, so this round logs in elsewhere.
+				if !errors.As(err, &se) || se.Code != protocol.CodeResumeMiss {
+					c.log.Info("sdk: resume failed; logging in elsewhere", "endpoint", ep, "err", err)
+					c.noteFailed(ep)
+					skip = ep
+				}
 			case established:
 				c.log.Info("sdk: disconnected", "endpoint", ep, "err", err)
 				if errors.Is(err, errSilent) {

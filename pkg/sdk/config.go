@@ -26,16 +26,20 @@ const (
 	// MaxPendingUplinks bounds the uplinks awaiting a reply on a connection.
 	MaxPendingUplinks = 256
 
-	ackFlushDelay  = 20 * time.Millisecond
-	ackBatchMax    = 100
-	sendQueueSize  = 64
-	writeTimeout   = 10 * time.Second
-	authTimeout    = 10 * time.Second
-	maxFailedKept  = 16
-	minPingPeriod  = 100 * time.Millisecond
-	deadMarginMax  = 5 * time.Second
-	shutdownFlush  = time.Second
-	dispatcherBody = 64 << 10
+	ackFlushDelay = 20 * time.Millisecond
+	ackBatchMax   = 100
+	sendQueueSize = 64
+	writeTimeout  = 10 * time.Second
+	authTimeout   = 10 * time.Second
+	// resumeAuthTimeout bounds a resume-only AUTH: a room answers a resume
+	// at once (no register, no saver), so a slower one is likely hung and
+	// the client logs in elsewhere rather than wait out authTimeout.
+	resumeAuthTimeout = time.Second
+	maxFailedKept     = 16
+	minPingPeriod     = 100 * time.Millisecond
+	deadMarginMax     = 5 * time.Second
+	shutdownFlush     = time.Second
+	dispatcherBody    = 64 << 10
 )
 
 // Config configures a Client. Zero fields take the defaults above.

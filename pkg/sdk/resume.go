@@ -6,8 +6,11 @@ import "slices"
 // resume token; the next AUTH sends it back, and a room that still holds
 // the dropped session hands it over (AuthReply.resumed) instead of a full
 // login. Any room may ignore it, so the token is sent whatever endpoint
-// the client dials next; after a plain drop the room it was on is dialled
-// first (preferEndpoint), since only that room holds the session.
+// the client dials next. After a plain drop the room it was on, the only
+// one holding the session, is asked first for a resume only
+// (Auth.resume_only, resumeAuthTimeout): a room that hung meanwhile costs
+// a second, not authTimeout, and if it reads that AUTH late it registers
+// nothing, since it may not log the client in afresh.
 
 // resumeToken is the token of the last session, "" for none.
 func (c *Client) resumeToken() string {
@@ -26,16 +29,13 @@ func (c *Client) setResumeToken(tok string) {
 	c.resume.Store(&tok)
 }
 
-// preferEndpoint moves ep to the front of eps when eps offers it: a room
-// the dispatcher no longer lists (draining, gone) is not dialled for a
-// resume.
-func preferEndpoint(eps []string, ep string) []string {
-	i := slices.Index(eps, ep)
-	if i <= 0 {
+// resumeFirst returns the attempts of a round: eps, preceded by a
+// resume-only attempt at ep (the room a plain drop left) when ok and the
+// dispatcher still offers it; a room it no longer lists (draining, gone)
+// is not asked.
+func resumeFirst(eps []string, ep string, ok bool) []string {
+	if !ok || ep == "" || !slices.Contains(eps, ep) {
 		return eps
 	}
-	out := make([]string, 0, len(eps))
-	out = append(out, ep)
-	out = append(out, eps[:i]...)
-	return append(out, eps[i+1:]...)
+	return append([]string{ep}, eps...)
 }

@@ -51,7 +51,9 @@ type session struct {
 
 // runSession connects to ep and serves the connection until it ends.
 // established reports whether AUTH succeeded.
-func (c *Client) runSession(ctx context.Context, ep string) (established bool, err error) {
+// resumeOnly makes the AUTH a resume or nothing (Auth.resume_only), with
+// the shorter resumeAuthTimeout.
+func (c *Client) runSession(ctx context.Context, ep string, resumeOnly bool) (established bool, err error) {
 	tok, err := c.token(ctx)
 	if err != nil {
 		return false, err
@@ -62,7 +64,7 @@ func (c *Client) runSession(ctx context.Context, ep string) (established bool, e
 		return false, fmt.Errorf("sdk: dial %s: %w", ep, err)
 	}
 	r := protocol.NewReader(bufio.NewReaderSize(conn, 4096), c.cfg.MaxFrame)
-	reply, err := c.authenticate(ctx, conn, r, tok)
+	reply, err := c.authenticate(ctx, conn, r, tok, resumeOnly)
 	if err != nil {
 		conn.Close()
 		return false, fmt.Errorf("sdk: auth at %s: %w", ep, err)
@@ -107,9 +109,14 @@ func (c *Client) notify(st State, ep string) {
 	}
 }
 
-// authenticate sends AUTH and waits for the answer within authTimeout.
-func (c *Client) authenticate(ctx context.Context, conn net.Conn, r *protocol.Reader, tok string) (*clientpb.AuthReply, error) {
-	deadline := time.Now().Add(authTimeout)
+// authenticate sends AUTH and waits for the answer within authTimeout
+// (resumeAuthTimeout for a resume-only AUTH).
+func (c *Client) authenticate(ctx context.Context, conn net.Conn, r *protocol.Reader, tok string, resumeOnly bool) (*clientpb.AuthReply, error) {
+	wait := authTimeout
+	if resumeOnly {
+		wait = resumeAuthTimeout
+	}
+	deadline := time.Now().Add(wait)
 	if dl, ok := ctx.Deadline(); ok && dl.Before(deadline) {
 		deadline = dl
 	}
@@ -119,7 +126,7 @@ func (c *Client) authenticate(ctx context.Context, conn net.Conn, r *protocol.Re
 
 	frame, err := protocol.AppendMessage(nil, protocol.OpAuth, c.nextSeq(), &clientpb.Auth{
 		Token: tok, Device: c.cfg.Device, Platform: c.cfg.Platform, SdkVersion: Version,
-		LastBroadcastSeq: c.lastBroadcast.Load(), ResumeToken: c.resumeToken(),
+		LastBroadcastSeq: c.lastBroadcast.Load(), ResumeToken: c.resumeToken(), ResumeOnly: resumeOnly,
 	})
 	if err != nil {
 		return nil, err

@@ -42,7 +42,12 @@ type Auth struct {
 	// that session if the room still holds it (flash reconnect); empty for a
 	// fresh login. An unknown or stale token is not an error: the login is
 	// then a full one (AuthReply.resumed false).
-	ResumeToken   string `protobuf:"bytes,6,opt,name=resume_token,json=resumeToken,proto3" json:"resume_token,omitempty"`
+	ResumeToken string `protobuf:"bytes,6,opt,name=resume_token,json=resumeToken,proto3" json:"resume_token,omitempty"`
+	// Resume or nothing: when the room cannot resume resume_token's session
+	// it answers ERROR RESUME_MISS instead of a full login. A client that
+	// gives up early on a room that may be hung sets it, so an AUTH the
+	// room reads late never registers a second, stale session (§4.4).
+	ResumeOnly    bool `protobuf:"varint,7,opt,name=resume_only,json=resumeOnly,proto3" json:"resume_only,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -117,6 +122,13 @@ func (x *Auth) GetResumeToken() string {
 		return x.ResumeToken
 	}
 	return ""
+}
+
+func (x *Auth) GetResumeOnly() bool {
+	if x != nil {
+		return x.ResumeOnly
+	}
+	return false
 }
 
 // Body of AUTH_REPLY (op 2).
@@ -907,7 +919,7 @@ var File_pushgw_client_v1_client_proto protoreflect.FileDescriptor
 
 const file_pushgw_client_v1_client_proto_rawDesc = "" +
 	"\n" +
-	"\x1dpushgw/client/v1/client.proto\x12\x10pushgw.client.v1\"\xc2\x01\n" +
+	"\x1dpushgw/client/v1/client.proto\x12\x10pushgw.client.v1\"\xe3\x01\n" +
 	"\x04Auth\x12\x14\n" +
 	"\x05token\x18\x01 \x01(\tR\x05token\x12\x16\n" +
 	"\x06device\x18\x02 \x01(\tR\x06device\x12\x1a\n" +
@@ -915,7 +927,9 @@ const file_pushgw_client_v1_client_proto_rawDesc = "" +
 	"\vsdk_version\x18\x04 \x01(\tR\n" +
 	"sdkVersion\x12,\n" +
 	"\x12last_broadcast_seq\x18\x05 \x01(\x04R\x10lastBroadcastSeq\x12!\n" +
-	"\fresume_token\x18\x06 \x01(\tR\vresumeToken\"\x80\x02\n" +
+	"\fresume_token\x18\x06 \x01(\tR\vresumeToken\x12\x1f\n" +
+	"\vresume_only\x18\a \x01(\bR\n" +
+	"resumeOnly\"\x80\x02\n" +
 	"\tAuthReply\x12\x1d\n" +
 	"\n" +
 	"session_id\x18\x01 \x01(\tR\tsessionId\x12+\n" +

@@ -77,6 +77,13 @@ func (r *room) handleAuth(s *session, f protocol.Frame) {
 	if tok := a.GetResumeToken(); tok != "" && r.flash.resume(s, key, tok, f.Seq, a.GetLastBroadcastSeq()) {
 		return // flash reconnect: no put, no pull, no catch-up (resume.go)
 	}
+	if a.GetResumeOnly() {
+		// Nothing registered: this AUTH may have waited in the socket while
+		// the room hung, and its client logged in elsewhere meanwhile.
+		r.m.auths.WithLabelValues(protocol.CodeResumeMiss.String()).Inc()
+		s.fail(f.Seq, protocol.CodeResumeMiss, "no session to resume here; log in without resume_only")
+		return
+	}
 	now := time.Now()
 	s.key = key
 	s.hasToken = r.flash.giveToken()
