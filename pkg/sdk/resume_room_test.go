@@ -24,17 +24,7 @@ func TestReconnectPrefersResumeRoom(t *testing.T) {
 			return &clientpb.AuthReply{SessionId: "s1", HeartbeatSeconds: 30, MaxInflight: 64, ResumeToken: "resume-me"}
 		}
 	}
-	// The first answer puts b first (the client lands there), every later
-	// one a (its rendezvous room, say).
-	var calls atomic.Int32
-	disp := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
-		first, second := a.addr(), b.addr()
-		if calls.Add(1) == 1 {
-			first, second = second, first
-		}
-		_, _ = w.Write([]byte(`{"endpoints":["` + first + `","` + second + `"]}`))
-	}))
-	defer disp.Close()
+	disp, calls := flipDispatcher(t, a, b)
 
 	start(t, Config{DispatcherURL: disp.URL})
 	rc := b.next(t)
@@ -52,6 +42,21 @@ func TestReconnectPrefersResumeRoom(t *testing.T) {
 	if calls.Load() < 2 {
 		t.Fatalf("dispatcher asked %d times, want the reconnect to ask again", calls.Load())
 	}
+}
+
+// flipDispatcher answers [b, a] the first time (the client lands on b) and
+// [a, b] after that (a is its rendezvous room, say); calls counts answers.
+func flipDispatcher(t *testing.T, a, b *testRoom) (*httptest.Server, *atomic.Int32) {
+	calls := new(atomic.Int32)
+	disp := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		first, second := a.addr(), b.addr()
+		if calls.Add(1) == 1 {
+			first, second = second, first
+		}
+		_, _ = w.Write([]byte(`{"endpoints":["` + first + `","` + second + `"]}`))
+	}))
+	t.Cleanup(disp.Close)
+	return disp, calls
 }
 
 func TestResumeFirst(t *testing.T) {
@@ -92,15 +97,7 @@ func TestResumeAtHungRoomGivesUpFast(t *testing.T) {
 		}
 		return protocol.OpAuthReply, nil
 	}
-	var calls atomic.Int32
-	disp := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
-		first, second := a.addr(), b.addr()
-		if calls.Add(1) == 1 {
-			first, second = second, first
-		}
-		_, _ = w.Write([]byte(`{"endpoints":["` + first + `","` + second + `"]}`))
-	}))
-	defer disp.Close()
+	disp, _ := flipDispatcher(t, a, b)
 
 	start(t, Config{DispatcherURL: disp.URL})
 	rc := b.next(t)
