@@ -176,6 +176,15 @@ func (ss *sessionSync) refresh(sessions []*internalpb.Session) error {
 		// Only sessions still open here: a missing one that closed
 		// meanwhile must not come back.
 		if s, ok := ss.r.hub.Get(m.GetConnId()); ok && s.isAuthed() {
+			if _, parked := s.c.(*parkConn); parked {
+				// Its client is away and may have logged in elsewhere
+				// since: putting the session back (last write wins) could
+				// hide that newer login, and pushes would queue here for
+				// the rest of the window. It ends; a resume becomes a
+				// full login.
+				s.c.CloseWith(nil)
+				continue
+			}
 			// While register did not know the session, center found
 			// nobody to push to: pull what was stored meanwhile once the
 			// session is back.
