@@ -45,8 +45,9 @@ type epochs struct {
 	mu  sync.Mutex
 	val string
 	at  time.Time
-	// born is when the youngest marker of val was written (zero: unknown,
-	// a marker of an older register that carries no time).
+	// born is when the youngest marker of val was written, set when val
+	// changed from one this register had read (zero: no change seen, or a
+	// marker of an older register that carries no time).
 	born time.Time
 	// keysMu guards keys: ForEachMaster reads the masters concurrently.
 	keysMu sync.Mutex
@@ -68,7 +69,12 @@ func (e *epochs) current(ctx context.Context) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	e.val, e.at, e.born = v, time.Now(), bornOf(v)
+	if e.val != "" && v != e.val {
+		// Only a change this register saw: the first epoch a fresh
+		// register reads (a new cluster) has lost nothing.
+		e.born = bornOf(v)
+	}
+	e.val, e.at = v, time.Now()
 	return v, nil
 }
 
