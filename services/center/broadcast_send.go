@@ -6,9 +6,6 @@ import (
 	"sync"
 	"time"
 
-	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/status"
-
 	"github.com/pushgw/pushgw/pkg/discovery"
 	"github.com/pushgw/pushgw/proto/internalpb"
 )
@@ -31,15 +28,6 @@ const (
 	// broadcastClaimLimit bounds one sweep round.
 	broadcastClaimLimit = 200
 )
-
-// broadcastRetryDelays are the waits before sending a broadcast again to
-// a room that could not be reached at all (its connection refused: a room
-// just restarted, whose address center's connection still backs off
-// from). The sweep only resends after broadcastMinAge, and meanwhile a
-// client of that room may get later broadcasts live and move to another
-// room reporting a seq past the missed one, which its catch-up then skips
-// (a fault run lost one broadcast to 6 clients that way).
-var broadcastRetryDelays = [...]time.Duration{250 * time.Millisecond, 500 * time.Millisecond, time.Second, 2 * time.Second}
 
 // broadcastSender sends broadcasts to rooms.
 type broadcastSender struct {
@@ -84,37 +72,19 @@ func (bs *broadcastSender) sendAll(b *internalpb.Broadcast, rooms []discovery.In
 		go func(in discovery.Instance) {
 			defer bs.wg.Done()
 			defer func() { <-bs.slots }()
-			for try := 0; ; try++ {
-				ok, again := bs.sendRoom(context.Background(), b, in)
-				if ok || !again || try == len(broadcastRetryDelays) || !bs.listed(in) {
-					return
-				}
-				time.Sleep(broadcastRetryDelays[try])
-			}
+			bs.sendRoom(context.Background(), b, in)
 		}(in)
 	}
 }
 
-// listed reports whether in is still a room in etcd at the same address.
-func (bs *broadcastSender) listed(in discovery.Instance) bool {
-	for _, r := range bs.liveRooms() {
-		if r.ID == in.ID && r.Addr == in.Addr {
-			return true
-		}
-	}
-	return false
-}
-
-// sendRoom sends b to one room and records the outcome: ok when the room
-// confirmed; again when the call failed for want of a connection, so it
-// may go again at once (a room gives each connection a broadcast at most
-// once, so a resend of one it did get gives no one a second copy).
-func (bs *broadcastSender) sendRoom(ctx context.Context, b *internalpb.Broadcast, in discovery.Instance) (ok, again bool) {
+// sendRoom sends b to one room and records the outcome; false when the
+// room did not confirm.
+func (bs *broadcastSender) sendRoom(ctx context.Context, b *internalpb.Broadcast, in discovery.Instance) bool {
 	rc, err := bs.s.rooms.client(in.Addr)
 	if err != nil {
 		bs.s.m.deliveryFails.WithLabelValues("broadcast_room").Inc()
-		bs.log.Warn("center: broadcast room unreachable", "id", b.GetId(), "room", in.ID, "err", err)
-		return false, true
+		bs.log.Warn("center: broadcast room unreachable; left to the sweep", "id", b.GetId(), "room", in.ID, "err", err)
+		return false
 	}
 	share := bs.paceShare(b.GetApp(), len(bs.liveRooms()))
 	cctx, cancel := context.WithTimeout(ctx, roomTimeout(b, share, time.Now()))
@@ -122,12 +92,12 @@ func (bs *broadcastSender) sendRoom(ctx context.Context, b *internalpb.Broadcast
 	cancel()
 	if pacedStillRunning(err) {
 		bs.log.Debug("center: paced broadcast still running in the room", "id", b.GetId(), "room", in.ID)
-		return false, false
+		return false
 	}
 	if err != nil {
 		bs.s.m.deliveryFails.WithLabelValues("broadcast_room").Inc()
-		bs.log.Warn("center: room broadcast failed", "id", b.GetId(), "seq", b.GetSeq(), "room", in.ID, "err", err)
-		return false, status.Code(err) == codes.Unavailable
+		bs.log.Warn("center: room broadcast failed; left to the sweep", "id", b.GetId(), "seq", b.GetSeq(), "room", in.ID, "err", err)
+		return false
 	}
 	bs.s.m.delivered.Add(float64(rep.GetReached() + rep.GetReported()))
 	cctx, cancel = context.WithTimeout(ctx, downstreamTimeout)
@@ -139,10 +109,10 @@ func (bs *broadcastSender) sendRoom(ctx context.Context, b *internalpb.Broadcast
 		// The room is resent to later and reaches nobody twice; only the
 		// reached count of this call is lost.
 		bs.log.Warn("center: broadcast progress not recorded", "id", b.GetId(), "room", in.ID, "err", err)
-		return false, false
+		return false
 	}
 	bs.log.Debug("center: broadcast sent", "id", b.GetId(), "seq", b.GetSeq(), "room", in.ID, "reached", rep.GetReached(), "deferred", rep.GetDeferred())
-	return true, false
+	return true
 }
 
 // wait waits for fan-outs in flight, up to ctx.

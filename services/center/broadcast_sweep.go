@@ -82,7 +82,7 @@ func (w *broadcastSweeper) sweep(ctx context.Context) {
 		wg.Add(1)
 		go func(c *internalpb.BroadcastRoomClaim) {
 			defer wg.Done()
-			if ok, _ := bs.sendRoom(ctx, c.GetBroadcast(), in); ok {
+			if bs.sendRoom(ctx, c.GetBroadcast(), in) {
 				bs.s.m.redelivered.Inc()
 			}
 		}(c)
