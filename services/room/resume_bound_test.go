@@ -56,6 +56,18 @@ func settled(t *testing.T, e *testEnv, rs *recSaver, users ...string) {
 	waitFor(t, "catch-ups done", func() bool {
 		return metricValue(t, e.srv.r.m.catchUps.WithLabelValues("ok")) >= float64(len(users))
 	})
+	// saver counted the pull when it was asked; the room applies the answer
+	// a moment later. A connection parked or handed over before that marks
+	// its sessions behind, and they pull again.
+	waitFor(t, "pull answers applied", func() bool {
+		busy := false
+		e.srv.r.hub.Range(func(s *session) {
+			s.pending.mu.Lock()
+			busy = busy || s.pending.pulling
+			s.pending.mu.Unlock()
+		})
+		return !busy
+	})
 }
 
 // loginWithMail logs user in to app main on a new connection and binds

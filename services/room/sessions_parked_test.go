@@ -52,6 +52,30 @@ func (l *lostRegister) putConns() map[uint64]bool {
 	return out
 }
 
+// pullSaver answers every pull with nothing and records whose it was.
+type pullSaver struct {
+	internalpb.SaverClient
+	mu    sync.Mutex
+	users map[string]int
+}
+
+func (p *pullSaver) PendingBatch(_ context.Context, req *internalpb.PendingBatchRequest, _ ...grpc.CallOption) (*internalpb.PendingBatchReply, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	rep := &internalpb.PendingBatchReply{}
+	for _, r := range req.GetRequests() {
+		p.users[r.GetUser()]++
+		rep.Replies = append(rep.Replies, &internalpb.PendingBatchEntry{})
+	}
+	return rep, nil
+}
+
+func (p *pullSaver) pulls(user string) int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.users[user]
+}
+
 // After register lost its data, a refresh puts back the open sessions but
 // not a parked one: its client may have logged in elsewhere meanwhile, and
 // putting it back would hide that login. The parked session ends instead.
@@ -66,9 +90,10 @@ func TestRefreshEndsParkedMissingSession(t *testing.T) {
 		t.Fatal(err)
 	}
 	reg := &lostRegister{}
+	sv := &pullSaver{users: map[string]int{}}
 	r, err := newRoom(cfg, roomDeps{
 		log: slog.New(slog.NewJSONHandler(io.Discard, nil)), metrics: newMetrics(prometheus.NewRegistry()),
-		secretOf: func(string) ([]byte, bool) { return nil, false }, register: reg,
+		secretOf: func(string) ([]byte, bool) { return nil, false }, register: reg, saver: sv,
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -108,5 +133,15 @@ func TestRefreshEndsParkedMissingSession(t *testing.T) {
 	}
 	if reg.putConns()[2] {
 		t.Fatal("the parked session was put back")
+	}
+	// What center stored while register did not know the session is pulled.
+	for sv.pulls("live") == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("the session put back did not pull")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if n := sv.pulls("away"); n != 0 {
+		t.Fatalf("the parked session pulled %d times", n)
 	}
 }
