@@ -300,7 +300,12 @@ type StoreRequest struct {
 	// the pushes of many requests). A message saver rejects is answered in
 	// StoreReply.failed and the others are still stored, instead of the
 	// whole call failing.
-	Independent   bool `protobuf:"varint,2,opt,name=independent,proto3" json:"independent,omitempty"`
+	Independent bool `protobuf:"varint,2,opt,name=independent,proto3" json:"independent,omitempty"`
+	// fresh: the caller minted every message id for this call and has never
+	// sent it to saver before (center's store batcher), so no outcome can
+	// exist for it yet and saver skips the outcome check of its insert. A
+	// resend of the same ids (a retry) must leave it unset.
+	Fresh         bool `protobuf:"varint,3,opt,name=fresh,proto3" json:"fresh,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -345,6 +350,13 @@ func (x *StoreRequest) GetMessages() []*Message {
 func (x *StoreRequest) GetIndependent() bool {
 	if x != nil {
 		return x.Independent
+	}
+	return false
+}
+
+func (x *StoreRequest) GetFresh() bool {
+	if x != nil {
+		return x.Fresh
 	}
 	return false
 }
@@ -4023,10 +4035,11 @@ var File_pushgw_internal_v1_saver_proto protoreflect.FileDescriptor
 
 const file_pushgw_internal_v1_saver_proto_rawDesc = "" +
 	"\n" +
-	"\x1epushgw/internal/v1/saver.proto\x12\x12pushgw.internal.v1\x1a\x1epushgw/internal/v1/types.proto\"i\n" +
+	"\x1epushgw/internal/v1/saver.proto\x12\x12pushgw.internal.v1\x1a\x1epushgw/internal/v1/types.proto\"\x7f\n" +
 	"\fStoreRequest\x127\n" +
 	"\bmessages\x18\x01 \x03(\v2\x1b.pushgw.internal.v1.MessageR\bmessages\x12 \n" +
-	"\vindependent\x18\x02 \x01(\bR\vindependent\"\xb4\x02\n" +
+	"\vindependent\x18\x02 \x01(\bR\vindependent\x12\x14\n" +
+	"\x05fresh\x18\x03 \x01(\bR\x05fresh\"\xb4\x02\n" +
 	"\n" +
 	"StoreReply\x12H\n" +
 	"\breplaced\x18\x01 \x03(\v2,.pushgw.internal.v1.StoreReply.ReplacedEntryR\breplaced\x12B\n" +

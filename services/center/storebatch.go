@@ -196,7 +196,9 @@ func (b *storeBatcher) flush(batch []*storeItem) {
 	b.m.batch.Observe(float64(len(msgs)))
 	ctx, cancel := context.WithTimeout(context.Background(), storeTimeout)
 	defer cancel()
-	rep, err := b.saver.Store(ctx, &internalpb.StoreRequest{Messages: msgs, Independent: true})
+	// Fresh: every id was minted for its request and this call is its only
+	// Store (a failure fails the request; the client's retry mints anew).
+	rep, err := b.saver.Store(ctx, &internalpb.StoreRequest{Messages: msgs, Independent: true, Fresh: true})
 	if err != nil {
 		err = fmt.Errorf("saver: store batch of %d from id %d: %w", len(msgs), msgs[0].GetId(), err)
 		for _, it := range live {

@@ -47,7 +47,10 @@ type storeReq struct {
 	// independent requests (Store with independent set) answer a message
 	// whose commit failed in failed, by id, and store the others.
 	independent bool
-	failed      map[uint64]error
+	// fresh requests carry ids never sent to saver before: their insert
+	// skips the outcome check (StoreRequest.fresh).
+	fresh  bool
+	failed map[uint64]error
 	done        chan error
 }
 
@@ -89,8 +92,8 @@ func (c *committer) store(ctx context.Context, msgs []*internalpb.Message) (map[
 
 // storeEach is store for unrelated messages: one whose commit fails is
 // returned in failed and does not fail the others.
-func (c *committer) storeEach(ctx context.Context, msgs []*internalpb.Message) (replaced map[uint64]uint64, failed map[uint64]error, err error) {
-	req := &storeReq{msgs: msgs, independent: true, done: make(chan error, 1)}
+func (c *committer) storeEach(ctx context.Context, msgs []*internalpb.Message, fresh bool) (replaced map[uint64]uint64, failed map[uint64]error, err error) {
+	req := &storeReq{msgs: msgs, independent: true, fresh: fresh, done: make(chan error, 1)}
 	if err := c.submit(ctx, req); err != nil {
 		return nil, nil, err
 	}
@@ -180,16 +183,20 @@ func (c *committer) commit(batch []*storeReq, rows int) (map[uint64]uint64, erro
 	ctx, cancel := context.WithTimeout(context.Background(), commitTimeout)
 	defer cancel()
 	msgs := make([]*internalpb.Message, 0, rows)
+	var check []uint64
 	seen := make(map[uint64]bool, rows)
 	for _, r := range batch {
 		for _, m := range r.msgs {
 			if !seen[m.GetId()] {
 				seen[m.GetId()] = true
 				msgs = append(msgs, m)
+				if !r.fresh {
+					check = append(check, m.GetId())
+				}
 			}
 		}
 	}
-	replaced, err := c.commitMsgs(ctx, msgs)
+	replaced, err := c.commitMsgs(ctx, msgs, check)
 	if err != nil {
 		c.log.Error("store commit failed", "rows", len(msgs), "requests", len(batch), "err", err)
 		return nil, err
@@ -198,10 +205,10 @@ func (c *committer) commit(batch []*storeReq, rows int) (map[uint64]uint64, erro
 }
 
 // commitMsgs stores msgs in one transaction, then adds them to the Redis
-// inboxes.
-func (c *committer) commitMsgs(ctx context.Context, msgs []*internalpb.Message) (map[uint64]uint64, error) {
+// inboxes. check lists the ids that may already have an outcome.
+func (c *committer) commitMsgs(ctx context.Context, msgs []*internalpb.Message, check []uint64) (map[uint64]uint64, error) {
 	start := time.Now()
-	kept, replaced, collapsed, err := c.db.insert(ctx, msgs, start)
+	kept, replaced, collapsed, err := c.db.insert(ctx, msgs, check, start)
 	c.metrics.commitSeconds.Observe(time.Since(start).Seconds())
 	if err != nil {
 		return nil, err
@@ -237,7 +244,7 @@ func (c *committer) fallback(batch []*storeReq) {
 	defer cancel()
 	for _, r := range batch {
 		if !r.independent {
-			replaced, err := c.commitMsgs(ctx, r.msgs)
+			replaced, err := c.commitMsgs(ctx, r.msgs, r.checkIDs(r.msgs))
 			if err != nil {
 				c.log.Error("store commit failed alone", "rows", len(r.msgs), "err", err)
 			}
@@ -246,7 +253,8 @@ func (c *committer) fallback(batch []*storeReq) {
 			continue
 		}
 		for _, m := range r.msgs {
-			replaced, err := c.commitMsgs(ctx, []*internalpb.Message{m})
+			one := []*internalpb.Message{m}
+			replaced, err := c.commitMsgs(ctx, one, r.checkIDs(one))
 			if err != nil {
 				c.log.Warn("store commit of one message failed", "id", m.GetId(), "err", err)
 				if r.failed == nil {
@@ -264,4 +272,17 @@ func (c *committer) fallback(batch []*storeReq) {
 		}
 		r.done <- nil
 	}
+}
+
+// checkIDs lists the ids of msgs (of r) whose insert checks for an earlier
+// outcome: all of them, unless r is fresh.
+func (r *storeReq) checkIDs(msgs []*internalpb.Message) []uint64 {
+	if r.fresh {
+		return nil
+	}
+	ids := make([]uint64, len(msgs))
+	for i, m := range msgs {
+		ids[i] = m.GetId()
+	}
+	return ids
 }

@@ -15,7 +15,7 @@ import (
 // validation or its commit is answered in StoreReply.failed, the others
 // are stored. Only a failure that touches every message (queue full,
 // stopping, deadline) fails the call.
-func (s *server) storeIndependent(ctx context.Context, msgs []*internalpb.Message) (*internalpb.StoreReply, error) {
+func (s *server) storeIndependent(ctx context.Context, msgs []*internalpb.Message, fresh bool) (*internalpb.StoreReply, error) {
 	if len(msgs) > maxBatch {
 		return nil, invalid("batch of %d exceeds %d", len(msgs), maxBatch)
 	}
@@ -41,7 +41,7 @@ func (s *server) storeIndependent(ctx context.Context, msgs []*internalpb.Messag
 	if len(valid) == 0 {
 		return rep, nil
 	}
-	replaced, failed, err := s.committer.storeEach(ctx, valid)
+	replaced, failed, err := s.committer.storeEach(ctx, valid, fresh)
 	if err != nil {
 		return nil, s.fail(ctx, "store", err)
 	}

@@ -47,26 +47,24 @@ func sortedIDs(ids []uint64) []uint64 {
 }
 
 // insert stores msgs in one transaction (or one autocommitted INSERT, see
-// oneStatement) and returns those it stored or found already stored. A message whose id already has an outcome (acked,
-// expired or dead) is dropped, so a Store retried after the ack does not
-// deliver it again.
+// oneStatement) and returns those it stored or found already stored. A
+// message of check whose id already has an outcome (acked, expired or
+// dead) is dropped, so a Store retried after the ack does not deliver it
+// again; ids left out of check were never sent before (StoreRequest.fresh)
+// and cost no read.
 //
 // collapsed lists the messages this Store finished as collapsed (older
 // unacked ones with a collapse key of a stored message), to leave the
 // Redis inboxes after the commit.
-func (d *msgDB) insert(ctx context.Context, msgs []*internalpb.Message, now time.Time) (kept []*internalpb.Message, replaced map[uint64]uint64, collapsed []msgRef, err error) {
-	ids := make([]uint64, len(msgs))
-	for i, m := range msgs {
-		ids[i] = m.GetId()
-	}
+func (d *msgDB) insert(ctx context.Context, msgs []*internalpb.Message, check []uint64, now time.Time) (kept []*internalpb.Message, replaced map[uint64]uint64, collapsed []msgRef, err error) {
 	if oneStatement(msgs) {
-		kept, err = d.insertPlain(ctx, msgs, ids, now)
+		kept, err = d.insertPlain(ctx, msgs, check, now)
 		return kept, nil, nil, err
 	}
 	err = d.retry.inTx(ctx, d.db, nil, func(tx *sql.Tx) error {
-		done, err := queryIDs(ctx, tx, "SELECT id FROM message_outcomes WHERE id IN ("+placeholders(len(ids))+")", idArgs(ids)...)
+		done, err := outcomesOf(ctx, tx, check)
 		if err != nil {
-			return fmt.Errorf("check outcomes: %w", err)
+			return err
 		}
 		if replaced, err = claimKeys(ctx, tx, msgs, now); err != nil {
 			return err
@@ -113,10 +111,10 @@ func oneStatement(msgs []*internalpb.Message) bool {
 // and one autocommitted INSERT. The check is no weaker than in a
 // transaction: there it reads a snapshot, which an ack committed before
 // the INSERT does not change either.
-func (d *msgDB) insertPlain(ctx context.Context, msgs []*internalpb.Message, ids []uint64, now time.Time) ([]*internalpb.Message, error) {
-	done, err := queryIDs(ctx, d.db, "SELECT id FROM message_outcomes WHERE id IN ("+placeholders(len(ids))+")", idArgs(ids)...)
+func (d *msgDB) insertPlain(ctx context.Context, msgs []*internalpb.Message, check []uint64, now time.Time) ([]*internalpb.Message, error) {
+	done, err := outcomesOf(ctx, d.db, check)
 	if err != nil {
-		return nil, fmt.Errorf("check outcomes: %w", err)
+		return nil, err
 	}
 	kept := msgs
 	if len(done) > 0 {
@@ -246,6 +244,19 @@ func insertRows(ctx context.Context, tx execer, msgs []*internalpb.Message, now 
 
 type querier interface {
 	QueryContext(ctx context.Context, q string, args ...any) (*sql.Rows, error)
+}
+
+// outcomesOf returns which of ids already have an outcome; none asked,
+// no read.
+func outcomesOf(ctx context.Context, q querier, ids []uint64) (map[uint64]bool, error) {
+	if len(ids) == 0 {
+		return nil, nil
+	}
+	done, err := queryIDs(ctx, q, "SELECT id FROM message_outcomes WHERE id IN ("+placeholders(len(ids))+")", idArgs(ids)...)
+	if err != nil {
+		return nil, fmt.Errorf("check outcomes of %d ids: %w", len(ids), err)
+	}
+	return done, nil
 }
 
 func queryIDs(ctx context.Context, q querier, query string, args ...any) (map[uint64]bool, error) {

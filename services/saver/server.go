@@ -43,7 +43,7 @@ func (s *server) fail(ctx context.Context, method string, err error) error {
 
 func (s *server) Store(ctx context.Context, req *internalpb.StoreRequest) (*internalpb.StoreReply, error) {
 	if req.GetIndependent() {
-		return s.storeIndependent(ctx, req.GetMessages())
+		return s.storeIndependent(ctx, req.GetMessages(), req.GetFresh())
 	}
 	msgs := req.GetMessages()
 	if err := checkMessages(msgs); err != nil {

@@ -40,11 +40,15 @@ const (
 //	go test ./services/saver -run '^$' -bench StoreBatch -benchtime 20000x
 func BenchmarkStoreBatch(b *testing.B) {
 	for _, n := range []int{1, 20, 200} {
-		b.Run(fmt.Sprintf("msgs_per_call=%d", n), func(b *testing.B) { benchStoreBatch(b, n) })
+		for _, fresh := range []bool{false, true} {
+			b.Run(fmt.Sprintf("msgs_per_call=%d/fresh=%v", n, fresh), func(b *testing.B) { benchStoreBatch(b, n, fresh) })
+		}
 	}
 }
 
-func benchStoreBatch(b *testing.B, perCall int) {
+// fresh=true is center's batcher (StoreRequest.fresh: no outcome check);
+// false is a Store that may be a retry.
+func benchStoreBatch(b *testing.B, perCall int, fresh bool) {
 	f := newFixture(b, 10)
 	payload := make([]byte, benchStorePayload)
 	mk := func() *internalpb.Message {
@@ -59,7 +63,7 @@ func benchStoreBatch(b *testing.B, perCall int) {
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
-		rep, err := f.cli.Store(ctx, &internalpb.StoreRequest{Messages: msgs, Independent: true})
+		rep, err := f.cli.Store(ctx, &internalpb.StoreRequest{Messages: msgs, Independent: true, Fresh: fresh})
 		if err == nil && len(rep.GetFailed()) > 0 {
 			err = fmt.Errorf("%d messages failed", len(rep.GetFailed()))
 		}
