@@ -51,7 +51,7 @@ type storeReq struct {
 	// skips the outcome check (StoreRequest.fresh).
 	fresh  bool
 	failed map[uint64]error
-	done        chan error
+	done   chan error
 }
 
 type committer struct {
