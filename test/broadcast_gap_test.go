@@ -1,10 +1,14 @@
 package test
 
 import (
+	"context"
+	"errors"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/pushgw/pushgw/pkg/protocol"
+	"github.com/pushgw/pushgw/pkg/sdk"
 	"github.com/pushgw/pushgw/pkg/token"
 	"github.com/pushgw/pushgw/proto/clientpb"
 )
@@ -73,5 +77,96 @@ func TestBroadcastGapCaughtUpOnOtherRoom(t *testing.T) {
 	c.waitCatchUps(t, 1, 2)
 	if extra := old.drain(t); len(extra) > 0 {
 		t.Fatalf("a report without gaps got %d pushes, first %v", len(extra), extra[0])
+	}
+}
+
+// The same with the SDK end to end: its handler fails broadcast k once
+// (the app could not handle it; nothing redelivers a broadcast on the
+// connection), handles k+1, and its room dies. On the other room the
+// SDK's AUTH reports k as a gap and k is handled there, once; k+1 is not
+// sent again.
+func TestBroadcastGapCaughtUpBySDK(t *testing.T) {
+	c := StartCluster(t, Options{Rooms: 2, Heartbeat: 10 * time.Second, MissedBeats: 3})
+	var (
+		mu       sync.Mutex
+		tries    = map[string]int{}
+		handled  = map[string]int{}
+		endpoint string
+	)
+	cl, err := sdk.New(sdk.Config{
+		DispatcherURL: c.DispatcherURL,
+		App:           c.App, User: "sdk-gap", Device: "phone",
+		TokenFunc: func(context.Context) (string, error) { return c.Token("sdk-gap", "phone", time.Hour), nil },
+		Handler: func(_ context.Context, m *sdk.Message) error {
+			mu.Lock()
+			defer mu.Unlock()
+			p := string(m.Payload)
+			tries[p]++
+			if p == "k" && tries[p] == 1 {
+				return errors.New("app failed on k")
+			}
+			handled[p]++
+			return nil
+		},
+		OnState: func(st sdk.State, ep string) {
+			mu.Lock()
+			if st == sdk.StateConnected {
+				endpoint = ep
+			} else if endpoint == ep {
+				endpoint = ""
+			}
+			mu.Unlock()
+		},
+		BackoffMin: 50 * time.Millisecond,
+		BackoffMax: 500 * time.Millisecond,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- cl.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		cctx, ccancel := context.WithTimeout(context.Background(), 3*time.Second)
+		defer ccancel()
+		_ = cl.Close(cctx)
+		<-done
+	})
+	at := func() string {
+		mu.Lock()
+		defer mu.Unlock()
+		return endpoint
+	}
+	count := func(m map[string]int, p string) int {
+		mu.Lock()
+		defer mu.Unlock()
+		return m[p]
+	}
+	Eventually(t, 20*time.Second, "SDK connected", func() bool { return at() != "" })
+	first := at()
+	room := 0
+	if c.RoomTCP[1] == first {
+		room = 1
+	}
+	c.waitCatchUps(t, room, 1)
+
+	c.broadcast(t, c.CenterURL, map[string]any{"payload": "k", "qos": 1, "ttl": 600})
+	c.broadcast(t, c.CenterURL, map[string]any{"payload": "k+1", "qos": 1, "ttl": 600})
+	Eventually(t, 15*time.Second, "k tried and k+1 handled live", func() bool {
+		return count(tries, "k") == 1 && count(handled, "k+1") == 1
+	})
+	c.Kill(RoomName(room))
+	Eventually(t, 30*time.Second, "SDK on the other room", func() bool { e := at(); return e != "" && e != first })
+	Eventually(t, 15*time.Second, "k caught up on the other room", func() bool { return count(handled, "k") == 1 })
+	c.waitCatchUps(t, 1-room, 1)
+	if n := count(tries, "k+1"); n != 1 {
+		t.Fatalf("k+1 reached the handler %d times", n)
+	}
+	if st := cl.Stats(); st.Redelivered != 0 {
+		t.Fatalf("stats %+v: the room sent a handled broadcast again", st)
+	}
+	if n := count(tries, "k"); n != 2 {
+		t.Fatalf("k reached the handler %d times, want 2 (failed, then caught up)", n)
 	}
 }
