@@ -70,7 +70,7 @@ func (c *Client) Bind(ctx context.Context, app, tok string) error {
 	if s == nil {
 		return ErrNotConnected
 	}
-	rep, err := s.bind(ctx, tok)
+	rep, err := s.bind(ctx, app, tok)
 	if err != nil {
 		return err
 	}
@@ -116,7 +116,7 @@ func (s *session) rebind(ctx context.Context, kept []string) {
 			s.c.stats.rebindsSkipped.Add(1)
 			continue
 		}
-		rep, err := s.bind(ctx, tok)
+		rep, err := s.bind(ctx, app, tok)
 		if err != nil {
 			s.c.log.Warn("sdk: rebind failed", "app", app, "err", err)
 			continue
@@ -146,8 +146,11 @@ func (c *Client) notifyUnbound(app string, code protocol.Code, reason string) {
 	}
 }
 
-func (s *session) bind(ctx context.Context, tok string) (*clientpb.BindReply, error) {
-	m, err := s.request(ctx, protocol.OpBind, &clientpb.Bind{Token: tok})
+// bind sends BIND of app with the broadcast seqs of app handled so far,
+// for its catch-up.
+func (s *session) bind(ctx context.Context, app, tok string) (*clientpb.BindReply, error) {
+	last, gaps := s.c.bcast.bind(app)
+	m, err := s.request(ctx, protocol.OpBind, &clientpb.Bind{Token: tok, LastBroadcastSeq: last, BroadcastGaps: gaps})
 	if err != nil {
 		return nil, err
 	}

@@ -40,9 +40,9 @@ type Client struct {
 	staleAnswers int
 
 	stats stats
-	// lastBroadcast is the highest broadcast seq handled, kept across
-	// reconnects and sent in AUTH.
-	lastBroadcast atomic.Uint64
+	// bcast are the broadcast seqs handled, per app, kept across
+	// reconnects and sent in AUTH and BIND (broadcast.go).
+	bcast *broadcastSeqs
 	// resume is the last AuthReply.resume_token (resume.go).
 	resume atomic.Pointer[string]
 
@@ -65,8 +65,8 @@ func New(cfg Config) (*Client, error) {
 		done:     make(chan struct{}),
 		dedup:    newDedup(c.DedupSize),
 		ackDelay: ackFlushDelay,
+		bcast:    newBroadcastSeqs(c.LastBroadcastSeq),
 	}
-	cl.lastBroadcast.Store(c.LastBroadcastSeq)
 	return cl, nil
 }
 

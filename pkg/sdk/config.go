@@ -87,7 +87,10 @@ type Config struct {
 	// LastBroadcastSeq is the highest broadcast seq this device handled in
 	// an earlier run (Client.LastBroadcastSeq, saved by the app). The
 	// server sends the unexpired broadcasts after it on connect; 0 (a new
-	// device) gets every unexpired one.
+	// device) gets every unexpired one. It is a plain seq: which broadcasts
+	// below it the client missed (broadcast_gaps) is kept only while the
+	// Client lives, so a gap open when the process ends is not caught up
+	// after a restart. It covers Config.App only; bound apps start at 0.
 	LastBroadcastSeq uint64
 
 	Logger     *slog.Logger

@@ -124,9 +124,10 @@ func (c *Client) authenticate(ctx context.Context, conn net.Conn, r *protocol.Re
 	stop := context.AfterFunc(ctx, func() { _ = conn.SetDeadline(time.Unix(1, 0)) })
 	defer stop()
 
+	last, gaps := c.bcast.auth()
 	frame, err := protocol.AppendMessage(nil, protocol.OpAuth, c.nextSeq(), &clientpb.Auth{
 		Token: tok, Device: c.cfg.Device, Platform: c.cfg.Platform, SdkVersion: Version,
-		LastBroadcastSeq: c.lastBroadcast.Load(), ResumeToken: c.resumeToken(), ResumeOnly: resumeOnly,
+		LastBroadcastSeq: last, BroadcastGaps: gaps, ResumeToken: c.resumeToken(), ResumeOnly: resumeOnly,
 	})
 	if err != nil {
 		return nil, err
@@ -288,7 +289,7 @@ func (s *session) handlePush(ctx context.Context, p *clientpb.Push) {
 	if p.Id != 0 {
 		c.dedup.add(p.Id)
 	}
-	c.noteBroadcast(p.BroadcastSeq)
+	c.bcast.note(p.App, p.BroadcastSeq)
 	if p.Qos >= 1 {
 		s.acks.add(p.Id)
 	}

@@ -47,7 +47,13 @@ type Auth struct {
 	// it answers ERROR RESUME_MISS instead of a full login. A client that
 	// gives up early on a room that may be hung sets it, so an AUTH the
 	// room reads late never registers a second, stale session (§4.4).
-	ResumeOnly    bool `protobuf:"varint,7,opt,name=resume_only,json=resumeOnly,proto3" json:"resume_only,omitempty"`
+	ResumeOnly bool `protobuf:"varint,7,opt,name=resume_only,json=resumeOnly,proto3" json:"resume_only,omitempty"`
+	// Broadcasts below last_broadcast_seq the client did NOT handle: bit i
+	// (0..62) set means seq last_broadcast_seq-1-i is missing; bit 63 is
+	// ignored. The room then also sends those it has (docs/protocol.md
+	// §10.1). 0 (older clients) claims everything up to
+	// last_broadcast_seq.
+	BroadcastGaps uint64 `protobuf:"fixed64,8,opt,name=broadcast_gaps,json=broadcastGaps,proto3" json:"broadcast_gaps,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -129,6 +135,13 @@ func (x *Auth) GetResumeOnly() bool {
 		return x.ResumeOnly
 	}
 	return false
+}
+
+func (x *Auth) GetBroadcastGaps() uint64 {
+	if x != nil {
+		return x.BroadcastGaps
+	}
+	return 0
 }
 
 // Body of AUTH_REPLY (op 2).
@@ -669,8 +682,10 @@ type Bind struct {
 	Token string `protobuf:"bytes,1,opt,name=token,proto3" json:"token,omitempty"`
 	// Highest Push.broadcast_seq of that app the client handled (catch-up).
 	LastBroadcastSeq uint64 `protobuf:"varint,2,opt,name=last_broadcast_seq,json=lastBroadcastSeq,proto3" json:"last_broadcast_seq,omitempty"`
-	unknownFields    protoimpl.UnknownFields
-	sizeCache        protoimpl.SizeCache
+	// As Auth.broadcast_gaps, for that app's broadcasts.
+	BroadcastGaps uint64 `protobuf:"fixed64,3,opt,name=broadcast_gaps,json=broadcastGaps,proto3" json:"broadcast_gaps,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Bind) Reset() {
@@ -713,6 +728,13 @@ func (x *Bind) GetToken() string {
 func (x *Bind) GetLastBroadcastSeq() uint64 {
 	if x != nil {
 		return x.LastBroadcastSeq
+	}
+	return 0
+}
+
+func (x *Bind) GetBroadcastGaps() uint64 {
+	if x != nil {
+		return x.BroadcastGaps
 	}
 	return 0
 }
@@ -919,7 +941,7 @@ var File_pushgw_client_v1_client_proto protoreflect.FileDescriptor
 
 const file_pushgw_client_v1_client_proto_rawDesc = "" +
 	"\n" +
-	"\x1dpushgw/client/v1/client.proto\x12\x10pushgw.client.v1\"\xe3\x01\n" +
+	"\x1dpushgw/client/v1/client.proto\x12\x10pushgw.client.v1\"\x8a\x02\n" +
 	"\x04Auth\x12\x14\n" +
 	"\x05token\x18\x01 \x01(\tR\x05token\x12\x16\n" +
 	"\x06device\x18\x02 \x01(\tR\x06device\x12\x1a\n" +
@@ -929,7 +951,8 @@ const file_pushgw_client_v1_client_proto_rawDesc = "" +
 	"\x12last_broadcast_seq\x18\x05 \x01(\x04R\x10lastBroadcastSeq\x12!\n" +
 	"\fresume_token\x18\x06 \x01(\tR\vresumeToken\x12\x1f\n" +
 	"\vresume_only\x18\a \x01(\bR\n" +
-	"resumeOnly\"\x80\x02\n" +
+	"resumeOnly\x12%\n" +
+	"\x0ebroadcast_gaps\x18\b \x01(\x06R\rbroadcastGaps\"\x80\x02\n" +
 	"\tAuthReply\x12\x1d\n" +
 	"\n" +
 	"session_id\x18\x01 \x01(\tR\tsessionId\x12+\n" +
@@ -968,10 +991,11 @@ const file_pushgw_client_v1_client_proto_rawDesc = "" +
 	"\x06reason\x18\x03 \x01(\tR\x06reason\"5\n" +
 	"\x05Error\x12\x12\n" +
 	"\x04code\x18\x01 \x01(\rR\x04code\x12\x18\n" +
-	"\amessage\x18\x02 \x01(\tR\amessage\"J\n" +
+	"\amessage\x18\x02 \x01(\tR\amessage\"q\n" +
 	"\x04Bind\x12\x14\n" +
 	"\x05token\x18\x01 \x01(\tR\x05token\x12,\n" +
-	"\x12last_broadcast_seq\x18\x02 \x01(\x04R\x10lastBroadcastSeq\"j\n" +
+	"\x12last_broadcast_seq\x18\x02 \x01(\x04R\x10lastBroadcastSeq\x12%\n" +
+	"\x0ebroadcast_gaps\x18\x03 \x01(\x06R\rbroadcastGaps\"j\n" +
 	"\tBindReply\x12\x12\n" +
 	"\x04code\x18\x01 \x01(\rR\x04code\x12\x18\n" +
 	"\amessage\x18\x02 \x01(\tR\amessage\x12\x10\n" +

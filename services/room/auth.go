@@ -9,6 +9,7 @@ import (
 
 	"google.golang.org/protobuf/proto"
 
+	"github.com/pushgw/pushgw/pkg/bcseq"
 	"github.com/pushgw/pushgw/pkg/protocol"
 	"github.com/pushgw/pushgw/pkg/token"
 	"github.com/pushgw/pushgw/proto/clientpb"
@@ -92,7 +93,7 @@ func (r *room) handleAuth(s *session, f protocol.Frame) {
 	}
 	s.loginMs = now.UnixMilli()
 	// Before authed: a live broadcast must see the catch-up pending.
-	r.bc.seen.login(s, a.GetLastBroadcastSeq())
+	r.bc.seen.login(s, a.GetLastBroadcastSeq(), a.GetBroadcastGaps())
 	s.authSeq = f.Seq
 	s.authed.Store(true)
 	r.preAuth.Add(-1)
@@ -122,8 +123,9 @@ func (r *room) handleAuth(s *session, f protocol.Frame) {
 			r.requestPull(s)
 		}
 	})
-	// Catch-up frames go through s.send, which queues AUTH_REPLY first.
-	r.bc.startCatchUp(s, a.GetLastBroadcastSeq(), now.UnixMilli())
+	// Catch-up frames go through s.send, which queues AUTH_REPLY first. It
+	// reads from below the lowest seq the client reported missing.
+	r.bc.startCatchUp(s, bcseq.After(a.GetLastBroadcastSeq(), a.GetBroadcastGaps()), now.UnixMilli())
 }
 
 // reply queues AUTH_REPLY once, whoever comes first: the put landing, the

@@ -8,6 +8,7 @@ import (
 
 	"google.golang.org/protobuf/proto"
 
+	"github.com/pushgw/pushgw/pkg/bcseq"
 	"github.com/pushgw/pushgw/pkg/protocol"
 	"github.com/pushgw/pushgw/pkg/token"
 	"github.com/pushgw/pushgw/proto/clientpb"
@@ -107,7 +108,7 @@ func (r *room) handleBind(s *session, f protocol.Frame) {
 	bs.platform = s.platform
 	bs.loginMs = now.UnixMilli()
 	// As at AUTH: before authed, so a live broadcast sees the catch-up pending.
-	r.bc.seen.login(bs, b.GetLastBroadcastSeq())
+	r.bc.seen.login(bs, b.GetLastBroadcastSeq(), b.GetBroadcastGaps())
 	bs.authed.Store(true)
 	r.events.online(bs)
 	s.boundSet().add(bs)
@@ -124,7 +125,7 @@ func (r *room) handleBind(s *session, f protocol.Frame) {
 		r.enforceLoginPolicy(bs)
 	})
 	r.later.After(r.cfg.authReplyWait, bs.replyBind)
-	r.bc.startCatchUp(bs, b.GetLastBroadcastSeq(), now.UnixMilli())
+	r.bc.startCatchUp(bs, bcseq.After(b.GetLastBroadcastSeq(), b.GetBroadcastGaps()), now.UnixMilli())
 }
 
 // handleUnbind ends a binding at the client's request.

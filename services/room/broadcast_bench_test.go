@@ -38,7 +38,7 @@ func BenchmarkBroadcastFanOut(b *testing.B) {
 		if i >= benchBroadcastConns {
 			s.key.app = "other"
 		}
-		bc.seen.login(s, 0)
+		bc.seen.login(s, 0, 0)
 		bc.seen.caughtUp(s)
 		// Logged in long ago: AUTH_REPLY is out, so only pushes follow.
 		s.replied.Store(true)

@@ -51,7 +51,7 @@ func paceRoom(t *testing.T, n int) (*broadcaster, []*stampConn) {
 		if i == n {
 			s.key.app = "b"
 		}
-		bc.seen.login(s, 0)
+		bc.seen.login(s, 0, 0)
 		bc.seen.caughtUp(s)
 		// Logged in long ago: AUTH_REPLY is out, so only pushes follow.
 		s.replied.Store(true)

@@ -1,6 +1,10 @@
 package main
 
-import "sync"
+import (
+	"sync"
+
+	"github.com/pushgw/pushgw/pkg/bcseq"
+)
 
 // Per-connection broadcast bookkeeping: two words per session (bseq,
 // bmask), guarded by a striped lock on the room rather than a lock per
@@ -12,12 +16,14 @@ import "sync"
 // (two centers, a resend by the sweep, a catch-up racing a live one) still
 // reaches it once, and only once. A seq more than 63 below bseq counts as
 // given. Bit 63 is set while the login catch-up runs: live broadcasts skip
-// the connection then and the catch-up's last read picks them up.
+// the connection then and the catch-up's last read picks them up. The
+// window arithmetic is pkg/bcseq's, which the SDK keeps for the client's
+// side: the client reports the seqs of its window it lacks
+// (broadcast_gaps), and the login starts with those not given.
 
 const (
 	seenStripes  = 256
-	seenWindow   = 63
-	seenWindowMs = uint64(1)<<seenWindow - 1
+	seenWindowMs = bcseq.Full
 	catchingBit  = uint64(1) << 63
 )
 
@@ -27,11 +33,13 @@ type seenLocks [seenStripes]sync.Mutex
 func (l *seenLocks) of(s *session) *sync.Mutex { return &l[s.id%seenStripes] }
 
 // login starts s's bookkeeping at the seq the client reported: everything
-// up to it counts as given, and live broadcasts wait for the catch-up.
-func (l *seenLocks) login(s *session, last uint64) {
+// up to it counts as given but the gaps the client reported (so the
+// catch-up, which reads from bcseq.After(last, gaps), gives those), and
+// live broadcasts wait for the catch-up.
+func (l *seenLocks) login(s *session, last, gaps uint64) {
 	mu := l.of(s)
 	mu.Lock()
-	s.bseq, s.bmask = last, seenWindowMs|catchingBit
+	s.bseq, s.bmask = last, bcseq.Start(last, gaps)|catchingBit
 	mu.Unlock()
 }
 
@@ -56,31 +64,10 @@ func (l *seenLocks) claim(s *session, seq uint64, live bool) (send, deferred boo
 	return markSeen(&s.bseq, &s.bmask, seq), false
 }
 
-// markSeen is claim's arithmetic on one (bseq, bmask) pair.
+// markSeen is claim's arithmetic on one (bseq, bmask) pair; bcseq keeps
+// the catching bit as it is.
 func markSeen(bseq, bmask *uint64, seq uint64) bool {
-	catching := *bmask & catchingBit
-	mask := *bmask &^ catchingBit
-	switch {
-	case seq == 0 || seq == *bseq:
-		return false
-	case seq > *bseq:
-		shift := seq - *bseq
-		if shift > seenWindow {
-			mask = 0
-		} else {
-			// The old highest becomes bit shift-1.
-			mask = (mask<<shift | 1<<(shift-1)) & seenWindowMs
-		}
-		*bseq, *bmask = seq, mask|catching
-		return true
-	default:
-		d := *bseq - seq - 1
-		if d >= seenWindow || mask&(1<<d) != 0 {
-			return false
-		}
-		*bmask |= 1 << d
-		return true
-	}
+	return bcseq.Mark(bseq, bmask, seq)
 }
 
 // catching reports whether s still waits for its login catch-up.

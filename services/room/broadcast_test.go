@@ -45,7 +45,7 @@ func TestMarkSeen(t *testing.T) {
 func TestClaimConcurrentOnce(t *testing.T) {
 	var l seenLocks
 	s := &session{id: 7}
-	l.login(s, 0)
+	l.login(s, 0, 0)
 	if _, def := l.claim(s, 1, true); !def {
 		t.Fatal("live broadcast not deferred during catch-up")
 	}

@@ -257,7 +257,7 @@ func (f *flash) resume(s *session, key sessionKey, token string, seq uint32, las
 	// below), and catch up from saver like a login.
 	catchUp := lastBroadcast < p.bseq
 	if catchUp {
-		r.bc.seen.login(s, lastBroadcast)
+		r.bc.seen.login(s, lastBroadcast, 0)
 		sm.Lock()
 		for _, qf := range frames {
 			if bs := broadcastSeqOf(qf.frame); bs != 0 {
