@@ -137,6 +137,10 @@ func TestBroadcastResendsEndAtStop(t *testing.T) {
 			e.srv.bcast.sendAll(b, e.srv.bcast.liveRooms())
 			fails := e.srv.m.deliveryFails.WithLabelValues("broadcast_room")
 			waitFor(t, "the first call refused", func() bool { return counterValue(fails) >= 1 })
+			if tc.resends > 0 {
+				// Its waits add up to 3.75 s, past the stop's 1 s.
+				waitFor(t, "a resend waiting", func() bool { return e.srv.bcast.waiting.Load() == 1 })
+			}
 			ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 			defer cancel()
 			start := time.Now()
@@ -154,5 +158,39 @@ func TestBroadcastResendsEndAtStop(t *testing.T) {
 				t.Fatalf("%v resends before the stop; the stop should have ended the waits", resent)
 			}
 		})
+	}
+}
+
+// -broadcast-resends: 4 by default with the waits the docs give, 0 off,
+// beyond maxBroadcastResends refused (its waits would reach the sweep's).
+func TestBroadcastResendsFlag(t *testing.T) {
+	c, err := parseConfig(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := broadcastResendDelays(c.BroadcastResends)
+	want := []time.Duration{250 * time.Millisecond, 500 * time.Millisecond, time.Second, 2 * time.Second}
+	if len(got) != len(want) {
+		t.Fatalf("default waits %v, want %v", got, want)
+	}
+	for i := range want {
+		if got[i] != want[i] {
+			t.Fatalf("default waits %v, want %v", got, want)
+		}
+	}
+	var total time.Duration
+	for _, d := range broadcastResendDelays(maxBroadcastResends) {
+		total += d
+	}
+	if total >= broadcastMinAge {
+		t.Fatalf("%d resends wait %v, past the sweep's %v", maxBroadcastResends, total, broadcastMinAge)
+	}
+	if c, err := parseConfig([]string{"-broadcast-resends", "0"}); err != nil || len(broadcastResendDelays(c.BroadcastResends)) != 0 {
+		t.Fatalf("-broadcast-resends 0: %v, %v", c.BroadcastResends, err)
+	}
+	for _, bad := range []string{"-1", strconv.Itoa(maxBroadcastResends + 1)} {
+		if _, err := parseConfig([]string{"-broadcast-resends", bad}); err == nil {
+			t.Fatalf("-broadcast-resends %s accepted", bad)
+		}
 	}
 }
