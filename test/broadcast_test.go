@@ -166,10 +166,13 @@ func TestBroadcastReachesEveryOnlineUserOnce(t *testing.T) {
 }
 
 // A room stopped while a broadcast goes out gets it from the sweep after
-// it resumes; the other room's clients are not held up.
+// it resumes; the other room's clients are not held up. This proves the
+// sweep path, so the centers make no quick resends (-broadcast-resends 0):
+// with them the resumed room would get it from one of those first
+// (TestBroadcastStoppedRoomQuickResend).
 func TestBroadcastStoppedRoomAfterCont(t *testing.T) {
 	c := StartCluster(t, Options{Rooms: 2, Centers: 2, Heartbeat: 30 * time.Second, MissedBeats: 3,
-		ExtraCenterArg: []string{"-redeliver-interval", "1s"}})
+		ExtraCenterArg: []string{"-redeliver-interval", "1s", "-broadcast-resends", "0"}})
 	a := dialBC(t, c.RoomTCP[0], c.App, c.Secret, "on-stopped-room", 0)
 	b := dialBC(t, c.RoomTCP[1], c.App, c.Secret, "on-live-room", 0)
 	// Their login catch-ups are over, so only a live send or the sweep can
@@ -219,6 +222,73 @@ func TestBroadcastStoppedRoomAfterCont(t *testing.T) {
 		r := r.(map[string]any)
 		if r["room"] == room && r["attempts"].(float64) < 1 {
 			t.Fatalf("room-1 delivered without a resend: %v", r)
+		}
+	}
+	for _, cl := range []*bcClient{a, b} {
+		if extra := cl.drain(t); len(extra) > 0 {
+			t.Fatalf("%s got a second copy: %v", cl.name, extra)
+		}
+	}
+}
+
+// A room stopped for a moment while a broadcast goes out (as a room just
+// restarted is unreachable) gets it from center's quick resend soon after
+// it resumes, well before the sweep would claim it: the sweep runs only
+// every minute here, and the room's row was never claimed (attempts 0).
+// No client gets a second copy.
+func TestBroadcastStoppedRoomQuickResend(t *testing.T) {
+	c := StartCluster(t, Options{Rooms: 2, Heartbeat: 30 * time.Second, MissedBeats: 3,
+		ExtraCenterArg: []string{"-redeliver-interval", "1m"}})
+	a := dialBC(t, c.RoomTCP[0], c.App, c.Secret, "on-stopped-room", 0)
+	b := dialBC(t, c.RoomTCP[1], c.App, c.Secret, "on-live-room", 0)
+	// Login catch-ups over: only a live send or a resend can bring it.
+	for i := 0; i < 2; i++ {
+		admin := c.Procs[RoomName(i)].Admin
+		Eventually(t, 10*time.Second, RoomName(i)+"'s catch-up to finish", func() bool {
+			return ScrapeAdmin(t, admin)[`pushgw_room_broadcast_catchups_total{result="ok"}`] == 1
+		})
+	}
+	// Center has not called room-1 yet: its first call must connect, and
+	// the connect times out while the room is stopped (Unavailable).
+	room := RoomName(0)
+	c.Signal(room, syscall.SIGSTOP)
+	stopped := true
+	defer func() {
+		if stopped {
+			c.Signal(room, syscall.SIGCONT)
+		}
+	}()
+	id, _, _ := c.broadcast(t, c.CenterURL, map[string]any{"payload": "while briefly stopped", "qos": 1})
+	sent := time.Now()
+	b.pushesUntil(t, 10*time.Second, id)
+	Eventually(t, 10*time.Second, "center's first call to room-1 to fail", func() bool {
+		for _, line := range strings.Split(c.Tail(CenterName(0), 200), "\n") {
+			if strings.Contains(line, "room broadcast failed") && strings.Contains(line, strconv.FormatUint(id, 10)) {
+				return true
+			}
+		}
+		return false
+	})
+	c.Signal(room, syscall.SIGCONT)
+	stopped = false
+	resumed := time.Now()
+	a.pushesUntil(t, 10*time.Second, id)
+	t.Logf("delivered on the resumed room %v after SIGCONT, %v after the broadcast",
+		time.Since(resumed).Round(time.Millisecond), time.Since(sent).Round(time.Millisecond))
+	if since := time.Since(sent); since >= 12*time.Second {
+		t.Fatalf("delivered %v after the broadcast: no sooner than the sweep would have", since)
+	}
+	admin := c.Procs[CenterName(0)].Admin
+	Eventually(t, 10*time.Second, "the quick resend counted", func() bool {
+		return ScrapeAdmin(t, admin)[`pushgw_center_broadcast_resends_total{result="ok"}`] == 1
+	})
+	Eventually(t, 10*time.Second, "broadcast done on both rooms", func() bool {
+		st := c.broadcastStatus(t, id)
+		return st["state"] == "done" && st["reached"] == float64(2)
+	})
+	for _, r := range c.broadcastStatus(t, id)["rooms"].([]any) {
+		if r := r.(map[string]any); r["attempts"].(float64) != 0 {
+			t.Fatalf("%v was claimed by the sweep; the quick resend should have delivered it", r)
 		}
 	}
 	for _, cl := range []*bcClient{a, b} {

@@ -96,6 +96,10 @@ type Proc struct {
 
 	mu  sync.Mutex
 	cmd *exec.Cmd
+	// exited is closed once cmd was waited for; stop watches it instead
+	// of cmd.ProcessState, which the waiting goroutine writes (a data
+	// race under -race).
+	exited chan struct{}
 }
 
 // Cluster is a running pushgw cluster.
@@ -354,6 +358,7 @@ func (c *Cluster) Start(name string) {
 	}
 	p.cmd = cmd
 	exited := make(chan struct{})
+	p.exited = exited
 	go func() { _ = cmd.Wait(); logf.Close(); close(exited) }()
 	p.mu.Unlock()
 
@@ -395,19 +400,17 @@ func (c *Cluster) Stop(name string) { c.stop(name, syscall.SIGTERM) }
 func (c *Cluster) stop(name string, sig syscall.Signal) {
 	p := c.Procs[name]
 	p.mu.Lock()
-	cmd := p.cmd
+	cmd, exited := p.cmd, p.exited
 	p.cmd = nil
 	p.mu.Unlock()
 	if cmd == nil || cmd.Process == nil {
 		return
 	}
 	_ = cmd.Process.Signal(sig)
-	deadline := time.Now().Add(stopTimeout)
-	for time.Now().Before(deadline) {
-		if cmd.ProcessState != nil || syscall.Kill(cmd.Process.Pid, 0) != nil {
-			return
-		}
-		time.Sleep(20 * time.Millisecond)
+	select {
+	case <-exited:
+		return
+	case <-time.After(stopTimeout):
 	}
 	c.t.Errorf("%s did not exit %v after %v; killing", name, sig, stopTimeout)
 	_ = cmd.Process.Kill()

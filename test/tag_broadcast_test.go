@@ -104,9 +104,11 @@ func TestTagBroadcastReachesOnlyMembers(t *testing.T) {
 
 // A room stopped while a tag broadcast goes out gets it from the resend
 // sweep after it resumes, and then too gives it only to the tag's members.
+// Center makes no quick resends here (-broadcast-resends 0), so the sweep
+// is what resends.
 func TestTagBroadcastSweepAfterCont(t *testing.T) {
 	c := StartCluster(t, Options{Rooms: 2, Heartbeat: 30 * time.Second, MissedBeats: 3,
-		ExtraCenterArg: []string{"-redeliver-interval", "1s"}})
+		ExtraCenterArg: []string{"-redeliver-interval", "1s", "-broadcast-resends", "0"}})
 	if code, body := c.API("PUT", tagPath(c.App, "vip"), map[string]any{"users": []string{"m-stopped", "m-live"}}); code != 200 {
 		t.Fatalf("add members: %d %v", code, body)
 	}

@@ -114,9 +114,11 @@ func TestTxBroadcast(t *testing.T) {
 // Check-back decides broadcast records too, and a room that missed the
 // committed broadcast (stopped while it went out) gets it from the
 // broadcast sweep: the commit wrote its progress row, as it does for a
-// center that dies right after the commit.
+// center that dies right after the commit. Center makes no quick resends
+// here (-broadcast-resends 0), so the sweep is what resends.
 func TestTxBroadcastCheckBackAndSweep(t *testing.T) {
-	c := StartCluster(t, Options{Rooms: 2, Heartbeat: txHeartbeat, ExtraCenterArg: append(append([]string(nil), txCenterArgs...), "-redeliver-interval", "1s")})
+	c := StartCluster(t, Options{Rooms: 2, Heartbeat: txHeartbeat, ExtraCenterArg: append(append([]string(nil), txCenterArgs...),
+		"-redeliver-interval", "1s", "-broadcast-resends", "0")})
 	biz := newBusiness(t, c.Secret, func(r *txcheck.Request) string {
 		if r.TargetKind != "broadcast" || len(r.Users) != 0 {
 			t.Errorf("check of %s: target_kind %q users %v", r.TxID, r.TargetKind, r.Users)

@@ -4,7 +4,11 @@ import (
 	"context"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	"github.com/pushgw/pushgw/pkg/discovery"
 	"github.com/pushgw/pushgw/proto/internalpb"
@@ -12,8 +16,10 @@ import (
 
 // Fan-out of a stored broadcast: one Room.Broadcast per room, in
 // parallel, each with its own deadline; a room that answers is marked done
-// at saver with the connections it reached. A room that does not answer
-// stays pending and the broadcast sweep sends it again.
+// at saver with the connections it reached. A room that could not be
+// reached at all is sent it again within seconds (broadcast_resend.go);
+// one that still did not confirm stays pending and the broadcast sweep
+// sends it again.
 const (
 	// broadcastRoomTimeout is the deadline of one room's fan-out. A room
 	// gives 18,000 connections a shared frame in milliseconds; the margin
@@ -35,12 +41,24 @@ type broadcastSender struct {
 	rooms *discovery.Watcher
 	slots chan struct{}
 	log   *slog.Logger
+	// resends are the waits before each quick resend to a room that
+	// could not be reached (broadcast_resend.go); empty: none, a failed
+	// call is left to the sweep.
+	resends []time.Duration
+	// waiting counts fan-outs between two tries, which hold no slot;
+	// it is bounded by maxBroadcastResendWaits.
+	waiting atomic.Int64
+	// ctx ends the waits of quick resends at shutdown (stop).
+	ctx    context.Context
+	cancel context.CancelFunc
 
 	wg sync.WaitGroup
 }
 
 func newBroadcastSender(s *Server, rooms *discovery.Watcher) *broadcastSender {
-	return &broadcastSender{s: s, rooms: rooms, slots: make(chan struct{}, maxBroadcastFanOuts), log: s.log}
+	ctx, cancel := context.WithCancel(context.Background())
+	return &broadcastSender{s: s, rooms: rooms, slots: make(chan struct{}, maxBroadcastFanOuts), log: s.log,
+		resends: broadcastResendDelays(defaultBroadcastResends), ctx: ctx, cancel: cancel}
 }
 
 // liveRooms lists the rooms in etcd, draining ones included: they still
@@ -71,20 +89,20 @@ func (bs *broadcastSender) sendAll(b *internalpb.Broadcast, rooms []discovery.In
 		bs.wg.Add(1)
 		go func(in discovery.Instance) {
 			defer bs.wg.Done()
-			defer func() { <-bs.slots }()
-			bs.sendRoom(context.Background(), b, in)
+			bs.sendResending(b, in)
 		}(in)
 	}
 }
 
-// sendRoom sends b to one room and records the outcome; false when the
-// room did not confirm.
-func (bs *broadcastSender) sendRoom(ctx context.Context, b *internalpb.Broadcast, in discovery.Instance) bool {
+// sendRoom sends b to one room and records the outcome: ok when the room
+// confirmed; unreachable when the call failed for want of a connection
+// (the room may not have seen it), which a quick resend may cure.
+func (bs *broadcastSender) sendRoom(ctx context.Context, b *internalpb.Broadcast, in discovery.Instance) (ok, unreachable bool) {
 	rc, err := bs.s.rooms.client(in.Addr)
 	if err != nil {
 		bs.s.m.deliveryFails.WithLabelValues("broadcast_room").Inc()
-		bs.log.Warn("center: broadcast room unreachable; left to the sweep", "id", b.GetId(), "room", in.ID, "err", err)
-		return false
+		bs.log.Warn("center: broadcast room unreachable", "id", b.GetId(), "room", in.ID, "err", err)
+		return false, true
 	}
 	share := bs.paceShare(b.GetApp(), len(bs.liveRooms()))
 	cctx, cancel := context.WithTimeout(ctx, roomTimeout(b, share, time.Now()))
@@ -92,12 +110,12 @@ func (bs *broadcastSender) sendRoom(ctx context.Context, b *internalpb.Broadcast
 	cancel()
 	if pacedStillRunning(err) {
 		bs.log.Debug("center: paced broadcast still running in the room", "id", b.GetId(), "room", in.ID)
-		return false
+		return false, false
 	}
 	if err != nil {
 		bs.s.m.deliveryFails.WithLabelValues("broadcast_room").Inc()
-		bs.log.Warn("center: room broadcast failed; left to the sweep", "id", b.GetId(), "seq", b.GetSeq(), "room", in.ID, "err", err)
-		return false
+		bs.log.Warn("center: room broadcast failed", "id", b.GetId(), "seq", b.GetSeq(), "room", in.ID, "err", err)
+		return false, status.Code(err) == codes.Unavailable
 	}
 	bs.s.m.delivered.Add(float64(rep.GetReached() + rep.GetReported()))
 	cctx, cancel = context.WithTimeout(ctx, downstreamTimeout)
@@ -109,10 +127,17 @@ func (bs *broadcastSender) sendRoom(ctx context.Context, b *internalpb.Broadcast
 		// The room is resent to later and reaches nobody twice; only the
 		// reached count of this call is lost.
 		bs.log.Warn("center: broadcast progress not recorded", "id", b.GetId(), "room", in.ID, "err", err)
-		return false
+		return false, false
 	}
 	bs.log.Debug("center: broadcast sent", "id", b.GetId(), "seq", b.GetSeq(), "room", in.ID, "reached", rep.GetReached(), "deferred", rep.GetDeferred())
-	return true
+	return true, false
+}
+
+// stop ends the waits of quick resends (their rooms are left to the sweep
+// of another center) and waits for the calls in flight, up to ctx.
+func (bs *broadcastSender) stop(ctx context.Context) error {
+	bs.cancel()
+	return bs.wait(ctx)
 }
 
 // wait waits for fan-outs in flight, up to ctx.

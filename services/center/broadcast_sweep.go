@@ -82,7 +82,7 @@ func (w *broadcastSweeper) sweep(ctx context.Context) {
 		wg.Add(1)
 		go func(c *internalpb.BroadcastRoomClaim) {
 			defer wg.Done()
-			if bs.sendRoom(ctx, c.GetBroadcast(), in) {
+			if ok, _ := bs.sendRoom(ctx, c.GetBroadcast(), in); ok {
 				bs.s.m.redelivered.Inc()
 			}
 		}(c)

@@ -23,6 +23,10 @@ type Config struct {
 	DeliveryPool   int
 	// RedeliverInterval is the period of the redelivery sweep.
 	RedeliverInterval time.Duration
+	// BroadcastResends is how many times a broadcast is sent again, within
+	// seconds, to a room that could not be reached (broadcast_resend.go);
+	// 0 leaves such rooms to the broadcast sweep.
+	BroadcastResends int
 	// Tx configures the transactional check-back worker (tx_config.go).
 	Tx txConfig
 	// RedisAddr and RedisDB hold the per-app rate limits, the pacing
@@ -47,6 +51,7 @@ func parseConfig(args []string) (Config, error) {
 	fs.DurationVar(&c.RequestTimeout, "request-timeout", defaultRequestTimeout, "deadline of one API request, downstream calls included")
 	fs.IntVar(&c.DeliveryPool, "delivery-workers", defaultDeliveryPool, "concurrent room calls while delivering batches of stored messages")
 	fs.DurationVar(&c.RedeliverInterval, "redeliver-interval", defaultRedeliverInterval, "period of the sweeps that redeliver stored messages no room reported delivered and resend broadcasts to rooms that did not confirm them")
+	fs.IntVar(&c.BroadcastResends, "broadcast-resends", defaultBroadcastResends, fmt.Sprintf("quick resends (after 0.25, 0.5, 1, 2 s, then 2 s each) of a broadcast to a room that could not be reached, while it stays listed, before the broadcast sweep's resend; 0..%d, 0 leaves them to the sweep alone", maxBroadcastResends))
 	c.Tx.bind(fs)
 	fs.StringVar(&c.RedisAddr, "redis", service.Env("REDIS", service.DefaultRedis), "Redis address of the per-app rate limits, pacing and multicast progress, shared by all centers (PUSHGW_REDIS)")
 	fs.IntVar(&c.RedisDB, "redis-db", service.EnvInt("REDIS_DB", 0), "Redis database number (PUSHGW_REDIS_DB)")
@@ -68,6 +73,9 @@ func parseConfig(args []string) (Config, error) {
 	}
 	if c.RouteCacheSize < 0 || c.RouteCacheTTL < 0 {
 		return c, fmt.Errorf("-route-cache-size and -route-cache-ttl must not be negative")
+	}
+	if c.BroadcastResends < 0 || c.BroadcastResends > maxBroadcastResends {
+		return c, fmt.Errorf("-broadcast-resends must be 0..%d", maxBroadcastResends)
 	}
 	if c.RedeliverInterval <= 0 {
 		return c, fmt.Errorf("-redeliver-interval must be positive")

@@ -103,6 +103,7 @@ func run(cfg Config) error {
 	defer txChecks.stop()
 	defer redeliver.stop() // idempotent with the stop below; covers early returns
 	srv.bcast.rooms = watchers[discovery.ServiceRoom]
+	srv.bcast.resends = broadcastResendDelays(cfg.BroadcastResends)
 	bsweep := startBroadcastSweeper(srv.bcast, cfg.RedeliverInterval)
 	defer bsweep.stop()
 
@@ -141,7 +142,7 @@ func run(cfg Config) error {
 	srv.stopFanouts()
 	redeliver.stop()
 	bsweep.stop()
-	if err := srv.bcast.wait(shutCtx); err != nil {
+	if err := srv.bcast.stop(shutCtx); err != nil {
 		log.Warn("center: shutdown deadline passed while broadcasting; the sweep of another center resends", "err", err)
 	}
 	txChecks.stop()

@@ -12,9 +12,12 @@ type metrics struct {
 	deliveryBatch prometheus.Histogram
 	roomBatch     prometheus.Histogram
 	redelivered   prometheus.Counter
-	retries       prometheus.Counter
-	retryDropped  *prometheus.CounterVec
-	routeFallback *prometheus.CounterVec
+	// broadcastResends counts quick resends to rooms that could not be
+	// reached (broadcast_resend.go), by result.
+	broadcastResends *prometheus.CounterVec
+	retries          prometheus.Counter
+	retryDropped     *prometheus.CounterVec
+	routeFallback    *prometheus.CounterVec
 
 	rateLimitSeconds prometheus.Histogram
 	rateLimitErrors  *prometheus.CounterVec
@@ -69,6 +72,10 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "pushgw_center_redelivered_total",
 			Help: "Stored messages no room reported delivered, claimed from saver and queued for delivery again.",
 		}),
+		broadcastResends: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "pushgw_center_broadcast_resends_total",
+			Help: "Quick resends of a broadcast to a room whose call failed for want of a connection, by result (ok: the room confirmed; failed).",
+		}, []string{"result"}),
 		retries: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "pushgw_center_delivery_retries_total",
 			Help: "Stored messages whose live delivery failed for a passing reason, sent again shortly after.",
@@ -101,7 +108,10 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	})
 	reg.MustRegister(m.rateLimitSeconds, m.rateLimitErrors, m.rateLimited, m.pacerErrors, m.fanouts)
 	reg.MustRegister(m.requests, m.pushLatency, m.stored, m.delivered, m.inline, m.deliveryFails, m.deliveryBatch, m.roomBatch, m.redelivered,
-		m.retries, m.retryDropped, m.routeFallback)
+		m.broadcastResends, m.retries, m.retryDropped, m.routeFallback)
+	for _, r := range []string{"ok", "failed"} {
+		m.broadcastResends.WithLabelValues(r) // scraped as 0 before the first resend
+	}
 	m.storeBatch = newStoreBatchMetrics(reg)
 	return m
 }
