@@ -853,6 +853,99 @@ func (x *StatusReply) GetUpdatedMs() int64 {
 	return 0
 }
 
+type StatesRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// At most 1,000. A message is found only under its own app and user.
+	Messages      []*MessageRef `protobuf:"bytes,1,rep,name=messages,proto3" json:"messages,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *StatesRequest) Reset() {
+	*x = StatesRequest{}
+	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *StatesRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*StatesRequest) ProtoMessage() {}
+
+func (x *StatesRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use StatesRequest.ProtoReflect.Descriptor instead.
+func (*StatesRequest) Descriptor() ([]byte, []int) {
+	return file_pushgw_internal_v1_saver_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *StatesRequest) GetMessages() []*MessageRef {
+	if x != nil {
+		return x.Messages
+	}
+	return nil
+}
+
+type StatesReply struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// states[i] answers messages[i]: STORED or DELIVERED while it waits for
+	// an ack, its outcome (ACKED, EXPIRED, DEAD, COLLAPSED) once finished,
+	// UNSPECIFIED when saver has no record of it (never stored, another
+	// app's or user's id, or its outcome already pruned).
+	States        []MessageState `protobuf:"varint,1,rep,packed,name=states,proto3,enum=pushgw.internal.v1.MessageState" json:"states,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *StatesReply) Reset() {
+	*x = StatesReply{}
+	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *StatesReply) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*StatesReply) ProtoMessage() {}
+
+func (x *StatesReply) ProtoReflect() protoreflect.Message {
+	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use StatesReply.ProtoReflect.Descriptor instead.
+func (*StatesReply) Descriptor() ([]byte, []int) {
+	return file_pushgw_internal_v1_saver_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *StatesReply) GetStates() []MessageState {
+	if x != nil {
+		return x.States
+	}
+	return nil
+}
+
 type ClaimUndeliveredRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// At most 500; 0 means 500.
@@ -864,7 +957,7 @@ type ClaimUndeliveredRequest struct {
 
 func (x *ClaimUndeliveredRequest) Reset() {
 	*x = ClaimUndeliveredRequest{}
-	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[10]
+	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -876,7 +969,7 @@ func (x *ClaimUndeliveredRequest) String() string {
 func (*ClaimUndeliveredRequest) ProtoMessage() {}
 
 func (x *ClaimUndeliveredRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[10]
+	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -889,7 +982,7 @@ func (x *ClaimUndeliveredRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClaimUndeliveredRequest.ProtoReflect.Descriptor instead.
 func (*ClaimUndeliveredRequest) Descriptor() ([]byte, []int) {
-	return file_pushgw_internal_v1_saver_proto_rawDescGZIP(), []int{10}
+	return file_pushgw_internal_v1_saver_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *ClaimUndeliveredRequest) GetLimit() uint32 {
@@ -915,7 +1008,7 @@ type ClaimUndeliveredReply struct {
 
 func (x *ClaimUndeliveredReply) Reset() {
 	*x = ClaimUndeliveredReply{}
-	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[11]
+	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -927,7 +1020,7 @@ func (x *ClaimUndeliveredReply) String() string {
 func (*ClaimUndeliveredReply) ProtoMessage() {}
 
 func (x *ClaimUndeliveredReply) ProtoReflect() protoreflect.Message {
-	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[11]
+	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -940,7 +1033,7 @@ func (x *ClaimUndeliveredReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClaimUndeliveredReply.ProtoReflect.Descriptor instead.
 func (*ClaimUndeliveredReply) Descriptor() ([]byte, []int) {
-	return file_pushgw_internal_v1_saver_proto_rawDescGZIP(), []int{11}
+	return file_pushgw_internal_v1_saver_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *ClaimUndeliveredReply) GetMessages() []*Message {
@@ -962,7 +1055,7 @@ type TagUsersRequest struct {
 
 func (x *TagUsersRequest) Reset() {
 	*x = TagUsersRequest{}
-	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[12]
+	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -974,7 +1067,7 @@ func (x *TagUsersRequest) String() string {
 func (*TagUsersRequest) ProtoMessage() {}
 
 func (x *TagUsersRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[12]
+	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -987,7 +1080,7 @@ func (x *TagUsersRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TagUsersRequest.ProtoReflect.Descriptor instead.
 func (*TagUsersRequest) Descriptor() ([]byte, []int) {
-	return file_pushgw_internal_v1_saver_proto_rawDescGZIP(), []int{12}
+	return file_pushgw_internal_v1_saver_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *TagUsersRequest) GetApp() string {
@@ -1028,7 +1121,7 @@ type TagUsersReply struct {
 
 func (x *TagUsersReply) Reset() {
 	*x = TagUsersReply{}
-	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[13]
+	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1040,7 +1133,7 @@ func (x *TagUsersReply) String() string {
 func (*TagUsersReply) ProtoMessage() {}
 
 func (x *TagUsersReply) ProtoReflect() protoreflect.Message {
-	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[13]
+	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1053,7 +1146,7 @@ func (x *TagUsersReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TagUsersReply.ProtoReflect.Descriptor instead.
 func (*TagUsersReply) Descriptor() ([]byte, []int) {
-	return file_pushgw_internal_v1_saver_proto_rawDescGZIP(), []int{13}
+	return file_pushgw_internal_v1_saver_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *TagUsersReply) GetChanged() uint32 {
@@ -1094,7 +1187,7 @@ type UserTagsRequest struct {
 
 func (x *UserTagsRequest) Reset() {
 	*x = UserTagsRequest{}
-	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[14]
+	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1106,7 +1199,7 @@ func (x *UserTagsRequest) String() string {
 func (*UserTagsRequest) ProtoMessage() {}
 
 func (x *UserTagsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[14]
+	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1119,7 +1212,7 @@ func (x *UserTagsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UserTagsRequest.ProtoReflect.Descriptor instead.
 func (*UserTagsRequest) Descriptor() ([]byte, []int) {
-	return file_pushgw_internal_v1_saver_proto_rawDescGZIP(), []int{14}
+	return file_pushgw_internal_v1_saver_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *UserTagsRequest) GetApp() string {
@@ -1145,7 +1238,7 @@ type UserTagsReply struct {
 
 func (x *UserTagsReply) Reset() {
 	*x = UserTagsReply{}
-	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[15]
+	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1157,7 +1250,7 @@ func (x *UserTagsReply) String() string {
 func (*UserTagsReply) ProtoMessage() {}
 
 func (x *UserTagsReply) ProtoReflect() protoreflect.Message {
-	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[15]
+	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1170,7 +1263,7 @@ func (x *UserTagsReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UserTagsReply.ProtoReflect.Descriptor instead.
 func (*UserTagsReply) Descriptor() ([]byte, []int) {
-	return file_pushgw_internal_v1_saver_proto_rawDescGZIP(), []int{15}
+	return file_pushgw_internal_v1_saver_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *UserTagsReply) GetTags() []string {
@@ -1194,7 +1287,7 @@ type TagMembersRequest struct {
 
 func (x *TagMembersRequest) Reset() {
 	*x = TagMembersRequest{}
-	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[16]
+	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1206,7 +1299,7 @@ func (x *TagMembersRequest) String() string {
 func (*TagMembersRequest) ProtoMessage() {}
 
 func (x *TagMembersRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[16]
+	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1219,7 +1312,7 @@ func (x *TagMembersRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TagMembersRequest.ProtoReflect.Descriptor instead.
 func (*TagMembersRequest) Descriptor() ([]byte, []int) {
-	return file_pushgw_internal_v1_saver_proto_rawDescGZIP(), []int{16}
+	return file_pushgw_internal_v1_saver_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *TagMembersRequest) GetApp() string {
@@ -1261,7 +1354,7 @@ type TagMembersReply struct {
 
 func (x *TagMembersReply) Reset() {
 	*x = TagMembersReply{}
-	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[17]
+	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1273,7 +1366,7 @@ func (x *TagMembersReply) String() string {
 func (*TagMembersReply) ProtoMessage() {}
 
 func (x *TagMembersReply) ProtoReflect() protoreflect.Message {
-	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[17]
+	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1286,7 +1379,7 @@ func (x *TagMembersReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TagMembersReply.ProtoReflect.Descriptor instead.
 func (*TagMembersReply) Descriptor() ([]byte, []int) {
-	return file_pushgw_internal_v1_saver_proto_rawDescGZIP(), []int{17}
+	return file_pushgw_internal_v1_saver_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *TagMembersReply) GetUsers() []string {
@@ -1315,7 +1408,7 @@ type TagMembershipRequest struct {
 
 func (x *TagMembershipRequest) Reset() {
 	*x = TagMembershipRequest{}
-	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[18]
+	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1327,7 +1420,7 @@ func (x *TagMembershipRequest) String() string {
 func (*TagMembershipRequest) ProtoMessage() {}
 
 func (x *TagMembershipRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[18]
+	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1340,7 +1433,7 @@ func (x *TagMembershipRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TagMembershipRequest.ProtoReflect.Descriptor instead.
 func (*TagMembershipRequest) Descriptor() ([]byte, []int) {
-	return file_pushgw_internal_v1_saver_proto_rawDescGZIP(), []int{18}
+	return file_pushgw_internal_v1_saver_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *TagMembershipRequest) GetApp() string {
@@ -1374,7 +1467,7 @@ type TagMembershipReply struct {
 
 func (x *TagMembershipReply) Reset() {
 	*x = TagMembershipReply{}
-	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[19]
+	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1386,7 +1479,7 @@ func (x *TagMembershipReply) String() string {
 func (*TagMembershipReply) ProtoMessage() {}
 
 func (x *TagMembershipReply) ProtoReflect() protoreflect.Message {
-	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[19]
+	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1399,7 +1492,7 @@ func (x *TagMembershipReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TagMembershipReply.ProtoReflect.Descriptor instead.
 func (*TagMembershipReply) Descriptor() ([]byte, []int) {
-	return file_pushgw_internal_v1_saver_proto_rawDescGZIP(), []int{19}
+	return file_pushgw_internal_v1_saver_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *TagMembershipReply) GetMembers() []string {
@@ -1420,7 +1513,7 @@ type StoreBroadcastRequest struct {
 
 func (x *StoreBroadcastRequest) Reset() {
 	*x = StoreBroadcastRequest{}
-	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[20]
+	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1432,7 +1525,7 @@ func (x *StoreBroadcastRequest) String() string {
 func (*StoreBroadcastRequest) ProtoMessage() {}
 
 func (x *StoreBroadcastRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[20]
+	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1445,7 +1538,7 @@ func (x *StoreBroadcastRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StoreBroadcastRequest.ProtoReflect.Descriptor instead.
 func (*StoreBroadcastRequest) Descriptor() ([]byte, []int) {
-	return file_pushgw_internal_v1_saver_proto_rawDescGZIP(), []int{20}
+	return file_pushgw_internal_v1_saver_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *StoreBroadcastRequest) GetBroadcast() *Broadcast {
@@ -1472,7 +1565,7 @@ type StoreBroadcastReply struct {
 
 func (x *StoreBroadcastReply) Reset() {
 	*x = StoreBroadcastReply{}
-	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[21]
+	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1484,7 +1577,7 @@ func (x *StoreBroadcastReply) String() string {
 func (*StoreBroadcastReply) ProtoMessage() {}
 
 func (x *StoreBroadcastReply) ProtoReflect() protoreflect.Message {
-	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[21]
+	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1497,7 +1590,7 @@ func (x *StoreBroadcastReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StoreBroadcastReply.ProtoReflect.Descriptor instead.
 func (*StoreBroadcastReply) Descriptor() ([]byte, []int) {
-	return file_pushgw_internal_v1_saver_proto_rawDescGZIP(), []int{21}
+	return file_pushgw_internal_v1_saver_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *StoreBroadcastReply) GetSeq() uint64 {
@@ -1529,7 +1622,7 @@ type BroadcastRoomProgress struct {
 
 func (x *BroadcastRoomProgress) Reset() {
 	*x = BroadcastRoomProgress{}
-	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[22]
+	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1541,7 +1634,7 @@ func (x *BroadcastRoomProgress) String() string {
 func (*BroadcastRoomProgress) ProtoMessage() {}
 
 func (x *BroadcastRoomProgress) ProtoReflect() protoreflect.Message {
-	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[22]
+	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1554,7 +1647,7 @@ func (x *BroadcastRoomProgress) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BroadcastRoomProgress.ProtoReflect.Descriptor instead.
 func (*BroadcastRoomProgress) Descriptor() ([]byte, []int) {
-	return file_pushgw_internal_v1_saver_proto_rawDescGZIP(), []int{22}
+	return file_pushgw_internal_v1_saver_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *BroadcastRoomProgress) GetBroadcastId() uint64 {
@@ -1601,7 +1694,7 @@ type BroadcastProgressRequest struct {
 
 func (x *BroadcastProgressRequest) Reset() {
 	*x = BroadcastProgressRequest{}
-	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[23]
+	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1613,7 +1706,7 @@ func (x *BroadcastProgressRequest) String() string {
 func (*BroadcastProgressRequest) ProtoMessage() {}
 
 func (x *BroadcastProgressRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[23]
+	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1626,7 +1719,7 @@ func (x *BroadcastProgressRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BroadcastProgressRequest.ProtoReflect.Descriptor instead.
 func (*BroadcastProgressRequest) Descriptor() ([]byte, []int) {
-	return file_pushgw_internal_v1_saver_proto_rawDescGZIP(), []int{23}
+	return file_pushgw_internal_v1_saver_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *BroadcastProgressRequest) GetItems() []*BroadcastRoomProgress {
@@ -1644,7 +1737,7 @@ type BroadcastProgressReply struct {
 
 func (x *BroadcastProgressReply) Reset() {
 	*x = BroadcastProgressReply{}
-	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[24]
+	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1656,7 +1749,7 @@ func (x *BroadcastProgressReply) String() string {
 func (*BroadcastProgressReply) ProtoMessage() {}
 
 func (x *BroadcastProgressReply) ProtoReflect() protoreflect.Message {
-	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[24]
+	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1669,7 +1762,7 @@ func (x *BroadcastProgressReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BroadcastProgressReply.ProtoReflect.Descriptor instead.
 func (*BroadcastProgressReply) Descriptor() ([]byte, []int) {
-	return file_pushgw_internal_v1_saver_proto_rawDescGZIP(), []int{24}
+	return file_pushgw_internal_v1_saver_proto_rawDescGZIP(), []int{26}
 }
 
 type ClaimBroadcastRoomsRequest struct {
@@ -1683,7 +1776,7 @@ type ClaimBroadcastRoomsRequest struct {
 
 func (x *ClaimBroadcastRoomsRequest) Reset() {
 	*x = ClaimBroadcastRoomsRequest{}
-	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[25]
+	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1695,7 +1788,7 @@ func (x *ClaimBroadcastRoomsRequest) String() string {
 func (*ClaimBroadcastRoomsRequest) ProtoMessage() {}
 
 func (x *ClaimBroadcastRoomsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[25]
+	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1708,7 +1801,7 @@ func (x *ClaimBroadcastRoomsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClaimBroadcastRoomsRequest.ProtoReflect.Descriptor instead.
 func (*ClaimBroadcastRoomsRequest) Descriptor() ([]byte, []int) {
-	return file_pushgw_internal_v1_saver_proto_rawDescGZIP(), []int{25}
+	return file_pushgw_internal_v1_saver_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *ClaimBroadcastRoomsRequest) GetLimit() uint32 {
@@ -1735,7 +1828,7 @@ type BroadcastRoomClaim struct {
 
 func (x *BroadcastRoomClaim) Reset() {
 	*x = BroadcastRoomClaim{}
-	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[26]
+	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1747,7 +1840,7 @@ func (x *BroadcastRoomClaim) String() string {
 func (*BroadcastRoomClaim) ProtoMessage() {}
 
 func (x *BroadcastRoomClaim) ProtoReflect() protoreflect.Message {
-	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[26]
+	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1760,7 +1853,7 @@ func (x *BroadcastRoomClaim) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BroadcastRoomClaim.ProtoReflect.Descriptor instead.
 func (*BroadcastRoomClaim) Descriptor() ([]byte, []int) {
-	return file_pushgw_internal_v1_saver_proto_rawDescGZIP(), []int{26}
+	return file_pushgw_internal_v1_saver_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *BroadcastRoomClaim) GetBroadcast() *Broadcast {
@@ -1786,7 +1879,7 @@ type ClaimBroadcastRoomsReply struct {
 
 func (x *ClaimBroadcastRoomsReply) Reset() {
 	*x = ClaimBroadcastRoomsReply{}
-	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[27]
+	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1798,7 +1891,7 @@ func (x *ClaimBroadcastRoomsReply) String() string {
 func (*ClaimBroadcastRoomsReply) ProtoMessage() {}
 
 func (x *ClaimBroadcastRoomsReply) ProtoReflect() protoreflect.Message {
-	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[27]
+	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1811,7 +1904,7 @@ func (x *ClaimBroadcastRoomsReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClaimBroadcastRoomsReply.ProtoReflect.Descriptor instead.
 func (*ClaimBroadcastRoomsReply) Descriptor() ([]byte, []int) {
-	return file_pushgw_internal_v1_saver_proto_rawDescGZIP(), []int{27}
+	return file_pushgw_internal_v1_saver_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *ClaimBroadcastRoomsReply) GetClaims() []*BroadcastRoomClaim {
@@ -1831,7 +1924,7 @@ type BroadcastStatusRequest struct {
 
 func (x *BroadcastStatusRequest) Reset() {
 	*x = BroadcastStatusRequest{}
-	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[28]
+	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1843,7 +1936,7 @@ func (x *BroadcastStatusRequest) String() string {
 func (*BroadcastStatusRequest) ProtoMessage() {}
 
 func (x *BroadcastStatusRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[28]
+	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1856,7 +1949,7 @@ func (x *BroadcastStatusRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BroadcastStatusRequest.ProtoReflect.Descriptor instead.
 func (*BroadcastStatusRequest) Descriptor() ([]byte, []int) {
-	return file_pushgw_internal_v1_saver_proto_rawDescGZIP(), []int{28}
+	return file_pushgw_internal_v1_saver_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *BroadcastStatusRequest) GetApp() string {
@@ -1888,7 +1981,7 @@ type BroadcastRoomState struct {
 
 func (x *BroadcastRoomState) Reset() {
 	*x = BroadcastRoomState{}
-	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[29]
+	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1900,7 +1993,7 @@ func (x *BroadcastRoomState) String() string {
 func (*BroadcastRoomState) ProtoMessage() {}
 
 func (x *BroadcastRoomState) ProtoReflect() protoreflect.Message {
-	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[29]
+	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1913,7 +2006,7 @@ func (x *BroadcastRoomState) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BroadcastRoomState.ProtoReflect.Descriptor instead.
 func (*BroadcastRoomState) Descriptor() ([]byte, []int) {
-	return file_pushgw_internal_v1_saver_proto_rawDescGZIP(), []int{29}
+	return file_pushgw_internal_v1_saver_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *BroadcastRoomState) GetRoom() string {
@@ -1969,7 +2062,7 @@ type BroadcastStatusReply struct {
 
 func (x *BroadcastStatusReply) Reset() {
 	*x = BroadcastStatusReply{}
-	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[30]
+	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1981,7 +2074,7 @@ func (x *BroadcastStatusReply) String() string {
 func (*BroadcastStatusReply) ProtoMessage() {}
 
 func (x *BroadcastStatusReply) ProtoReflect() protoreflect.Message {
-	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[30]
+	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1994,7 +2087,7 @@ func (x *BroadcastStatusReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BroadcastStatusReply.ProtoReflect.Descriptor instead.
 func (*BroadcastStatusReply) Descriptor() ([]byte, []int) {
-	return file_pushgw_internal_v1_saver_proto_rawDescGZIP(), []int{30}
+	return file_pushgw_internal_v1_saver_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *BroadcastStatusReply) GetFound() bool {
@@ -2037,7 +2130,7 @@ type CatchUpRequest struct {
 
 func (x *CatchUpRequest) Reset() {
 	*x = CatchUpRequest{}
-	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[31]
+	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2049,7 +2142,7 @@ func (x *CatchUpRequest) String() string {
 func (*CatchUpRequest) ProtoMessage() {}
 
 func (x *CatchUpRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[31]
+	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2062,7 +2155,7 @@ func (x *CatchUpRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CatchUpRequest.ProtoReflect.Descriptor instead.
 func (*CatchUpRequest) Descriptor() ([]byte, []int) {
-	return file_pushgw_internal_v1_saver_proto_rawDescGZIP(), []int{31}
+	return file_pushgw_internal_v1_saver_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *CatchUpRequest) GetApp() string {
@@ -2110,7 +2203,7 @@ type CatchUpReply struct {
 
 func (x *CatchUpReply) Reset() {
 	*x = CatchUpReply{}
-	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[32]
+	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2122,7 +2215,7 @@ func (x *CatchUpReply) String() string {
 func (*CatchUpReply) ProtoMessage() {}
 
 func (x *CatchUpReply) ProtoReflect() protoreflect.Message {
-	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[32]
+	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2135,7 +2228,7 @@ func (x *CatchUpReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CatchUpReply.ProtoReflect.Descriptor instead.
 func (*CatchUpReply) Descriptor() ([]byte, []int) {
-	return file_pushgw_internal_v1_saver_proto_rawDescGZIP(), []int{32}
+	return file_pushgw_internal_v1_saver_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *CatchUpReply) GetBroadcasts() []*Broadcast {
@@ -2154,7 +2247,7 @@ type CatchUpBatchRequest struct {
 
 func (x *CatchUpBatchRequest) Reset() {
 	*x = CatchUpBatchRequest{}
-	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[33]
+	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2166,7 +2259,7 @@ func (x *CatchUpBatchRequest) String() string {
 func (*CatchUpBatchRequest) ProtoMessage() {}
 
 func (x *CatchUpBatchRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[33]
+	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2179,7 +2272,7 @@ func (x *CatchUpBatchRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CatchUpBatchRequest.ProtoReflect.Descriptor instead.
 func (*CatchUpBatchRequest) Descriptor() ([]byte, []int) {
-	return file_pushgw_internal_v1_saver_proto_rawDescGZIP(), []int{33}
+	return file_pushgw_internal_v1_saver_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *CatchUpBatchRequest) GetRequests() []*CatchUpRequest {
@@ -2208,7 +2301,7 @@ type CatchUpBatchEntry struct {
 
 func (x *CatchUpBatchEntry) Reset() {
 	*x = CatchUpBatchEntry{}
-	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[34]
+	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2220,7 +2313,7 @@ func (x *CatchUpBatchEntry) String() string {
 func (*CatchUpBatchEntry) ProtoMessage() {}
 
 func (x *CatchUpBatchEntry) ProtoReflect() protoreflect.Message {
-	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[34]
+	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2233,7 +2326,7 @@ func (x *CatchUpBatchEntry) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CatchUpBatchEntry.ProtoReflect.Descriptor instead.
 func (*CatchUpBatchEntry) Descriptor() ([]byte, []int) {
-	return file_pushgw_internal_v1_saver_proto_rawDescGZIP(), []int{34}
+	return file_pushgw_internal_v1_saver_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *CatchUpBatchEntry) GetBroadcasts() []uint32 {
@@ -2274,7 +2367,7 @@ type CatchUpBatchReply struct {
 
 func (x *CatchUpBatchReply) Reset() {
 	*x = CatchUpBatchReply{}
-	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[35]
+	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2286,7 +2379,7 @@ func (x *CatchUpBatchReply) String() string {
 func (*CatchUpBatchReply) ProtoMessage() {}
 
 func (x *CatchUpBatchReply) ProtoReflect() protoreflect.Message {
-	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[35]
+	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2299,7 +2392,7 @@ func (x *CatchUpBatchReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CatchUpBatchReply.ProtoReflect.Descriptor instead.
 func (*CatchUpBatchReply) Descriptor() ([]byte, []int) {
-	return file_pushgw_internal_v1_saver_proto_rawDescGZIP(), []int{35}
+	return file_pushgw_internal_v1_saver_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *CatchUpBatchReply) GetBroadcasts() []*Broadcast {
@@ -2329,7 +2422,7 @@ type TxRecipient struct {
 
 func (x *TxRecipient) Reset() {
 	*x = TxRecipient{}
-	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[36]
+	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2341,7 +2434,7 @@ func (x *TxRecipient) String() string {
 func (*TxRecipient) ProtoMessage() {}
 
 func (x *TxRecipient) ProtoReflect() protoreflect.Message {
-	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[36]
+	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2354,7 +2447,7 @@ func (x *TxRecipient) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TxRecipient.ProtoReflect.Descriptor instead.
 func (*TxRecipient) Descriptor() ([]byte, []int) {
-	return file_pushgw_internal_v1_saver_proto_rawDescGZIP(), []int{36}
+	return file_pushgw_internal_v1_saver_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *TxRecipient) GetUser() string {
@@ -2405,7 +2498,7 @@ type TxRecord struct {
 
 func (x *TxRecord) Reset() {
 	*x = TxRecord{}
-	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[37]
+	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2417,7 +2510,7 @@ func (x *TxRecord) String() string {
 func (*TxRecord) ProtoMessage() {}
 
 func (x *TxRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[37]
+	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2430,7 +2523,7 @@ func (x *TxRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TxRecord.ProtoReflect.Descriptor instead.
 func (*TxRecord) Descriptor() ([]byte, []int) {
-	return file_pushgw_internal_v1_saver_proto_rawDescGZIP(), []int{37}
+	return file_pushgw_internal_v1_saver_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *TxRecord) GetId() uint64 {
@@ -2569,7 +2662,7 @@ type PrepareTxRequest struct {
 
 func (x *PrepareTxRequest) Reset() {
 	*x = PrepareTxRequest{}
-	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[38]
+	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2581,7 +2674,7 @@ func (x *PrepareTxRequest) String() string {
 func (*PrepareTxRequest) ProtoMessage() {}
 
 func (x *PrepareTxRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[38]
+	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2594,7 +2687,7 @@ func (x *PrepareTxRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PrepareTxRequest.ProtoReflect.Descriptor instead.
 func (*PrepareTxRequest) Descriptor() ([]byte, []int) {
-	return file_pushgw_internal_v1_saver_proto_rawDescGZIP(), []int{38}
+	return file_pushgw_internal_v1_saver_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *PrepareTxRequest) GetTx() *TxRecord {
@@ -2615,7 +2708,7 @@ type PrepareTxReply struct {
 
 func (x *PrepareTxReply) Reset() {
 	*x = PrepareTxReply{}
-	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[39]
+	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2627,7 +2720,7 @@ func (x *PrepareTxReply) String() string {
 func (*PrepareTxReply) ProtoMessage() {}
 
 func (x *PrepareTxReply) ProtoReflect() protoreflect.Message {
-	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[39]
+	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2640,7 +2733,7 @@ func (x *PrepareTxReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PrepareTxReply.ProtoReflect.Descriptor instead.
 func (*PrepareTxReply) Descriptor() ([]byte, []int) {
-	return file_pushgw_internal_v1_saver_proto_rawDescGZIP(), []int{39}
+	return file_pushgw_internal_v1_saver_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *PrepareTxReply) GetTx() *TxRecord {
@@ -2677,7 +2770,7 @@ type DecideTxRequest struct {
 
 func (x *DecideTxRequest) Reset() {
 	*x = DecideTxRequest{}
-	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[40]
+	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2689,7 +2782,7 @@ func (x *DecideTxRequest) String() string {
 func (*DecideTxRequest) ProtoMessage() {}
 
 func (x *DecideTxRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[40]
+	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2702,7 +2795,7 @@ func (x *DecideTxRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DecideTxRequest.ProtoReflect.Descriptor instead.
 func (*DecideTxRequest) Descriptor() ([]byte, []int) {
-	return file_pushgw_internal_v1_saver_proto_rawDescGZIP(), []int{40}
+	return file_pushgw_internal_v1_saver_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *DecideTxRequest) GetApp() string {
@@ -2763,7 +2856,7 @@ type DecideTxReply struct {
 
 func (x *DecideTxReply) Reset() {
 	*x = DecideTxReply{}
-	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[41]
+	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2775,7 +2868,7 @@ func (x *DecideTxReply) String() string {
 func (*DecideTxReply) ProtoMessage() {}
 
 func (x *DecideTxReply) ProtoReflect() protoreflect.Message {
-	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[41]
+	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2788,7 +2881,7 @@ func (x *DecideTxReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DecideTxReply.ProtoReflect.Descriptor instead.
 func (*DecideTxReply) Descriptor() ([]byte, []int) {
-	return file_pushgw_internal_v1_saver_proto_rawDescGZIP(), []int{41}
+	return file_pushgw_internal_v1_saver_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *DecideTxReply) GetTx() *TxRecord {
@@ -2836,7 +2929,7 @@ type GetTxRequest struct {
 
 func (x *GetTxRequest) Reset() {
 	*x = GetTxRequest{}
-	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[42]
+	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2848,7 +2941,7 @@ func (x *GetTxRequest) String() string {
 func (*GetTxRequest) ProtoMessage() {}
 
 func (x *GetTxRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[42]
+	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2861,7 +2954,7 @@ func (x *GetTxRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetTxRequest.ProtoReflect.Descriptor instead.
 func (*GetTxRequest) Descriptor() ([]byte, []int) {
-	return file_pushgw_internal_v1_saver_proto_rawDescGZIP(), []int{42}
+	return file_pushgw_internal_v1_saver_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *GetTxRequest) GetApp() string {
@@ -2888,7 +2981,7 @@ type GetTxReply struct {
 
 func (x *GetTxReply) Reset() {
 	*x = GetTxReply{}
-	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[43]
+	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2900,7 +2993,7 @@ func (x *GetTxReply) String() string {
 func (*GetTxReply) ProtoMessage() {}
 
 func (x *GetTxReply) ProtoReflect() protoreflect.Message {
-	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[43]
+	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2913,7 +3006,7 @@ func (x *GetTxReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetTxReply.ProtoReflect.Descriptor instead.
 func (*GetTxReply) Descriptor() ([]byte, []int) {
-	return file_pushgw_internal_v1_saver_proto_rawDescGZIP(), []int{43}
+	return file_pushgw_internal_v1_saver_proto_rawDescGZIP(), []int{45}
 }
 
 func (x *GetTxReply) GetFound() bool {
@@ -2943,7 +3036,7 @@ type ClaimTxChecksRequest struct {
 
 func (x *ClaimTxChecksRequest) Reset() {
 	*x = ClaimTxChecksRequest{}
-	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[44]
+	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2955,7 +3048,7 @@ func (x *ClaimTxChecksRequest) String() string {
 func (*ClaimTxChecksRequest) ProtoMessage() {}
 
 func (x *ClaimTxChecksRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[44]
+	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2968,7 +3061,7 @@ func (x *ClaimTxChecksRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClaimTxChecksRequest.ProtoReflect.Descriptor instead.
 func (*ClaimTxChecksRequest) Descriptor() ([]byte, []int) {
-	return file_pushgw_internal_v1_saver_proto_rawDescGZIP(), []int{44}
+	return file_pushgw_internal_v1_saver_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *ClaimTxChecksRequest) GetLimit() uint32 {
@@ -2995,7 +3088,7 @@ type TxClaim struct {
 
 func (x *TxClaim) Reset() {
 	*x = TxClaim{}
-	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[45]
+	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3007,7 +3100,7 @@ func (x *TxClaim) String() string {
 func (*TxClaim) ProtoMessage() {}
 
 func (x *TxClaim) ProtoReflect() protoreflect.Message {
-	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[45]
+	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3020,7 +3113,7 @@ func (x *TxClaim) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TxClaim.ProtoReflect.Descriptor instead.
 func (*TxClaim) Descriptor() ([]byte, []int) {
-	return file_pushgw_internal_v1_saver_proto_rawDescGZIP(), []int{45}
+	return file_pushgw_internal_v1_saver_proto_rawDescGZIP(), []int{47}
 }
 
 func (x *TxClaim) GetTx() *TxRecord {
@@ -3046,7 +3139,7 @@ type ClaimTxChecksReply struct {
 
 func (x *ClaimTxChecksReply) Reset() {
 	*x = ClaimTxChecksReply{}
-	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[46]
+	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[48]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3058,7 +3151,7 @@ func (x *ClaimTxChecksReply) String() string {
 func (*ClaimTxChecksReply) ProtoMessage() {}
 
 func (x *ClaimTxChecksReply) ProtoReflect() protoreflect.Message {
-	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[46]
+	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[48]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3071,7 +3164,7 @@ func (x *ClaimTxChecksReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClaimTxChecksReply.ProtoReflect.Descriptor instead.
 func (*ClaimTxChecksReply) Descriptor() ([]byte, []int) {
-	return file_pushgw_internal_v1_saver_proto_rawDescGZIP(), []int{46}
+	return file_pushgw_internal_v1_saver_proto_rawDescGZIP(), []int{48}
 }
 
 func (x *ClaimTxChecksReply) GetClaims() []*TxClaim {
@@ -3095,7 +3188,7 @@ type ReportTxCheckRequest struct {
 
 func (x *ReportTxCheckRequest) Reset() {
 	*x = ReportTxCheckRequest{}
-	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[47]
+	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[49]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3107,7 +3200,7 @@ func (x *ReportTxCheckRequest) String() string {
 func (*ReportTxCheckRequest) ProtoMessage() {}
 
 func (x *ReportTxCheckRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[47]
+	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[49]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3120,7 +3213,7 @@ func (x *ReportTxCheckRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReportTxCheckRequest.ProtoReflect.Descriptor instead.
 func (*ReportTxCheckRequest) Descriptor() ([]byte, []int) {
-	return file_pushgw_internal_v1_saver_proto_rawDescGZIP(), []int{47}
+	return file_pushgw_internal_v1_saver_proto_rawDescGZIP(), []int{49}
 }
 
 func (x *ReportTxCheckRequest) GetId() uint64 {
@@ -3162,7 +3255,7 @@ type ReportTxCheckReply struct {
 
 func (x *ReportTxCheckReply) Reset() {
 	*x = ReportTxCheckReply{}
-	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[48]
+	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[50]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3174,7 +3267,7 @@ func (x *ReportTxCheckReply) String() string {
 func (*ReportTxCheckReply) ProtoMessage() {}
 
 func (x *ReportTxCheckReply) ProtoReflect() protoreflect.Message {
-	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[48]
+	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[50]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3187,7 +3280,7 @@ func (x *ReportTxCheckReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReportTxCheckReply.ProtoReflect.Descriptor instead.
 func (*ReportTxCheckReply) Descriptor() ([]byte, []int) {
-	return file_pushgw_internal_v1_saver_proto_rawDescGZIP(), []int{48}
+	return file_pushgw_internal_v1_saver_proto_rawDescGZIP(), []int{50}
 }
 
 func (x *ReportTxCheckReply) GetApplied() bool {
@@ -3222,7 +3315,7 @@ type StoreMultiRequest struct {
 
 func (x *StoreMultiRequest) Reset() {
 	*x = StoreMultiRequest{}
-	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[49]
+	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[51]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3234,7 +3327,7 @@ func (x *StoreMultiRequest) String() string {
 func (*StoreMultiRequest) ProtoMessage() {}
 
 func (x *StoreMultiRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[49]
+	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[51]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3247,7 +3340,7 @@ func (x *StoreMultiRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StoreMultiRequest.ProtoReflect.Descriptor instead.
 func (*StoreMultiRequest) Descriptor() ([]byte, []int) {
-	return file_pushgw_internal_v1_saver_proto_rawDescGZIP(), []int{49}
+	return file_pushgw_internal_v1_saver_proto_rawDescGZIP(), []int{51}
 }
 
 func (x *StoreMultiRequest) GetMessage() *Message {
@@ -3292,7 +3385,7 @@ type StoreMultiReply struct {
 
 func (x *StoreMultiReply) Reset() {
 	*x = StoreMultiReply{}
-	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[50]
+	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[52]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3304,7 +3397,7 @@ func (x *StoreMultiReply) String() string {
 func (*StoreMultiReply) ProtoMessage() {}
 
 func (x *StoreMultiReply) ProtoReflect() protoreflect.Message {
-	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[50]
+	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[52]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3317,7 +3410,7 @@ func (x *StoreMultiReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StoreMultiReply.ProtoReflect.Descriptor instead.
 func (*StoreMultiReply) Descriptor() ([]byte, []int) {
-	return file_pushgw_internal_v1_saver_proto_rawDescGZIP(), []int{50}
+	return file_pushgw_internal_v1_saver_proto_rawDescGZIP(), []int{52}
 }
 
 func (x *StoreMultiReply) GetReplayed() bool {
@@ -3357,7 +3450,7 @@ type PendingBatchRequest struct {
 
 func (x *PendingBatchRequest) Reset() {
 	*x = PendingBatchRequest{}
-	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[51]
+	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[53]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3369,7 +3462,7 @@ func (x *PendingBatchRequest) String() string {
 func (*PendingBatchRequest) ProtoMessage() {}
 
 func (x *PendingBatchRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[51]
+	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[53]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3382,7 +3475,7 @@ func (x *PendingBatchRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PendingBatchRequest.ProtoReflect.Descriptor instead.
 func (*PendingBatchRequest) Descriptor() ([]byte, []int) {
-	return file_pushgw_internal_v1_saver_proto_rawDescGZIP(), []int{51}
+	return file_pushgw_internal_v1_saver_proto_rawDescGZIP(), []int{53}
 }
 
 func (x *PendingBatchRequest) GetRequests() []*PendingRequest {
@@ -3408,7 +3501,7 @@ type PendingBatchEntry struct {
 
 func (x *PendingBatchEntry) Reset() {
 	*x = PendingBatchEntry{}
-	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[52]
+	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[54]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3420,7 +3513,7 @@ func (x *PendingBatchEntry) String() string {
 func (*PendingBatchEntry) ProtoMessage() {}
 
 func (x *PendingBatchEntry) ProtoReflect() protoreflect.Message {
-	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[52]
+	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[54]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3433,7 +3526,7 @@ func (x *PendingBatchEntry) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PendingBatchEntry.ProtoReflect.Descriptor instead.
 func (*PendingBatchEntry) Descriptor() ([]byte, []int) {
-	return file_pushgw_internal_v1_saver_proto_rawDescGZIP(), []int{52}
+	return file_pushgw_internal_v1_saver_proto_rawDescGZIP(), []int{54}
 }
 
 func (x *PendingBatchEntry) GetMessages() []*Message {
@@ -3473,7 +3566,7 @@ type PendingBatchReply struct {
 
 func (x *PendingBatchReply) Reset() {
 	*x = PendingBatchReply{}
-	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[53]
+	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[55]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3485,7 +3578,7 @@ func (x *PendingBatchReply) String() string {
 func (*PendingBatchReply) ProtoMessage() {}
 
 func (x *PendingBatchReply) ProtoReflect() protoreflect.Message {
-	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[53]
+	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[55]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3498,7 +3591,7 @@ func (x *PendingBatchReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PendingBatchReply.ProtoReflect.Descriptor instead.
 func (*PendingBatchReply) Descriptor() ([]byte, []int) {
-	return file_pushgw_internal_v1_saver_proto_rawDescGZIP(), []int{53}
+	return file_pushgw_internal_v1_saver_proto_rawDescGZIP(), []int{55}
 }
 
 func (x *PendingBatchReply) GetReplies() []*PendingBatchEntry {
@@ -3535,7 +3628,7 @@ type Event struct {
 
 func (x *Event) Reset() {
 	*x = Event{}
-	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[54]
+	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[56]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3547,7 +3640,7 @@ func (x *Event) String() string {
 func (*Event) ProtoMessage() {}
 
 func (x *Event) ProtoReflect() protoreflect.Message {
-	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[54]
+	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[56]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3560,7 +3653,7 @@ func (x *Event) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Event.ProtoReflect.Descriptor instead.
 func (*Event) Descriptor() ([]byte, []int) {
-	return file_pushgw_internal_v1_saver_proto_rawDescGZIP(), []int{54}
+	return file_pushgw_internal_v1_saver_proto_rawDescGZIP(), []int{56}
 }
 
 func (x *Event) GetSeq() uint64 {
@@ -3670,7 +3763,7 @@ type RecordEventsRequest struct {
 
 func (x *RecordEventsRequest) Reset() {
 	*x = RecordEventsRequest{}
-	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[55]
+	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[57]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3682,7 +3775,7 @@ func (x *RecordEventsRequest) String() string {
 func (*RecordEventsRequest) ProtoMessage() {}
 
 func (x *RecordEventsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[55]
+	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[57]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3695,7 +3788,7 @@ func (x *RecordEventsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RecordEventsRequest.ProtoReflect.Descriptor instead.
 func (*RecordEventsRequest) Descriptor() ([]byte, []int) {
-	return file_pushgw_internal_v1_saver_proto_rawDescGZIP(), []int{55}
+	return file_pushgw_internal_v1_saver_proto_rawDescGZIP(), []int{57}
 }
 
 func (x *RecordEventsRequest) GetEvents() []*Event {
@@ -3713,7 +3806,7 @@ type RecordEventsReply struct {
 
 func (x *RecordEventsReply) Reset() {
 	*x = RecordEventsReply{}
-	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[56]
+	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[58]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3725,7 +3818,7 @@ func (x *RecordEventsReply) String() string {
 func (*RecordEventsReply) ProtoMessage() {}
 
 func (x *RecordEventsReply) ProtoReflect() protoreflect.Message {
-	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[56]
+	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[58]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3738,7 +3831,7 @@ func (x *RecordEventsReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RecordEventsReply.ProtoReflect.Descriptor instead.
 func (*RecordEventsReply) Descriptor() ([]byte, []int) {
-	return file_pushgw_internal_v1_saver_proto_rawDescGZIP(), []int{56}
+	return file_pushgw_internal_v1_saver_proto_rawDescGZIP(), []int{58}
 }
 
 type LeaseEventsRequest struct {
@@ -3751,7 +3844,7 @@ type LeaseEventsRequest struct {
 
 func (x *LeaseEventsRequest) Reset() {
 	*x = LeaseEventsRequest{}
-	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[57]
+	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[59]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3763,7 +3856,7 @@ func (x *LeaseEventsRequest) String() string {
 func (*LeaseEventsRequest) ProtoMessage() {}
 
 func (x *LeaseEventsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[57]
+	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[59]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3776,7 +3869,7 @@ func (x *LeaseEventsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LeaseEventsRequest.ProtoReflect.Descriptor instead.
 func (*LeaseEventsRequest) Descriptor() ([]byte, []int) {
-	return file_pushgw_internal_v1_saver_proto_rawDescGZIP(), []int{57}
+	return file_pushgw_internal_v1_saver_proto_rawDescGZIP(), []int{59}
 }
 
 func (x *LeaseEventsRequest) GetLimit() uint32 {
@@ -3806,7 +3899,7 @@ type LeaseEventsReply struct {
 
 func (x *LeaseEventsReply) Reset() {
 	*x = LeaseEventsReply{}
-	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[58]
+	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[60]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3818,7 +3911,7 @@ func (x *LeaseEventsReply) String() string {
 func (*LeaseEventsReply) ProtoMessage() {}
 
 func (x *LeaseEventsReply) ProtoReflect() protoreflect.Message {
-	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[58]
+	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[60]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3831,7 +3924,7 @@ func (x *LeaseEventsReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LeaseEventsReply.ProtoReflect.Descriptor instead.
 func (*LeaseEventsReply) Descriptor() ([]byte, []int) {
-	return file_pushgw_internal_v1_saver_proto_rawDescGZIP(), []int{58}
+	return file_pushgw_internal_v1_saver_proto_rawDescGZIP(), []int{60}
 }
 
 func (x *LeaseEventsReply) GetToken() uint64 {
@@ -3869,7 +3962,7 @@ type EventRetry struct {
 
 func (x *EventRetry) Reset() {
 	*x = EventRetry{}
-	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[59]
+	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[61]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3881,7 +3974,7 @@ func (x *EventRetry) String() string {
 func (*EventRetry) ProtoMessage() {}
 
 func (x *EventRetry) ProtoReflect() protoreflect.Message {
-	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[59]
+	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[61]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3894,7 +3987,7 @@ func (x *EventRetry) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EventRetry.ProtoReflect.Descriptor instead.
 func (*EventRetry) Descriptor() ([]byte, []int) {
-	return file_pushgw_internal_v1_saver_proto_rawDescGZIP(), []int{59}
+	return file_pushgw_internal_v1_saver_proto_rawDescGZIP(), []int{61}
 }
 
 func (x *EventRetry) GetSeq() uint64 {
@@ -3930,7 +4023,7 @@ type FinishEventsRequest struct {
 
 func (x *FinishEventsRequest) Reset() {
 	*x = FinishEventsRequest{}
-	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[60]
+	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[62]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3942,7 +4035,7 @@ func (x *FinishEventsRequest) String() string {
 func (*FinishEventsRequest) ProtoMessage() {}
 
 func (x *FinishEventsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[60]
+	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[62]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3955,7 +4048,7 @@ func (x *FinishEventsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FinishEventsRequest.ProtoReflect.Descriptor instead.
 func (*FinishEventsRequest) Descriptor() ([]byte, []int) {
-	return file_pushgw_internal_v1_saver_proto_rawDescGZIP(), []int{60}
+	return file_pushgw_internal_v1_saver_proto_rawDescGZIP(), []int{62}
 }
 
 func (x *FinishEventsRequest) GetToken() uint64 {
@@ -3996,7 +4089,7 @@ type FinishEventsReply struct {
 
 func (x *FinishEventsReply) Reset() {
 	*x = FinishEventsReply{}
-	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[61]
+	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[63]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4008,7 +4101,7 @@ func (x *FinishEventsReply) String() string {
 func (*FinishEventsReply) ProtoMessage() {}
 
 func (x *FinishEventsReply) ProtoReflect() protoreflect.Message {
-	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[61]
+	mi := &file_pushgw_internal_v1_saver_proto_msgTypes[63]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4021,7 +4114,7 @@ func (x *FinishEventsReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FinishEventsReply.ProtoReflect.Descriptor instead.
 func (*FinishEventsReply) Descriptor() ([]byte, []int) {
-	return file_pushgw_internal_v1_saver_proto_rawDescGZIP(), []int{61}
+	return file_pushgw_internal_v1_saver_proto_rawDescGZIP(), []int{63}
 }
 
 func (x *FinishEventsReply) GetSettled() uint32 {
@@ -4077,7 +4170,11 @@ const file_pushgw_internal_v1_saver_proto_rawDesc = "" +
 	"\x05found\x18\x01 \x01(\bR\x05found\x125\n" +
 	"\amessage\x18\x02 \x01(\v2\x1b.pushgw.internal.v1.MessageR\amessage\x12\x1d\n" +
 	"\n" +
-	"updated_ms\x18\x03 \x01(\x03R\tupdatedMs\"M\n" +
+	"updated_ms\x18\x03 \x01(\x03R\tupdatedMs\"K\n" +
+	"\rStatesRequest\x12:\n" +
+	"\bmessages\x18\x01 \x03(\v2\x1e.pushgw.internal.v1.MessageRefR\bmessages\"G\n" +
+	"\vStatesReply\x128\n" +
+	"\x06states\x18\x01 \x03(\x0e2 .pushgw.internal.v1.MessageStateR\x06states\"M\n" +
 	"\x17ClaimUndeliveredRequest\x12\x14\n" +
 	"\x05limit\x18\x01 \x01(\rR\x05limit\x12\x1c\n" +
 	"\n" +
@@ -4338,12 +4435,13 @@ const file_pushgw_internal_v1_saver_proto_rawDesc = "" +
 	"\x16EVENT_KIND_UNSPECIFIED\x10\x00\x12\x16\n" +
 	"\x12EVENT_KIND_RECEIPT\x10\x01\x12\x15\n" +
 	"\x11EVENT_KIND_ONLINE\x10\x02\x12\x16\n" +
-	"\x12EVENT_KIND_OFFLINE\x10\x032\x8b\r\n" +
+	"\x12EVENT_KIND_OFFLINE\x10\x032\xd9\r\n" +
 	"\x05Saver\x12I\n" +
 	"\x05Store\x12 .pushgw.internal.v1.StoreRequest\x1a\x1e.pushgw.internal.v1.StoreReply\x12O\n" +
 	"\aPending\x12\".pushgw.internal.v1.PendingRequest\x1a .pushgw.internal.v1.PendingReply\x12L\n" +
 	"\x06Report\x12!.pushgw.internal.v1.ReportRequest\x1a\x1f.pushgw.internal.v1.ReportReply\x12L\n" +
-	"\x06Status\x12!.pushgw.internal.v1.StatusRequest\x1a\x1f.pushgw.internal.v1.StatusReply\x12j\n" +
+	"\x06Status\x12!.pushgw.internal.v1.StatusRequest\x1a\x1f.pushgw.internal.v1.StatusReply\x12L\n" +
+	"\x06States\x12!.pushgw.internal.v1.StatesRequest\x1a\x1f.pushgw.internal.v1.StatesReply\x12j\n" +
 	"\x10ClaimUndelivered\x12+.pushgw.internal.v1.ClaimUndeliveredRequest\x1a).pushgw.internal.v1.ClaimUndeliveredReply\x12U\n" +
 	"\vAddTagUsers\x12#.pushgw.internal.v1.TagUsersRequest\x1a!.pushgw.internal.v1.TagUsersReply\x12X\n" +
 	"\x0eRemoveTagUsers\x12#.pushgw.internal.v1.TagUsersRequest\x1a!.pushgw.internal.v1.TagUsersReply\x12R\n" +
@@ -4384,7 +4482,7 @@ func file_pushgw_internal_v1_saver_proto_rawDescGZIP() []byte {
 }
 
 var file_pushgw_internal_v1_saver_proto_enumTypes = make([]protoimpl.EnumInfo, 5)
-var file_pushgw_internal_v1_saver_proto_msgTypes = make([]protoimpl.MessageInfo, 64)
+var file_pushgw_internal_v1_saver_proto_msgTypes = make([]protoimpl.MessageInfo, 66)
 var file_pushgw_internal_v1_saver_proto_goTypes = []any{
 	(TagLimit)(0),                      // 0: pushgw.internal.v1.TagLimit
 	(TxState)(0),                       // 1: pushgw.internal.v1.TxState
@@ -4401,164 +4499,171 @@ var file_pushgw_internal_v1_saver_proto_goTypes = []any{
 	(*ReportReply)(nil),                // 12: pushgw.internal.v1.ReportReply
 	(*StatusRequest)(nil),              // 13: pushgw.internal.v1.StatusRequest
 	(*StatusReply)(nil),                // 14: pushgw.internal.v1.StatusReply
-	(*ClaimUndeliveredRequest)(nil),    // 15: pushgw.internal.v1.ClaimUndeliveredRequest
-	(*ClaimUndeliveredReply)(nil),      // 16: pushgw.internal.v1.ClaimUndeliveredReply
-	(*TagUsersRequest)(nil),            // 17: pushgw.internal.v1.TagUsersRequest
-	(*TagUsersReply)(nil),              // 18: pushgw.internal.v1.TagUsersReply
-	(*UserTagsRequest)(nil),            // 19: pushgw.internal.v1.UserTagsRequest
-	(*UserTagsReply)(nil),              // 20: pushgw.internal.v1.UserTagsReply
-	(*TagMembersRequest)(nil),          // 21: pushgw.internal.v1.TagMembersRequest
-	(*TagMembersReply)(nil),            // 22: pushgw.internal.v1.TagMembersReply
-	(*TagMembershipRequest)(nil),       // 23: pushgw.internal.v1.TagMembershipRequest
-	(*TagMembershipReply)(nil),         // 24: pushgw.internal.v1.TagMembershipReply
-	(*StoreBroadcastRequest)(nil),      // 25: pushgw.internal.v1.StoreBroadcastRequest
-	(*StoreBroadcastReply)(nil),        // 26: pushgw.internal.v1.StoreBroadcastReply
-	(*BroadcastRoomProgress)(nil),      // 27: pushgw.internal.v1.BroadcastRoomProgress
-	(*BroadcastProgressRequest)(nil),   // 28: pushgw.internal.v1.BroadcastProgressRequest
-	(*BroadcastProgressReply)(nil),     // 29: pushgw.internal.v1.BroadcastProgressReply
-	(*ClaimBroadcastRoomsRequest)(nil), // 30: pushgw.internal.v1.ClaimBroadcastRoomsRequest
-	(*BroadcastRoomClaim)(nil),         // 31: pushgw.internal.v1.BroadcastRoomClaim
-	(*ClaimBroadcastRoomsReply)(nil),   // 32: pushgw.internal.v1.ClaimBroadcastRoomsReply
-	(*BroadcastStatusRequest)(nil),     // 33: pushgw.internal.v1.BroadcastStatusRequest
-	(*BroadcastRoomState)(nil),         // 34: pushgw.internal.v1.BroadcastRoomState
-	(*BroadcastStatusReply)(nil),       // 35: pushgw.internal.v1.BroadcastStatusReply
-	(*CatchUpRequest)(nil),             // 36: pushgw.internal.v1.CatchUpRequest
-	(*CatchUpReply)(nil),               // 37: pushgw.internal.v1.CatchUpReply
-	(*CatchUpBatchRequest)(nil),        // 38: pushgw.internal.v1.CatchUpBatchRequest
-	(*CatchUpBatchEntry)(nil),          // 39: pushgw.internal.v1.CatchUpBatchEntry
-	(*CatchUpBatchReply)(nil),          // 40: pushgw.internal.v1.CatchUpBatchReply
-	(*TxRecipient)(nil),                // 41: pushgw.internal.v1.TxRecipient
-	(*TxRecord)(nil),                   // 42: pushgw.internal.v1.TxRecord
-	(*PrepareTxRequest)(nil),           // 43: pushgw.internal.v1.PrepareTxRequest
-	(*PrepareTxReply)(nil),             // 44: pushgw.internal.v1.PrepareTxReply
-	(*DecideTxRequest)(nil),            // 45: pushgw.internal.v1.DecideTxRequest
-	(*DecideTxReply)(nil),              // 46: pushgw.internal.v1.DecideTxReply
-	(*GetTxRequest)(nil),               // 47: pushgw.internal.v1.GetTxRequest
-	(*GetTxReply)(nil),                 // 48: pushgw.internal.v1.GetTxReply
-	(*ClaimTxChecksRequest)(nil),       // 49: pushgw.internal.v1.ClaimTxChecksRequest
-	(*TxClaim)(nil),                    // 50: pushgw.internal.v1.TxClaim
-	(*ClaimTxChecksReply)(nil),         // 51: pushgw.internal.v1.ClaimTxChecksReply
-	(*ReportTxCheckRequest)(nil),       // 52: pushgw.internal.v1.ReportTxCheckRequest
-	(*ReportTxCheckReply)(nil),         // 53: pushgw.internal.v1.ReportTxCheckReply
-	(*StoreMultiRequest)(nil),          // 54: pushgw.internal.v1.StoreMultiRequest
-	(*StoreMultiReply)(nil),            // 55: pushgw.internal.v1.StoreMultiReply
-	(*PendingBatchRequest)(nil),        // 56: pushgw.internal.v1.PendingBatchRequest
-	(*PendingBatchEntry)(nil),          // 57: pushgw.internal.v1.PendingBatchEntry
-	(*PendingBatchReply)(nil),          // 58: pushgw.internal.v1.PendingBatchReply
-	(*Event)(nil),                      // 59: pushgw.internal.v1.Event
-	(*RecordEventsRequest)(nil),        // 60: pushgw.internal.v1.RecordEventsRequest
-	(*RecordEventsReply)(nil),          // 61: pushgw.internal.v1.RecordEventsReply
-	(*LeaseEventsRequest)(nil),         // 62: pushgw.internal.v1.LeaseEventsRequest
-	(*LeaseEventsReply)(nil),           // 63: pushgw.internal.v1.LeaseEventsReply
-	(*EventRetry)(nil),                 // 64: pushgw.internal.v1.EventRetry
-	(*FinishEventsRequest)(nil),        // 65: pushgw.internal.v1.FinishEventsRequest
-	(*FinishEventsReply)(nil),          // 66: pushgw.internal.v1.FinishEventsReply
-	nil,                                // 67: pushgw.internal.v1.StoreReply.ReplacedEntry
-	nil,                                // 68: pushgw.internal.v1.StoreReply.FailedEntry
-	(*Message)(nil),                    // 69: pushgw.internal.v1.Message
-	(*Broadcast)(nil),                  // 70: pushgw.internal.v1.Broadcast
+	(*StatesRequest)(nil),              // 15: pushgw.internal.v1.StatesRequest
+	(*StatesReply)(nil),                // 16: pushgw.internal.v1.StatesReply
+	(*ClaimUndeliveredRequest)(nil),    // 17: pushgw.internal.v1.ClaimUndeliveredRequest
+	(*ClaimUndeliveredReply)(nil),      // 18: pushgw.internal.v1.ClaimUndeliveredReply
+	(*TagUsersRequest)(nil),            // 19: pushgw.internal.v1.TagUsersRequest
+	(*TagUsersReply)(nil),              // 20: pushgw.internal.v1.TagUsersReply
+	(*UserTagsRequest)(nil),            // 21: pushgw.internal.v1.UserTagsRequest
+	(*UserTagsReply)(nil),              // 22: pushgw.internal.v1.UserTagsReply
+	(*TagMembersRequest)(nil),          // 23: pushgw.internal.v1.TagMembersRequest
+	(*TagMembersReply)(nil),            // 24: pushgw.internal.v1.TagMembersReply
+	(*TagMembershipRequest)(nil),       // 25: pushgw.internal.v1.TagMembershipRequest
+	(*TagMembershipReply)(nil),         // 26: pushgw.internal.v1.TagMembershipReply
+	(*StoreBroadcastRequest)(nil),      // 27: pushgw.internal.v1.StoreBroadcastRequest
+	(*StoreBroadcastReply)(nil),        // 28: pushgw.internal.v1.StoreBroadcastReply
+	(*BroadcastRoomProgress)(nil),      // 29: pushgw.internal.v1.BroadcastRoomProgress
+	(*BroadcastProgressRequest)(nil),   // 30: pushgw.internal.v1.BroadcastProgressRequest
+	(*BroadcastProgressReply)(nil),     // 31: pushgw.internal.v1.BroadcastProgressReply
+	(*ClaimBroadcastRoomsRequest)(nil), // 32: pushgw.internal.v1.ClaimBroadcastRoomsRequest
+	(*BroadcastRoomClaim)(nil),         // 33: pushgw.internal.v1.BroadcastRoomClaim
+	(*ClaimBroadcastRoomsReply)(nil),   // 34: pushgw.internal.v1.ClaimBroadcastRoomsReply
+	(*BroadcastStatusRequest)(nil),     // 35: pushgw.internal.v1.BroadcastStatusRequest
+	(*BroadcastRoomState)(nil),         // 36: pushgw.internal.v1.BroadcastRoomState
+	(*BroadcastStatusReply)(nil),       // 37: pushgw.internal.v1.BroadcastStatusReply
+	(*CatchUpRequest)(nil),             // 38: pushgw.internal.v1.CatchUpRequest
+	(*CatchUpReply)(nil),               // 39: pushgw.internal.v1.CatchUpReply
+	(*CatchUpBatchRequest)(nil),        // 40: pushgw.internal.v1.CatchUpBatchRequest
+	(*CatchUpBatchEntry)(nil),          // 41: pushgw.internal.v1.CatchUpBatchEntry
+	(*CatchUpBatchReply)(nil),          // 42: pushgw.internal.v1.CatchUpBatchReply
+	(*TxRecipient)(nil),                // 43: pushgw.internal.v1.TxRecipient
+	(*TxRecord)(nil),                   // 44: pushgw.internal.v1.TxRecord
+	(*PrepareTxRequest)(nil),           // 45: pushgw.internal.v1.PrepareTxRequest
+	(*PrepareTxReply)(nil),             // 46: pushgw.internal.v1.PrepareTxReply
+	(*DecideTxRequest)(nil),            // 47: pushgw.internal.v1.DecideTxRequest
+	(*DecideTxReply)(nil),              // 48: pushgw.internal.v1.DecideTxReply
+	(*GetTxRequest)(nil),               // 49: pushgw.internal.v1.GetTxRequest
+	(*GetTxReply)(nil),                 // 50: pushgw.internal.v1.GetTxReply
+	(*ClaimTxChecksRequest)(nil),       // 51: pushgw.internal.v1.ClaimTxChecksRequest
+	(*TxClaim)(nil),                    // 52: pushgw.internal.v1.TxClaim
+	(*ClaimTxChecksReply)(nil),         // 53: pushgw.internal.v1.ClaimTxChecksReply
+	(*ReportTxCheckRequest)(nil),       // 54: pushgw.internal.v1.ReportTxCheckRequest
+	(*ReportTxCheckReply)(nil),         // 55: pushgw.internal.v1.ReportTxCheckReply
+	(*StoreMultiRequest)(nil),          // 56: pushgw.internal.v1.StoreMultiRequest
+	(*StoreMultiReply)(nil),            // 57: pushgw.internal.v1.StoreMultiReply
+	(*PendingBatchRequest)(nil),        // 58: pushgw.internal.v1.PendingBatchRequest
+	(*PendingBatchEntry)(nil),          // 59: pushgw.internal.v1.PendingBatchEntry
+	(*PendingBatchReply)(nil),          // 60: pushgw.internal.v1.PendingBatchReply
+	(*Event)(nil),                      // 61: pushgw.internal.v1.Event
+	(*RecordEventsRequest)(nil),        // 62: pushgw.internal.v1.RecordEventsRequest
+	(*RecordEventsReply)(nil),          // 63: pushgw.internal.v1.RecordEventsReply
+	(*LeaseEventsRequest)(nil),         // 64: pushgw.internal.v1.LeaseEventsRequest
+	(*LeaseEventsReply)(nil),           // 65: pushgw.internal.v1.LeaseEventsReply
+	(*EventRetry)(nil),                 // 66: pushgw.internal.v1.EventRetry
+	(*FinishEventsRequest)(nil),        // 67: pushgw.internal.v1.FinishEventsRequest
+	(*FinishEventsReply)(nil),          // 68: pushgw.internal.v1.FinishEventsReply
+	nil,                                // 69: pushgw.internal.v1.StoreReply.ReplacedEntry
+	nil,                                // 70: pushgw.internal.v1.StoreReply.FailedEntry
+	(*Message)(nil),                    // 71: pushgw.internal.v1.Message
+	(MessageState)(0),                  // 72: pushgw.internal.v1.MessageState
+	(*Broadcast)(nil),                  // 73: pushgw.internal.v1.Broadcast
 }
 var file_pushgw_internal_v1_saver_proto_depIdxs = []int32{
-	69, // 0: pushgw.internal.v1.StoreRequest.messages:type_name -> pushgw.internal.v1.Message
-	67, // 1: pushgw.internal.v1.StoreReply.replaced:type_name -> pushgw.internal.v1.StoreReply.ReplacedEntry
-	68, // 2: pushgw.internal.v1.StoreReply.failed:type_name -> pushgw.internal.v1.StoreReply.FailedEntry
-	69, // 3: pushgw.internal.v1.PendingReply.messages:type_name -> pushgw.internal.v1.Message
+	71, // 0: pushgw.internal.v1.StoreRequest.messages:type_name -> pushgw.internal.v1.Message
+	69, // 1: pushgw.internal.v1.StoreReply.replaced:type_name -> pushgw.internal.v1.StoreReply.ReplacedEntry
+	70, // 2: pushgw.internal.v1.StoreReply.failed:type_name -> pushgw.internal.v1.StoreReply.FailedEntry
+	71, // 3: pushgw.internal.v1.PendingReply.messages:type_name -> pushgw.internal.v1.Message
 	10, // 4: pushgw.internal.v1.ReportRequest.acked:type_name -> pushgw.internal.v1.MessageRef
 	10, // 5: pushgw.internal.v1.ReportRequest.delivered:type_name -> pushgw.internal.v1.MessageRef
-	69, // 6: pushgw.internal.v1.StatusReply.message:type_name -> pushgw.internal.v1.Message
-	69, // 7: pushgw.internal.v1.ClaimUndeliveredReply.messages:type_name -> pushgw.internal.v1.Message
-	0,  // 8: pushgw.internal.v1.TagUsersReply.limit:type_name -> pushgw.internal.v1.TagLimit
-	70, // 9: pushgw.internal.v1.StoreBroadcastRequest.broadcast:type_name -> pushgw.internal.v1.Broadcast
-	27, // 10: pushgw.internal.v1.BroadcastProgressRequest.items:type_name -> pushgw.internal.v1.BroadcastRoomProgress
-	70, // 11: pushgw.internal.v1.BroadcastRoomClaim.broadcast:type_name -> pushgw.internal.v1.Broadcast
-	31, // 12: pushgw.internal.v1.ClaimBroadcastRoomsReply.claims:type_name -> pushgw.internal.v1.BroadcastRoomClaim
-	70, // 13: pushgw.internal.v1.BroadcastStatusReply.broadcast:type_name -> pushgw.internal.v1.Broadcast
-	34, // 14: pushgw.internal.v1.BroadcastStatusReply.rooms:type_name -> pushgw.internal.v1.BroadcastRoomState
-	70, // 15: pushgw.internal.v1.CatchUpReply.broadcasts:type_name -> pushgw.internal.v1.Broadcast
-	36, // 16: pushgw.internal.v1.CatchUpBatchRequest.requests:type_name -> pushgw.internal.v1.CatchUpRequest
-	70, // 17: pushgw.internal.v1.CatchUpBatchReply.broadcasts:type_name -> pushgw.internal.v1.Broadcast
-	39, // 18: pushgw.internal.v1.CatchUpBatchReply.entries:type_name -> pushgw.internal.v1.CatchUpBatchEntry
-	3,  // 19: pushgw.internal.v1.TxRecord.target_kind:type_name -> pushgw.internal.v1.TxTargetKind
-	41, // 20: pushgw.internal.v1.TxRecord.recipients:type_name -> pushgw.internal.v1.TxRecipient
-	1,  // 21: pushgw.internal.v1.TxRecord.state:type_name -> pushgw.internal.v1.TxState
-	2,  // 22: pushgw.internal.v1.TxRecord.decided_by:type_name -> pushgw.internal.v1.TxDecider
-	42, // 23: pushgw.internal.v1.PrepareTxRequest.tx:type_name -> pushgw.internal.v1.TxRecord
-	42, // 24: pushgw.internal.v1.PrepareTxReply.tx:type_name -> pushgw.internal.v1.TxRecord
-	1,  // 25: pushgw.internal.v1.DecideTxRequest.to:type_name -> pushgw.internal.v1.TxState
-	2,  // 26: pushgw.internal.v1.DecideTxRequest.by:type_name -> pushgw.internal.v1.TxDecider
-	42, // 27: pushgw.internal.v1.DecideTxReply.tx:type_name -> pushgw.internal.v1.TxRecord
-	69, // 28: pushgw.internal.v1.DecideTxReply.messages:type_name -> pushgw.internal.v1.Message
-	70, // 29: pushgw.internal.v1.DecideTxReply.broadcast:type_name -> pushgw.internal.v1.Broadcast
-	42, // 30: pushgw.internal.v1.GetTxReply.tx:type_name -> pushgw.internal.v1.TxRecord
-	42, // 31: pushgw.internal.v1.TxClaim.tx:type_name -> pushgw.internal.v1.TxRecord
-	50, // 32: pushgw.internal.v1.ClaimTxChecksReply.claims:type_name -> pushgw.internal.v1.TxClaim
-	42, // 33: pushgw.internal.v1.ReportTxCheckReply.tx:type_name -> pushgw.internal.v1.TxRecord
-	69, // 34: pushgw.internal.v1.StoreMultiRequest.message:type_name -> pushgw.internal.v1.Message
-	8,  // 35: pushgw.internal.v1.PendingBatchRequest.requests:type_name -> pushgw.internal.v1.PendingRequest
-	69, // 36: pushgw.internal.v1.PendingBatchEntry.messages:type_name -> pushgw.internal.v1.Message
-	57, // 37: pushgw.internal.v1.PendingBatchReply.replies:type_name -> pushgw.internal.v1.PendingBatchEntry
-	4,  // 38: pushgw.internal.v1.Event.kind:type_name -> pushgw.internal.v1.EventKind
-	59, // 39: pushgw.internal.v1.RecordEventsRequest.events:type_name -> pushgw.internal.v1.Event
-	59, // 40: pushgw.internal.v1.LeaseEventsReply.events:type_name -> pushgw.internal.v1.Event
-	64, // 41: pushgw.internal.v1.FinishEventsRequest.failed:type_name -> pushgw.internal.v1.EventRetry
-	7,  // 42: pushgw.internal.v1.StoreReply.FailedEntry.value:type_name -> pushgw.internal.v1.StoreFailure
-	5,  // 43: pushgw.internal.v1.Saver.Store:input_type -> pushgw.internal.v1.StoreRequest
-	8,  // 44: pushgw.internal.v1.Saver.Pending:input_type -> pushgw.internal.v1.PendingRequest
-	11, // 45: pushgw.internal.v1.Saver.Report:input_type -> pushgw.internal.v1.ReportRequest
-	13, // 46: pushgw.internal.v1.Saver.Status:input_type -> pushgw.internal.v1.StatusRequest
-	15, // 47: pushgw.internal.v1.Saver.ClaimUndelivered:input_type -> pushgw.internal.v1.ClaimUndeliveredRequest
-	17, // 48: pushgw.internal.v1.Saver.AddTagUsers:input_type -> pushgw.internal.v1.TagUsersRequest
-	17, // 49: pushgw.internal.v1.Saver.RemoveTagUsers:input_type -> pushgw.internal.v1.TagUsersRequest
-	19, // 50: pushgw.internal.v1.Saver.UserTags:input_type -> pushgw.internal.v1.UserTagsRequest
-	21, // 51: pushgw.internal.v1.Saver.TagMembers:input_type -> pushgw.internal.v1.TagMembersRequest
-	23, // 52: pushgw.internal.v1.Saver.TagMembership:input_type -> pushgw.internal.v1.TagMembershipRequest
-	25, // 53: pushgw.internal.v1.Saver.StoreBroadcast:input_type -> pushgw.internal.v1.StoreBroadcastRequest
-	28, // 54: pushgw.internal.v1.Saver.BroadcastProgress:input_type -> pushgw.internal.v1.BroadcastProgressRequest
-	30, // 55: pushgw.internal.v1.Saver.ClaimBroadcastRooms:input_type -> pushgw.internal.v1.ClaimBroadcastRoomsRequest
-	33, // 56: pushgw.internal.v1.Saver.BroadcastStatus:input_type -> pushgw.internal.v1.BroadcastStatusRequest
-	36, // 57: pushgw.internal.v1.Saver.CatchUp:input_type -> pushgw.internal.v1.CatchUpRequest
-	54, // 58: pushgw.internal.v1.Saver.StoreMulti:input_type -> pushgw.internal.v1.StoreMultiRequest
-	56, // 59: pushgw.internal.v1.Saver.PendingBatch:input_type -> pushgw.internal.v1.PendingBatchRequest
-	38, // 60: pushgw.internal.v1.Saver.CatchUpBatch:input_type -> pushgw.internal.v1.CatchUpBatchRequest
-	43, // 61: pushgw.internal.v1.SaverTx.PrepareTx:input_type -> pushgw.internal.v1.PrepareTxRequest
-	45, // 62: pushgw.internal.v1.SaverTx.DecideTx:input_type -> pushgw.internal.v1.DecideTxRequest
-	47, // 63: pushgw.internal.v1.SaverTx.GetTx:input_type -> pushgw.internal.v1.GetTxRequest
-	49, // 64: pushgw.internal.v1.SaverTx.ClaimTxChecks:input_type -> pushgw.internal.v1.ClaimTxChecksRequest
-	52, // 65: pushgw.internal.v1.SaverTx.ReportTxCheck:input_type -> pushgw.internal.v1.ReportTxCheckRequest
-	60, // 66: pushgw.internal.v1.SaverEvents.RecordEvents:input_type -> pushgw.internal.v1.RecordEventsRequest
-	62, // 67: pushgw.internal.v1.SaverEvents.LeaseEvents:input_type -> pushgw.internal.v1.LeaseEventsRequest
-	65, // 68: pushgw.internal.v1.SaverEvents.FinishEvents:input_type -> pushgw.internal.v1.FinishEventsRequest
-	6,  // 69: pushgw.internal.v1.Saver.Store:output_type -> pushgw.internal.v1.StoreReply
-	9,  // 70: pushgw.internal.v1.Saver.Pending:output_type -> pushgw.internal.v1.PendingReply
-	12, // 71: pushgw.internal.v1.Saver.Report:output_type -> pushgw.internal.v1.ReportReply
-	14, // 72: pushgw.internal.v1.Saver.Status:output_type -> pushgw.internal.v1.StatusReply
-	16, // 73: pushgw.internal.v1.Saver.ClaimUndelivered:output_type -> pushgw.internal.v1.ClaimUndeliveredReply
-	18, // 74: pushgw.internal.v1.Saver.AddTagUsers:output_type -> pushgw.internal.v1.TagUsersReply
-	18, // 75: pushgw.internal.v1.Saver.RemoveTagUsers:output_type -> pushgw.internal.v1.TagUsersReply
-	20, // 76: pushgw.internal.v1.Saver.UserTags:output_type -> pushgw.internal.v1.UserTagsReply
-	22, // 77: pushgw.internal.v1.Saver.TagMembers:output_type -> pushgw.internal.v1.TagMembersReply
-	24, // 78: pushgw.internal.v1.Saver.TagMembership:output_type -> pushgw.internal.v1.TagMembershipReply
-	26, // 79: pushgw.internal.v1.Saver.StoreBroadcast:output_type -> pushgw.internal.v1.StoreBroadcastReply
-	29, // 80: pushgw.internal.v1.Saver.BroadcastProgress:output_type -> pushgw.internal.v1.BroadcastProgressReply
-	32, // 81: pushgw.internal.v1.Saver.ClaimBroadcastRooms:output_type -> pushgw.internal.v1.ClaimBroadcastRoomsReply
-	35, // 82: pushgw.internal.v1.Saver.BroadcastStatus:output_type -> pushgw.internal.v1.BroadcastStatusReply
-	37, // 83: pushgw.internal.v1.Saver.CatchUp:output_type -> pushgw.internal.v1.CatchUpReply
-	55, // 84: pushgw.internal.v1.Saver.StoreMulti:output_type -> pushgw.internal.v1.StoreMultiReply
-	58, // 85: pushgw.internal.v1.Saver.PendingBatch:output_type -> pushgw.internal.v1.PendingBatchReply
-	40, // 86: pushgw.internal.v1.Saver.CatchUpBatch:output_type -> pushgw.internal.v1.CatchUpBatchReply
-	44, // 87: pushgw.internal.v1.SaverTx.PrepareTx:output_type -> pushgw.internal.v1.PrepareTxReply
-	46, // 88: pushgw.internal.v1.SaverTx.DecideTx:output_type -> pushgw.internal.v1.DecideTxReply
-	48, // 89: pushgw.internal.v1.SaverTx.GetTx:output_type -> pushgw.internal.v1.GetTxReply
-	51, // 90: pushgw.internal.v1.SaverTx.ClaimTxChecks:output_type -> pushgw.internal.v1.ClaimTxChecksReply
-	53, // 91: pushgw.internal.v1.SaverTx.ReportTxCheck:output_type -> pushgw.internal.v1.ReportTxCheckReply
-	61, // 92: pushgw.internal.v1.SaverEvents.RecordEvents:output_type -> pushgw.internal.v1.RecordEventsReply
-	63, // 93: pushgw.internal.v1.SaverEvents.LeaseEvents:output_type -> pushgw.internal.v1.LeaseEventsReply
-	66, // 94: pushgw.internal.v1.SaverEvents.FinishEvents:output_type -> pushgw.internal.v1.FinishEventsReply
-	69, // [69:95] is the sub-list for method output_type
-	43, // [43:69] is the sub-list for method input_type
-	43, // [43:43] is the sub-list for extension type_name
-	43, // [43:43] is the sub-list for extension extendee
-	0,  // [0:43] is the sub-list for field type_name
+	71, // 6: pushgw.internal.v1.StatusReply.message:type_name -> pushgw.internal.v1.Message
+	10, // 7: pushgw.internal.v1.StatesRequest.messages:type_name -> pushgw.internal.v1.MessageRef
+	72, // 8: pushgw.internal.v1.StatesReply.states:type_name -> pushgw.internal.v1.MessageState
+	71, // 9: pushgw.internal.v1.ClaimUndeliveredReply.messages:type_name -> pushgw.internal.v1.Message
+	0,  // 10: pushgw.internal.v1.TagUsersReply.limit:type_name -> pushgw.internal.v1.TagLimit
+	73, // 11: pushgw.internal.v1.StoreBroadcastRequest.broadcast:type_name -> pushgw.internal.v1.Broadcast
+	29, // 12: pushgw.internal.v1.BroadcastProgressRequest.items:type_name -> pushgw.internal.v1.BroadcastRoomProgress
+	73, // 13: pushgw.internal.v1.BroadcastRoomClaim.broadcast:type_name -> pushgw.internal.v1.Broadcast
+	33, // 14: pushgw.internal.v1.ClaimBroadcastRoomsReply.claims:type_name -> pushgw.internal.v1.BroadcastRoomClaim
+	73, // 15: pushgw.internal.v1.BroadcastStatusReply.broadcast:type_name -> pushgw.internal.v1.Broadcast
+	36, // 16: pushgw.internal.v1.BroadcastStatusReply.rooms:type_name -> pushgw.internal.v1.BroadcastRoomState
+	73, // 17: pushgw.internal.v1.CatchUpReply.broadcasts:type_name -> pushgw.internal.v1.Broadcast
+	38, // 18: pushgw.internal.v1.CatchUpBatchRequest.requests:type_name -> pushgw.internal.v1.CatchUpRequest
+	73, // 19: pushgw.internal.v1.CatchUpBatchReply.broadcasts:type_name -> pushgw.internal.v1.Broadcast
+	41, // 20: pushgw.internal.v1.CatchUpBatchReply.entries:type_name -> pushgw.internal.v1.CatchUpBatchEntry
+	3,  // 21: pushgw.internal.v1.TxRecord.target_kind:type_name -> pushgw.internal.v1.TxTargetKind
+	43, // 22: pushgw.internal.v1.TxRecord.recipients:type_name -> pushgw.internal.v1.TxRecipient
+	1,  // 23: pushgw.internal.v1.TxRecord.state:type_name -> pushgw.internal.v1.TxState
+	2,  // 24: pushgw.internal.v1.TxRecord.decided_by:type_name -> pushgw.internal.v1.TxDecider
+	44, // 25: pushgw.internal.v1.PrepareTxRequest.tx:type_name -> pushgw.internal.v1.TxRecord
+	44, // 26: pushgw.internal.v1.PrepareTxReply.tx:type_name -> pushgw.internal.v1.TxRecord
+	1,  // 27: pushgw.internal.v1.DecideTxRequest.to:type_name -> pushgw.internal.v1.TxState
+	2,  // 28: pushgw.internal.v1.DecideTxRequest.by:type_name -> pushgw.internal.v1.TxDecider
+	44, // 29: pushgw.internal.v1.DecideTxReply.tx:type_name -> pushgw.internal.v1.TxRecord
+	71, // 30: pushgw.internal.v1.DecideTxReply.messages:type_name -> pushgw.internal.v1.Message
+	73, // 31: pushgw.internal.v1.DecideTxReply.broadcast:type_name -> pushgw.internal.v1.Broadcast
+	44, // 32: pushgw.internal.v1.GetTxReply.tx:type_name -> pushgw.internal.v1.TxRecord
+	44, // 33: pushgw.internal.v1.TxClaim.tx:type_name -> pushgw.internal.v1.TxRecord
+	52, // 34: pushgw.internal.v1.ClaimTxChecksReply.claims:type_name -> pushgw.internal.v1.TxClaim
+	44, // 35: pushgw.internal.v1.ReportTxCheckReply.tx:type_name -> pushgw.internal.v1.TxRecord
+	71, // 36: pushgw.internal.v1.StoreMultiRequest.message:type_name -> pushgw.internal.v1.Message
+	8,  // 37: pushgw.internal.v1.PendingBatchRequest.requests:type_name -> pushgw.internal.v1.PendingRequest
+	71, // 38: pushgw.internal.v1.PendingBatchEntry.messages:type_name -> pushgw.internal.v1.Message
+	59, // 39: pushgw.internal.v1.PendingBatchReply.replies:type_name -> pushgw.internal.v1.PendingBatchEntry
+	4,  // 40: pushgw.internal.v1.Event.kind:type_name -> pushgw.internal.v1.EventKind
+	61, // 41: pushgw.internal.v1.RecordEventsRequest.events:type_name -> pushgw.internal.v1.Event
+	61, // 42: pushgw.internal.v1.LeaseEventsReply.events:type_name -> pushgw.internal.v1.Event
+	66, // 43: pushgw.internal.v1.FinishEventsRequest.failed:type_name -> pushgw.internal.v1.EventRetry
+	7,  // 44: pushgw.internal.v1.StoreReply.FailedEntry.value:type_name -> pushgw.internal.v1.StoreFailure
+	5,  // 45: pushgw.internal.v1.Saver.Store:input_type -> pushgw.internal.v1.StoreRequest
+	8,  // 46: pushgw.internal.v1.Saver.Pending:input_type -> pushgw.internal.v1.PendingRequest
+	11, // 47: pushgw.internal.v1.Saver.Report:input_type -> pushgw.internal.v1.ReportRequest
+	13, // 48: pushgw.internal.v1.Saver.Status:input_type -> pushgw.internal.v1.StatusRequest
+	15, // 49: pushgw.internal.v1.Saver.States:input_type -> pushgw.internal.v1.StatesRequest
+	17, // 50: pushgw.internal.v1.Saver.ClaimUndelivered:input_type -> pushgw.internal.v1.ClaimUndeliveredRequest
+	19, // 51: pushgw.internal.v1.Saver.AddTagUsers:input_type -> pushgw.internal.v1.TagUsersRequest
+	19, // 52: pushgw.internal.v1.Saver.RemoveTagUsers:input_type -> pushgw.internal.v1.TagUsersRequest
+	21, // 53: pushgw.internal.v1.Saver.UserTags:input_type -> pushgw.internal.v1.UserTagsRequest
+	23, // 54: pushgw.internal.v1.Saver.TagMembers:input_type -> pushgw.internal.v1.TagMembersRequest
+	25, // 55: pushgw.internal.v1.Saver.TagMembership:input_type -> pushgw.internal.v1.TagMembershipRequest
+	27, // 56: pushgw.internal.v1.Saver.StoreBroadcast:input_type -> pushgw.internal.v1.StoreBroadcastRequest
+	30, // 57: pushgw.internal.v1.Saver.BroadcastProgress:input_type -> pushgw.internal.v1.BroadcastProgressRequest
+	32, // 58: pushgw.internal.v1.Saver.ClaimBroadcastRooms:input_type -> pushgw.internal.v1.ClaimBroadcastRoomsRequest
+	35, // 59: pushgw.internal.v1.Saver.BroadcastStatus:input_type -> pushgw.internal.v1.BroadcastStatusRequest
+	38, // 60: pushgw.internal.v1.Saver.CatchUp:input_type -> pushgw.internal.v1.CatchUpRequest
+	56, // 61: pushgw.internal.v1.Saver.StoreMulti:input_type -> pushgw.internal.v1.StoreMultiRequest
+	58, // 62: pushgw.internal.v1.Saver.PendingBatch:input_type -> pushgw.internal.v1.PendingBatchRequest
+	40, // 63: pushgw.internal.v1.Saver.CatchUpBatch:input_type -> pushgw.internal.v1.CatchUpBatchRequest
+	45, // 64: pushgw.internal.v1.SaverTx.PrepareTx:input_type -> pushgw.internal.v1.PrepareTxRequest
+	47, // 65: pushgw.internal.v1.SaverTx.DecideTx:input_type -> pushgw.internal.v1.DecideTxRequest
+	49, // 66: pushgw.internal.v1.SaverTx.GetTx:input_type -> pushgw.internal.v1.GetTxRequest
+	51, // 67: pushgw.internal.v1.SaverTx.ClaimTxChecks:input_type -> pushgw.internal.v1.ClaimTxChecksRequest
+	54, // 68: pushgw.internal.v1.SaverTx.ReportTxCheck:input_type -> pushgw.internal.v1.ReportTxCheckRequest
+	62, // 69: pushgw.internal.v1.SaverEvents.RecordEvents:input_type -> pushgw.internal.v1.RecordEventsRequest
+	64, // 70: pushgw.internal.v1.SaverEvents.LeaseEvents:input_type -> pushgw.internal.v1.LeaseEventsRequest
+	67, // 71: pushgw.internal.v1.SaverEvents.FinishEvents:input_type -> pushgw.internal.v1.FinishEventsRequest
+	6,  // 72: pushgw.internal.v1.Saver.Store:output_type -> pushgw.internal.v1.StoreReply
+	9,  // 73: pushgw.internal.v1.Saver.Pending:output_type -> pushgw.internal.v1.PendingReply
+	12, // 74: pushgw.internal.v1.Saver.Report:output_type -> pushgw.internal.v1.ReportReply
+	14, // 75: pushgw.internal.v1.Saver.Status:output_type -> pushgw.internal.v1.StatusReply
+	16, // 76: pushgw.internal.v1.Saver.States:output_type -> pushgw.internal.v1.StatesReply
+	18, // 77: pushgw.internal.v1.Saver.ClaimUndelivered:output_type -> pushgw.internal.v1.ClaimUndeliveredReply
+	20, // 78: pushgw.internal.v1.Saver.AddTagUsers:output_type -> pushgw.internal.v1.TagUsersReply
+	20, // 79: pushgw.internal.v1.Saver.RemoveTagUsers:output_type -> pushgw.internal.v1.TagUsersReply
+	22, // 80: pushgw.internal.v1.Saver.UserTags:output_type -> pushgw.internal.v1.UserTagsReply
+	24, // 81: pushgw.internal.v1.Saver.TagMembers:output_type -> pushgw.internal.v1.TagMembersReply
+	26, // 82: pushgw.internal.v1.Saver.TagMembership:output_type -> pushgw.internal.v1.TagMembershipReply
+	28, // 83: pushgw.internal.v1.Saver.StoreBroadcast:output_type -> pushgw.internal.v1.StoreBroadcastReply
+	31, // 84: pushgw.internal.v1.Saver.BroadcastProgress:output_type -> pushgw.internal.v1.BroadcastProgressReply
+	34, // 85: pushgw.internal.v1.Saver.ClaimBroadcastRooms:output_type -> pushgw.internal.v1.ClaimBroadcastRoomsReply
+	37, // 86: pushgw.internal.v1.Saver.BroadcastStatus:output_type -> pushgw.internal.v1.BroadcastStatusReply
+	39, // 87: pushgw.internal.v1.Saver.CatchUp:output_type -> pushgw.internal.v1.CatchUpReply
+	57, // 88: pushgw.internal.v1.Saver.StoreMulti:output_type -> pushgw.internal.v1.StoreMultiReply
+	60, // 89: pushgw.internal.v1.Saver.PendingBatch:output_type -> pushgw.internal.v1.PendingBatchReply
+	42, // 90: pushgw.internal.v1.Saver.CatchUpBatch:output_type -> pushgw.internal.v1.CatchUpBatchReply
+	46, // 91: pushgw.internal.v1.SaverTx.PrepareTx:output_type -> pushgw.internal.v1.PrepareTxReply
+	48, // 92: pushgw.internal.v1.SaverTx.DecideTx:output_type -> pushgw.internal.v1.DecideTxReply
+	50, // 93: pushgw.internal.v1.SaverTx.GetTx:output_type -> pushgw.internal.v1.GetTxReply
+	53, // 94: pushgw.internal.v1.SaverTx.ClaimTxChecks:output_type -> pushgw.internal.v1.ClaimTxChecksReply
+	55, // 95: pushgw.internal.v1.SaverTx.ReportTxCheck:output_type -> pushgw.internal.v1.ReportTxCheckReply
+	63, // 96: pushgw.internal.v1.SaverEvents.RecordEvents:output_type -> pushgw.internal.v1.RecordEventsReply
+	65, // 97: pushgw.internal.v1.SaverEvents.LeaseEvents:output_type -> pushgw.internal.v1.LeaseEventsReply
+	68, // 98: pushgw.internal.v1.SaverEvents.FinishEvents:output_type -> pushgw.internal.v1.FinishEventsReply
+	72, // [72:99] is the sub-list for method output_type
+	45, // [45:72] is the sub-list for method input_type
+	45, // [45:45] is the sub-list for extension type_name
+	45, // [45:45] is the sub-list for extension extendee
+	0,  // [0:45] is the sub-list for field type_name
 }
 
 func init() { file_pushgw_internal_v1_saver_proto_init() }
@@ -4573,7 +4678,7 @@ func file_pushgw_internal_v1_saver_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_pushgw_internal_v1_saver_proto_rawDesc), len(file_pushgw_internal_v1_saver_proto_rawDesc)),
 			NumEnums:      5,
-			NumMessages:   64,
+			NumMessages:   66,
 			NumExtensions: 0,
 			NumServices:   3,
 		},

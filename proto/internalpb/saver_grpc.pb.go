@@ -23,6 +23,7 @@ const (
 	Saver_Pending_FullMethodName             = "/pushgw.internal.v1.Saver/Pending"
 	Saver_Report_FullMethodName              = "/pushgw.internal.v1.Saver/Report"
 	Saver_Status_FullMethodName              = "/pushgw.internal.v1.Saver/Status"
+	Saver_States_FullMethodName              = "/pushgw.internal.v1.Saver/States"
 	Saver_ClaimUndelivered_FullMethodName    = "/pushgw.internal.v1.Saver/ClaimUndelivered"
 	Saver_AddTagUsers_FullMethodName         = "/pushgw.internal.v1.Saver/AddTagUsers"
 	Saver_RemoveTagUsers_FullMethodName      = "/pushgw.internal.v1.Saver/RemoveTagUsers"
@@ -56,6 +57,10 @@ type SaverClient interface {
 	Report(ctx context.Context, in *ReportRequest, opts ...grpc.CallOption) (*ReportReply, error)
 	// Status answers the state of one message.
 	Status(ctx context.Context, in *StatusRequest, opts ...grpc.CallOption) (*StatusReply, error)
+	// States answers the state of up to 1,000 messages in one call, read on
+	// the primary: center's retrier asks it before each round, so it never
+	// pushes live a message collapsed, acked, expired or dead meanwhile.
+	States(ctx context.Context, in *StatesRequest, opts ...grpc.CallOption) (*StatesReply, error)
 	// ClaimUndelivered returns up to limit stored messages that no room has
 	// reported delivered for at least min_age_ms, and claims them: a claimed
 	// message is not returned again before its backoff passes, and at most a
@@ -153,6 +158,16 @@ func (c *saverClient) Status(ctx context.Context, in *StatusRequest, opts ...grp
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(StatusReply)
 	err := c.cc.Invoke(ctx, Saver_Status_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *saverClient) States(ctx context.Context, in *StatesRequest, opts ...grpc.CallOption) (*StatesReply, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(StatesReply)
+	err := c.cc.Invoke(ctx, Saver_States_FullMethodName, in, out, cOpts...)
 	if err != nil {
 		return nil, err
 	}
@@ -316,6 +331,10 @@ type SaverServer interface {
 	Report(context.Context, *ReportRequest) (*ReportReply, error)
 	// Status answers the state of one message.
 	Status(context.Context, *StatusRequest) (*StatusReply, error)
+	// States answers the state of up to 1,000 messages in one call, read on
+	// the primary: center's retrier asks it before each round, so it never
+	// pushes live a message collapsed, acked, expired or dead meanwhile.
+	States(context.Context, *StatesRequest) (*StatesReply, error)
 	// ClaimUndelivered returns up to limit stored messages that no room has
 	// reported delivered for at least min_age_ms, and claims them: a claimed
 	// message is not returned again before its backoff passes, and at most a
@@ -390,6 +409,9 @@ func (UnimplementedSaverServer) Report(context.Context, *ReportRequest) (*Report
 }
 func (UnimplementedSaverServer) Status(context.Context, *StatusRequest) (*StatusReply, error) {
 	return nil, status.Error(codes.Unimplemented, "method Status not implemented")
+}
+func (UnimplementedSaverServer) States(context.Context, *StatesRequest) (*StatesReply, error) {
+	return nil, status.Error(codes.Unimplemented, "method States not implemented")
 }
 func (UnimplementedSaverServer) ClaimUndelivered(context.Context, *ClaimUndeliveredRequest) (*ClaimUndeliveredReply, error) {
 	return nil, status.Error(codes.Unimplemented, "method ClaimUndelivered not implemented")
@@ -522,6 +544,24 @@ func _Saver_Status_Handler(srv interface{}, ctx context.Context, dec func(interf
 	}
 	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
 		return srv.(SaverServer).Status(ctx, req.(*StatusRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Saver_States_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(StatesRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(SaverServer).States(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Saver_States_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(SaverServer).States(ctx, req.(*StatesRequest))
 	}
 	return interceptor(ctx, in, info, handler)
 }
@@ -800,6 +840,10 @@ var Saver_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "Status",
 			Handler:    _Saver_Status_Handler,
+		},
+		{
+			MethodName: "States",
+			Handler:    _Saver_States_Handler,
 		},
 		{
 			MethodName: "ClaimUndelivered",

@@ -17,6 +17,10 @@ type metrics struct {
 	broadcastResends *prometheus.CounterVec
 	retries          prometheus.Counter
 	retryDropped     *prometheus.CounterVec
+	// retrySkipped and retryCheckFailed: the state check before each
+	// retry round (retry_check.go).
+	retrySkipped     *prometheus.CounterVec
+	retryCheckFailed *prometheus.CounterVec
 	routeFallback    *prometheus.CounterVec
 
 	rateLimitSeconds prometheus.Histogram
@@ -84,6 +88,14 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "pushgw_center_delivery_retries_dropped_total",
 			Help: "Messages left to the redelivery sweep by the retrier, by reason (gave_up, queue_full).",
 		}, []string{"reason"}),
+		retrySkipped: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "pushgw_center_delivery_retries_skipped_total",
+			Help: "Messages the retrier did not push again because they no longer wait for an ack, by reason (collapsed, acked, expired, dead, unknown).",
+		}, []string{"reason"}),
+		retryCheckFailed: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "pushgw_center_delivery_retry_checks_failed_total",
+			Help: "Retry rounds whose state check saver did not answer: unavailable (the round waits for the next one) or unimplemented (an older saver; pushed unchecked).",
+		}, []string{"reason"}),
 	}
 	m.rateLimitSeconds = prometheus.NewHistogram(prometheus.HistogramOpts{
 		Name:    "pushgw_center_ratelimit_check_seconds",
@@ -108,7 +120,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	})
 	reg.MustRegister(m.rateLimitSeconds, m.rateLimitErrors, m.rateLimited, m.pacerErrors, m.fanouts)
 	reg.MustRegister(m.requests, m.pushLatency, m.stored, m.delivered, m.inline, m.deliveryFails, m.deliveryBatch, m.roomBatch, m.redelivered,
-		m.broadcastResends, m.retries, m.retryDropped, m.routeFallback)
+		m.broadcastResends, m.retries, m.retryDropped, m.retrySkipped, m.retryCheckFailed, m.routeFallback)
 	for _, r := range []string{"ok", "failed"} {
 		m.broadcastResends.WithLabelValues(r) // scraped as 0 before the first resend
 	}

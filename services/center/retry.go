@@ -43,8 +43,11 @@ type retryItem struct {
 
 type retrier struct {
 	deliver func(context.Context, []*internalpb.Message) (int, []*internalpb.Message, error)
-	m       *metrics
-	log     *slog.Logger
+	// states, when set, is asked before each round what became of its
+	// messages (retry_check.go); nil pushes unchecked.
+	states retryStates
+	m      *metrics
+	log    *slog.Logger
 
 	mu    sync.Mutex
 	items []retryItem
@@ -53,9 +56,9 @@ type retrier struct {
 	done   chan struct{}
 }
 
-func newRetrier(deliver func(context.Context, []*internalpb.Message) (int, []*internalpb.Message, error), m *metrics, log *slog.Logger) *retrier {
+func newRetrier(deliver func(context.Context, []*internalpb.Message) (int, []*internalpb.Message, error), states retryStates, m *metrics, log *slog.Logger) *retrier {
 	ctx, cancel := context.WithCancel(context.Background())
-	r := &retrier{deliver: deliver, m: m, log: log, cancel: cancel, done: make(chan struct{})}
+	r := &retrier{deliver: deliver, states: states, m: m, log: log, cancel: cancel, done: make(chan struct{})}
 	go r.run(ctx)
 	return r
 }
@@ -79,14 +82,15 @@ func (r *retrier) add(msgs []*internalpb.Message, attempt int) {
 	}
 }
 
-// due removes and returns up to deliveryBatchMax items whose time came.
+// due removes and returns up to deliveryBatchMax items whose time came
+// (at most retryCheckMax, so one States call checks them all).
 func (r *retrier) due(now time.Time) []retryItem {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	var out []retryItem
 	keep := r.items[:0]
 	for _, it := range r.items {
-		if len(out) < deliveryBatchMax && !it.due.After(now) {
+		if len(out) < min(deliveryBatchMax, retryCheckMax) && !it.due.After(now) {
 			out = append(out, it)
 		} else {
 			keep = append(keep, it)
@@ -107,13 +111,36 @@ func (r *retrier) run(ctx context.Context) {
 			return
 		case now := <-t.C:
 			if items := r.due(now); len(items) > 0 {
-				r.retry(ctx, items)
+				r.retry(ctx, items, now)
 			}
 		}
 	}
 }
 
-func (r *retrier) retry(ctx context.Context, items []retryItem) {
+func (r *retrier) retry(ctx context.Context, items []retryItem, now time.Time) {
+	items, ok := r.check(ctx, items, now)
+	if !ok {
+		// Saver could not answer (down, or past retryCheckTimeout): keep
+		// the items for the next round, counted as an attempt, instead of
+		// pushing unchecked. Pushing is what let a collapsed message reach
+		// a client, and the room's in-flight window does not stop that (it
+		// never saw the collapse). Nothing is lost: after the last attempt
+		// the items are left to the redelivery sweep, which asks saver
+		// anyway; and nothing blocks, the call has its deadline. The cost
+		// is a live retry delayed while saver is unreachable, when new
+		// pushes cannot be stored either.
+		next := map[int][]*internalpb.Message{}
+		for _, it := range items {
+			next[it.attempt+1] = append(next[it.attempt+1], it.m)
+		}
+		for a, ms := range next {
+			r.add(ms, a)
+		}
+		return
+	}
+	if len(items) == 0 {
+		return
+	}
 	msgs := make([]*internalpb.Message, len(items))
 	attempt := make(map[uint64]int, len(items))
 	for i, it := range items {

@@ -43,7 +43,7 @@ func (f *flaky) deliver(_ context.Context, msgs []*internalpb.Message) (int, []*
 func TestRetrierRetriesThenGivesUp(t *testing.T) {
 	f := &flaky{fails: map[uint64]int{1: 1, 2: 100}, calls: map[uint64][]time.Time{}, doneCh: make(chan uint64, 10)}
 	m := newMetrics(prometheus.NewRegistry())
-	r := newRetrier(f.deliver, m, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	r := newRetrier(f.deliver, nil, m, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	defer r.stop()
 
 	start := time.Now()
@@ -92,7 +92,7 @@ func TestRetrierRetriesThenGivesUp(t *testing.T) {
 func TestRetrierBounded(t *testing.T) {
 	m := newMetrics(prometheus.NewRegistry())
 	never := func(context.Context, []*internalpb.Message) (int, []*internalpb.Message, error) { return 0, nil, nil }
-	r := newRetrier(never, m, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	r := newRetrier(never, nil, m, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	defer r.stop()
 	msgs := make([]*internalpb.Message, retryQueueMax+10)
 	for i := range msgs {

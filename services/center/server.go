@@ -62,7 +62,7 @@ func newServer(apps *appconfig.Store, gen *ids.Generator, saver, register grpc.C
 	s.fanoutSlots = make(chan struct{}, maxFanouts)
 	s.stop, s.stopFanouts = context.WithCancel(context.Background())
 	s.batch = newDeliveryBatcher(s.deliver, m, log)
-	s.retry = newRetrier(s.deliverOnce, m, log)
+	s.retry = newRetrier(s.deliverOnce, s.saverStates, m, log)
 	s.bcast = newBroadcastSender(s, nil)
 	s.stores = newStoreBatcher(s.saver, m.storeBatch, log)
 	return s
