@@ -77,6 +77,7 @@ func (b *Base) serve(ctx context.Context, addr string, inst discovery.Instance, 
 		stop(sctx)
 		return nil, fmt.Errorf("%s: register in etcd: %w", b.Name, err)
 	}
+	b.Started()
 	return s, nil
 }
 

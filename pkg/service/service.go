@@ -96,6 +96,10 @@ type Base struct {
 
 	admin   *http.Server
 	healthy atomic.Bool
+	// started is set once the service serves (Started): before that
+	// /healthz answers 503 "starting", so a supervisor or a test harness
+	// waiting on it does not send work to a saver still migrating.
+	started atomic.Bool
 
 	mu     sync.Mutex // guards checks: /healthz may be served while a service adds them
 	checks []func(context.Context) error
@@ -153,7 +157,16 @@ func (b *Base) AddCheck(f func(context.Context) error) {
 // SetHealthy marks the instance healthy or not (e.g. while draining).
 func (b *Base) SetHealthy(ok bool) { b.healthy.Store(ok) }
 
+// Started marks the service as serving: ServeGRPC and ServeHTTP call it
+// once registered in etcd; a service with listeners of its own (room)
+// calls it when they are up.
+func (b *Base) Started() { b.started.Store(true) }
+
 func (b *Base) serveHealth(w http.ResponseWriter, r *http.Request) {
+	if !b.started.Load() {
+		http.Error(w, "starting", http.StatusServiceUnavailable)
+		return
+	}
 	if !b.healthy.Load() {
 		http.Error(w, "draining", http.StatusServiceUnavailable)
 		return

@@ -38,6 +38,11 @@ func TestStartServesAdminEndpoints(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer b.Close()
+	// Not ready before the service serves (a saver still migrating).
+	if code, body := get(t, "http://"+admin+"/healthz"); code != 503 || !strings.Contains(body, "starting") {
+		t.Fatalf("healthz before Started = %d %q", code, body)
+	}
+	b.Started()
 	if code, body := get(t, "http://"+admin+"/healthz"); code != 200 || strings.TrimSpace(body) != "ok" {
 		t.Fatalf("healthz = %d %q", code, body)
 	}

@@ -62,6 +62,7 @@ func run(cfg config) error {
 	if err != nil {
 		return err
 	}
+	base.Started()
 	// A drain requested through etcd (drain_mark.go) ends the process
 	// like SIGTERM once it has emptied the room.
 	drained := srv.watchDrain(base.Etcd, base.Registry, base.SetHealthy)
