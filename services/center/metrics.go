@@ -21,7 +21,10 @@ type metrics struct {
 	// retry round (retry_check.go).
 	retrySkipped     *prometheus.CounterVec
 	retryCheckFailed *prometheus.CounterVec
-	routeFallback    *prometheus.CounterVec
+	// retryHeld counts messages with a collapse key kept back for the
+	// next round because saver could not be asked.
+	retryHeld     prometheus.Counter
+	routeFallback *prometheus.CounterVec
 
 	rateLimitSeconds prometheus.Histogram
 	rateLimitErrors  *prometheus.CounterVec
@@ -94,8 +97,12 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		}, []string{"reason"}),
 		retryCheckFailed: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "pushgw_center_delivery_retry_checks_failed_total",
-			Help: "Retry rounds whose state check saver did not answer: unavailable (the round waits for the next one) or unimplemented (an older saver; pushed unchecked).",
+			Help: "Retry rounds whose state check saver did not answer: unavailable (messages with a collapse key wait for the next round, the others are pushed unchecked) or unimplemented (an older saver; pushed unchecked).",
 		}, []string{"reason"}),
+		retryHeld: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "pushgw_center_delivery_retries_held_total",
+			Help: "Messages with a collapse key kept back to the next retry round because saver could not say whether a newer one replaced them.",
+		}),
 	}
 	m.rateLimitSeconds = prometheus.NewHistogram(prometheus.HistogramOpts{
 		Name:    "pushgw_center_ratelimit_check_seconds",
@@ -120,7 +127,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	})
 	reg.MustRegister(m.rateLimitSeconds, m.rateLimitErrors, m.rateLimited, m.pacerErrors, m.fanouts)
 	reg.MustRegister(m.requests, m.pushLatency, m.stored, m.delivered, m.inline, m.deliveryFails, m.deliveryBatch, m.roomBatch, m.redelivered,
-		m.broadcastResends, m.retries, m.retryDropped, m.retrySkipped, m.retryCheckFailed, m.routeFallback)
+		m.broadcastResends, m.retries, m.retryDropped, m.retrySkipped, m.retryCheckFailed, m.retryHeld, m.routeFallback)
 	for _, r := range []string{"ok", "failed"} {
 		m.broadcastResends.WithLabelValues(r) // scraped as 0 before the first resend
 	}

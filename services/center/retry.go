@@ -120,23 +120,29 @@ func (r *retrier) run(ctx context.Context) {
 func (r *retrier) retry(ctx context.Context, items []retryItem, now time.Time) {
 	items, ok := r.check(ctx, items, now)
 	if !ok {
-		// Saver could not answer (down, or past retryCheckTimeout): keep
-		// the items for the next round, counted as an attempt, instead of
-		// pushing unchecked. Pushing is what let a collapsed message reach
-		// a client, and the room's in-flight window does not stop that (it
-		// never saw the collapse). Nothing is lost: after the last attempt
-		// the items are left to the redelivery sweep, which asks saver
-		// anyway; and nothing blocks, the call has its deadline. The cost
-		// is a live retry delayed while saver is unreachable, when new
-		// pushes cannot be stored either.
+		// Saver could not answer (down, or past retryCheckTimeout). Only a
+		// message with a collapse key may have become harmful to push (a
+		// newer one replaced it, and the client must never see the old
+		// one), so those wait for the next round, counted as an attempt;
+		// after the last they are left to the redelivery sweep, which asks
+		// saver anyway. The others are pushed unchecked, as before the
+		// check existed: one acked meanwhile is dropped by its client by
+		// id (and by the room's acked window on the same connection), and
+		// a saver outage must not hold every live retry until the sweep.
+		var push []retryItem
 		next := map[int][]*internalpb.Message{}
 		for _, it := range items {
+			if it.m.GetCollapseKey() == "" {
+				push = append(push, it)
+				continue
+			}
 			next[it.attempt+1] = append(next[it.attempt+1], it.m)
 		}
 		for a, ms := range next {
+			r.m.retryHeld.Add(float64(len(ms)))
 			r.add(ms, a)
 		}
-		return
+		items = push
 	}
 	if len(items) == 0 {
 		return
