@@ -142,16 +142,20 @@ func (s *session) reply(since time.Time) {
 	}
 	r := s.r
 	now := time.Now()
-	frame, err := protocol.AppendMessage(nil, protocol.OpAuthReply, s.authSeq, &clientpb.AuthReply{
-		SessionId:        s.sessionID(),
-		HeartbeatSeconds: uint32(r.cfg.heartbeat / time.Second),
-		ServerTimeMs:     now.UnixMilli(),
-		MaxInflight:      uint32(r.cfg.maxInflight()),
-		ResumeToken:      r.flash.tokenOf(s),
-		Resumed:          s.resumed,
-		ResumedApps:      s.resumedApps(),
-	})
-	if err == nil {
+	f := authReplyFields{
+		instance:    r.instance,
+		connID:      s.regConnID(),
+		heartbeat:   uint32(r.cfg.heartbeat / time.Second),
+		serverMs:    now.UnixMilli(),
+		maxInflight: uint32(r.cfg.maxInflight()),
+		resumed:     s.resumed,
+		resumedApps: s.resumedApps(),
+	}
+	var tok [2 * resumeTokenBytes]byte
+	if s.hasToken { // as flash.tokenOf, without the string
+		f.token = r.flash.appendToken(tok[:0], s.id)
+	}
+	if frame, ok := appendAuthReply(nil, s.authSeq, f); ok {
 		_ = s.send(protocol.OpAuthReply, frame)
 	}
 	s.replied.Store(true)
