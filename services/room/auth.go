@@ -43,8 +43,14 @@ func authCode(err error) protocol.Code {
 // handleAuth verifies the first frame, binds the session and starts
 // delivering. It runs on the connection's reader.
 func (r *room) handleAuth(s *session, f protocol.Frame) {
-	var a clientpb.Auth
-	if err := proto.Unmarshal(f.Body, &a); err != nil {
+	a, _ := r.authMsgs.Get().(*clientpb.Auth)
+	if a == nil {
+		a = new(clientpb.Auth)
+	}
+	// Unmarshal resets a first; nothing keeps a past this call (its
+	// strings and slices are fresh each time and outlive the reset).
+	defer r.authMsgs.Put(a)
+	if err := proto.Unmarshal(f.Body, a); err != nil {
 		r.m.auths.WithLabelValues(protocol.CodeBadBody.String()).Inc()
 		s.fail(f.Seq, protocol.CodeBadBody, "AUTH body is not a valid Auth message")
 		return
