@@ -143,17 +143,22 @@ func Decode(b []byte, maxBody int) (Frame, int, error) {
 	return Frame{Op: h.Op, Flags: h.Flags, Seq: h.Seq, Body: b[HeaderSize:n:n]}, n, nil
 }
 
-// AppendFrame appends an encoded frame to dst.
-func AppendFrame(dst []byte, op Op, flags uint16, seq uint32, body []byte) []byte {
+// AppendHeader appends a frame header announcing a body of bodyLen bytes,
+// for callers that append the body themselves.
+func AppendHeader(dst []byte, op Op, flags uint16, seq uint32, bodyLen int) []byte {
 	var h [HeaderSize]byte
 	binary.BigEndian.PutUint16(h[0:2], Magic)
 	h[2] = Version
 	h[3] = byte(op)
 	binary.BigEndian.PutUint16(h[4:6], flags)
 	binary.BigEndian.PutUint32(h[6:10], seq)
-	binary.BigEndian.PutUint32(h[10:14], uint32(len(body)))
-	dst = append(dst, h[:]...)
-	return append(dst, body...)
+	binary.BigEndian.PutUint32(h[10:14], uint32(bodyLen))
+	return append(dst, h[:]...)
+}
+
+// AppendFrame appends an encoded frame to dst.
+func AppendFrame(dst []byte, op Op, flags uint16, seq uint32, body []byte) []byte {
+	return append(AppendHeader(dst, op, flags, seq, len(body)), body...)
 }
 
 // Reader reads frames from a stream, reusing one buffer that grows to the

@@ -43,8 +43,14 @@ func authCode(err error) protocol.Code {
 // handleAuth verifies the first frame, binds the session and starts
 // delivering. It runs on the connection's reader.
 func (r *room) handleAuth(s *session, f protocol.Frame) {
-	var a clientpb.Auth
-	if err := proto.Unmarshal(f.Body, &a); err != nil {
+	a, _ := r.authMsgs.Get().(*clientpb.Auth)
+	if a == nil {
+		a = new(clientpb.Auth)
+	}
+	// Unmarshal resets a first; nothing keeps a past this call (its
+	// strings and slices are fresh each time and outlive the reset).
+	defer r.authMsgs.Put(a)
+	if err := proto.Unmarshal(f.Body, a); err != nil {
 		r.m.auths.WithLabelValues(protocol.CodeBadBody.String()).Inc()
 		s.fail(f.Seq, protocol.CodeBadBody, "AUTH body is not a valid Auth message")
 		return
@@ -142,16 +148,20 @@ func (s *session) reply(since time.Time) {
 	}
 	r := s.r
 	now := time.Now()
-	frame, err := protocol.AppendMessage(nil, protocol.OpAuthReply, s.authSeq, &clientpb.AuthReply{
-		SessionId:        s.sessionID(),
-		HeartbeatSeconds: uint32(r.cfg.heartbeat / time.Second),
-		ServerTimeMs:     now.UnixMilli(),
-		MaxInflight:      uint32(r.cfg.maxInflight()),
-		ResumeToken:      r.flash.tokenOf(s),
-		Resumed:          s.resumed,
-		ResumedApps:      s.resumedApps(),
-	})
-	if err == nil {
+	f := authReplyFields{
+		instance:    r.instance,
+		connID:      s.regConnID(),
+		heartbeat:   uint32(r.cfg.heartbeat / time.Second),
+		serverMs:    now.UnixMilli(),
+		maxInflight: uint32(r.cfg.maxInflight()),
+		resumed:     s.resumed,
+		resumedApps: s.resumedApps(),
+	}
+	var tok [2 * resumeTokenBytes]byte
+	if s.hasToken { // as flash.tokenOf, without the string
+		f.token = r.flash.appendToken(tok[:0], s.id)
+	}
+	if frame, ok := appendAuthReply(nil, s.authSeq, f); ok {
 		_ = s.send(protocol.OpAuthReply, frame)
 	}
 	s.replied.Store(true)

@@ -101,12 +101,15 @@ func (cb *catchUpBatcher) call(items []catchUpReq) {
 	r := bc.r
 	live := items[:0]
 	req := &internalpb.CatchUpBatchRequest{Requests: make([]*internalpb.CatchUpRequest, 0, len(items))}
+	// The requests live in one slab: one allocation per batch, not one
+	// per login.
+	slab := make([]internalpb.CatchUpRequest, len(items))
 	for _, it := range items {
 		if it.s.closed.Load() {
 			continue // nobody to catch up
 		}
 		live = append(live, it)
-		req.Requests = append(req.Requests, catchUpRequest(it.s.key, it.after, it.loginMs))
+		req.Requests = append(req.Requests, setCatchUpRequest(&slab[len(req.Requests)], it.s.key, it.after, it.loginMs))
 	}
 	if len(live) == 0 {
 		return
@@ -214,5 +217,11 @@ func (cb *catchUpBatcher) one(it catchUpReq) {
 
 // catchUpRequest is the CatchUp request of k's read after seq.
 func catchUpRequest(k sessionKey, after uint64, loginMs int64) *internalpb.CatchUpRequest {
-	return &internalpb.CatchUpRequest{App: k.app, User: k.user, AfterSeq: after, Limit: catchUpLimit, OnlineSinceMs: loginMs}
+	return setCatchUpRequest(new(internalpb.CatchUpRequest), k, after, loginMs)
+}
+
+// setCatchUpRequest fills q, a zero request, as catchUpRequest's.
+func setCatchUpRequest(q *internalpb.CatchUpRequest, k sessionKey, after uint64, loginMs int64) *internalpb.CatchUpRequest {
+	q.App, q.User, q.AfterSeq, q.Limit, q.OnlineSinceMs = k.app, k.user, after, catchUpLimit, loginMs
+	return q
 }

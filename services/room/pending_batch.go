@@ -91,15 +91,18 @@ func (p *puller) call(items []pullReq) {
 	limit := r.cfg.maxInflight()
 	live := items[:0]
 	req := &internalpb.PendingBatchRequest{Requests: make([]*internalpb.PendingRequest, 0, len(items))}
+	// The requests live in one slab: one allocation per batch, not one
+	// per login.
+	slab := make([]internalpb.PendingRequest, len(items))
 	for _, it := range items {
 		if it.s.closed.Load() {
 			continue // nobody to deliver to; the next login pulls
 		}
 		live = append(live, it)
 		k := it.s.key
-		req.Requests = append(req.Requests, &internalpb.PendingRequest{
-			App: k.app, User: k.user, Device: k.device, Limit: uint32(limit), AfterId: it.after,
-		})
+		pr := &slab[len(req.Requests)]
+		pr.App, pr.User, pr.Device, pr.Limit, pr.AfterId = k.app, k.user, k.device, uint32(limit), it.after
+		req.Requests = append(req.Requests, pr)
 	}
 	if len(live) == 0 {
 		return

@@ -21,6 +21,13 @@ func (f *flash) giveToken() bool { return f.r.cfg.flash.enabled() }
 // crypto/hmac allocated ≈500 B of state per login. TestTokenForIsHMAC
 // keeps it equal to crypto/hmac's.
 func (f *flash) tokenFor(connID uint64) string {
+	var hx [2 * resumeTokenBytes]byte
+	return string(f.appendToken(hx[:0], connID))
+}
+
+// appendToken appends tokenFor(connID) to dst: AUTH_REPLY's encoder
+// writes it into the frame without a string in between.
+func (f *flash) appendToken(dst []byte, connID uint64) []byte {
 	const block = 64 // SHA-256's block size; the key is shorter
 	var in [block + 8]byte
 	var out [block + sha256.Size]byte
@@ -34,9 +41,7 @@ func (f *flash) tokenFor(connID uint64) string {
 	inner := sha256.Sum256(in[:])
 	copy(out[block:], inner[:])
 	mac := sha256.Sum256(out[:])
-	var hx [2 * resumeTokenBytes]byte
-	hex.Encode(hx[:], mac[:resumeTokenBytes])
-	return string(hx[:])
+	return hex.AppendEncode(dst, mac[:resumeTokenBytes])
 }
 
 // tokenOf is the resume token s was given, "" for none.
