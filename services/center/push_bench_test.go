@@ -14,6 +14,7 @@ import (
 	dto "github.com/prometheus/client_model/go"
 	"google.golang.org/grpc"
 
+	"github.com/pushgw/pushgw/pkg/appconfig"
 	"github.com/pushgw/pushgw/pkg/discovery"
 	"github.com/pushgw/pushgw/proto/internalpb"
 )
@@ -24,7 +25,9 @@ import (
 // the in-process fakes of delivery_test.go, every user online in one room.
 // Besides ns/op (wall time per push at that concurrency) it reports
 // cpu-µs/push: this process's user+system CPU per push, which holds center
-// and the two fakes but not saver:
+// and the two fakes but not saver. "unlimited" is an app without a push
+// limit (the default); "limited" has one, so every push also takes a
+// GCRA check in a private redis-server (ratelimit.go):
 //
 //	go test -run '^$' -bench PushHTTP -benchtime 20000x -benchmem ./services/center
 func BenchmarkPushHTTP(b *testing.B) {
@@ -42,7 +45,7 @@ func BenchmarkPushHTTP(b *testing.B) {
 		bodies[i] = `{"user":"` + u + `","payload":"aGVsbG8gd29ybGQsIGEgc21hbGwgcHVzaCBwYXlsb2Fk","qos":1}`
 	}
 	h := e.srv.Handler()
-	push := func(i int) {
+	push := func(b testing.TB, i int) {
 		// Not httptest.NewRequest: it parses a request from text, 4 KiB
 		// of bufio per push that center never pays.
 		req, err := http.NewRequest(http.MethodPost, "http://center/v1/push", strings.NewReader(bodies[i%users]))
@@ -60,8 +63,30 @@ func BenchmarkPushHTTP(b *testing.B) {
 	}
 	// Warm up connections to register and room and the batchers.
 	for i := range users {
-		push(i)
+		push(b, i)
 	}
+	b.Run("unlimited", func(b *testing.B) { benchPushes(b, e, push) })
+	e.srv.useRedis(testRedis(b))
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if _, err := appconfig.Update(ctx, e.cli, e.cluster, "app1", func(a *appconfig.App) error {
+		a.PushRate = appconfig.MaxLimit
+		return nil
+	}); err != nil {
+		b.Fatal(err)
+	}
+	for a, _ := e.srv.apps.Get("app1"); a.PushRate != appconfig.MaxLimit; a, _ = e.srv.apps.Get("app1") {
+		if ctx.Err() != nil {
+			b.Fatal("the push limit never reached center")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	b.Run("limited", func(b *testing.B) { benchPushes(b, e, push) })
+}
+
+// benchPushes runs b.N pushes from 64 goroutines and reports the metrics
+// BenchmarkPushHTTP describes.
+func benchPushes(b *testing.B, e *testEnv, push func(testing.TB, int)) {
 	const callers = 64
 	b.SetParallelism(max(1, callers/2))
 	b.ReportAllocs()
@@ -71,7 +96,7 @@ func BenchmarkPushHTTP(b *testing.B) {
 	b.RunParallel(func(pb *testing.PB) {
 		i := 0
 		for pb.Next() {
-			push(i)
+			push(b, i)
 			i++
 		}
 	})
