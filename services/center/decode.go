@@ -23,8 +23,7 @@ func decodeBody(w http.ResponseWriter, r *http.Request, dst any) *apiError {
 
 // decodeBodyLimit is decodeBody with another size bound (a multicast's).
 func decodeBodyLimit(w http.ResponseWriter, r *http.Request, dst any, limit int64) *apiError {
-	mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
-	if err != nil || mt != "application/json" {
+	if !isJSONContentType(r.Header.Get("Content-Type")) {
 		return errorf(CodeUnsupportedMediaType, "Content-Type must be application/json")
 	}
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, limit))
@@ -48,6 +47,18 @@ func decodeBodyLimit(w http.ResponseWriter, r *http.Request, dst any, limit int6
 		return jsonError(err)
 	}
 	return nil
+}
+
+// isJSONContentType reports whether ct is application/json, with any
+// parameters. The two spellings clients send take no parsing:
+// mime.ParseMediaType builds a map of parameters on every call.
+func isJSONContentType(ct string) bool {
+	switch ct {
+	case "application/json", "application/json; charset=utf-8":
+		return true
+	}
+	mt, _, err := mime.ParseMediaType(ct)
+	return err == nil && mt == "application/json"
 }
 
 // jsonError turns a decoding error into a message a developer can act on.

@@ -77,14 +77,32 @@ func fieldError(field, msg string) *apiError {
 	return &apiError{Code: CodeInvalidArgument, Message: msg, Field: field}
 }
 
+// jsonAppender is an answer that encodes itself, byte for byte as
+// encoding/json would, without reflection: the unicast push answer, sent
+// once per push.
+type jsonAppender interface {
+	appendJSON(b []byte) []byte
+}
+
+// answerBufSize fits a self-encoded answer and its newline.
+const answerBufSize = 96
+
 func writeJSON(w http.ResponseWriter, status int, v any) {
-	b, err := json.Marshal(v)
-	if err != nil {
-		status = http.StatusInternalServerError
-		b = []byte(`{"code":"INTERNAL","message":"response encoding failed"}`)
+	var b []byte
+	if a, ok := v.(jsonAppender); ok {
+		b = a.appendJSON(make([]byte, 0, answerBufSize))
+	} else {
+		var err error
+		if b, err = json.Marshal(v); err != nil {
+			status = http.StatusInternalServerError
+			b = []byte(`{"code":"INTERNAL","message":"response encoding failed"}`)
+		}
 	}
-	w.Header().Set("Content-Type", "application/json; charset=utf-8")
-	w.Header().Set("X-Content-Type-Options", "nosniff")
+	// Assigned rather than Set: the keys are canonical already, and Set
+	// would canonicalize them again on every answer.
+	h := w.Header()
+	h["Content-Type"] = []string{"application/json; charset=utf-8"}
+	h["X-Content-Type-Options"] = []string{"nosniff"}
 	w.WriteHeader(status)
 	_, _ = w.Write(append(b, '\n'))
 }

@@ -32,6 +32,8 @@ type metrics struct {
 	pacerErrors      prometheus.Counter
 	fanouts          prometheus.Gauge
 	storeBatch       *storeBatchMetrics
+	// unicastLatency is pushLatency's "push" children (metrics_cache.go).
+	unicastLatency *latencyByQoS
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -132,5 +134,6 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		m.broadcastResends.WithLabelValues(r) // scraped as 0 before the first resend
 	}
 	m.storeBatch = newStoreBatchMetrics(reg)
+	m.unicastLatency = newLatencyByQoS(m.pushLatency, "push")
 	return m
 }

@@ -115,13 +115,14 @@ func (s *Server) route(name, method string, h handler) http.Handler {
 
 // routeTimeout is route with its own request deadline.
 func (s *Server) routeTimeout(name, method string, h handler, timeout time.Duration) http.Handler {
+	requests := newRequestCounters(s.m.requests, name)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		// A bug in one handler answers 500 INTERNAL in JSON instead of
 		// dropping the connection, and is logged with its route.
 		defer func() {
 			if p := recover(); p != nil {
 				s.log.Error("center: handler panic", "route", name, "panic", p)
-				s.m.requests.WithLabelValues(name, CodeInternal).Inc()
+				requests.inc(CodeInternal)
 				writeError(w, errorf(CodeInternal, "internal error; the request may not have been processed"))
 			}
 		}()
@@ -133,7 +134,7 @@ func (s *Server) routeTimeout(name, method string, h handler, timeout time.Durat
 		} else {
 			writeJSON(w, http.StatusOK, body)
 		}
-		s.m.requests.WithLabelValues(name, code).Inc()
+		requests.inc(code)
 	})
 }
 

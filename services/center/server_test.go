@@ -32,14 +32,14 @@ const (
 // own. Register, saver and room are whatever the test registers in that
 // cluster; with none, downstream calls fail fast as Unavailable.
 type testEnv struct {
-	t       *testing.T
+	t       testing.TB
 	cli     *clientv3.Client
 	cluster string
 	srv     *Server
 	http    *httptest.Server
 }
 
-func newTestEnv(t *testing.T) *testEnv {
+func newTestEnv(t testing.TB) *testEnv {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()

@@ -20,7 +20,7 @@ import (
 )
 
 // realSaverEnv is a center whose saver is the real one.
-func realSaverEnv(t *testing.T) (*testEnv, string) {
+func realSaverEnv(t testing.TB) (*testEnv, string) {
 	t.Helper()
 	e := newTestEnv(t)
 	_, dsn := startRealSaver(t, e.cluster)
