@@ -203,9 +203,17 @@ func (e *testEnv) serveGRPC(svc, id string, register func(*grpc.Server)) string 
 	return ln.Addr().String()
 }
 
-func waitFor(t *testing.T, what string, cond func() bool) {
+// waitFor polls cond until it holds, failing t after 5 s.
+func waitFor(t testing.TB, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
+	waitLong(t, what, 5*time.Second, cond)
+}
+
+// waitLong is waitFor with a deadline of its own (retry rounds come
+// seconds apart).
+func waitLong(t testing.TB, what string, d time.Duration, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(d)
 	for !cond() {
 		if time.Now().After(deadline) {
 			t.Fatalf("timed out waiting for %s", what)

@@ -75,12 +75,10 @@ func BenchmarkPushHTTP(b *testing.B) {
 	}); err != nil {
 		b.Fatal(err)
 	}
-	for a, _ := e.srv.apps.Get("app1"); a.PushRate != appconfig.MaxLimit; a, _ = e.srv.apps.Get("app1") {
-		if ctx.Err() != nil {
-			b.Fatal("the push limit never reached center")
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	waitFor(b, "the push limit to reach center", func() bool {
+		a, _ := e.srv.apps.Get("app1")
+		return a.PushRate == appconfig.MaxLimit
+	})
 	b.Run("limited", func(b *testing.B) { benchPushes(b, e, push) })
 }
 

@@ -121,19 +121,6 @@ func (e *testEnv) inRetrier(id uint64) bool {
 	return false
 }
 
-// waitLong is waitFor with a deadline of its own: retry rounds come
-// seconds apart.
-func waitLong(t *testing.T, what string, d time.Duration, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
 // A message waiting in the retrier that a newer one with its collapse key
 // replaced is never pushed live: the client sees only the newer one.
 func TestRetrierSkipsCollapsed(t *testing.T) {

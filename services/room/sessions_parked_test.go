@@ -124,23 +124,12 @@ func TestRefreshEndsParkedMissingSession(t *testing.T) {
 	case <-time.After(5 * time.Second):
 		t.Fatal("the parked session did not end")
 	}
-	deadline := time.Now().Add(5 * time.Second)
-	for !reg.putConns()[1] {
-		if time.Now().After(deadline) {
-			t.Fatal("the open session was not put back")
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	waitFor(t, "the open session put back", func() bool { return reg.putConns()[1] })
 	if reg.putConns()[2] {
 		t.Fatal("the parked session was put back")
 	}
 	// What center stored while register did not know the session is pulled.
-	for sv.pulls("live") == 0 {
-		if time.Now().After(deadline) {
-			t.Fatal("the session put back did not pull")
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	waitFor(t, "the session put back to pull", func() bool { return sv.pulls("live") > 0 })
 	if n := sv.pulls("away"); n != 0 {
 		t.Fatalf("the parked session pulled %d times", n)
 	}
