@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -177,39 +178,19 @@ func TestBroadcastStoppedRoomAfterCont(t *testing.T) {
 	b := dialBC(t, c.RoomTCP[1], c.App, c.Secret, "on-live-room", 0)
 	// Their login catch-ups are over, so only a live send or the sweep can
 	// bring the broadcast.
-	for i := 0; i < 2; i++ {
-		admin := c.Procs[RoomName(i)].Admin
-		Eventually(t, 10*time.Second, RoomName(i)+"'s catch-up to finish", func() bool {
-			return ScrapeAdmin(t, admin)[`pushgw_room_broadcast_catchups_total{result="ok"}`] == 1
-		})
-	}
+	c.waitCatchUps(t, 0, 1)
+	c.waitCatchUps(t, 1, 1)
 	// Neither center has called room-1 yet, so while it is stopped no
 	// call can even start: live delivery there fails for sure.
 	room := RoomName(0)
-	c.Signal(room, syscall.SIGSTOP)
-	stopped := true
-	defer func() {
-		if stopped {
-			c.Signal(room, syscall.SIGCONT)
-		}
-	}()
+	resume := c.pauseProc(t, room)
 	id, _, _ := c.broadcast(t, c.CenterURL, map[string]any{"payload": "while stopped", "qos": 1})
 	b.pushesUntil(t, 10*time.Second, id)
-	Eventually(t, 30*time.Second, "center to give room-1's live call up", func() bool {
-		for _, name := range []string{CenterName(0), CenterName(1)} {
-			for _, line := range strings.Split(c.Tail(name, 200), "\n") {
-				if strings.Contains(line, "room broadcast failed") && strings.Contains(line, strconv.FormatUint(id, 10)) {
-					return true
-				}
-			}
-		}
-		return false
-	})
+	c.waitRoomCallFailed(t, 30*time.Second, id, CenterName(0), CenterName(1))
 	if st := c.broadcastStatus(t, id); st["state"] != "sending" || st["rooms_done"] != float64(1) {
 		t.Fatalf("status while room-1 is stopped: %v", st)
 	}
-	c.Signal(room, syscall.SIGCONT)
-	stopped = false
+	resume()
 	resumed := time.Now()
 	a.pushesUntil(t, 40*time.Second, id)
 	t.Logf("delivered on the resumed room %v after SIGCONT", time.Since(resumed).Round(time.Millisecond))
@@ -242,35 +223,17 @@ func TestBroadcastStoppedRoomQuickResend(t *testing.T) {
 	a := dialBC(t, c.RoomTCP[0], c.App, c.Secret, "on-stopped-room", 0)
 	b := dialBC(t, c.RoomTCP[1], c.App, c.Secret, "on-live-room", 0)
 	// Login catch-ups over: only a live send or a resend can bring it.
-	for i := 0; i < 2; i++ {
-		admin := c.Procs[RoomName(i)].Admin
-		Eventually(t, 10*time.Second, RoomName(i)+"'s catch-up to finish", func() bool {
-			return ScrapeAdmin(t, admin)[`pushgw_room_broadcast_catchups_total{result="ok"}`] == 1
-		})
-	}
+	c.waitCatchUps(t, 0, 1)
+	c.waitCatchUps(t, 1, 1)
 	// Center has not called room-1 yet: its first call must connect, and
 	// the connect times out while the room is stopped (Unavailable).
 	room := RoomName(0)
-	c.Signal(room, syscall.SIGSTOP)
-	stopped := true
-	defer func() {
-		if stopped {
-			c.Signal(room, syscall.SIGCONT)
-		}
-	}()
+	resume := c.pauseProc(t, room)
 	id, _, _ := c.broadcast(t, c.CenterURL, map[string]any{"payload": "while briefly stopped", "qos": 1})
 	sent := time.Now()
 	b.pushesUntil(t, 10*time.Second, id)
-	Eventually(t, 10*time.Second, "center's first call to room-1 to fail", func() bool {
-		for _, line := range strings.Split(c.Tail(CenterName(0), 200), "\n") {
-			if strings.Contains(line, "room broadcast failed") && strings.Contains(line, strconv.FormatUint(id, 10)) {
-				return true
-			}
-		}
-		return false
-	})
-	c.Signal(room, syscall.SIGCONT)
-	stopped = false
+	c.waitRoomCallFailed(t, 10*time.Second, id, CenterName(0))
+	resume()
 	resumed := time.Now()
 	a.pushesUntil(t, 10*time.Second, id)
 	t.Logf("delivered on the resumed room %v after SIGCONT, %v after the broadcast",
@@ -379,4 +342,33 @@ func TestBroadcastBadBodies(t *testing.T) {
 	if code, out := c.API("GET", "/v1/messages/12345", nil); code != 404 || out["code"] != "NOT_FOUND" {
 		t.Errorf("unknown id: %d %v", code, out)
 	}
+}
+
+// pauseProc SIGSTOPs process name and returns what resumes it (SIGCONT,
+// once); a test that fails before resuming it resumes it at cleanup,
+// before the cluster stops.
+func (c *Cluster) pauseProc(t *testing.T, name string) (resume func()) {
+	t.Helper()
+	c.Signal(name, syscall.SIGSTOP)
+	var once sync.Once
+	resume = func() { once.Do(func() { c.Signal(name, syscall.SIGCONT) }) }
+	t.Cleanup(resume)
+	return resume
+}
+
+// waitRoomCallFailed waits until one of centers logged that its call to a
+// room with broadcast id failed.
+func (c *Cluster) waitRoomCallFailed(t *testing.T, d time.Duration, id uint64, centers ...string) {
+	t.Helper()
+	idText := strconv.FormatUint(id, 10)
+	Eventually(t, d, "a center's room call for broadcast "+idText+" to fail", func() bool {
+		for _, name := range centers {
+			for _, line := range strings.Split(c.Tail(name, 200), "\n") {
+				if strings.Contains(line, "room broadcast failed") && strings.Contains(line, idText) {
+					return true
+				}
+			}
+		}
+		return false
+	})
 }

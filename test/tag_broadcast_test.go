@@ -1,9 +1,6 @@
 package test
 
 import (
-	"strconv"
-	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -116,32 +113,14 @@ func TestTagBroadcastSweepAfterCont(t *testing.T) {
 	outsider := dialBC(t, c.RoomTCP[0], c.App, c.Secret, "n-stopped", 0)
 	live := dialBC(t, c.RoomTCP[1], c.App, c.Secret, "m-live", 0)
 	// Login catch-ups over: only a live send or the sweep can bring it.
-	for i, n := range []float64{2, 1} {
-		admin := c.Procs[RoomName(i)].Admin
-		Eventually(t, 10*time.Second, RoomName(i)+"'s catch-ups to finish", func() bool {
-			return ScrapeAdmin(t, admin)[`pushgw_room_broadcast_catchups_total{result="ok"}`] == n
-		})
-	}
+	c.waitCatchUps(t, 0, 2)
+	c.waitCatchUps(t, 1, 1)
 	room := RoomName(0)
-	c.Signal(room, syscall.SIGSTOP)
-	stopped := true
-	defer func() {
-		if stopped {
-			c.Signal(room, syscall.SIGCONT)
-		}
-	}()
+	resume := c.pauseProc(t, room)
 	id, _, _ := c.broadcast(t, c.CenterURL, map[string]any{"payload": "vip while stopped", "tag": "vip"})
 	live.pushesUntil(t, 10*time.Second, id)
-	Eventually(t, 30*time.Second, "center to give room-1's live call up", func() bool {
-		for _, line := range strings.Split(c.Tail(CenterName(0), 200), "\n") {
-			if strings.Contains(line, "room broadcast failed") && strings.Contains(line, strconv.FormatUint(id, 10)) {
-				return true
-			}
-		}
-		return false
-	})
-	c.Signal(room, syscall.SIGCONT)
-	stopped = false
+	c.waitRoomCallFailed(t, 30*time.Second, id, CenterName(0))
+	resume()
 	member.pushesUntil(t, 40*time.Second, id)
 	Eventually(t, 30*time.Second, "tag broadcast done on both rooms, 2 reached", func() bool {
 		st := c.broadcastStatus(t, id)

@@ -3,7 +3,6 @@ package test
 import (
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -131,20 +130,10 @@ func TestTxBroadcastCheckBackAndSweep(t *testing.T) {
 	c.setCheck(t, c.mainApp(), biz.srv.URL)
 	a := dialBC(t, c.RoomTCP[0], c.App, c.Secret, "on-stopped-room", 0)
 	b := dialBC(t, c.RoomTCP[1], c.App, c.Secret, "on-live-room", 0)
-	for i := 0; i < 2; i++ {
-		admin := c.Procs[RoomName(i)].Admin
-		Eventually(t, 10*time.Second, RoomName(i)+"'s catch-up to finish", func() bool {
-			return ScrapeAdmin(t, admin)[`pushgw_room_broadcast_catchups_total{result="ok"}`] == 1
-		})
-	}
+	c.waitCatchUps(t, 0, 1)
+	c.waitCatchUps(t, 1, 1)
 	room := RoomName(0)
-	c.Signal(room, syscall.SIGSTOP)
-	stopped := true
-	defer func() {
-		if stopped {
-			c.Signal(room, syscall.SIGCONT)
-		}
-	}()
+	resume := c.pauseProc(t, room)
 	commitID, commitBID := c.prepareTxBroadcastChecked(t, "by check-back", "commit-1", 1)
 	rollID, rollBID := c.prepareTxBroadcastChecked(t, "rolled back by check-back", "roll-1", 1)
 	Eventually(t, 20*time.Second, "both records decided by check-back", func() bool {
@@ -155,16 +144,8 @@ func TestTxBroadcastCheckBackAndSweep(t *testing.T) {
 		t.Fatalf("live room client got %v", p)
 	}
 	// Resume only once the live call gave up, so only the sweep can bring it.
-	Eventually(t, 30*time.Second, "center to give "+room+"'s live call up", func() bool {
-		for _, line := range strings.Split(c.Tail(CenterName(0), 200), "\n") {
-			if strings.Contains(line, "room broadcast failed") && strings.Contains(line, strconv.FormatUint(commitBID, 10)) {
-				return true
-			}
-		}
-		return false
-	})
-	c.Signal(room, syscall.SIGCONT)
-	stopped = false
+	c.waitRoomCallFailed(t, 30*time.Second, commitBID, CenterName(0))
+	resume()
 	a.pushesUntil(t, 40*time.Second, commitBID)
 	Eventually(t, 30*time.Second, "committed broadcast done on both rooms", func() bool {
 		st := c.broadcastStatus(t, commitBID)
