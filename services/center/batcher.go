@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/pushgw/pushgw/proto/internalpb"
@@ -19,8 +20,8 @@ const (
 	deliveryQueueSize = 8192
 	// deliveryBatchMax matches registerLookupCh, so a flush is one lookup.
 	deliveryBatchMax = registerLookupCh
-	// deliveryBatchWait is how long the first message of a batch waits
-	// for company; under load batches fill before it passes.
+	// deliveryBatchWait is how long a batch waits for company while a
+	// flush is in flight; under load batches fill before it passes.
 	deliveryBatchWait = 2 * time.Millisecond
 	// deliveryFlushers bounds concurrent flushes. While all are busy the
 	// queue grows, so batches get larger exactly when the load is high.
@@ -42,8 +43,11 @@ type deliveryBatcher struct {
 	closed bool
 	queue  chan *internalpb.Message
 
-	slots   chan struct{}
-	flushes sync.WaitGroup
+	// wait is deliveryBatchWait; tests lengthen it.
+	wait     time.Duration
+	slots    chan struct{}
+	inFlight atomic.Int32
+	flushes  sync.WaitGroup
 	// stop aborts flushes still running when the shutdown deadline passes.
 	stop   context.Context
 	cancel context.CancelFunc
@@ -51,12 +55,18 @@ type deliveryBatcher struct {
 }
 
 func newDeliveryBatcher(deliver func(context.Context, []*internalpb.Message) (int, error), m *metrics, log *slog.Logger) *deliveryBatcher {
+	return newDeliveryBatcherWait(deliver, m, log, deliveryBatchWait)
+}
+
+// newDeliveryBatcherWait is newDeliveryBatcher with wait for
+// deliveryBatchWait.
+func newDeliveryBatcherWait(deliver func(context.Context, []*internalpb.Message) (int, error), m *metrics, log *slog.Logger, wait time.Duration) *deliveryBatcher {
 	stop, cancel := context.WithCancel(context.Background())
 	b := &deliveryBatcher{
 		deliver: deliver, m: m, log: log,
 		queue: make(chan *internalpb.Message, deliveryQueueSize),
-		slots: make(chan struct{}, deliveryFlushers),
-		stop:  stop, cancel: cancel, done: make(chan struct{}),
+		slots: make(chan struct{}, deliveryFlushers), wait: wait,
+		stop: stop, cancel: cancel, done: make(chan struct{}),
 	}
 	go b.collect()
 	return b
@@ -80,37 +90,41 @@ func (b *deliveryBatcher) enqueue(msgs []*internalpb.Message) []*internalpb.Mess
 	return nil
 }
 
-// collect forms batches: up to deliveryBatchMax messages, or what arrived
-// within deliveryBatchWait of the first, whichever comes first.
+// collect forms batches with the store batcher's policy (storebatch.go):
+// a message that finds no flush in flight leaves at once with what is
+// queued; while one is in flight, the batch collects for up to
+// deliveryBatchWait or deliveryBatchMax messages; while every flusher is
+// busy the queue grows, and the next batch takes it all.
 func (b *deliveryBatcher) collect() {
 	defer close(b.done)
 	defer b.flushes.Wait()
 	timer := time.NewTimer(time.Hour)
 	timer.Stop()
-	for {
-		first, ok := <-b.queue
-		if !ok {
-			return
-		}
-		batch := make([]*internalpb.Message, 1, deliveryBatchMax)
-		batch[0] = first
-		timer.Reset(deliveryBatchWait)
-		open := true
-	fill:
-		for len(batch) < deliveryBatchMax {
-			select {
-			case m, ok := <-b.queue:
-				if !ok {
-					open = false
+	for first := range b.queue {
+		batch := append(make([]*internalpb.Message, 0, deliveryBatchMax), first)
+		batch, open := b.drain(batch)
+		if open && len(batch) < deliveryBatchMax && b.inFlight.Load() > 0 {
+			timer.Reset(b.wait)
+		fill:
+			for len(batch) < deliveryBatchMax {
+				select {
+				case m, ok := <-b.queue:
+					if !ok {
+						open = false
+						break fill
+					}
+					batch = append(batch, m)
+				case <-timer.C:
 					break fill
 				}
-				batch = append(batch, m)
-			case <-timer.C:
-				break fill
 			}
+			timer.Stop()
 		}
-		timer.Stop()
 		b.slots <- struct{}{}
+		if open {
+			batch, open = b.drain(batch)
+		}
+		b.inFlight.Add(1)
 		b.flushes.Add(1)
 		go b.flush(batch)
 		if !open {
@@ -119,8 +133,26 @@ func (b *deliveryBatcher) collect() {
 	}
 }
 
+// drain appends what is queued now, without waiting, up to
+// deliveryBatchMax; open is false once the queue is closed and empty.
+func (b *deliveryBatcher) drain(batch []*internalpb.Message) ([]*internalpb.Message, bool) {
+	for len(batch) < deliveryBatchMax {
+		select {
+		case m, ok := <-b.queue:
+			if !ok {
+				return batch, false
+			}
+			batch = append(batch, m)
+		default:
+			return batch, true
+		}
+	}
+	return batch, true
+}
+
 func (b *deliveryBatcher) flush(batch []*internalpb.Message) {
 	defer func() {
+		b.inFlight.Add(-1)
 		<-b.slots
 		b.flushes.Done()
 	}()

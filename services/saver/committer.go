@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/pushgw/pushgw/proto/internalpb"
@@ -14,10 +15,15 @@ import (
 // Group commit. MariaDB here is CPU-bound at ~10k single-row commits/s but
 // reaches 66–88k rows/s with ~100-row batches from ~8 writers (DESIGN.md,
 // "Measured on these machines"). So Store calls do not commit on their own:
-// they queue, and a few writers each gather requests for up to
-// groupCommitWait or groupCommitRows rows, whichever comes first, commit
-// them in one transaction, fill the Redis inboxes in one pipeline, and only
-// then answer every caller of the batch.
+// they queue, and a few writers each gather requests, commit them in one
+// transaction, fill the Redis inboxes in one pipeline, and only then answer
+// every caller of the batch.
+//
+// A writer waits for company (up to groupCommitWait or groupCommitRows
+// rows) only while another writer is committing: then MariaDB is busy and
+// a bigger batch costs less per row. With no commit in flight it commits at
+// once what is queued, so a lone Store (center already batches across
+// requests) does not pay groupCommitWait of latency for nothing.
 const (
 	groupCommitWait    = 2 * time.Millisecond
 	groupCommitRows    = 100
@@ -64,12 +70,17 @@ type committer struct {
 	mu     sync.RWMutex // guards closed against sends on a closed queue
 	closed bool
 	wg     sync.WaitGroup
+	// committing counts writers between gathering and answering a batch.
+	committing atomic.Int32
+	// wait is groupCommitWait; tests lengthen it to tell "waited for
+	// company" from "left at once" without timing anything.
+	wait time.Duration
 }
 
 // newCommitter starts writers writers draining a queue of queueLen
 // requests (groupCommitWriters and storeQueueLen in production).
 func newCommitter(db *msgDB, in *inbox, m *metrics, log *slog.Logger, writers, queueLen int) *committer {
-	c := &committer{db: db, inbox: in, metrics: m, log: log, queue: make(chan *storeReq, queueLen)}
+	c := &committer{db: db, inbox: in, metrics: m, log: log, queue: make(chan *storeReq, queueLen), wait: groupCommitWait}
 	m.storeQueue.Set(0)
 	for i := 0; i < writers; i++ {
 		c.wg.Add(1)
@@ -141,28 +152,14 @@ func (c *committer) writer() {
 	timer.Stop()
 	for first := range c.queue {
 		c.metrics.storeQueue.Dec()
-		batch, rows := []*storeReq{first}, len(first.msgs)
-		timer.Reset(groupCommitWait)
-	gather:
-		for rows < groupCommitRows {
-			select {
-			case r, ok := <-c.queue:
-				if !ok {
-					break gather
-				}
-				c.metrics.storeQueue.Dec()
-				batch = append(batch, r)
-				rows += len(r.msgs)
-			case <-timer.C:
-				break gather
-			}
-		}
-		timer.Stop()
+		batch, rows := c.gather(first, timer)
+		c.committing.Add(1)
 		replaced, err := c.commit(batch, rows)
 		if err != nil && (len(batch) > 1 || first.independent) {
 			// One bad message must not fail its batch-mates: commit each
 			// request alone, and each message of an independent one alone.
 			c.fallback(batch)
+			c.committing.Add(-1)
 			continue
 		}
 		for _, r := range batch {
@@ -176,7 +173,48 @@ func (c *committer) writer() {
 			}
 			r.done <- err
 		}
+		c.committing.Add(-1)
 	}
+}
+
+// gather forms a batch from first: what is queued now, and, while another
+// writer is committing, what arrives within groupCommitWait, up to
+// groupCommitRows rows.
+func (c *committer) gather(first *storeReq, timer *time.Timer) ([]*storeReq, int) {
+	batch, rows := []*storeReq{first}, len(first.msgs)
+queued:
+	for rows < groupCommitRows {
+		select {
+		case r, ok := <-c.queue:
+			if !ok {
+				return batch, rows
+			}
+			c.metrics.storeQueue.Dec()
+			batch = append(batch, r)
+			rows += len(r.msgs)
+		default:
+			break queued
+		}
+	}
+	if rows >= groupCommitRows || c.committing.Load() == 0 {
+		return batch, rows
+	}
+	timer.Reset(c.wait)
+	defer timer.Stop()
+	for rows < groupCommitRows {
+		select {
+		case r, ok := <-c.queue:
+			if !ok {
+				return batch, rows
+			}
+			c.metrics.storeQueue.Dec()
+			batch = append(batch, r)
+			rows += len(r.msgs)
+		case <-timer.C:
+			return batch, rows
+		}
+	}
+	return batch, rows
 }
 
 func (c *committer) commit(batch []*storeReq, rows int) (map[uint64]uint64, error) {
