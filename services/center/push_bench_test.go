@@ -89,6 +89,7 @@ func benchPushes(b *testing.B, e *testEnv, push func(testing.TB, int)) {
 	b.SetParallelism(max(1, callers/2))
 	b.ReportAllocs()
 	stores0, deliveries0 := histCount(b, e.srv.m.storeBatch.batch), histCount(b, e.srv.m.deliveryBatch)
+	limitCalls0, limitChecks0 := histStats(b, e.srv.m.rateLimitBatch)
 	cpu0 := processCPU()
 	b.ResetTimer()
 	b.RunParallel(func(pb *testing.PB) {
@@ -106,6 +107,10 @@ func benchPushes(b *testing.B, e *testEnv, push func(testing.TB, int)) {
 	// batchers' fixed costs are shared over.
 	b.ReportMetric(float64(b.N)/float64(max(1, histCount(b, e.srv.m.storeBatch.batch)-stores0)), "msgs/store")
 	b.ReportMetric(float64(b.N)/float64(max(1, histCount(b, e.srv.m.deliveryBatch)-deliveries0)), "msgs/delivery")
+	// Rate limit checks per Redis call (ratelimit_batch.go), when limited.
+	if limitCalls, limitChecks := histStats(b, e.srv.m.rateLimitBatch); limitCalls > limitCalls0 {
+		b.ReportMetric((limitChecks-limitChecks0)/float64(limitCalls-limitCalls0), "checks/limit-call")
+	}
 }
 
 // histCount is how many observations h holds.
