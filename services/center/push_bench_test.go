@@ -27,7 +27,8 @@ import (
 // cpu-µs/push: this process's user+system CPU per push, which holds center
 // and the two fakes but not saver. "unlimited" is an app without a push
 // limit (the default); "limited" has one, so every push also takes a
-// GCRA check in a private redis-server (ratelimit.go):
+// GCRA check in a private redis-server, concurrent checks sharing calls
+// (ratelimit_batch.go; checks/limit-call is how many per call):
 //
 //	go test -run '^$' -bench PushHTTP -benchtime 20000x -benchmem ./services/center
 func BenchmarkPushHTTP(b *testing.B) {
