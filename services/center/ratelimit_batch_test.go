@@ -309,3 +309,32 @@ func TestRateBatchCancelledWaiterTakesNoEvent(t *testing.T) {
 		t.Fatalf("check past the burst: %+v, want RATE_LIMITED", e)
 	}
 }
+
+// A limit change splits the queue: one call carries checks of one limit,
+// the older ones first, in arrival order.
+func TestRateBatchSplitsOnLimitChange(t *testing.T) {
+	l := newRateLimiter(testRedis(t), newMetrics(prometheus.NewRegistry()), quietLog())
+	h := holdFirstCall(l)
+	old, changed := appconfig.Rate{Rate: 100, Burst: 100}, appconfig.Rate{Rate: 200, Burst: 200}
+	var wg sync.WaitGroup
+	check := func(r appconfig.Rate) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if e := l.allowOne(context.Background(), "a", apiPush, r); e != nil {
+				t.Error(e)
+			}
+		}()
+	}
+	check(old)
+	<-h.entered
+	for i, r := range []appconfig.Rate{old, old, changed, changed, old} {
+		check(r)
+		waitFor(t, "the check to queue", func() bool { return l.batch.waiting("a") == i+1 })
+	}
+	close(h.release)
+	wg.Wait()
+	if got := h.calls(); len(got) != 4 || got[1] != 2 || got[2] != 2 || got[3] != 1 {
+		t.Fatalf("calls carried %v checks, want [1 2 2 1]", got)
+	}
+}
