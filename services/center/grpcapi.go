@@ -154,7 +154,7 @@ func pushRequestOf(r *apipb.PushRequest) pushRequest {
 // push): the same per-app limit, validation, collapse key and priority.
 func (s *Server) pushGRPC(ctx context.Context, app appconfig.App, r *apipb.PushRequest) (*apipb.PushReply, *apiError) {
 	// Before validating, as HTTP does before decoding.
-	if e := s.limits.allow(ctx, app.Name, apiPush, app.Push(), 1); e != nil {
+	if e := s.limits.allowOne(ctx, app.Name, apiPush, app.Push()); e != nil {
 		return nil, e
 	}
 	req := pushRequestOf(r)

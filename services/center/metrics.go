@@ -29,9 +29,12 @@ type metrics struct {
 	rateLimitSeconds prometheus.Histogram
 	rateLimitErrors  *prometheus.CounterVec
 	rateLimited      *prometheus.CounterVec
-	pacerErrors      prometheus.Counter
-	fanouts          prometheus.Gauge
-	storeBatch       *storeBatchMetrics
+	// Of the unicast push checks' batcher (ratelimit_batch.go).
+	rateLimitBatch    prometheus.Histogram
+	rateLimitOverflow prometheus.Counter
+	pacerErrors       prometheus.Counter
+	fanouts           prometheus.Gauge
+	storeBatch        *storeBatchMetrics
 	// unicastLatency is pushLatency's "push" children (metrics_cache.go).
 	unicastLatency *latencyByQoS
 }
@@ -108,7 +111,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	}
 	m.rateLimitSeconds = prometheus.NewHistogram(prometheus.HistogramOpts{
 		Name:    "pushgw_center_ratelimit_check_seconds",
-		Help:    "Time of one per-app rate limit check in Redis.",
+		Help:    "Time of one per-app rate limit call in Redis (a batch of unicast push checks takes one).",
 		Buckets: prometheus.ExponentialBuckets(0.0001, 2, 12),
 	})
 	m.rateLimitErrors = prometheus.NewCounterVec(prometheus.CounterOpts{
@@ -127,7 +130,8 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		Name: "pushgw_center_multicast_fanouts",
 		Help: "Multicast deliveries running on this center.",
 	})
-	reg.MustRegister(m.rateLimitSeconds, m.rateLimitErrors, m.rateLimited, m.pacerErrors, m.fanouts)
+	m.rateLimitBatch, m.rateLimitOverflow = newRateBatchHistogram(), newRateBatchOverflow()
+	reg.MustRegister(m.rateLimitSeconds, m.rateLimitErrors, m.rateLimited, m.rateLimitBatch, m.rateLimitOverflow, m.pacerErrors, m.fanouts)
 	reg.MustRegister(m.requests, m.pushLatency, m.stored, m.delivered, m.inline, m.deliveryFails, m.deliveryBatch, m.roomBatch, m.redelivered,
 		m.broadcastResends, m.retries, m.retryDropped, m.retrySkipped, m.retryCheckFailed, m.retryHeld, m.routeFallback)
 	for _, r := range []string{"ok", "failed"} {

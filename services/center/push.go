@@ -44,8 +44,9 @@ func (r pushResponse) appendJSON(b []byte) []byte {
 
 func (s *Server) handlePush(w http.ResponseWriter, r *http.Request, app appconfig.App) (any, *apiError) {
 	start := time.Now()
-	// Before decoding: a flood past the limit costs one Redis call each.
-	if e := s.limits.allow(r.Context(), app.Name, apiPush, app.Push(), 1); e != nil {
+	// Before decoding: a flood past the limit costs at most one Redis call
+	// each (fewer: concurrent checks share calls, ratelimit_batch.go).
+	if e := s.limits.allowOne(r.Context(), app.Name, apiPush, app.Push()); e != nil {
 		return nil, e
 	}
 	var req pushRequest

@@ -27,7 +27,8 @@ import (
 // cpu-µs/push: this process's user+system CPU per push, which holds center
 // and the two fakes but not saver. "unlimited" is an app without a push
 // limit (the default); "limited" has one, so every push also takes a
-// GCRA check in a private redis-server (ratelimit.go):
+// GCRA check in a private redis-server, concurrent checks sharing calls
+// (ratelimit_batch.go; checks/limit-call is how many per call):
 //
 //	go test -run '^$' -bench PushHTTP -benchtime 20000x -benchmem ./services/center
 func BenchmarkPushHTTP(b *testing.B) {
@@ -89,6 +90,7 @@ func benchPushes(b *testing.B, e *testEnv, push func(testing.TB, int)) {
 	b.SetParallelism(max(1, callers/2))
 	b.ReportAllocs()
 	stores0, deliveries0 := histCount(b, e.srv.m.storeBatch.batch), histCount(b, e.srv.m.deliveryBatch)
+	limitCalls0, limitChecks0 := histStats(b, e.srv.m.rateLimitBatch)
 	cpu0 := processCPU()
 	b.ResetTimer()
 	b.RunParallel(func(pb *testing.PB) {
@@ -106,6 +108,10 @@ func benchPushes(b *testing.B, e *testEnv, push func(testing.TB, int)) {
 	// batchers' fixed costs are shared over.
 	b.ReportMetric(float64(b.N)/float64(max(1, histCount(b, e.srv.m.storeBatch.batch)-stores0)), "msgs/store")
 	b.ReportMetric(float64(b.N)/float64(max(1, histCount(b, e.srv.m.deliveryBatch)-deliveries0)), "msgs/delivery")
+	// Rate limit checks per Redis call (ratelimit_batch.go), when limited.
+	if limitCalls, limitChecks := histStats(b, e.srv.m.rateLimitBatch); limitCalls > limitCalls0 {
+		b.ReportMetric((limitChecks-limitChecks0)/float64(limitCalls-limitCalls0), "checks/limit-call")
+	}
 }
 
 // histCount is how many observations h holds.

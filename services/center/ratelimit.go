@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"math"
@@ -40,18 +41,21 @@ const (
 )
 
 type rateLimiter struct {
-	lim     *redis_rate.Limiter
+	lim *redis_rate.Limiter
+	// batch takes the cost-1 checks of unicast pushes (ratelimit_batch.go).
+	batch   *rateBatcher
 	m       *metrics
 	log     *slog.Logger
 	lastLog atomic.Int64 // unix ns of the last fail-open log line
 }
 
 func newRateLimiter(rdb redis.UniversalClient, m *metrics, log *slog.Logger) *rateLimiter {
-	return &rateLimiter{lim: redis_rate.NewLimiter(rdb), m: m, log: log}
+	return &rateLimiter{lim: redis_rate.NewLimiter(rdb), batch: newRateBatcher(rdb, m), m: m, log: log}
 }
 
-// allow takes cost events of api from app's bucket. It answers
-// RATE_LIMITED (429 with Retry-After) when the bucket is empty.
+// allow takes cost events of api from app's bucket in a Redis call of its
+// own. It answers RATE_LIMITED (429 with Retry-After) when the bucket is
+// empty.
 func (l *rateLimiter) allow(ctx context.Context, app, api string, r appconfig.Rate, cost int) *apiError {
 	if l == nil || r.Rate <= 0 || cost <= 0 {
 		return nil
@@ -68,22 +72,60 @@ func (l *rateLimiter) allow(ctx context.Context, app, api string, r appconfig.Ra
 	cancel()
 	l.m.rateLimitSeconds.Observe(time.Since(start).Seconds())
 	if err != nil {
-		l.m.rateLimitErrors.WithLabelValues(api).Inc()
-		if now := time.Now().UnixNano(); now-l.lastLog.Load() > int64(rateLimitLogEvery) {
-			l.lastLog.Store(now)
-			l.log.Warn("center: rate limit check failed; admitting unlimited (fail-open)", "app", app, "api", api, "err", err)
-		}
+		l.failOpen(app, api, err)
 		return nil
 	}
 	if res.Allowed >= cost {
 		return nil
 	}
+	return l.limited(app, api, r, res.RetryAfter)
+}
+
+// allowOne is allow for one event, batched with the concurrent checks of
+// the same bucket (ratelimit_batch.go): the unicast pushes. The answers
+// are allow's; a request that ends while its check waits for a call gets
+// UNAVAILABLE (nothing was accepted), and no event when its call had not
+// left.
+func (l *rateLimiter) allowOne(ctx context.Context, app, api string, r appconfig.Rate) *apiError {
+	if l == nil || r.Rate <= 0 {
+		return nil
+	}
+	if r.Burst < 1 {
+		return l.allow(ctx, app, api, r, 1) // its error, not a batch
+	}
+	out, err := l.batch.check(ctx, app, api, r)
+	switch {
+	case errors.Is(err, errRateBatchFull):
+		l.m.rateLimitOverflow.Inc()
+		return l.allow(ctx, app, api, r, 1)
+	case err != nil:
+		return errorf(CodeUnavailable, fmt.Sprintf("the request ended (%v) while its %s rate limit check waited; nothing was accepted", err, api))
+	case out.err != nil:
+		l.failOpen(app, api, out.err)
+		return nil
+	case out.allowed:
+		return nil
+	}
+	return l.limited(app, api, r, out.retryAfter)
+}
+
+// failOpen counts and (at most once per rateLimitLogEvery) logs a check
+// Redis did not answer; its request goes on unlimited.
+func (l *rateLimiter) failOpen(app, api string, err error) {
+	l.m.rateLimitErrors.WithLabelValues(api).Inc()
+	if now := time.Now().UnixNano(); now-l.lastLog.Load() > int64(rateLimitLogEvery) {
+		l.lastLog.Store(now)
+		l.log.Warn("center: rate limit check failed; admitting unlimited (fail-open)", "app", app, "api", api, "err", err)
+	}
+}
+
+// limited is the RATE_LIMITED answer; wait < 0 (unknown) becomes 1 s.
+func (l *rateLimiter) limited(app, api string, r appconfig.Rate, wait time.Duration) *apiError {
 	l.m.rateLimited.WithLabelValues(api).Inc()
-	wait := res.RetryAfter
 	if wait < 0 {
 		wait = time.Second
 	}
-	secs := int(math.Ceil(wait.Seconds()))
-	return &apiError{Code: CodeRateLimited, retryAfter: max(secs, 1),
-		Message: fmt.Sprintf("app %s is over its %s limit of %d per second (burst %d); retry after %d s", app, api, r.Rate, r.Burst, max(secs, 1))}
+	secs := max(int(math.Ceil(wait.Seconds())), 1)
+	return &apiError{Code: CodeRateLimited, retryAfter: secs,
+		Message: fmt.Sprintf("app %s is over its %s limit of %d per second (burst %d); retry after %d s", app, api, r.Rate, r.Burst, secs)}
 }
