@@ -119,7 +119,10 @@ func (b *batcher[T]) take(batch []T) []T {
 	}
 	if b.n == 0 {
 		b.head = 0
-		if len(b.ring) > max(batchQueueKeepBatches*b.size, batchQueueMinCap) {
+		// A batch short of size with nothing left behind it: the flusher
+		// has caught up, so a big array is a past burst's. (Under steady
+		// load batches leave full and the array is kept, not regrown.)
+		if len(batch) < b.size && len(b.ring) > max(batchQueueKeepBatches*b.size, batchQueueMinCap) {
 			b.ring = nil
 		}
 	}
