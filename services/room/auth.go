@@ -101,7 +101,7 @@ func (r *room) handleAuth(s *session, f protocol.Frame) {
 	// Before authed: a live broadcast must see the catch-up pending.
 	r.bc.seen.login(s, a.GetLastBroadcastSeq(), a.GetBroadcastGaps())
 	s.authSeq = f.Seq
-	s.authed.Store(true)
+	s.set(flagAuthed)
 	r.preAuth.Add(-1)
 	s.timer.Touch(r.cfg.liveTimeout())
 
@@ -125,7 +125,7 @@ func (r *room) handleAuth(s *session, f protocol.Frame) {
 	})
 	r.later.After(r.cfg.authReplyWait, func() {
 		s.reply(now)
-		if !putDone.Load() && !s.closed.Load() {
+		if !putDone.Load() && !s.has(flagClosed) {
 			r.requestPull(s)
 		}
 	})
@@ -138,12 +138,12 @@ func (r *room) handleAuth(s *session, f protocol.Frame) {
 // wait running out, or a frame for the session. since is when AUTH
 // arrived (zero: not measured).
 func (s *session) reply(since time.Time) {
-	if s.replied.Load() {
+	if s.has(flagReplied) {
 		return
 	}
 	s.pending.mu.Lock()
 	defer s.pending.mu.Unlock()
-	if s.replied.Load() {
+	if s.has(flagReplied) {
 		return
 	}
 	r := s.r
@@ -164,7 +164,7 @@ func (s *session) reply(since time.Time) {
 	if frame, ok := appendAuthReply(nil, s.authSeq, f); ok {
 		_ = s.send(protocol.OpAuthReply, frame)
 	}
-	s.replied.Store(true)
+	s.set(flagReplied)
 	if !since.IsZero() {
 		r.m.authReplyWait.Observe(now.Sub(since).Seconds())
 	}

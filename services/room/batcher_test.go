@@ -64,47 +64,126 @@ func TestBatcherFlushesAfterDelay(t *testing.T) {
 	var c collector
 	b := newBatcher(500, 5*time.Millisecond, 100, c.flush, nil)
 	defer b.Close(context.Background())
-	start := time.Now()
 	b.Add(1)
 	b.Add(2)
 	b.Add(3)
+	// Three items never reach the size: only the delay flushes them.
 	waitUntil(t, func() bool { return len(c.snapshot()) == 1 })
-	if took := time.Since(start); took > 500*time.Millisecond {
-		t.Fatalf("flush took %v", took)
-	}
-	if got := c.snapshot(); len(got[0]) != 3 {
-		t.Fatalf("batch %v, want 3 items", got[0])
+	if got := c.snapshot(); len(got[0]) != 3 || got[0][0] != 1 || got[0][2] != 3 {
+		t.Fatalf("batch %v, want [1 2 3]", got[0])
 	}
 }
 
-func TestBatcherShedsWhenFull(t *testing.T) {
+// blockedBatcher returns a batcher of batch size 10 and bound queue whose
+// flusher is stuck in flush with a full batch (items 0..9), and the
+// channel that releases it.
+func blockedBatcher(t *testing.T, queue int, flushed, dropped *atomic.Int64) (*batcher[int], chan struct{}) {
+	t.Helper()
+	entered := make(chan struct{}, 1)
 	release := make(chan struct{})
-	var flushed atomic.Int64
-	var dropped atomic.Int64
-	b := newBatcher(10, time.Millisecond, 20, func(batch []int) {
+	b := newBatcher(10, time.Hour, queue, func(batch []int) {
+		select {
+		case entered <- struct{}{}:
+		default:
+		}
 		<-release
 		flushed.Add(int64(len(batch)))
 	}, func() { dropped.Add(1) })
+	for i := 0; i < 10; i++ {
+		if !b.Add(i) {
+			t.Fatalf("Add(%d) shed on an empty queue", i)
+		}
+	}
+	<-entered
+	return b, release
+}
+
+func TestBatcherShedsWhenFull(t *testing.T) {
+	var flushed, dropped atomic.Int64
+	b, release := blockedBatcher(t, 20, &flushed, &dropped)
+	// The flusher holds 10 in its batch: exactly the bound of 20 more is
+	// queued, and Add sheds the rest without blocking on the stuck flush.
 	accepted := 0
-	start := time.Now()
 	for i := 0; i < 1000; i++ {
 		if b.Add(i) {
 			accepted++
 		}
 	}
-	if time.Since(start) > time.Second {
-		t.Fatal("Add blocked on a stuck flush")
-	}
-	// At most one batch in the flusher plus the queue.
-	if accepted > 10+20 || dropped.Load() != int64(1000-accepted) {
-		t.Fatalf("accepted %d, dropped %d", accepted, dropped.Load())
+	if accepted != 20 || dropped.Load() != 980 || b.Len() != 20 {
+		t.Fatalf("accepted %d, dropped %d, queued %d; want 20, 980, 20", accepted, dropped.Load(), b.Len())
 	}
 	close(release)
 	if err := b.Close(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	if flushed.Load() != int64(accepted) {
-		t.Fatalf("flushed %d of %d accepted", flushed.Load(), accepted)
+	if flushed.Load() != 10+20 {
+		t.Fatalf("flushed %d, want 30", flushed.Load())
+	}
+	if b.Add(1) || dropped.Load() != 981 {
+		t.Fatalf("Add after Close accepted or not counted (dropped %d)", dropped.Load())
+	}
+}
+
+func TestBatcherCloseDrainsInOrder(t *testing.T) {
+	var c collector
+	b := newBatcher(4, time.Hour, 100, c.flush, nil)
+	for i := 0; i < 10; i++ {
+		b.Add(i)
+	}
+	if err := b.Close(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	got := c.snapshot()
+	var all []int
+	for _, batch := range got {
+		if len(batch) > 4 {
+			t.Fatalf("batch of %d over the size 4: %v", len(batch), sizes(got))
+		}
+		all = append(all, batch...)
+	}
+	if len(all) != 10 {
+		t.Fatalf("flushed %v, want 0..9", all)
+	}
+	for i, v := range all {
+		if v != i {
+			t.Fatalf("flushed %v, want 0..9 in order", all)
+		}
+	}
+}
+
+// TestBatcherReleasesAfterBurst: a burst grows the queue far past the
+// batch size; once it is flushed the queue lets its array go.
+func TestBatcherReleasesAfterBurst(t *testing.T) {
+	var flushed, dropped atomic.Int64
+	const burst = 5000
+	b, release := blockedBatcher(t, 2*burst, &flushed, &dropped)
+	if c := b.ringCap(); c != batchQueueMinCap {
+		t.Fatalf("queue capacity %d for the first batch, want %d", c, batchQueueMinCap)
+	}
+	for i := 0; i < burst; i++ {
+		if !b.Add(i) {
+			t.Fatalf("Add(%d) shed under the bound", i)
+		}
+	}
+	if c := b.ringCap(); c < burst || c > 2*burst {
+		t.Fatalf("queue capacity %d holding %d items", c, burst)
+	}
+	close(release)
+	// The flusher lets the array go once it finds the queue empty.
+	waitUntil(t, func() bool { return b.ringCap() == 0 })
+	if flushed.Load() != 10+burst {
+		t.Fatalf("flushed %d once the queue was released, want %d", flushed.Load(), 10+burst)
+	}
+	// A trickle after it keeps a small array.
+	b.Add(1)
+	if c := b.ringCap(); c != batchQueueMinCap {
+		t.Fatalf("queue capacity %d for one item, want %d", c, batchQueueMinCap)
+	}
+	if err := b.Close(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if dropped.Load() != 0 {
+		t.Fatalf("dropped %d", dropped.Load())
 	}
 }
 

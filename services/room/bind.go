@@ -109,7 +109,7 @@ func (r *room) handleBind(s *session, f protocol.Frame) {
 	bs.loginMs = now.UnixMilli()
 	// As at AUTH: before authed, so a live broadcast sees the catch-up pending.
 	r.bc.seen.login(bs, b.GetLastBroadcastSeq(), b.GetBroadcastGaps())
-	bs.authed.Store(true)
+	bs.set(flagAuthed)
 	r.events.online(bs)
 	s.boundSet().add(bs)
 	r.hub.AddConn(bs)
@@ -200,7 +200,7 @@ func (r *room) dropBound(bs *session) {
 	l.mu.Lock()
 	l.gone = true
 	l.mu.Unlock()
-	bs.closed.Store(true)
+	bs.set(flagClosed)
 	r.hub.Remove(bs)
 	r.sessions.Delete(bs.regSession())
 	r.events.offline(bs) // a binding is a session of its own for callbacks too
@@ -225,20 +225,20 @@ func (s *session) sendBound(op protocol.Op, frame []byte) error {
 // replyBind queues BIND_REPLY once, whoever comes first: the put landing,
 // the wait running out, the first frame for the app, or its unbinding.
 func (s *session) replyBind() {
-	if s.replied.Load() {
+	if s.has(flagReplied) {
 		return
 	}
 	l := s.bindLink()
 	l.replyMu.Lock()
 	defer l.replyMu.Unlock()
-	if s.replied.Load() {
+	if s.has(flagReplied) {
 		return
 	}
 	frame, err := protocol.AppendMessage(nil, protocol.OpBindReply, l.seq, &clientpb.BindReply{App: s.key.app, SessionId: s.sessionID()})
 	if err == nil {
 		_ = s.writeCounted(protocol.OpBindReply, frame)
 	}
-	s.replied.Store(true)
+	s.set(flagReplied)
 }
 
 // writeCounted queues a frame on the connection and keeps the books, as

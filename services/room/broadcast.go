@@ -166,7 +166,7 @@ func (bc *broadcaster) fanOut(e *bcEntry) (reached, deferred uint64) {
 		is.mu.RUnlock()
 		var n uint64
 		for _, s := range buf {
-			if s.closed.Load() {
+			if s.has(flagClosed) {
 				continue
 			}
 			send, def := bc.seen.claim(s, seq, true)

@@ -59,14 +59,14 @@ func (bc *broadcaster) retryCatchUp(s *session, last uint64, loginMs int64, atte
 		return
 	}
 	bc.r.later.After(bc.retryDelays[attempt], func() {
-		if !s.closed.Load() {
+		if !s.has(flagClosed) {
 			bc.submitCatchUp(s, last, loginMs, attempt+1)
 		}
 	})
 }
 
 func (bc *broadcaster) catchUp(s *session, last uint64, loginMs int64, attempt int) {
-	if s.closed.Load() {
+	if s.has(flagClosed) {
 		return
 	}
 	list, err := bc.read(s.key, last, loginMs)

@@ -105,7 +105,7 @@ func (cb *catchUpBatcher) call(items []catchUpReq) {
 	// per login.
 	slab := make([]internalpb.CatchUpRequest, len(items))
 	for _, it := range items {
-		if it.s.closed.Load() {
+		if it.s.has(flagClosed) {
 			continue // nobody to catch up
 		}
 		live = append(live, it)

@@ -82,7 +82,7 @@ func (bc *broadcaster) fanOutPaced(ctx context.Context, e *bcEntry, rate int) (r
 		var n uint64
 		for ; i < len(list) && n < uint64(chunk); i++ {
 			s := list[i]
-			if s.closed.Load() {
+			if s.has(flagClosed) {
 				continue
 			}
 			send, def := bc.seen.claim(s, seq, true)

@@ -54,8 +54,8 @@ func paceRoom(t *testing.T, n int) (*broadcaster, []*stampConn) {
 		bc.seen.login(s, 0, 0)
 		bc.seen.caughtUp(s)
 		// Logged in long ago: AUTH_REPLY is out, so only pushes follow.
-		s.replied.Store(true)
-		s.authed.Store(true)
+		s.set(flagReplied)
+		s.set(flagAuthed)
 		r.hub.AddConn(s)
 	}
 	return bc, conns

@@ -74,7 +74,7 @@ func (bc *broadcaster) fanOutTag(e *bcEntry) (reached, deferred uint64, err erro
 		}
 		is.mu.RUnlock()
 		for _, s := range buf {
-			if s.closed.Load() {
+			if s.has(flagClosed) {
 				continue
 			}
 			batch.sessions = append(batch.sessions, s)
@@ -109,7 +109,7 @@ func (bc *broadcaster) giveMembers(ctx context.Context, e *bcEntry, batch *tagBa
 	}
 	seq := e.b.GetSeq()
 	for _, s := range batch.sessions {
-		if _, ok := members[s.key.user]; !ok || s.closed.Load() {
+		if _, ok := members[s.key.user]; !ok || s.has(flagClosed) {
 			continue
 		}
 		send, def := bc.seen.claim(s, seq, true)

@@ -172,7 +172,7 @@ func (e *gnetEngine) OnClose(gc gnet.Conn, _ error) gnet.Action {
 	if c, _ := gc.Context().(*gnetConn); c != nil {
 		c.mu.Lock()
 		c.gone, c.closing = true, true
-		c.frames = nil
+		c.dropLocked()
 		c.mu.Unlock()
 		c.closeHandler()
 	}
@@ -184,8 +184,8 @@ func (e *gnetEngine) OnClose(gc gnet.Conn, _ error) gnet.Action {
 // connection's loop, so frames queued while one flush is pending go out in
 // one write. It is kept small: one exists per open connection, so what
 // only a stalled or closing connection needs sits behind trouble, and the
-// flags guarded by the queue's lock fill the queue's padding (96-byte size
-// class rather than 112; TestSessionSizeClass).
+// flags guarded by the queue's lock fill the queue's padding (80-byte size
+// class; TestSessionSizeClass).
 type gnetConn struct {
 	gc   gnet.Conn
 	e    *gnetEngine
@@ -248,7 +248,7 @@ func (c *gnetConn) flushLocked(bool) { c.scheduleLocked() }
 func (c *gnetConn) Abort() {
 	c.mu.Lock()
 	c.closing = true
-	c.frames = nil
+	c.dropLocked()
 	c.mu.Unlock()
 	_ = c.gc.Close()
 }
@@ -283,14 +283,14 @@ func (c *gnetConn) Run(context.Context) error {
 		return nil
 	}
 	c.drained()
-	q := c.frames
-	c.frames = nil
+	q := c.takeLocked()
 	c.flushing = false
 	c.mu.Unlock()
 
-	if len(q) > 0 {
+	if q != nil {
 		bp := getWriteBuf()
 		buf := appendFrames((*bp)[:0], q)
+		releaseFrames(q) // copied into buf
 		// gnet copies what the socket does not take into its outbound
 		// buffer, so buf goes straight back to the pool.
 		c.e.lim.stats.writes.Add(1)
@@ -305,7 +305,7 @@ func (c *gnetConn) Run(context.Context) error {
 		return nil
 	}
 	c.mu.Lock()
-	more := len(c.frames) > 0 || c.flushing
+	more := c.queuedLocked() > 0 || c.flushing
 	c.mu.Unlock()
 	if more {
 		return nil

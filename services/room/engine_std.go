@@ -170,11 +170,10 @@ type stdConn struct {
 	stats *engineStats
 
 	sendQueue
-	spare     [][]byte // the previous queue slice, reused while busy
-	writing   bool     // a writer goroutine owns the socket's write side
-	closed    bool     // socket closed; drop everything
-	flushed   bool     // last frame written and FIN sent
-	lingering bool     // the reader is discarding input before the close
+	writing   bool // a writer goroutine owns the socket's write side
+	closed    bool // socket closed; drop everything
+	flushed   bool // last frame written and FIN sent
+	lingering bool // the reader is discarding input before the close
 }
 
 func (c *stdConn) RemoteAddr() string { return c.nc.RemoteAddr().String() }
@@ -198,7 +197,7 @@ func (c *stdConn) flushLocked(closeBegun bool) {
 func (c *stdConn) Abort() {
 	c.mu.Lock()
 	c.closing, c.closed = true, true
-	c.frames, c.spare = nil, nil
+	c.dropLocked()
 	c.mu.Unlock()
 	_ = c.nc.Close()
 }
@@ -214,18 +213,17 @@ func (c *stdConn) writeLoop() {
 	}()
 	for {
 		c.mu.Lock()
-		q := c.frames
-		if c.closed || len(q) == 0 {
+		if c.closed || c.queuedLocked() == 0 {
 			c.writing = false
 			finish := c.closing && !c.closed
-			c.frames, c.spare = nil, nil
+			c.dropLocked()
 			c.mu.Unlock()
 			if finish {
 				c.finishWrite()
 			}
 			return
 		}
-		c.frames, c.spare = c.spare, nil
+		q := c.takeLocked()
 		closing := c.closing
 		c.mu.Unlock()
 
@@ -234,6 +232,7 @@ func (c *stdConn) writeLoop() {
 		}
 		buf := appendFrames((*bp)[:0], q)
 		*bp = buf
+		releaseFrames(q)
 		timeout := writeTimeout
 		if closing {
 			timeout = closeFlushTimeout
@@ -242,14 +241,7 @@ func (c *stdConn) writeLoop() {
 		c.stats.writes.Add(1)
 		if _, err := c.nc.Write(buf); err != nil {
 			c.Abort()
-			continue
 		}
-		clear(q)
-		c.mu.Lock()
-		if c.spare == nil && !c.closed {
-			c.spare = q[:0]
-		}
-		c.mu.Unlock()
 	}
 }
 

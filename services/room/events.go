@@ -164,7 +164,7 @@ func (e *eventReporter) flush(evs []*internalpb.Event) {
 		}
 		if try == 1 || wait == e.retryMax {
 			e.r.log.Warn("room: saver refused online/offline events; holding and retrying",
-				"events", len(evs), "queued", len(e.b.in), "try", try, "next_in", wait, "err", err)
+				"events", len(evs), "queued", e.b.Len(), "try", try, "next_in", wait, "err", err)
 		}
 		e.logShed()
 		t := time.NewTimer(wait)

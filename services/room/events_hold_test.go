@@ -152,8 +152,8 @@ func TestEventsHoldIsBounded(t *testing.T) {
 			shed++
 		}
 	}
-	if len(e.b.in) > eventHold {
-		t.Fatalf("%d events queued, bound %d", len(e.b.in), eventHold)
+	if e.b.Len() > eventHold {
+		t.Fatalf("%d events queued, bound %d", e.b.Len(), eventHold)
 	}
 	if shed < over {
 		t.Fatalf("%d shed, want at least %d", shed, over)

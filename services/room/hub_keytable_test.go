@@ -64,7 +64,7 @@ func hubIndexBytes(t *testing.T, n int) {
 	sessions := make([]*session, n)
 	for i := range sessions {
 		s := &session{id: uint64(i + 1), key: sessionKey{app: "a", user: strconv.Itoa(i), device: "d"}}
-		s.authed.Store(true)
+		s.set(flagAuthed)
 		sessions[i] = s
 	}
 	heap := func() int64 {

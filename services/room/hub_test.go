@@ -11,7 +11,7 @@ func TestHubBindHashCollision(t *testing.T) {
 	h.testHash = func(sessionKey) uint64 { return 7 } // every key collides
 	mk := func(user string, id uint64) *session {
 		s := &session{id: id, key: sessionKey{app: "a", user: user, device: "d"}}
-		s.authed.Store(true)
+		s.set(flagAuthed)
 		h.AddConn(s)
 		return s
 	}

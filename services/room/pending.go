@@ -359,7 +359,7 @@ func (r *room) retryPending(s *session, n int) {
 	d := pendingRetryDelays[n-1]
 	d += time.Duration(rand.Int64N(int64(float64(d)*pendingRetryJitter) + 1))
 	r.later.After(d, func() {
-		if !s.closed.Load() && r.connCtx.Err() == nil {
+		if !s.has(flagClosed) && r.connCtx.Err() == nil {
 			r.pullPending(s)
 		}
 	})

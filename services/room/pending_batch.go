@@ -95,7 +95,7 @@ func (p *puller) call(items []pullReq) {
 	// per login.
 	slab := make([]internalpb.PendingRequest, len(items))
 	for _, it := range items {
-		if it.s.closed.Load() {
+		if it.s.has(flagClosed) {
 			continue // nobody to deliver to; the next login pulls
 		}
 		live = append(live, it)

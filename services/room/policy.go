@@ -109,7 +109,7 @@ func (ma *multiApp) sameVendor(a, b string) bool {
 // whose session register now holds. It never blocks.
 func (r *room) enforceLoginPolicy(s *session) {
 	ma := r.multi
-	if ma == nil || s.closed.Load() {
+	if ma == nil || s.has(flagClosed) {
 		return
 	}
 	a, ok := ma.appOf(s.key.app)

@@ -32,7 +32,7 @@ func policyRetryWait(try int) time.Duration {
 // pushgw_room_login_policy_failures_total{reason="lookup"}).
 func (r *room) retryLoginPolicy(s *session, policy string, try int, err error) {
 	ma := r.multi
-	if try+1 >= policyRetryAttempts || s.closed.Load() || r.connCtx.Err() != nil {
+	if try+1 >= policyRetryAttempts || s.has(flagClosed) || r.connCtx.Err() != nil {
 		ma.m.policyFailure.WithLabelValues("lookup").Inc()
 		r.log.Warn("room: login policy lookup failed; check given up", "app", s.key.app, "conn", s.id, "tries", try+1, "err", err)
 		return
@@ -49,7 +49,7 @@ func (r *room) retryLoginPolicy(s *session, policy string, try int, err error) {
 	}
 	time.AfterFunc(policyRetryWait(try), func() {
 		ma.retrying.Add(-1)
-		if s.closed.Load() || r.connCtx.Err() != nil {
+		if s.has(flagClosed) || r.connCtx.Err() != nil {
 			return // the session (or the room) ended: nothing to enforce
 		}
 		if err := ma.work.Submit(func() { r.applyLoginPolicy(s, policy, try+1) }); err != nil {

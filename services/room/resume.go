@@ -138,10 +138,10 @@ func (f *flash) park(s *session) bool {
 	// as a resume takes it over is either handed over or parked.
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	if s.handedOver.Load() {
+	if s.has(flagHandedOver) {
 		return true // resumed on a new connection: the entry is its
 	}
-	if !r.cfg.flash.enabled() || r.draining.Load() || s.noPark.Load() || !s.hasToken || !s.isAuthed() {
+	if !r.cfg.flash.enabled() || r.draining.Load() || s.has(flagNoPark) || !s.hasToken || !s.isAuthed() {
 		return false
 	}
 	mu := r.bc.seen.of(s)
@@ -162,8 +162,8 @@ func (f *flash) park(s *session) bool {
 	// still under way: the client may not have them, saver does.
 	p.pending.behind = s.pending.behind || len(s.pending.inflightLocked()) > 0 || s.pending.pulling || s.pending.fails > 0
 	s.pending.mu.Unlock()
-	p.authed.Store(true)
-	p.replied.Store(true)
+	p.set(flagAuthed)
+	p.set(flagReplied)
 	pc.onClose = func() { f.end(p, "ended") }
 	if len(f.m) >= r.cfg.flash.maxParked {
 		r.m.flash.events.WithLabelValues("full").Inc()
@@ -190,7 +190,7 @@ func (f *flash) park(s *session) bool {
 // full, or its window passed. It runs once, from its parkConn's close.
 func (f *flash) end(p *session, why string) {
 	r := f.r
-	p.closed.Store(true)
+	p.set(flagClosed)
 	if p.c.(*parkConn).wasExpired() {
 		why = "expired"
 	}
@@ -271,7 +271,7 @@ func (f *flash) resume(s *session, key sessionKey, token string, seq uint32, las
 	nbs := f.prepareBound(s, bound)
 	s.authSeq = seq
 	r.hub.adopt(s, p)
-	s.authed.Store(true)
+	s.set(flagAuthed)
 	r.preAuth.Add(-1)
 	s.timer.Touch(r.cfg.liveTimeout())
 	if old := r.hub.Bind(s); old != nil && old != s && old != p {
@@ -328,7 +328,7 @@ func (f *flash) claimParked(key sessionKey, token string) (*session, []queuedFra
 		// the register delete.
 		return nil, nil, nil, false
 	}
-	p.closed.Store(true)
+	p.set(flagClosed)
 	bound := f.claimBound(p)
 	snap := &session{r: r, id: p.id, key: p.key, platform: p.platform, loginMs: p.loginMs, bseq: bseq, bmask: bmask}
 	p.pending.mu.Lock()
@@ -354,9 +354,9 @@ func (f *flash) handOver(key sessionKey, token string) (*session, []boundResume,
 	}
 	f.mu.Lock()
 	cur := r.hub.current(key)
-	if cur == nil || !cur.isAuthed() || cur.closed.Load() || !cur.hasToken ||
+	if cur == nil || !cur.isAuthed() || cur.has(flagClosed) || !cur.hasToken ||
 		!hmac.Equal([]byte(f.tokenOf(cur)), []byte(token)) ||
-		!cur.handedOver.CompareAndSwap(false, true) {
+		!cur.setOnce(flagHandedOver) {
 		f.mu.Unlock()
 		return nil, nil, false
 	}

@@ -65,7 +65,7 @@ func (f *flash) parkBound(s, p *session, pc *parkConn) {
 // the hub, or nil when bs is not parked.
 func (f *flash) parkBoundApp(bs, p *session, pset *bindSet, pc *parkConn) *session {
 	r := f.r
-	if !bs.replied.Load() || bs.closed.Load() {
+	if !bs.has(flagReplied) || bs.has(flagClosed) {
 		return nil // its BIND_REPLY never went out: the client binds again
 	}
 	mu := r.bc.seen.of(bs)
@@ -80,8 +80,8 @@ func (f *flash) parkBoundApp(bs, p *session, pset *bindSet, pc *parkConn) *sessi
 		bseq: bseq, bmask: bmask}
 	pbs.binding.Store(&bindState{bind: &bindLink{primary: p, set: pset}})
 	copyParkedPending(&pbs.pending, &bs.pending)
-	pbs.authed.Store(true)
-	pbs.replied.Store(true)
+	pbs.set(flagAuthed)
+	pbs.set(flagReplied)
 	// A full queue ends the whole parked connection, as a slow consumer
 	// ends a live one with all its apps. Not on the sender's goroutine:
 	// it holds pbs's write lock (sendBound), which the end takes.
@@ -94,7 +94,7 @@ func (f *flash) parkBoundApp(bs, p *session, pset *bindSet, pc *parkConn) *sessi
 	link.mu.Lock()
 	link.gone = true
 	link.mu.Unlock()
-	bs.closed.Store(true)
+	bs.set(flagClosed)
 	return pbs
 }
 
@@ -147,7 +147,7 @@ func (f *flash) claimBound(p *session) []boundResume {
 			f.r.multi.m.unbinds.WithLabelValues("ended").Inc()
 			continue
 		}
-		pbs.closed.Store(true)
+		pbs.set(flagClosed)
 		out = append(out, boundResume{p: pbs, frames: frames})
 	}
 	return out
@@ -180,8 +180,8 @@ func (f *flash) prepareBound(s *session, parked []boundResume) []*session {
 		nm.Lock()
 		nbs.bseq, nbs.bmask = bseq, bmask&^catchingBit
 		nm.Unlock()
-		nbs.replied.Store(true) // bound already: no BIND_REPLY
-		nbs.authed.Store(true)
+		nbs.set(flagReplied) // bound already: no BIND_REPLY
+		nbs.set(flagAuthed)
 		set.add(nbs)
 		out[i] = nbs
 	}
@@ -223,7 +223,7 @@ func (f *flash) adoptBound(s *session, nbs []*session, parked []boundResume) {
 		if old := r.hub.Bind(bs); old != nil && old != bs && old != pbs {
 			old.kick(protocol.CodeReplaced, "the same device logged in again")
 		}
-		if bs.closed.Load() {
+		if bs.has(flagClosed) {
 			r.hub.Remove(bs) // the connection closed meanwhile (closeBound)
 			continue
 		}

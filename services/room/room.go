@@ -243,7 +243,7 @@ func (r *room) OnFrameError(h handle, seq uint32, err error) {
 
 func (r *room) OnClose(h handle) {
 	s := h.(*session)
-	s.closed.Store(true)
+	s.set(flagClosed)
 	r.wheel.Remove(&s.timer)
 	// A dropped session may be kept for a flash reconnect (resume.go);
 	// its register entry then stays.

@@ -23,7 +23,7 @@ import (
 // name is the room's interned copy and the platform a unique handle, so
 // neither costs a string per connection.
 type session struct {
-	// Field order packs the struct into the 240-byte size class (8-byte
+	// Field order packs the struct into the 224-byte size class (8-byte
 	// fields, then the 4-byte atomics, then bools): one exists per open
 	// connection. TestSessionSizeClass keeps it there.
 	r     *room
@@ -51,22 +51,13 @@ type session struct {
 	// bound an app: see bindState.
 	binding atomic.Pointer[bindState]
 
-	authed atomic.Bool
-	// closed is set when the connection is gone, for timers still holding
-	// s.
-	closed atomic.Bool
-	// replied is set once AUTH_REPLY is queued; authSeq is the AUTH's seq
-	// it echoes.
-	replied atomic.Bool
-	authSeq uint32
+	// flags holds the session's one-way flags (sessionFlag): one word
+	// rather than an atomic.Bool (4 bytes) each keeps session in its size
+	// class.
+	flags   atomic.Uint32
+	authSeq uint32 // the AUTH's seq, which AUTH_REPLY echoes
 	// closeWhy is the closeReason of an offline event (events.go).
 	closeWhy atomic.Uint32
-	// noPark is set when the room ends the connection itself (KICK,
-	// ERROR): its session is not kept.
-	noPark atomic.Bool
-	// handedOver is set when a resuming connection took this open one's
-	// session over (resume.go).
-	handedOver atomic.Bool
 	// hasToken is set when AUTH_REPLY carries a resume token for a flash
 	// reconnect (derived from id: resume_token.go); resumed when this
 	// connection took over a parked session (resume.go). Both are written
@@ -74,6 +65,34 @@ type session struct {
 	hasToken bool
 	resumed  bool
 }
+
+// sessionFlag is one of a session's flags. Each is only ever set, never
+// cleared, by any goroutine.
+type sessionFlag uint32
+
+const (
+	// flagAuthed: AUTH succeeded; identity fields are written before it.
+	flagAuthed sessionFlag = 1 << iota
+	// flagClosed: the connection is gone, for timers still holding s.
+	flagClosed
+	// flagReplied: AUTH_REPLY is queued.
+	flagReplied
+	// flagNoPark: the room ends the connection itself (KICK, ERROR), so
+	// its session is not kept.
+	flagNoPark
+	// flagHandedOver: a resuming connection took this open one's session
+	// over (resume.go).
+	flagHandedOver
+)
+
+// has reports whether f is set.
+func (s *session) has(f sessionFlag) bool { return sessionFlag(s.flags.Load())&f != 0 }
+
+// set sets f.
+func (s *session) set(f sessionFlag) { s.flags.Or(uint32(f)) }
+
+// setOnce sets f and reports whether this call set it.
+func (s *session) setOnce(f sessionFlag) bool { return sessionFlag(s.flags.Or(uint32(f)))&f == 0 }
 
 // bindState is what BIND adds to a session, kept behind one pointer so a
 // connection that never binds (nearly all) pays 8 bytes for it. A primary
@@ -103,7 +122,7 @@ func (s *session) bindLink() *bindLink {
 	return nil
 }
 
-func (s *session) isAuthed() bool { return s.authed.Load() }
+func (s *session) isAuthed() bool { return s.has(flagAuthed) }
 
 // sessionID is the id AUTH_REPLY gives the client and uplinks carry:
 // "<instance>:<connection id>".
@@ -137,7 +156,7 @@ func (s *session) send(op protocol.Op, frame []byte) error {
 	if s.bindLink() != nil {
 		return s.sendBound(op, frame)
 	}
-	if op != protocol.OpAuthReply && !s.replied.Load() && s.isAuthed() {
+	if op != protocol.OpAuthReply && !s.has(flagReplied) && s.isAuthed() {
 		s.reply(time.Time{})
 	}
 	err := s.c.Send(frame)
@@ -162,7 +181,7 @@ func (s *session) sendMsg(op protocol.Op, seq uint32, msg proto.Message) error {
 
 // fail sends ERROR code and closes the connection.
 func (s *session) fail(seq uint32, code protocol.Code, msg string) {
-	s.noPark.Store(true)
+	s.set(flagNoPark)
 	if s.c.CloseWith(protocol.ErrorFrame(nil, seq, code, msg)) {
 		s.r.m.frameOut(protocol.OpError)
 		s.r.m.closes.WithLabelValues(code.String()).Inc()
@@ -175,7 +194,7 @@ func (s *session) kick(code protocol.Code, reason string) bool {
 	if s.bindLink() != nil {
 		return s.r.kickBound(s, code, reason) // the connection's other apps stay
 	}
-	s.noPark.Store(true)
+	s.set(flagNoPark)
 	frame, _ := protocol.AppendMessage(nil, protocol.OpKick, 0, &clientpb.Kick{Code: uint32(code), Reason: reason})
 	s.setCloseReason(closeReasonOf(code))
 	if !s.c.CloseWith(frame) {

@@ -7,11 +7,11 @@ import (
 
 // Size classes of the Go allocator the per-connection structs are kept
 // in: one of each exists per open connection, so a field that pushes one
-// over its class costs the whole step (32 B for session) on every idle
+// over its class costs the whole step (16 B for session) on every idle
 // connection.
 const (
-	sessionSizeClass  = 240
-	gnetConnSizeClass = 96
+	sessionSizeClass  = 224
+	gnetConnSizeClass = 80
 )
 
 func TestSessionSizeClass(t *testing.T) {

@@ -106,10 +106,10 @@ func TestRefreshEndsParkedMissingSession(t *testing.T) {
 		r.close()
 	})
 	live := &session{r: r, c: &benchConn{}, id: 1, key: sessionKey{app: "a", user: "live", device: "d"}}
-	live.authed.Store(true)
+	live.set(flagAuthed)
 	pc := &parkConn{limit: 4, addr: "127.0.0.1:2"}
 	parked := &session{r: r, c: pc, id: 2, key: sessionKey{app: "a", user: "away", device: "d"}}
-	parked.authed.Store(true)
+	parked.set(flagAuthed)
 	ended := make(chan struct{})
 	pc.onClose = func() { close(ended) }
 	for _, s := range []*session{live, parked} {
