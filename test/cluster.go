@@ -45,6 +45,8 @@ var (
 const (
 	startTimeout = 20 * time.Second
 	stopTimeout  = 15 * time.Second
+	// healthPoll is the gap between /healthz polls of a starting process.
+	healthPoll = 50 * time.Millisecond
 )
 
 func envOr(k, def string) string {
@@ -65,6 +67,8 @@ type Options struct {
 	ExtraRoomArg []string
 	// ExtraCenterArg are extra flags for every center.
 	ExtraCenterArg []string
+	// ExtraCoordinatorArg are extra flags for the coordinator.
+	ExtraCoordinatorArg []string
 	// PrivateEtcd runs the cluster against its own etcd process (Cluster.EtcdServer),
 	// for tests that stop and restart etcd.
 	PrivateEtcd bool
@@ -268,7 +272,7 @@ func StartCluster(t testing.TB, o Options) *Cluster {
 	add("register", "register", FreePort(t), append([]string{"-grpc", FreePort(t), "-session-ttl", "30s"}, redisArgs...)...)
 	add("saver", "saver", FreePort(t), append([]string{"-grpc", FreePort(t), "-mysql", c.DSN,
 		"-max-deliveries", strconv.Itoa(o.MaxDelivery), "-sweep-interval", o.SweepEvery.String()}, redisArgs...)...)
-	add("coordinator", "coordinator", FreePort(t), "-grpc", FreePort(t))
+	add("coordinator", "coordinator", FreePort(t), append([]string{"-grpc", FreePort(t)}, o.ExtraCoordinatorArg...)...)
 	for i := 0; i < o.Centers; i++ {
 		center := FreePort(t)
 		c.CenterURLs = append(c.CenterURLs, "http://"+center)
@@ -288,19 +292,30 @@ func StartCluster(t testing.TB, o Options) *Cluster {
 			"-auth-timeout", "2s", "-session-refresh", "5s"}
 		add(RoomName(i), "room", FreePort(t), append(args, o.ExtraRoomArg...)...)
 	}
-	// Storage first, so center and rooms find their peers at once.
-	for _, n := range []string{"register", "saver", "coordinator"} {
-		c.Start(n)
-	}
-	for i := 0; i < o.Centers; i++ {
-		c.Start(CenterName(i))
-	}
-	c.Start("dispatcher")
-	for i := 0; i < o.Rooms; i++ {
-		c.Start(RoomName(i))
+	// Storage first, so center and rooms find their peers at once; the
+	// processes of one wave start together (they find each other through
+	// etcd), which saves a health wait per process.
+	for _, wave := range c.waves(o) {
+		c.StartAll(wave...)
 	}
 	c.WaitInstances(discovery.ServiceRoom, o.Rooms)
 	return c
+}
+
+// waves lists the processes in start order: storage and the coordinator,
+// then the centers, then the dispatcher and the rooms. Stopping goes the
+// other way round, so a room still finds register and saver to flush its
+// session deletes and events to while it drains.
+func (c *Cluster) waves(o Options) [][]string {
+	var centers, edge []string
+	for i := 0; i < o.Centers; i++ {
+		centers = append(centers, CenterName(i))
+	}
+	edge = append(edge, "dispatcher")
+	for i := 0; i < o.Rooms; i++ {
+		edge = append(edge, RoomName(i))
+	}
+	return [][]string{{"register", "saver", "coordinator"}, centers, edge}
 }
 
 // CenterName is the process name of center i: "center" for the first, so
@@ -342,27 +357,53 @@ func (c *Cluster) seedApps() {
 // Start starts (or restarts) a process and waits until /healthz answers.
 func (c *Cluster) Start(name string) {
 	c.t.Helper()
+	c.StartAll(name)
+}
+
+// StartAll starts (or restarts) the named processes together and waits
+// until every one's /healthz answers.
+func (c *Cluster) StartAll(names ...string) {
+	c.t.Helper()
+	exited := make([]chan struct{}, len(names))
+	for i, name := range names {
+		exited[i] = c.launch(name)
+	}
+	deadline := time.Now().Add(startTimeout)
+	for i, name := range names {
+		c.waitHealthy(name, exited[i], deadline)
+	}
+}
+
+// launch starts a process without waiting for it; the returned channel is
+// closed when it exits.
+func (c *Cluster) launch(name string) chan struct{} {
+	c.t.Helper()
 	p := c.Procs[name]
 	p.mu.Lock()
+	defer p.mu.Unlock()
 	logf, err := os.OpenFile(p.Log, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
-		p.mu.Unlock()
 		c.t.Fatal(err)
 	}
 	cmd := exec.Command(p.Bin, p.Args...)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := cmd.Start(); err != nil {
-		p.mu.Unlock()
+		logf.Close()
 		c.t.Fatalf("start %s: %v", name, err)
 	}
 	p.cmd = cmd
 	exited := make(chan struct{})
 	p.exited = exited
 	go func() { _ = cmd.Wait(); logf.Close(); close(exited) }()
-	p.mu.Unlock()
+	return exited
+}
 
-	deadline := time.Now().Add(startTimeout)
+// waitHealthy polls a launched process's /healthz until it answers 200,
+// the process exits or the deadline passes.
+func (c *Cluster) waitHealthy(name string, exited chan struct{}, deadline time.Time) {
+	c.t.Helper()
+	p := c.Procs[name]
 	for time.Now().Before(deadline) {
 		select {
 		case <-exited:
@@ -376,7 +417,7 @@ func (c *Cluster) Start(name string) {
 				return
 			}
 		}
-		time.Sleep(50 * time.Millisecond)
+		time.Sleep(healthPoll)
 	}
 	c.t.Fatalf("%s not healthy within %v:\n%s", name, startTimeout, c.Tail(name, 30))
 }
@@ -397,23 +438,48 @@ func (c *Cluster) Kill(name string) { c.stop(name, syscall.SIGKILL) }
 // Stop sends SIGTERM and waits for a graceful exit.
 func (c *Cluster) Stop(name string) { c.stop(name, syscall.SIGTERM) }
 
-func (c *Cluster) stop(name string, sig syscall.Signal) {
-	p := c.Procs[name]
-	p.mu.Lock()
-	cmd, exited := p.cmd, p.exited
-	p.cmd = nil
-	p.mu.Unlock()
-	if cmd == nil || cmd.Process == nil {
+func (c *Cluster) stop(name string, sig syscall.Signal) { c.stopAll(sig, name) }
+
+// stopAll signals the named processes together and waits for each to exit,
+// killing any still running stopTimeout after the signal.
+func (c *Cluster) stopAll(sig syscall.Signal, names ...string) {
+	type running struct {
+		name   string
+		cmd    *exec.Cmd
+		exited chan struct{}
+	}
+	var procs []running
+	for _, name := range names {
+		p := c.Procs[name]
+		p.mu.Lock()
+		cmd, exited := p.cmd, p.exited
+		p.cmd = nil
+		p.mu.Unlock()
+		if cmd == nil || cmd.Process == nil {
+			continue
+		}
+		_ = cmd.Process.Signal(sig)
+		procs = append(procs, running{name, cmd, exited})
+	}
+	deadline := time.NewTimer(stopTimeout)
+	defer deadline.Stop()
+	for _, r := range procs {
+		select {
+		case <-r.exited:
+			continue
+		case <-deadline.C:
+		}
+		// The deadline fired: every process still running is killed.
+		for _, r := range procs {
+			select {
+			case <-r.exited:
+			default:
+				c.t.Errorf("%s did not exit %v after %v; killing", r.name, sig, stopTimeout)
+				_ = r.cmd.Process.Kill()
+			}
+		}
 		return
 	}
-	_ = cmd.Process.Signal(sig)
-	select {
-	case <-exited:
-		return
-	case <-time.After(stopTimeout):
-	}
-	c.t.Errorf("%s did not exit %v after %v; killing", name, sig, stopTimeout)
-	_ = cmd.Process.Kill()
 }
 
 // Tail returns the last n lines of a process's log.
@@ -479,8 +545,12 @@ func (c *Cluster) ForEachRedis(ctx context.Context, fn func(ctx context.Context,
 }
 
 func (c *Cluster) cleanup() {
-	for name := range c.Procs {
-		c.Stop(name)
+	// Wave by wave in reverse start order, each wave at once: the edge
+	// drains while centers and storage still answer, and the cluster's
+	// stop takes about its slowest process per wave, not the sum of all.
+	waves := c.waves(Options{Centers: len(c.CenterURLs), Rooms: len(c.RoomTCP)})
+	for i := len(waves) - 1; i >= 0; i-- {
+		c.stopAll(syscall.SIGTERM, waves[i]...)
 	}
 	if c.t.Failed() {
 		for name := range c.Procs {
