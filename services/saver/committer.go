@@ -182,37 +182,37 @@ func (c *committer) writer() {
 // groupCommitRows rows.
 func (c *committer) gather(first *storeReq, timer *time.Timer) ([]*storeReq, int) {
 	batch, rows := []*storeReq{first}, len(first.msgs)
-queued:
+	var expired <-chan time.Time // set once the wait for company starts
 	for rows < groupCommitRows {
-		select {
-		case r, ok := <-c.queue:
-			if !ok {
+		var (
+			r  *storeReq
+			ok bool
+		)
+		if expired == nil {
+			select {
+			case r, ok = <-c.queue:
+			default:
+				if c.committing.Load() == 0 {
+					return batch, rows
+				}
+				timer.Reset(c.wait)
+				defer timer.Stop()
+				expired = timer.C
+				continue
+			}
+		} else {
+			select {
+			case r, ok = <-c.queue:
+			case <-expired:
 				return batch, rows
 			}
-			c.metrics.storeQueue.Dec()
-			batch = append(batch, r)
-			rows += len(r.msgs)
-		default:
-			break queued
 		}
-	}
-	if rows >= groupCommitRows || c.committing.Load() == 0 {
-		return batch, rows
-	}
-	timer.Reset(c.wait)
-	defer timer.Stop()
-	for rows < groupCommitRows {
-		select {
-		case r, ok := <-c.queue:
-			if !ok {
-				return batch, rows
-			}
-			c.metrics.storeQueue.Dec()
-			batch = append(batch, r)
-			rows += len(r.msgs)
-		case <-timer.C:
+		if !ok {
 			return batch, rows
 		}
+		c.metrics.storeQueue.Dec()
+		batch = append(batch, r)
+		rows += len(r.msgs)
 	}
 	return batch, rows
 }
