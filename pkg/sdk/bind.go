@@ -106,12 +106,13 @@ func (c *Client) Unbind(ctx context.Context, app string) error {
 	return nil
 }
 
-// rebind binds the remembered apps on a new connection, but for kept:
-// the apps a resumed login says are bound already (AuthReply.resumed_apps,
-// docs/protocol.md §4.4). Refusals that a retry cannot fix forget the app;
-// others are logged and retried at the next reconnect.
-func (s *session) rebind(ctx context.Context, kept []string) {
-	for app, tok := range s.c.binds.snapshot() {
+// rebind binds apps (app → token, remembered before this connection) on
+// it, but for kept: the apps a resumed login says are bound already
+// (AuthReply.resumed_apps, docs/protocol.md §4.4). Refusals that a retry
+// cannot fix forget the app; others are logged and retried at the next
+// reconnect.
+func (s *session) rebind(ctx context.Context, apps map[string]string, kept []string) {
+	for app, tok := range apps {
 		if slices.Contains(kept, app) {
 			s.c.stats.rebindsSkipped.Add(1)
 			continue

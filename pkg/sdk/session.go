@@ -88,6 +88,10 @@ func (c *Client) runSession(ctx context.Context, ep string, resumeOnly bool) (es
 	s.acks.init()
 	c.log.Info("sdk: connected", "endpoint", ep, "session", reply.SessionId, "heartbeat", hb, "resumed", reply.Resumed)
 	c.setResumeToken(reply.ResumeToken)
+	// The apps to bind again are the ones bound before this connection,
+	// taken before it becomes current: an app Bind()s on it once it is
+	// current must not be sent a second BIND by the rebind below.
+	rebinds := c.binds.snapshot()
 	c.setCurrent(s)
 	c.stats.connects.Add(1)
 	if reply.Resumed {
@@ -99,7 +103,7 @@ func (c *Client) runSession(ctx context.Context, ep string, resumeOnly bool) (es
 	// Bound apps are bound again on every connection, but for those a
 	// resumed login kept (AuthReply.resumed_apps); the replies come
 	// through the reader, so this cannot run on it.
-	go s.rebind(ctx, reply.GetResumedApps())
+	go s.rebind(ctx, rebinds, reply.GetResumedApps())
 	return true, s.serve(ctx)
 }
 
