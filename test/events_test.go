@@ -37,15 +37,16 @@ func seqOf(t *testing.T, id string) uint64 {
 }
 
 // Event back-off of the outage test, scaled down from production's 1 s
-// and 30 s (docs/OPERATIONS.md: "down for a minute loses nothing"): the
-// outage lasts webhookOutageBackoffs times the cap, as the minute is two
-// of production's caps, so each event's back-off doubles up to the cap and
-// stays there before the webhook is back.
+// and 30 s (docs/OPERATIONS.md: "down for a minute loses nothing"). The
+// webhook stays down until one event has been refused
+// webhookCappedRefusals times: with base 250 ms doubling to the 3 s cap,
+// failures 1–4 wait 0.25–2 s and the 5th and 6th wait the capped 3 s (with
+// jitter), so the 7th refusal proves the back-off rose to its cap and
+// stayed there, as production's minute outage is two of its caps.
 const (
 	webhookRetryBase      = 250 * time.Millisecond
 	webhookRetryMax       = 3 * time.Second
-	webhookOutageBackoffs = 4
-	webhookOutage         = webhookOutageBackoffs * webhookRetryMax
+	webhookCappedRefusals = 7
 )
 
 // A webhook down for several capped back-offs (a minute in production's
@@ -63,6 +64,7 @@ func TestCallbacksAndReceiptsSurviveWebhookOutage(t *testing.T) {
 	accepted := map[string]int{}       // by event id
 	byUser := map[string][]hookEvent{} // accepted, in arrival order
 	var badSig, refused atomic.Int64
+	refusedBy, mostRefused := map[string]int{}, 0 // refusals by event id, under mu
 	hook := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		body, _ := io.ReadAll(r.Body)
 		if err := webhooksig.Verify(c.Secret, r.Header.Get(webhooksig.HeaderTimestamp), r.Header.Get(webhooksig.HeaderSignature),
@@ -73,6 +75,17 @@ func TestCallbacksAndReceiptsSurviveWebhookOutage(t *testing.T) {
 		}
 		if down.Load() {
 			refused.Add(1)
+			var in struct {
+				Events []hookEvent `json:"events"`
+			}
+			if json.Unmarshal(body, &in) == nil {
+				mu.Lock()
+				for _, e := range in.Events {
+					refusedBy[e.EventID]++
+					mostRefused = max(mostRefused, refusedBy[e.EventID])
+				}
+				mu.Unlock()
+			}
 			http.Error(w, "down for maintenance", http.StatusServiceUnavailable)
 			return
 		}
@@ -148,7 +161,11 @@ func TestCallbacksAndReceiptsSurviveWebhookOutage(t *testing.T) {
 
 	// The webhook stays down; the events wait in MySQL.
 	Eventually(t, 30*time.Second, "coordinator tried the webhook", func() bool { return refused.Load() > 0 })
-	time.Sleep(webhookOutage) // the outage itself, not a wait for state
+	Eventually(t, 60*time.Second, "an event retried at the capped back-off", func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return mostRefused >= webhookCappedRefusals
+	})
 	mu.Lock()
 	if len(accepted) != 0 {
 		t.Fatalf("events accepted while the webhook was down: %v", accepted)
