@@ -102,7 +102,7 @@ func (b *deliveryBatcher) collect() {
 	timer.Stop()
 	for first := range b.queue {
 		batch := append(make([]*internalpb.Message, 0, deliveryBatchMax), first)
-		batch, open := b.drain(batch)
+		batch, open := drainQueue(b.queue, batch, deliveryBatchMax)
 		if open && len(batch) < deliveryBatchMax && b.inFlight.Load() > 0 {
 			timer.Reset(b.wait)
 		fill:
@@ -122,7 +122,7 @@ func (b *deliveryBatcher) collect() {
 		}
 		b.slots <- struct{}{}
 		if open {
-			batch, open = b.drain(batch)
+			batch, open = drainQueue(b.queue, batch, deliveryBatchMax)
 		}
 		b.inFlight.Add(1)
 		b.flushes.Add(1)
@@ -131,23 +131,6 @@ func (b *deliveryBatcher) collect() {
 			return
 		}
 	}
-}
-
-// drain appends what is queued now, without waiting, up to
-// deliveryBatchMax; open is false once the queue is closed and empty.
-func (b *deliveryBatcher) drain(batch []*internalpb.Message) ([]*internalpb.Message, bool) {
-	for len(batch) < deliveryBatchMax {
-		select {
-		case m, ok := <-b.queue:
-			if !ok {
-				return batch, false
-			}
-			batch = append(batch, m)
-		default:
-			return batch, true
-		}
-	}
-	return batch, true
 }
 
 func (b *deliveryBatcher) flush(batch []*internalpb.Message) {

@@ -123,7 +123,7 @@ func (b *storeBatcher) collect() {
 	timer.Stop()
 	for first := range b.queue {
 		batch := append(make([]*storeItem, 0, storeBatchMax), first)
-		batch, open := b.drain(batch)
+		batch, open := drainQueue(b.queue, batch, storeBatchMax)
 		if open && len(batch) < storeBatchMax && b.inFlight.Load() > 0 {
 			timer.Reset(storeBatchWait)
 		fill:
@@ -144,7 +144,7 @@ func (b *storeBatcher) collect() {
 		b.slots <- struct{}{}
 		if open {
 			// Top up with what arrived while every call was busy.
-			batch, open = b.drain(batch)
+			batch, open = drainQueue(b.queue, batch, storeBatchMax)
 		}
 		b.inFlight.Add(1)
 		b.flushes.Add(1)
@@ -153,23 +153,6 @@ func (b *storeBatcher) collect() {
 			return
 		}
 	}
-}
-
-// drain appends what is queued now, without waiting, up to storeBatchMax;
-// open is false once the queue is closed and empty.
-func (b *storeBatcher) drain(batch []*storeItem) ([]*storeItem, bool) {
-	for len(batch) < storeBatchMax {
-		select {
-		case it, ok := <-b.queue:
-			if !ok {
-				return batch, false
-			}
-			batch = append(batch, it)
-		default:
-			return batch, true
-		}
-	}
-	return batch, true
 }
 
 func (b *storeBatcher) flush(batch []*storeItem) {
@@ -291,4 +274,22 @@ func newStoreBatchMetrics(reg prometheus.Registerer) *storeBatchMetrics {
 	}
 	reg.MustRegister(m.batch, m.rejected, m.streamInFlight)
 	return m
+}
+
+// drainQueue appends what q holds now, without waiting, up to max items;
+// open is false once q is closed and empty. Both of center's batchers top
+// their batches up with it.
+func drainQueue[T any](q <-chan T, batch []T, max int) (_ []T, open bool) {
+	for len(batch) < max {
+		select {
+		case it, ok := <-q:
+			if !ok {
+				return batch, false
+			}
+			batch = append(batch, it)
+		default:
+			return batch, true
+		}
+	}
+	return batch, true
 }
