@@ -47,26 +47,28 @@ func splitDelivered(delivered, acked []msgRef) (rest []msgRef, deliveredToo map[
 	return rest, deliveredToo
 }
 
-// finishIsolated is finish that isolates failures: on an error the ids are
-// split and each half finished on its own, so only the ids whose own rows
-// fail stay behind. It returns what was finished and the ids left, with
-// the first error met.
-func (d *msgDB) finishIsolated(ctx context.Context, outcome internalpb.MessageState, ids []uint64, now time.Time, keep func(*finishedRow) bool) (done []msgRef, failed []uint64, err error) {
-	if len(ids) == 0 {
+// finishIsolated is finishOwned that isolates failures: on an error the
+// refs are split and each half finished on its own, so only the refs
+// whose own rows fail stay behind. It returns what was finished and the
+// ids left, with the first error met.
+func (d *msgDB) finishIsolated(ctx context.Context, outcome internalpb.MessageState, refs []msgRef, now time.Time, adjust func(*finishedRow)) (done []msgRef, failed []uint64, err error) {
+	if len(refs) == 0 {
 		return nil, nil, nil
 	}
-	done, err = d.finish(ctx, outcome, ids, now, keep)
+	done, err = d.finishOwned(ctx, outcome, refs, now, adjust)
 	if err == nil {
 		return done, nil, nil
 	}
-	if len(ids) == 1 || ctx.Err() != nil {
-		return nil, ids, err
+	if len(refs) == 1 || ctx.Err() != nil {
+		failed = make([]uint64, len(refs))
+		for i, r := range refs {
+			failed[i] = r.id
+		}
+		return nil, failed, err
 	}
-	half := len(ids) / 2
-	// Copies: finish sorts its ids in place.
-	a, b := append([]uint64(nil), ids[:half]...), append([]uint64(nil), ids[half:]...)
-	doneA, failedA, errA := d.finishIsolated(ctx, outcome, a, now, keep)
-	doneB, failedB, errB := d.finishIsolated(ctx, outcome, b, now, keep)
+	half := len(refs) / 2
+	doneA, failedA, errA := d.finishIsolated(ctx, outcome, refs[:half], now, adjust)
+	doneB, failedB, errB := d.finishIsolated(ctx, outcome, refs[half:], now, adjust)
 	if errA == nil {
 		errA = errB
 	}
