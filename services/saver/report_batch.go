@@ -16,8 +16,8 @@ import (
 //   - A message delivered and acked in the same window (a client answering
 //     within a few ms, the common case) is not marked delivered first: its
 //     ack moves it to message_outcomes with the delivery counted there, so
-//     the window costs one transaction instead of a SELECT, an UPDATE and
-//     a transaction.
+//     the window costs one transaction instead of an UPDATE and a
+//     transaction (report_db.go has the statements).
 //   - One ack whose rows cannot be moved must not fail its batch-mates: a
 //     failed finish is split in halves and each half tried again, down to
 //     the single failing message, which is left stored (it is sent again
