@@ -323,44 +323,16 @@ func (d *msgDB) counts(ctx context.Context, u userRef, ids []uint64) (map[uint64
 	return out, rows.Err()
 }
 
-// owned returns the refs whose id exists and belongs to the ref's app and
-// user: one app can never touch another app's message.
-func (d *msgDB) owned(ctx context.Context, refs []msgRef) ([]uint64, error) {
-	want := make(map[uint64]msgRef, len(refs))
-	ids := make([]uint64, 0, len(refs))
-	for _, r := range refs {
-		if _, dup := want[r.id]; !dup {
-			want[r.id] = r
-			ids = append(ids, r.id)
-		}
-	}
-	rows, err := d.db.QueryContext(ctx, "SELECT id, app, `user` FROM messages WHERE id IN ("+placeholders(len(ids))+")", idArgs(ids)...)
-	if err != nil {
-		return nil, fmt.Errorf("saver: owners of %d messages: %w", len(ids), err)
-	}
-	defer rows.Close()
-	var out []uint64
-	for rows.Next() {
-		var r msgRef
-		if err := rows.Scan(&r.id, &r.app, &r.user); err != nil {
-			return nil, fmt.Errorf("saver: owners: %w", err)
-		}
-		if w := want[r.id]; w.app == r.app && w.user == r.user {
-			out = append(out, r.id)
-		}
-	}
-	return out, rows.Err()
-}
-
-// markDelivered counts one more delivery of each id. Ids are sorted so
+// markDelivered counts one more delivery of each id: one autocommitted
+// UPDATE (atomic on its own), retried on deadlock. Ids are sorted so
 // concurrent updates lock rows in the same order.
 func (d *msgDB) markDelivered(ctx context.Context, ids []uint64, now time.Time) error {
 	if len(ids) == 0 {
 		return nil
 	}
 	ids = sortedIDs(ids)
-	return d.retry.inTx(ctx, d.db, nil, func(tx *sql.Tx) error {
-		_, err := tx.ExecContext(ctx, "UPDATE messages SET delivery_count = delivery_count + 1, state = ?, updated_ms = ? WHERE id IN ("+
+	return d.retry.run(ctx, func() error {
+		_, err := d.db.ExecContext(ctx, "UPDATE messages SET delivery_count = delivery_count + 1, state = ?, updated_ms = ? WHERE id IN ("+
 			placeholders(len(ids))+")", append([]any{stateDelivered, now.UnixMilli()}, idArgs(ids)...)...)
 		if err != nil {
 			return fmt.Errorf("saver: mark %d delivered: %w", len(ids), err)
@@ -432,17 +404,35 @@ func moveToOutcomes(ctx context.Context, tx *sql.Tx, rows []finishedRow, outcome
 	if len(rows) == 0 {
 		return nil
 	}
+	if err := recordOutcomes(ctx, tx, rows, outcome, now); err != nil {
+		return err
+	}
+	del := make([]uint64, len(rows))
+	for i, r := range rows {
+		del[i] = r.id
+	}
+	if _, err := tx.ExecContext(ctx, "DELETE FROM messages WHERE id IN ("+placeholders(len(del))+")", idArgs(del)...); err != nil {
+		return fmt.Errorf("delete %d finished messages: %w", len(del), err)
+	}
+	return nil
+}
+
+// recordOutcomes writes outcome for rows to message_outcomes, and their
+// receipts to the outbox, inside tx (which also takes the rows out of
+// messages): a receipt exists exactly when its outcome does.
+func recordOutcomes(ctx context.Context, tx *sql.Tx, rows []finishedRow, outcome internalpb.MessageState, now time.Time) error {
+	if len(rows) == 0 {
+		return nil
+	}
 	var b strings.Builder
 	b.WriteString("INSERT INTO message_outcomes (id, app, `user`, outcome, delivery_count, at_ms, created_ms, expires_ms, multicast_id) VALUES ")
 	args := make([]any, 0, len(rows)*9)
-	del := make([]uint64, len(rows))
 	for i, r := range rows {
 		if i > 0 {
 			b.WriteByte(',')
 		}
 		b.WriteString("(?,?,?,?,?,?,?,?,?)")
 		args = append(args, r.id, r.app, r.user, uint8(outcome), r.deliveryCount, now.UnixMilli(), r.createdMs, r.expiresMs, r.multicastID)
-		del[i] = r.id
 	}
 	// A leftover outcome row can only be an older fate of the same id;
 	// the newest one wins.
@@ -450,10 +440,6 @@ func moveToOutcomes(ctx context.Context, tx *sql.Tx, rows []finishedRow, outcome
 	if _, err := tx.ExecContext(ctx, b.String(), args...); err != nil {
 		return fmt.Errorf("record %d outcomes: %w", len(rows), err)
 	}
-	if _, err := tx.ExecContext(ctx, "DELETE FROM messages WHERE id IN ("+placeholders(len(del))+")", idArgs(del)...); err != nil {
-		return fmt.Errorf("delete %d finished messages: %w", len(del), err)
-	}
-	// In the same transaction: a receipt exists exactly when its outcome does.
 	return recordReceipts(ctx, tx, rows, outcome, now)
 }
 

@@ -16,8 +16,8 @@ import (
 //   - A message delivered and acked in the same window (a client answering
 //     within a few ms, the common case) is not marked delivered first: its
 //     ack moves it to message_outcomes with the delivery counted there, so
-//     the window costs one transaction instead of a SELECT, an UPDATE and
-//     a transaction.
+//     the window costs one transaction instead of an UPDATE and a
+//     transaction (report_db.go has the statements).
 //   - One ack whose rows cannot be moved must not fail its batch-mates: a
 //     failed finish is split in halves and each half tried again, down to
 //     the single failing message, which is left stored (it is sent again
@@ -47,26 +47,28 @@ func splitDelivered(delivered, acked []msgRef) (rest []msgRef, deliveredToo map[
 	return rest, deliveredToo
 }
 
-// finishIsolated is finish that isolates failures: on an error the ids are
-// split and each half finished on its own, so only the ids whose own rows
-// fail stay behind. It returns what was finished and the ids left, with
-// the first error met.
-func (d *msgDB) finishIsolated(ctx context.Context, outcome internalpb.MessageState, ids []uint64, now time.Time, keep func(*finishedRow) bool) (done []msgRef, failed []uint64, err error) {
-	if len(ids) == 0 {
+// finishIsolated is finishOwned that isolates failures: on an error the
+// refs are split and each half finished on its own, so only the refs
+// whose own rows fail stay behind. It returns what was finished and the
+// ids left, with the first error met.
+func (d *msgDB) finishIsolated(ctx context.Context, outcome internalpb.MessageState, refs []msgRef, now time.Time, adjust func(*finishedRow)) (done []msgRef, failed []uint64, err error) {
+	if len(refs) == 0 {
 		return nil, nil, nil
 	}
-	done, err = d.finish(ctx, outcome, ids, now, keep)
+	done, err = d.finishOwned(ctx, outcome, refs, now, adjust)
 	if err == nil {
 		return done, nil, nil
 	}
-	if len(ids) == 1 || ctx.Err() != nil {
-		return nil, ids, err
+	if len(refs) == 1 || ctx.Err() != nil {
+		failed = make([]uint64, len(refs))
+		for i, r := range refs {
+			failed[i] = r.id
+		}
+		return nil, failed, err
 	}
-	half := len(ids) / 2
-	// Copies: finish sorts its ids in place.
-	a, b := append([]uint64(nil), ids[:half]...), append([]uint64(nil), ids[half:]...)
-	doneA, failedA, errA := d.finishIsolated(ctx, outcome, a, now, keep)
-	doneB, failedB, errB := d.finishIsolated(ctx, outcome, b, now, keep)
+	half := len(refs) / 2
+	doneA, failedA, errA := d.finishIsolated(ctx, outcome, refs[:half], now, adjust)
+	doneB, failedB, errB := d.finishIsolated(ctx, outcome, refs[half:], now, adjust)
 	if errA == nil {
 		errA = errB
 	}

@@ -206,33 +206,28 @@ func (s *server) Report(ctx context.Context, req *internalpb.ReportRequest) (*in
 	// a message acked in a later report counts this delivery.
 	delivered, deliveredToo := splitDelivered(toRefs(req.GetDelivered()), acked)
 	if len(delivered) > 0 {
-		ids, err := s.db.owned(ctx, delivered)
+		n, err := s.db.markOwnedDelivered(ctx, delivered, now)
 		if err != nil {
 			return nil, s.fail(ctx, "report", err)
 		}
-		if err := s.db.markDelivered(ctx, ids, now); err != nil {
-			return nil, s.fail(ctx, "report", err)
-		}
-		s.metrics.delivered.WithLabelValues("report").Add(float64(len(ids)))
+		s.metrics.delivered.WithLabelValues("report").Add(float64(n))
 	}
 	if len(acked) > 0 {
-		owner := make(map[uint64]msgRef, len(acked))
-		ids := make([]uint64, 0, len(acked))
+		// One ref per id, the last one deciding whose message it is.
+		owner := make(map[uint64]int, len(acked))
+		refs := make([]msgRef, 0, len(acked))
 		for _, r := range acked {
-			if _, dup := owner[r.id]; !dup {
-				ids = append(ids, r.id)
+			if i, dup := owner[r.id]; dup {
+				refs[i] = r
+				continue
 			}
-			owner[r.id] = r
+			owner[r.id] = len(refs)
+			refs = append(refs, r)
 		}
-		gone, failed, err := s.db.finishIsolated(ctx, internalpb.MessageState_MESSAGE_STATE_ACKED, ids, now, func(r *finishedRow) bool {
-			o := owner[r.id]
-			if o.app != r.app || o.user != r.user {
-				return false
-			}
-			if deliveredToo[o] {
+		gone, failed, err := s.db.finishIsolated(ctx, internalpb.MessageState_MESSAGE_STATE_ACKED, refs, now, func(r *finishedRow) {
+			if deliveredToo[r.msgRef] {
 				r.deliveryCount++
 			}
-			return true
 		})
 		alsoDelivered := 0
 		for _, r := range gone {
@@ -243,7 +238,7 @@ func (s *server) Report(ctx context.Context, req *internalpb.ReportRequest) (*in
 		s.metrics.delivered.WithLabelValues("report").Add(float64(alsoDelivered))
 		s.metrics.outcomes.WithLabelValues("acked").Add(float64(len(gone)))
 		if err != nil {
-			if len(failed) == len(ids) {
+			if len(failed) == len(refs) {
 				return nil, s.fail(ctx, "report", err)
 			}
 			// The others landed; these stay stored and are sent and
