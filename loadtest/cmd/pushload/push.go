@@ -402,7 +402,8 @@ func (s *sender) stopped() bool {
 	}
 }
 
-// work sends the requests of jobs one at a time.
+// work sends the requests of jobs one at a time, over net/http for
+// -http-client std, else (lean, the default) over a connection of its own.
 func (s *sender) work(jobs <-chan int64) {
 	if s.f.httpClient == httpClientStd {
 		for k := range jobs {
@@ -453,8 +454,8 @@ func (s *sender) oneLean(lc *leanConn, buf []byte, k int64) []byte {
 	return body
 }
 
-// one sends request k over net/http: unicast to user k mod users, or a batch of users
-// starting at k*batch.
+// one sends request k over net/http: unicast to user k mod users, or a
+// batch of users starting at k*batch.
 func (s *sender) one(k int64) {
 	t0 := time.Now()
 	payload := s.payload(t0)
