@@ -68,6 +68,8 @@ type benchFlags struct {
 	// transports and grpcStreams: unicast's ways into center.
 	transports  string
 	grpcStreams int
+	// httpClient is the generator's HTTP client (unicast http, churn).
+	httpClient string
 
 	churnRate     float64
 	churnDuration time.Duration
@@ -110,6 +112,7 @@ func parseBenchFlags(args []string) (*benchFlags, error) {
 	fs.DurationVar(&f.step, "step", 10*time.Second, "unicast: length of one rate step")
 	fs.DurationVar(&f.p99Limit, "p99-limit", 50*time.Millisecond, "unicast: the ladder stops at the first step whose end-to-end p99 exceeds this")
 	fs.StringVar(&f.transports, "transports", strings.Join(unicastTransports(), ","), "unicast: how pushes enter center, in order: http (POST /v1/push, one push per request, keep-alive) and/or grpc (PushStream)")
+	fs.StringVar(&f.httpClient, "http-client", httpClientLean, "unicast (http), churn: the generator's HTTP client: lean (one keep-alive connection per worker, each request built in a reused buffer) or std (net/http and a JSON-marshalled map per push)")
 	fs.IntVar(&f.grpcStreams, "grpc-streams", 8, "unicast: PushStreams the grpc transport spreads its pushes over (center answers at most 256 in flight per stream)")
 	fs.DurationVar(&f.drain, "drain", 10*time.Second, "unicast, churn: wait at most this long for outstanding deliveries")
 
@@ -167,6 +170,9 @@ func (f *benchFlags) validate() error {
 	}
 	if _, err := parseEngines(f.engines); err != nil {
 		return err
+	}
+	if !contains(httpClients(), f.httpClient) {
+		return fmt.Errorf("bench: -http-client %q: want one of %s", f.httpClient, strings.Join(httpClients(), ", "))
 	}
 	if f.scenario == "unicast" {
 		if err := l.validate(); err != nil {

@@ -50,6 +50,8 @@ type pushFlags struct {
 	warmup   time.Duration
 	multi    bool
 	cpuPIDs  string
+	// httpClient is -http-client: httpClientLean or httpClientStd.
+	httpClient string
 }
 
 // PushResult is the JSON result of push and multi.
@@ -116,6 +118,7 @@ func parsePushFlags(args []string, multi bool) (*pushFlags, error) {
 	fs.IntVar(&f.httpConc, "http-conc", 64, "HTTP requests in flight at most; a saturated center lowers the achieved rate")
 	fs.DurationVar(&f.drain, "drain", 15*time.Second, "after the send window, wait at most this long for outstanding deliveries")
 	fs.DurationVar(&f.warmup, "warmup", 2*time.Second, "pause after connecting, so register holds every session before the first push")
+	fs.StringVar(&f.httpClient, "http-client", httpClientLean, "HTTP client of the pushes: lean (one keep-alive connection per worker, each request built in a reused buffer) or std (net/http and a JSON-marshalled map per push), to compare the generator's CPU")
 	fs.StringVar(&f.cpuPIDs, "cpu-pids", "", "other processes whose CPU to report, name=pid comma-separated (e.g. center=123,saver=456)")
 	f.batch, f.multi = 1, multi
 	if multi {
@@ -145,6 +148,8 @@ func parsePushFlags(args []string, multi bool) (*pushFlags, error) {
 		return nil, fmt.Errorf("%s: -batch %d: want 1..min(%d, -users)", name, f.batch, maxBatch)
 	case f.drain < 0 || f.drain > maxDuration:
 		return nil, fmt.Errorf("%s: -drain %v: want 0..%v", name, f.drain, maxDuration)
+	case !contains(httpClients(), f.httpClient):
+		return nil, fmt.Errorf("%s: -http-client %q: want one of %s", name, f.httpClient, strings.Join(httpClients(), ", "))
 	}
 	if err := checkPerProc(f.users); err != nil {
 		return nil, fmt.Errorf("%s: %w", name, err)
@@ -336,8 +341,10 @@ type sender struct {
 	f      *pushFlags
 	center string
 	tr     *tracker
-	http   *http.Client
-	lat    latencies
+	// http is the net/http client of f.httpClient std; the lean client
+	// has a connection per worker instead.
+	http *http.Client
+	lat  latencies
 
 	requests atomic.Int64
 	accepted atomic.Int64
@@ -361,9 +368,7 @@ func (s *sender) run() {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			for k := range jobs {
-				s.one(k)
-			}
+			s.work(jobs)
 		}()
 	}
 	pace(s.f.rate, s.f.duration, s.stopped, jobs)
@@ -397,8 +402,60 @@ func (s *sender) stopped() bool {
 	}
 }
 
-// one sends request k: unicast to user k mod users, or a batch of users
-// starting at k*batch.
+// work sends the requests of jobs one at a time, over net/http for
+// -http-client std, else (lean, the default) over a connection of its own.
+func (s *sender) work(jobs <-chan int64) {
+	if s.f.httpClient == httpClientStd {
+		for k := range jobs {
+			s.one(k)
+		}
+		return
+	}
+	lc, err := newLeanConn(s.center, s.f.apiKey, httpTimeout)
+	if err != nil {
+		s.noteError(err.Error())
+		for range jobs {
+			s.requests.Add(1)
+			s.status.Add("transport_error", 1)
+		}
+		return
+	}
+	defer lc.close()
+	var body []byte
+	for k := range jobs {
+		body = s.oneLean(lc, body, k)
+	}
+}
+
+// oneLean sends request k over lc, building its body in buf (returned
+// for reuse); it counts as one does.
+func (s *sender) oneLean(lc *leanConn, buf []byte, k int64) []byte {
+	t0 := time.Now()
+	body := appendPushBody(buf[:0], s.f, s.tr.runID, k, t0)
+	path := "/v1/push"
+	if s.f.multi {
+		path = "/v1/push/multi"
+	}
+	s.requests.Add(1)
+	r, err := lc.post(path, body, t0)
+	if err != nil {
+		s.status.Add("transport_error", 1)
+		s.noteError(err.Error())
+		return body
+	}
+	s.lat.Add(time.Since(t0))
+	if r.status != http.StatusOK {
+		s.status.Add(strconv.Itoa(r.status), 1)
+		s.noteError(r.statusText + " " + strings.TrimSpace(string(r.body)))
+		return body
+	}
+	s.status.Add("200", 1)
+	s.accepted.Add(int64(s.f.batch))
+	return body
+}
+
+// one sends request k over net/http: unicast to user k mod users, or a
+// batch of users starting at k*batch.
 func (s *sender) one(k int64) {
 	t0 := time.Now()
 	payload := s.payload(t0)

@@ -56,7 +56,7 @@ func (b *bench) churn(i int, engine, flagVal string) error {
 	stopPush := make(chan struct{})
 	pf := &pushFlags{commonFlags: commonFlags{app: benchApp, userPrefix: prefix}, apiKey: b.cl.APIKey,
 		users: b.f.conns, rate: b.f.churnPushRate, duration: maxDuration, qos: 1, ttl: unicastTTL,
-		size: unicastPayload, httpConc: unicastHTTPConc, batch: 1}
+		size: unicastPayload, httpConc: unicastHTTPConc, batch: 1, httpClient: b.f.httpClient}
 	s := &sender{f: pf, center: b.cl.CenterURL, tr: tr, status: &counts{}, stop: stopPush,
 		http: &http.Client{Timeout: httpTimeout, Transport: &http.Transport{MaxIdleConnsPerHost: unicastHTTPConc}}}
 	pushStart := time.Now()

@@ -82,8 +82,9 @@ func (b *bench) unicastRun(roomIdx int, engine, flagVal, transport string) error
 		httpc := &http.Client{Timeout: httpTimeout, Transport: &http.Transport{
 			MaxIdleConns: unicastHTTPConc, MaxIdleConnsPerHost: unicastHTTPConc, IdleConnTimeout: time.Minute}}
 		defer httpc.CloseIdleConnections()
+		r.Notes = append(r.Notes, "generator HTTP client: "+b.f.httpClient)
 		tp = func(pf *pushFlags, tr *tracker) unicastSender {
-			pf.httpConc = unicastHTTPConc
+			pf.httpConc, pf.httpClient = unicastHTTPConc, b.f.httpClient
 			return &sender{f: pf, center: b.cl.CenterURL, tr: tr, status: &counts{}, http: httpc, stop: b.ctx.Done()}
 		}
 	case transportGRPC:
