@@ -77,6 +77,8 @@ FUZZ_TARGETS := ./pkg/protocol:FuzzDecode ./pkg/protocol:FuzzReadFrame ./pkg/pro
 	./pkg/webhooksig:FuzzVerify
 # Transactional push (issue 9): the POST /v1/tx body and check-back answer, the check-back receiver.
 FUZZ_TARGETS += ./services/center:FuzzTxBody ./pkg/txcheck:FuzzReadVerified
+# The load generator's HTTP/1.1 response parser (pushload -http-client lean).
+FUZZ_TARGETS += ./loadtest/cmd/pushload:FuzzReadResponse
 
 fuzz:
 	@set -e; for t in $(FUZZ_TARGETS); do \
