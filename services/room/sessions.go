@@ -16,10 +16,11 @@ const (
 	refreshBatch = 500
 	// registerBatchDelay is 0: register's batcher is eager. Every login's
 	// AUTH_REPLY waits for its put, so a gather window is added to every
-	// login's wait, and with one flusher it paced them all: 256 logins in
-	// flight waited 5 ms + a put each round. Eager, a login that finds the
-	// flusher idle is put at once, and those arriving during a put go
-	// together in the next (batches grow with load, up to defaultBatchSize).
+	// login's wait (4 logins in flight: connect p50 10-11 ms with 5 ms,
+	// 6 ms without). Eager, a login that finds the flusher idle is put at
+	// once, and those arriving during a put go together in the next:
+	// batches grow with load (up to defaultBatchSize) as they did with the
+	// window, so a burst costs no more calls.
 	registerBatchDelay = 0
 )
 
