@@ -20,7 +20,7 @@ const (
 	// 6 ms without). Eager, a login that finds the flusher idle is put at
 	// once, and those arriving during a put go together in the next:
 	// batches grow with load (up to defaultBatchSize) as they did with the
-	// window, so a burst costs no more calls.
+	// window, so a burst's puts still go in batches.
 	registerBatchDelay = 0
 )
 
