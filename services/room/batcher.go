@@ -7,7 +7,8 @@ import (
 )
 
 // Batching defaults for calls to register and saver: flush at this many
-// items or this long after the first one, whichever comes first.
+// items or this long after the first one, whichever comes first. A
+// batcher made with delay 0 gathers nothing on purpose (see batcher).
 const (
 	defaultBatchSize  = 500
 	defaultBatchDelay = 5 * time.Millisecond
@@ -32,6 +33,13 @@ const (
 // batcher collects items from many connections and hands them to flush in
 // batches. One goroutine flushes, so batches leave in the order items came
 // and a slow peer slows only the batcher, never the connections feeding it.
+//
+// With a delay, a batch waits up to delay after its first item for more.
+// With delay 0 (eager) the flusher never waits: an item that finds it
+// idle leaves at once, alone, and the items that arrive while a batch is
+// out go together in the next one as soon as it returns. Under load the
+// batches grow by themselves to what arrives in one round trip; a caller
+// waiting for the flush waits one round trip at most behind another.
 //
 // The queue is a ring that grows on demand up to its bound and gives its
 // array back once it empties after a burst: a pre-sized channel held
@@ -144,7 +152,7 @@ func (b *batcher[T]) run() {
 				return
 			}
 		}
-		if len(batch) < b.size {
+		if len(batch) < b.size && b.delay > 0 {
 			timer.Reset(b.delay)
 		collect:
 			for len(batch) < b.size {

@@ -74,6 +74,42 @@ func TestBatcherFlushesAfterDelay(t *testing.T) {
 	}
 }
 
+// TestBatcherEagerFlushesIdleAddAtOnce: an eager batcher (delay 0) that
+// finds its flusher idle flushes a lone item without waiting for more,
+// and the items that come while a flush is out leave together, in order,
+// as soon as it returns. No timing: the flush is held on a channel.
+func TestBatcherEagerFlushesIdleAddAtOnce(t *testing.T) {
+	var c collector
+	entered := make(chan struct{}, 1)
+	release := make(chan struct{})
+	b := newBatcher(500, 0, 100, func(batch []int) {
+		entered <- struct{}{}
+		<-release
+		c.flush(batch)
+	}, nil)
+	defer b.Close(context.Background())
+	b.Add(1)
+	<-entered // flushed alone, nothing else ever came
+	for i := 2; i <= 4; i++ {
+		b.Add(i)
+	}
+	release <- struct{}{}
+	<-entered // the three that came meanwhile, in one batch
+	release <- struct{}{}
+	waitUntil(t, func() bool { return len(c.snapshot()) == 2 })
+	if got := c.snapshot(); len(got[0]) != 1 || got[0][0] != 1 || len(got[1]) != 3 || got[1][0] != 2 || got[1][2] != 4 {
+		t.Fatalf("batches %v, want [[1] [2 3 4]]", got)
+	}
+	// And again from idle: one more lone item goes at once.
+	b.Add(5)
+	<-entered
+	release <- struct{}{}
+	waitUntil(t, func() bool { return len(c.snapshot()) == 3 })
+	if got := c.snapshot(); len(got[2]) != 1 || got[2][0] != 5 {
+		t.Fatalf("third batch %v, want [5]", got[2])
+	}
+}
+
 // blockedBatcher returns a batcher of batch size 10 and bound queue whose
 // flusher is stuck in flush with a full batch (items 0..9), and the
 // channel that releases it.

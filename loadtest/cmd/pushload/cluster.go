@@ -96,7 +96,6 @@ type benchCluster struct {
 	SaverAdmin  string
 
 	mu    sync.Mutex
-	solo  bool // the solo cluster's app is seeded
 	taken map[int]bool
 	procs map[string]*benchProc
 	order []string
@@ -214,24 +213,6 @@ func (c *benchCluster) startRoom(i int, engine string) (*roomInfo, error) {
 	return c.startRoomIn(c.Name, "room-"+strconv.Itoa(i+1), engine)
 }
 
-// startSoloRoom starts a room alone: under a cluster name of its own
-// (with the bench app) where no register, saver or coordinator runs.
-// Logins then skip the session registration and the pending pull, so
-// its connect rate is the room's own.
-func (c *benchCluster) startSoloRoom(i int, engine string) (*roomInfo, error) {
-	solo := c.Name + "-solo"
-	c.mu.Lock()
-	seeded := c.solo
-	c.solo = true
-	c.mu.Unlock()
-	if !seeded {
-		if err := c.seedAppIn(solo); err != nil {
-			return nil, err
-		}
-	}
-	return c.startRoomIn(solo, "solo-room-"+strconv.Itoa(i+1), engine)
-}
-
 func (c *benchCluster) startRoomIn(cluster, name, engine string) (*roomInfo, error) {
 	p := make([]string, 3)
 	for k := range p {
@@ -271,7 +252,7 @@ func (c *benchCluster) addService(name, admin string, env []string, args ...stri
 }
 
 func (c *benchCluster) addServiceIn(cluster, name, admin string, env []string, args ...string) {
-	bin := strings.TrimRight(strings.TrimPrefix(name, "solo-"), "-0123456789") // room-3 runs bin/room
+	bin := strings.TrimRight(name, "-0123456789") // room-3 runs bin/room
 	common := []string{"-cluster", cluster, "-etcd", c.cfg.etcd, "-instance", name, "-admin", admin, "-log-level", "warn"}
 	c.add(name, filepath.Join(c.cfg.binDir, bin), admin, env, append(common, args...)...)
 }
@@ -441,7 +422,6 @@ func (c *benchCluster) deletePrefix() error {
 		return fmt.Errorf("cluster: etcd cleanup: %w", err)
 	}
 	defer cli.Close()
-	// "/pushgw/bench-x" without the slash covers bench-x-solo too.
 	if _, err := cli.Delete(ctx, "/pushgw/"+c.Name, clientv3.WithPrefix()); err != nil {
 		return fmt.Errorf("cluster: etcd cleanup of /pushgw/%s*: %w", c.Name, err)
 	}

@@ -343,7 +343,7 @@ func (b *bench) unicastPIDs(room *roomInfo) map[string]int {
 	for name, pid := range b.cl.LivePIDs() {
 		if name == room.Name {
 			name = "room"
-		} else if strings.HasPrefix(name, "room-") || strings.HasPrefix(name, "solo-room-") {
+		} else if strings.HasPrefix(name, "room-") {
 			continue
 		}
 		pids[name] = pid
