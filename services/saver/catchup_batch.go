@@ -45,12 +45,14 @@ const (
 	catchUpFailed   = "failed"
 )
 
-// catchUpWant is one request of a batch, validated, with its user's tags.
+// catchUpWant is one request of a batch, validated, with its user's tags
+// once they were needed (tagsRead).
 type catchUpWant struct {
-	limit int
-	tags  []string
-	err   error
-	list  []*internalpb.Broadcast // the answer, ascending seq
+	limit    int
+	tags     []string
+	tagsRead bool
+	err      error
+	list     []*internalpb.Broadcast // the answer, ascending seq
 }
 
 type catchUpGroupKey struct {
@@ -70,19 +72,26 @@ func (s *server) CatchUpBatch(ctx context.Context, req *internalpb.CatchUpBatchR
 	}
 	now := time.Now()
 	wants := make([]catchUpWant, len(reqs))
-	// Validation and tags as CatchUp does them: a bad request fails alone.
-	parallel(len(reqs), catchUpBatchParallel, func(i int) {
-		r, w := reqs[i], &wants[i]
+	// Validation as CatchUp does it: a bad request fails alone. The
+	// user's tags are read later, only for logins that may get a tag
+	// broadcast (catchUpGroup).
+	for i, r := range reqs {
+		w := &wants[i]
 		if r.GetApp() == "" || len(r.GetApp()) > maxAppLen {
 			w.err = invalid("app must be 1..%d bytes", maxAppLen)
-			return
+			continue
+		}
+		if r.GetUser() != "" && s.tags != nil {
+			if err := checkUser(r.GetApp(), r.GetUser()); err != nil {
+				w.err = invalid("%v", err)
+				continue
+			}
 		}
 		w.limit = int(r.GetLimit())
 		if w.limit == 0 || w.limit > catchUpMaxLimit {
 			w.limit = catchUpMaxLimit
 		}
-		w.tags, w.err = s.catchUpTags(ctx, r.GetApp(), r.GetUser())
-	})
+	}
 	groups := map[catchUpGroupKey][]int{}
 	var keys []catchUpGroupKey
 	for i, r := range reqs {
@@ -110,6 +119,9 @@ func (s *server) CatchUpBatch(ctx context.Context, req *internalpb.CatchUpBatchR
 	parallel(len(own), catchUpBatchParallel, func(j int) {
 		i := own[j]
 		r, w := reqs[i], &wants[i]
+		if s.readTags(ctx, r, w); w.err != nil {
+			return
+		}
 		w.list, w.err = s.db.catchUp(ctx, r.GetApp(), r.GetAfterSeq(), w.limit, r.GetOnlineSinceMs(), w.tags, now)
 		if w.err != nil {
 			w.err = s.fail(ctx, "catch_up_batch", w.err)
@@ -123,39 +135,70 @@ func (s *server) CatchUpBatch(ctx context.Context, req *internalpb.CatchUpBatchR
 // after_seq) and answers each from it; it returns those it could not
 // answer exactly, which need a read of their own.
 //
-// exact: the shared read takes every broadcast any of them may get (the
-// union of their tags, the earliest online_since) newest first. When it
-// was not cut by its limit it holds all of each login's broadcasts; when
-// it was, it still holds a login's newest ones as long as it holds at
-// least that login's limit of them, since a login's broadcasts are a
-// subset of the read's and the cut keeps the newest.
+// The first read takes every broadcast after the group's seq, whatever its
+// tag. Most logins catch up on nothing or on app-wide broadcasts only: when
+// that read holds no tag broadcast, no login's tags matter and none is
+// read (each costs a Redis and, for a user not cached, a MySQL read: most
+// of saver's CPU per login in a connect burst). When it holds some, the
+// logins' tags are read; if the read was also cut by its limit, tag
+// broadcasts of tags none of these logins hold may have filled it, so it
+// is made again with only their tags (the union).
+//
+// exact: the shared read takes every broadcast any of them may get (every
+// tag, or the union of their tags; the earliest online_since) newest
+// first. When it was not cut by its limit it holds all of each login's
+// broadcasts; when it was, it still holds a login's newest ones as long as
+// it holds at least that login's limit of them, since a login's broadcasts
+// are a subset of the read's and the cut keeps the newest.
 func (s *server) catchUpGroup(ctx context.Context, k catchUpGroupKey, idx []int, reqs []*internalpb.CatchUpRequest, wants []catchUpWant, now time.Time) (cut []int) {
 	since := reqs[idx[0]].GetOnlineSinceMs()
-	union := map[string]bool{}
-	var tags []string
 	for _, i := range idx {
 		since = min(since, reqs[i].GetOnlineSinceMs())
-		for _, t := range wants[i].tags {
-			if !union[t] {
-				union[t] = true
-				tags = append(tags, t)
-			}
-		}
 	}
-	anyTag := len(tags) > catchUpSharedMaxTags
-	shared, err := s.db.broadcastsAfter(ctx, k.app, k.after, catchUpSharedLimit, since, tags, anyTag, now)
-	s.metrics.catchUpReads.Inc()
-	if err != nil {
+	failAll := func(err error) []int {
 		err = s.fail(ctx, "catch_up_batch", err)
 		for _, i := range idx {
 			wants[i].err = err
 		}
 		return nil
 	}
-	// broadcastsAfter answers newest first reversed: ascending.
+	shared, err := s.db.broadcastsAfter(ctx, k.app, k.after, catchUpSharedLimit, since, nil, true, now)
+	s.metrics.catchUpReads.Inc()
+	if err != nil {
+		return failAll(err)
+	}
 	full := len(shared) >= catchUpSharedLimit
+	if hasTagBroadcast(shared) {
+		parallel(len(idx), catchUpBatchParallel, func(j int) {
+			s.readTags(ctx, reqs[idx[j]], &wants[idx[j]])
+		})
+		if full {
+			union := map[string]bool{}
+			var tags []string
+			for _, i := range idx {
+				for _, t := range wants[i].tags {
+					if !union[t] {
+						union[t] = true
+						tags = append(tags, t)
+					}
+				}
+			}
+			if len(tags) <= catchUpSharedMaxTags {
+				shared, err = s.db.broadcastsAfter(ctx, k.app, k.after, catchUpSharedLimit, since, tags, false, now)
+				s.metrics.catchUpReads.Inc()
+				if err != nil {
+					return failAll(err)
+				}
+				full = len(shared) >= catchUpSharedLimit
+			}
+		}
+	}
+	// broadcastsAfter answers newest first reversed: ascending.
 	for _, i := range idx {
 		w := &wants[i]
+		if w.err != nil { // its tags could not be read
+			continue
+		}
 		list := filterCatchUp(shared, w.tags, reqs[i].GetOnlineSinceMs())
 		if full && len(list) < w.limit {
 			cut = append(cut, i)
@@ -166,6 +209,25 @@ func (s *server) catchUpGroup(ctx context.Context, k catchUpGroupKey, idx []int,
 		s.metrics.catchUpBatch.WithLabelValues(catchUpShared).Inc()
 	}
 	return cut
+}
+
+// readTags reads r's user's tags into w once (w.err on failure).
+func (s *server) readTags(ctx context.Context, r *internalpb.CatchUpRequest, w *catchUpWant) {
+	if w.tagsRead {
+		return
+	}
+	w.tagsRead = true
+	w.tags, w.err = s.catchUpTags(ctx, r.GetApp(), r.GetUser())
+}
+
+// hasTagBroadcast reports whether any of list is addressed to a tag.
+func hasTagBroadcast(list []*internalpb.Broadcast) bool {
+	for _, b := range list {
+		if b.GetTag() != "" {
+			return true
+		}
+	}
+	return false
 }
 
 // filterCatchUp keeps the broadcasts of shared (ascending) one login gets:

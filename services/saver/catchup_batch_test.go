@@ -151,3 +151,56 @@ func TestCatchUpBatchCutSharedRead(t *testing.T) {
 		t.Fatalf("%v logins read on their own, want 1 (alice)", n)
 	}
 }
+
+// A batch whose shared read holds no tag broadcast reads no login's tags
+// (a Redis and, for an uncached user, a MySQL read each); once a tag
+// broadcast is pending, the group's tags are read and each login gets
+// exactly its own.
+func TestCatchUpBatchReadsTagsOnlyWhenNeeded(t *testing.T) {
+	f := newTagFixture(t, 1000, 64)
+	f.add(t, "a", "vip", "alice")
+	userTagReads := func() float64 {
+		return counterValue(f.tm.reads.WithLabelValues("user_tags", "redis")) + counterValue(f.tm.reads.WithLabelValues("user_tags", "mysql"))
+	}
+	later := time.Now().Add(time.Hour).UnixMilli()
+	reqs := []*internalpb.CatchUpRequest{
+		{App: "a", User: "alice", OnlineSinceMs: later},
+		{App: "a", User: "bob", OnlineSinceMs: later},
+	}
+	catchUp := func() *internalpb.CatchUpBatchReply {
+		t.Helper()
+		rep, err := f.cli.CatchUpBatch(callCtx(t), &internalpb.CatchUpBatchRequest{Requests: reqs})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return rep
+	}
+
+	before := userTagReads()
+	rep := catchUp() // nothing to catch up on
+	if got, why := batchSeqs(rep, 0); len(got) != 0 || why != "" {
+		t.Fatalf("alice = %v %s, want nothing", got, why)
+	}
+	f.storeB(t, tagBcast("a", "")) // 1: app-wide
+	rep = catchUp()
+	for i := range reqs {
+		if got, why := batchSeqs(rep, i); !equalSeqs(got, 1) {
+			t.Fatalf("login %d = %v %s, want [1]", i, got, why)
+		}
+	}
+	if n := userTagReads() - before; n != 0 {
+		t.Fatalf("%v user tag reads with no tag broadcast pending, want 0", n)
+	}
+
+	f.storeB(t, tagBcast("a", "vip")) // 2
+	rep = catchUp()
+	if got, why := batchSeqs(rep, 0); !equalSeqs(got, 1, 2) {
+		t.Fatalf("alice = %v %s, want [1 2]", got, why)
+	}
+	if got, why := batchSeqs(rep, 1); !equalSeqs(got, 1) {
+		t.Fatalf("bob = %v %s, want [1]", got, why)
+	}
+	if n := userTagReads() - before; n != 2 {
+		t.Fatalf("%v user tag reads with a tag broadcast pending, want 2 (one per login)", n)
+	}
+}
