@@ -14,32 +14,33 @@ import (
 	"time"
 )
 
-// benchCenterEnv makes TestBenchCenterProcess serve instead of skipping.
+// benchCenterEnv makes the test binary serve as BenchmarkSender's center
+// instead of running tests (TestMain).
 const benchCenterEnv = "PUSHLOAD_BENCH_CENTER"
 
-// TestBenchCenterProcess is not a test: BenchmarkSender runs the test
-// binary with benchCenterEnv set to get an HTTP server answering like
-// center ({"id":"123"}) in another process, so the benchmark's CPU and
-// allocation figures are the sender's alone. It prints its URL and serves
-// until stdin closes.
-func TestBenchCenterProcess(t *testing.T) {
+// TestMain runs the tests, or, with benchCenterEnv set, serves as the
+// HTTP server BenchmarkSender starts in another process (answering like
+// center, {"id":"123"}), so the benchmark's CPU and allocation figures
+// are the sender's alone. The server prints its URL and serves until
+// stdin closes.
+func TestMain(m *testing.M) {
 	if os.Getenv(benchCenterEnv) == "" {
-		t.Skip("helper process of BenchmarkSender")
+		os.Exit(m.Run())
 	}
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		_, _ = io.Copy(io.Discard, r.Body)
 		w.Header().Set("Content-Type", "application/json")
 		_, _ = io.WriteString(w, `{"id":"123"}`)
 	}))
-	defer srv.Close()
 	os.Stdout.WriteString(srv.URL + "\n")
 	_, _ = io.Copy(io.Discard, os.Stdin)
+	srv.Close()
 }
 
 // startBenchCenter starts the helper process and returns its URL.
 func startBenchCenter(b *testing.B) string {
 	b.Helper()
-	cmd := exec.Command(os.Args[0], "-test.run=^TestBenchCenterProcess$")
+	cmd := exec.Command(os.Args[0])
 	cmd.Env = append(os.Environ(), benchCenterEnv+"=1")
 	stdin, err := cmd.StdinPipe()
 	if err != nil {
