@@ -323,22 +323,35 @@ func (d *msgDB) counts(ctx context.Context, u userRef, ids []uint64) (map[uint64
 	return out, rows.Err()
 }
 
-// markDelivered counts one more delivery of each id: one autocommitted
-// UPDATE (atomic on its own), retried on deadlock. Ids are sorted so
-// concurrent updates lock rows in the same order.
+// markDelivered counts one more delivery of each id.
 func (d *msgDB) markDelivered(ctx context.Context, ids []uint64, now time.Time) error {
 	if len(ids) == 0 {
 		return nil
 	}
 	ids = sortedIDs(ids)
-	return d.retry.run(ctx, func() error {
-		_, err := d.db.ExecContext(ctx, "UPDATE messages SET delivery_count = delivery_count + 1, state = ?, updated_ms = ? WHERE id IN ("+
-			placeholders(len(ids))+")", append([]any{stateDelivered, now.UnixMilli()}, idArgs(ids)...)...)
+	_, err := d.countDelivery(ctx, "id IN ("+placeholders(len(ids))+")", idArgs(ids), len(ids), now)
+	return err
+}
+
+// countDelivery counts one more delivery of the rows matching cond (ids
+// sorted, so concurrent updates lock rows in the same order): one
+// autocommitted UPDATE, atomic on its own, retried on deadlock. It
+// returns the rows counted; n is the refs asked for, for the error.
+func (d *msgDB) countDelivery(ctx context.Context, cond string, args []any, n int, now time.Time) (int64, error) {
+	var counted int64
+	err := d.retry.run(ctx, func() error {
+		res, err := d.db.ExecContext(ctx, "UPDATE messages SET delivery_count = delivery_count + 1, state = ?, updated_ms = ? WHERE "+cond,
+			append([]any{stateDelivered, now.UnixMilli()}, args...)...)
 		if err != nil {
-			return fmt.Errorf("saver: mark %d delivered: %w", len(ids), err)
+			return err
 		}
-		return nil
+		counted, err = res.RowsAffected()
+		return err
 	})
+	if err != nil {
+		return 0, fmt.Errorf("saver: mark %d delivered: %w", n, err)
+	}
+	return counted, nil
 }
 
 // finishedRow is a messages row about to leave the hot table.

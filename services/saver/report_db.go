@@ -77,21 +77,9 @@ func (d *msgDB) markOwnedDelivered(ctx context.Context, refs []msgRef, now time.
 	if len(refs) == 0 {
 		return 0, nil
 	}
-	cond, args := ownedRows(firstPerID(refs))
-	var n int64
-	err := d.retry.run(ctx, func() error {
-		res, err := d.db.ExecContext(ctx, "UPDATE messages SET delivery_count = delivery_count + 1, state = ?, updated_ms = ? WHERE "+cond,
-			append([]any{stateDelivered, now.UnixMilli()}, args...)...)
-		if err != nil {
-			return err
-		}
-		n, err = res.RowsAffected()
-		return err
-	})
-	if err != nil {
-		return 0, fmt.Errorf("saver: mark %d delivered: %w", len(refs), err)
-	}
-	return n, nil
+	refs = firstPerID(refs)
+	cond, args := ownedRows(refs)
+	return d.countDelivery(ctx, cond, args, len(refs), now)
 }
 
 // finishOwned moves the messages of refs (one ref per id) whose stored
