@@ -101,9 +101,12 @@ func (r *testRoom) serve(c net.Conn) {
 	if r.replyFn != nil {
 		reply = r.replyFn(auth)
 	}
+	// Read before the connection is handed to next(): a test that makes
+	// only its first connection silent clears the flag right after next()
+	// returns, and must not win the race against this connection.
+	silent := r.silent.Load()
 	rc.send(protocol.OpAuthReply, f.Seq, reply)
 	r.conns <- rc
-	silent := r.silent.Load()
 	for {
 		f, err := rd.Read()
 		if err != nil {
