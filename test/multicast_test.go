@@ -236,6 +236,12 @@ func TestCollapseKeyOfflineUser(t *testing.T) {
 		t.Fatalf("high push: %d %v", code, out)
 	}
 	c.Push("vip", 1, time.Hour, "newest")
+	// The backlog's order is what is tested: log in only once center's async
+	// delivery of "newest" found the user offline, or it may arrive live
+	// ahead of the backlog page.
+	Eventually(t, 10*time.Second, "center's async deliveries finished", func() bool {
+		return AdminValue(t, c.Procs["center"].Admin, "pushgw_center_delivery_pending_messages") == 0
+	})
 	rc2 := Dial(t, c.RoomTCP[0])
 	rc2.Auth(c.Token("vip", "d", time.Hour))
 	p, err = rc2.NextPush(10 * time.Second)

@@ -81,9 +81,11 @@ func (b *deliveryBatcher) enqueue(msgs []*internalpb.Message) []*internalpb.Mess
 		return msgs
 	}
 	for i, m := range msgs {
+		b.m.deliveryPending.Inc()
 		select {
 		case b.queue <- m:
 		default:
+			b.m.deliveryPending.Dec()
 			return msgs[i:]
 		}
 	}
@@ -135,6 +137,7 @@ func (b *deliveryBatcher) collect() {
 
 func (b *deliveryBatcher) flush(batch []*internalpb.Message) {
 	defer func() {
+		b.m.deliveryPending.Sub(float64(len(batch)))
 		b.inFlight.Add(-1)
 		<-b.slots
 		b.flushes.Done()

@@ -10,8 +10,11 @@ type metrics struct {
 	inline        prometheus.Counter
 	deliveryFails *prometheus.CounterVec
 	deliveryBatch prometheus.Histogram
-	roomBatch     prometheus.Histogram
-	redelivered   prometheus.Counter
+	// deliveryPending lets an operator (and the tests) see that async
+	// delivery has caught up: queued plus in-flight batched deliveries.
+	deliveryPending prometheus.Gauge
+	roomBatch       prometheus.Histogram
+	redelivered     prometheus.Counter
 	// broadcastResends counts quick resends to rooms that could not be
 	// reached (broadcast_resend.go), by result.
 	broadcastResends *prometheus.CounterVec
@@ -70,6 +73,10 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "pushgw_center_route_cache_total",
 			Help: "Users looked up in the route cache because Register could not answer: hit (delivered by its last answer) or miss (left to the retrier).",
 		}, []string{"result"}),
+		deliveryPending: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "pushgw_center_delivery_pending_messages",
+			Help: "Stored messages queued for batched delivery or in a delivery attempt still running.",
+		}),
 		deliveryBatch: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name:    "pushgw_center_delivery_batch_messages",
 			Help:    "Stored messages per batched delivery (one Register lookup, one PushBatch per room).",
@@ -132,7 +139,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	})
 	m.rateLimitBatch, m.rateLimitOverflow = newRateBatchHistogram(), newRateBatchOverflow()
 	reg.MustRegister(m.rateLimitSeconds, m.rateLimitErrors, m.rateLimited, m.rateLimitBatch, m.rateLimitOverflow, m.pacerErrors, m.fanouts)
-	reg.MustRegister(m.requests, m.pushLatency, m.stored, m.delivered, m.inline, m.deliveryFails, m.deliveryBatch, m.roomBatch, m.redelivered,
+	reg.MustRegister(m.requests, m.pushLatency, m.stored, m.delivered, m.inline, m.deliveryFails, m.deliveryPending, m.deliveryBatch, m.roomBatch, m.redelivered,
 		m.broadcastResends, m.retries, m.retryDropped, m.retrySkipped, m.retryCheckFailed, m.retryHeld, m.routeFallback)
 	for _, r := range []string{"ok", "failed"} {
 		m.broadcastResends.WithLabelValues(r) // scraped as 0 before the first resend
