@@ -15,6 +15,14 @@ import (
 	"github.com/pushgw/pushgw/proto/apipb"
 )
 
+// Flow-control windows of the connection to center: larger than any burst
+// of answers a stream gets (center keeps at most 256 pushes in flight per
+// stream).
+const (
+	streamWindow = 1 << 20
+	connWindow   = 4 << 20
+)
+
 // Client calls one center's -grpc-api address with one app's API key.
 // It is safe for concurrent use.
 type Client struct {
@@ -33,6 +41,13 @@ func Dial(addr, apiKey string, opts ...grpc.DialOption) (*Client, error) {
 	if len(opts) == 0 {
 		opts = []grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials())}
 	}
+	// Static windows first, so a caller's own window options still win:
+	// gRPC's dynamic windows ping the peer after nearly every reply when
+	// traffic is light, two more writes and wake-ups per push.
+	opts = append([]grpc.DialOption{
+		grpc.WithStaticStreamWindowSize(streamWindow),
+		grpc.WithStaticConnWindowSize(connWindow),
+	}, opts...)
 	cc, err := grpc.NewClient(addr, opts...)
 	if err != nil {
 		return nil, fmt.Errorf("pushclient: dial %s: %w", addr, err)

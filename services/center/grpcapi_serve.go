@@ -9,6 +9,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/keepalive"
 
+	"github.com/pushgw/pushgw/pkg/grpcconn"
 	"github.com/pushgw/pushgw/proto/apipb"
 )
 
@@ -36,6 +37,8 @@ func startGRPCAPI(s *Server, addr string) (*grpcAPIServer, error) {
 	gs := grpc.NewServer(
 		grpc.MaxRecvMsgSize(maxBodyBytes),
 		grpc.MaxConcurrentStreams(grpcAPIMaxStreams),
+		grpc.StaticStreamWindowSize(grpcconn.StreamWindow),
+		grpc.StaticConnWindowSize(grpcconn.ConnWindow),
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: grpcAPIKeepaliveMin, PermitWithoutStream: true}),
 		grpc.ChainUnaryInterceptor(s.unaryAuth),
 		grpc.ChainStreamInterceptor(s.streamAuth),
