@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"runtime"
 	"sync/atomic"
 	"time"
 
@@ -57,7 +58,10 @@ func (e *gnetEngine) Listen(addr string) error {
 	runErr := make(chan error, 1)
 	go func() {
 		runErr <- gnet.Run(e, "tcp://"+addr,
-			gnet.WithMulticore(true),
+			// One loop per P, not per CPU as gnet's multicore gives: a loop
+			// without a P to run on only adds hand-offs (a room run with
+			// GOMAXPROCS=1 beside the rest of the cluster, OPERATIONS.md).
+			gnet.WithNumEventLoop(runtime.GOMAXPROCS(0)),
 			gnet.WithReadBufferCap(gnetReadBufferCap),
 			gnet.WithWriteBufferCap(gnetWriteBufferCap),
 			gnet.WithTCPNoDelay(gnet.TCPNoDelay),

@@ -71,3 +71,44 @@ func TestLaterQueueRuns(t *testing.T) {
 	q.Stop()
 	newLaterQueue(time.Millisecond, 8).Stop()
 }
+
+// With nothing waiting the ticker parks; After wakes it, and a callback
+// added after a long idle spell fires on time, not after the ticker walked
+// the slots it slept through.
+func TestLaterQueueParksWhenEmpty(t *testing.T) {
+	q := newLaterQueue(time.Millisecond, 64)
+	q.Start()
+	defer q.Stop()
+	idle := func() bool {
+		q.mu.Lock()
+		defer q.mu.Unlock()
+		return q.idle
+	}
+	waitFor := func(what string, cond func() bool) {
+		t.Helper()
+		deadline := time.Now().Add(30 * time.Second)
+		for !cond() {
+			if time.Now().After(deadline) {
+				t.Fatalf("timed out waiting: %s", what)
+			}
+			time.Sleep(time.Millisecond)
+		}
+	}
+	waitFor("the empty queue's ticker parks", idle)
+	for round := range 3 {
+		done := make(chan struct{})
+		q.After(2*time.Millisecond, func() { close(done) })
+		if idle() {
+			t.Fatalf("round %d: still parked after After", round)
+		}
+		select {
+		case <-done:
+		case <-time.After(30 * time.Second):
+			t.Fatalf("round %d: callback never ran after the ticker parked", round)
+		}
+		waitFor("the ticker parks again", idle)
+	}
+	if n := q.Len(); n != 0 {
+		t.Fatalf("Len %d", n)
+	}
+}
