@@ -11,6 +11,12 @@ BIN="${BIN:-$ROOT/bin}"
 CLUSTER="${PUSHGW_CLUSTER:-local}"
 ETCD="${PUSHGW_ETCD:-127.0.0.1:2379}"
 APP="demo"
+# Seven Go services share this box: run them co-located (docs/OPERATIONS.md,
+# "Running on one small box"). PUSHGW_COLOCATED=0 keeps Go's defaults.
+COLOCATED_ENV=()
+if [[ "${PUSHGW_COLOCATED:-1}" == 1 ]]; then
+  COLOCATED_ENV=(GOMAXPROCS=1 GODEBUG=schedtrace=2147483647)
+fi
 mkdir -p "$RUN_DIR/logs" "$RUN_DIR/pids"
 
 # name|binary|args...
@@ -109,7 +115,7 @@ start() {
     IFS='|' read -r name bin args <<<"$p"
     alive "$name" && continue
     # shellcheck disable=SC2086
-    PUSHGW_CLUSTER="$CLUSTER" PUSHGW_ETCD="$ETCD" PUSHGW_INSTANCE="$name" \
+    env "${COLOCATED_ENV[@]}" PUSHGW_CLUSTER="$CLUSTER" PUSHGW_ETCD="$ETCD" PUSHGW_INSTANCE="$name" \
       setsid nohup "$BIN/$bin" $args >>"$RUN_DIR/logs/$name.log" 2>&1 </dev/null &
     echo $! >"$RUN_DIR/pids/$name.pid"
   done

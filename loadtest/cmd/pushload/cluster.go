@@ -48,6 +48,19 @@ const (
 	roomGCTrace = "gctrace=1"
 )
 
+// colocatedEnv is the environment of every Go service when the cluster
+// shares one small box (docs/OPERATIONS.md, "Running on one small box"):
+// one P per process, and sysmon kept out of its deep sleep, from which
+// every syscall after an idle moment wakes it for a run of 20 µs naps.
+// On the 2-core bench VM the two halve the context switches per push at
+// low rates (docs/BENCHMARKS.md, unicast).
+var colocatedEnv = []string{"GOMAXPROCS=1", "GODEBUG=" + colocatedGODEBUG}
+
+// colocatedGODEBUG is a schedtrace period of ~24.8 days, the int32
+// maximum: while schedtrace is on, sysmon never deep-sleeps; the trace
+// line it prints once a period is the price.
+const colocatedGODEBUG = "schedtrace=2147483647"
+
 // clusterConfig says where the servers are and which binaries to run.
 type clusterConfig struct {
 	binDir    string // room, center, register, saver, coordinator, dispatcher
@@ -55,6 +68,8 @@ type clusterConfig struct {
 	etcd      string
 	mysqlRoot string // DSN prefix, e.g. root@tcp(127.0.0.1:3306)/
 	redisBin  string
+	// colocated runs the Go services with colocatedEnv.
+	colocated bool
 	// started, when set, is told of every process that came up (the
 	// bench's progress bar).
 	started func(name string)
@@ -226,7 +241,11 @@ func (c *benchCluster) startRoomIn(cluster, name, engine string) (*roomInfo, err
 	if engine != "" {
 		args = append(args, "-engine", engine)
 	}
-	c.addServiceIn(cluster, name, p[2], []string{"GODEBUG=" + roomGCTrace}, args...)
+	env := []string{"GODEBUG=" + roomGCTrace}
+	if c.cfg.colocated {
+		env = []string{"GOMAXPROCS=1", "GODEBUG=" + roomGCTrace + "," + colocatedGODEBUG}
+	}
+	c.addServiceIn(cluster, name, p[2], env, args...)
 	if err := c.start(name, nil); err != nil {
 		return nil, err
 	}
@@ -254,6 +273,9 @@ func (c *benchCluster) addService(name, admin string, env []string, args ...stri
 func (c *benchCluster) addServiceIn(cluster, name, admin string, env []string, args ...string) {
 	bin := strings.TrimRight(name, "-0123456789") // room-3 runs bin/room
 	common := []string{"-cluster", cluster, "-etcd", c.cfg.etcd, "-instance", name, "-admin", admin, "-log-level", "warn"}
+	if c.cfg.colocated && env == nil {
+		env = colocatedEnv
+	}
 	c.add(name, filepath.Join(c.cfg.binDir, bin), admin, env, append(common, args...)...)
 }
 
