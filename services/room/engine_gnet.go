@@ -53,15 +53,22 @@ func newGnetEngine(h handler, lim engineLimits, log *slog.Logger) *gnetEngine {
 	return &gnetEngine{h: h, lim: lim, log: log, booted: make(chan struct{}), later: newLaterQueue(laterTick, laterSlots)}
 }
 
+// gnetLoops is the number of event loops for procs Ps. A loop waits in a
+// blocking epoll_wait that keeps its P until sysmon takes it back (up to
+// a sysmon period later), so one P is left to the rest of the room (gRPC,
+// pools, the garbage collector): gnet's multicore (a loop per CPU) left
+// none on a 2-core box, and a loop per P added hand-offs when the room
+// runs with GOMAXPROCS=1 (OPERATIONS.md, "Running on one small box").
+func gnetLoops(procs int) int {
+	return max(1, procs-1)
+}
+
 // Listen runs gnet on addr and returns once its loops accept.
 func (e *gnetEngine) Listen(addr string) error {
 	runErr := make(chan error, 1)
 	go func() {
 		runErr <- gnet.Run(e, "tcp://"+addr,
-			// One loop per P, not per CPU as gnet's multicore gives: a loop
-			// without a P to run on only adds hand-offs (a room run with
-			// GOMAXPROCS=1 beside the rest of the cluster, OPERATIONS.md).
-			gnet.WithNumEventLoop(runtime.GOMAXPROCS(0)),
+			gnet.WithNumEventLoop(gnetLoops(runtime.GOMAXPROCS(0))),
 			gnet.WithReadBufferCap(gnetReadBufferCap),
 			gnet.WithWriteBufferCap(gnetWriteBufferCap),
 			gnet.WithTCPNoDelay(gnet.TCPNoDelay),

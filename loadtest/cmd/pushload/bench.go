@@ -57,6 +57,7 @@ type benchFlags struct {
 	profiles   bool
 	noProgress bool
 	colocated  bool
+	roomProcs  int
 	limit      time.Duration
 
 	users      int
@@ -105,6 +106,7 @@ func parseBenchFlags(args []string) (*benchFlags, error) {
 	fs.BoolVar(&f.profiles, "profiles", true, "save the room's heap (held) and CPU (under load) pprof profiles next to the results")
 	fs.BoolVar(&f.noProgress, "no-progress", false, "no progress bars")
 	fs.BoolVar(&f.colocated, "colocated", true, "run the services tuned for sharing one small box: GOMAXPROCS=1 and GODEBUG=schedtrace=2147483647 (docs/OPERATIONS.md); false runs them with Go's defaults")
+	fs.IntVar(&f.roomProcs, "room-procs", 1, "with -colocated: GOMAXPROCS of the rooms")
 	fs.DurationVar(&f.limit, "limit", time.Hour, "the whole run stops after this long, whatever its phase")
 
 	fs.IntVar(&f.users, "users", defaultUsers, "unicast: connected users pushes go to")
@@ -289,7 +291,7 @@ func runBench(args []string) (*BenchSummary, error) {
 	b.p.logf("scenario %s; cluster logs in %s; results in %s", f.scenario, runDir, out)
 	bar := b.p.count(clusterProcs, "proc", "cluster: start")
 	b.cl, err = startCluster(clusterConfig{binDir: bin, runDir: runDir, etcd: f.etcd, mysqlRoot: f.mysqlRoot,
-		redisBin: f.redisBin, colocated: f.colocated, started: func(string) { _ = bar.Add(1) }})
+		redisBin: f.redisBin, colocated: f.colocated, roomProcs: f.roomProcs, started: func(string) { _ = bar.Add(1) }})
 	b.p.done(bar)
 	if err != nil {
 		return nil, fmt.Errorf("bench: %w", err)
@@ -362,7 +364,7 @@ func (b *bench) keep(r *Result) {
 	r.Loadavg.After = loadAvg()
 	r.Seconds = time.Since(r.Date).Seconds()
 	if b.f.colocated {
-		r.Notes = append(r.Notes, "services run co-located: "+strings.Join(colocatedEnv, " "))
+		r.Notes = append(r.Notes, fmt.Sprintf("services run co-located: %s, rooms with GOMAXPROCS=%d", strings.Join(colocatedEnv, " "), max(b.f.roomProcs, 1)))
 	} else {
 		r.Notes = append(r.Notes, "services run with Go's default GOMAXPROCS and GODEBUG (-colocated=false)")
 	}

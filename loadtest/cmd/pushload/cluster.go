@@ -68,8 +68,10 @@ type clusterConfig struct {
 	etcd      string
 	mysqlRoot string // DSN prefix, e.g. root@tcp(127.0.0.1:3306)/
 	redisBin  string
-	// colocated runs the Go services with colocatedEnv.
+	// colocated runs the Go services with colocatedEnv, rooms with
+	// GOMAXPROCS=roomProcs.
 	colocated bool
+	roomProcs int
 	// started, when set, is told of every process that came up (the
 	// bench's progress bar).
 	started func(name string)
@@ -243,7 +245,7 @@ func (c *benchCluster) startRoomIn(cluster, name, engine string) (*roomInfo, err
 	}
 	env := []string{"GODEBUG=" + roomGCTrace}
 	if c.cfg.colocated {
-		env = []string{"GOMAXPROCS=1", "GODEBUG=" + roomGCTrace + "," + colocatedGODEBUG}
+		env = []string{"GOMAXPROCS=" + strconv.Itoa(max(c.cfg.roomProcs, 1)), "GODEBUG=" + roomGCTrace + "," + colocatedGODEBUG}
 	}
 	c.addServiceIn(cluster, name, p[2], env, args...)
 	if err := c.start(name, nil); err != nil {
