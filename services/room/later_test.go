@@ -84,17 +84,7 @@ func TestLaterQueueParksWhenEmpty(t *testing.T) {
 		defer q.mu.Unlock()
 		return q.idle
 	}
-	waitFor := func(what string, cond func() bool) {
-		t.Helper()
-		deadline := time.Now().Add(30 * time.Second)
-		for !cond() {
-			if time.Now().After(deadline) {
-				t.Fatalf("timed out waiting: %s", what)
-			}
-			time.Sleep(time.Millisecond)
-		}
-	}
-	waitFor("the empty queue's ticker parks", idle)
+	waitFor(t, "the empty queue's ticker parks", idle)
 	for round := range 3 {
 		done := make(chan struct{})
 		q.After(2*time.Millisecond, func() { close(done) })
@@ -106,7 +96,7 @@ func TestLaterQueueParksWhenEmpty(t *testing.T) {
 		case <-time.After(30 * time.Second):
 			t.Fatalf("round %d: callback never ran after the ticker parked", round)
 		}
-		waitFor("the ticker parks again", idle)
+		waitFor(t, "the ticker parks again", idle)
 	}
 	if n := q.Len(); n != 0 {
 		t.Fatalf("Len %d", n)
