@@ -64,6 +64,7 @@ type Result struct {
 	ServiceHistograms map[string]HistFig   `json:"service_histograms,omitempty"`
 	CPUSeconds        map[string]float64   `json:"cpu_seconds,omitempty"`
 	CPUMicrosPerPush  map[string]float64   `json:"cpu_us_per_delivery,omitempty"`
+	CPUMicrosPerAuth  map[string]float64   `json:"cpu_us_per_auth,omitempty"`
 
 	Steps    []RateStep  `json:"steps,omitempty"`
 	Series   []ConnPoint `json:"rss_series,omitempty"`

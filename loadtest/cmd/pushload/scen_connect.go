@@ -56,6 +56,9 @@ func (b *bench) connectMode(i int, engine, flagVal, mode string, reg *probe) err
 		return err
 	}
 	gcOff := logOffset(room.GCLog)
+	pids := b.unicastPIDs(room)
+	delete(pids, "pushload") // the generators are children; counted below
+	cpu0 := cpuOf(pids)
 	stopProf := b.cpuProfile(pr)
 	g, series, stopped, err := b.connectPhase(spec, fmt.Sprintf("connect %s/%s", engine, mode), []*probe{pr}, nil)
 	if err != nil {
@@ -72,6 +75,14 @@ func (b *bench) connectMode(i int, engine, flagVal, mode string, reg *probe) err
 		registered = b.waitRegistered(reg, puts0, ok)
 	}
 	connected, _ := pr.Sample()
+	cpu1 := cpuOf(pids)
+	var genCPU float64
+	for _, pid := range g.PIDs() {
+		var s Sample
+		if err := (&probe{pid: pid}).readProc(&s); err == nil {
+			genCPU += s.CPUSeconds
+		}
+	}
 	gr, err := g.collect()
 	if err != nil {
 		return err
@@ -96,6 +107,7 @@ func (b *bench) connectMode(i int, engine, flagVal, mode string, reg *probe) err
 	if auths := connected.AuthsOK - before.AuthsOK; auths > 0 {
 		r.RoomCPUMicrosPerAuth = (connected.CPUSeconds - before.CPUSeconds) / auths * 1e6
 	}
+	r.CPUSeconds, r.CPUMicrosPerAuth = connectCPU(cpu0, cpu1, genCPU, int64(r.Conns))
 	// Memory right after a burst (and after the previous mode's
 	// connections) is not a per-connection cost: idle measures that.
 	r.fillErrors(gr)
@@ -125,4 +137,28 @@ func (b *bench) waitRegistered(reg *probe, puts0 float64, want int64) time.Time 
 		}
 	}
 	return time.Time{}
+}
+
+// connectCPU is the CPU each process spent over a connect phase, and per
+// login. The generators' share includes building the AUTH frames before
+// the clock started (they are children started by the phase), so it is
+// an upper bound.
+func connectCPU(cpu0, cpu1 map[string]float64, genCPU float64, logins int64) (secs, perAuth map[string]float64) {
+	secs = map[string]float64{}
+	for name, v := range cpu1 {
+		if v0, ok := cpu0[name]; ok {
+			secs[name] = v - v0
+		}
+	}
+	if genCPU > 0 {
+		secs["generators"] = genCPU
+	}
+	if logins <= 0 {
+		return secs, nil
+	}
+	perAuth = make(map[string]float64, len(secs))
+	for name, v := range secs {
+		perAuth[name] = v / float64(logins) * 1e6
+	}
+	return secs, perAuth
 }
