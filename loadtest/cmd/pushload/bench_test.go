@@ -3,6 +3,7 @@ package main
 import (
 	"encoding/json"
 	"math"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -12,6 +13,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // within says whether got is within 0.1% (HDR's three digits) of want.
@@ -361,5 +364,67 @@ func TestRoomEnginesOnRealRoom(t *testing.T) {
 	}
 	if got != want {
 		t.Fatalf("roomEngines = %v, but the room source defines -engine: %v", got, want)
+	}
+}
+
+// connectCPU leaves out a process it has no start sample of and divides
+// by the logins.
+func TestConnectCPU(t *testing.T) {
+	secs, per := connectCPU(map[string]float64{"room": 1.0, "saver": 2.0},
+		map[string]float64{"room": 1.5, "saver": 2.25, "redis": 9}, 0.5, 1000)
+	want := map[string]float64{"room": 0.5, "saver": 0.25, "generators": 0.5}
+	if !reflect.DeepEqual(secs, want) {
+		t.Errorf("seconds %v, want %v", secs, want)
+	}
+	if per["room"] != 500 || per["saver"] != 250 || per["generators"] != 500 || len(per) != 3 {
+		t.Errorf("per login %v", per)
+	}
+	if _, per := connectCPU(nil, nil, 1, 0); per != nil {
+		t.Errorf("no logins: per login %v, want none", per)
+	}
+}
+
+// A dial from a chosen source address arrives from it (bindNoPort leaves
+// the port to connect()).
+func TestDialFromSourceAddress(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	src, err := checkSourceIPs(genSourceList())
+	if err != nil || len(src) != genSources {
+		t.Fatalf("sources %v: %v", src, err)
+	}
+	nd := net.Dialer{Timeout: 5 * time.Second, LocalAddr: &net.TCPAddr{IP: src[6]}, Control: bindNoPort}
+	c, err := nd.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	sc, err := ln.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sc.Close()
+	if got := sc.RemoteAddr().(*net.TCPAddr).IP.String(); got != "127.0.1.7" {
+		t.Errorf("accepted from %s, want 127.0.1.7", got)
+	}
+	// And the option that keeps bind from taking the port is set.
+	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := os.NewFile(uintptr(fd), "probe")
+	defer f.Close()
+	rc, err := f.SyscallConn()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := bindNoPort("tcp4", "", rc); err != nil {
+		t.Fatal(err)
+	}
+	if v, err := unix.GetsockoptInt(fd, unix.IPPROTO_IP, unix.IP_BIND_ADDRESS_NO_PORT); err != nil || v != 1 {
+		t.Errorf("IP_BIND_ADDRESS_NO_PORT = %d (%v), want 1", v, err)
 	}
 }
