@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"net"
 	"net/netip"
 	"testing"
 	"time"
@@ -51,29 +52,7 @@ func TestAdmission(t *testing.T) { forEachEngine(t, testAdmission) }
 
 func testAdmission(t *testing.T, engine string) {
 	e := startEnv(t, engine, func(c *config) { c.maxPreAuth = 2 })
-	key := admissionKey(e.cluster)
-	put := func(v string) {
-		t.Helper()
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		prev := e.srv.r.adm.rules.Load()
-		var err error
-		if v == "" {
-			_, err = e.cli.Delete(ctx, key)
-		} else {
-			_, err = e.cli.Put(ctx, key, v)
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-		deadline := time.Now().Add(5 * time.Second)
-		for e.srv.r.adm.rules.Load() == prev {
-			if time.Now().After(deadline) {
-				t.Fatal("admission rules not applied within 5s")
-			}
-			time.Sleep(10 * time.Millisecond)
-		}
-	}
+	put := e.putAdmission
 	tok := e.token("appA", testSecretA, "sam", "", time.Hour)
 
 	// Pre-auth cap: two connections may wait for AUTH, a third is refused;
@@ -108,6 +87,31 @@ func testAdmission(t *testing.T, engine string) {
 	}
 }
 
+// putAdmission writes the room's admission config to etcd ("" deletes
+// it) and waits until the room applied it.
+func (e *testEnv) putAdmission(v string) {
+	e.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	prev := e.srv.r.adm.rules.Load()
+	var err error
+	if key := admissionKey(e.cluster); v == "" {
+		_, err = e.cli.Delete(ctx, key)
+	} else {
+		_, err = e.cli.Put(ctx, key, v)
+	}
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for e.srv.r.adm.rules.Load() == prev {
+		if time.Now().After(deadline) {
+			e.t.Fatal("admission rules not applied within 5s")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
 // waitPreAuth waits until the room counts n unauthenticated connections.
 func (e *testEnv) waitPreAuth(n int64) {
 	e.t.Helper()
@@ -118,4 +122,37 @@ func (e *testEnv) waitPreAuth(n int64) {
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
+}
+
+// The address a connection came from reaches admission and the session
+// register stores, exactly: a /32 rule refuses one source address and not
+// its neighbour.
+func TestClientAddress(t *testing.T) { forEachEngine(t, testClientAddress) }
+
+func testClientAddress(t *testing.T, engine string) {
+	e := startEnv(t, engine, nil)
+	dialFrom := func(src string) *tclient {
+		t.Helper()
+		d := net.Dialer{Timeout: ioTimeout, LocalAddr: &net.TCPAddr{IP: net.ParseIP(src)}}
+		nc, err := d.Dial("tcp", e.cfg.tcp)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { nc.Close() })
+		return &tclient{t: t, nc: nc, r: protocol.NewReader(nc, protocol.MaxBodySizeLimit)}
+	}
+	dialFrom("127.0.1.9").auth(e.token("appA", testSecretA, "ann", "", time.Hour), "d1")
+	var ips []string
+	e.srv.r.hub.Range(func(s *session) {
+		if s.isAuthed() {
+			ips = append(ips, s.regSession().GetClientIp())
+		}
+	})
+	if len(ips) != 1 || ips[0] != "127.0.1.9" {
+		t.Fatalf("registered client addresses %q, want [127.0.1.9]", ips)
+	}
+
+	e.putAdmission(`{"deny":["127.0.1.9/32"]}`)
+	dialFrom("127.0.1.9").expectClosed()
+	dialFrom("127.0.1.10").auth(e.token("appA", testSecretA, "bob", "", time.Hour), "d2")
 }

@@ -2,6 +2,7 @@ package main
 
 import (
 	"errors"
+	"net/netip"
 	"sync/atomic"
 	"time"
 	"unicode/utf8"
@@ -170,16 +171,10 @@ func (s *session) reply(since time.Time) {
 	}
 }
 
-// clientIP strips the port from a remote address.
-func clientIP(addr string) string {
-	for i := len(addr) - 1; i >= 0; i-- {
-		if addr[i] == ':' {
-			h := addr[:i]
-			if len(h) > 1 && h[0] == '[' && h[len(h)-1] == ']' {
-				return h[1 : len(h)-1]
-			}
-			return h
-		}
+// clientIP is the address of a session without its port ("" if unknown).
+func clientIP(ap netip.AddrPort) string {
+	if !ap.IsValid() {
+		return ""
 	}
-	return addr
+	return ap.Addr().String()
 }

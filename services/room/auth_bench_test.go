@@ -5,6 +5,7 @@ import (
 	"flag"
 	"io"
 	"log/slog"
+	"net/netip"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -96,8 +97,8 @@ func (c *benchConn) CloseWith([]byte) bool {
 	return !was
 }
 
-func (c *benchConn) Abort()             {}
-func (c *benchConn) RemoteAddr() string { return "127.0.0.1:40000" }
+func (c *benchConn) Abort()                     {}
+func (c *benchConn) RemoteAddr() netip.AddrPort { return netip.MustParseAddrPort("127.0.0.1:40000") }
 
 // benchRoom is a room with the production flag defaults and benchPeers.
 func benchRoom(b *testing.B, peers *benchPeers) *room {

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"net/netip"
 	"sync/atomic"
 	"syscall"
 	"testing"
@@ -15,10 +16,10 @@ import (
 // the engine's socket writes.
 type countConn struct{ n atomic.Int64 }
 
-func (c *countConn) Send([]byte) error     { c.n.Add(1); return nil }
-func (c *countConn) CloseWith([]byte) bool { return true }
-func (c *countConn) Abort()                {}
-func (c *countConn) RemoteAddr() string    { return "127.0.0.1:1" }
+func (c *countConn) Send([]byte) error          { c.n.Add(1); return nil }
+func (c *countConn) CloseWith([]byte) bool      { return true }
+func (c *countConn) Abort()                     {}
+func (c *countConn) RemoteAddr() netip.AddrPort { return netip.MustParseAddrPort("127.0.0.1:1") }
 
 // benchBroadcastConns is the headline single-room count of the targets.
 const benchBroadcastConns = 18_000

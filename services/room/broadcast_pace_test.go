@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"errors"
+	"net/netip"
 	"sync"
 	"testing"
 	"time"
@@ -26,9 +27,9 @@ func (c *stampConn) Send([]byte) error {
 	c.mu.Unlock()
 	return nil
 }
-func (c *stampConn) CloseWith([]byte) bool { return true }
-func (c *stampConn) Abort()                {}
-func (c *stampConn) RemoteAddr() string    { return "127.0.0.1:1" }
+func (c *stampConn) CloseWith([]byte) bool      { return true }
+func (c *stampConn) Abort()                     {}
+func (c *stampConn) RemoteAddr() netip.AddrPort { return netip.MustParseAddrPort("127.0.0.1:1") }
 
 func (c *stampConn) stamps() []time.Time {
 	c.mu.Lock()

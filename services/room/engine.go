@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"net/netip"
 	"sync/atomic"
 
 	"github.com/pushgw/pushgw/pkg/protocol"
@@ -37,8 +38,12 @@ type conn interface {
 	CloseWith(frame []byte) bool
 	// Abort closes at once, dropping anything queued.
 	Abort()
-	// RemoteAddr is the peer address, for logs and sessions.
-	RemoteAddr() string
+	// RemoteAddr is the peer address, for admission and sessions (the zero
+	// AddrPort when unknown). A value, not a string: formatting the address
+	// (net.TCPAddr.String allocates twice) only to parse it back was two
+	// short-lived allocations per login, fragmenting the small size classes
+	// that idle connections live in.
+	RemoteAddr() netip.AddrPort
 }
 
 // handle is the handler's state for one connection, opaque to engines: all

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/netip"
 	"runtime"
 	"sync/atomic"
 	"time"
@@ -243,11 +244,16 @@ func (c *gnetConn) drained() {
 	}
 }
 
-func (c *gnetConn) RemoteAddr() string {
-	if c.addr == nil {
-		return ""
+func (c *gnetConn) RemoteAddr() netip.AddrPort { return tcpAddrPort(c.addr) }
+
+// tcpAddrPort converts a TCP address without allocating; IPv4 comes out as
+// IPv4, however the engine stored it.
+func tcpAddrPort(a *net.TCPAddr) netip.AddrPort {
+	if a == nil {
+		return netip.AddrPort{}
 	}
-	return c.addr.String()
+	ap := a.AddrPort()
+	return netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
 }
 
 func (c *gnetConn) Send(frame []byte) error { return c.send(c, frame, c.e.lim.sendQueue) }

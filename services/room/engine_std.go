@@ -6,6 +6,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/netip"
 	"sync"
 	"time"
 
@@ -176,7 +177,10 @@ type stdConn struct {
 	lingering bool // the reader is discarding input before the close
 }
 
-func (c *stdConn) RemoteAddr() string { return c.nc.RemoteAddr().String() }
+func (c *stdConn) RemoteAddr() netip.AddrPort {
+	a, _ := c.nc.RemoteAddr().(*net.TCPAddr)
+	return tcpAddrPort(a)
+}
 
 func (c *stdConn) Send(frame []byte) error { return c.send(c, frame, c.limit) }
 

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"net/netip"
 	"slices"
 	"sync"
 	"time"
@@ -397,7 +398,7 @@ type queuedFrame struct {
 // what is sent until the session resumes or ends.
 type parkConn struct {
 	limit   int
-	addr    string
+	addr    netip.AddrPort
 	onClose func()
 
 	mu      sync.Mutex
@@ -437,8 +438,8 @@ func (c *parkConn) CloseWith([]byte) bool {
 	return true
 }
 
-func (c *parkConn) Abort()             { c.CloseWith(nil) }
-func (c *parkConn) RemoteAddr() string { return c.addr }
+func (c *parkConn) Abort()                     { c.CloseWith(nil) }
+func (c *parkConn) RemoteAddr() netip.AddrPort { return c.addr }
 
 // take closes the placeholder for a resume and returns its queue; false
 // when it had closed already.

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"net/netip"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -145,7 +144,7 @@ func newRoom(cfg config, d roomDeps) (*room, error) {
 }
 
 func (r *room) OnOpen(c conn) handle {
-	if ap, err := netip.ParseAddrPort(c.RemoteAddr()); err == nil {
+	if ap := c.RemoteAddr(); ap.IsValid() {
 		switch r.adm.check(ap.Addr(), monoNanos(time.Now())) {
 		case deniedIP:
 			// Nothing is said to a denied address.

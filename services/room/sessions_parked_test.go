@@ -5,6 +5,7 @@ import (
 	"flag"
 	"io"
 	"log/slog"
+	"net/netip"
 	"sync"
 	"testing"
 	"time"
@@ -107,7 +108,7 @@ func TestRefreshEndsParkedMissingSession(t *testing.T) {
 	})
 	live := &session{r: r, c: &benchConn{}, id: 1, key: sessionKey{app: "a", user: "live", device: "d"}}
 	live.set(flagAuthed)
-	pc := &parkConn{limit: 4, addr: "127.0.0.1:2"}
+	pc := &parkConn{limit: 4, addr: netip.MustParseAddrPort("127.0.0.1:2")}
 	parked := &session{r: r, c: pc, id: 2, key: sessionKey{app: "a", user: "away", device: "d"}}
 	parked.set(flagAuthed)
 	ended := make(chan struct{})
