@@ -66,12 +66,16 @@ func (f *fleet) connectRange(prefix string, first, n, conc int, deadline time.Ti
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
+			// Each worker asks the dispatcher over a keep-alive connection
+			// of its own (nil without a dispatcher).
+			lc := f.lookupConn()
+			defer lc.close()
 			for {
 				i := int(next.Add(1) - 1)
 				if i >= n || time.Now().After(deadline) {
 					return
 				}
-				f.connectOne(f.addrs[(first+i)%len(f.addrs)], users[i], frames[i])
+				f.connectOne(lc, f.addrs[(first+i)%len(f.addrs)], users[i], frames[i])
 			}
 		}()
 	}
@@ -100,10 +104,25 @@ func (f *fleet) prepare(prefix string, first, n int) (users []string, frames [][
 	return users, frames
 }
 
-// connectOne connects user with its prepared AUTH frame (nil: minted now).
-func (f *fleet) connectOne(addr, user string, frame []byte) {
+// lookupConn is a connect worker's client of the dispatcher, nil when
+// there is none (or its URL is not plain http: the shared client then
+// asks).
+func (f *fleet) lookupConn() *leanConn {
+	if f.d.dispatcher == "" {
+		return nil
+	}
+	lc, err := newLeanGetConn(f.d.dispatcher, f.d.timeout)
+	if err != nil {
+		return nil
+	}
+	return lc
+}
+
+// connectOne connects user with its prepared AUTH frame (nil: minted
+// now), asking the dispatcher over lc when it is set.
+func (f *fleet) connectOne(lc *leanConn, addr, user string, frame []byte) {
 	t0 := time.Now()
-	c, err := f.d.connectWith(addr, user, frame)
+	c, err := f.d.connectVia(lc, addr, user, frame)
 	if err != nil {
 		f.failures.Add(failureKind(err), 1)
 		return

@@ -103,6 +103,19 @@ func (g *generators) Progress() (ok, failed int64) {
 	return ok, failed
 }
 
+// allReady is closed once every child finished its connect phase or
+// died (a child's ready closes either way, so the waiter always ends).
+func (g *generators) allReady() <-chan struct{} {
+	ch := make(chan struct{})
+	go func() {
+		for _, c := range g.children {
+			<-c.ready
+		}
+		close(ch)
+	}()
+	return ch
+}
+
 // Ready says whether every child finished its connect phase (or died).
 func (g *generators) Ready() bool {
 	for _, c := range g.children {

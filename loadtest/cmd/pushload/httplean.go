@@ -44,24 +44,49 @@ type leanConn struct {
 	req      []byte // reused request buffer
 	lastUsed time.Time
 	dials    int
+	// get marks a client of GETs (newLeanGetConn): prefix then ends the
+	// request, and answers keep their 200 bodies.
+	get bool
+}
+
+// newLeanGetConn prepares a client that GETs from base (an http:// URL,
+// the dispatcher's) and keeps the answers' bodies; it dials on first use.
+func newLeanGetConn(base string, timeout time.Duration) (*leanConn, error) {
+	addr, host, err := leanAddr(base)
+	if err != nil {
+		return nil, err
+	}
+	p := []byte(" HTTP/1.1\r\nHost: ")
+	p = append(p, host...)
+	p = append(p, "\r\n\r\n"...)
+	return &leanConn{addr: addr, prefix: p, timeout: timeout, get: true}, nil
+}
+
+// leanAddr is the host:port to dial for an http:// base URL, and its Host.
+func leanAddr(base string) (addr, host string, err error) {
+	u, err := url.Parse(base)
+	if err != nil {
+		return "", "", fmt.Errorf("lean http: %q: %w", base, err)
+	}
+	if u.Scheme != "http" || u.Host == "" {
+		return "", "", fmt.Errorf("lean http: %q: want http://host:port", base)
+	}
+	addr = u.Host
+	if u.Port() == "" {
+		addr = net.JoinHostPort(u.Hostname(), "80")
+	}
+	return addr, u.Host, nil
 }
 
 // newLeanConn prepares a client of center (an http:// base URL) that
 // sends with apiKey as its Bearer token; it dials on first use.
 func newLeanConn(center, apiKey string, timeout time.Duration) (*leanConn, error) {
-	u, err := url.Parse(center)
+	addr, host, err := leanAddr(center)
 	if err != nil {
-		return nil, fmt.Errorf("lean http: center %q: %w", center, err)
-	}
-	if u.Scheme != "http" || u.Host == "" {
-		return nil, fmt.Errorf("lean http: center %q: want http://host:port", center)
-	}
-	addr := u.Host
-	if u.Port() == "" {
-		addr = net.JoinHostPort(u.Hostname(), "80")
+		return nil, err
 	}
 	p := []byte(" HTTP/1.1\r\nHost: ")
-	p = append(p, u.Host...)
+	p = append(p, host...)
 	p = append(p, "\r\nAuthorization: Bearer "...)
 	p = append(p, apiKey...)
 	p = append(p, "\r\nContent-Type: application/json\r\nContent-Length: "...)
@@ -72,6 +97,22 @@ func newLeanConn(center, apiKey string, timeout time.Duration) (*leanConn, error
 // started, its deadline t0 + timeout. On an error the connection is
 // closed and the next post dials again.
 func (c *leanConn) post(path string, body []byte, t0 time.Time) (leanResponse, error) {
+	if c.get {
+		return leanResponse{}, fmt.Errorf("lean http: POST %s on a GET client", path)
+	}
+	return c.do("POST", path, body, t0)
+}
+
+// fetch GETs path (with its query) on a newLeanGetConn client; the
+// answer's body is kept whatever its status.
+func (c *leanConn) fetch(path string, t0 time.Time) (leanResponse, error) {
+	if !c.get {
+		return leanResponse{}, fmt.Errorf("lean http: GET %s on a POST client", path)
+	}
+	return c.do("GET", path, nil, t0)
+}
+
+func (c *leanConn) do(method, path string, body []byte, t0 time.Time) (leanResponse, error) {
 	if c.conn != nil && t0.Sub(c.lastUsed) > leanIdleMax {
 		c.close()
 	}
@@ -80,7 +121,7 @@ func (c *leanConn) post(path string, body []byte, t0 time.Time) (leanResponse, e
 		d := net.Dialer{Deadline: deadline}
 		conn, err := d.Dial("tcp", c.addr)
 		if err != nil {
-			return leanResponse{}, fmt.Errorf("lean http: POST %s: %w", path, err)
+			return leanResponse{}, fmt.Errorf("lean http: %s %s: %w", method, path, err)
 		}
 		c.conn, c.dials = conn, c.dials+1
 		if c.br == nil {
@@ -92,7 +133,7 @@ func (c *leanConn) post(path string, body []byte, t0 time.Time) (leanResponse, e
 	r, err := c.roundTrip(path, body, deadline)
 	if err != nil {
 		c.close()
-		return r, fmt.Errorf("lean http: POST %s: %w", path, err)
+		return r, fmt.Errorf("lean http: %s %s: %w", method, path, err)
 	}
 	if r.close {
 		c.close()
@@ -104,6 +145,15 @@ func (c *leanConn) post(path string, body []byte, t0 time.Time) (leanResponse, e
 func (c *leanConn) roundTrip(path string, body []byte, deadline time.Time) (leanResponse, error) {
 	if err := c.conn.SetDeadline(deadline); err != nil {
 		return leanResponse{}, err
+	}
+	if c.get {
+		c.req = append(c.req[:0], "GET "...)
+		c.req = append(c.req, path...)
+		c.req = append(c.req, c.prefix...)
+		if _, err := c.conn.Write(c.req); err != nil {
+			return leanResponse{}, err
+		}
+		return readResponseKeep(c.br, true)
 	}
 	c.req = append(c.req[:0], "POST "...)
 	c.req = append(c.req, path...)
@@ -117,8 +167,9 @@ func (c *leanConn) roundTrip(path string, body []byte, deadline time.Time) (lean
 	return readResponse(c.br)
 }
 
+// close closes the connection; a nil client has none.
 func (c *leanConn) close() {
-	if c.conn != nil {
+	if c != nil && c.conn != nil {
 		_ = c.conn.Close()
 		c.conn = nil
 	}

@@ -413,3 +413,48 @@ func TestReadResponseFraming(t *testing.T) {
 		})
 	}
 }
+
+// The connect workers' lean lookups ask the dispatcher over one kept-alive
+// connection each, get the same room as net/http's client, and report a
+// failed answer with its status.
+func TestLookupLean(t *testing.T) {
+	var fail atomic.Bool
+	srv := newLeanServer(t, func(w http.ResponseWriter, r *http.Request) {
+		q := r.URL.Query()
+		switch {
+		case r.Method != http.MethodGet || r.URL.Path != "/v1/endpoints" || q.Get("app") != "a1" || q.Get("user") == "":
+			http.Error(w, `{"code":"NOT_FOUND"}`, http.StatusNotFound)
+		case fail.Load():
+			http.Error(w, `{"code":"NO_ROOMS"}`, http.StatusServiceUnavailable)
+		default:
+			w.Header().Set("Content-Type", "application/json")
+			_, _ = fmt.Fprintf(w, `{"endpoints":["127.0.0.1:%d","127.0.0.1:1"],"version":7}`, 7000+len(q.Get("user")))
+		}
+	})
+	d := &dialer{dispatcher: srv.URL, httpc: srv.Client(), app: "a1", timeout: 5 * time.Second}
+	lc, err := newLeanGetConn(srv.URL, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer lc.close()
+	for _, user := range []string{"u", "u&user=x", "user-with-a-long-name"} {
+		got, err := d.lookupLean(lc, user)
+		if err != nil {
+			t.Fatalf("%s: %v", user, err)
+		}
+		want, err := d.lookup(user)
+		if err != nil || got != want {
+			t.Fatalf("%s: lean %q, net/http %q (%v)", user, got, want, err)
+		}
+	}
+	if n := srv.conns.Load(); n != 2 { // one lean, one net/http
+		t.Errorf("%d connections to the dispatcher, want 2", n)
+	}
+	fail.Store(true)
+	if _, err := d.lookupLean(lc, "u"); err == nil || !strings.Contains(err.Error(), "503") {
+		t.Errorf("503 answer: err %v, want one naming the status", err)
+	}
+	if _, err := lc.post("/v1/push", nil, time.Now()); err == nil {
+		t.Error("POST on a GET client succeeded")
+	}
+}

@@ -34,8 +34,8 @@ type leanResponse struct {
 	// statusText is the status line after the version ("404 Not Found");
 	// set only for a status other than 200.
 	statusText string
-	// body is set only for a status other than 200, at most
-	// maxErrorBodyKept bytes of it.
+	// body is set for a status other than 200, or for any status when
+	// the caller keeps bodies (GET): at most maxErrorBodyKept bytes of it.
 	body []byte
 	// close is true when the connection cannot carry another request:
 	// the server said Connection: close, spoke HTTP/1.0 without
@@ -47,7 +47,11 @@ type leanResponse struct {
 // that the connection is ready for the next request unless close is set.
 // Interim 1xx answers are skipped. Any error leaves the connection in an
 // unknown state: the caller must close it.
-func readResponse(br *bufio.Reader) (leanResponse, error) {
+func readResponse(br *bufio.Reader) (leanResponse, error) { return readResponseKeep(br, false) }
+
+// readResponseKeep is readResponse that, with keepOK, also keeps a 200
+// answer's body (a GET's answer is its body).
+func readResponseKeep(br *bufio.Reader, keepOK bool) (leanResponse, error) {
 	for i := 0; ; i++ {
 		r, h, err := readHead(br)
 		if err != nil {
@@ -62,7 +66,7 @@ func readResponse(br *bufio.Reader) (leanResponse, error) {
 			}
 			continue
 		}
-		return r, readBody(br, &r, h)
+		return r, readBody(br, &r, h, keepOK)
 	}
 }
 
@@ -158,9 +162,9 @@ func readHead(br *bufio.Reader) (leanResponse, head, error) {
 }
 
 // readBody reads the body framed as h says, keeping it in r.body when
-// the status is not 200.
-func readBody(br *bufio.Reader, r *leanResponse, h head) error {
-	keep := r.status != 200
+// the status is not 200 or keepOK is set.
+func readBody(br *bufio.Reader, r *leanResponse, h head, keepOK bool) error {
+	keep := r.status != 200 || keepOK
 	switch {
 	case r.status == 204 || r.status == 304:
 		return nil

@@ -77,6 +77,20 @@ func (p *progress) sleep(d time.Duration) bool {
 	}
 }
 
+// sleepUntil is sleep that also ends, returning true, when ch closes.
+func (p *progress) sleepUntil(ch <-chan struct{}, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-ch:
+		return true
+	case <-p.ctx.Done():
+		return false
+	}
+}
+
 // shortPhase is how long a phase may run without a bar.
 const shortPhase = 3 * time.Second
 

@@ -167,7 +167,7 @@ func (b *bench) steadyChurn(fl *fleet, engine string) int64 {
 			wg.Add(1)
 			go func() {
 				defer func() { <-sem; wg.Done() }()
-				fl.connectOne(fl.addrs[0], c.user, nil)
+				fl.connectOne(nil, fl.addrs[0], c.user, nil)
 				mu.Lock()
 				n++
 				mu.Unlock()

@@ -103,8 +103,11 @@ func (b *bench) connectPhase(spec genSpec, desc string, probes []*probe, stop fu
 	deadline := time.Now().Add(connectPhaseLimit)
 	nextSample := time.Now().Add(sampleEvery)
 	reason := ""
+	// Woken as the last child reports, not at the next tick: the connect
+	// scenario's cluster mode times the phase's end.
+	allReady := g.allReady()
 	for !g.Ready() {
-		if !b.p.sleep(phaseTick) {
+		if !b.p.sleepUntil(allReady, phaseTick) {
 			reason = "interrupted"
 			break
 		}
