@@ -103,13 +103,8 @@ func (e *testEnv) putAdmission(v string) {
 	if err != nil {
 		e.t.Fatal(err)
 	}
-	deadline := time.Now().Add(5 * time.Second)
-	for e.srv.r.adm.rules.Load() == prev {
-		if time.Now().After(deadline) {
-			e.t.Fatal("admission rules not applied within 5s")
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	// The room's etcd watch swaps the rules in: wait for that, not a time.
+	waitFor(e.t, "admission rules applied", func() bool { return e.srv.r.adm.rules.Load() != prev })
 }
 
 // waitPreAuth waits until the room counts n unauthenticated connections.
