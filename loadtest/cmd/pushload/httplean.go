@@ -56,10 +56,15 @@ func newLeanGetConn(base string, timeout time.Duration) (*leanConn, error) {
 	if err != nil {
 		return nil, err
 	}
+	return &leanConn{addr: addr, prefix: leanPrefix(host, "\r\n\r\n"), timeout: timeout, get: true}, nil
+}
+
+// leanPrefix is what follows a request's method and path: the version,
+// Host and then rest.
+func leanPrefix(host, rest string) []byte {
 	p := []byte(" HTTP/1.1\r\nHost: ")
 	p = append(p, host...)
-	p = append(p, "\r\n\r\n"...)
-	return &leanConn{addr: addr, prefix: p, timeout: timeout, get: true}, nil
+	return append(p, rest...)
 }
 
 // leanAddr is the host:port to dial for an http:// base URL, and its Host.
@@ -85,11 +90,7 @@ func newLeanConn(center, apiKey string, timeout time.Duration) (*leanConn, error
 	if err != nil {
 		return nil, err
 	}
-	p := []byte(" HTTP/1.1\r\nHost: ")
-	p = append(p, host...)
-	p = append(p, "\r\nAuthorization: Bearer "...)
-	p = append(p, apiKey...)
-	p = append(p, "\r\nContent-Type: application/json\r\nContent-Length: "...)
+	p := leanPrefix(host, "\r\nAuthorization: Bearer "+apiKey+"\r\nContent-Type: application/json\r\nContent-Length: ")
 	return &leanConn{addr: addr, prefix: p, timeout: timeout}, nil
 }
 
@@ -130,7 +131,7 @@ func (c *leanConn) do(method, path string, body []byte, t0 time.Time) (leanRespo
 			c.br.Reset(conn)
 		}
 	}
-	r, err := c.roundTrip(path, body, deadline)
+	r, err := c.roundTrip(method, path, body, deadline)
 	if err != nil {
 		c.close()
 		return r, fmt.Errorf("lean http: %s %s: %w", method, path, err)
@@ -142,29 +143,23 @@ func (c *leanConn) do(method, path string, body []byte, t0 time.Time) (leanRespo
 	return r, nil
 }
 
-func (c *leanConn) roundTrip(path string, body []byte, deadline time.Time) (leanResponse, error) {
+func (c *leanConn) roundTrip(method, path string, body []byte, deadline time.Time) (leanResponse, error) {
 	if err := c.conn.SetDeadline(deadline); err != nil {
 		return leanResponse{}, err
 	}
-	if c.get {
-		c.req = append(c.req[:0], "GET "...)
-		c.req = append(c.req, path...)
-		c.req = append(c.req, c.prefix...)
-		if _, err := c.conn.Write(c.req); err != nil {
-			return leanResponse{}, err
-		}
-		return readResponseKeep(c.br, true)
-	}
-	c.req = append(c.req[:0], "POST "...)
+	c.req = append(c.req[:0], method...)
+	c.req = append(c.req, ' ')
 	c.req = append(c.req, path...)
 	c.req = append(c.req, c.prefix...)
-	c.req = strconv.AppendInt(c.req, int64(len(body)), 10)
-	c.req = append(c.req, "\r\n\r\n"...)
-	c.req = append(c.req, body...)
+	if !c.get { // a GET's prefix ended the request
+		c.req = strconv.AppendInt(c.req, int64(len(body)), 10)
+		c.req = append(c.req, "\r\n\r\n"...)
+		c.req = append(c.req, body...)
+	}
 	if _, err := c.conn.Write(c.req); err != nil {
 		return leanResponse{}, err
 	}
-	return readResponse(c.br)
+	return readResponseKeep(c.br, c.get)
 }
 
 // close closes the connection; a nil client has none.

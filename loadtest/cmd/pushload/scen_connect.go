@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"net/http"
+	"strconv"
 	"time"
 )
 
@@ -78,12 +79,13 @@ func (b *bench) connectMode(i int, engine, flagVal, mode string, reg *probe) err
 	}
 	connected, _ := pr.Sample()
 	cpu1 := cpuOf(pids)
+	gens := map[string]int{}
+	for i, pid := range g.PIDs() {
+		gens[strconv.Itoa(i)] = pid
+	}
 	var genCPU float64
-	for _, pid := range g.PIDs() {
-		var s Sample
-		if err := (&probe{pid: pid}).readProc(&s); err == nil {
-			genCPU += s.CPUSeconds
-		}
+	for _, v := range cpuOf(gens) {
+		genCPU += v
 	}
 	// The profile is collected only now: waiting for its fixed 5 s before
 	// looking at register capped mode cluster at 18,000 / ≈ 4.9 s ≈
