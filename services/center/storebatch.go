@@ -40,6 +40,9 @@ const (
 	// tenth of a second at 20k pushes/s. Beyond it pushes are refused with
 	// 503 UNAVAILABLE (nothing stored), not queued without bound.
 	storeBatchQueue = 2048
+	// slowStore is when a batch is logged with where its time went: queued
+	// for a free call, or in saver's Store.
+	slowStore = 250 * time.Millisecond
 )
 
 var (
@@ -58,9 +61,10 @@ type storeOutcome struct {
 }
 
 type storeItem struct {
-	ctx  context.Context
-	msg  *internalpb.Message
-	done chan storeOutcome // buffered: a flush never blocks on a gone caller
+	ctx    context.Context
+	msg    *internalpb.Message
+	queued time.Time
+	done   chan storeOutcome // buffered: a flush never blocks on a gone caller
 }
 
 type storeBatcher struct {
@@ -94,7 +98,7 @@ func newStoreBatcher(saver internalpb.SaverClient, m *storeBatchMetrics, log *sl
 // outcome or ctx. After ctx ends the message may still be stored; before
 // its batch leaves, a message whose ctx ended is dropped.
 func (b *storeBatcher) submit(ctx context.Context, msg *internalpb.Message) storeOutcome {
-	it := &storeItem{ctx: ctx, msg: msg, done: make(chan storeOutcome, 1)}
+	it := &storeItem{ctx: ctx, msg: msg, queued: time.Now(), done: make(chan storeOutcome, 1)}
 	b.mu.RLock()
 	if b.closed {
 		b.mu.RUnlock()
@@ -181,7 +185,12 @@ func (b *storeBatcher) flush(batch []*storeItem) {
 	defer cancel()
 	// Fresh: every id was minted for its request and this call is its only
 	// Store (a failure fails the request; the client's retry mints anew).
+	start := time.Now()
 	rep, err := b.saver.Store(ctx, &internalpb.StoreRequest{Messages: msgs, Independent: true, Fresh: true})
+	if call, queued := time.Since(start), start.Sub(live[0].queued); call+queued >= slowStore {
+		b.log.Warn("center: slow store batch", "messages", len(msgs), "queued_ms", queued.Milliseconds(),
+			"store_ms", call.Milliseconds(), "in_flight", b.inFlight.Load())
+	}
 	if err != nil {
 		err = fmt.Errorf("saver: store batch of %d from id %d: %w", len(msgs), msgs[0].GetId(), err)
 		for _, it := range live {

@@ -38,6 +38,10 @@ const (
 	// (whose own deadline is a couple of seconds): the business would be
 	// told "not stored", retry, and the user would get the message twice.
 	postCommitRedis = 300 * time.Millisecond
+	// slowCommit is when a commit (MySQL and the inbox write after it) is
+	// logged with where its time went: a stall that long is an outlier in
+	// every latency histogram, and the log says which side it was.
+	slowCommit = 250 * time.Millisecond
 )
 
 var (
@@ -257,9 +261,14 @@ func (c *committer) commitMsgs(ctx context.Context, msgs []*internalpb.Message, 
 	// the fast path (Pending falls back to MySQL), never the message.
 	rctx, rcancel := context.WithTimeout(ctx, postCommitRedis)
 	defer rcancel()
+	committed := time.Now()
 	if err := c.inbox.add(rctx, kept); err != nil {
 		c.metrics.redisErrors.WithLabelValues("store").Inc()
 		c.log.Warn("inbox add after commit failed; Pending will read MySQL", "rows", len(kept), "err", err)
+	}
+	if d := time.Since(start); d >= slowCommit {
+		c.log.Warn("saver: slow store commit", "rows", len(msgs), "mysql_ms", committed.Sub(start).Milliseconds(),
+			"redis_ms", time.Since(committed).Milliseconds(), "total_ms", d.Milliseconds())
 	}
 	if len(collapsed) > 0 {
 		c.metrics.outcomes.WithLabelValues("collapsed").Add(float64(len(collapsed)))
