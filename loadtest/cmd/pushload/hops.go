@@ -42,7 +42,15 @@ type HistFig struct {
 	Mean  float64 `json:"mean"`
 	P50   float64 `json:"p50"`
 	P99   float64 `json:"p99"`
+	// Slow counts, for histograms of seconds, the observations above the
+	// first bucket bound at or past slowBound: a handful of stalled
+	// commits sets a step's p99 without moving the histogram's own.
+	Slow float64 `json:"slow,omitempty"`
 }
+
+// slowBound is the services' slow-store log threshold (center
+// slowStore, saver slowCommit).
+const slowBound = 0.25
 
 // svcHist names one histogram of one service: proc is "center" or
 // "saver", match a substring of the series' labels ("" for all series),
@@ -97,7 +105,28 @@ func histDelta(before, after map[string]float64, metric, match string, scale flo
 	}
 	fig.P50 = bucketQuantile(buckets, 0.5) * scale
 	fig.P99 = bucketQuantile(buckets, 0.99) * scale
+	if scale == 1000 {
+		fig.Slow = countAbove(buckets, slowBound)
+	}
 	return fig, true
+}
+
+// countAbove counts the observations above the first finite bucket bound
+// at or past bound (cumulative buckets, upper bound -> count); 0 when no
+// bound reaches it.
+func countAbove(buckets map[float64]float64, bound float64) float64 {
+	le, total := math.Inf(1), 0.0
+	for b, n := range buckets {
+		if math.IsInf(b, 1) {
+			total = n
+		} else if b >= bound && b < le {
+			le = b
+		}
+	}
+	if math.IsInf(le, 1) {
+		return 0
+	}
+	return max(total-buckets[le], 0)
 }
 
 // seriesOf says whether key (`name{labels}` or `name`) is a series of

@@ -55,6 +55,9 @@ x_seconds_count{method="/S/Store"} 9
 	if math.Abs(fig.P99-4) > 1e-9 {
 		t.Errorf("p99 %v ms, want 4 (the 99th is the last below +Inf)", fig.P99)
 	}
+	if fig.Slow != 0 {
+		t.Errorf("slow %v, want 0: no bucket bound reaches 250 ms", fig.Slow)
+	}
 	all, _ := histDelta(before, after, "x_seconds", "", 1000)
 	if all.Count != 102 {
 		t.Errorf("without a filter count %v, want 102 (both methods)", all.Count)
@@ -64,6 +67,34 @@ x_seconds_count{method="/S/Store"} 9
 	}
 	if _, ok := histDelta(before, after, "x_sec", "", 1); ok {
 		t.Error("a name prefix matched another metric")
+	}
+}
+
+// Slow counts what lies above the first bound at or past 250 ms, the
+// services' slow-store threshold.
+func TestHistDeltaSlow(t *testing.T) {
+	before := parseMetrics(strings.NewReader(`
+c_seconds_bucket{le="0.128"} 10
+c_seconds_bucket{le="0.256"} 10
+c_seconds_bucket{le="0.512"} 10
+c_seconds_bucket{le="+Inf"} 10
+c_seconds_sum 0.1
+c_seconds_count 10
+`))
+	after := parseMetrics(strings.NewReader(`
+c_seconds_bucket{le="0.128"} 100
+c_seconds_bucket{le="0.256"} 104
+c_seconds_bucket{le="0.512"} 106
+c_seconds_bucket{le="+Inf"} 107
+c_seconds_sum 2.1
+c_seconds_count 107
+`))
+	fig, ok := histDelta(before, after, "c_seconds", "", 1000)
+	if !ok || fig.Slow != 3 {
+		t.Errorf("slow %v (%v), want 3: two in (256, 512] ms and one above", fig.Slow, ok)
+	}
+	if rows, _ := histDelta(before, after, "c_seconds", "", 1); rows.Slow != 0 {
+		t.Errorf("slow %v on a histogram that is not of seconds, want 0", rows.Slow)
 	}
 }
 

@@ -119,9 +119,13 @@ func (b *bench) unicastRun(roomIdx int, engine, flagVal, transport string) error
 			}
 		}
 		reason := l.stopReason(st)
-		b.p.logf("unicast %s %s: offered %.0f/s: sent %.0f/s, delivered %.0f/s, p99 %.2f ms (accepted %.2f, stored %.2f, acked %.2f), room %.1f µs/push, missing %d %s",
+		stalls := ""
+		if n := st.ServiceHistograms["saver_commit_ms"].Slow; n > 0 {
+			stalls = fmt.Sprintf(", %.0f commits over 256 ms", n)
+		}
+		b.p.logf("unicast %s %s: offered %.0f/s: sent %.0f/s, delivered %.0f/s, p99 %.2f ms (accepted %.2f, stored %.2f, acked %.2f%s), room %.1f µs/push, missing %d %s",
 			engine, transport, rate, st.Achieved, st.DeliveriesPerS, st.LatencyMS.P99, st.HopsMS["accepted"].P99,
-			st.HopsMS["stored"].P99, st.HopsMS["acked"].P99, st.RoomCPUMicros, st.Missing, reason)
+			st.HopsMS["stored"].P99, st.HopsMS["acked"].P99, stalls, st.RoomCPUMicros, st.Missing, reason)
 		if reason != "" {
 			r.Notes = append(r.Notes, fmt.Sprintf("ladder stopped at %.0f/s: %s", rate, reason))
 			break
