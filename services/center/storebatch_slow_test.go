@@ -1,12 +1,10 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"log/slog"
 	"net"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -14,6 +12,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 
+	"github.com/pushgw/pushgw/internal/logbuf"
 	"github.com/pushgw/pushgw/proto/internalpb"
 )
 
@@ -31,25 +30,6 @@ func (s *holdingSaver) Store(ctx context.Context, _ *internalpb.StoreRequest) (*
 	case <-ctx.Done():
 	}
 	return &internalpb.StoreReply{}, nil
-}
-
-// syncBuffer is a log sink the batcher's goroutines may write to while the
-// test reads it.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 // TestSlowStoreBatchLogged: a Store call slower than slowStore is logged
@@ -70,7 +50,7 @@ func TestSlowStoreBatchLogged(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		var logs syncBuffer
+		var logs logbuf.Buffer
 		b := newStoreBatcher(internalpb.NewSaverClient(cc), newStoreBatchMetrics(prometheus.NewRegistry()), slog.New(slog.NewJSONHandler(&logs, nil)))
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		out := b.submit(ctx, &internalpb.Message{Id: 1, App: "app1", User: "u1", Qos: 1, Payload: []byte("x")})

@@ -5,39 +5,21 @@ import (
 	"encoding/json"
 	"log/slog"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/pushgw/pushgw/internal/logbuf"
 	"github.com/pushgw/pushgw/proto/internalpb"
 )
-
-// lockedBuffer is a log sink the writers may use while the test reads it.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
 
 // TestSlowCommitLogged holds MariaDB's insert lock on the messages table
 // past slowCommit and checks that the Store's commit is logged slow, with
 // the time on the MySQL side.
 func TestSlowCommitLogged(t *testing.T) {
 	f := newFixture(t, 10)
-	var logs lockedBuffer
+	var logs logbuf.Buffer
 	c := newCommitter(&msgDB{db: f.sqldb}, &inbox{rdb: f.rdb}, newMetrics(prometheus.NewRegistry()),
 		slog.New(slog.NewJSONHandler(&logs, nil)), 1, 16)
 	t.Cleanup(c.close)
