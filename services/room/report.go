@@ -34,6 +34,8 @@ type reportItem struct {
 type reporter struct {
 	r *room
 	b *batcher[reportItem]
+	// hold keeps delivery reports until their ACK (report_hold.go).
+	hold *deliveryHold
 	// flushes counts finished flushes (sent or given up): sessions use it
 	// to know when saver has been told of an ack.
 	flushes atomic.Uint64
@@ -43,6 +45,9 @@ func newReporter(r *room) *reporter {
 	rp := &reporter{r: r}
 	drop := r.m.batchDropped.WithLabelValues("report")
 	rp.b = newBatcher(defaultBatchSize, defaultBatchDelay, defaultBatchQueue, rp.flush, drop.Inc)
+	add := func(it reportItem) { rp.b.Add(it) }
+	folded := r.m.deliveriesFolded
+	rp.hold = newDeliveryHold(deliveredHold, holdTick, maxHeldDeliveries, add, func(n int) { folded.Add(float64(n)) })
 	return rp
 }
 
@@ -53,12 +58,13 @@ func (rp *reporter) Acked(app, user string, id uint64) {
 	if id == 0 {
 		return
 	}
-	rp.b.Add(reportItem{acked: true, app: app, user: user, id: id})
+	rp.hold.Acked(app, user, id)
 }
 
-// Delivered queues a QoS 1 push written to a client.
+// Delivered queues a QoS 1 push written to a client; it waits for the
+// push's ACK for a while (report_hold.go).
 func (rp *reporter) Delivered(app, user string, id uint64) {
-	rp.b.Add(reportItem{app: app, user: user, id: id})
+	rp.hold.Delivered(app, user, id)
 }
 
 func (rp *reporter) flush(items []reportItem) {
@@ -104,5 +110,8 @@ func buildReport(items []reportItem) *internalpb.ReportRequest {
 	return req
 }
 
-// Close flushes what is queued within ctx.
-func (rp *reporter) Close(ctx context.Context) error { return rp.b.Close(ctx) }
+// Close flushes what is held and queued within ctx.
+func (rp *reporter) Close(ctx context.Context) error {
+	rp.hold.Close()
+	return rp.b.Close(ctx)
+}

@@ -44,6 +44,7 @@ func testReporter(t *testing.T, saver internalpb.SaverClient) *reporter {
 	r := &room{log: slog.New(slog.NewTextHandler(io.Discard, nil)), m: newMetrics(prometheus.NewRegistry()), saver: saver, life: context.Background()}
 	rp := &reporter{r: r}
 	rp.b = newBatcher(defaultBatchSize, time.Second, defaultBatchQueue, rp.flush, nil)
+	rp.hold = newDeliveryHold(deliveredHold, holdTick, maxHeldDeliveries, func(it reportItem) { rp.b.Add(it) }, func(int) {})
 	t.Cleanup(func() { _ = rp.Close(context.Background()) })
 	return rp
 }

@@ -67,6 +67,7 @@ type benchFlags struct {
 	step       time.Duration
 	p99Limit   time.Duration
 	drain      time.Duration
+	ackDelay   time.Duration
 	// transports and grpcStreams: unicast's ways into center.
 	transports  string
 	grpcStreams int
@@ -118,6 +119,7 @@ func parseBenchFlags(args []string) (*benchFlags, error) {
 	fs.StringVar(&f.transports, "transports", strings.Join(unicastTransports(), ","), "unicast: how pushes enter center, in order: http (POST /v1/push, one push per request, keep-alive) and/or grpc (PushStream)")
 	fs.StringVar(&f.httpClient, "http-client", httpClientLean, "unicast (http), churn: the generator's HTTP client: lean (one keep-alive connection per worker, each request built in a reused buffer) or std (net/http and a JSON-marshalled map per push)")
 	fs.IntVar(&f.grpcStreams, "grpc-streams", 8, "unicast: PushStreams the grpc transport spreads its pushes over (center answers at most 256 in flight per stream)")
+	fs.DurationVar(&f.ackDelay, "ack-delay", 0, "unicast: the clients write each ACK this long after reading its PUSH (a mobile network's round trip; 0 acks at once)")
 	fs.DurationVar(&f.drain, "drain", 10*time.Second, "unicast, churn: wait at most this long for outstanding deliveries")
 
 	fs.Float64Var(&f.churnRate, "churn-rate", 300, "churn: connections closed and reopened per second in the steady phase")

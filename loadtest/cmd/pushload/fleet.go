@@ -31,6 +31,9 @@ type fleet struct {
 	// onAcked, when set, is told when the ACK of a QoS 1 PUSH was written
 	// (the unicast scenario's "acked" hop).
 	onAcked func(*clientpb.Push, time.Time)
+	// ackDelay holds each ACK back this long (the unicast scenario's
+	// -ack-delay).
+	ackDelay time.Duration
 
 	mu      sync.Mutex
 	clients []*client
@@ -138,7 +141,7 @@ func (f *fleet) connectOne(lc *leanConn, addr, user string, frame []byte) {
 	f.readers.Add(1)
 	go func() {
 		defer f.readers.Done()
-		if err := c.readLoop(f.onPush, f.onAcked); err != nil {
+		if err := c.readLoop(f.onPush, f.onAcked, f.ackDelay); err != nil {
 			f.drops.Add(failureKind(err), 1)
 			c.close()
 		}

@@ -56,7 +56,7 @@ func (b *bench) unicastRun(roomIdx int, engine, flagVal, transport string) error
 
 	var cur atomic.Pointer[tracker]
 	fl := &fleet{d: &dialer{app: benchApp, secret: []byte(b.cl.Secret), timeout: b.f.connectTO},
-		addrs: []string{room.TCP}, onPush: func(p *clientpb.Push) {
+		addrs: []string{room.TCP}, ackDelay: b.f.ackDelay, onPush: func(p *clientpb.Push) {
 			if t := cur.Load(); t != nil {
 				t.onPush(p)
 			}
@@ -77,6 +77,9 @@ func (b *bench) unicastRun(roomIdx int, engine, flagVal, transport string) error
 	b.p.sleep(warmupSessions)
 
 	var tp unicastTransport
+	if b.f.ackDelay > 0 {
+		r.Notes = append(r.Notes, fmt.Sprintf("clients ack %v after each PUSH (-ack-delay)", b.f.ackDelay))
+	}
 	switch transport {
 	case transportHTTP:
 		httpc := &http.Client{Timeout: httpTimeout, Transport: &http.Transport{
