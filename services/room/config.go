@@ -32,6 +32,10 @@ const (
 	// bound the login succeeds anyway (registered when register answers).
 	defaultAuthReplyWait = 250 * time.Millisecond
 	maxAuthReplyWait     = 10 * time.Second
+	// maxReportHold keeps delivery reports well inside center's
+	// redelivery sweep age (3 s): held longer, the sweep would resend
+	// messages whose delivery the room has not told saver of yet.
+	maxReportHold = time.Second
 	// Inbound frames per connection: the Go SDK sends at most one ACK frame
 	// per 20 ms plus its PINGs, so 100/s leaves room for uplinks; a burst of
 	// 100 stays below the default send queue, so a client flooding requests
@@ -73,6 +77,9 @@ type config struct {
 	engine         string
 	authReplyWait  time.Duration
 	maxPreAuth     int
+	// reportHold is how long a QoS 1 delivery report waits for its ACK
+	// (report_hold.go); 0 reports at once.
+	reportHold time.Duration
 	// tagCheckBatch is the distinct users per membership call of a tag
 	// broadcast's fan-out; 0 (a config built without flags) means
 	// defaultTagCheckBatch.
@@ -100,6 +107,7 @@ func (c *config) bind(fs *flag.FlagSet) {
 	fs.IntVar(&c.frameBurst, "frame-burst", defaultFrameBurst, "frames one client connection may send back to back before -max-frame-rate applies")
 	fs.StringVar(&c.engine, "engine", defaultEngine, "client connection engine: gnet (event loops) or std (a goroutine per connection)")
 	fs.DurationVar(&c.authReplyWait, "auth-reply-wait", defaultAuthReplyWait, "longest AUTH_REPLY waits for register to hold a new session; past it the login succeeds anyway")
+	fs.DurationVar(&c.reportHold, "report-hold", deliveredHold, "longest a QoS 1 delivery report waits in the room for the message's ACK, to reach saver in one Report with it; 0 reports at once")
 	fs.IntVar(&c.maxPreAuth, "max-preauth", defaultMaxPreAuth, "most open connections that have not authenticated yet; beyond it new ones get TOO_MANY_CONNECTIONS")
 	fs.DurationVar(&c.sessionRefresh, "session-refresh", defaultSessionRefresh, "interval of session TTL refreshes at register (keep below register's -session-ttl / 2)")
 	c.drain.bind(fs)
@@ -150,6 +158,9 @@ func (c *config) validate() error {
 	}
 	if c.maxFrameRate > 0 && c.frameBurst < 1 {
 		errs = append(errs, fmt.Errorf("-frame-burst %d: want >= 1", c.frameBurst))
+	}
+	if c.reportHold < 0 || c.reportHold > maxReportHold {
+		errs = append(errs, fmt.Errorf("-report-hold %v: want 0..%v", c.reportHold, maxReportHold))
 	}
 	if c.authReplyWait < 0 || c.authReplyWait > maxAuthReplyWait {
 		errs = append(errs, fmt.Errorf("-auth-reply-wait %v: want 0..%v", c.authReplyWait, maxAuthReplyWait))

@@ -47,7 +47,7 @@ func newReporter(r *room) *reporter {
 	rp.b = newBatcher(defaultBatchSize, defaultBatchDelay, defaultBatchQueue, rp.flush, drop.Inc)
 	add := func(it reportItem) { rp.b.Add(it) }
 	folded := r.m.deliveriesFolded
-	rp.hold = newDeliveryHold(deliveredHold, holdTick, maxHeldDeliveries, add, func(n int) { folded.Add(float64(n)) })
+	rp.hold = newDeliveryHold(r.cfg.reportHold, holdTick, maxHeldDeliveries, add, func(n int) { folded.Add(float64(n)) })
 	return rp
 }
 

@@ -10,7 +10,7 @@ import (
 // (and MariaDB a commit) moments before the ACK deletes that row; reported
 // in the same Report as the ACK it costs nothing (saver counts it into the
 // outcome: report_batch.go). So the room holds each delivery report for
-// up to deliveredHold: an ACK arriving meanwhile takes it along, and only
+// up to deliveredHold (-report-hold): an ACK arriving meanwhile takes it along, and only
 // the deliveries of messages still unacked then are reported alone.
 //
 // Nothing depends on the delivered mark sooner: center's redelivery sweep
@@ -79,7 +79,7 @@ func (h *deliveryHold) Delivered(app, user string, id uint64) {
 		h.held[id] = e
 		return
 	}
-	if h.closed || len(h.order)-h.head >= h.bound {
+	if h.closed || h.hold <= 0 || len(h.order)-h.head >= h.bound {
 		h.release(reportItem{app: app, user: user, id: id})
 		return
 	}

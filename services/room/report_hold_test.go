@@ -152,7 +152,8 @@ func TestDeliveryHoldBoundAndClose(t *testing.T) {
 // the reporter (drain, shutdown) flushes what is held.
 func TestReporterHoldsDeliveriesForTheirAck(t *testing.T) {
 	rec := &reportRecorder{}
-	r := &room{log: slog.New(slog.NewTextHandler(io.Discard, nil)), m: newMetrics(prometheus.NewRegistry()), saver: rec, life: context.Background()}
+	r := &room{log: slog.New(slog.NewTextHandler(io.Discard, nil)), m: newMetrics(prometheus.NewRegistry()), saver: rec, life: context.Background(),
+		cfg: config{reportHold: deliveredHold}}
 	rp := newReporter(r)
 	rp.Delivered("app", "u", 1)
 	rp.Delivered("app", "u", 2)

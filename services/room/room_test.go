@@ -121,6 +121,7 @@ func startEnv(t *testing.T, engine string, tweak func(*config)) *testEnv {
 		engine:         engine,
 		authReplyWait:  defaultAuthReplyWait,
 		maxPreAuth:     defaultMaxPreAuth,
+		reportHold:     deliveredHold,
 	}
 	if tweak != nil {
 		tweak(&cfg)
