@@ -9,12 +9,13 @@ import (
 	"github.com/pushgw/pushgw/proto/clientpb"
 )
 
-// TestDeliveryReportWaitsForAck: a client that acks well after the room's
-// 5 ms flush window (a mobile network's round trip) still has its delivery
-// reach saver in the same Report as its ACK — the room held the delivery
-// report for it — and saver records the message acked after one delivery.
-// A message never acked is reported delivered once the hold ends, so
-// center's sweep does not send it again.
+// TestDeliveryReportWaitsForAck: a client that acks only after the room
+// has flushed a Report since the delivery (past its 5 ms flush window, as
+// on a mobile network's round trip) still has its delivery reach saver in
+// the same Report as its ACK — the room held the delivery report for it —
+// and saver records the message acked after one delivery. A message never
+// acked is reported delivered once the hold ends, so center's sweep does
+// not send it again.
 func TestDeliveryReportWaitsForAck(t *testing.T) {
 	c := StartCluster(t, Options{Rooms: 1, ExtraRoomArg: []string{"-report-hold", "1s"}})
 	room := c.Procs[RoomName(0)].Admin
@@ -29,9 +30,20 @@ func TestDeliveryReportWaitsForAck(t *testing.T) {
 	if p, err := raw.NextPush(10 * time.Second); err != nil || p.GetId() != acked {
 		t.Fatalf("push %v, %v; want message %d", p, err, acked)
 	}
-	// The client's round trip: long past the flush window, well inside
-	// the hold. It is the scenario, not a wait for the system.
-	time.Sleep(100 * time.Millisecond)
+	Eventually(t, 10*time.Second, "delivery report held", func() bool {
+		return AdminValue(t, room, "pushgw_room_deliveries_held") == 1
+	})
+	// The client's round trip: an ACK of an id that names no message makes
+	// the room send saver a Report of its own; once saver has it, a flush
+	// window has passed since the delivery, and the delivery was not in it.
+	reports := methodCalls(t, c, "saver", "pushgw_saver_rpc_duration_seconds", "Report")
+	raw.Send(protocol.OpAck, &clientpb.Ack{Ids: []uint64{1 << 62}})
+	Eventually(t, 10*time.Second, "a Report after the delivery", func() bool {
+		return methodCalls(t, c, "saver", "pushgw_saver_rpc_duration_seconds", "Report") > reports
+	})
+	if st := c.Status(acked); st == "delivered" {
+		t.Fatal("the delivery reached saver before its ACK")
+	}
 	raw.Send(protocol.OpAck, &clientpb.Ack{Ids: []uint64{acked}})
 	Eventually(t, 20*time.Second, "message acked in saver", func() bool { return c.Status(acked) == "acked" })
 	if n := AdminValue(t, room, "pushgw_room_deliveries_folded_total"); n != 1 {
@@ -48,6 +60,9 @@ func TestDeliveryReportWaitsForAck(t *testing.T) {
 	Eventually(t, 20*time.Second, "unacked message reported delivered after the hold", func() bool {
 		return c.Status(unacked) == "delivered"
 	})
+	if n := AdminValue(t, room, "pushgw_room_deliveries_held"); n != 0 {
+		t.Fatalf("%v deliveries still held after the hold", n)
+	}
 	if n := deliveryCount(t, c, unacked); n != 1 {
 		t.Fatalf("unacked message: delivery_count %d, want 1", n)
 	}

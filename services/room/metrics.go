@@ -25,9 +25,12 @@ type metrics struct {
 	// deliveriesFolded counts delivery reports sent with their ACK
 	// (report_hold.go).
 	deliveriesFolded prometheus.Counter
-	peerErrors       *prometheus.CounterVec
-	poolRejected     *prometheus.CounterVec
-	catchUps         *prometheus.CounterVec
+	// deliveriesHeld is the number of messages whose delivery reports wait
+	// for their ACK.
+	deliveriesHeld prometheus.Gauge
+	peerErrors     *prometheus.CounterVec
+	poolRejected   *prometheus.CounterVec
+	catchUps       *prometheus.CounterVec
 	// authReplyWait is how long AUTH_REPLY waited for register's put.
 	authReplyWait prometheus.Histogram
 	inflightHeld  prometheus.Counter
@@ -68,6 +71,8 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "pushgw_room_batch_dropped_total", Help: "Items shed because a batch queue was full."}, []string{"batch"}),
 		batchFailed: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "pushgw_room_batch_failed_total", Help: "Batches given up after retries."}, []string{"batch"}),
+		deliveriesHeld: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "pushgw_room_deliveries_held", Help: "QoS 1 messages whose delivery report waits in the room for their ACK (-report-hold)."}),
 		deliveriesFolded: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "pushgw_room_deliveries_folded_total", Help: "QoS 1 delivery reports held until their ACK and sent with it (saver then records both at once)."}),
 		peerErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
@@ -108,7 +113,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		m.framesOut[op] = out.WithLabelValues(op.String())
 	}
 	reg.MustRegister(m.conns, m.auths, in, out, m.pushes, m.slowConsumer, m.hbTimeouts, m.authTimeouts, m.rateLimited,
-		m.closes, m.batchDropped, m.batchFailed, m.deliveriesFolded, m.peerErrors, m.poolRejected, m.authReplyWait, m.inflightHeld, m.admissionRefused, m.admissionBad)
+		m.closes, m.batchDropped, m.batchFailed, m.deliveriesFolded, m.deliveriesHeld, m.peerErrors, m.poolRejected, m.authReplyWait, m.inflightHeld, m.admissionRefused, m.admissionBad)
 	return m
 }
 

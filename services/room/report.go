@@ -48,6 +48,8 @@ func newReporter(r *room) *reporter {
 	add := func(it reportItem) { rp.b.Add(it) }
 	folded := r.m.deliveriesFolded
 	rp.hold = newDeliveryHold(r.cfg.reportHold, holdTick, maxHeldDeliveries, add, func(n int) { folded.Add(float64(n)) })
+	held := r.m.deliveriesHeld
+	rp.hold.heldGauge = func(n int) { held.Set(float64(n)) }
 	return rp
 }
 

@@ -10,8 +10,9 @@ import (
 // (and MariaDB a commit) moments before the ACK deletes that row; reported
 // in the same Report as the ACK it costs nothing (saver counts it into the
 // outcome: report_batch.go). So the room holds each delivery report for
-// up to deliveredHold (-report-hold): an ACK arriving meanwhile takes it along, and only
-// the deliveries of messages still unacked then are reported alone.
+// up to deliveredHold (-report-hold): an ACK arriving meanwhile takes it
+// along, and only the deliveries of messages still unacked then are
+// reported alone.
 //
 // Nothing depends on the delivered mark sooner: center's redelivery sweep
 // only takes messages unreported for 3 s (center redeliverMinAge), and a
@@ -51,6 +52,9 @@ type deliveryHold struct {
 	release    func(reportItem)
 	// folded counts delivery reports that went out with their ACK.
 	folded func(n int)
+	// heldGauge, when set, is told how many messages are held after every
+	// change (the pushgw_room_deliveries_held gauge).
+	heldGauge func(n int)
 
 	mu    sync.Mutex
 	held  map[uint64]heldDelivery
@@ -92,6 +96,7 @@ func (h *deliveryHold) Delivered(app, user string, id uint64) {
 	now := monoNanos(time.Now())
 	h.held[id] = heldDelivery{app: app, user: user, at: now, n: 1}
 	h.order = append(h.order, heldRef{id: id, at: now})
+	h.changedLocked()
 	if !h.armed {
 		h.armed = true
 		h.timer.Reset(h.hold)
@@ -109,6 +114,7 @@ func (h *deliveryHold) Acked(app, user string, id uint64) {
 			h.release(reportItem{app: app, user: user, id: id})
 		}
 		h.folded(int(e.n))
+		h.changedLocked()
 	}
 	h.mu.Unlock()
 	h.release(reportItem{acked: true, app: app, user: user, id: id})
@@ -143,6 +149,7 @@ func (h *deliveryHold) releaseLocked(cutoff int64) {
 			}
 		}
 	}
+	h.changedLocked()
 	switch {
 	case h.head == len(h.order):
 		// Drained: start over, and let a burst's big array go.
@@ -156,6 +163,13 @@ func (h *deliveryHold) releaseLocked(cutoff int64) {
 		n := copy(h.order, h.order[h.head:])
 		clear(h.order[n:])
 		h.order, h.head = h.order[:n], 0
+	}
+}
+
+// changedLocked reports the number of held messages.
+func (h *deliveryHold) changedLocked() {
+	if h.heldGauge != nil {
+		h.heldGauge(len(h.held))
 	}
 }
 

@@ -17,6 +17,7 @@ type holdRecorder struct {
 	mu     sync.Mutex
 	items  []reportItem
 	folded int
+	gauge  int // the last held count the hold reported
 }
 
 func (r *holdRecorder) release(it reportItem) {
@@ -29,6 +30,18 @@ func (r *holdRecorder) fold(n int) {
 	r.mu.Lock()
 	r.folded += n
 	r.mu.Unlock()
+}
+
+func (r *holdRecorder) setGauge(n int) {
+	r.mu.Lock()
+	r.gauge = n
+	r.mu.Unlock()
+}
+
+func (r *holdRecorder) held() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.gauge
 }
 
 func (r *holdRecorder) take() (items []reportItem, folded int) {
@@ -57,6 +70,7 @@ func acked(user string, id uint64) reportItem {
 func newTestHold(t *testing.T, hold time.Duration, bound int) (*deliveryHold, *holdRecorder) {
 	rec := &holdRecorder{}
 	h := newDeliveryHold(hold, time.Millisecond, bound, rec.release, rec.fold)
+	h.heldGauge = rec.setGauge
 	t.Cleanup(h.Close)
 	return h, rec
 }
@@ -76,8 +90,8 @@ func TestDeliveryHoldFoldsIntoAck(t *testing.T) {
 	if want := []reportItem{delivered("u", 2), delivered("u", 2), acked("u", 2)}; !slices.Equal(got, want) {
 		t.Fatalf("ACK released %v, want %v", got, want)
 	}
-	if folded != 2 || h.Len() != 1 {
-		t.Fatalf("folded %d, %d held; want 2 and 1", folded, h.Len())
+	if folded != 2 || h.Len() != 1 || rec.held() != 1 {
+		t.Fatalf("folded %d, %d held (gauge %d); want 2 and 1", folded, h.Len(), rec.held())
 	}
 	// An ACK of a message nothing holds goes on alone.
 	h.Acked("app", "u", 9)
@@ -117,6 +131,9 @@ func TestDeliveryHoldReleasesUnacked(t *testing.T) {
 	want := []reportItem{delivered("u", 2), acked("u", 2), delivered("u", 1), delivered("u", 2), delivered("u", 3)}
 	if !slices.Equal(got, want) || folded != 1 {
 		t.Fatalf("released %v (folded %d), want %v (folded 1)", got, folded, want)
+	}
+	if rec.held() != 0 {
+		t.Fatalf("held gauge %d after every release, want 0", rec.held())
 	}
 	// The timer re-arms for what comes after an empty spell.
 	h.Delivered("app", "u", 4)
