@@ -82,5 +82,6 @@ ensure_mariadb
 ensure_etcd
 
 # Schema: saver carries its versioned migrations and applies them.
-go run ./services/saver -migrate-only -mysql "${PUSHGW_MYSQL_DSN:-root@tcp(127.0.0.1:3306)/pushgw?parseTime=true}"
+# -contract: a development database has no savers of an older release.
+go run ./services/saver -migrate-only -contract -mysql "${PUSHGW_MYSQL_DSN:-root@tcp(127.0.0.1:3306)/pushgw?parseTime=true}"
 log "redis, mariadb and etcd are up; schema applied"

@@ -103,12 +103,43 @@ func collapse(ctx context.Context, tx *sql.Tx, msgs []*internalpb.Message, now t
 		return nil, nil, fmt.Errorf("collapse: %w", err)
 	}
 	keep := make([]*internalpb.Message, 0, len(msgs))
+	var keyed []*internalpb.Message
 	for _, m := range msgs {
 		if !losers[m.GetId()] {
 			keep = append(keep, m)
+			if m.GetCollapseKey() != "" {
+				keyed = append(keyed, m)
+			}
 		}
 	}
+	if err := recordCollapseKeys(ctx, tx, keyed); err != nil {
+		return nil, nil, err
+	}
 	return keep, stored, nil
+}
+
+// recordCollapseKeys points each key of msgs (the newest message of its
+// key, about to be inserted in the same transaction) at its message. The
+// previous message of the key, if any, was just finished as collapsed.
+func recordCollapseKeys(ctx context.Context, tx *sql.Tx, msgs []*internalpb.Message) error {
+	for start := 0; start < len(msgs); start += collapseLookupChunk {
+		chunk := msgs[start:min(start+collapseLookupChunk, len(msgs))]
+		var b strings.Builder
+		b.WriteString("INSERT INTO message_collapse_keys (app, `user`, collapse_key, id) VALUES ")
+		args := make([]any, 0, 4*len(chunk))
+		for i, m := range chunk {
+			if i > 0 {
+				b.WriteByte(',')
+			}
+			b.WriteString("(?,?,?,?)")
+			args = append(args, m.GetApp(), m.GetUser(), m.GetCollapseKey(), m.GetId())
+		}
+		b.WriteString(" ON DUPLICATE KEY UPDATE id = VALUES(id)")
+		if _, err := tx.ExecContext(ctx, b.String(), args...); err != nil {
+			return fmt.Errorf("collapse: record %d keys: %w", len(chunk), err)
+		}
+	}
+	return nil
 }
 
 type keyedRow struct {
@@ -116,16 +147,21 @@ type keyedRow struct {
 	key string
 }
 
-// collapsedRows locks and returns the stored messages with any of keys.
+// collapsedRows locks and returns the stored messages with any of keys:
+// the one message_collapse_keys names, if it is still in messages.
 func collapsedRows(ctx context.Context, tx *sql.Tx, keys []collapseKey) ([]keyedRow, error) {
 	var b strings.Builder
-	b.WriteString("SELECT id, app, `user`, collapse_key, delivery_count, created_ms, expires_ms, multicast_id FROM messages WHERE ")
+	// message_collapse_keys first: the lookup is one primary-key probe
+	// per key, and its locks (a gap lock where the key is new) serialize
+	// Stores of one key as the index on messages used to.
+	b.WriteString("SELECT m.id, m.app, m.`user`, k.collapse_key, m.delivery_count, m.created_ms, m.expires_ms, m.multicast_id " +
+		"FROM message_collapse_keys k STRAIGHT_JOIN messages m ON m.id = k.id WHERE ")
 	args := make([]any, 0, 3*len(keys))
 	for i, k := range keys {
 		if i > 0 {
 			b.WriteString(" OR ")
 		}
-		b.WriteString("(app = ? AND `user` = ? AND collapse_key = ?)")
+		b.WriteString("(k.app = ? AND k.`user` = ? AND k.collapse_key = ?)")
 		args = append(args, k.app, k.user, k.key)
 	}
 	b.WriteString(" FOR UPDATE")

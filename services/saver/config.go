@@ -28,6 +28,7 @@ type config struct {
 	mysqlReplica     string
 	db               dbConfig
 	migrateOnly      bool
+	contract         bool
 	maxDeliveries    uint
 	sweepInterval    time.Duration
 	outcomeRetention time.Duration
@@ -51,6 +52,7 @@ func parseFlags(args []string) (*config, error) {
 	fs.IntVar(&c.redisDB, "redis-db", service.EnvInt("REDIS_DB", 0), "Redis database number; must be 0 for a Redis Cluster (PUSHGW_REDIS_DB)")
 	fs.StringVar(&c.mysqlDSN, "mysql", service.Env("MYSQL_DSN", service.DefaultMySQLDSN), "MySQL/MariaDB DSN, the source of truth; the database is created if missing (PUSHGW_MYSQL_DSN)")
 	fs.BoolVar(&c.migrateOnly, "migrate-only", false, "apply the schema migrations and exit (needs only MySQL); the same as the subcommand \"saver migrate\"")
+	fs.BoolVar(&c.contract, "contract", false, "with migrate: also apply contract migrations, which drop what savers of the previous release still use; run it once every saver runs this release (a fresh database gets them anyway)")
 	fs.StringVar(&c.mysqlReplica, "mysql-replica", service.Env("MYSQL_REPLICA_DSN", ""), "MySQL DSN of a read replica for reads that tolerate lag (Status); empty: the primary serves them, and so it does while the replica fails (PUSHGW_MYSQL_REPLICA_DSN)")
 	fs.IntVar(&c.db.maxOpen, "mysql-max-open", dbMaxOpen, "most open MySQL connections per pool (primary; the replica gets its own pool of the same size)")
 	fs.IntVar(&c.db.maxIdle, "mysql-max-idle", dbMaxIdle, "most idle MySQL connections kept per pool")
@@ -68,6 +70,9 @@ func parseFlags(args []string) (*config, error) {
 	}
 	if subcommand {
 		c.migrateOnly = true
+	}
+	if c.contract && !c.migrateOnly {
+		return nil, fmt.Errorf("saver: -contract only goes with migrate (or -migrate-only)")
 	}
 	if fs.NArg() > 0 {
 		return nil, fmt.Errorf("saver: unexpected argument %q (the one subcommand is %q)", fs.Arg(0), migrateCommand)

@@ -87,7 +87,7 @@ func newFixtureOn(t testing.TB, maxDeliveries uint32, redisAddrs string) *fixtur
 	t.Helper()
 	ctx := context.Background()
 	mcfg := testDSN(t)
-	if err := migrate(ctx, mcfg, testLog()); err != nil {
+	if err := migrate(ctx, mcfg, testLog(), false); err != nil {
 		t.Fatal(err)
 	}
 	sqldb, err := openDB(ctx, mcfg)

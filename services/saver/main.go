@@ -59,7 +59,7 @@ func migrateOnly(cfg *config, log *slog.Logger) error {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), migrateTimeout)
 	defer cancel()
-	if err := migrate(ctx, mcfg, log); err != nil {
+	if err := migrate(ctx, mcfg, log, cfg.contract); err != nil {
 		return err
 	}
 	log.Info("schema up to date", "database", mcfg.DBName)
@@ -85,7 +85,7 @@ func run(cfg *config) error {
 		return err
 	}
 	mctx, cancel := context.WithTimeout(ctx, migrateTimeout)
-	err = migrate(mctx, mcfg, base.Log)
+	err = migrate(mctx, mcfg, base.Log, false)
 	cancel()
 	if err != nil {
 		return fmt.Errorf("saver: cannot start without MySQL schema: %w", err)

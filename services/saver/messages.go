@@ -484,13 +484,48 @@ func (d *msgDB) pruneOutcomes(ctx context.Context, before time.Time, limit int) 
 }
 
 // pruneKeys deletes idempotency keys recorded before before: a retry
-// later than the outcome retention is a new message.
+// later than the outcome retention is a new message. A multicast's
+// members (multicast_members) go in the same transaction as its key, so a
+// retry that finds the key always finds them.
 func (d *msgDB) pruneKeys(ctx context.Context, before time.Time, limit int) (int64, error) {
-	res, err := d.db.ExecContext(ctx, "DELETE FROM idempotency_keys WHERE created_ms < ? LIMIT ?", before.UnixMilli(), limit)
+	var n int64
+	err := d.retry.inTx(ctx, d.db, nil, func(tx *sql.Tx) error {
+		n = 0
+		rows, err := tx.QueryContext(ctx, "SELECT app, ikey, id FROM idempotency_keys WHERE created_ms < ? ORDER BY created_ms LIMIT ? FOR UPDATE",
+			before.UnixMilli(), limit)
+		if err != nil {
+			return err
+		}
+		var keys []any
+		var ids []uint64
+		for rows.Next() {
+			var app, key string
+			var id uint64
+			if err := rows.Scan(&app, &key, &id); err != nil {
+				rows.Close()
+				return err
+			}
+			keys, ids = append(keys, app, key), append(ids, id)
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil || len(ids) == 0 {
+			return err
+		}
+		if _, err := tx.ExecContext(ctx, "DELETE FROM multicast_members WHERE multicast_id IN ("+placeholders(len(ids))+")", idArgs(ids)...); err != nil {
+			return err
+		}
+		res, err := tx.ExecContext(ctx, "DELETE FROM idempotency_keys WHERE (app, ikey) IN ("+
+			strings.TrimSuffix(strings.Repeat("(?,?),", len(ids)), ",")+")", keys...)
+		if err != nil {
+			return err
+		}
+		n, err = res.RowsAffected()
+		return err
+	})
 	if err != nil {
 		return 0, fmt.Errorf("saver: prune idempotency keys: %w", err)
 	}
-	return res.RowsAffected()
+	return n, nil
 }
 
 // status reads one message of app from either table, on the replica when

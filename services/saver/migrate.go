@@ -31,7 +31,14 @@ type migration struct {
 	version int
 	name    string
 	body    string
+	// contract marks a migration that removes something savers of the
+	// previous release still use (a line "-- pushgw:contract"): see
+	// migrate.
+	contract bool
 }
+
+// contractMarker is the line that makes a migration a contract one.
+const contractMarker = "-- pushgw:contract"
 
 func loadMigrations() ([]migration, error) {
 	entries, err := fs.ReadDir(migrationFiles, "migrations")
@@ -55,7 +62,11 @@ func loadMigrations() ([]migration, error) {
 		if err != nil {
 			return nil, err
 		}
-		out = append(out, migration{version: v, name: name, body: string(body)})
+		contract := false
+		for _, line := range strings.Split(string(body), "\n") {
+			contract = contract || strings.TrimSpace(line) == contractMarker
+		}
+		out = append(out, migration{version: v, name: name, body: string(body), contract: contract})
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].version < out[j].version })
 	return out, nil
@@ -86,9 +97,18 @@ func splitStatements(body string) []string {
 }
 
 // migrate creates the database if needed and applies every migration not
-// yet recorded in schema_migrations. A named lock (per database) makes two
-// savers starting together take turns; the second finds nothing to do.
-func migrate(ctx context.Context, cfg *mysql.Config, log *slog.Logger) error {
+// yet recorded in schema_migrations, in version order. A named lock (per
+// database) makes two savers starting together take turns; the second
+// finds nothing to do.
+//
+// Schema changes roll out expand, then contract: savers of the previous
+// release keep running on the new schema while the new ones start, so a
+// migration that drops what they use is a contract migration, applied
+// only with contract (saver migrate -contract, once every saver runs the
+// new release) or to a fresh database, where no older saver can exist.
+// Without it, migrate stops before the first pending contract migration
+// (later ones wait too, to keep the order) and says so in the log.
+func migrate(ctx context.Context, cfg *mysql.Config, log *slog.Logger, contract bool) error {
 	migs, err := loadMigrations()
 	if err != nil {
 		return err
@@ -148,9 +168,15 @@ func migrate(ctx context.Context, cfg *mysql.Config, log *slog.Logger) error {
 	if err := rows.Err(); err != nil {
 		return fmt.Errorf("saver: migrate: read schema_migrations: %w", err)
 	}
+	fresh := len(applied) == 0
 	for _, m := range migs {
 		if applied[m.version] {
 			continue
+		}
+		if m.contract && !contract && !fresh {
+			log.Warn("contract migration pending: run \"saver migrate -contract\" once every saver runs this release",
+				"version", m.version, "name", m.name, "database", cfg.DBName)
+			return nil
 		}
 		for i, stmt := range splitStatements(m.body) {
 			if _, err := conn.ExecContext(ctx, stmt); err != nil {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
+	"strings"
 	"sync"
 	"time"
 
@@ -168,7 +169,13 @@ func (d *msgDB) insertMulti(ctx context.Context, app, ikey string, mcast uint64,
 		if kept, collapsed, err = collapse(ctx, tx, msgs, now); err != nil {
 			return err
 		}
-		return insertAll(ctx, tx, kept, now, multiInsertRows)
+		if err := insertAll(ctx, tx, kept, now, multiInsertRows); err != nil {
+			return err
+		}
+		if ikey == "" {
+			return nil
+		}
+		return insertMembers(ctx, tx, mcast, msgs)
 	})
 	if err != nil {
 		return nil, nil, 0, err
@@ -176,11 +183,44 @@ func (d *msgDB) insertMulti(ctx context.Context, app, ikey string, mcast uint64,
 	return kept, collapsed, first, nil
 }
 
-// multicastIDs lists the (user, id) pairs of a multicast still on record,
-// waiting or finished.
+// insertMembers records every (id, user) of a multicast stored with an
+// idempotency key, collapsed ones included, for multicastIDs.
+func insertMembers(ctx context.Context, tx *sql.Tx, mcast uint64, msgs []*internalpb.Message) error {
+	for start := 0; start < len(msgs); start += multiInsertRows {
+		chunk := msgs[start:min(start+multiInsertRows, len(msgs))]
+		var b strings.Builder
+		b.WriteString("INSERT IGNORE INTO multicast_members (multicast_id, id, `user`) VALUES ")
+		args := make([]any, 0, 3*len(chunk))
+		for i, m := range chunk {
+			if i > 0 {
+				b.WriteByte(',')
+			}
+			b.WriteString("(?,?,?)")
+			args = append(args, mcast, m.GetId(), m.GetUser())
+		}
+		if _, err := tx.ExecContext(ctx, b.String(), args...); err != nil {
+			return fmt.Errorf("multicast %d: record %d members: %w", mcast, len(chunk), err)
+		}
+	}
+	return nil
+}
+
+// multicastIDs lists the (user, id) pairs of a multicast stored with an
+// idempotency key, waiting or finished; they live as long as the key.
 func (d *msgDB) multicastIDs(ctx context.Context, app string, mcast uint64) ([]string, []uint64, error) {
-	rows, err := d.db.QueryContext(ctx, "SELECT `user`, id FROM messages WHERE multicast_id = ? AND app = ? "+
+	users, ids, err := d.queryMembers(ctx, mcast, "SELECT `user`, id FROM multicast_members WHERE multicast_id = ? ORDER BY id", mcast)
+	if err != nil || len(ids) > 0 {
+		return users, ids, err
+	}
+	// No members: a saver of the previous release stored it during the
+	// rollout, before migration 0011 backfilled them and dropped these
+	// indexes (after it, every multicast with a key has members).
+	return d.queryMembers(ctx, mcast, "SELECT `user`, id FROM messages WHERE multicast_id = ? AND app = ? "+
 		"UNION ALL SELECT `user`, id FROM message_outcomes WHERE multicast_id = ? AND app = ?", mcast, app, mcast, app)
+}
+
+func (d *msgDB) queryMembers(ctx context.Context, mcast uint64, q string, args ...any) ([]string, []uint64, error) {
+	rows, err := d.db.QueryContext(ctx, q, args...)
 	if err != nil {
 		return nil, nil, fmt.Errorf("saver: ids of multicast %d: %w", mcast, err)
 	}

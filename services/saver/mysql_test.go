@@ -121,7 +121,7 @@ func TestTxAttempts(t *testing.T) {
 	mcfg := testDSN(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	if err := migrate(ctx, mcfg, testLog()); err != nil {
+	if err := migrate(ctx, mcfg, testLog(), false); err != nil {
 		t.Fatal(err)
 	}
 	short := mcfg.Clone()
@@ -165,7 +165,7 @@ func replicaFixture(t *testing.T) (*fixture, *sql.DB) {
 	f := newFixture(t, 10)
 	rcfg := testDSN(t)
 	ctx := context.Background()
-	if err := migrate(ctx, rcfg, testLog()); err != nil {
+	if err := migrate(ctx, rcfg, testLog(), false); err != nil {
 		t.Fatal(err)
 	}
 	r, err := openReplica(ctx, rcfg, defaultDBConfig(), prometheus.NewRegistry(), testLog())

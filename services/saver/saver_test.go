@@ -492,7 +492,7 @@ func TestConcurrentMigrations(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			errs[i] = migrate(context.Background(), cfg, testLog())
+			errs[i] = migrate(context.Background(), cfg, testLog(), false)
 		}()
 	}
 	wg.Wait()

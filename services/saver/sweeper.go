@@ -27,6 +27,9 @@ type sweeper struct {
 	log       *slog.Logger
 	interval  time.Duration
 	retention time.Duration
+	// collapse is the walk over message_collapse_keys (collapse_prune.go);
+	// only run's goroutine (or a test) sweeps.
+	collapse collapseCursor
 }
 
 func (w *sweeper) run(ctx context.Context) {
@@ -79,8 +82,9 @@ func (w *sweeper) sweep(ctx context.Context, now time.Time) int {
 	}
 	pruned := w.prune(ctx, now, w.db.pruneOutcomes)
 	keys := w.prune(ctx, now, w.db.pruneKeys)
-	if expired > 0 || pruned > 0 || keys > 0 {
-		w.log.Info("swept", "expired", expired, "outcomes_pruned", pruned, "idempotency_keys_pruned", keys)
+	heads := w.pruneCollapseKeys(ctx)
+	if expired > 0 || pruned > 0 || keys > 0 || heads > 0 {
+		w.log.Info("swept", "expired", expired, "outcomes_pruned", pruned, "idempotency_keys_pruned", keys, "collapse_keys_pruned", heads)
 	}
 	return expired
 }
@@ -96,6 +100,24 @@ func (w *sweeper) prune(ctx context.Context, now time.Time, f func(context.Conte
 		}
 		total += n
 		if n < sweepBatch {
+			break
+		}
+	}
+	return total
+}
+
+// pruneCollapseKeys continues the walk over message_collapse_keys for at
+// most sweepMaxBatches slices, stopping at the end of the table.
+func (w *sweeper) pruneCollapseKeys(ctx context.Context) int64 {
+	total := int64(0)
+	for i := 0; i < sweepMaxBatches; i++ {
+		n, end, err := w.db.pruneCollapseKeys(ctx, &w.collapse, sweepBatch)
+		if err != nil {
+			w.log.Error("prune failed", "err", err)
+			break
+		}
+		total += n
+		if end {
 			break
 		}
 	}

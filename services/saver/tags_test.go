@@ -34,7 +34,7 @@ func newTagFixture(t testing.TB, maxMembers uint64, maxPerUser uint32) *tagFixtu
 	t.Helper()
 	ctx := context.Background()
 	mcfg := testDSN(t)
-	if err := migrate(ctx, mcfg, testLog()); err != nil {
+	if err := migrate(ctx, mcfg, testLog(), false); err != nil {
 		t.Fatal(err)
 	}
 	sqldb, err := openDB(ctx, mcfg)
