@@ -41,6 +41,8 @@ type Config struct {
 	// RouteCacheSize and RouteCacheTTL bound the route cache (routes.go).
 	RouteCacheSize int
 	RouteCacheTTL  time.Duration
+	// GC is -gc-percent (service.ServerGCPercent).
+	GC service.GCConfig
 }
 
 func parseConfig(args []string) (Config, error) {
@@ -59,7 +61,11 @@ func parseConfig(args []string) (Config, error) {
 	fs.StringVar(&c.AdminKey, "admin-key", service.Env("ADMIN_KEY", defaultAdminKey), "bearer key of the admin API (/v1/admin/: room drain); change it outside development, empty turns the admin API off (PUSHGW_ADMIN_KEY)")
 	fs.IntVar(&c.RouteCacheSize, "route-cache-size", defaultRouteCacheSize, "users whose last Register answer center keeps, to deliver by it while Register cannot answer (0 turns the cache off)")
 	fs.DurationVar(&c.RouteCacheTTL, "route-cache-ttl", defaultRouteCacheTTL, "oldest Register answer the route cache still delivers by")
+	c.GC.Bind(fs, service.ServerGCPercent, "higher: less GC CPU per push for a few tens of MB of RSS")
 	if err := fs.Parse(args); err != nil {
+		return c, err
+	}
+	if err := c.GC.Validate(); err != nil {
 		return c, err
 	}
 	if err := c.Tx.validate(); err != nil {

@@ -37,6 +37,7 @@ func run(cfg Config) error {
 	if err != nil {
 		return err
 	}
+	cfg.GC.Apply(base.Log)
 	defer base.Close()
 	log := base.Log
 

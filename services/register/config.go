@@ -25,6 +25,7 @@ type config struct {
 	redisAddr  string
 	redisDB    int
 	sessionTTL time.Duration
+	gc         service.GCConfig
 }
 
 func parseFlags(args []string) (*config, error) {
@@ -35,7 +36,11 @@ func parseFlags(args []string) (*config, error) {
 	fs.StringVar(&c.redisAddr, "redis", service.Env("REDIS", service.DefaultRedis), "Redis address holding the sessions; several comma-separated addresses are seed nodes of a Redis Cluster (PUSHGW_REDIS)")
 	fs.IntVar(&c.redisDB, "redis-db", service.EnvInt("REDIS_DB", 0), "Redis database number; must be 0 for a Redis Cluster (PUSHGW_REDIS_DB)")
 	fs.DurationVar(&c.sessionTTL, "session-ttl", defaultSessionTTL, "how long a session lives without a refresh")
+	c.gc.Bind(fs, service.ServerGCPercent, "higher: less GC CPU per push for a few tens of MB of RSS")
 	if err := fs.Parse(args); err != nil {
+		return nil, err
+	}
+	if err := c.gc.Validate(); err != nil {
 		return nil, err
 	}
 	if c.sessionTTL < minSessionTTL {

@@ -51,6 +51,7 @@ func run(cfg *config) error {
 	if err != nil {
 		return err
 	}
+	cfg.gc.Apply(base.Log)
 	defer base.Close()
 
 	rdb, err := newRedis(ctx, cfg.redisAddr, cfg.redisDB)

@@ -89,7 +89,7 @@ type config struct {
 	// flash is the flash-reconnect parking lot's flags (resume.go).
 	flash flashConfig
 	// gc is -gc-percent (gcpolicy.go).
-	gc gcConfig
+	gc service.GCConfig
 }
 
 func (c *config) bind(fs *flag.FlagSet) {
@@ -113,7 +113,14 @@ func (c *config) bind(fs *flag.FlagSet) {
 	c.drain.bind(fs)
 	fs.IntVar(&c.tagCheckBatch, "tag-check-batch", defaultTagCheckBatch, "users per saver TagMembership call while a tag broadcast fans out (1..1000)")
 	c.flash.bind(fs)
-	c.gc.bind(fs)
+	c.gc.Bind(fs, defaultGCPercent, gcPercentWhy)
+}
+
+// setGCDefault gives a config built without flags the room's GC target.
+func (c *config) setGCDefault() {
+	if c.gc.Percent == 0 {
+		c.gc.Percent = defaultGCPercent
+	}
 }
 
 func (c *config) validate() error {
@@ -177,7 +184,8 @@ func (c *config) validate() error {
 	if err := c.flash.validate(); err != nil {
 		errs = append(errs, err)
 	}
-	if err := c.gc.validate(); err != nil {
+	c.setGCDefault()
+	if err := c.gc.Validate(); err != nil {
 		errs = append(errs, err)
 	}
 	return errors.Join(errs...)

@@ -38,7 +38,7 @@ func run(cfg config) error {
 		return err
 	}
 	defer base.Close()
-	cfg.gc.apply(base.Log)
+	cfg.gc.Apply(base.Log)
 
 	lctx, cancel := context.WithTimeout(ctx, startTimeout)
 	apps, err := appconfig.Load(lctx, base.Etcd, cfg.common.Cluster, base.Log)

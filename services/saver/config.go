@@ -29,6 +29,7 @@ type config struct {
 	db               dbConfig
 	migrateOnly      bool
 	contract         bool
+	gc               service.GCConfig
 	maxDeliveries    uint
 	sweepInterval    time.Duration
 	outcomeRetention time.Duration
@@ -65,7 +66,11 @@ func parseFlags(args []string) (*config, error) {
 	fs.UintVar(&c.maxDeliveries, "max-deliveries", defaultMaxDeliveries, "deliveries without an ack after which a message is dropped as dead")
 	fs.DurationVar(&c.sweepInterval, "sweep-interval", defaultSweepInterval, "how often expired messages and old outcomes are swept")
 	fs.DurationVar(&c.outcomeRetention, "outcome-retention", defaultOutcomeRetention, "how long Status can still answer for acked, expired or dead messages, and how long an idempotency key is remembered")
+	c.gc.Bind(fs, service.ServerGCPercent, "higher: less GC CPU per push for a few tens of MB of RSS")
 	if err := fs.Parse(args); err != nil {
+		return nil, err
+	}
+	if err := c.gc.Validate(); err != nil {
 		return nil, err
 	}
 	if subcommand {

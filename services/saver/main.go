@@ -78,6 +78,7 @@ func run(cfg *config) error {
 	if err != nil {
 		return err
 	}
+	cfg.gc.Apply(base.Log)
 	defer base.Close()
 
 	mcfg, err := parseDSN(cfg.mysqlDSN)
