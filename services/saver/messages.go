@@ -486,10 +486,12 @@ func (d *msgDB) pruneOutcomes(ctx context.Context, before time.Time, limit int) 
 // pruneKeys deletes idempotency keys recorded before before: a retry
 // later than the outcome retention is a new message. A multicast's
 // members (multicast_members) go in the same transaction as its key, so a
-// retry that finds the key always finds them.
+// retry that finds the key always finds them. READ COMMITTED keeps the
+// locking read to the rows it returns: no gap lock on the created_ms index
+// to stall Stores claiming new keys.
 func (d *msgDB) pruneKeys(ctx context.Context, before time.Time, limit int) (int64, error) {
 	var n int64
-	err := d.retry.inTx(ctx, d.db, nil, func(tx *sql.Tx) error {
+	err := d.retry.inTx(ctx, d.db, &sql.TxOptions{Isolation: sql.LevelReadCommitted}, func(tx *sql.Tx) error {
 		n = 0
 		rows, err := tx.QueryContext(ctx, "SELECT app, ikey, id FROM idempotency_keys WHERE created_ms < ? ORDER BY created_ms LIMIT ? FOR UPDATE",
 			before.UnixMilli(), limit)
