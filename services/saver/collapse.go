@@ -124,18 +124,13 @@ func collapse(ctx context.Context, tx *sql.Tx, msgs []*internalpb.Message, now t
 func recordCollapseKeys(ctx context.Context, tx *sql.Tx, msgs []*internalpb.Message) error {
 	for start := 0; start < len(msgs); start += collapseLookupChunk {
 		chunk := msgs[start:min(start+collapseLookupChunk, len(msgs))]
-		var b strings.Builder
-		b.WriteString("INSERT INTO message_collapse_keys (app, `user`, collapse_key, id) VALUES ")
 		args := make([]any, 0, 4*len(chunk))
-		for i, m := range chunk {
-			if i > 0 {
-				b.WriteByte(',')
-			}
-			b.WriteString("(?,?,?,?)")
+		for _, m := range chunk {
 			args = append(args, m.GetApp(), m.GetUser(), m.GetCollapseKey(), m.GetId())
 		}
-		b.WriteString(" ON DUPLICATE KEY UPDATE id = VALUES(id)")
-		if _, err := tx.ExecContext(ctx, b.String(), args...); err != nil {
+		q := "INSERT INTO message_collapse_keys (app, `user`, collapse_key, id) VALUES " + rowPlaceholders(len(chunk), 4) +
+			" ON DUPLICATE KEY UPDATE id = VALUES(id)"
+		if _, err := tx.ExecContext(ctx, q, args...); err != nil {
 			return fmt.Errorf("collapse: record %d keys: %w", len(chunk), err)
 		}
 	}

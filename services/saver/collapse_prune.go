@@ -98,10 +98,11 @@ func (d *msgDB) pruneCollapseKeys(ctx context.Context, cur *collapseCursor, limi
 		}
 		deleted, _ = res.RowsAffected()
 	}
-	last := seen[len(seen)-1]
-	*cur = collapseCursor{app: last.app, user: last.user, key: last.key, started: true}
 	if end {
 		*cur = collapseCursor{}
+	} else {
+		last := seen[len(seen)-1]
+		*cur = collapseCursor{app: last.app, user: last.user, key: last.key, started: true}
 	}
 	return deleted, end, nil
 }

@@ -204,6 +204,16 @@ func placeholders(n int) string {
 	return strings.Repeat("?,", n-1) + "?"
 }
 
+// rowPlaceholders returns "(?,?),(?,?),…": rows tuples of width values,
+// for multi-row VALUES lists and row IN lists.
+func rowPlaceholders(rows, width int) string {
+	if rows <= 0 || width <= 0 {
+		return ""
+	}
+	row := "(" + placeholders(width) + ")"
+	return strings.Repeat(row+",", rows-1) + row
+}
+
 // idArgs turns ids into query arguments.
 func idArgs(ids []uint64, extra ...any) []any {
 	args := make([]any, 0, len(ids)+len(extra))

@@ -516,8 +516,7 @@ func (d *msgDB) pruneKeys(ctx context.Context, before time.Time, limit int) (int
 		if _, err := tx.ExecContext(ctx, "DELETE FROM multicast_members WHERE multicast_id IN ("+placeholders(len(ids))+")", idArgs(ids)...); err != nil {
 			return err
 		}
-		res, err := tx.ExecContext(ctx, "DELETE FROM idempotency_keys WHERE (app, ikey) IN ("+
-			strings.TrimSuffix(strings.Repeat("(?,?),", len(ids)), ",")+")", keys...)
+		res, err := tx.ExecContext(ctx, "DELETE FROM idempotency_keys WHERE (app, ikey) IN ("+rowPlaceholders(len(ids), 2)+")", keys...)
 		if err != nil {
 			return err
 		}

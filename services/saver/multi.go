@@ -4,7 +4,6 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
-	"strings"
 	"sync"
 	"time"
 
@@ -188,17 +187,12 @@ func (d *msgDB) insertMulti(ctx context.Context, app, ikey string, mcast uint64,
 func insertMembers(ctx context.Context, tx *sql.Tx, mcast uint64, msgs []*internalpb.Message) error {
 	for start := 0; start < len(msgs); start += multiInsertRows {
 		chunk := msgs[start:min(start+multiInsertRows, len(msgs))]
-		var b strings.Builder
-		b.WriteString("INSERT IGNORE INTO multicast_members (multicast_id, id, `user`) VALUES ")
 		args := make([]any, 0, 3*len(chunk))
-		for i, m := range chunk {
-			if i > 0 {
-				b.WriteByte(',')
-			}
-			b.WriteString("(?,?,?)")
+		for _, m := range chunk {
 			args = append(args, mcast, m.GetId(), m.GetUser())
 		}
-		if _, err := tx.ExecContext(ctx, b.String(), args...); err != nil {
+		q := "INSERT IGNORE INTO multicast_members (multicast_id, id, `user`) VALUES " + rowPlaceholders(len(chunk), 3)
+		if _, err := tx.ExecContext(ctx, q, args...); err != nil {
 			return fmt.Errorf("multicast %d: record %d members: %w", mcast, len(chunk), err)
 		}
 	}
