@@ -60,9 +60,7 @@ func TestBatchedDelivery(t *testing.T) {
 		defer e.srv.rooms.mu.RUnlock()
 		return e.srv.rooms.known[addrA] && e.srv.rooms.known[addrB]
 	})
-	waitFor(t, "register and saver to be discovered", func() bool {
-		return e.postJSON("/v1/push", `{"user":"nobody","payload":"x","qos":0}`).status == 200
-	})
+	waitPeersDiscovered(t, e)
 	// Register is slow while the requests come in (each lookup held until
 	// they are all answered, or gateHold, well inside the lookup deadline),
 	// so deliveries queue up as they would under load, however slowly a
@@ -184,9 +182,7 @@ func TestBatchedDeliveryLegacyRoom(t *testing.T) {
 		defer e.srv.rooms.mu.RUnlock()
 		return e.srv.rooms.known[addr]
 	})
-	waitFor(t, "register and saver to be discovered", func() bool {
-		return e.postJSON("/v1/push", `{"user":"nobody","payload":"x","qos":0}`).status == 200
-	})
+	waitPeersDiscovered(t, e)
 	r := e.postJSON("/v1/push/multi", `{"users":["alice","bob"],"payload":"hi","qos":1}`)
 	if r.status != 200 {
 		t.Fatalf("got %d %v", r.status, r.body)

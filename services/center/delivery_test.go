@@ -203,6 +203,17 @@ func (e *testEnv) serveGRPC(svc, id string, register func(*grpc.Server)) string 
 	return ln.Addr().String()
 }
 
+// waitPeersDiscovered waits until center has found register and saver in
+// etcd: a QoS 0 push needs register only, so saver is asked too, for the
+// status of a message it does not hold (404 once it answers, 503 before).
+func waitPeersDiscovered(t testing.TB, e *testEnv) {
+	t.Helper()
+	waitFor(t, "register and saver to be discovered", func() bool {
+		return e.postJSON("/v1/push", `{"user":"nobody","payload":"x","qos":0}`).status == 200 &&
+			e.do(http.MethodGet, "/v1/messages/1", testKey, "", nil).status == http.StatusNotFound
+	})
+}
+
 // waitFor polls cond until it holds, failing t after 5 s.
 func waitFor(t testing.TB, what string, cond func() bool) {
 	t.Helper()
@@ -243,9 +254,7 @@ func TestDelivery(t *testing.T) {
 		defer e.srv.rooms.mu.RUnlock()
 		return e.srv.rooms.known[addrA] && e.srv.rooms.known[addrB]
 	})
-	waitFor(t, "register and saver to be discovered", func() bool {
-		return e.postJSON("/v1/push", `{"user":"nobody","payload":"x","qos":0}`).status == 200
-	})
+	waitPeersDiscovered(t, e)
 
 	t.Run("qos0 all devices", func(t *testing.T) {
 		r := e.postJSON("/v1/push", `{"app":"app1","user":"alice","payload":"hi","qos":0}`)

@@ -32,9 +32,7 @@ func TestDeliveryWhileRegisterSettles(t *testing.T) {
 		defer e.srv.rooms.mu.RUnlock()
 		return e.srv.rooms.known[addr]
 	})
-	waitFor(t, "register and saver to be discovered", func() bool {
-		return e.postJSON("/v1/push", `{"user":"nobody","payload":"x","qos":0}`).status == 200
-	})
+	waitPeersDiscovered(t, e)
 	pushedID := func(id string) bool {
 		for _, pr := range rm.pushes() {
 			if pr.GetMessage().GetId() == parseID(t, id) {
